@@ -1,0 +1,169 @@
+//! Errors of the replicator, and the one place that decides what each kind means
+//! for the daemon: retry soon, retry after a backoff, or stop and ask an operator.
+
+use dugong_core::{DbId, TableName};
+use std::time::Duration;
+
+/// An error of a sync run or of its preparation.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// A database could not be reached or its connection broke.
+    #[error("{db} is unreachable ({target}): {source}")]
+    Unreachable {
+        db: DbId,
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A statement failed on a database that is otherwise reachable.
+    #[error("{db}: {context}: {}", describe_pg(source))]
+    Statement {
+        db: DbId,
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The synced tables differ between the databases; no data moves until fixed.
+    #[error("schema mismatch: {0}")]
+    SchemaMismatch(String),
+    /// The configuration names something the databases don't have, or asks for
+    /// something the replicator refuses to do.
+    #[error("{0}")]
+    Config(String),
+    /// A conflict under the `abort` strategy.
+    #[error("aborting sync because of {count} conflict(s) on {table} (conflict_strategy abort); the changes are kept")]
+    ConflictAbort { table: TableName, count: usize },
+    /// The database user lacks a privilege the replicator needs.
+    #[error("{db}: {message}")]
+    Privilege { db: DbId, message: String },
+    /// Something we read from a database did not have the shape we expect.
+    #[error("{db}: unexpected data: {message}")]
+    Protocol { db: DbId, message: String },
+}
+
+/// What the daemon does after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPolicy {
+    /// A transient clash with concurrent application writes (serialization
+    /// failure, deadlock, a concurrent insert of the same key): run again at once.
+    RetrySoon,
+    /// The sync is Bad; try again after a growing backoff (database down, a
+    /// constraint violated on apply, a schema mismatch an operator may fix).
+    Backoff,
+}
+
+impl ReplicaError {
+    /// The one place that maps an error to what the daemon should do.
+    pub fn policy(&self) -> ErrorPolicy {
+        match self {
+            ReplicaError::Statement { source, .. } => match source.code().map(|c| c.code()) {
+                // serialization_failure, deadlock_detected
+                Some("40001") | Some("40P01") => ErrorPolicy::RetrySoon,
+                _ => ErrorPolicy::Backoff,
+            },
+            _ => ErrorPolicy::Backoff,
+        }
+    }
+
+    /// True when the error means a database is down or its connection broke.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ReplicaError::Unreachable { .. } => true,
+            ReplicaError::Statement { source, .. } => source.is_closed() || source.as_db_error().is_none(),
+            _ => false,
+        }
+    }
+
+    /// The database the error happened on, when there is one.
+    pub fn db(&self) -> Option<DbId> {
+        match self {
+            ReplicaError::Unreachable { db, .. }
+            | ReplicaError::Statement { db, .. }
+            | ReplicaError::Privilege { db, .. }
+            | ReplicaError::Protocol { db, .. } => Some(*db),
+            _ => None,
+        }
+    }
+}
+
+/// The server's message with the constraint, table and column it names, without
+/// the row values that `DETAIL` may carry (they must not reach logs).
+pub fn describe_pg(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(c) = db.constraint() {
+                text.push_str(&format!(", constraint {c}"));
+            }
+            if let (Some(s), Some(t)) = (db.schema(), db.table()) {
+                text.push_str(&format!(", table {s}.{t}"));
+            }
+            if let Some(col) = db.column() {
+                text.push_str(&format!(", column {col}"));
+            }
+            text
+        }
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// Exponential backoff with a cap, for retrying a Bad sync.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff { next: min, min, max }
+    }
+
+    /// The delay to wait now; the following one doubles, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Adds the database and a description to a statement error.
+pub trait StatementContext<T> {
+    fn on_db(self, db: DbId, context: impl FnOnce() -> String) -> Result<T, ReplicaError>;
+}
+
+impl<T> StatementContext<T> for Result<T, tokio_postgres::Error> {
+    fn on_db(self, db: DbId, context: impl FnOnce() -> String) -> Result<T, ReplicaError> {
+        self.map_err(|source| ReplicaError::Statement { db, context: context(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+        assert_eq!(b.next_delay(), Duration::from_millis(200));
+        assert_eq!(b.next_delay(), Duration::from_millis(350));
+        assert_eq!(b.next_delay(), Duration::from_millis(350));
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,161 @@
+//! PostgreSQL snapshots (`pg_snapshot`, text form `xmin:xmax:xip,xip`) as the
+//! replicator's cursor into a change log.
+//!
+//! A cursor is the set of transactions whose changes a sync has consumed: those
+//! visible in the snapshot. A run reads the changes of transactions visible in
+//! its own snapshot and not in the cursor — never "ids above the highest seen",
+//! which loses changes because transactions commit out of id order. To bound a
+//! batch, the run may consume only the transactions below an id `bound`; the new
+//! cursor is then "visible in the run's snapshot and below `bound`", which is a
+//! snapshot again (see [`Snapshot::truncated_at`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A `pg_snapshot`: every transaction id below `xmin` is finished, none at or
+/// above `xmax` had started, and `xip` lists those in progress in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Whether the changes of transaction `txid` are visible (committed before
+    /// the snapshot was taken), as `pg_visible_in_snapshot` decides.
+    pub fn is_visible(&self, txid: u64) -> bool {
+        txid < self.xmin || (txid < self.xmax && !self.xip.contains(&txid))
+    }
+
+    /// The cursor after consuming, from a run with snapshot `self`, exactly the
+    /// transactions below `bound`. `bound` must not be below the previous
+    /// cursor's `xmax` (then the result also covers all it covered).
+    pub fn truncated_at(&self, bound: u64) -> Snapshot {
+        if bound >= self.xmax {
+            return self.clone();
+        }
+        let xmin = self.xmin.min(bound);
+        Snapshot { xmin, xmax: bound, xip: self.xip.iter().copied().filter(|&x| x >= xmin && x < bound).collect() }
+    }
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:", self.xmin, self.xmax)?;
+        for (i, x) in self.xip.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A text that is not a `pg_snapshot`.
+#[derive(Debug, thiserror::Error)]
+#[error("not a pg_snapshot: {0:?}")]
+pub struct SnapshotParseError(String);
+
+impl FromStr for Snapshot {
+    type Err = SnapshotParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SnapshotParseError(s.to_string());
+        let mut parts = s.splitn(3, ':');
+        let xmin = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let xmax = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let rest = parts.next().ok_or_else(bad)?;
+        let xip = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split(',').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?
+        };
+        if xmin > xmax {
+            return Err(bad());
+        }
+        Ok(Snapshot { xmin, xmax, xip })
+    }
+}
+
+/// Chooses the id below which a run consumes changes, so that a batch holds about
+/// `batch_rows` change rows and never splits a source transaction.
+///
+/// `pending_sorted` are the transaction ids of the first pending change rows in
+/// id order (at least `batch_rows + 1` of them when the backlog is larger). The
+/// bound never falls below the previous cursor's `xmax` (the transactions below
+/// it that were still running then must be consumed first), nor above the run's
+/// snapshot `xmax`.
+pub fn choose_bound(pending_sorted: &[u64], batch_rows: usize, last: &Snapshot, current: &Snapshot) -> u64 {
+    if pending_sorted.len() <= batch_rows || batch_rows == 0 {
+        return current.xmax;
+    }
+    let boundary = pending_sorted[batch_rows - 1].saturating_add(1);
+    boundary.max(last.xmax).min(current.xmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn parses_and_prints_pg_snapshot_text() {
+        for text in ["10:20:", "10:20:12,15", "5:5:"] {
+            let s: Snapshot = text.parse().unwrap();
+            assert_eq!(s.to_string(), text);
+        }
+        assert!("20:10:".parse::<Snapshot>().is_err());
+        assert!("x:1:".parse::<Snapshot>().is_err());
+        assert!("1:2".parse::<Snapshot>().is_err());
+    }
+
+    #[test]
+    fn visibility_matches_postgres_rules() {
+        let s: Snapshot = "10:20:12,15".parse().unwrap();
+        assert!(s.is_visible(9));
+        assert!(s.is_visible(10));
+        assert!(!s.is_visible(12));
+        assert!(s.is_visible(13));
+        assert!(!s.is_visible(20));
+    }
+
+    /// Whatever the bound, consuming below it and then everything else consumes
+    /// each committed transaction exactly once.
+    #[test]
+    fn truncated_cursors_consume_every_transaction_exactly_once() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let xmin_last = rng.random_range(1..50u64);
+            let xmax_last = xmin_last + rng.random_range(0..10);
+            let last_xip: Vec<u64> = (xmin_last..xmax_last).filter(|_| rng.random_bool(0.3)).collect();
+            let last = Snapshot { xmin: xmin_last, xmax: xmax_last, xip: last_xip.clone() };
+            // The current snapshot sees more: some of the old in-progress ones finished.
+            let xmax = xmax_last + rng.random_range(0..30);
+            let mut xip: Vec<u64> = last_xip.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+            xip.extend((xmax_last..xmax).filter(|_| rng.random_bool(0.2)));
+            let xmin = xip.iter().copied().min().unwrap_or(xmax);
+            let current = Snapshot { xmin, xmax, xip };
+            let bound = rng.random_range(xmax_last..=xmax + 1);
+            let cursor = current.truncated_at(bound);
+            for t in 0..xmax + 5 {
+                let consumed_before = last.is_visible(t);
+                let consumed_now = !consumed_before && current.is_visible(t) && t < bound;
+                assert_eq!(cursor.is_visible(t), consumed_before || consumed_now, "t={t} last={last} cur={current} bound={bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn bound_keeps_batches_near_the_target_size() {
+        let last: Snapshot = "100:110:105".parse().unwrap();
+        let current: Snapshot = "200:300:".parse().unwrap();
+        assert_eq!(choose_bound(&[120, 121], 10, &last, &current), 300);
+        let pending: Vec<u64> = (150..170).collect();
+        assert_eq!(choose_bound(&pending, 5, &last, &current), 155);
+        // Never below the last xmax.
+        let pending: Vec<u64> = vec![105, 105, 105, 106, 107, 108];
+        assert_eq!(choose_bound(&pending, 2, &last, &current), 110);
+    }
+}
