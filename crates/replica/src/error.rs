@@ -36,6 +36,9 @@ pub enum ReplicaError {
     /// The database user lacks a privilege the replicator needs.
     #[error("{db}: {message}")]
     Privilege { db: DbId, message: String },
+    /// An application wrote a key the run was applying, after the run's snapshot.
+    #[error("{db}: {table} was written concurrently by an application; retrying the run")]
+    ConcurrentWrite { db: DbId, table: TableName },
     /// Something we read from a database did not have the shape we expect.
     #[error("{db}: unexpected data: {message}")]
     Protocol { db: DbId, message: String },
@@ -61,6 +64,7 @@ impl ReplicaError {
                 Some("40001") | Some("40P01") => ErrorPolicy::RetrySoon,
                 _ => ErrorPolicy::Backoff,
             },
+            ReplicaError::ConcurrentWrite { .. } => ErrorPolicy::RetrySoon,
             _ => ErrorPolicy::Backoff,
         }
     }
@@ -80,6 +84,7 @@ impl ReplicaError {
             ReplicaError::Unreachable { db, .. }
             | ReplicaError::Statement { db, .. }
             | ReplicaError::Privilege { db, .. }
+            | ReplicaError::ConcurrentWrite { db, .. }
             | ReplicaError::Protocol { db, .. } => Some(*db),
             _ => None,
         }

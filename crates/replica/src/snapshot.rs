@@ -82,17 +82,16 @@ impl FromStr for Snapshot {
 /// Chooses the id below which a run consumes changes, so that a batch holds about
 /// `batch_rows` change rows and never splits a source transaction.
 ///
-/// `pending_sorted` are the transaction ids of the first pending change rows in
-/// id order (at least `batch_rows + 1` of them when the backlog is larger). The
-/// bound never falls below the previous cursor's `xmax` (the transactions below
-/// it that were still running then must be consumed first), nor above the run's
-/// snapshot `xmax`.
-pub fn choose_bound(pending_sorted: &[u64], batch_rows: usize, last: &Snapshot, current: &Snapshot) -> u64 {
-    if pending_sorted.len() <= batch_rows || batch_rows == 0 {
-        return current.xmax;
+/// `nth_pending` is the transaction id of the `batch_rows`-th pending change row
+/// in id order, or `None` when fewer are pending (then everything visible is
+/// consumed). The bound never falls below the previous cursor's `xmax` (the
+/// transactions below it that were still running then must be consumed first),
+/// nor above the run snapshot's `xmax`.
+pub fn choose_bound(nth_pending: Option<u64>, last: &Snapshot, current: &Snapshot) -> u64 {
+    match nth_pending {
+        None => current.xmax,
+        Some(nth) => nth.saturating_add(1).max(last.xmax).min(current.xmax),
     }
-    let boundary = pending_sorted[batch_rows - 1].saturating_add(1);
-    boundary.max(last.xmax).min(current.xmax)
 }
 
 #[cfg(test)]
@@ -151,11 +150,10 @@ mod tests {
     fn bound_keeps_batches_near_the_target_size() {
         let last: Snapshot = "100:110:105".parse().unwrap();
         let current: Snapshot = "200:300:".parse().unwrap();
-        assert_eq!(choose_bound(&[120, 121], 10, &last, &current), 300);
-        let pending: Vec<u64> = (150..170).collect();
-        assert_eq!(choose_bound(&pending, 5, &last, &current), 155);
-        // Never below the last xmax.
-        let pending: Vec<u64> = vec![105, 105, 105, 106, 107, 108];
-        assert_eq!(choose_bound(&pending, 2, &last, &current), 110);
+        assert_eq!(choose_bound(None, &last, &current), 300);
+        assert_eq!(choose_bound(Some(154), &last, &current), 155);
+        // Never below the last xmax, never above the current one.
+        assert_eq!(choose_bound(Some(105), &last, &current), 110);
+        assert_eq!(choose_bound(Some(400), &last, &current), 300);
     }
 }

@@ -1,0 +1,118 @@
+//! `dugong replicate`: the replication daemon.
+
+use dugong_config::Config;
+use dugong_replica::daemon::{self, DaemonOptions};
+use dugong_replica::run::RunLimits;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Bucardo-style JSON configuration.
+    #[arg(long, env = "DUGONG_CONFIG")]
+    config: PathBuf,
+    /// Run every sync until nothing is pending, then exit: 0 when all are Good.
+    #[arg(long)]
+    once: bool,
+    /// Remove everything the replicator installed (schema, triggers, change
+    /// logs) from every database, leaving the application's tables untouched.
+    #[arg(long, conflicts_with = "once")]
+    uninstall: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "DUGONG_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// How often an idle sync polls its change logs.
+    #[arg(long, env = "DUGONG_POLL_INTERVAL", default_value = "5ms", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// About how many change rows one run ships per source.
+    #[arg(long, env = "DUGONG_BATCH_ROWS", default_value_t = 20_000)]
+    batch_rows: usize,
+    /// The longest wait between retries of a Bad sync.
+    #[arg(long, env = "DUGONG_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
+    max_backoff: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    for ignored in &config.ignored {
+        tracing::info!(field = %ignored, "Bucardo option ignored by Dugong");
+    }
+    if args.uninstall {
+        return uninstall(&config).await;
+    }
+    let shutdown = CancellationToken::new();
+    let metrics_task = match args.metrics {
+        Some(addr) => Some(crate::metrics_http::serve(addr, dugong_replica::metrics::RUN_DURATION_BUCKETS, shutdown.clone()).await?),
+        None => None,
+    };
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let options = DaemonOptions {
+        poll_interval: args.poll_interval,
+        limits: RunLimits { batch_rows: args.batch_rows.max(1) },
+        once: args.once,
+        backoff_max: args.max_backoff,
+        progress: std::io::stderr().is_terminal(),
+        ..DaemonOptions::default()
+    };
+    tracing::info!(config = %args.config.display(), syncs = config.syncs.len(), "replicator starting");
+    let reports = daemon::run(Arc::new(config), options, shutdown.clone()).await;
+    shutdown.cancel();
+    signals.abort();
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    let mut all_good = true;
+    for r in &reports {
+        if !r.good {
+            all_good = false;
+            eprintln!("{}: Bad: {}", r.sync, r.error.as_deref().unwrap_or("unknown error"));
+        } else if args.once {
+            println!("{}: Good", r.sync);
+        }
+    }
+    tracing::info!("replicator stopped");
+    Ok(if all_good { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing the run in progress, then stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing the run in progress, then stopping"),
+    }
+    shutdown.cancel();
+}
+
+async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for db in &config.databases {
+        let mut client = match dugong_replica::prepare::connect(config, db.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: {e}", db.id);
+                failed = true;
+                continue;
+            }
+        };
+        match dugong_replica::capture::uninstall(&mut client, db.id).await {
+            Ok(u) if u.schema_dropped => {
+                println!("{}: removed the dugong schema and the capture triggers of {} table(s)", db.id, u.tables.len())
+            }
+            Ok(_) => println!("{}: nothing installed", db.id),
+            Err(e) => {
+                eprintln!("{}: {e}", db.id);
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

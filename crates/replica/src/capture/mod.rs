@@ -1,0 +1,245 @@
+//! Change capture on PostgreSQL: Dugong's schema, a change log per table filled
+//! by statement-level triggers, and removing all of it again.
+//!
+//! Each captured table gets `dugong.delta_<id>(k0.., dugong_txid xid8)`: the
+//! changed keys and the writing transaction, in a bare heap with no index and no
+//! sequence, filled by `AFTER … FOR EACH STATEMENT` triggers reading transition
+//! tables. This is the cheapest trigger design measured (reference
+//! capture-cost.md, V5): no NOTIFY in the application's transaction, no per-row
+//! trigger calls. Updates log old and new keys, so a primary-key change ships as
+//! a delete of the old key and an insert of the new one.
+
+use crate::catalog::TableInfo;
+use crate::error::{ReplicaError, StatementContext};
+use dugong_core::{quote_ident, quote_literal, DbId, SyncName, TableName};
+use std::collections::HashMap;
+use tokio_postgres::Client;
+
+const SCHEMA_SQL: &str = include_str!("schema.sql");
+
+/// Serializes installs by concurrent replicators on one database.
+const INSTALL_LOCK: i64 = 0x6475_676f_6e67; // "dugong"
+
+/// A table's change log on one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub table_id: i32,
+    /// `dugong."delta_<id>"`, quoted.
+    pub delta: String,
+}
+
+/// Installs (or confirms) Dugong's schema on a database of a sync. Capture
+/// triggers go on `tables` when the database is a source of some sync; cursors
+/// start now for the syncs in `cursor_syncs` that have none yet.
+pub async fn install(
+    client: &mut Client,
+    db: DbId,
+    tables: &[TableInfo],
+    cursor_syncs: &[SyncName],
+) -> Result<HashMap<TableName, Capture>, ReplicaError> {
+    let tx = client.transaction().await.on_db(db, || "starting the install transaction".into())?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
+        .await
+        .on_db(db, || "waiting for the install lock".into())?;
+    tx.batch_execute(SCHEMA_SQL).await.map_err(|e| install_error(db, e))?;
+    let mut captures = HashMap::new();
+    for table in tables {
+        let capture = install_table(&tx, db, table).await?;
+        captures.insert(table.name.clone(), capture);
+    }
+    for sync in cursor_syncs {
+        tx.execute(
+            "INSERT INTO dugong.cursor (sync, snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (sync) DO NOTHING",
+            &[&sync.as_str()],
+        )
+        .await
+        .on_db(db, || format!("starting the cursor of {sync}"))?;
+    }
+    tx.commit().await.on_db(db, || "committing the install".into())?;
+    Ok(captures)
+}
+
+fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
+    if source.code().map(|c| c.code()) == Some("42501") {
+        return ReplicaError::Privilege {
+            db,
+            message: format!(
+                "{}; the replicator's role needs CREATE on the database (GRANT CREATE ON DATABASE … TO …)",
+                crate::describe_pg(&source)
+            ),
+        };
+    }
+    ReplicaError::Statement { db, context: "installing the dugong schema".into(), source }
+}
+
+async fn install_table(tx: &tokio_postgres::Transaction<'_>, db: DbId, table: &TableInfo) -> Result<Capture, ReplicaError> {
+    let key_names: Vec<String> = table.key.iter().map(|c| c.name.clone()).collect();
+    let key_types: Vec<String> = table.key.iter().map(|c| c.type_sql.clone()).collect();
+    let ctx = || format!("installing capture on {}", table.name);
+    let existing = tx
+        .query_opt(
+            "SELECT id, key_columns, key_types FROM dugong.captured WHERE table_schema = $1 AND table_name = $2",
+            &[&table.name.schema, &table.name.name],
+        )
+        .await
+        .on_db(db, ctx)?;
+    let id: i32 = match existing {
+        Some(row) => {
+            let id: i32 = row.get(0);
+            let (cols, types): (Vec<String>, Vec<String>) = (row.get(1), row.get(2));
+            if cols != key_names || types != key_types {
+                // The primary key changed since capture was installed. Pending keys
+                // of the old shape can't be shipped; refuse unless none are left.
+                let delta = delta_name(id);
+                let pending: i64 = tx
+                    .query_one(&format!("SELECT count(*) FROM {delta}"), &[])
+                    .await
+                    .on_db(db, ctx)?
+                    .get(0);
+                if pending > 0 {
+                    return Err(ReplicaError::SchemaMismatch(format!(
+                        "table {}: its primary key changed to ({}) on {db} while {pending} changes of the old key ({}) wait to be shipped; restore the key, let them ship, then change it",
+                        table.name,
+                        key_names.join(", "),
+                        cols.join(", ")
+                    )));
+                }
+                tx.batch_execute(&format!("DROP TABLE {delta}")).await.on_db(db, ctx)?;
+                tx.execute("UPDATE dugong.captured SET key_columns = $2, key_types = $3 WHERE id = $1", &[&id, &key_names, &key_types])
+                    .await
+                    .on_db(db, ctx)?;
+            }
+            id
+        }
+        None => tx
+            .query_one(
+                "INSERT INTO dugong.captured (table_schema, table_name, key_columns, key_types) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&table.name.schema, &table.name.name, &key_names, &key_types],
+            )
+            .await
+            .on_db(db, ctx)?
+            .get(0),
+    };
+    let delta = delta_name(id);
+    tx.batch_execute(&capture_sql(id, table)).await.map_err(|e| match e.code().map(|c| c.code()) {
+        Some("42501") => ReplicaError::Privilege {
+            db,
+            message: format!(
+                "{}; the replicator's role must own {} or hold the TRIGGER privilege on it",
+                crate::describe_pg(&e),
+                table.name
+            ),
+        },
+        _ => ReplicaError::Statement { db, context: ctx(), source: e },
+    })?;
+    Ok(Capture { table_id: id, delta })
+}
+
+/// `dugong."delta_<id>"`.
+pub fn delta_name(id: i32) -> String {
+    format!("dugong.{}", quote_ident(&format!("delta_{id}")))
+}
+
+/// The delta table, the capture function and the four triggers of one table,
+/// each created only when missing (the function is replaced, which is cheap).
+fn capture_sql(id: i32, table: &TableInfo) -> String {
+    let delta = delta_name(id);
+    let function = format!("dugong.{}", quote_ident(&format!("capture_{id}")));
+    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let kdefs: Vec<String> = table.key.iter().enumerate().map(|(i, c)| format!("k{i} {} NOT NULL", c.type_sql)).collect();
+    let src_cols: Vec<String> = table.key.iter().map(|c| quote_ident(&c.name)).collect();
+    let src = src_cols.join(", ");
+    let into = format!("INSERT INTO {delta} ({})", kcols.join(", "));
+    let qt = table.name.quoted();
+    let lit_schema = quote_literal(&table.name.schema);
+    let lit_name = quote_literal(&table.name.name);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id());
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {into} SELECT {src} FROM dugong_new;
+    ELSIF TG_OP = 'UPDATE' THEN
+        {into} SELECT {src} FROM dugong_new UNION SELECT {src} FROM dugong_old;
+    ELSE
+        {into} SELECT {src} FROM dugong_old;
+    END IF;
+    RETURN NULL;
+END $dugong$;
+DO $dugong$
+DECLARE
+    rel oid := (quote_ident({lit_schema}) || '.' || quote_ident({lit_name}))::regclass;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_insert') THEN
+        CREATE TRIGGER dugong_capture_insert AFTER INSERT ON {qt} REFERENCING NEW TABLE AS dugong_new
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_update') THEN
+        CREATE TRIGGER dugong_capture_update AFTER UPDATE ON {qt} REFERENCING OLD TABLE AS dugong_old NEW TABLE AS dugong_new
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_delete') THEN
+        CREATE TRIGGER dugong_capture_delete AFTER DELETE ON {qt} REFERENCING OLD TABLE AS dugong_old
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_truncate') THEN
+        CREATE TRIGGER dugong_capture_truncate AFTER TRUNCATE ON {qt}
+            FOR EACH STATEMENT EXECUTE FUNCTION dugong.capture_truncate('{id}');
+    END IF;
+END $dugong$;",
+        kdefs = kdefs.join(", "),
+    )
+}
+
+/// What `uninstall` removed from one database.
+#[derive(Debug, Clone, Default)]
+pub struct Uninstalled {
+    pub tables: Vec<String>,
+    pub schema_dropped: bool,
+}
+
+/// Removes the triggers from every captured table and drops the `dugong`
+/// schema. The application's tables and rows stay as they are.
+pub async fn uninstall(client: &mut Client, db: DbId) -> Result<Uninstalled, ReplicaError> {
+    let tx = client.transaction().await.on_db(db, || "starting the uninstall transaction".into())?;
+    let exists: bool = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'dugong')", &[])
+        .await
+        .on_db(db, || "looking for the dugong schema".into())?
+        .get(0);
+    if !exists {
+        return Ok(Uninstalled::default());
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
+        .await
+        .on_db(db, || "waiting for the install lock".into())?;
+    let rows = tx
+        .query(
+            "SELECT c.table_schema, c.table_name, to_regclass(quote_ident(c.table_schema) || '.' || quote_ident(c.table_name)) IS NOT NULL
+             FROM dugong.captured c ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .on_db(db, || "listing captured tables".into())?;
+    let mut out = Uninstalled::default();
+    for row in rows {
+        let table = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+        if row.get::<_, bool>(2) {
+            let qt = table.quoted();
+            tx.batch_execute(&format!(
+                "DROP TRIGGER IF EXISTS dugong_capture_insert ON {qt};
+                 DROP TRIGGER IF EXISTS dugong_capture_update ON {qt};
+                 DROP TRIGGER IF EXISTS dugong_capture_delete ON {qt};
+                 DROP TRIGGER IF EXISTS dugong_capture_truncate ON {qt};"
+            ))
+            .await
+            .on_db(db, || format!("removing the triggers of {table}"))?;
+        }
+        out.tables.push(table.display_name());
+    }
+    tx.batch_execute("DROP SCHEMA dugong CASCADE").await.on_db(db, || "dropping the dugong schema".into())?;
+    tx.commit().await.on_db(db, || "committing the uninstall".into())?;
+    out.schema_dropped = true;
+    Ok(out)
+}

@@ -1,0 +1,173 @@
+//! Initial copy (`onetimecopy`): 1 empties each target table and copies it from
+//! the first source; 2 fills only empty tables. For a sync of several sources
+//! without targets, mode 2 fills each empty table from the one source that has
+//! rows (several with rows is an error) and mode 1 is refused — Bucardo silently
+//! copies nothing there; Dugong never does nothing silently.
+
+use crate::catalog::TableInfo;
+use crate::error::{ReplicaError, StatementContext};
+use crate::prepare::{Node, Prepared};
+use bytes::Bytes;
+use dugong_config::OneTimeCopy;
+use dugong_core::quote_ident;
+use futures_util::{SinkExt, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+/// Does the sync's initial copy, if it has one. Interrupted by `shutdown`, it
+/// rolls back: targets keep what they had.
+pub async fn initial_copy(p: &mut Prepared, progress: bool, shutdown: &CancellationToken) -> Result<(), ReplicaError> {
+    let mode = p.sync.onetimecopy;
+    if mode == OneTimeCopy::None || p.tables.is_empty() {
+        return Ok(());
+    }
+    let multi_source_only = p.sync.targets.is_empty() && p.sync.sources.len() > 1;
+    if mode == OneTimeCopy::Full && multi_source_only {
+        return Err(ReplicaError::Config(format!(
+            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
+            p.sync.index,
+            p.sync.name,
+            p.sync.sources.len()
+        )));
+    }
+    let result = tokio::select! {
+        r = copy_tables(p, mode, progress) => r,
+        _ = shutdown.cancelled() => Err(ReplicaError::Config("initial copy interrupted by shutdown; rolled back".into())),
+    };
+    match result {
+        Ok(()) => {
+            for n in &p.nodes {
+                n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the initial copy".into())?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            crate::run::rollback_all(p).await;
+            Err(e)
+        }
+    }
+}
+
+async fn copy_tables(p: &Prepared, mode: OneTimeCopy, progress: bool) -> Result<(), ReplicaError> {
+    for n in &p.nodes {
+        n.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica")
+            .await
+            .on_db(n.id, || "starting the initial copy".into())?;
+    }
+    let sync = &p.sync;
+    for table in &p.tables {
+        let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
+            // Several masters: the one that has rows fills the empty ones.
+            let mut with_rows = Vec::new();
+            for n in &p.nodes {
+                if has_rows(n, table).await? {
+                    with_rows.push(n);
+                }
+            }
+            match with_rows.len() {
+                0 => continue,
+                1 => (with_rows[0], p.nodes.iter().filter(|n| n.id != with_rows[0].id).collect()),
+                _ => {
+                    let names: Vec<String> = with_rows.iter().map(|n| n.id.to_string()).collect();
+                    return Err(ReplicaError::Config(format!(
+                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
+                        sync.index,
+                        table.name,
+                        names.join(" and ")
+                    )));
+                }
+            }
+        } else {
+            let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("first source is a node");
+            if mode == OneTimeCopy::EmptyOnly && !has_rows(source, table).await? {
+                continue;
+            }
+            let mut into = Vec::new();
+            for n in p.nodes.iter().filter(|n| !n.source) {
+                if mode == OneTimeCopy::Full || !has_rows(n, table).await? {
+                    into.push(n);
+                }
+            }
+            (source, into)
+        };
+        if into.is_empty() {
+            continue;
+        }
+        copy_table(from, &into, table, mode == OneTimeCopy::Full, progress).await?;
+    }
+    Ok(())
+}
+
+async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
+    let row = n
+        .client
+        .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {})", table.name.quoted()), &[])
+        .await
+        .on_db(n.id, || format!("looking into {}", table.name))?;
+    Ok(row.get(0))
+}
+
+/// Streams one table from `from` into every database of `into`.
+async fn copy_table(from: &Node, into: &[&Node], table: &TableInfo, empty_first: bool, progress: bool) -> Result<(), ReplicaError> {
+    let cols = table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let estimate: f32 = from
+        .client
+        .query_one("SELECT greatest(reltuples, 0)::float4 FROM pg_class WHERE oid = $1::text::regclass", &[&table.name.quoted()])
+        .await
+        .on_db(from.id, || format!("estimating the size of {}", table.name))?
+        .get(0);
+    let bar = progress.then(|| {
+        let bar = ProgressBar::new(estimate as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("copying {} from {}", table.name, from.id));
+        bar
+    });
+    let mut sinks = Vec::new();
+    for n in into {
+        if empty_first {
+            n.client
+                .execute(&format!("DELETE FROM {}", table.name.quoted()), &[])
+                .await
+                .on_db(n.id, || format!("emptying {} for the initial copy", table.name))?;
+        }
+        let sink = n
+            .client
+            .copy_in::<_, Bytes>(&format!("COPY {} ({cols}) FROM STDIN", table.name.quoted()))
+            .await
+            .on_db(n.id, || format!("copying into {}", table.name))?;
+        sinks.push((n.id, Box::pin(sink)));
+    }
+    let stream = from
+        .client
+        .copy_out(&format!("COPY (SELECT {cols} FROM {}) TO STDOUT", table.name.quoted()))
+        .await
+        .on_db(from.id, || format!("copying out of {}", table.name))?;
+    futures_util::pin_mut!(stream);
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.on_db(from.id, || format!("copying out of {}", table.name))?;
+        rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        for (id, sink) in sinks.iter_mut() {
+            sink.send(chunk.clone()).await.on_db(*id, || format!("copying into {}", table.name))?;
+        }
+        if let Some(bar) = &bar {
+            if rows > bar.length().unwrap_or(0) {
+                bar.set_length(rows);
+            }
+            bar.set_position(rows);
+        }
+    }
+    for (id, mut sink) in sinks {
+        sink.as_mut().finish().await.on_db(id, || format!("copying into {}", table.name))?;
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let targets: Vec<String> = into.iter().map(|n| n.id.to_string()).collect();
+    tracing::info!(table = %table.name, from = %from.id, into = %targets.join(","), rows, "initial copy done");
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The replication daemon: one task per sync that prepares it, runs it whenever
+//! changes are pending, and heals by itself — a database that goes away makes
+//! the sync Bad, and the task reconnects with backoff until it returns.
+
+use crate::copy;
+use crate::error::{describe_pg, Backoff, ErrorPolicy, ReplicaError};
+use crate::metrics as m;
+use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
+use crate::run::{self, RunLimits, RunOutcome};
+use crate::state::{self, Replicator};
+use dugong_config::{Config, Sync};
+use dugong_core::SyncName;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// How often an idle sync polls its change logs.
+    pub poll_interval: Duration,
+    /// How often an idle sync refreshes "last good" in its state.
+    pub heartbeat: Duration,
+    pub limits: RunLimits,
+    /// Run every sync until nothing is pending, then stop.
+    pub once: bool,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Show a progress bar for initial copies.
+    pub progress: bool,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            poll_interval: Duration::from_millis(5),
+            heartbeat: Duration::from_secs(1),
+            limits: RunLimits::default(),
+            once: false,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            progress: false,
+        }
+    }
+}
+
+/// How each sync ended (meaningful with `once`).
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub sync: SyncName,
+    pub good: bool,
+    pub error: Option<String>,
+}
+
+/// Runs every sync of `config` until `shutdown` fires (or, with `once`, until
+/// each sync has run once). A run in progress finishes or rolls back first.
+pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: CancellationToken) -> Vec<SyncReport> {
+    m::describe();
+    let tracker = TaskTracker::new();
+    let mut handles = Vec::new();
+    for sync in &config.syncs {
+        let task = SyncTask {
+            config: config.clone(),
+            sync: sync.clone(),
+            options: options.clone(),
+            shutdown: shutdown.clone(),
+            who: Replicator::this_process(),
+        };
+        handles.push(tracker.spawn(task.run()));
+    }
+    tracker.close();
+    let mut reports = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(r) => reports.push(r),
+            Err(e) => reports.push(SyncReport { sync: SyncName("?".into()), good: false, error: Some(format!("sync task panicked: {e}")) }),
+        }
+    }
+    reports
+}
+
+struct SyncTask {
+    config: Arc<Config>,
+    sync: Sync,
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+    who: Replicator,
+}
+
+impl SyncTask {
+    async fn run(self) -> SyncReport {
+        let name = self.sync.name.clone();
+        let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
+        let mut copied = false;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return SyncReport { sync: name, good: true, error: None };
+            }
+            let started = SystemTime::now();
+            let prepared = tokio::select! {
+                p = self.prepare(&mut copied) => p,
+                _ = self.shutdown.cancelled() => return SyncReport { sync: name, good: true, error: None },
+            };
+            let mut p = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    self.bad(&e, started).await;
+                    if self.options.once {
+                        return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                    }
+                    if !self.wait(backoff.next_delay()).await {
+                        return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                    }
+                    continue;
+                }
+            };
+            for n in &p.nodes {
+                metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => n.id.to_string()).set(1.0);
+            }
+            match self.run_prepared(&mut p).await {
+                Ok(()) => {
+                    state::record_stopped(&p).await;
+                    return SyncReport { sync: name, good: true, error: None };
+                }
+                Err(e) => {
+                    let clients: Vec<_> = p.nodes.iter().map(|n| (n.id, &n.client)).collect();
+                    let text = e.to_string();
+                    tracing::error!(sync = %name, error = %text, "sync run failed");
+                    state::record_bad(&clients, &name, &self.who, started, &text).await;
+                    metrics::gauge!(m::SYNC_GOOD, "sync" => name.to_string()).set(0.0);
+                    metrics::counter!(m::RUNS, "sync" => name.to_string(), "result" => "bad").increment(1);
+                    if let Some(db) = e.db().filter(|_| e.is_unreachable()) {
+                        metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => db.to_string()).set(0.0);
+                    }
+                    if self.options.once {
+                        return SyncReport { sync: name, good: false, error: Some(text) };
+                    }
+                    drop(p);
+                    if !self.wait(backoff.next_delay()).await {
+                        return SyncReport { sync: name, good: false, error: Some(text) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prepares the sync; the first time in this process also does its initial
+    /// copy, when configured.
+    async fn prepare(&self, copied: &mut bool) -> Result<Prepared, ReplicaError> {
+        let p = prepare::prepare(&self.config, &self.sync).await?;
+        let configured: Vec<SyncName> = self.config.syncs.iter().map(|s| s.name.clone()).collect();
+        for n in p.nodes.iter().filter(|n| n.source) {
+            for stale in prepare::forget_stale_cursors(&n.client, n.id, &configured).await? {
+                tracing::warn!(db = %n.id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
+            }
+        }
+        for e in &p.excluded {
+            tracing::warn!(sync = %p.name(), table = %e.table, reason = %e.reason, "table excluded from replication");
+        }
+        let without = p.without_commit_timestamps();
+        if !without.is_empty() {
+            let names: Vec<String> = without.iter().map(ToString::to_string).collect();
+            tracing::warn!(sync = %p.name(), dbs = %names.join(","), "{COMMIT_TIMESTAMP_ADVICE}");
+        }
+        tracing::info!(sync = %p.name(), tables = p.tables.len(), excluded = p.excluded.len(), strategy = %p.sync.conflict_strategy, "sync prepared");
+        let mut p = p;
+        if !*copied {
+            copy::initial_copy(&mut p, self.options.progress, &self.shutdown).await?;
+            *copied = true;
+        }
+        Ok(p)
+    }
+
+    /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
+    async fn run_prepared(&self, p: &mut Prepared) -> Result<(), ReplicaError> {
+        let name = p.name().to_string();
+        let mut last_heartbeat: Option<std::time::Instant> = None;
+        let mut retries = 0u32;
+        let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match run::run_once(p, self.options.limits).await {
+                Ok(outcome) => {
+                    retries = 0;
+                    backoff.reset();
+                    let due = last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat);
+                    if !outcome.empty || due {
+                        state::record_good(p, &self.who, &outcome).await?;
+                        last_heartbeat = Some(std::time::Instant::now());
+                    }
+                    self.observe(&name, &outcome);
+                    if outcome.empty {
+                        if self.options.once {
+                            return Ok(());
+                        }
+                        if !self.wait(self.options.poll_interval).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) if e.policy() == ErrorPolicy::RetrySoon && retries < 50 => {
+                    retries += 1;
+                    tracing::debug!(sync = %name, error = %e, retries, "run clashed with application writes; retrying");
+                    if !self.wait(backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn observe(&self, name: &str, o: &RunOutcome) {
+        let sync = name.to_string();
+        metrics::gauge!(m::SYNC_GOOD, "sync" => sync.clone()).set(1.0);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        metrics::gauge!(m::LAST_GOOD_SECONDS, "sync" => sync.clone()).set(now);
+        if o.empty {
+            metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(0.0);
+            return;
+        }
+        metrics::counter!(m::RUNS, "sync" => sync.clone(), "result" => "good").increment(1);
+        metrics::counter!(m::ROWS_APPLIED, "sync" => sync.clone()).increment(o.inserts);
+        metrics::counter!(m::ROWS_DELETED, "sync" => sync.clone()).increment(o.deletes);
+        metrics::counter!(m::CONFLICTS, "sync" => sync.clone()).increment(o.conflicts.len() as u64);
+        metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync.clone()).record(o.duration.as_secs_f64());
+        metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(o.lag.map(|l| l.as_secs_f64()).unwrap_or(0.0));
+        if !o.conflicts.is_empty() {
+            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see dugong.conflict_log");
+        }
+        tracing::debug!(sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates, ms = o.duration.as_millis() as u64, "run applied");
+    }
+
+    /// Records a failed preparation on every database that answers.
+    async fn bad(&self, e: &ReplicaError, started: SystemTime) {
+        let text = e.to_string();
+        tracing::error!(sync = %self.sync.name, error = %text, "sync is Bad");
+        metrics::gauge!(m::SYNC_GOOD, "sync" => self.sync.name.to_string()).set(0.0);
+        let mut clients = Vec::new();
+        for id in self.sync.databases() {
+            match prepare::connect(&self.config, id).await {
+                Ok(c) => {
+                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string()).set(1.0);
+                    clients.push((id, c));
+                }
+                Err(err) => {
+                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string()).set(0.0);
+                    tracing::debug!(db = %id, error = %err, "database unreachable");
+                }
+            }
+        }
+        // State can only be recorded where Dugong's schema exists.
+        let mut usable = Vec::new();
+        for (id, c) in &clients {
+            if c.query_one("SELECT to_regclass('dugong.sync_state') IS NOT NULL", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
+                usable.push((*id, c));
+            }
+        }
+        state::record_bad(&usable, &self.sync.name, &self.who, started, &text).await;
+        let _ = describe_pg;
+    }
+
+    /// Waits, unless shutdown comes first. Returns false on shutdown.
+    async fn wait(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.shutdown.cancelled() => false,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Database engines the replicator talks to. PostgreSQL today; SQLite follows
+//! behind the same run protocol.
+pub mod postgres;

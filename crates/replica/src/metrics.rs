@@ -1,0 +1,29 @@
+//! Metric names of the replicator, in one place. Labels stay low-cardinality:
+//! `sync`, `db`, `result`.
+
+pub const ROWS_APPLIED: &str = "dugong_replica_rows_applied_total";
+pub const ROWS_DELETED: &str = "dugong_replica_rows_deleted_total";
+pub const RUNS: &str = "dugong_replica_runs_total";
+pub const CONFLICTS: &str = "dugong_replica_conflicts_total";
+pub const LAG_SECONDS: &str = "dugong_replica_lag_seconds";
+pub const LAST_GOOD_SECONDS: &str = "dugong_replica_last_good_timestamp_seconds";
+pub const RUN_DURATION_SECONDS: &str = "dugong_replica_run_duration_seconds";
+pub const DATABASE_UP: &str = "dugong_replica_database_up";
+pub const SYNC_GOOD: &str = "dugong_replica_sync_good";
+
+/// Buckets for run durations: a caught-up run takes milliseconds, a backlog
+/// batch up to seconds.
+pub const RUN_DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Registers descriptions so `/metrics` explains each series.
+pub fn describe() {
+    metrics::describe_counter!(ROWS_APPLIED, "Rows copied from a source to the other databases of a sync");
+    metrics::describe_counter!(ROWS_DELETED, "Rows deleted on databases written by a sync (changed or deleted keys)");
+    metrics::describe_counter!(RUNS, "Sync runs that moved data or failed, by result");
+    metrics::describe_counter!(CONFLICTS, "Conflicts decided (same key changed on several sources)");
+    metrics::describe_gauge!(LAG_SECONDS, "Age of the oldest change shipped by the last run; 0 when caught up");
+    metrics::describe_gauge!(LAST_GOOD_SECONDS, "Unix time of the last good run");
+    metrics::describe_histogram!(RUN_DURATION_SECONDS, "Duration of runs that moved data");
+    metrics::describe_gauge!(DATABASE_UP, "1 when the replicator reaches the database, 0 when not");
+    metrics::describe_gauge!(SYNC_GOOD, "1 when the sync's last run was good, 0 when bad");
+}

@@ -1,0 +1,138 @@
+//! Preparing a sync: connect to every database, choose and check its tables,
+//! install capture, load cursors. A prepared sync is what a run works on.
+
+use crate::capture::{self, Capture};
+use crate::catalog::{self, Excluded, TableInfo};
+use crate::engine::postgres;
+use crate::error::{ReplicaError, StatementContext};
+use crate::resolve::DbOrder;
+use crate::snapshot::Snapshot;
+use dugong_config::{Config, Sync};
+use dugong_core::{DbId, SyncName, TableName};
+use std::collections::HashMap;
+use tokio_postgres::Client;
+
+/// One database of a prepared sync.
+pub struct Node {
+    pub id: DbId,
+    pub client: Client,
+    /// Sources capture changes; targets only receive.
+    pub source: bool,
+    /// Change logs of the sync's tables (sources only).
+    pub captures: HashMap<TableName, Capture>,
+    /// What this sync has shipped of this database's changes (sources only).
+    pub cursor: Snapshot,
+    /// `track_commit_timestamp = on`: real commit times for conflicts.
+    pub commit_timestamps: bool,
+}
+
+/// A sync ready to run.
+pub struct Prepared {
+    pub sync: Sync,
+    pub tables: Vec<TableInfo>,
+    pub excluded: Vec<Excluded>,
+    pub nodes: Vec<Node>,
+    pub order: DbOrder,
+}
+
+impl Prepared {
+    pub fn name(&self) -> &SyncName {
+        &self.sync.name
+    }
+
+    /// The databases whose `track_commit_timestamp` is off.
+    pub fn without_commit_timestamps(&self) -> Vec<DbId> {
+        self.nodes.iter().filter(|n| n.source && !n.commit_timestamps).map(|n| n.id).collect()
+    }
+}
+
+/// The advice printed whenever commit timestamps are off.
+pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so conflicts cannot be decided by commit time and go to the database listed first; turn it on with ALTER SYSTEM SET track_commit_timestamp = on (or in postgresql.conf) and restart PostgreSQL";
+
+/// Connects to a database of `sync`, by id.
+pub async fn connect(config: &Config, id: DbId) -> Result<Client, ReplicaError> {
+    let db = config
+        .database(id)
+        .ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
+    postgres::connect(db, "dugong replicate").await
+}
+
+/// Connects, checks and installs everything a sync needs on its databases.
+/// `all_syncs` lists every sync of the configuration: cursors of syncs that are
+/// no longer configured are removed so they never block purging.
+pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaError> {
+    let ids = sync.databases();
+    let mut clients = Vec::with_capacity(ids.len());
+    for id in &ids {
+        clients.push((*id, connect(config, *id).await?));
+    }
+    let field = format!("syncs[{}].tables", sync.index);
+    let reference = ids[0];
+    let (tables, excluded) = catalog::select_tables(&clients[0].1, reference, &sync.tables, &field).await?;
+    let mut problems = Vec::new();
+    for (id, client) in &clients[1..] {
+        problems.extend(catalog::check_same_schema(client, *id, reference, &tables).await?);
+    }
+    if !problems.is_empty() {
+        return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
+    }
+    let mut nodes = Vec::with_capacity(clients.len());
+    for (id, mut client) in clients {
+        check_replication_role(&client, id).await?;
+        let source = sync.sources.contains(&id);
+        let (capture_tables, cursor_syncs) = if source { (&tables[..], vec![sync.name.clone()]) } else { (&[][..], vec![]) };
+        let captures = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
+        let commit_timestamps: bool = client
+            .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
+            .await
+            .on_db(id, || "reading track_commit_timestamp".into())?
+            .get(0);
+        let cursor = if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
+        nodes.push(Node { id, client, source, captures, cursor, commit_timestamps });
+    }
+    let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
+    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order })
+}
+
+/// Reads the sync's cursor on a source database.
+pub async fn read_cursor(client: &Client, id: DbId, sync: &SyncName) -> Result<Snapshot, ReplicaError> {
+    let text: String = client
+        .query_one("SELECT snapshot::text FROM dugong.cursor WHERE sync = $1", &[&sync.as_str()])
+        .await
+        .on_db(id, || format!("reading the cursor of {sync}"))?
+        .get(0);
+    text.parse().map_err(|e| ReplicaError::Protocol { db: id, message: format!("{e}") })
+}
+
+/// Applying changes without echo needs `session_replication_role = replica`:
+/// superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER`.
+async fn check_replication_role(client: &Client, id: DbId) -> Result<(), ReplicaError> {
+    let result = client
+        .batch_execute("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.code().map(|c| c.code()) == Some("42501") => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(ReplicaError::Privilege {
+                db: id,
+                message: "the replicator's role may not set session_replication_role, which applies changes without echoing them back; on PostgreSQL 15+ run GRANT SET ON PARAMETER session_replication_role TO <role>, on older versions connect as a superuser".into(),
+            })
+        }
+        Err(source) => Err(ReplicaError::Statement { db: id, context: "checking session_replication_role".into(), source }),
+    }
+}
+
+/// Removes cursors of syncs that are not in the configuration any more, so a
+/// removed or renamed sync never keeps change logs from being purged.
+pub async fn forget_stale_cursors(client: &Client, id: DbId, configured: &[SyncName]) -> Result<Vec<String>, ReplicaError> {
+    let names: Vec<&str> = configured.iter().map(|s| s.as_str()).collect();
+    let rows = client
+        .query(
+            "DELETE FROM dugong.cursor WHERE sync <> ALL($1::text[]) RETURNING sync",
+            &[&names],
+        )
+        .await
+        .on_db(id, || "removing cursors of removed syncs".into())?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

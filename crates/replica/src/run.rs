@@ -1,0 +1,338 @@
+//! One run of a sync: read every source's pending changes in one snapshot each,
+//! resolve conflicts per row, apply to every other database in one transaction
+//! each, and only after all of them committed, advance the sources' cursors.
+//!
+//! A crash at any point repeats at most the last run: its changes are shipped
+//! again as row states, which is idempotent — nothing is lost or duplicated.
+
+use crate::apply::{self, TablePlan};
+use crate::catalog::TableInfo;
+use crate::error::{ReplicaError, StatementContext};
+use crate::prepare::{Node, Prepared};
+use crate::resolve::{self, CommitTime, ConflictRecord, SourceChanges};
+use crate::snapshot::{choose_bound, Snapshot};
+use dugong_core::DbId;
+use futures_util::future::try_join_all;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A changed key: the text form of each primary-key column.
+pub type Key = Vec<String>;
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// Nothing was pending: no transaction was opened.
+    pub empty: bool,
+    pub deletes: u64,
+    pub inserts: u64,
+    pub truncates: u64,
+    pub conflicts: Vec<(String, ConflictRecord<Key>)>,
+    /// The batch was bounded: more changes are waiting.
+    pub more: bool,
+    /// Age of the oldest change shipped, when commit times are known.
+    pub lag: Option<Duration>,
+    pub started: Option<SystemTime>,
+    pub duration: Duration,
+}
+
+/// Run tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// About how many change rows one run ships per source.
+    pub batch_rows: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits { batch_rows: 20_000 }
+    }
+}
+
+const NOT_SHIPPED: &str = "NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot)";
+
+/// Whether any source has changes this sync has not shipped. One cheap query per
+/// source; this is the poll that replaces Bucardo's NOTIFY kick.
+pub async fn pending(p: &Prepared) -> Result<bool, ReplicaError> {
+    let checks = p.nodes.iter().filter(|n| n.source).map(|node| async move {
+        let sql = pending_sql(p, node);
+        let cursor = node.cursor.to_string();
+        let row = node.client.query_one(&sql, &[&cursor]).await.on_db(node.id, || "polling the change logs".into())?;
+        Ok::<bool, ReplicaError>(row.get(0))
+    });
+    Ok(try_join_all(checks).await?.into_iter().any(|b| b))
+}
+
+fn pending_sql(p: &Prepared, node: &Node) -> String {
+    let mut parts: Vec<String> = p
+        .tables
+        .iter()
+        .filter_map(|t| node.captures.get(&t.name))
+        .map(|c| format!("EXISTS (SELECT 1 FROM {} WHERE {NOT_SHIPPED})", c.delta))
+        .collect();
+    let ids: Vec<String> = p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
+    if !ids.is_empty() {
+        parts.push(format!("EXISTS (SELECT 1 FROM dugong.truncate_log WHERE table_id IN ({}) AND {NOT_SHIPPED})", ids.join(",")));
+    }
+    if parts.is_empty() {
+        return "SELECT false".into();
+    }
+    format!("SELECT {}", parts.join(" OR "))
+}
+
+/// A source's view of this run.
+struct SourceRead {
+    snapshot: Snapshot,
+    bound: u64,
+    /// Per table (same order as `Prepared::tables`): changed keys and truncate.
+    changes: Vec<(Vec<(Key, CommitTime)>, Option<CommitTime>)>,
+}
+
+/// Runs the sync once. Returns at once with `empty` when nothing is pending.
+pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
+    if !pending(p).await? {
+        return Ok(RunOutcome { empty: true, ..Default::default() });
+    }
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let result = run_in_transactions(p, limits).await;
+    match result {
+        Ok((mut outcome, cursors)) => {
+            commit_all(p).await?;
+            advance_cursors(p, &cursors).await?;
+            outcome.started = Some(started);
+            outcome.duration = clock.elapsed();
+            Ok(outcome)
+        }
+        Err(e) => {
+            rollback_all(p).await;
+            Err(e)
+        }
+    }
+}
+
+async fn begin_all(p: &Prepared) -> Result<(), ReplicaError> {
+    try_join_all(p.nodes.iter().map(|n| async move {
+        n.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica")
+            .await
+            .on_db(n.id, || "starting the run transaction".into())
+    }))
+    .await?;
+    Ok(())
+}
+
+async fn commit_all(p: &Prepared) -> Result<(), ReplicaError> {
+    try_join_all(p.nodes.iter().map(|n| async move { n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the run".into()) }))
+        .await?;
+    Ok(())
+}
+
+/// Best effort: a broken connection rolls back by itself.
+pub(crate) async fn rollback_all(p: &Prepared) {
+    for n in &p.nodes {
+        if !n.client.is_closed() {
+            let _ = n.client.batch_execute("ROLLBACK").await;
+        }
+    }
+}
+
+/// Everything of a run up to (not including) the commits. Returns the outcome
+/// and the new cursor of each source.
+async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, Vec<(DbId, Snapshot)>), ReplicaError> {
+    begin_all(p).await?;
+    // 1. Read every source's pending changes, in its run snapshot.
+    let mut reads: Vec<(usize, SourceRead)> = Vec::new();
+    let futures = p.nodes.iter().enumerate().filter(|(_, n)| n.source).map(|(i, n)| async move {
+        let read = read_source(p, n, limits).await?;
+        Ok::<_, ReplicaError>((i, read))
+    });
+    reads.extend(try_join_all(futures).await?);
+
+    let mut outcome = RunOutcome::default();
+    let mut oldest: Option<i64> = None;
+    // 2. Resolve each table, and plan what every database must do.
+    let mut plans: Vec<TablePlan> = Vec::with_capacity(p.tables.len());
+    let mut more = false;
+    for (ti, table) in p.tables.iter().enumerate() {
+        let sources: Vec<SourceChanges<Key>> = reads
+            .iter()
+            .map(|(i, r)| {
+                let (keys, truncated) = &r.changes[ti];
+                SourceChanges { db: p.nodes[*i].id, keys: keys.clone(), truncated: *truncated }
+            })
+            .collect();
+        for s in &sources {
+            for (_, t) in &s.keys {
+                if let Some(t) = t {
+                    oldest = Some(oldest.map_or(*t, |o: i64| o.min(*t)));
+                }
+            }
+        }
+        if sources.iter().all(|s| s.keys.is_empty() && s.truncated.is_none()) {
+            continue;
+        }
+        let resolution = resolve::resolve(&p.sync.conflict_strategy, &p.order, &sources)
+            .map_err(|aborted| resolve::abort_error(&table.name, &aborted))?;
+        for c in &resolution.conflicts {
+            outcome.conflicts.push((table.name.display_name(), c.clone()));
+        }
+        plans.push(TablePlan::new(ti, &sources, resolution));
+    }
+    for (_, r) in &reads {
+        more |= r.bound < r.snapshot.xmax;
+    }
+
+    // 3. Fetch the winning rows from their sources.
+    let mut rows = apply::fetch_rows(p, &plans, &reads.iter().map(|(i, r)| (*i, bound_text(r), r_cursor(p, *i))).collect::<Vec<_>>()).await?;
+
+    // 4. Apply on every database, in its run transaction.
+    let totals = apply::apply_all(p, &plans, &mut rows).await?;
+    outcome.deletes = totals.deletes;
+    outcome.inserts = totals.inserts;
+    outcome.truncates = totals.truncates;
+    if !outcome.conflicts.is_empty() {
+        apply::log_conflicts(p, &outcome.conflicts).await?;
+    }
+    outcome.more = more;
+    outcome.lag = oldest.and_then(|t| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_micros() as i64;
+        Some(Duration::from_micros(now.saturating_sub(t).max(0) as u64))
+    });
+    let cursors = reads.into_iter().map(|(i, r)| (p.nodes[i].id, r.snapshot.truncated_at(r.bound))).collect();
+    Ok((outcome, cursors))
+}
+
+fn r_cursor(p: &Prepared, i: usize) -> String {
+    p.nodes[i].cursor.to_string()
+}
+
+fn bound_text(r: &SourceRead) -> String {
+    r.bound.to_string()
+}
+
+/// The SQL expression of a change's commit time in microseconds, or NULL.
+fn commit_time_expr(node: &Node, txid: &str) -> String {
+    if node.commit_timestamps {
+        format!("(extract(epoch from max(pg_xact_commit_timestamp(({txid})::xid))) * 1000000)::int8")
+    } else {
+        "NULL::int8".into()
+    }
+}
+
+async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<SourceRead, ReplicaError> {
+    let id = node.id;
+    let snapshot: Snapshot = {
+        let text: String = node
+            .client
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .on_db(id, || "taking the run snapshot".into())?
+            .get(0);
+        text.parse().map_err(|e| ReplicaError::Protocol { db: id, message: format!("{e}") })?
+    };
+    let cursor = node.cursor.to_string();
+    let deltas: Vec<&str> = p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
+    // Bound the batch: the transaction id of the batch_rows-th pending change.
+    let mut bound = snapshot.xmax;
+    if !deltas.is_empty() {
+        let union: Vec<String> = deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {NOT_SHIPPED}")).collect();
+        let sql = format!(
+            "SELECT dugong_txid::text FROM ({}) s ORDER BY dugong_txid OFFSET $2 LIMIT 1",
+            union.join(" UNION ALL ")
+        );
+        let offset = limits.batch_rows.saturating_sub(1) as i64;
+        if let Some(row) = node.client.query_opt(&sql, &[&cursor, &offset]).await.on_db(id, || "sizing the batch".into())? {
+            let nth: u64 = row
+                .get::<_, String>(0)
+                .parse()
+                .map_err(|_| ReplicaError::Protocol { db: id, message: "a transaction id that is not a number".into() })?;
+            bound = choose_bound(Some(nth), &node.cursor, &snapshot);
+        }
+    }
+    let bound_text = bound.to_string();
+    let reads = p.tables.iter().map(|table| {
+        let cursor = &cursor;
+        let bound_text = &bound_text;
+        async move {
+            let Some(capture) = node.captures.get(&table.name) else {
+                return Ok((Vec::new(), None));
+            };
+            let keys = read_keys(node, table, &capture.delta, cursor, bound_text).await?;
+            let truncated = read_truncate(node, capture.table_id, cursor, bound_text).await?;
+            Ok::<_, ReplicaError>((keys, truncated))
+        }
+    });
+    let changes = try_join_all(reads).await?;
+    Ok(SourceRead { snapshot, bound, changes })
+}
+
+async fn read_keys(node: &Node, table: &TableInfo, delta: &str, cursor: &str, bound: &str) -> Result<Vec<(Key, CommitTime)>, ReplicaError> {
+    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
+    let sql = format!(
+        "SELECT {}, {} FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY {}",
+        ktext.join(", "),
+        commit_time_expr(node, "dugong_txid"),
+        kcols.join(", ")
+    );
+    let rows = node
+        .client
+        .query(&sql, &[&cursor, &bound])
+        .await
+        .on_db(node.id, || format!("reading the changes of {}", table.name))?;
+    let n = table.key.len();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let key: Key = (0..n).map(|i| r.get::<_, String>(i)).collect();
+            (key, r.get::<_, Option<i64>>(n))
+        })
+        .collect())
+}
+
+async fn read_truncate(node: &Node, table_id: i32, cursor: &str, bound: &str) -> Result<Option<CommitTime>, ReplicaError> {
+    let sql = format!(
+        "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND dugong_txid < $2::text::xid8",
+        commit_time_expr(node, "dugong_txid")
+    );
+    let row = node
+        .client
+        .query_one(&sql, &[&cursor, &bound, &table_id])
+        .await
+        .on_db(node.id, || "reading truncates".into())?;
+    let count: i64 = row.get(0);
+    Ok((count > 0).then(|| row.get::<_, Option<i64>>(1)))
+}
+
+/// After every database committed: record what each source's changes shipped,
+/// and purge change rows every configured sync has shipped.
+async fn advance_cursors(p: &mut Prepared, cursors: &[(DbId, Snapshot)]) -> Result<(), ReplicaError> {
+    let sync = p.sync.name.clone();
+    let work = p.nodes.iter().filter(|n| n.source).map(|node| {
+        let next = cursors.iter().find(|(id, _)| *id == node.id).map(|(_, s)| s.clone());
+        let sync = &sync;
+        async move {
+            let Some(next) = next else { return Ok(()) };
+            let mut sql = String::from("BEGIN;\n");
+            sql.push_str(&format!(
+                "UPDATE dugong.cursor SET snapshot = '{next}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
+                dugong_core::quote_literal(sync.as_str())
+            ));
+            for c in node.captures.values() {
+                sql.push_str(&format!(
+                    "DELETE FROM {} d WHERE NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot));\n",
+                    c.delta
+                ));
+            }
+            sql.push_str("DELETE FROM dugong.truncate_log d WHERE NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot));\nCOMMIT;");
+            node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the cursor".into())
+        }
+    });
+    try_join_all(work).await?;
+    for node in p.nodes.iter_mut() {
+        if let Some((_, next)) = cursors.iter().find(|(id, _)| *id == node.id) {
+            node.cursor = next.clone();
+        }
+    }
+    Ok(())
+}

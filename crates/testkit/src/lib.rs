@@ -1,0 +1,50 @@
+//! Test-only helpers that run real PostgreSQL servers from the installed binaries.
+//!
+//! Most tests want [`Cluster::shared`] (one server per test binary) and a fresh database from
+//! [`Cluster::create_database`]. Tests that stop, crash or restart a server start their own
+//! with [`Cluster::start`]. Nothing here sleeps and hopes: waits have deadlines, and
+//! [`wait_for`] polls a condition with one.
+//!
+//! Modules, in the order a cluster's life uses them:
+//!
+//! - `install` — finds `initdb`/`pg_ctl` (newest under `/usr/lib/postgresql`, or
+//!   `$DUGONG_TEST_PG_BIN`).
+//! - `port` — [`free_port`], picked below the kernel's ephemeral range.
+//! - `process` — runs server programs as `postgres` when we are root; process liveness from
+//!   `/proc`.
+//! - `watchdog` — a detached process that stops the server and removes its directory once the
+//!   test process is gone, however it went.
+//! - `settings` — [`ClusterOptions`] and the settings file they become.
+//! - `cluster` — [`Cluster`]: initdb, start, stop, kill9, restart, drop.
+//! - `server_log` — reading the server log into start errors.
+//! - `client` — connection settings, clients, per-test databases.
+//! - `wait` — [`wait_for`].
+//! - `error` — [`TestkitError`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dugong_testkit::TestkitError> {
+//! use dugong_testkit::Cluster;
+//! let cluster = Cluster::shared();
+//! let db = cluster.create_database("my_test").await?;
+//! cluster.psql(&db, "CREATE TABLE t (id int PRIMARY KEY)").await?;
+//! let client = cluster.connect(&db).await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod cluster;
+mod error;
+mod install;
+mod port;
+mod process;
+mod server_log;
+mod settings;
+mod wait;
+mod watchdog;
+
+pub use cluster::Cluster;
+pub use error::TestkitError;
+pub use install::PG_BIN_ENV;
+pub use port::free_port;
+pub use settings::ClusterOptions;
+pub use wait::wait_for;
