@@ -1,0 +1,155 @@
+//! Syncs: which databases replicate which tables, how they first copy, and how
+//! they resolve conflicts.
+
+use std::fmt;
+
+use dugong_core::{ConflictStrategy, DbId, SyncName};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::Invalid;
+use crate::raw::RawSync;
+use crate::span::{Spanned, Spans};
+use crate::strategy;
+use crate::tables::{self, TableSelection};
+
+/// One sync: its sources replicate to each other and to its targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    /// Its `name`, or `sync<index>` as Bucardo names it.
+    pub name: SyncName,
+    /// Its position in `syncs`.
+    pub index: usize,
+    /// Databases whose changes are captured and that receive the others' changes.
+    pub sources: Vec<DbId>,
+    /// Databases that only receive.
+    pub targets: Vec<DbId>,
+    /// The tables replicated.
+    pub tables: TableSelection,
+    /// The initial copy to make before replicating changes.
+    pub onetimecopy: OneTimeCopy,
+    /// How a key changed on several sources since the last run is resolved.
+    pub conflict_strategy: ConflictStrategy,
+}
+
+impl Sync {
+    /// Every database of the sync: sources, then targets (a database is never
+    /// both, once validated).
+    pub fn databases(&self) -> Vec<DbId> {
+        let mut ids = Vec::with_capacity(self.sources.len() + self.targets.len());
+        for id in self.sources.iter().chain(&self.targets) {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        ids
+    }
+}
+
+/// `onetimecopy`: the copy a sync makes before it replicates changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OneTimeCopy {
+    /// `0`: no copy; only changes are replicated.
+    #[default]
+    None,
+    /// `1`: empty each target table, then copy it from the source.
+    Full,
+    /// `2`: copy only into target tables that are empty.
+    EmptyOnly,
+}
+
+impl OneTimeCopy {
+    /// The mode's number as the file writes it (0, 1 or 2).
+    pub fn as_number(self) -> u8 {
+        match self {
+            OneTimeCopy::None => 0,
+            OneTimeCopy::Full => 1,
+            OneTimeCopy::EmptyOnly => 2,
+        }
+    }
+
+    fn from_text(text: &str) -> Option<OneTimeCopy> {
+        match text.trim() {
+            "0" => Some(OneTimeCopy::None),
+            "1" => Some(OneTimeCopy::Full),
+            "2" => Some(OneTimeCopy::EmptyOnly),
+            _ => None,
+        }
+    }
+}
+
+fn invalid_mode(written: &str) -> String {
+    format!(
+        "must be 0 (no copy), 1 (empty each target table and copy it from the source) \
+         or 2 (copy only into empty target tables), not {written}"
+    )
+}
+
+impl<'de> Deserialize<'de> for OneTimeCopy {
+    /// Accepts 0, 1, 2 as numbers or strings.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModeVisitor;
+        impl Visitor<'_> for ModeVisitor {
+            type Value = OneTimeCopy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("0, 1 or 2")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneTimeCopy, E> {
+                OneTimeCopy::from_text(&v.to_string())
+                    .ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneTimeCopy, E> {
+                OneTimeCopy::from_text(&v.to_string())
+                    .ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneTimeCopy, E> {
+                OneTimeCopy::from_text(v).ok_or_else(|| E::custom(invalid_mode(&format!("{v:?}"))))
+            }
+        }
+        deserializer.deserialize_any(ModeVisitor)
+    }
+}
+
+/// Builds sync `index` (at `prefix`, `syncs[<index>]`) from its raw shape.
+pub(crate) fn from_raw(
+    prefix: &str,
+    index: usize,
+    raw: Spanned<RawSync>,
+    spans: &mut Spans,
+) -> Result<Sync, Invalid> {
+    spans.note(prefix, &raw);
+    let raw = raw.value;
+    let field = |name: &str| format!("{prefix}.{name}");
+    spans.note_opt(&field("name"), &raw.name);
+    spans.note(&field("tables"), &raw.tables);
+    spans.note(&field("onetimecopy"), &raw.onetimecopy);
+    spans.note_opt(&field("conflict_strategy"), &raw.conflict_strategy);
+
+    let name = match raw.name {
+        Some(name) => SyncName(name.value),
+        None => SyncName(format!("sync{index}")),
+    };
+    let tables =
+        tables::parse(&raw.tables.value).map_err(|reason| Invalid::new(field("tables"), reason))?;
+    let conflict_strategy = match raw.conflict_strategy {
+        Some(written) => strategy::parse(&field("conflict_strategy"), written.value, spans)?,
+        None => ConflictStrategy::Latest,
+    };
+    Ok(Sync {
+        name,
+        index,
+        sources: ids(&field("sources"), raw.sources, spans),
+        targets: ids(&field("targets"), raw.targets, spans),
+        tables,
+        onetimecopy: raw.onetimecopy.value,
+        conflict_strategy,
+    })
+}
+
+fn ids(field: &str, list: Spanned<Vec<Spanned<DbId>>>, spans: &mut Spans) -> Vec<DbId> {
+    spans.note(field, &list);
+    for (i, id) in list.value.iter().enumerate() {
+        spans.note(&format!("{field}[{i}]"), id);
+    }
+    list.value.into_iter().map(|id| id.value).collect()
+}
