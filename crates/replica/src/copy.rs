@@ -59,6 +59,7 @@ async fn copy_tables(p: &Prepared, mode: OneTimeCopy, progress: bool) -> Result<
     for table in &p.tables {
         let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
             // Several masters: the one that has rows fills the empty ones.
+            // Tables that have rows everywhere (a restart after the copy) are done.
             let mut with_rows = Vec::new();
             for n in &p.nodes {
                 if has_rows(n, table).await? {
@@ -67,11 +68,12 @@ async fn copy_tables(p: &Prepared, mode: OneTimeCopy, progress: bool) -> Result<
             }
             match with_rows.len() {
                 0 => continue,
+                n if n == p.nodes.len() => continue,
                 1 => (with_rows[0], p.nodes.iter().filter(|n| n.id != with_rows[0].id).collect()),
                 _ => {
                     let names: Vec<String> = with_rows.iter().map(|n| n.id.to_string()).collect();
                     return Err(ReplicaError::Config(format!(
-                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
+                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
                         sync.index,
                         table.name,
                         names.join(" and ")

@@ -1,0 +1,111 @@
+//! Shared set-up for the replicator's integration tests: two or three "sites"
+//! as databases of the test binary's shared PostgreSQL cluster, a config file
+//! for them, and helpers to run syncs and read tables.
+
+#![allow(dead_code)]
+
+use dugong_config::Config;
+use dugong_replica::prepare::{self, Prepared};
+use dugong_replica::run::{self, RunLimits, RunOutcome};
+use dugong_testkit::Cluster;
+use std::path::Path;
+use tokio_postgres::Client;
+
+pub struct Sites {
+    pub cluster: &'static Cluster,
+    pub dbs: Vec<String>,
+    pub clients: Vec<Client>,
+}
+
+impl Sites {
+    /// `n` fresh databases on the shared cluster, each set up with `schema`.
+    pub async fn new(prefix: &str, n: usize, schema: &str) -> Sites {
+        let cluster = Cluster::shared();
+        let mut dbs = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let db = cluster.create_database(&format!("{prefix}_s{i}")).await.expect("create database");
+            let client = cluster.connect(&db).await.expect("connect");
+            client.batch_execute(schema).await.expect("schema");
+            dbs.push(db);
+            clients.push(client);
+        }
+        Sites { cluster, dbs, clients }
+    }
+
+    /// The Bucardo-style JSON for these sites; `sync` is the body of one sync.
+    pub fn json(&self, sync: &str) -> String {
+        let dbs: Vec<String> = self
+            .dbs
+            .iter()
+            .enumerate()
+            .map(|(i, db)| {
+                format!(
+                    r#"{{"id": {i}, "dbname": "{db}", "host": "127.0.0.1 port={}", "user": "postgres", "pass": ""}}"#,
+                    self.cluster.port()
+                )
+            })
+            .collect();
+        format!(r#"{{"databases": [{}], "syncs": [{sync}]}}"#, dbs.join(", "))
+    }
+
+    pub fn config(&self, sync: &str) -> Config {
+        Config::from_str(&self.json(sync), Path::new("test.json")).expect("valid config")
+    }
+
+    /// A master-master sync of every site, tables "all".
+    pub fn master_master(&self) -> Config {
+        let ids: Vec<String> = (0..self.dbs.len()).map(|i| i.to_string()).collect();
+        self.config(&format!(r#"{{"sources": [{}], "targets": [], "tables": "all", "onetimecopy": 0}}"#, ids.join(",")))
+    }
+
+    pub fn client(&self, site: usize) -> &Client {
+        &self.clients[site]
+    }
+
+    /// Every row of a query, each as text columns joined with `|`, sorted.
+    pub async fn rows(&self, site: usize, sql: &str) -> Vec<String> {
+        let rows = self.clients[site].simple_query(sql).await.expect("query");
+        let mut out: Vec<String> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Asserts every site returns the same rows for `sql`, and returns them.
+    pub async fn assert_same(&self, sql: &str) -> Vec<String> {
+        let first = self.rows(0, sql).await;
+        for i in 1..self.dbs.len() {
+            assert_eq!(self.rows(i, sql).await, first, "site {i} differs from site 0 for {sql}");
+        }
+        first
+    }
+}
+
+pub async fn prepare(config: &Config) -> Prepared {
+    prepare::prepare(config, &config.syncs[0]).await.expect("prepare")
+}
+
+/// Runs until nothing is pending; returns the outcomes of runs that did work.
+pub async fn run_until_idle(p: &mut Prepared, limits: RunLimits) -> Vec<RunOutcome> {
+    let mut outcomes = Vec::new();
+    for _ in 0..10_000 {
+        let o = run::run_once(p, limits).await.expect("run");
+        if o.empty {
+            return outcomes;
+        }
+        outcomes.push(o);
+    }
+    panic!("still not idle after 10000 runs");
+}
+
+pub async fn sync_all(p: &mut Prepared) -> Vec<RunOutcome> {
+    run_until_idle(p, RunLimits::default()).await
+}

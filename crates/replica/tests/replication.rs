@@ -1,0 +1,201 @@
+//! Replication end to end on real PostgreSQL: every kind of change, every
+//! column type, quoted identifiers, composite keys, both directions, no echo,
+//! bounded batches, initial copy, schema checks, uninstall.
+
+mod common;
+
+use common::{prepare, run_until_idle, sync_all, Sites};
+use dugong_replica::run::RunLimits;
+use dugong_replica::ReplicaError;
+
+const TYPES_SCHEMA: &str = r#"
+CREATE TABLE "Mixed Case Tàble" (
+    id uuid PRIMARY KEY,
+    i int, b bigint, t text, n numeric(12,3), raw bytea, at timestamptz, doc jsonb, tags text[], nums int[],
+    "Odd ""Column""" text
+);
+CREATE TABLE composite (region text, seq int, val text, PRIMARY KEY (region, seq));
+CREATE TABLE plain (id int PRIMARY KEY, v text);
+CREATE TABLE no_key (v text);
+"#;
+
+#[tokio::test]
+async fn every_change_and_type_replicates_both_ways_without_echo() {
+    let sites = Sites::new("types", 2, TYPES_SCHEMA).await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    assert_eq!(p.excluded.len(), 1, "the table without a primary key is excluded");
+    assert_eq!(p.excluded[0].table, "public.no_key");
+
+    sites
+        .client(0)
+        .batch_execute(
+            r#"INSERT INTO "Mixed Case Tàble" VALUES
+               ('00000000-0000-0000-0000-000000000001', 1, 9007199254740993, 'tab	and
+newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+02', '{"a": [1, {"b": null}]}', '{x,"y z",NULL}', '{1,2,3}', 'q"uote'),
+               ('00000000-0000-0000-0000-000000000002', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+               INSERT INTO composite VALUES ('eu', 1, 'a'), ('eu', 2, 'b'), ('us', 1, 'c');"#,
+        )
+        .await
+        .unwrap();
+    sites.client(1).batch_execute("INSERT INTO plain VALUES (1, 'one'), (2, 'two'), (3, 'three')").await.unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.inserts).sum::<u64>(), 8);
+    let all = r#"SELECT * FROM "Mixed Case Tàble""#;
+    assert_eq!(sites.assert_same(all).await.len(), 2);
+    assert_eq!(sites.assert_same("SELECT * FROM composite").await.len(), 3);
+    assert_eq!(sites.assert_same("SELECT * FROM plain").await.len(), 3);
+    // Exact values survived the round trip.
+    assert_eq!(
+        sites.rows(1, r#"SELECT b, n, raw, doc::text, tags::text FROM "Mixed Case Tàble" WHERE i = 1"#).await,
+        vec![r#"9007199254740993|123456789.125|\xdeadbeef|{"a": [1, {"b": null}]}|{x,"y z",NULL}"#]
+    );
+
+    // Updates, deletes and a primary-key change, from the other side.
+    sites
+        .client(1)
+        .batch_execute(
+            r#"UPDATE "Mixed Case Tàble" SET t = 'changed', "Odd ""Column""" = NULL WHERE i = 1;
+               DELETE FROM "Mixed Case Tàble" WHERE i IS NULL;
+               UPDATE composite SET seq = 7 WHERE region = 'eu' AND seq = 2;
+               DELETE FROM composite WHERE region = 'us';"#,
+        )
+        .await
+        .unwrap();
+    sites.client(0).batch_execute("UPDATE plain SET id = 10 WHERE id = 1; UPDATE plain SET v = 'TWO' WHERE id = 2").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same(all).await.len(), 1);
+    assert_eq!(sites.assert_same("SELECT region, seq, val FROM composite").await, vec!["eu|1|a", "eu|7|b"]);
+    assert_eq!(sites.assert_same("SELECT id, v FROM plain").await, vec!["10|one", "2|TWO", "3|three"]);
+
+    // No echo: applied rows left nothing to ship back.
+    let again = run_until_idle(&mut p, RunLimits::default()).await;
+    assert!(again.is_empty(), "applied rows came back as changes: {again:?}");
+
+    // Truncate replicates, and rows written after it in the same transaction survive.
+    sites.client(0).batch_execute("BEGIN; TRUNCATE plain; INSERT INTO plain VALUES (99, 'after'); COMMIT").await.unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.truncates).sum::<u64>(), 1);
+    assert_eq!(sites.assert_same("SELECT id, v FROM plain").await, vec!["99|after"]);
+}
+
+#[tokio::test]
+async fn a_large_backlog_ships_in_bounded_batches() {
+    let sites = Sites::new("backlog", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    // 50 transactions of 100 rows: batches of ~1000 rows never split one.
+    for tx in 0..50 {
+        sites
+            .client(0)
+            .execute(&format!("INSERT INTO t SELECT g, md5(g::text) FROM generate_series({}, {}) g", tx * 100, tx * 100 + 99), &[])
+            .await
+            .unwrap();
+    }
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
+    assert!(outcomes.len() >= 5, "expected several batches, got {}", outcomes.len());
+    for o in &outcomes {
+        assert!(o.inserts <= 1000 && o.inserts % 100 == 0, "batch of {} rows splits a transaction or is unbounded", o.inserts);
+    }
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o.more));
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["5000"]);
+    sites.assert_same("SELECT * FROM t").await;
+    // Shipped changes were purged.
+    let delta_rows: i64 = sites.client(0).query_one("SELECT count(*) FROM dugong.delta_1", &[]).await.unwrap().get(0);
+    assert_eq!(delta_rows, 0);
+}
+
+#[tokio::test]
+async fn one_way_sync_copies_first_and_never_writes_back() {
+    let schema = "CREATE TABLE t (id int PRIMARY KEY, v text)";
+    let sites = Sites::new("oneway", 2, schema).await;
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'src' FROM generate_series(1, 500) g").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO t VALUES (1, 'stale'), (1000, 'extra')").await.unwrap();
+    let config = sites.config(r#"{"sources": [0], "targets": [1], "tables": "t", "onetimecopy": 1}"#);
+    let mut p = prepare(&config).await;
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("copy");
+    sites.assert_same("SELECT * FROM t").await;
+    sites.client(0).batch_execute("UPDATE t SET v = 'new' WHERE id <= 10").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO t VALUES (2000, 'target only')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t WHERE v = 'new'").await, vec!["10"]);
+    assert_eq!(sites.rows(0, "SELECT count(*) FROM t WHERE id = 2000").await, vec!["0"], "a target never writes back");
+}
+
+#[tokio::test]
+async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
+    let sites = Sites::new("otc2", 3, "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)").await;
+    sites.client(0).batch_execute("INSERT INTO a SELECT generate_series(1, 100)").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO b SELECT generate_series(1, 30)").await.unwrap();
+    let config = sites.config(r#"{"sources": [0, 1, 2], "targets": [], "tables": "all", "onetimecopy": 2}"#);
+    let mut p = prepare(&config).await;
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("copy");
+    assert_eq!(sites.assert_same("SELECT count(*) FROM a").await, vec!["100"]);
+    assert_eq!(sites.assert_same("SELECT count(*) FROM b").await, vec!["30"]);
+
+    // Run again (a restart with the same config): tables full everywhere are done.
+    let mut p = prepare(&config).await;
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("second copy is a no-op");
+
+    // An empty table and rows on two masters: refused, naming the table and the databases.
+    sites.client(0).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (1)").await.unwrap();
+    sites.client(1).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (2)").await.unwrap();
+    sites.client(2).batch_execute("CREATE TABLE c (id int PRIMARY KEY)").await.unwrap();
+    let mut p = prepare(&config).await;
+    let err = dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.unwrap_err().to_string();
+    assert!(err.contains("public.c") && err.contains("db0 and db1"), "{err}");
+}
+
+#[tokio::test]
+async fn a_schema_mismatch_names_table_and_column_and_moves_nothing() {
+    let sites = Sites::new("mismatch", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    sites.client(1).batch_execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(5); ALTER TABLE t ADD COLUMN extra int").await.unwrap();
+    let config = sites.master_master();
+    let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+        Err(e) => e,
+        Ok(_) => panic!("a mismatch must not prepare"),
+    };
+    assert!(matches!(err, ReplicaError::SchemaMismatch(_)));
+    let text = err.to_string();
+    assert!(text.contains("public.t") && text.contains("\"v\"") && text.contains("character varying(5)"), "{text}");
+    assert!(text.contains("\"extra\" exists on db1"), "{text}");
+    // Nothing was installed, nothing moved.
+    let installed: bool = sites.client(0).query_one("SELECT to_regclass('dugong.captured') IS NOT NULL", &[]).await.unwrap().get(0);
+    assert!(!installed);
+}
+
+#[tokio::test]
+async fn listed_tables_must_exist_and_have_a_primary_key() {
+    let sites = Sites::new("listed", 2, "CREATE TABLE ok (id int PRIMARY KEY); CREATE TABLE nokey (v int)").await;
+    for (tables, expect) in [("ok,missing", "table missing: does not exist on db0"), ("nokey", "table public.nokey: no primary key on db0")] {
+        let config = sites.config(&format!(r#"{{"sources": [0, 1], "tables": "{tables}"}}"#));
+        let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{tables} must be refused"),
+        };
+        assert!(err.contains("syncs[0].tables") && err.contains(expect), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn uninstall_removes_everything_and_keeps_the_application_tables() {
+    let sites = Sites::new("uninstall", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'x')").await.unwrap();
+    sync_all(&mut p).await;
+    drop(p);
+    for i in 0..2 {
+        let mut client = sites.cluster.connect(&sites.dbs[i]).await.unwrap();
+        let u = dugong_replica::capture::uninstall(&mut client, dugong_core::DbId(i as u32)).await.unwrap();
+        assert!(u.schema_dropped);
+        assert_eq!(u.tables, vec!["public.t"]);
+        let triggers: i64 = client.query_one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass", &[]).await.unwrap().get(0);
+        assert_eq!(triggers, 0);
+        let schema: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'dugong')", &[]).await.unwrap().get(0);
+        assert!(!schema);
+    }
+    assert_eq!(sites.assert_same("SELECT * FROM t").await, vec!["1|x"]);
+    // Writes still work without the capture.
+    sites.client(0).batch_execute("INSERT INTO t VALUES (2, 'y')").await.unwrap();
+}
