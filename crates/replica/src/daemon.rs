@@ -29,6 +29,8 @@ pub struct DaemonOptions {
     pub backoff_max: Duration,
     /// Show a progress bar for initial copies.
     pub progress: bool,
+    /// How often a running sync checks that its tables kept their shape.
+    pub schema_check: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -41,6 +43,7 @@ impl Default for DaemonOptions {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             progress: false,
+            schema_check: Duration::from_secs(5),
         }
     }
 }
@@ -123,6 +126,10 @@ impl SyncTask {
                     state::record_stopped(&p).await;
                     return SyncReport { sync: name, good: true, error: None };
                 }
+                Err(ReplicaError::SchemaChanged(what)) => {
+                    tracing::warn!(sync = %name, change = %what, "replicated tables changed; preparing the sync again");
+                    continue;
+                }
                 Err(e) => {
                     let clients: Vec<_> = p.nodes.iter().map(|n| (n.id, &n.client)).collect();
                     let text = e.to_string();
@@ -176,11 +183,16 @@ impl SyncTask {
     async fn run_prepared(&self, p: &mut Prepared) -> Result<(), ReplicaError> {
         let name = p.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
+        let mut last_schema_check = std::time::Instant::now();
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
+            }
+            if last_schema_check.elapsed() >= self.options.schema_check {
+                prepare::check_unchanged(p).await?;
+                last_schema_check = std::time::Instant::now();
             }
             match run::run_once(p, self.options.limits).await {
                 Ok(outcome) => {

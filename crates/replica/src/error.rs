@@ -26,6 +26,10 @@ pub enum ReplicaError {
     /// The synced tables differ between the databases; no data moves until fixed.
     #[error("schema mismatch: {0}")]
     SchemaMismatch(String),
+    /// A table of the sync changed shape (or appeared) while the sync ran: the
+    /// sync prepares again, which picks the change up or reports a mismatch.
+    #[error("the replicated tables changed: {0}; preparing the sync again")]
+    SchemaChanged(String),
     /// The configuration names something the databases don't have, or asks for
     /// something the replicator refuses to do.
     #[error("{0}")]

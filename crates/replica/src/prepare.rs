@@ -136,3 +136,28 @@ pub async fn forget_stale_cursors(client: &Client, id: DbId, configured: &[SyncN
         .on_db(id, || "removing cursors of removed syncs".into())?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// Checks that the tables of a running sync still look as they did when it was
+/// prepared, on every database. Cheap: one catalog query per database.
+pub async fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
+    let reference = &p.nodes[0];
+    let field = format!("syncs[{}].tables", p.sync.index);
+    let (tables, excluded) = catalog::select_tables(&reference.client, reference.id, &p.sync.tables, &field).await?;
+    if tables != p.tables || excluded != p.excluded {
+        let before: Vec<String> = p.tables.iter().map(|t| t.name.display_name()).collect();
+        let after: Vec<String> = tables.iter().map(|t| t.name.display_name()).collect();
+        let what = if before != after {
+            format!("tables were {}, now {}", before.join(", "), after.join(", "))
+        } else {
+            format!("columns or keys changed on {}", reference.id)
+        };
+        return Err(ReplicaError::SchemaChanged(what));
+    }
+    for node in &p.nodes[1..] {
+        let problems = catalog::check_same_schema(&node.client, node.id, reference.id, &p.tables).await?;
+        if !problems.is_empty() {
+            return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
+        }
+    }
+    Ok(())
+}

@@ -199,3 +199,78 @@ async fn uninstall_removes_everything_and_keeps_the_application_tables() {
     // Writes still work without the capture.
     sites.client(0).batch_execute("INSERT INTO t VALUES (2, 'y')").await.unwrap();
 }
+
+/// The replicator needs no superuser on PostgreSQL 15: CREATE on the database,
+/// the TRIGGER privilege and DML on the replicated tables, and
+/// `GRANT SET ON PARAMETER session_replication_role` (README "Privileges").
+#[tokio::test]
+async fn runs_with_least_privilege_and_says_what_is_missing() {
+    let schema = "CREATE TABLE t (id int PRIMARY KEY, v text)";
+    let sites = Sites::new("leastpriv", 2, schema).await;
+    let role = format!("repl_{}", std::process::id());
+    // Roles are cluster-wide; tests of this binary run concurrently, so make it unique.
+    let _ = sites.client(0).batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+    sites.client(0).batch_execute(&format!("CREATE ROLE {role} LOGIN")).await.unwrap();
+    for (i, db) in sites.dbs.iter().enumerate() {
+        sites
+            .client(i)
+            .batch_execute(&format!(
+                "GRANT CREATE ON DATABASE \"{db}\" TO {role};
+                 GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON t TO {role};"
+            ))
+            .await
+            .unwrap();
+    }
+    let json = sites.json(r#"{"sources": [0, 1], "tables": "all"}"#).replace("\"user\": \"postgres\"", &format!("\"user\": \"{role}\""));
+    let config = dugong_config::Config::from_str(&json, std::path::Path::new("least.json")).unwrap();
+    // Without SET on session_replication_role the replicator says exactly what to grant.
+    let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("must need the parameter grant"),
+    };
+    assert!(err.contains("GRANT SET ON PARAMETER session_replication_role"), "{err}");
+    sites.client(0).batch_execute(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await.unwrap();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'from the application')").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO t VALUES (2, 'other site')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT * FROM t").await.len(), 2);
+    let superuser: bool = p.nodes[0].client.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await.unwrap().get(0);
+    assert!(!superuser);
+}
+
+/// A column added on both sites while the daemon runs is picked up; added on one
+/// site only, the sync is Bad naming the column until the other site has it too.
+#[tokio::test]
+async fn schema_changes_while_running_are_detected_and_picked_up() {
+    use dugong_replica::daemon::{self, DaemonOptions};
+    use std::time::Duration;
+    let sites = Sites::new("alter", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = std::sync::Arc::new(sites.master_master());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = DaemonOptions { schema_check: Duration::from_millis(100), backoff_min: Duration::from_millis(50), backoff_max: Duration::from_millis(200), ..Default::default() };
+    let daemon = tokio::spawn(daemon::run(config, options, shutdown.clone()));
+    let c1 = sites.client(1);
+    dugong_testkit::wait_for("capture installed", Duration::from_secs(20), || async {
+        let n: i64 = sites.client(0).query_one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", &[]).await.ok()?.get(0);
+        (n == 4).then_some(())
+    })
+    .await;
+    sites.client(0).batch_execute("ALTER TABLE t ADD COLUMN extra int").await.unwrap();
+    dugong_testkit::wait_for("the mismatch reported", Duration::from_secs(20), || async {
+        let e: Option<String> = c1.query_one("SELECT last_error FROM dugong.sync_state", &[]).await.ok()?.get(0);
+        e.filter(|e| e.contains("\"extra\"")).map(|_| ())
+    })
+    .await;
+    c1.batch_execute("ALTER TABLE t ADD COLUMN extra int").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'x', 42)").await.unwrap();
+    dugong_testkit::wait_for("the new column replicated", Duration::from_secs(20), || async {
+        let row = c1.query_opt("SELECT extra FROM t WHERE id = 1", &[]).await.ok()??;
+        (row.get::<_, Option<i32>>(0) == Some(42)).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    let reports = daemon.await.unwrap();
+    assert!(reports.iter().all(|r| r.good), "{reports:?}");
+}
