@@ -5,9 +5,15 @@ use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 /// Installs the global recorder and serves it until `shutdown`.
-pub async fn serve(addr: SocketAddr, buckets: &[f64], shutdown: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    addr: SocketAddr,
+    buckets: &[f64],
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let handle: PrometheusHandle = PrometheusBuilder::new().set_buckets(buckets)?.install_recorder()?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving metrics at /metrics");
     let app = axum::Router::new().route(
         "/metrics",

@@ -47,7 +47,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let shutdown = CancellationToken::new();
     let metrics_task = match args.metrics {
-        Some(addr) => Some(crate::metrics_http::serve(addr, dugong_replica::metrics::RUN_DURATION_BUCKETS, shutdown.clone()).await?),
+        Some(addr) => Some(
+            crate::metrics_http::serve(addr, dugong_replica::metrics::RUN_DURATION_BUCKETS, shutdown.clone()).await?,
+        ),
         None => None,
     };
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));

@@ -38,11 +38,17 @@ impl Drop for ConfigFile {
 }
 
 fn db_json(id: usize, cluster: &Cluster, db: &str) -> String {
-    format!(r#"{{"id": {id}, "dbname": "{db}", "host": "127.0.0.1 port={}", "user": "postgres", "pass": "env"}}"#, cluster.port())
+    format!(
+        r#"{{"id": {id}, "dbname": "{db}", "host": "127.0.0.1 port={}", "user": "postgres", "pass": "env"}}"#,
+        cluster.port()
+    )
 }
 
 fn master_master(dbs: &[String]) -> String {
-    format!(r#"{{"databases": [{}], "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#, dbs.join(", "))
+    format!(
+        r#"{{"databases": [{}], "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
+        dbs.join(", ")
+    )
 }
 
 /// Runs the binary to completion with `BUCARDO_DB<i>` set (empty passwords: trust).
@@ -112,10 +118,26 @@ async fn bad_configuration_fails_at_start_naming_file_field_and_reason() {
     let good0 = db_json(0, cluster, &dbs[0]);
     let good1 = db_json(1, cluster, &dbs[1]);
     let cases = [
-        (format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 7], "tables": "all"}}]}}"#), "syncs[0].sources[1]"),
-        (format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [], "targets": [1], "tables": "all"}}]}}"#), "syncs[0].sources"),
-        (format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 1], "tables": "items,nope"}}]}}"#), "syncs[0].tables: table nope: does not exist on db0"),
-        (format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 1], "tables": "all", "colour": 1}}]}}"#), "colour"),
+        (
+            format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 7], "tables": "all"}}]}}"#),
+            "syncs[0].sources[1]",
+        ),
+        (
+            format!(
+                r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [], "targets": [1], "tables": "all"}}]}}"#
+            ),
+            "syncs[0].sources",
+        ),
+        (
+            format!(r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 1], "tables": "items,nope"}}]}}"#),
+            "syncs[0].tables: table nope: does not exist on db0",
+        ),
+        (
+            format!(
+                r#"{{"databases": [{good0}, {good1}], "syncs": [{{"sources": [0, 1], "tables": "all", "colour": 1}}]}}"#
+            ),
+            "colour",
+        ),
     ];
     for (i, (json, expect)) in cases.iter().enumerate() {
         let cfg = ConfigFile::new(&format!("bad{i}"), json);
@@ -129,7 +151,8 @@ async fn bad_configuration_fails_at_start_naming_file_field_and_reason() {
     }
     // An unreachable database: which one, and the error.
     let port = dugong_testkit::free_port();
-    let dead = format!(r#"{{"id": 1, "dbname": "x", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": "env"}}"#);
+    let dead =
+        format!(r#"{{"id": 1, "dbname": "x", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": "env"}}"#);
     let cfg = ConfigFile::new("dead", &master_master(&[good0, dead]));
     let out = run(&["replicate", "--once"], &cfg.path);
     let t = text(&out);
@@ -147,7 +170,11 @@ async fn uninstall_leaves_the_application_tables() {
     assert!(run(&["replicate", "--once"], &cfg.path).status.success());
     let out = run(&["replicate", "--uninstall"], &cfg.path);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("db0: removed the dugong schema and the capture triggers of 1 table(s)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("db0: removed the dugong schema and the capture triggers of 1 table(s)"),
+        "{}",
+        text(&out)
+    );
     for c in &clients {
         assert_eq!(count(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'dugong'").await, 0);
         assert_eq!(count(c, "SELECT count(*) FROM items").await, 1);
@@ -171,7 +198,14 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
     let log = cfg.dir.join("replicate.log");
     let mut child = spawn(&cfg.path, &["--metrics", &metrics], &log);
     // Capture installed: wait for the triggers, then write on both sides.
-    wait_count(&clients[1], "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", 4, "capture on site 1", Duration::from_secs(20)).await;
+    wait_count(
+        &clients[1],
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'",
+        4,
+        "capture on site 1",
+        Duration::from_secs(20),
+    )
+    .await;
     clients[0].batch_execute("INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 10) g").await.unwrap();
     clients[1].batch_execute("INSERT INTO items SELECT g, 1, 'y' FROM generate_series(11, 20) g").await.unwrap();
     for c in &clients {
@@ -186,7 +220,13 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
         buf.contains("dugong_replica_rows_applied_total").then_some(buf)
     })
     .await;
-    for name in ["dugong_replica_runs_total", "dugong_replica_lag_seconds", "dugong_replica_database_up", "dugong_replica_run_duration_seconds_bucket", "dugong_replica_last_good_timestamp_seconds"] {
+    for name in [
+        "dugong_replica_runs_total",
+        "dugong_replica_lag_seconds",
+        "dugong_replica_database_up",
+        "dugong_replica_run_duration_seconds_bucket",
+        "dugong_replica_last_good_timestamp_seconds",
+    ] {
         assert!(body.contains(name), "metric {name} missing:\n{body}");
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -255,7 +295,14 @@ async fn kill_9_during_writes_on_both_sites_loses_and_duplicates_nothing() {
     for c in &clients {
         assert_eq!(count(c, "SELECT count(*) FROM items").await, want, "every committed row, once");
     }
-    let cmp = dugong().arg("compare").arg("--config").arg(&cfg.path).env("BUCARDO_DB0", "").env("BUCARDO_DB1", "").output().unwrap();
+    let cmp = dugong()
+        .arg("compare")
+        .arg("--config")
+        .arg(&cfg.path)
+        .env("BUCARDO_DB0", "")
+        .env("BUCARDO_DB1", "")
+        .output()
+        .unwrap();
     assert!(cmp.status.success(), "compare must report identical: {}", text(&cmp));
 }
 
@@ -273,7 +320,14 @@ async fn a_database_server_killed_and_restarted_is_caught_up_without_restarting_
     let log = cfg.dir.join("outage.log");
     let mut child = spawn(&cfg.path, &["--max-backoff", "1s"], &log);
     let c0 = site0.connect(&db0).await.unwrap();
-    wait_count(&c0, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", 4, "capture installed", Duration::from_secs(20)).await;
+    wait_count(
+        &c0,
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'",
+        4,
+        "capture installed",
+        Duration::from_secs(20),
+    )
+    .await;
     c0.batch_execute("INSERT INTO items SELECT g, 0, 'before' FROM generate_series(1, 100) g").await.unwrap();
     let c1 = site1.connect(&db1).await.unwrap();
     wait_count(&c1, "SELECT count(*) FROM items", 100, "rows before the outage", Duration::from_secs(10)).await;
@@ -291,7 +345,14 @@ async fn a_database_server_killed_and_restarted_is_caught_up_without_restarting_
     let c1 = site1.connect(&db1).await.unwrap();
     wait_count(&c1, "SELECT count(*) FROM items", 1100, "catch-up after the restart", Duration::from_secs(30)).await;
     c1.batch_execute("UPDATE items SET v = 'back' WHERE id = 1").await.unwrap();
-    wait_count(&c0, "SELECT count(*) FROM items WHERE v = 'back'", 1, "writes from the returned site", Duration::from_secs(10)).await;
+    wait_count(
+        &c0,
+        "SELECT count(*) FROM items WHERE v = 'back'",
+        1,
+        "writes from the returned site",
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(child.try_wait().unwrap().is_none(), "the replicator kept running");
     child.kill().unwrap();
     child.wait().unwrap();

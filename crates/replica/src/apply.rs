@@ -9,7 +9,7 @@ use crate::prepare::Prepared;
 use crate::resolve::{ConflictRecord, Resolution, SourceChanges};
 use crate::run::Key;
 use bytes::Bytes;
-use dugong_core::{quote_ident, quote_literal, DbId};
+use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use futures_util::future::try_join_all;
 use futures_util::{SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -85,7 +85,9 @@ pub async fn fetch_rows(
     let mut jobs = Vec::new();
     for (pi, plan) in plans.iter().enumerate() {
         for source in &plan.winning_sources {
-            let Some((ni, bound, cursor)) = reads.iter().find(|(ni, _, _)| p.nodes[*ni].id == *source) else { continue };
+            let Some((ni, bound, cursor)) = reads.iter().find(|(ni, _, _)| p.nodes[*ni].id == *source) else {
+                continue;
+            };
             jobs.push((pi, *ni, bound.as_str(), cursor.as_str()));
         }
     }
@@ -125,7 +127,11 @@ pub async fn fetch_rows(
 
 /// Applies every plan on every database of the sync, each in its open run
 /// transaction.
-pub async fn apply_all(p: &Prepared, plans: &[TablePlan], rows: &mut HashMap<(usize, DbId), Fetched>) -> Result<Totals, ReplicaError> {
+pub async fn apply_all(
+    p: &Prepared,
+    plans: &[TablePlan],
+    rows: &mut HashMap<(usize, DbId), Fetched>,
+) -> Result<Totals, ReplicaError> {
     let rows = &*rows;
     let per_node = p.nodes.iter().map(|node| async move {
         let mut deletes = 0u64;
@@ -160,7 +166,13 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], rows: &mut HashMap<(us
 }
 
 /// Deletes on database `me` every key whose winner is another database.
-async fn delete_keys(db: DbId, client: &tokio_postgres::Client, table: &TableInfo, plan: &TablePlan, me: DbId) -> Result<u64, ReplicaError> {
+async fn delete_keys(
+    db: DbId,
+    client: &tokio_postgres::Client,
+    table: &TableInfo,
+    plan: &TablePlan,
+    me: DbId,
+) -> Result<u64, ReplicaError> {
     let n = table.key.len();
     let mut columns: Vec<Vec<&str>> = vec![Vec::new(); n];
     for (key, winner) in &plan.winners {
@@ -174,7 +186,12 @@ async fn delete_keys(db: DbId, client: &tokio_postgres::Client, table: &TableInf
         return Ok(0);
     }
     let sql = if n == 1 {
-        format!("DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])", table.name.quoted(), quote_ident(&table.key[0].name), table.key[0].type_sql)
+        format!(
+            "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
+            table.name.quoted(),
+            quote_ident(&table.key[0].name),
+            table.key[0].type_sql
+        )
     } else {
         let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
         let casts: Vec<String> = table.key.iter().enumerate().map(|(i, c)| format!("u{i}::{}", c.type_sql)).collect();
@@ -192,7 +209,12 @@ async fn delete_keys(db: DbId, client: &tokio_postgres::Client, table: &TableInf
     client.execute(&sql, &params).await.map_err(|e| apply_error(db, table, e))
 }
 
-async fn copy_in(client: &tokio_postgres::Client, db: DbId, table: &TableInfo, fetched: &Fetched) -> Result<(), ReplicaError> {
+async fn copy_in(
+    client: &tokio_postgres::Client,
+    db: DbId,
+    table: &TableInfo,
+    fetched: &Fetched,
+) -> Result<(), ReplicaError> {
     if fetched.rows == 0 {
         return Ok(());
     }
@@ -221,14 +243,13 @@ fn apply_error(db: DbId, table: &TableInfo, e: tokio_postgres::Error) -> Replica
 
 /// Records every conflict of the run in each database's conflict log, in the
 /// run transaction.
-pub async fn log_conflicts(p: &Prepared, conflicts: &[(String, ConflictRecord<Key>)]) -> Result<(), ReplicaError> {
+pub async fn log_conflicts(p: &Prepared, conflicts: &[(TableName, ConflictRecord<Key>)]) -> Result<(), ReplicaError> {
     let records: Vec<serde_json::Value> = conflicts
         .iter()
         .map(|(table, c)| {
-            let (schema, name) = split_display(p, table);
             serde_json::json!({
-                "table_schema": schema,
-                "table_name": name,
+                "table_schema": table.schema,
+                "table_name": table.name,
                 "key": c.key,
                 "winner": c.winner.to_string(),
                 "loser": c.loser.to_string(),
@@ -251,12 +272,4 @@ pub async fn log_conflicts(p: &Prepared, conflicts: &[(String, ConflictRecord<Ke
     }))
     .await?;
     Ok(())
-}
-
-fn split_display(p: &Prepared, display: &str) -> (String, String) {
-    p.tables
-        .iter()
-        .find(|t| t.name.display_name() == display)
-        .map(|t| (t.name.schema.clone(), t.name.name.clone()))
-        .unwrap_or_default()
 }

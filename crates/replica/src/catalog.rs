@@ -102,10 +102,7 @@ fn unsupported(row: &CatalogRow) -> Option<&'static str> {
 
 fn to_info(row: &CatalogRow) -> TableInfo {
     let (constraint, key_names) = row.key.clone().expect("checked by unsupported()");
-    let key = key_names
-        .iter()
-        .filter_map(|k| row.columns.iter().find(|c| &c.name == k).cloned())
-        .collect();
+    let key = key_names.iter().filter_map(|k| row.columns.iter().find(|c| &c.name == k).cloned()).collect();
     TableInfo { name: row.name.clone(), columns: row.columns.clone(), key, key_constraint: constraint }
 }
 
@@ -134,9 +131,13 @@ pub async fn select_tables(
         TableSelection::List(list) => {
             let mut tables: Vec<TableInfo> = Vec::new();
             for r in list {
-                let row = find(&catalog, r).map_err(|why| ReplicaError::Config(format!("{field}: table {}: {why} on {db}", show_ref(r))))?;
+                let row = find(&catalog, r)
+                    .map_err(|why| ReplicaError::Config(format!("{field}: table {}: {why} on {db}", show_ref(r))))?;
                 if let Some(reason) = unsupported(row) {
-                    return Err(ReplicaError::Config(format!("{field}: table {}: {reason} on {db}; every replicated table needs one", row.name)));
+                    return Err(ReplicaError::Config(format!(
+                        "{field}: table {}: {reason} on {db}; every replicated table needs one",
+                        row.name
+                    )));
                 }
                 if !tables.iter().any(|t| t.name == row.name) {
                     tables.push(to_info(row));
@@ -158,7 +159,8 @@ fn show_ref(r: &TableRef) -> String {
 /// case-insensitively (PostgreSQL folds them); without a schema, `public` first,
 /// then a unique match in any schema.
 fn find<'a>(catalog: &'a [CatalogRow], r: &TableRef) -> Result<&'a CatalogRow, String> {
-    let name_matches = |candidate: &str, wanted: &str| candidate == wanted || (!r.quoted && candidate == wanted.to_lowercase());
+    let name_matches =
+        |candidate: &str, wanted: &str| candidate == wanted || (!r.quoted && candidate == wanted.to_lowercase());
     let matches: Vec<&CatalogRow> = catalog
         .iter()
         .filter(|row| name_matches(&row.name.name, &r.name))
@@ -209,7 +211,10 @@ pub async fn check_same_schema(
         }
         for c in &row.columns {
             if !table.columns.iter().any(|col| col.name == c.name) {
-                problems.push(format!("table {}: column \"{}\" exists on {db} but not on {reference_db}", table.name, c.name));
+                problems.push(format!(
+                    "table {}: column \"{}\" exists on {db} but not on {reference_db}",
+                    table.name, c.name
+                ));
             }
         }
         let key: Option<Vec<&str>> = row.key.as_ref().map(|(_, k)| k.iter().map(String::as_str).collect());

@@ -111,11 +111,20 @@ async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
 }
 
 /// Streams one table from `from` into every database of `into`.
-async fn copy_table(from: &Node, into: &[&Node], table: &TableInfo, empty_first: bool, progress: bool) -> Result<(), ReplicaError> {
+async fn copy_table(
+    from: &Node,
+    into: &[&Node],
+    table: &TableInfo,
+    empty_first: bool,
+    progress: bool,
+) -> Result<(), ReplicaError> {
     let cols = table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
     let estimate: f32 = from
         .client
-        .query_one("SELECT greatest(reltuples, 0)::float4 FROM pg_class WHERE oid = $1::text::regclass", &[&table.name.quoted()])
+        .query_one(
+            "SELECT greatest(reltuples, 0)::float4 FROM pg_class WHERE oid = $1::text::regclass",
+            &[&table.name.quoted()],
+        )
         .await
         .on_db(from.id, || format!("estimating the size of {}", table.name))?
         .get(0);

@@ -77,7 +77,11 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
     for h in handles {
         match h.await {
             Ok(r) => reports.push(r),
-            Err(e) => reports.push(SyncReport { sync: SyncName("?".into()), good: false, error: Some(format!("sync task panicked: {e}")) }),
+            Err(e) => reports.push(SyncReport {
+                sync: SyncName("?".into()),
+                good: false,
+                error: Some(format!("sync task panicked: {e}")),
+            }),
         }
     }
     reports
@@ -255,11 +259,13 @@ impl SyncTask {
         for id in self.sync.databases() {
             match prepare::connect(&self.config, id).await {
                 Ok(c) => {
-                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string()).set(1.0);
+                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string())
+                        .set(1.0);
                     clients.push((id, c));
                 }
                 Err(err) => {
-                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string()).set(0.0);
+                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string())
+                        .set(0.0);
                     tracing::debug!(db = %id, error = %err, "database unreachable");
                 }
             }
@@ -267,7 +273,11 @@ impl SyncTask {
         // State can only be recorded where Dugong's schema exists.
         let mut usable = Vec::new();
         for (id, c) in &clients {
-            if c.query_one("SELECT to_regclass('dugong.sync_state') IS NOT NULL", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false) {
+            if c.query_one("SELECT to_regclass('dugong.sync_state') IS NOT NULL", &[])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false)
+            {
                 usable.push((*id, c));
             }
         }

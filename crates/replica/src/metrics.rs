@@ -13,7 +13,8 @@ pub const SYNC_GOOD: &str = "dugong_replica_sync_good";
 
 /// Buckets for run durations: a caught-up run takes milliseconds, a backlog
 /// batch up to seconds.
-pub const RUN_DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const RUN_DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {

@@ -51,9 +51,7 @@ pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so con
 
 /// Connects to a database of `sync`, by id.
 pub async fn connect(config: &Config, id: DbId) -> Result<Client, ReplicaError> {
-    let db = config
-        .database(id)
-        .ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
+    let db = config.database(id).ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
     postgres::connect(db, "dugong replicate").await
 }
 
@@ -80,14 +78,19 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
     for (id, mut client) in clients {
         check_replication_role(&client, id).await?;
         let source = sync.sources.contains(&id);
-        let (capture_tables, cursor_syncs) = if source { (&tables[..], vec![sync.name.clone()]) } else { (&[][..], vec![]) };
+        let (capture_tables, cursor_syncs) =
+            if source { (&tables[..], vec![sync.name.clone()]) } else { (&[][..], vec![]) };
         let captures = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
         let commit_timestamps: bool = client
             .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
             .await
             .on_db(id, || "reading track_commit_timestamp".into())?
             .get(0);
-        let cursor = if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
+        let cursor = if source {
+            read_cursor(&client, id, &sync.name).await?
+        } else {
+            Snapshot { xmin: 0, xmax: 0, xip: vec![] }
+        };
         nodes.push(Node { id, client, source, captures, cursor, commit_timestamps });
     }
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
@@ -107,9 +110,7 @@ pub async fn read_cursor(client: &Client, id: DbId, sync: &SyncName) -> Result<S
 /// Applying changes without echo needs `session_replication_role = replica`:
 /// superuser, or on PostgreSQL 15+ `GRANT SET ON PARAMETER`.
 async fn check_replication_role(client: &Client, id: DbId) -> Result<(), ReplicaError> {
-    let result = client
-        .batch_execute("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
-        .await;
+    let result = client.batch_execute("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK").await;
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.code().map(|c| c.code()) == Some("42501") => {
@@ -119,19 +120,22 @@ async fn check_replication_role(client: &Client, id: DbId) -> Result<(), Replica
                 message: "the replicator's role may not set session_replication_role, which applies changes without echoing them back; on PostgreSQL 15+ run GRANT SET ON PARAMETER session_replication_role TO <role>, on older versions connect as a superuser".into(),
             })
         }
-        Err(source) => Err(ReplicaError::Statement { db: id, context: "checking session_replication_role".into(), source }),
+        Err(source) => {
+            Err(ReplicaError::Statement { db: id, context: "checking session_replication_role".into(), source })
+        }
     }
 }
 
 /// Removes cursors of syncs that are not in the configuration any more, so a
 /// removed or renamed sync never keeps change logs from being purged.
-pub async fn forget_stale_cursors(client: &Client, id: DbId, configured: &[SyncName]) -> Result<Vec<String>, ReplicaError> {
+pub async fn forget_stale_cursors(
+    client: &Client,
+    id: DbId,
+    configured: &[SyncName],
+) -> Result<Vec<String>, ReplicaError> {
     let names: Vec<&str> = configured.iter().map(|s| s.as_str()).collect();
     let rows = client
-        .query(
-            "DELETE FROM dugong.cursor WHERE sync <> ALL($1::text[]) RETURNING sync",
-            &[&names],
-        )
+        .query("DELETE FROM dugong.cursor WHERE sync <> ALL($1::text[]) RETURNING sync", &[&names])
         .await
         .on_db(id, || "removing cursors of removed syncs".into())?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -11,7 +11,7 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::prepare::{Node, Prepared};
 use crate::resolve::{self, CommitTime, ConflictRecord, SourceChanges};
 use crate::snapshot::{choose_bound, Snapshot};
-use dugong_core::DbId;
+use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ pub struct RunOutcome {
     pub deletes: u64,
     pub inserts: u64,
     pub truncates: u64,
-    pub conflicts: Vec<(String, ConflictRecord<Key>)>,
+    pub conflicts: Vec<(TableName, ConflictRecord<Key>)>,
     /// The batch was bounded: more changes are waiting.
     pub more: bool,
     /// Age of the oldest change shipped, when commit times are known.
@@ -69,9 +69,13 @@ fn pending_sql(p: &Prepared, node: &Node) -> String {
         .filter_map(|t| node.captures.get(&t.name))
         .map(|c| format!("EXISTS (SELECT 1 FROM {} WHERE {NOT_SHIPPED})", c.delta))
         .collect();
-    let ids: Vec<String> = p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
+    let ids: Vec<String> =
+        p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
     if !ids.is_empty() {
-        parts.push(format!("EXISTS (SELECT 1 FROM dugong.truncate_log WHERE table_id IN ({}) AND {NOT_SHIPPED})", ids.join(",")));
+        parts.push(format!(
+            "EXISTS (SELECT 1 FROM dugong.truncate_log WHERE table_id IN ({}) AND {NOT_SHIPPED})",
+            ids.join(",")
+        ));
     }
     if parts.is_empty() {
         return "SELECT false".into();
@@ -83,8 +87,14 @@ fn pending_sql(p: &Prepared, node: &Node) -> String {
 struct SourceRead {
     snapshot: Snapshot,
     bound: u64,
-    /// Per table (same order as `Prepared::tables`): changed keys and truncate.
-    changes: Vec<(Vec<(Key, CommitTime)>, Option<CommitTime>)>,
+    /// Per table, in the order of `Prepared::tables`.
+    changes: Vec<TableChanges>,
+}
+
+/// One table's pending changes on one source.
+struct TableChanges {
+    keys: Vec<(Key, CommitTime)>,
+    truncated: Option<CommitTime>,
 }
 
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
@@ -122,8 +132,12 @@ async fn begin_all(p: &Prepared) -> Result<(), ReplicaError> {
 }
 
 async fn commit_all(p: &Prepared) -> Result<(), ReplicaError> {
-    try_join_all(p.nodes.iter().map(|n| async move { n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the run".into()) }))
-        .await?;
+    try_join_all(
+        p.nodes
+            .iter()
+            .map(|n| async move { n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the run".into()) }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -138,7 +152,10 @@ pub(crate) async fn rollback_all(p: &Prepared) {
 
 /// Everything of a run up to (not including) the commits. Returns the outcome
 /// and the new cursor of each source.
-async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, Vec<(DbId, Snapshot)>), ReplicaError> {
+async fn run_in_transactions(
+    p: &Prepared,
+    limits: RunLimits,
+) -> Result<(RunOutcome, Vec<(DbId, Snapshot)>), ReplicaError> {
     begin_all(p).await?;
     // 1. Read every source's pending changes, in its run snapshot.
     let mut reads: Vec<(usize, SourceRead)> = Vec::new();
@@ -157,8 +174,8 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
         let sources: Vec<SourceChanges<Key>> = reads
             .iter()
             .map(|(i, r)| {
-                let (keys, truncated) = &r.changes[ti];
-                SourceChanges { db: p.nodes[*i].id, keys: keys.clone(), truncated: *truncated }
+                let c = &r.changes[ti];
+                SourceChanges { db: p.nodes[*i].id, keys: c.keys.clone(), truncated: c.truncated }
             })
             .collect();
         for s in &sources {
@@ -174,7 +191,7 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
         let resolution = resolve::resolve(&p.sync.conflict_strategy, &p.order, &sources)
             .map_err(|aborted| resolve::abort_error(&table.name, &aborted))?;
         for c in &resolution.conflicts {
-            outcome.conflicts.push((table.name.display_name(), c.clone()));
+            outcome.conflicts.push((table.name.clone(), c.clone()));
         }
         plans.push(TablePlan::new(ti, &sources, resolution));
     }
@@ -183,7 +200,9 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
     }
 
     // 3. Fetch the winning rows from their sources.
-    let mut rows = apply::fetch_rows(p, &plans, &reads.iter().map(|(i, r)| (*i, bound_text(r), r_cursor(p, *i))).collect::<Vec<_>>()).await?;
+    let bounds: Vec<(usize, String, String)> =
+        reads.iter().map(|(i, r)| (*i, r.bound.to_string(), p.nodes[*i].cursor.to_string())).collect();
+    let mut rows = apply::fetch_rows(p, &plans, &bounds).await?;
 
     // 4. Apply on every database, in its run transaction.
     let totals = apply::apply_all(p, &plans, &mut rows).await?;
@@ -200,14 +219,6 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
     });
     let cursors = reads.into_iter().map(|(i, r)| (p.nodes[i].id, r.snapshot.truncated_at(r.bound))).collect();
     Ok((outcome, cursors))
-}
-
-fn r_cursor(p: &Prepared, i: usize) -> String {
-    p.nodes[i].cursor.to_string()
-}
-
-fn bound_text(r: &SourceRead) -> String {
-    r.bound.to_string()
 }
 
 /// The SQL expression of a change's commit time in microseconds, or NULL.
@@ -231,21 +242,25 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
         text.parse().map_err(|e| ReplicaError::Protocol { db: id, message: format!("{e}") })?
     };
     let cursor = node.cursor.to_string();
-    let deltas: Vec<&str> = p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
+    let deltas: Vec<&str> =
+        p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
     // Bound the batch: the transaction id of the batch_rows-th pending change.
     let mut bound = snapshot.xmax;
     if !deltas.is_empty() {
-        let union: Vec<String> = deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {NOT_SHIPPED}")).collect();
+        let union: Vec<String> =
+            deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {NOT_SHIPPED}")).collect();
         let sql = format!(
             "SELECT dugong_txid::text FROM ({}) s ORDER BY dugong_txid OFFSET $2 LIMIT 1",
             union.join(" UNION ALL ")
         );
         let offset = limits.batch_rows.saturating_sub(1) as i64;
-        if let Some(row) = node.client.query_opt(&sql, &[&cursor, &offset]).await.on_db(id, || "sizing the batch".into())? {
-            let nth: u64 = row
-                .get::<_, String>(0)
-                .parse()
-                .map_err(|_| ReplicaError::Protocol { db: id, message: "a transaction id that is not a number".into() })?;
+        if let Some(row) =
+            node.client.query_opt(&sql, &[&cursor, &offset]).await.on_db(id, || "sizing the batch".into())?
+        {
+            let nth: u64 = row.get::<_, String>(0).parse().map_err(|_| ReplicaError::Protocol {
+                db: id,
+                message: "a transaction id that is not a number".into(),
+            })?;
             bound = choose_bound(Some(nth), &node.cursor, &snapshot);
         }
     }
@@ -255,18 +270,24 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
         let bound_text = &bound_text;
         async move {
             let Some(capture) = node.captures.get(&table.name) else {
-                return Ok((Vec::new(), None));
+                return Ok(TableChanges { keys: Vec::new(), truncated: None });
             };
             let keys = read_keys(node, table, &capture.delta, cursor, bound_text).await?;
             let truncated = read_truncate(node, capture.table_id, cursor, bound_text).await?;
-            Ok::<_, ReplicaError>((keys, truncated))
+            Ok::<_, ReplicaError>(TableChanges { keys, truncated })
         }
     });
     let changes = try_join_all(reads).await?;
     Ok(SourceRead { snapshot, bound, changes })
 }
 
-async fn read_keys(node: &Node, table: &TableInfo, delta: &str, cursor: &str, bound: &str) -> Result<Vec<(Key, CommitTime)>, ReplicaError> {
+async fn read_keys(
+    node: &Node,
+    table: &TableInfo,
+    delta: &str,
+    cursor: &str,
+    bound: &str,
+) -> Result<Vec<(Key, CommitTime)>, ReplicaError> {
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
     let sql = format!(
@@ -290,7 +311,12 @@ async fn read_keys(node: &Node, table: &TableInfo, delta: &str, cursor: &str, bo
         .collect())
 }
 
-async fn read_truncate(node: &Node, table_id: i32, cursor: &str, bound: &str) -> Result<Option<CommitTime>, ReplicaError> {
+async fn read_truncate(
+    node: &Node,
+    table_id: i32,
+    cursor: &str,
+    bound: &str,
+) -> Result<Option<CommitTime>, ReplicaError> {
     let sql = format!(
         "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND dugong_txid < $2::text::xid8",
         commit_time_expr(node, "dugong_txid")

@@ -141,7 +141,11 @@ mod tests {
             for t in 0..xmax + 5 {
                 let consumed_before = last.is_visible(t);
                 let consumed_now = !consumed_before && current.is_visible(t) && t < bound;
-                assert_eq!(cursor.is_visible(t), consumed_before || consumed_now, "t={t} last={last} cur={current} bound={bound}");
+                assert_eq!(
+                    cursor.is_visible(t),
+                    consumed_before || consumed_now,
+                    "t={t} last={last} cur={current} bound={bound}"
+                );
             }
         }
     }

@@ -18,7 +18,8 @@ pub struct Replicator {
 
 impl Replicator {
     pub fn this_process() -> Replicator {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         Replicator { pid: std::process::id() as i32, host }
     }
 }
@@ -30,15 +31,18 @@ const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLI
 /// replace the last I/D counts.
 pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
     let started = outcome.started.unwrap_or_else(SystemTime::now);
-    let moved = !outcome.empty && (outcome.inserts + outcome.deletes + outcome.truncates > 0 || !outcome.conflicts.is_empty());
+    let moved =
+        !outcome.empty && (outcome.inserts + outcome.deletes + outcome.truncates > 0 || !outcome.conflicts.is_empty());
     let excluded: Vec<String> = p.excluded.iter().map(|e| format!("{} ({})", e.table, e.reason)).collect();
     let tables = p.tables.len() as i32;
     let commit_ts = p.without_commit_timestamps().is_empty();
-    let (d, i, t, c) = (outcome.deletes as i64, outcome.inserts as i64, outcome.truncates as i64, outcome.conflicts.len() as i64);
+    let (d, i, t, c) =
+        (outcome.deletes as i64, outcome.inserts as i64, outcome.truncates as i64, outcome.conflicts.len() as i64);
     let started_s = to_epoch(started);
     let sync = p.name().as_str();
     if !moved {
-        let sql = "UPDATE dugong.sync_state SET replicator_pid = $2, replicator_host = $3, heartbeat = now(), state = 'Good',
+        let sql =
+            "UPDATE dugong.sync_state SET replicator_pid = $2, replicator_host = $3, heartbeat = now(), state = 'Good',
             last_good_started = to_timestamp($4), last_good_ended = now(),
             tables = $5, excluded = $6, commit_timestamps = $7, updated_at = now()
          WHERE sync = $1";
@@ -72,7 +76,13 @@ pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -
 
 /// Records a failed run on every database of the sync that can be reached.
 /// Never fails: the databases that are down are what the error is about.
-pub async fn record_bad(clients: &[(DbId, &Client)], sync: &SyncName, who: &Replicator, started: SystemTime, error: &str) {
+pub async fn record_bad(
+    clients: &[(DbId, &Client)],
+    sync: &SyncName,
+    who: &Replicator,
+    started: SystemTime,
+    error: &str,
+) {
     let started_s = to_epoch(started);
     for (id, client) in clients {
         let result = async {
@@ -98,7 +108,10 @@ pub async fn record_stopped(p: &Prepared) {
     for node in &p.nodes {
         let _ = node
             .client
-            .execute("UPDATE dugong.sync_state SET replicator_pid = NULL, updated_at = now() WHERE sync = $1", &[&p.name().as_str()])
+            .execute(
+                "UPDATE dugong.sync_state SET replicator_pid = NULL, updated_at = now() WHERE sync = $1",
+                &[&p.name().as_str()],
+            )
             .await;
     }
 }

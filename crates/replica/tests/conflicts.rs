@@ -97,7 +97,11 @@ async fn abort_applies_nothing_keeps_the_changes_and_recovers_under_another_stra
     let sites = seeded("abort").await;
     let config = sites.config(r#"{"sources": [0, 1], "tables": "all", "conflict_strategy": "abort"}"#);
     let mut p = prepare(&config).await;
-    sites.client(0).batch_execute("UPDATE t SET v = 'a0' WHERE id = 1; UPDATE t SET v = 'only on 0' WHERE id = 5").await.unwrap();
+    sites
+        .client(0)
+        .batch_execute("UPDATE t SET v = 'a0' WHERE id = 1; UPDATE t SET v = 'only on 0' WHERE id = 5")
+        .await
+        .unwrap();
     sites.client(1).batch_execute("UPDATE t SET v = 'a1' WHERE id = 1").await.unwrap();
     for _ in 0..2 {
         let err = run::run_once(&mut p, RunLimits::default()).await.unwrap_err();
@@ -120,7 +124,11 @@ async fn a_unique_clash_on_another_column_is_bad_loses_nothing_and_heals_when_fi
     let sites = Sites::new("unique", 2, schema).await;
     let config = sites.master_master();
     let mut p = prepare(&config).await;
-    sites.client(0).batch_execute("INSERT INTO users VALUES (1, 'ann@example.org'), (2, 'bob@example.org')").await.unwrap();
+    sites
+        .client(0)
+        .batch_execute("INSERT INTO users VALUES (1, 'ann@example.org'), (2, 'bob@example.org')")
+        .await
+        .unwrap();
     sites.client(1).batch_execute("INSERT INTO users VALUES (3, 'ann@example.org')").await.unwrap();
     let err = run::run_once(&mut p, RunLimits::default()).await.unwrap_err().to_string();
     assert!(err.contains("users_email_key") && err.contains("public.users"), "{err}");

@@ -62,7 +62,11 @@ newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+0
         )
         .await
         .unwrap();
-    sites.client(0).batch_execute("UPDATE plain SET id = 10 WHERE id = 1; UPDATE plain SET v = 'TWO' WHERE id = 2").await.unwrap();
+    sites
+        .client(0)
+        .batch_execute("UPDATE plain SET id = 10 WHERE id = 1; UPDATE plain SET v = 'TWO' WHERE id = 2")
+        .await
+        .unwrap();
     sync_all(&mut p).await;
     assert_eq!(sites.assert_same(all).await.len(), 1);
     assert_eq!(sites.assert_same("SELECT region, seq, val FROM composite").await, vec!["eu|1|a", "eu|7|b"]);
@@ -73,7 +77,11 @@ newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+0
     assert!(again.is_empty(), "applied rows came back as changes: {again:?}");
 
     // Truncate replicates, and rows written after it in the same transaction survive.
-    sites.client(0).batch_execute("BEGIN; TRUNCATE plain; INSERT INTO plain VALUES (99, 'after'); COMMIT").await.unwrap();
+    sites
+        .client(0)
+        .batch_execute("BEGIN; TRUNCATE plain; INSERT INTO plain VALUES (99, 'after'); COMMIT")
+        .await
+        .unwrap();
     let outcomes = sync_all(&mut p).await;
     assert_eq!(outcomes.iter().map(|o| o.truncates).sum::<u64>(), 1);
     assert_eq!(sites.assert_same("SELECT id, v FROM plain").await, vec!["99|after"]);
@@ -88,14 +96,25 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     for tx in 0..50 {
         sites
             .client(0)
-            .execute(&format!("INSERT INTO t SELECT g, md5(g::text) FROM generate_series({}, {}) g", tx * 100, tx * 100 + 99), &[])
+            .execute(
+                &format!(
+                    "INSERT INTO t SELECT g, md5(g::text) FROM generate_series({}, {}) g",
+                    tx * 100,
+                    tx * 100 + 99
+                ),
+                &[],
+            )
             .await
             .unwrap();
     }
     let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
     assert!(outcomes.len() >= 5, "expected several batches, got {}", outcomes.len());
     for o in &outcomes {
-        assert!(o.inserts <= 1000 && o.inserts % 100 == 0, "batch of {} rows splits a transaction or is unbounded", o.inserts);
+        assert!(
+            o.inserts <= 1000 && o.inserts % 100 == 0,
+            "batch of {} rows splits a transaction or is unbounded",
+            o.inserts
+        );
     }
     assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o.more));
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["5000"]);
@@ -149,7 +168,11 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
 #[tokio::test]
 async fn a_schema_mismatch_names_table_and_column_and_moves_nothing() {
     let sites = Sites::new("mismatch", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
-    sites.client(1).batch_execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(5); ALTER TABLE t ADD COLUMN extra int").await.unwrap();
+    sites
+        .client(1)
+        .batch_execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(5); ALTER TABLE t ADD COLUMN extra int")
+        .await
+        .unwrap();
     let config = sites.master_master();
     let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
         Err(e) => e,
@@ -160,14 +183,17 @@ async fn a_schema_mismatch_names_table_and_column_and_moves_nothing() {
     assert!(text.contains("public.t") && text.contains("\"v\"") && text.contains("character varying(5)"), "{text}");
     assert!(text.contains("\"extra\" exists on db1"), "{text}");
     // Nothing was installed, nothing moved.
-    let installed: bool = sites.client(0).query_one("SELECT to_regclass('dugong.captured') IS NOT NULL", &[]).await.unwrap().get(0);
+    let installed: bool =
+        sites.client(0).query_one("SELECT to_regclass('dugong.captured') IS NOT NULL", &[]).await.unwrap().get(0);
     assert!(!installed);
 }
 
 #[tokio::test]
 async fn listed_tables_must_exist_and_have_a_primary_key() {
     let sites = Sites::new("listed", 2, "CREATE TABLE ok (id int PRIMARY KEY); CREATE TABLE nokey (v int)").await;
-    for (tables, expect) in [("ok,missing", "table missing: does not exist on db0"), ("nokey", "table public.nokey: no primary key on db0")] {
+    for (tables, expect) in
+        [("ok,missing", "table missing: does not exist on db0"), ("nokey", "table public.nokey: no primary key on db0")]
+    {
         let config = sites.config(&format!(r#"{{"sources": [0, 1], "tables": "{tables}"}}"#));
         let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
             Err(e) => e.to_string(),
@@ -190,9 +216,17 @@ async fn uninstall_removes_everything_and_keeps_the_application_tables() {
         let u = dugong_replica::capture::uninstall(&mut client, dugong_core::DbId(i as u32)).await.unwrap();
         assert!(u.schema_dropped);
         assert_eq!(u.tables, vec!["public.t"]);
-        let triggers: i64 = client.query_one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass", &[]).await.unwrap().get(0);
+        let triggers: i64 = client
+            .query_one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(triggers, 0);
-        let schema: bool = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'dugong')", &[]).await.unwrap().get(0);
+        let schema: bool = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'dugong')", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert!(!schema);
     }
     assert_eq!(sites.assert_same("SELECT * FROM t").await, vec!["1|x"]);
@@ -222,7 +256,9 @@ async fn runs_with_least_privilege_and_says_what_is_missing() {
             .await
             .unwrap();
     }
-    let json = sites.json(r#"{"sources": [0, 1], "tables": "all"}"#).replace("\"user\": \"postgres\"", &format!("\"user\": \"{role}\""));
+    let json = sites
+        .json(r#"{"sources": [0, 1], "tables": "all"}"#)
+        .replace("\"user\": \"postgres\"", &format!("\"user\": \"{role}\""));
     let config = dugong_config::Config::from_str(&json, std::path::Path::new("least.json")).unwrap();
     // Without SET on session_replication_role the replicator says exactly what to grant.
     let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
@@ -236,7 +272,12 @@ async fn runs_with_least_privilege_and_says_what_is_missing() {
     sites.client(1).batch_execute("INSERT INTO t VALUES (2, 'other site')").await.unwrap();
     sync_all(&mut p).await;
     assert_eq!(sites.assert_same("SELECT * FROM t").await.len(), 2);
-    let superuser: bool = p.nodes[0].client.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await.unwrap().get(0);
+    let superuser: bool = p.nodes[0]
+        .client
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(!superuser);
 }
 
@@ -249,11 +290,21 @@ async fn schema_changes_while_running_are_detected_and_picked_up() {
     let sites = Sites::new("alter", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     let config = std::sync::Arc::new(sites.master_master());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let options = DaemonOptions { schema_check: Duration::from_millis(100), backoff_min: Duration::from_millis(50), backoff_max: Duration::from_millis(200), ..Default::default() };
+    let options = DaemonOptions {
+        schema_check: Duration::from_millis(100),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(200),
+        ..Default::default()
+    };
     let daemon = tokio::spawn(daemon::run(config, options, shutdown.clone()));
     let c1 = sites.client(1);
     dugong_testkit::wait_for("capture installed", Duration::from_secs(20), || async {
-        let n: i64 = sites.client(0).query_one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", &[]).await.ok()?.get(0);
+        let n: i64 = sites
+            .client(0)
+            .query_one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", &[])
+            .await
+            .ok()?
+            .get(0);
         (n == 4).then_some(())
     })
     .await;

@@ -72,7 +72,11 @@ fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
     ReplicaError::Statement { db, context: "installing the dugong schema".into(), source }
 }
 
-async fn install_table(tx: &tokio_postgres::Transaction<'_>, db: DbId, table: &TableInfo) -> Result<Capture, ReplicaError> {
+async fn install_table(
+    tx: &tokio_postgres::Transaction<'_>,
+    db: DbId,
+    table: &TableInfo,
+) -> Result<Capture, ReplicaError> {
     let key_names: Vec<String> = table.key.iter().map(|c| c.name.clone()).collect();
     let key_types: Vec<String> = table.key.iter().map(|c| c.type_sql.clone()).collect();
     let ctx = || format!("installing capture on {}", table.name);
@@ -146,7 +150,8 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let delta = delta_name(id);
     let function = format!("dugong.{}", quote_ident(&format!("capture_{id}")));
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
-    let kdefs: Vec<String> = table.key.iter().enumerate().map(|(i, c)| format!("k{i} {} NOT NULL", c.type_sql)).collect();
+    let kdefs: Vec<String> =
+        table.key.iter().enumerate().map(|(i, c)| format!("k{i} {} NOT NULL", c.type_sql)).collect();
     let src_cols: Vec<String> = table.key.iter().map(|c| quote_ident(&c.name)).collect();
     let src = src_cols.join(", ");
     let into = format!("INSERT INTO {delta} ({})", kcols.join(", "));

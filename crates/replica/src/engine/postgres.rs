@@ -7,7 +7,8 @@ use tokio_postgres::{Client, NoTls};
 
 /// Session settings every replicator connection uses, so values written as text
 /// by one server read back identically on another.
-const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
+const SESSION_OPTIONS: &str =
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
 
 /// Opens a connection to `db`, driving it on a task of the current runtime.
 pub async fn connect(db: &Database, application_name: &str) -> Result<Client, ReplicaError> {
@@ -39,10 +40,11 @@ pub async fn connect(db: &Database, application_name: &str) -> Result<Client, Re
     config.options(&options);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|source| ReplicaError::Unreachable { db: db.id, target: target.display.clone(), source })?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|source| ReplicaError::Unreachable {
+        db: db.id,
+        target: target.display.clone(),
+        source,
+    })?;
     let db_id = db.id;
     tokio::spawn(async move {
         if let Err(err) = connection.await {

@@ -24,8 +24,12 @@ fn no_conflict_each_key_goes_to_its_only_source() {
 #[test]
 fn latest_commit_wins_per_row_not_per_table() {
     // Row a: db1 committed last. Row b: db0 committed last. Same table, same run.
-    let r = resolve(&ConflictStrategy::Latest, &order(), &[src(0, &[("a", 10), ("b", 40)]), src(1, &[("a", 20), ("b", 30)])])
-        .unwrap();
+    let r = resolve(
+        &ConflictStrategy::Latest,
+        &order(),
+        &[src(0, &[("a", 10), ("b", 40)]), src(1, &[("a", 20), ("b", 30)])],
+    )
+    .unwrap();
     assert_eq!(r.winners, vec![("a", db(1)), ("b", db(0))]);
     assert_eq!(r.conflicts.len(), 2);
     let a = r.conflicts.iter().find(|c| c.key == "a").unwrap();
@@ -47,7 +51,9 @@ fn ties_and_unknown_times_go_to_the_first_database() {
 #[test]
 fn priority_list_beats_time_and_falls_back_to_latest() {
     let strategy = ConflictStrategy::Priority(vec![db(1)]);
-    let r = resolve(&strategy, &order(), &[src(0, &[("a", 50), ("b", 50)]), src(1, &[("a", 10)]), src(2, &[("b", 60)])]).unwrap();
+    let r =
+        resolve(&strategy, &order(), &[src(0, &[("a", 50), ("b", 50)]), src(1, &[("a", 10)]), src(2, &[("b", 60)])])
+            .unwrap();
     assert_eq!(r.winners, vec![("a", db(1)), ("b", db(2))]);
 }
 
