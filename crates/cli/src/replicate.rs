@@ -72,7 +72,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for r in &reports {
         if !r.good {
             all_good = false;
-            eprintln!("{}: Bad: {}", r.sync, r.error.as_deref().unwrap_or("unknown error"));
+            eprintln!(
+                "config file {}: {}: Bad: {}",
+                args.config.display(),
+                r.sync,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
         } else if args.once {
             println!("{}: Good", r.sync);
         }

@@ -145,9 +145,12 @@ async fn bad_configuration_fails_at_start_naming_file_field_and_reason() {
         let t = text(&out);
         assert!(!out.status.success(), "case {i} must fail: {t}");
         assert!(t.contains(expect), "case {i}: expected {expect:?} in: {t}");
-        if i < 2 || i == 3 {
-            assert!(t.contains(&cfg.path.display().to_string()), "case {i} names the file: {t}");
-        }
+        assert!(t.contains(&cfg.path.display().to_string()), "case {i} names the file: {t}");
+        // Not only with --once: the daemon fails at start too.
+        let mut c = dugong();
+        c.args(["replicate", "--config"]).arg(&cfg.path).env("BUCARDO_DB0", "").env("BUCARDO_DB1", "");
+        let out = c.output().unwrap();
+        assert!(!out.status.success() && text(&out).contains(expect), "daemon, case {i}: {}", text(&out));
     }
     // An unreachable database: which one, and the error.
     let port = dugong_testkit::free_port();
@@ -158,6 +161,10 @@ async fn bad_configuration_fails_at_start_naming_file_field_and_reason() {
     let t = text(&out);
     assert!(!out.status.success());
     assert!(t.contains("db1 is unreachable") && t.contains(&port.to_string()), "{t}");
+    let mut c = dugong();
+    c.args(["replicate", "--config"]).arg(&cfg.path).env("BUCARDO_DB0", "").env("BUCARDO_DB1", "");
+    let out = c.output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("db1 is unreachable"), "daemon: {}", text(&out));
     assert!(!t.contains("pass"), "no password material in output: {t}");
 }
 
@@ -356,4 +363,22 @@ async fn a_database_server_killed_and_restarted_is_caught_up_without_restarting_
     assert!(child.try_wait().unwrap().is_none(), "the replicator kept running");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A sync that was removed from the configuration leaves a cursor behind; it
+/// must not keep the change log from being purged.
+#[tokio::test]
+async fn a_removed_sync_never_blocks_purging() {
+    let (cluster, dbs, clients) = two_sites("purge").await;
+    let cfg = ConfigFile::new("purge", &master_master(&[db_json(0, cluster, &dbs[0]), db_json(1, cluster, &dbs[1])]));
+    assert!(run(&["replicate", "--once"], &cfg.path).status.success());
+    // A sync of an older configuration, whose cursor stopped long ago.
+    clients[0].batch_execute("INSERT INTO dugong.cursor (sync, snapshot) VALUES ('old_sync', '1:1:')").await.unwrap();
+    clients[0].batch_execute("INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 500) g").await.unwrap();
+    let out = run(&["replicate", "--once"], &cfg.path);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("old_sync"), "the removal is logged: {}", text(&out));
+    assert_eq!(count(&clients[0], "SELECT count(*) FROM dugong.delta_1").await, 0, "shipped changes purged");
+    assert_eq!(count(&clients[0], "SELECT count(*) FROM dugong.cursor").await, 1);
+    assert_eq!(count(&clients[1], "SELECT count(*) FROM items").await, 500);
 }

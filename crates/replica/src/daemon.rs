@@ -100,6 +100,7 @@ impl SyncTask {
         let name = self.sync.name.clone();
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
+        let mut prepared_once = false;
         loop {
             if self.shutdown.is_cancelled() {
                 return SyncReport { sync: name, good: true, error: None };
@@ -111,6 +112,12 @@ impl SyncTask {
             };
             let mut p = match prepared {
                 Ok(p) => p,
+                Err(e) if !prepared_once && e.is_fatal_at_start() => {
+                    // Bad configuration fails at start instead of retrying forever.
+                    tracing::error!(sync = %name, error = %e, "cannot start the sync");
+                    self.shutdown.cancel();
+                    return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                }
                 Err(e) => {
                     self.bad(&e, started).await;
                     if self.options.once {
@@ -122,6 +129,7 @@ impl SyncTask {
                     continue;
                 }
             };
+            prepared_once = true;
             for n in &p.nodes {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => n.id.to_string()).set(1.0);
             }

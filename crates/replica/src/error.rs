@@ -73,6 +73,14 @@ impl ReplicaError {
         }
     }
 
+    /// Errors that stop the replicator when they happen before a sync could
+    /// start at all: configuration the databases contradict, a database that
+    /// cannot be reached, a missing privilege. Later, the same errors only make
+    /// the sync Bad while the replicator retries.
+    pub fn is_fatal_at_start(&self) -> bool {
+        matches!(self, ReplicaError::Config(_) | ReplicaError::Unreachable { .. } | ReplicaError::Privilege { .. })
+    }
+
     /// True when the error means a database is down or its connection broke.
     pub fn is_unreachable(&self) -> bool {
         match self {

@@ -86,10 +86,22 @@ async fn a_priority_list_wins_regardless_of_time() {
     let sites = seeded("priority").await;
     let config = sites.config(r#"{"sources": [0, 1], "tables": "all", "conflict_strategy": [1, 0]}"#);
     let mut p = prepare(&config).await;
+    // update/update, insert/insert, update/delete and delete/update: db1 wins each,
+    // although db0 committed last every time.
     sites.client(1).batch_execute("UPDATE t SET v = 'site1 earlier' WHERE id = 1").await.unwrap();
     sites.client(0).batch_execute("UPDATE t SET v = 'site0 later' WHERE id = 1").await.unwrap();
-    sync_all(&mut p).await;
-    assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 1").await, vec!["site1 earlier"]);
+    sites.client(1).batch_execute("INSERT INTO t VALUES (100, 'site1 insert', 0)").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO t VALUES (100, 'site0 insert', 0)").await.unwrap();
+    sites.client(1).batch_execute("UPDATE t SET v = 'site1 kept' WHERE id = 3").await.unwrap();
+    sites.client(0).batch_execute("DELETE FROM t WHERE id = 3").await.unwrap();
+    sites.client(1).batch_execute("DELETE FROM t WHERE id = 4").await.unwrap();
+    sites.client(0).batch_execute("UPDATE t SET v = 'site0 lost' WHERE id = 4").await.unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.conflicts.len()).sum::<usize>(), 4);
+    assert_eq!(
+        sites.assert_same("SELECT id, v FROM t WHERE id IN (1, 3, 4, 100)").await,
+        vec!["100|site1 insert", "1|site1 earlier", "3|site1 kept"]
+    );
 }
 
 #[tokio::test]
@@ -103,6 +115,13 @@ async fn abort_applies_nothing_keeps_the_changes_and_recovers_under_another_stra
         .await
         .unwrap();
     sites.client(1).batch_execute("UPDATE t SET v = 'a1' WHERE id = 1").await.unwrap();
+    // insert/insert and update/delete conflicts abort just the same.
+    sites
+        .client(0)
+        .batch_execute("INSERT INTO t VALUES (100, 'i0', 0); UPDATE t SET v = 'u0' WHERE id = 3")
+        .await
+        .unwrap();
+    sites.client(1).batch_execute("INSERT INTO t VALUES (100, 'i1', 0); DELETE FROM t WHERE id = 3").await.unwrap();
     for _ in 0..2 {
         let err = run::run_once(&mut p, RunLimits::default()).await.unwrap_err();
         assert!(matches!(err, ReplicaError::ConflictAbort { .. }), "{err}");
@@ -115,7 +134,10 @@ async fn abort_applies_nothing_keeps_the_changes_and_recovers_under_another_stra
     let config = sites.master_master();
     let mut p = prepare(&config).await;
     sync_all(&mut p).await;
-    assert_eq!(sites.assert_same("SELECT id, v FROM t WHERE id IN (1, 5)").await, vec!["1|a1", "5|only on 0"]);
+    assert_eq!(
+        sites.assert_same("SELECT id, v FROM t WHERE id IN (1, 3, 5, 100)").await,
+        vec!["100|i1", "1|a1", "5|only on 0"]
+    );
 }
 
 #[tokio::test]
