@@ -24,6 +24,8 @@ pub struct Node {
     pub cursor: Snapshot,
     /// `track_commit_timestamp = on`: real commit times for conflicts.
     pub commit_timestamps: bool,
+    /// The prepared poll statement (sources only): it runs every few ms.
+    pub poll: Option<tokio_postgres::Statement>,
 }
 
 /// A sync ready to run.
@@ -91,7 +93,19 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         } else {
             Snapshot { xmin: 0, xmax: 0, xip: vec![] }
         };
-        nodes.push(Node { id, client, source, captures, cursor, commit_timestamps });
+        client
+            .execute(
+                "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
+                &[&sync.name.as_str()],
+            )
+            .await
+            .on_db(id, || "creating the sync's state".into())?;
+        let mut node = Node { id, client, source, captures, cursor, commit_timestamps, poll: None };
+        if source {
+            let sql = crate::run::pending_sql(&tables, &node);
+            node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
+        }
+        nodes.push(node);
     }
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
     Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order })

@@ -54,23 +54,25 @@ const NOT_SHIPPED: &str = "NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_
 /// source; this is the poll that replaces Bucardo's NOTIFY kick.
 pub async fn pending(p: &Prepared) -> Result<bool, ReplicaError> {
     let checks = p.nodes.iter().filter(|n| n.source).map(|node| async move {
-        let sql = pending_sql(p, node);
         let cursor = node.cursor.to_string();
-        let row = node.client.query_one(&sql, &[&cursor]).await.on_db(node.id, || "polling the change logs".into())?;
+        let statement = node.poll.as_ref().expect("sources have a poll statement");
+        let row =
+            node.client.query_one(statement, &[&cursor]).await.on_db(node.id, || "polling the change logs".into())?;
         Ok::<bool, ReplicaError>(row.get(0))
     });
     Ok(try_join_all(checks).await?.into_iter().any(|b| b))
 }
 
-fn pending_sql(p: &Prepared, node: &Node) -> String {
-    let mut parts: Vec<String> = p
-        .tables
+/// The poll query of a source: is any change of the sync's tables not visible
+/// in the cursor (`$1`)? Prepared once per connection.
+pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
+    let mut parts: Vec<String> = tables
         .iter()
         .filter_map(|t| node.captures.get(&t.name))
         .map(|c| format!("EXISTS (SELECT 1 FROM {} WHERE {NOT_SHIPPED})", c.delta))
         .collect();
     let ids: Vec<String> =
-        p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
+        tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
     if !ids.is_empty() {
         parts.push(format!(
             "EXISTS (SELECT 1 FROM dugong.truncate_log WHERE table_id IN ({}) AND {NOT_SHIPPED})",

@@ -26,7 +26,8 @@ impl Replicator {
 
 const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING";
 
-/// Records a good run on every database of the sync. Empty runs only refresh
+/// Records a good run on every database of the sync (its state row exists from
+/// `prepare`). Empty runs only refresh
 /// "last good" (Bucardo shows them as Good too); runs that moved rows also
 /// replace the last I/D counts.
 pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
@@ -47,7 +48,6 @@ pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -
             tables = $5, excluded = $6, commit_timestamps = $7, updated_at = now()
          WHERE sync = $1";
         for node in &p.nodes {
-            node.client.execute(UPSERT, &[&sync]).await.on_db(node.id, || "recording the run".into())?;
             node.client
                 .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &tables, &excluded, &commit_ts])
                 .await
@@ -65,7 +65,6 @@ pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -
          WHERE sync = $1"
     };
     for node in &p.nodes {
-        node.client.execute(UPSERT, &[&sync]).await.on_db(node.id, || "recording the run".into())?;
         node.client
             .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &d, &i, &t, &c, &tables, &excluded, &commit_ts])
             .await
