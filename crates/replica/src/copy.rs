@@ -14,9 +14,46 @@ use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+/// Where a long copy reports its progress for `dugong status`: a connection
+/// outside the copy's transactions, written at most once a second.
+pub struct StatusReporter {
+    pub client: tokio_postgres::Client,
+    pub sync: String,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl StatusReporter {
+    pub fn new(client: tokio_postgres::Client, sync: String) -> StatusReporter {
+        StatusReporter { client, sync, last: std::sync::Mutex::new(None) }
+    }
+
+    async fn report(&self, state: String, force: bool) {
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if !force && last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let _ = self
+            .client
+            .execute(
+                "INSERT INTO dugong.sync_state (sync, state) VALUES ($1, $2)
+                 ON CONFLICT (sync) DO UPDATE SET state = $2, updated_at = now()",
+                &[&self.sync, &state],
+            )
+            .await;
+    }
+}
+
 /// Does the sync's initial copy, if it has one. Interrupted by `shutdown`, it
 /// rolls back: targets keep what they had.
-pub async fn initial_copy(p: &mut Prepared, progress: bool, shutdown: &CancellationToken) -> Result<(), ReplicaError> {
+pub async fn initial_copy(
+    p: &mut Prepared,
+    progress: bool,
+    shutdown: &CancellationToken,
+    reporter: Option<&StatusReporter>,
+) -> Result<(), ReplicaError> {
     let mode = p.sync.onetimecopy;
     if mode == OneTimeCopy::None || p.tables.is_empty() {
         return Ok(());
@@ -31,7 +68,7 @@ pub async fn initial_copy(p: &mut Prepared, progress: bool, shutdown: &Cancellat
         )));
     }
     let result = tokio::select! {
-        r = copy_tables(p, mode, progress) => r,
+        r = copy_tables(p, mode, progress, reporter) => r,
         _ = shutdown.cancelled() => Err(ReplicaError::Config("initial copy interrupted by shutdown; rolled back".into())),
     };
     match result {
@@ -48,7 +85,12 @@ pub async fn initial_copy(p: &mut Prepared, progress: bool, shutdown: &Cancellat
     }
 }
 
-async fn copy_tables(p: &Prepared, mode: OneTimeCopy, progress: bool) -> Result<(), ReplicaError> {
+async fn copy_tables(
+    p: &Prepared,
+    mode: OneTimeCopy,
+    progress: bool,
+    reporter: Option<&StatusReporter>,
+) -> Result<(), ReplicaError> {
     for n in &p.nodes {
         n.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica")
@@ -96,7 +138,7 @@ async fn copy_tables(p: &Prepared, mode: OneTimeCopy, progress: bool) -> Result<
         if into.is_empty() {
             continue;
         }
-        copy_table(from, &into, table, mode == OneTimeCopy::Full, progress).await?;
+        copy_table(from, &into, table, mode == OneTimeCopy::Full, progress, reporter).await?;
     }
     Ok(())
 }
@@ -117,6 +159,7 @@ async fn copy_table(
     table: &TableInfo,
     empty_first: bool,
     progress: bool,
+    reporter: Option<&StatusReporter>,
 ) -> Result<(), ReplicaError> {
     let cols = table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
     let estimate: f32 = from
@@ -164,6 +207,10 @@ async fn copy_table(
         rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         for (id, sink) in sinks.iter_mut() {
             sink.send(chunk.clone()).await.on_db(*id, || format!("copying into {}", table.name))?;
+        }
+        if let Some(r) = reporter {
+            r.report(format!("Copying {} from {}: {rows} of ~{} rows", table.name, from.id, estimate as u64), false)
+                .await;
         }
         if let Some(bar) = &bar {
             if rows > bar.length().unwrap_or(0) {

@@ -185,7 +185,13 @@ impl SyncTask {
         tracing::info!(sync = %p.name(), tables = p.tables.len(), excluded = p.excluded.len(), strategy = %p.sync.conflict_strategy, "sync prepared");
         let mut p = p;
         if !*copied {
-            copy::initial_copy(&mut p, self.options.progress, &self.shutdown).await?;
+            // Progress goes to the first source's state through a connection of
+            // its own: the copy's transactions are not visible until they commit.
+            let reporter = match prepare::connect(&self.config, p.nodes[0].id).await {
+                Ok(c) => Some(copy::StatusReporter::new(c, p.name().to_string())),
+                Err(_) => None,
+            };
+            copy::initial_copy(&mut p, self.options.progress, &self.shutdown, reporter.as_ref()).await?;
             *copied = true;
         }
         Ok(p)

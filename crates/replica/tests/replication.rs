@@ -132,7 +132,7 @@ async fn one_way_sync_copies_first_and_never_writes_back() {
     sites.client(1).batch_execute("INSERT INTO t VALUES (1, 'stale'), (1000, 'extra')").await.unwrap();
     let config = sites.config(r#"{"sources": [0], "targets": [1], "tables": "t", "onetimecopy": 1}"#);
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("copy");
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("copy");
     sites.assert_same("SELECT * FROM t").await;
     sites.client(0).batch_execute("UPDATE t SET v = 'new' WHERE id <= 10").await.unwrap();
     sites.client(1).batch_execute("INSERT INTO t VALUES (2000, 'target only')").await.unwrap();
@@ -148,20 +148,21 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     sites.client(1).batch_execute("INSERT INTO b SELECT generate_series(1, 30)").await.unwrap();
     let config = sites.config(r#"{"sources": [0, 1, 2], "targets": [], "tables": "all", "onetimecopy": 2}"#);
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("copy");
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("copy");
     assert_eq!(sites.assert_same("SELECT count(*) FROM a").await, vec!["100"]);
     assert_eq!(sites.assert_same("SELECT count(*) FROM b").await, vec!["30"]);
 
     // Run again (a restart with the same config): tables full everywhere are done.
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.expect("second copy is a no-op");
+    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("second copy is a no-op");
 
     // An empty table and rows on two masters: refused, naming the table and the databases.
     sites.client(0).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (1)").await.unwrap();
     sites.client(1).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (2)").await.unwrap();
     sites.client(2).batch_execute("CREATE TABLE c (id int PRIMARY KEY)").await.unwrap();
     let mut p = prepare(&config).await;
-    let err = dugong_replica::copy::initial_copy(&mut p, false, &Default::default()).await.unwrap_err().to_string();
+    let err =
+        dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.unwrap_err().to_string();
     assert!(err.contains("public.c") && err.contains("db0 and db1"), "{err}");
 }
 
