@@ -326,3 +326,34 @@ async fn schema_changes_while_running_are_detected_and_picked_up() {
     let reports = daemon.await.unwrap();
     assert!(reports.iter().all(|r| r.good), "{reports:?}");
 }
+
+/// Three masters and a read-only target: every site's writes reach all four,
+/// a key changed on three sites at once converges to the last commit.
+#[tokio::test]
+async fn three_masters_and_a_target_converge() {
+    let sites = Sites::new("nsites", 4, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.config(r#"{"sources": [0, 1, 2], "targets": [3], "tables": "all"}"#);
+    let mut p = prepare(&config).await;
+    for i in 0..3 {
+        sites
+            .client(i)
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, 'site{i}' FROM generate_series({0}, {0} + 99) g",
+                i * 1000
+            ))
+            .await
+            .unwrap();
+    }
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT count(*) FROM t").await, vec!["300"]);
+    for i in [2, 0, 1] {
+        sites.client(i).batch_execute(&format!("UPDATE t SET v = 'last write by {i}' WHERE id = 5")).await.unwrap();
+    }
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.conflicts.len()).sum::<usize>(), 2, "one winner, two losers");
+    assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 5").await, vec!["last write by 1"]);
+    // The target's own writes never travel.
+    sites.client(3).batch_execute("INSERT INTO t VALUES (-1, 'target')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.rows(0, "SELECT count(*) FROM t WHERE id = -1").await, vec!["0"]);
+}
