@@ -70,35 +70,20 @@ pub struct PgTarget {
 
 impl PgTarget {
     fn new(config: tokio_postgres::Config, sslmode: SslMode, password: Option<Secret>) -> PgTarget {
-        PgTarget {
-            display: describe(&config),
-            config,
-            sslmode,
-            password,
-        }
+        PgTarget { display: describe(&config), config, sslmode, password }
     }
 
     /// The login is PostgreSQL's well-known `postgres`/`postgres`, which
     /// deployments of this kind often keep: worth a loud warning.
     pub fn has_default_login(&self) -> bool {
-        self.config.get_user() == Some("postgres")
-            && self
-                .password
-                .as_ref()
-                .is_some_and(|p| p.expose() == "postgres")
+        self.config.get_user() == Some("postgres") && self.password.as_ref().is_some_and(|p| p.expose() == "postgres")
     }
 }
 
 /// `host:port[,host:port]/dbname user=NAME`.
 fn describe(config: &tokio_postgres::Config) -> String {
     let ports = config.get_ports();
-    let port = |i: usize| {
-        ports
-            .get(i)
-            .or(ports.first())
-            .copied()
-            .unwrap_or(DEFAULT_PORT)
-    };
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(DEFAULT_PORT);
     let mut hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -109,17 +94,9 @@ fn describe(config: &tokio_postgres::Config) -> String {
         })
         .collect();
     if hosts.is_empty() {
-        hosts = config
-            .get_hostaddrs()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        hosts = config.get_hostaddrs().iter().map(ToString::to_string).collect();
     }
-    let hosts: Vec<String> = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, host)| format!("{host}:{}", port(i)))
-        .collect();
+    let hosts: Vec<String> = hosts.iter().enumerate().map(|(i, host)| format!("{host}:{}", port(i))).collect();
     let user = config.get_user().unwrap_or("?");
     // Without a dbname, PostgreSQL connects to the database named like the user.
     let dbname = config.get_dbname().unwrap_or(user);
@@ -155,12 +132,7 @@ pub(crate) fn from_raw(
 }
 
 /// `pass`: the password itself, or `"env"` for `$BUCARDO_DB<id>`.
-fn password(
-    field: &str,
-    id: DbId,
-    pass: Option<&Spanned<Secret>>,
-    env: Env<'_>,
-) -> Result<Option<Secret>, Invalid> {
+fn password(field: &str, id: DbId, pass: Option<&Spanned<Secret>>, env: Env<'_>) -> Result<Option<Secret>, Invalid> {
     let Some(pass) = pass else { return Ok(None) };
     if pass.value.expose() != "env" {
         return Ok(Some(pass.value.clone()));
@@ -170,14 +142,11 @@ fn password(
         Ok(value) => Ok(Some(Secret::new(value))),
         Err(VarError::NotPresent) => Err(Invalid::new(
             field,
-            format!(
-                "\"env\" reads the password from the environment variable {var}, which is not set"
-            ),
+            format!("\"env\" reads the password from the environment variable {var}, which is not set"),
         )),
-        Err(VarError::NotUnicode(_)) => Err(Invalid::new(
-            field,
-            format!("the environment variable {var} is not valid UTF-8"),
-        )),
+        Err(VarError::NotUnicode(_)) => {
+            Err(Invalid::new(field, format!("the environment variable {var} is not valid UTF-8")))
+        }
     }
 }
 
@@ -190,30 +159,18 @@ fn from_fields(
     let required = |value: Option<Spanned<String>>, name: &str, example: &str| match value {
         Some(value) if !value.value.trim().is_empty() => Ok(value.value.trim().to_owned()),
         Some(_) => Err(Invalid::new(field(name), format!("empty; {example}"))),
-        None => Err(Invalid::new(
-            field(name),
-            format!("missing; {example}, or give a \"url\""),
-        )),
+        None => Err(Invalid::new(field(name), format!("missing; {example}, or give a \"url\""))),
     };
-    let host = required(
-        raw.host,
-        "host",
-        "write the server's name, e.g. \"db.example port=5432\"",
-    )?;
+    let host = required(raw.host, "host", "write the server's name, e.g. \"db.example port=5432\"")?;
     let words = HostWords::parse(&host).map_err(|reason| Invalid::new(field("host"), reason))?;
     let dbname = required(raw.dbname, "dbname", "write the database's name")?;
     let user = required(raw.user, "user", "write the user to log in as")?;
 
     let port = match (words.port, raw.port) {
         (Some(_), Some(_)) => {
-            return Err(Invalid::new(
-                field("port"),
-                "given twice: as port= in \"host\" and as \"port\"; keep one",
-            ));
+            return Err(Invalid::new(field("port"), "given twice: as port= in \"host\" and as \"port\"; keep one"));
         }
-        (from_host, field) => from_host
-            .or(field.map(|p| p.value.0))
-            .unwrap_or(DEFAULT_PORT),
+        (from_host, field) => from_host.or(field.map(|p| p.value.0)).unwrap_or(DEFAULT_PORT),
     };
     let sslmode = match (words.sslmode, raw.sslmode) {
         (Some(_), Some(_)) => {
@@ -226,12 +183,7 @@ fn from_fields(
     };
 
     let mut config = tokio_postgres::Config::new();
-    config
-        .host(&words.host)
-        .port(port)
-        .dbname(&dbname)
-        .user(&user)
-        .ssl_mode(sslmode.to_postgres());
+    config.host(&words.host).port(port).dbname(&dbname).user(&user).ssl_mode(sslmode.to_postgres());
     if let Some(password) = &password {
         config.password(password.expose());
     }
@@ -270,16 +222,10 @@ fn from_url(
     let url = url.trim();
     if let Some(rest) = url.strip_prefix("sqlite:") {
         if raw.pass.is_some() {
-            return Err(Invalid::new(
-                field("pass"),
-                "a SQLite database has no password",
-            ));
+            return Err(Invalid::new(field("pass"), "a SQLite database has no password"));
         }
         if raw.sslmode.is_some() {
-            return Err(Invalid::new(
-                field("sslmode"),
-                "sslmode applies to PostgreSQL only, not to SQLite",
-            ));
+            return Err(Invalid::new(field("sslmode"), "sslmode applies to PostgreSQL only, not to SQLite"));
         }
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if path.is_empty() || path.contains('?') {
@@ -292,40 +238,22 @@ fn from_url(
     }
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         // The URL itself is not repeated: it may hold a password.
-        return Err(Invalid::new(
-            field("url"),
-            "must start with postgres://, postgresql:// or sqlite:",
-        ));
+        return Err(Invalid::new(field("url"), "must start with postgres://, postgresql:// or sqlite:"));
     }
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|err: tokio_postgres::Error| {
-            // The cause names the option or character at fault, never a value.
-            let cause = std::error::Error::source(&err)
-                .map(|cause| format!(": {cause}"))
-                .unwrap_or_default();
-            Invalid::new(
-                field("url"),
-                format!("not a valid PostgreSQL URL: {err}{cause}"),
-            )
-        })?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|err: tokio_postgres::Error| {
+        // The cause names the option or character at fault, never a value.
+        let cause = std::error::Error::source(&err).map(|cause| format!(": {cause}")).unwrap_or_default();
+        Invalid::new(field("url"), format!("not a valid PostgreSQL URL: {err}{cause}"))
+    })?;
     if config.get_user().is_none() {
-        return Err(Invalid::new(
-            field("url"),
-            "names no user; write postgres://USER@HOST:PORT/DBNAME",
-        ));
+        return Err(Invalid::new(field("url"), "names no user; write postgres://USER@HOST:PORT/DBNAME"));
     }
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-        return Err(Invalid::new(
-            field("url"),
-            "names no host; write postgres://USER@HOST:PORT/DBNAME",
-        ));
+        return Err(Invalid::new(field("url"), "names no host; write postgres://USER@HOST:PORT/DBNAME"));
     }
     let password = match (password, config.get_password()) {
         (Some(_), Some(_)) => {
-            return Err(Invalid::new(
-                field("pass"),
-                "the url already carries a password; keep only one of them",
-            ));
+            return Err(Invalid::new(field("pass"), "the url already carries a password; keep only one of them"));
         }
         (Some(password), None) => {
             config.password(password.expose());

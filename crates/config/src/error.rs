@@ -45,13 +45,7 @@ impl std::error::Error for ConfigError {}
 impl ConfigError {
     /// An error about the file as a whole (unreadable, not JSON).
     pub(crate) fn file(path: &Path, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.to_owned(),
-            field: None,
-            line: None,
-            column: None,
-            reason: reason.into(),
-        }
+        ConfigError { path: path.to_owned(), field: None, line: None, column: None, reason: reason.into() }
     }
 
     /// An error serde_json found while reading the file's shape.
@@ -74,9 +68,7 @@ impl ConfigError {
 
     /// A rule broken at a field, placed in `text` through the offsets in `spans`.
     pub(crate) fn located(path: &Path, text: &str, spans: &Spans, invalid: Invalid) -> ConfigError {
-        let position = spans
-            .find(&invalid.field)
-            .map(|offset| span::line_column(text, offset));
+        let position = spans.find(&invalid.field).map(|offset| span::line_column(text, offset));
         ConfigError {
             path: path.to_owned(),
             line: position.map(|(line, _)| line),
@@ -107,10 +99,7 @@ pub(crate) struct Invalid {
 
 impl Invalid {
     pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-        Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Invalid { field: field.into(), reason: reason.into() }
     }
 }
 
@@ -135,9 +124,6 @@ mod tests {
         err.line = None;
         err.column = None;
         err.field = None;
-        assert_eq!(
-            err.to_string(),
-            "config file /etc/bucardo.json: database id 7 is not defined in \"databases\""
-        );
+        assert_eq!(err.to_string(), "config file /etc/bucardo.json: database id 7 is not defined in \"databases\"");
     }
 }

@@ -7,15 +7,7 @@ use crate::raw::Port;
 use crate::sslmode::SslMode;
 
 /// The keywords `host` may carry.
-const KEYWORDS: &[&str] = &[
-    "host",
-    "hostaddr",
-    "port",
-    "sslmode",
-    "connect_timeout",
-    "application_name",
-    "options",
-];
+const KEYWORDS: &[&str] = &["host", "hostaddr", "port", "sslmode", "connect_timeout", "application_name", "options"];
 
 /// What the `host` field says.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -57,9 +49,9 @@ impl HostWords {
                 "port" => words.port.replace(Port::parse(value)?).is_some(),
                 "sslmode" => words.sslmode.replace(value.parse()?).is_some(),
                 "connect_timeout" => {
-                    let seconds = value.parse().map_err(|_| {
-                        format!("connect_timeout=`{value}` is not a whole number of seconds")
-                    })?;
+                    let seconds = value
+                        .parse()
+                        .map_err(|_| format!("connect_timeout=`{value}` is not a whole number of seconds"))?;
                     words.connect_timeout.replace(seconds).is_some()
                 }
                 "application_name" => words.application_name.replace(value.to_owned()).is_some(),
@@ -67,9 +59,7 @@ impl HostWords {
             };
             if repeated {
                 return Err(match key {
-                    "host" | "hostaddr" => {
-                        "the host is given twice (first word, host= or hostaddr=)".to_owned()
-                    }
+                    "host" | "hostaddr" => "the host is given twice (first word, host= or hostaddr=)".to_owned(),
                     _ => format!("`{key}` is given twice"),
                 });
             }
@@ -86,10 +76,7 @@ fn unknown_keyword(key: &str) -> String {
         "password" => " (use the \"pass\" field)",
         _ => "",
     };
-    format!(
-        "unknown keyword `{key}`{hint}; \"host\" may carry only {}",
-        KEYWORDS.join(", ")
-    )
+    format!("unknown keyword `{key}`{hint}; \"host\" may carry only {}", KEYWORDS.join(", "))
 }
 
 #[cfg(test)]
@@ -99,14 +86,7 @@ mod tests {
     #[test]
     fn host_then_keywords_as_deployments_write_it() {
         let words = HostWords::parse("0.ha.test port=5444").unwrap();
-        assert_eq!(
-            words,
-            HostWords {
-                host: "0.ha.test".into(),
-                port: Some(5444),
-                ..HostWords::default()
-            }
-        );
+        assert_eq!(words, HostWords { host: "0.ha.test".into(), port: Some(5444), ..HostWords::default() });
     }
 
     #[test]
@@ -125,10 +105,7 @@ mod tests {
                 options: Some("-cx=1".into()),
             }
         );
-        assert_eq!(
-            HostWords::parse("hostaddr=10.0.0.5").unwrap().host,
-            "10.0.0.5"
-        );
+        assert_eq!(HostWords::parse("hostaddr=10.0.0.5").unwrap().host, "10.0.0.5");
     }
 
     #[test]
@@ -136,10 +113,7 @@ mod tests {
         let cases = [
             ("", "no host name"),
             ("port=5444", "no host name"),
-            (
-                "db password=hunter2",
-                "unknown keyword `password` (use the \"pass\" field)",
-            ),
+            ("db password=hunter2", "unknown keyword `password` (use the \"pass\" field)"),
             ("db sslcert=/x", "unknown keyword `sslcert`"),
             ("db port=", "`port=` has no value"),
             ("db port=99999", "not a port"),

@@ -72,8 +72,8 @@ pub struct Config {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigError::file(path, format!("cannot be read: {err}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|err| ConfigError::file(path, format!("cannot be read: {err}")))?;
         Config::from_str(&text, path)
     }
 
@@ -121,13 +121,9 @@ impl Config {
             });
         }
         if first.is_none() {
-            return Err(ConfigError::file(
-                path,
-                format!("the file is empty; {ONE_OBJECT}"),
-            ));
+            return Err(ConfigError::file(path, format!("the file is empty; {ONE_OBJECT}")));
         }
-        let raw: RawConfig =
-            span::parse(text).map_err(|err| ConfigError::json(path, err.field, &err.error))?;
+        let raw: RawConfig = span::parse(text).map_err(|err| ConfigError::json(path, err.field, &err.error))?;
         let mut spans = Spans::default();
         let config = build(path, raw, env, &mut spans)
             .and_then(|config| config.check().map(|()| config))
@@ -145,32 +141,16 @@ fn build(path: &Path, raw: RawConfig, env: Env<'_>, spans: &mut Spans) -> Result
     let mut databases = Vec::new();
     for (i, database) in raw.databases.value.into_iter().enumerate() {
         let prefix = format!("databases[{i}]");
-        ignored.extend(
-            database
-                .value
-                .ignored()
-                .into_iter()
-                .map(|name| format!("{prefix}.{name}")),
-        );
+        ignored.extend(database.value.ignored().into_iter().map(|name| format!("{prefix}.{name}")));
         databases.push(database::from_raw(&prefix, database, env, spans)?);
     }
     let mut syncs = Vec::new();
     for (i, sync) in raw.syncs.value.into_iter().enumerate() {
         let prefix = format!("syncs[{i}]");
-        ignored.extend(
-            sync.value
-                .ignored()
-                .into_iter()
-                .map(|name| format!("{prefix}.{name}")),
-        );
+        ignored.extend(sync.value.ignored().into_iter().map(|name| format!("{prefix}.{name}")));
         syncs.push(sync::from_raw(&prefix, i, sync, spans)?);
     }
-    Ok(Config {
-        path: path.to_owned(),
-        databases,
-        syncs,
-        ignored,
-    })
+    Ok(Config { path: path.to_owned(), databases, syncs, ignored })
 }
 
 #[cfg(test)]
@@ -195,9 +175,7 @@ mod tests {
             }
         };
         let config = Config::parse(TEXT, Path::new("c.json"), &env).unwrap();
-        let Location::Postgres(target) = &config.databases[0].location else {
-            panic!("expected PostgreSQL")
-        };
+        let Location::Postgres(target) = &config.databases[0].location else { panic!("expected PostgreSQL") };
         assert_eq!(target.config.get_password(), Some(&b"pw3"[..]));
     }
 
@@ -206,10 +184,7 @@ mod tests {
         let env = |_: &str| Err(VarError::NotUnicode(OsString::from("x")));
         let err = Config::parse(TEXT, Path::new("c.json"), &env).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("databases[0].pass"));
-        assert!(
-            err.reason.contains("BUCARDO_DB3 is not valid UTF-8"),
-            "{err}"
-        );
+        assert!(err.reason.contains("BUCARDO_DB3 is not valid UTF-8"), "{err}");
         assert_eq!(err.line, Some(2));
     }
 

@@ -124,11 +124,7 @@ impl RawSync {
 }
 
 fn present(options: &[(&'static str, bool)]) -> Vec<&'static str> {
-    options
-        .iter()
-        .filter(|(_, given)| *given)
-        .map(|(name, _)| *name)
-        .collect()
+    options.iter().filter(|(_, given)| *given).map(|(name, _)| *name).collect()
 }
 
 /// A TCP port, written as a number or a string of digits.
@@ -139,9 +135,7 @@ impl Port {
     pub(crate) fn parse(text: &str) -> Result<u16, String> {
         match text.trim().parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
-            _ => Err(format!(
-                "`{text}` is not a port; a port is a number from 1 to 65535"
-            )),
+            _ => Err(format!("`{text}` is not a port; a port is a number from 1 to 65535")),
         }
     }
 }

@@ -53,19 +53,13 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, JsonError> {
     }
     CONSUMED.set(Some(0));
     let _reset = Reset;
-    let mut de = serde_json::Deserializer::from_reader(Counting {
-        rest: text.as_bytes(),
-        pos: 0,
-    });
+    let mut de = serde_json::Deserializer::from_reader(Counting { rest: text.as_bytes(), pos: 0 });
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         // A syntax error leaves an unknown last segment, shown as `?`.
         let path = err.path().to_string();
         let path = path.trim_end_matches(".?").trim_end_matches('?');
         let field = (!path.is_empty() && path != ".").then(|| path.to_owned());
-        JsonError {
-            field,
-            error: err.into_inner(),
-        }
+        JsonError { field, error: err.into_inner() }
     })?;
     de.end().map_err(|error| JsonError { field: None, error })?;
     Ok(value)
@@ -97,8 +91,7 @@ impl io::Read for Counting<'_> {
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let bytes = text.as_bytes();
     let mut start = offset.saturating_sub(1).min(bytes.len());
-    while start < bytes.len() && matches!(bytes[start], b':' | b',' | b' ' | b'\t' | b'\n' | b'\r')
-    {
+    while start < bytes.len() && matches!(bytes[start], b':' | b',' | b' ' | b'\t' | b'\n' | b'\r') {
         start += 1;
     }
     position(text, start)

@@ -53,17 +53,13 @@ impl FromStr for SslMode {
             "disable" => Ok(SslMode::Disable),
             "prefer" => Ok(SslMode::Prefer),
             "require" => Ok(SslMode::Require),
-            _ => Err(format!(
-                "sslmode `{text}` is not supported; use disable, prefer or require"
-            )),
+            _ => Err(format!("sslmode `{text}` is not supported; use disable, prefer or require")),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for SslMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
     }
 }

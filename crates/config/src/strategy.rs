@@ -9,19 +9,13 @@ use crate::span::Spans;
 
 /// Reads a sync's `conflict_strategy` (at `field`). Whether the databases of a
 /// priority list are sources of the sync is checked by `Config::validate`.
-pub(crate) fn parse(
-    field: &str,
-    raw: RawStrategy,
-    spans: &mut Spans,
-) -> Result<ConflictStrategy, Invalid> {
+pub(crate) fn parse(field: &str, raw: RawStrategy, spans: &mut Spans) -> Result<ConflictStrategy, Invalid> {
     match raw {
         RawStrategy::List(ids) => {
             for (i, id) in ids.iter().enumerate() {
                 spans.note(&format!("{field}[{i}]"), id);
             }
-            Ok(ConflictStrategy::Priority(
-                ids.into_iter().map(|id| id.value).collect(),
-            ))
+            Ok(ConflictStrategy::Priority(ids.into_iter().map(|id| id.value).collect()))
         }
         RawStrategy::Text(text) => parse_text(&text).map_err(|reason| Invalid::new(field, reason)),
     }
@@ -51,13 +45,11 @@ fn parse_text(text: &str) -> Result<ConflictStrategy, String> {
             "{}; Dugong never drops a change silently: use \"abort\" to stop the sync on a conflict",
             unsupported("conflicting rows are not replicated")
         )),
-        "bucardo_random" => {
-            Err(format!("{}; use \"latest\" (the default)", unsupported("a random source wins")))
+        "bucardo_random" => Err(format!("{}; use \"latest\" (the default)", unsupported("a random source wins"))),
+        "bucardo_custom" => {
+            Err("custom conflict code is not supported; use \"latest\", \"abort\" or a priority list of databases"
+                .into())
         }
-        "bucardo_custom" => Err(
-            "custom conflict code is not supported; use \"latest\", \"abort\" or a priority list of databases"
-                .into(),
-        ),
         other if other.starts_with("bucardo_") => Err(format!(
             "`{other}` is not a conflict strategy; use \"latest\", \"abort\" or a priority list of databases"
         )),
@@ -70,17 +62,12 @@ fn priority_list(text: &str) -> Result<Vec<DbId>, String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|token| !token.is_empty())
         .map(|token| {
-            token
-                .strip_prefix("db")
-                .unwrap_or(token)
-                .parse::<u32>()
-                .map(DbId)
-                .map_err(|_| {
-                    format!(
-                        "`{token}` is neither a strategy (\"latest\", \"abort\") nor a database \
+            token.strip_prefix("db").unwrap_or(token).parse::<u32>().map(DbId).map_err(|_| {
+                format!(
+                    "`{token}` is neither a strategy (\"latest\", \"abort\") nor a database \
                      (db<id> or <id>, as in \"db1 db0\")"
-                    )
-                })
+                )
+            })
         })
         .collect()
 }
@@ -95,14 +82,9 @@ mod tests {
 
     #[test]
     fn names_of_latest_and_abort() {
-        for word in [
-            "latest",
-            "default",
-            "bucardo_latest",
-            "Bucardo_Latest",
-            " latest_all ",
-            "bucardo_latest_all_tables",
-        ] {
+        for word in
+            ["latest", "default", "bucardo_latest", "Bucardo_Latest", " latest_all ", "bucardo_latest_all_tables"]
+        {
             assert_eq!(text(word).unwrap(), ConflictStrategy::Latest, "{word}");
         }
         for word in ["abort", "bucardo_abort", "ABORT"] {

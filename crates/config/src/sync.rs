@@ -95,12 +95,10 @@ impl<'de> Deserialize<'de> for OneTimeCopy {
                 f.write_str("0, 1 or 2")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneTimeCopy, E> {
-                OneTimeCopy::from_text(&v.to_string())
-                    .ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
+                OneTimeCopy::from_text(&v.to_string()).ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneTimeCopy, E> {
-                OneTimeCopy::from_text(&v.to_string())
-                    .ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
+                OneTimeCopy::from_text(&v.to_string()).ok_or_else(|| E::custom(invalid_mode(&v.to_string())))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OneTimeCopy, E> {
                 OneTimeCopy::from_text(v).ok_or_else(|| E::custom(invalid_mode(&format!("{v:?}"))))
@@ -111,12 +109,7 @@ impl<'de> Deserialize<'de> for OneTimeCopy {
 }
 
 /// Builds sync `index` (at `prefix`, `syncs[<index>]`) from its raw shape.
-pub(crate) fn from_raw(
-    prefix: &str,
-    index: usize,
-    raw: Spanned<RawSync>,
-    spans: &mut Spans,
-) -> Result<Sync, Invalid> {
+pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans: &mut Spans) -> Result<Sync, Invalid> {
     spans.note(prefix, &raw);
     let raw = raw.value;
     let field = |name: &str| format!("{prefix}.{name}");
@@ -129,8 +122,7 @@ pub(crate) fn from_raw(
         Some(name) => SyncName(name.value),
         None => SyncName(format!("sync{index}")),
     };
-    let tables =
-        tables::parse(&raw.tables.value).map_err(|reason| Invalid::new(field("tables"), reason))?;
+    let tables = tables::parse(&raw.tables.value).map_err(|reason| Invalid::new(field("tables"), reason))?;
     let conflict_strategy = match raw.conflict_strategy {
         Some(written) => strategy::parse(&field("conflict_strategy"), written.value, spans)?,
         None => ConflictStrategy::Latest,

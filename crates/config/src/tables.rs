@@ -57,10 +57,7 @@ impl fmt::Display for TableRef {
 pub(crate) fn parse(text: &str) -> Result<TableSelection, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(
-            "empty; write \"all\" or a comma-separated list such as \"client,public.product\""
-                .into(),
-        );
+        return Err("empty; write \"all\" or a comma-separated list such as \"client,public.product\"".into());
     }
     if text.eq_ignore_ascii_case("all") {
         return Ok(TableSelection::All);
@@ -69,10 +66,7 @@ pub(crate) fn parse(text: &str) -> Result<TableSelection, String> {
     for (i, entry) in split_outside_quotes(text, ',')?.into_iter().enumerate() {
         let entry = entry.trim();
         if entry.is_empty() {
-            return Err(format!(
-                "entry {} of the list is empty (a stray comma?)",
-                i + 1
-            ));
+            return Err(format!("entry {} of the list is empty (a stray comma?)", i + 1));
         }
         let table = table(entry)?;
         if tables.contains(&table) {
@@ -88,23 +82,13 @@ fn table(entry: &str) -> Result<TableRef, String> {
     let (schema, name) = match parts.as_slice() {
         [name] => (None, ident(entry, name)?),
         [schema, name] => (Some(ident(entry, schema)?), ident(entry, name)?),
-        _ => {
-            return Err(format!(
-                "`{entry}` has too many dots; write table or schema.table"
-            ))
-        }
+        _ => return Err(format!("`{entry}` has too many dots; write table or schema.table")),
     };
     if !name.1 && name.0.eq_ignore_ascii_case("all") && schema.is_none() {
-        return Err(
-            "\"all\" cannot be part of a list; write \"all\" alone, or only table names".into(),
-        );
+        return Err("\"all\" cannot be part of a list; write \"all\" alone, or only table names".into());
     }
     if let Some((schema, quoted)) = &schema {
-        let local = if *quoted {
-            schema == LOCAL_SCHEMA
-        } else {
-            schema.eq_ignore_ascii_case(LOCAL_SCHEMA)
-        };
+        let local = if *quoted { schema == LOCAL_SCHEMA } else { schema.eq_ignore_ascii_case(LOCAL_SCHEMA) };
         if local {
             return Err(format!(
                 "`{entry}`: the schema {LOCAL_SCHEMA} holds site-local tables, which are never replicated"
@@ -123,24 +107,18 @@ fn table(entry: &str) -> Result<TableRef, String> {
 fn ident(entry: &str, part: &str) -> Result<(String, bool), String> {
     let part = part.trim();
     if part.is_empty() {
-        return Err(format!(
-            "`{entry}` has an empty name; write table or schema.table"
-        ));
+        return Err(format!("`{entry}` has an empty name; write table or schema.table"));
     }
     let Some(inner) = part.strip_prefix('"') else {
         if part.contains(|c: char| c.is_whitespace() || c == '"') {
-            return Err(format!(
-                "`{part}`: write a name with spaces or quotes in double quotes, like \"My Table\""
-            ));
+            return Err(format!("`{part}`: write a name with spaces or quotes in double quotes, like \"My Table\""));
         }
         return Ok((part.to_owned(), false));
     };
     let text = inner
         .strip_suffix('"')
         .filter(|text| !text.replace("\"\"", "").contains('"'))
-        .ok_or_else(|| {
-            format!("`{part}`: a quoted name must be one \"...\", with quotes inside doubled")
-        })?;
+        .ok_or_else(|| format!("`{part}`: a quoted name must be one \"...\", with quotes inside doubled"))?;
     if text.is_empty() {
         return Err(format!("`{entry}` has an empty quoted name"));
     }
@@ -179,12 +157,7 @@ mod tests {
     }
 
     fn plain(schema: Option<&str>, name: &str) -> TableRef {
-        TableRef {
-            schema: schema.map(str::to_owned),
-            name: name.into(),
-            quoted: false,
-            schema_quoted: false,
-        }
+        TableRef { schema: schema.map(str::to_owned), name: name.into(), quoted: false, schema_quoted: false }
     }
 
     #[test]
@@ -197,34 +170,17 @@ mod tests {
     fn lists_keep_unquoted_text_as_written() {
         assert_eq!(
             list(" client , public.Product,app.flow"),
-            vec![
-                plain(None, "client"),
-                plain(Some("public"), "Product"),
-                plain(Some("app"), "flow")
-            ]
+            vec![plain(None, "client"), plain(Some("public"), "Product"), plain(Some("app"), "flow")]
         );
     }
 
     #[test]
     fn quoted_names_lose_their_quotes_and_keep_case_commas_and_dots() {
         let tables = list(r#""My T", "Odd.Schema"."a,b", public."say ""hi""""#);
-        assert_eq!(
-            tables[0],
-            TableRef {
-                schema: None,
-                name: "My T".into(),
-                quoted: true,
-                schema_quoted: false
-            }
-        );
+        assert_eq!(tables[0], TableRef { schema: None, name: "My T".into(), quoted: true, schema_quoted: false });
         assert_eq!(
             tables[1],
-            TableRef {
-                schema: Some("Odd.Schema".into()),
-                name: "a,b".into(),
-                quoted: true,
-                schema_quoted: true
-            }
+            TableRef { schema: Some("Odd.Schema".into()), name: "a,b".into(), quoted: true, schema_quoted: true }
         );
         assert_eq!(tables[2].name, "say \"hi\"");
         assert!(tables[2].quoted && !tables[2].schema_quoted);
@@ -258,9 +214,6 @@ mod tests {
     #[test]
     fn a_quoted_all_or_other_schema_is_a_table() {
         assert_eq!(list("\"all\"")[0].name, "all");
-        assert_eq!(
-            list("\"Dugong_Local\".x")[0].schema.as_deref(),
-            Some("Dugong_Local")
-        );
+        assert_eq!(list("\"Dugong_Local\".x")[0].schema.as_deref(), Some("Dugong_Local"));
     }
 }

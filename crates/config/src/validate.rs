@@ -17,8 +17,7 @@ impl Config {
     /// no database both source and target of a sync. [`Config::load`] calls it;
     /// call it on a config built in code.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.check()
-            .map_err(|invalid| ConfigError::unlocated(&self.path, invalid))
+        self.check().map_err(|invalid| ConfigError::unlocated(&self.path, invalid))
     }
 
     /// [`Config::validate`], before the file's path is attached.
@@ -40,10 +39,7 @@ impl Config {
             if let Some(first) = ids.insert(database.id, i) {
                 return Err(Invalid::new(
                     format!("databases[{i}].id"),
-                    format!(
-                        "database id {} is already used by databases[{first}]",
-                        database.id.0
-                    ),
+                    format!("database id {} is already used by databases[{first}]", database.id.0),
                 ));
             }
         }
@@ -69,29 +65,17 @@ impl Config {
 fn check_name(prefix: &str, name: &str) -> Result<(), Invalid> {
     let rule = "a sync name is letters (A-Z, a-z), digits, _ and -";
     if name.is_empty() {
-        return Err(Invalid::new(
-            format!("{prefix}.name"),
-            format!("empty; {rule}"),
-        ));
+        return Err(Invalid::new(format!("{prefix}.name"), format!("empty; {rule}")));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(Invalid::new(
-            format!("{prefix}.name"),
-            format!("\"{name}\" contains {c:?}; {rule}"),
-        ));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(Invalid::new(format!("{prefix}.name"), format!("\"{name}\" contains {c:?}; {rule}")));
     }
     Ok(())
 }
 
 fn check_sync(prefix: &str, sync: &Sync, defined: &HashMap<DbId, usize>) -> Result<(), Invalid> {
     if sync.sources.is_empty() {
-        return Err(Invalid::new(
-            format!("{prefix}.sources"),
-            "a sync needs at least one source",
-        ));
+        return Err(Invalid::new(format!("{prefix}.sources"), "a sync needs at least one source"));
     }
     check_ids(&format!("{prefix}.sources"), &sync.sources, defined)?;
     check_ids(&format!("{prefix}.targets"), &sync.targets, defined)?;
@@ -113,10 +97,7 @@ fn check_sync(prefix: &str, sync: &Sync, defined: &HashMap<DbId, usize>) -> Resu
     }
     if let TableSelection::List(tables) = &sync.tables {
         if tables.is_empty() {
-            return Err(Invalid::new(
-                format!("{prefix}.tables"),
-                "no tables; write \"all\" or name the tables",
-            ));
+            return Err(Invalid::new(format!("{prefix}.tables"), "no tables; write \"all\" or name the tables"));
         }
     }
     if sync.onetimecopy == OneTimeCopy::Full && sync.targets.is_empty() {
@@ -153,10 +134,7 @@ fn check_ids(field: &str, ids: &[DbId], defined: &HashMap<DbId, usize>) -> Resul
 
 fn check_priority(field: &str, order: &[DbId], sources: &[DbId]) -> Result<(), Invalid> {
     if order.is_empty() {
-        return Err(Invalid::new(
-            field,
-            "an empty priority list; list the sources in priority order, e.g. [1, 0]",
-        ));
+        return Err(Invalid::new(field, "an empty priority list; list the sources in priority order, e.g. [1, 0]"));
     }
     for (i, id) in order.iter().enumerate() {
         if !sources.contains(id) {
@@ -172,10 +150,7 @@ fn check_priority(field: &str, order: &[DbId], sources: &[DbId]) -> Result<(), I
             ));
         }
         if order[..i].contains(id) {
-            return Err(Invalid::new(
-                format!("{field}[{i}]"),
-                format!("{id} is listed twice"),
-            ));
+            return Err(Invalid::new(format!("{field}[{i}]"), format!("{id} is listed twice")));
         }
     }
     Ok(())

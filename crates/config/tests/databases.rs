@@ -20,10 +20,7 @@ fn load(entry: &str) -> Result<Config, ConfigError> {
 }
 
 fn first(entry: &str) -> Database {
-    load(entry)
-        .unwrap_or_else(|err| panic!("{entry}: {err}"))
-        .databases
-        .remove(0)
+    load(entry).unwrap_or_else(|err| panic!("{entry}: {err}")).databases.remove(0)
 }
 
 fn pg(entry: &str) -> PgTarget {
@@ -56,10 +53,7 @@ fn error(entry: &str) -> ConfigError {
 fn assert_error(entry: &str, field: &str, reason: &str) {
     let err = error(entry);
     assert_eq!(err.field.as_deref(), Some(field), "{entry}: {err}");
-    assert!(
-        err.reason.contains(reason),
-        "{entry}: {err} lacks {reason:?}"
-    );
+    assert!(err.reason.contains(reason), "{entry}: {err} lacks {reason:?}");
     assert_eq!(err.line, Some(2), "{entry}: {err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
@@ -78,14 +72,8 @@ fn host_keywords_and_defaults() {
     assert_eq!(hosts(&target), ["x"]);
     assert_eq!(target.config.get_ports(), &[5]);
     assert_eq!(target.sslmode, SslMode::Require);
-    assert_eq!(
-        target.config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Require
-    );
-    assert_eq!(
-        target.config.get_connect_timeout(),
-        Some(&Duration::from_secs(10))
-    );
+    assert_eq!(target.config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+    assert_eq!(target.config.get_connect_timeout(), Some(&Duration::from_secs(10)));
     assert_eq!(target.config.get_application_name(), Some("dugong"));
     assert_eq!(target.config.get_options(), Some("-cstatement_timeout=0"));
 
@@ -95,32 +83,23 @@ fn host_keywords_and_defaults() {
 
 #[test]
 fn port_and_sslmode_fields() {
-    let target = pg(
-        r#"{"id": 0, "dbname": "app", "host": "a.test", "port": 5444, "user": "app", "sslmode": "disable"}"#,
-    );
+    let target =
+        pg(r#"{"id": 0, "dbname": "app", "host": "a.test", "port": 5444, "user": "app", "sslmode": "disable"}"#);
     assert_eq!(target.config.get_ports(), &[5444]);
     assert_eq!(target.sslmode, SslMode::Disable);
-    assert_eq!(
-        target.config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Disable
-    );
-    let target =
-        pg(r#"{"id": 0, "dbname": "app", "host": "a.test", "port": "5445", "user": "app"}"#);
+    assert_eq!(target.config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+    let target = pg(r#"{"id": 0, "dbname": "app", "host": "a.test", "port": "5445", "user": "app"}"#);
     assert_eq!(target.config.get_ports(), &[5445]);
 }
 
 #[test]
 fn postgres_urls() {
-    let target =
-        pg(r#"{"id": 0, "url": "postgres://app:hunter2@a.test:5444/appdb?sslmode=require"}"#);
+    let target = pg(r#"{"id": 0, "url": "postgres://app:hunter2@a.test:5444/appdb?sslmode=require"}"#);
     assert_eq!(hosts(&target), ["a.test"]);
     assert_eq!(target.config.get_ports(), &[5444]);
     assert_eq!(target.config.get_dbname(), Some("appdb"));
     assert_eq!(target.config.get_password(), Some(&b"hunter2"[..]));
-    assert_eq!(
-        target.password.as_ref().map(|p| p.expose()),
-        Some("hunter2")
-    );
+    assert_eq!(target.password.as_ref().map(|p| p.expose()), Some("hunter2"));
     assert_eq!(target.sslmode, SslMode::Require);
     assert_eq!(target.display, "a.test:5444/appdb user=app");
 
@@ -130,10 +109,7 @@ fn postgres_urls() {
     );
     assert_eq!(target.config.get_password(), Some(&b"hunter2"[..]));
     assert_eq!(target.sslmode, SslMode::Disable);
-    assert_eq!(
-        target.config.get_ssl_mode(),
-        tokio_postgres::config::SslMode::Disable
-    );
+    assert_eq!(target.config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
     assert_eq!(target.display, "a.test:5432/appdb user=app");
 
     let target = pg(r#"{"id": 0, "url": "postgres://app@a.test:5433,b.test:5434/appdb"}"#);
@@ -163,9 +139,7 @@ fn nothing_printable_carries_the_password() {
         r#"{"id": 0, "url": "postgres://app:hunter2@a.test/app"}"#,
     ] {
         let config = load(entry).unwrap();
-        let Location::Postgres(target) = &config.databases[0].location else {
-            panic!("expected PostgreSQL")
-        };
+        let Location::Postgres(target) = &config.databases[0].location else { panic!("expected PostgreSQL") };
         assert!(!format!("{config:?}").contains("hunter2"), "{entry}");
         assert!(!config.databases[0].location.to_string().contains("hunter2"));
         assert!(!target.display.contains("hunter2"));
@@ -174,26 +148,10 @@ fn nothing_printable_carries_the_password() {
 
 #[test]
 fn required_fields_and_bad_hosts() {
-    assert_error(
-        r#"{"id": 0, "host": "a.test", "user": "app"}"#,
-        "databases[0].dbname",
-        "missing",
-    );
-    assert_error(
-        r#"{"id": 0, "dbname": "app", "host": "a.test"}"#,
-        "databases[0].user",
-        "missing",
-    );
-    assert_error(
-        r#"{"id": 0, "dbname": "app", "user": "app"}"#,
-        "databases[0].host",
-        "missing",
-    );
-    assert_error(
-        r#"{"id": 0, "dbname": " ", "host": "a.test", "user": "app"}"#,
-        "databases[0].dbname",
-        "empty",
-    );
+    assert_error(r#"{"id": 0, "host": "a.test", "user": "app"}"#, "databases[0].dbname", "missing");
+    assert_error(r#"{"id": 0, "dbname": "app", "host": "a.test"}"#, "databases[0].user", "missing");
+    assert_error(r#"{"id": 0, "dbname": "app", "user": "app"}"#, "databases[0].host", "missing");
+    assert_error(r#"{"id": 0, "dbname": " ", "host": "a.test", "user": "app"}"#, "databases[0].dbname", "empty");
     assert_error(
         r#"{"id": 0, "dbname": "app", "host": "a.test sslkey=/k", "user": "app"}"#,
         "databases[0].host",
@@ -243,11 +201,7 @@ fn bad_urls() {
         "databases[0].url",
         "must start with postgres://",
     );
-    assert_error(
-        r#"{"id": 0, "url": "postgres://a.test/app"}"#,
-        "databases[0].url",
-        "names no user",
-    );
+    assert_error(r#"{"id": 0, "url": "postgres://a.test/app"}"#, "databases[0].url", "names no user");
     assert_error(
         r#"{"id": 0, "url": "postgres://app:hunter2@a.test/app?bogus=1"}"#,
         "databases[0].url",
@@ -258,19 +212,7 @@ fn bad_urls() {
         "databases[0].pass",
         "already carries a password",
     );
-    assert_error(
-        r#"{"id": 0, "url": "sqlite:"}"#,
-        "databases[0].url",
-        "sqlite:PATH",
-    );
-    assert_error(
-        r#"{"id": 0, "url": "sqlite:x.db", "pass": "hunter2"}"#,
-        "databases[0].pass",
-        "no password",
-    );
-    assert_error(
-        r#"{"id": 0, "url": "sqlite:x.db", "sslmode": "require"}"#,
-        "databases[0].sslmode",
-        "PostgreSQL only",
-    );
+    assert_error(r#"{"id": 0, "url": "sqlite:"}"#, "databases[0].url", "sqlite:PATH");
+    assert_error(r#"{"id": 0, "url": "sqlite:x.db", "pass": "hunter2"}"#, "databases[0].pass", "no password");
+    assert_error(r#"{"id": 0, "url": "sqlite:x.db", "sslmode": "require"}"#, "databases[0].sslmode", "PostgreSQL only");
 }

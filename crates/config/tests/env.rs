@@ -19,21 +19,14 @@ fn load(id: u32) -> Result<Config, ConfigError> {
 fn env_reads_the_password_from_bucardo_db_id() {
     std::env::set_var("BUCARDO_DB9101", "s3cret-from-env");
     let config = load(9101).unwrap();
-    let Location::Postgres(target) = &config.databases[0].location else {
-        panic!("expected PostgreSQL")
-    };
+    let Location::Postgres(target) = &config.databases[0].location else { panic!("expected PostgreSQL") };
     assert_eq!(target.config.get_password(), Some(&b"s3cret-from-env"[..]));
-    assert_eq!(
-        target.password.as_ref().map(|p| p.expose()),
-        Some("s3cret-from-env")
-    );
+    assert_eq!(target.password.as_ref().map(|p| p.expose()), Some("s3cret-from-env"));
     // Nothing printable carries it.
     assert!(!format!("{config:?}").contains("s3cret"));
     assert!(!target.display.contains("s3cret"));
     // No "pass" at all: no password.
-    let Location::Postgres(other) = &config.databases[1].location else {
-        panic!("expected PostgreSQL")
-    };
+    let Location::Postgres(other) = &config.databases[1].location else { panic!("expected PostgreSQL") };
     assert_eq!(other.config.get_password(), None);
     assert!(other.password.is_none());
 }

@@ -6,22 +6,15 @@ use dugong_config::{Config, Location, OneTimeCopy, SslMode, TableSelection};
 use dugong_core::{ConflictStrategy, DbId, SyncName};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn assert_guide_databases(config: &Config) {
     assert_eq!(config.databases.len(), 2);
     for (i, database) in config.databases.iter().enumerate() {
         assert_eq!(database.id, DbId(i as u32));
-        let Location::Postgres(target) = &database.location else {
-            panic!("expected PostgreSQL")
-        };
-        assert_eq!(
-            target.display,
-            format!("{i}.ha.test:5444/kwanza user=postgres")
-        );
+        let Location::Postgres(target) = &database.location else { panic!("expected PostgreSQL") };
+        assert_eq!(target.display, format!("{i}.ha.test:5444/kwanza user=postgres"));
         assert_eq!(target.config.get_ports(), &[5444]);
         assert_eq!(target.config.get_dbname(), Some("kwanza"));
         assert_eq!(target.config.get_user(), Some("postgres"));
@@ -77,13 +70,7 @@ fn initial_load_example_as_printed_is_missing_its_brace() {
     assert!(err.reason.contains("must be one JSON object"), "{err}");
     assert!(err.reason.contains("starts with `\"`"), "{err}");
     let shown = err.to_string();
-    assert!(
-        shown.starts_with(&format!(
-            "config file {}, line 1 column 2: ",
-            path.display()
-        )),
-        "{shown}"
-    );
+    assert!(shown.starts_with(&format!("config file {}, line 1 column 2: ", path.display())), "{shown}");
 }
 
 #[test]

@@ -26,21 +26,11 @@ const SYNC_OPTIONS: &[&str] = &[
     "copyextra",
 ];
 
-const DATABASE_OPTIONS: &[&str] = &[
-    "dbservice",
-    "makedelta",
-    "server_side_prepares",
-    "dbconn",
-    "status",
-    "group",
-    "dbgroup",
-];
+const DATABASE_OPTIONS: &[&str] =
+    &["dbservice", "makedelta", "server_side_prepares", "dbconn", "status", "group", "dbgroup"];
 
 fn options_json(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| format!(r#", "{name}": "x""#))
-        .collect()
+    names.iter().map(|name| format!(r#", "{name}": "x""#)).collect()
 }
 
 #[test]
@@ -70,25 +60,11 @@ fn an_unknown_field_is_named_with_its_line() {
  "syncs": [{"sources": [0, 1], "tables": "all",
             "conflict_stratgy": "abort"}]}"#;
     let err = Config::from_str(text, Path::new("/etc/dugong/bucardo.json")).unwrap_err();
-    assert!(
-        err.reason.contains("unknown field `conflict_stratgy`"),
-        "{err}"
-    );
-    assert!(
-        err.reason.contains("conflict_strategy"),
-        "the expected fields are listed: {err}"
-    );
-    assert_eq!(
-        err.field.as_deref(),
-        Some("syncs[0].conflict_stratgy"),
-        "{err}"
-    );
+    assert!(err.reason.contains("unknown field `conflict_stratgy`"), "{err}");
+    assert!(err.reason.contains("conflict_strategy"), "the expected fields are listed: {err}");
+    assert_eq!(err.field.as_deref(), Some("syncs[0].conflict_stratgy"), "{err}");
     assert_eq!(err.line, Some(5), "{err}");
-    assert!(
-        err.to_string()
-            .starts_with("config file /etc/dugong/bucardo.json, line 5 column"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("config file /etc/dugong/bucardo.json, line 5 column"), "{err}");
 
     let text = r#"{"databases": [{"id": 0, "dbname": "app", "host": "a.test", "user": "app", "password": "x"}],
  "syncs": []}"#;
@@ -96,7 +72,6 @@ fn an_unknown_field_is_named_with_its_line() {
     assert!(err.reason.contains("unknown field `password`"), "{err}");
     assert_eq!(err.line, Some(1));
 
-    let err =
-        Config::from_str(r#"{"databases": [], "sync": []}"#, Path::new("c.json")).unwrap_err();
+    let err = Config::from_str(r#"{"databases": [], "sync": []}"#, Path::new("c.json")).unwrap_err();
     assert!(err.reason.contains("unknown field `sync`"), "{err}");
 }

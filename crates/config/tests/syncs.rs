@@ -30,15 +30,9 @@ fn error(syncs: &str) -> ConfigError {
 fn assert_error(syncs: &str, field: &str, reason: &str) -> ConfigError {
     let err = error(syncs);
     assert_eq!(err.field.as_deref(), Some(field), "{syncs}: {err}");
-    assert!(
-        err.reason.contains(reason),
-        "{syncs}: {err} lacks {reason:?}"
-    );
+    assert!(err.reason.contains(reason), "{syncs}: {err} lacks {reason:?}");
     let shown = err.to_string();
-    assert!(
-        shown.contains(&format!("{field}: ")) && shown.contains(reason),
-        "{shown}"
-    );
+    assert!(shown.contains(&format!("{field}: ")) && shown.contains(reason), "{shown}");
     err
 }
 
@@ -63,30 +57,13 @@ fn tables_lists_and_onetimecopy_forms() {
   {"sources": [0], "targets": [2], "tables": "ALL", "onetimecopy": 1}]"#,
     )
     .unwrap();
-    let TableSelection::List(tables) = &config.syncs[0].tables else {
-        panic!("expected a list")
-    };
+    let TableSelection::List(tables) = &config.syncs[0].tables else { panic!("expected a list") };
     assert_eq!(
         tables,
         &vec![
-            TableRef {
-                schema: None,
-                name: "client".into(),
-                quoted: false,
-                schema_quoted: false
-            },
-            TableRef {
-                schema: Some("public".into()),
-                name: "Product".into(),
-                quoted: false,
-                schema_quoted: false
-            },
-            TableRef {
-                schema: None,
-                name: "My T".into(),
-                quoted: true,
-                schema_quoted: false
-            },
+            TableRef { schema: None, name: "client".into(), quoted: false, schema_quoted: false },
+            TableRef { schema: Some("public".into()), name: "Product".into(), quoted: false, schema_quoted: false },
+            TableRef { schema: None, name: "My T".into(), quoted: true, schema_quoted: false },
         ]
     );
     assert_eq!(config.syncs[0].onetimecopy, OneTimeCopy::EmptyOnly);
@@ -97,10 +74,8 @@ fn tables_lists_and_onetimecopy_forms() {
 #[test]
 fn conflict_strategies() {
     let strategy = |written: &str| {
-        let config = load(&format!(
-            r#"[{{"sources": [0, 1, 2], "tables": "all", "conflict_strategy": {written}}}]"#
-        ))
-        .unwrap_or_else(|err| panic!("{written}: {err}"));
+        let config = load(&format!(r#"[{{"sources": [0, 1, 2], "tables": "all", "conflict_strategy": {written}}}]"#))
+            .unwrap_or_else(|err| panic!("{written}: {err}"));
         config.syncs[0].conflict_strategy.clone()
     };
     assert_eq!(strategy(r#""latest""#), ConflictStrategy::Latest);
@@ -138,21 +113,13 @@ fn bad_conflict_strategies() {
         "syncs[0].conflict_strategy",
         "empty priority list",
     );
-    for word in [
-        "bucardo_source",
-        "bucardo_target",
-        "bucardo_skip",
-        "bucardo_random",
-    ] {
+    for word in ["bucardo_source", "bucardo_target", "bucardo_skip", "bucardo_random"] {
         let err = assert_error(
             &format!(r#"[{{"sources": [0, 1], "tables": "all", "conflict_strategy": "{word}"}}]"#),
             "syncs[0].conflict_strategy",
             "Bucardo 4",
         );
-        assert!(
-            err.reason.contains("use") || err.reason.contains("list them"),
-            "{err}"
-        );
+        assert!(err.reason.contains("use") || err.reason.contains("list them"), "{err}");
         assert_eq!(err.line, Some(5));
     }
     assert_error(
@@ -180,19 +147,15 @@ fn sources_and_targets_rules() {
         "database id 7 is not defined in \"databases\"",
     );
     assert_eq!((err.line, err.column), (Some(5), Some(28)));
-    assert!(err.to_string().ends_with(
-        "line 5 column 28: syncs[0].sources[1]: database id 7 is not defined in \"databases\""
-    ));
+    assert!(err
+        .to_string()
+        .ends_with("line 5 column 28: syncs[0].sources[1]: database id 7 is not defined in \"databases\""));
     assert_error(
         r#"[{"sources": [0], "targets": [9], "tables": "all"}]"#,
         "syncs[0].targets[0]",
         "database id 9 is not defined",
     );
-    assert_error(
-        r#"[{"sources": [0, 1, 0], "tables": "all"}]"#,
-        "syncs[0].sources[2]",
-        "already listed at [0]",
-    );
+    assert_error(r#"[{"sources": [0, 1, 0], "tables": "all"}]"#, "syncs[0].sources[2]", "already listed at [0]");
     assert_error(
         r#"[{"sources": [0], "targets": [1, 1], "tables": "all"}]"#,
         "syncs[0].targets[1]",
@@ -203,41 +166,17 @@ fn sources_and_targets_rules() {
         "syncs[0].targets[1]",
         "database id 1 is also a source of this sync",
     );
-    assert_error(
-        r#"[{"sources": [0], "tables": "all"}]"#,
-        "syncs[0].targets",
-        "nothing to replicate to",
-    );
-    assert_error(
-        r#"[{"targets": [1], "tables": "all"}]"#,
-        "syncs[0]",
-        "missing field `sources`",
-    );
-    assert_error(
-        r#"[{"sources": [0, -1], "tables": "all"}]"#,
-        "syncs[0].sources[1]",
-        "invalid value",
-    );
+    assert_error(r#"[{"sources": [0], "tables": "all"}]"#, "syncs[0].targets", "nothing to replicate to");
+    assert_error(r#"[{"targets": [1], "tables": "all"}]"#, "syncs[0]", "missing field `sources`");
+    assert_error(r#"[{"sources": [0, -1], "tables": "all"}]"#, "syncs[0].sources[1]", "invalid value");
 }
 
 #[test]
 fn tables_and_onetimecopy_rules() {
-    let err = assert_error(
-        r#"[{"sources": [0, 1], "tables": ""}]"#,
-        "syncs[0].tables",
-        "empty",
-    );
+    let err = assert_error(r#"[{"sources": [0, 1], "tables": ""}]"#, "syncs[0].tables", "empty");
     assert_eq!((err.line, err.column), (Some(5), Some(42)));
-    assert_error(
-        r#"[{"sources": [0, 1], "tables": "a,,b"}]"#,
-        "syncs[0].tables",
-        "entry 2 of the list is empty",
-    );
-    assert_error(
-        r#"[{"sources": [0, 1]}]"#,
-        "syncs[0]",
-        "missing field `tables`",
-    );
+    assert_error(r#"[{"sources": [0, 1], "tables": "a,,b"}]"#, "syncs[0].tables", "entry 2 of the list is empty");
+    assert_error(r#"[{"sources": [0, 1]}]"#, "syncs[0]", "missing field `tables`");
     let err = assert_error(
         r#"[{"sources": [0, 1], "tables": "all", "onetimecopy": 3}]"#,
         "syncs[0].onetimecopy",
@@ -245,11 +184,7 @@ fn tables_and_onetimecopy_rules() {
     );
     assert!(err.reason.ends_with("not 3"), "{err}");
     assert_eq!(err.line, Some(5));
-    assert_error(
-        r#"[{"sources": [0, 1], "tables": "all", "onetimecopy": "x"}]"#,
-        "syncs[0].onetimecopy",
-        "not \"x\"",
-    );
+    assert_error(r#"[{"sources": [0, 1], "tables": "all", "onetimecopy": "x"}]"#, "syncs[0].onetimecopy", "not \"x\"");
     assert_error(
         r#"[{"sources": [0, 1], "tables": "all", "onetimecopy": 1}]"#,
         "syncs[0].onetimecopy",
@@ -259,16 +194,8 @@ fn tables_and_onetimecopy_rules() {
 
 #[test]
 fn name_rules() {
-    assert_error(
-        r#"[{"name": "", "sources": [0, 1], "tables": "all"}]"#,
-        "syncs[0].name",
-        "empty",
-    );
-    assert_error(
-        r#"[{"name": "my sync", "sources": [0, 1], "tables": "all"}]"#,
-        "syncs[0].name",
-        "contains ' '",
-    );
+    assert_error(r#"[{"name": "", "sources": [0, 1], "tables": "all"}]"#, "syncs[0].name", "empty");
+    assert_error(r#"[{"name": "my sync", "sources": [0, 1], "tables": "all"}]"#, "syncs[0].name", "contains ' '");
     let err = assert_error(
         r#"[{"sources": [0, 1], "tables": "all"},
   {"name": "sync0", "sources": [1, 2], "tables": "all"}]"#,
@@ -280,8 +207,7 @@ fn name_rules() {
 
 #[test]
 fn structural_rules() {
-    let err =
-        Config::from_str(r#"{"databases": [], "syncs": []}"#, Path::new("c.json")).unwrap_err();
+    let err = Config::from_str(r#"{"databases": [], "syncs": []}"#, Path::new("c.json")).unwrap_err();
     assert_eq!(err.field.as_deref(), Some("databases"));
     assert!(err.reason.contains("no databases"), "{err}");
     let err = Config::from_str(r#"{"syncs": []}"#, Path::new("c.json")).unwrap_err();
@@ -298,11 +224,7 @@ fn structural_rules() {
  "syncs": [{"sources": [0], "tables": "all"}]}"#;
     let err = Config::from_str(text, Path::new("c.json")).unwrap_err();
     assert_eq!(err.field.as_deref(), Some("databases[1].id"));
-    assert!(
-        err.reason
-            .contains("database id 0 is already used by databases[0]"),
-        "{err}"
-    );
+    assert!(err.reason.contains("database id 0 is already used by databases[0]"), "{err}");
     assert_eq!((err.line, err.column), (Some(3), Some(10)));
 
     let err = Config::from_str("  \n", Path::new("c.json")).unwrap_err();

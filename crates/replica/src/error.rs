@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     /// A database could not be reached or its connection broke.
-    #[error("{db} is unreachable ({target}): {source}")]
+    #[error("{db} is unreachable ({target}): {}", describe_pg(source))]
     Unreachable {
         db: DbId,
         target: String,

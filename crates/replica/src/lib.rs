@@ -15,11 +15,12 @@
 //! - [`state`]: the run state status reads, kept in the databases.
 //! - [`daemon`]: a task per sync, polling, backoff, self-healing, shutdown.
 //! - [`status`], [`compare`]: the operator views.
-//! - [`error`]: error kinds and the policy the daemon applies to each.
+//! - `error`: error kinds and the policy the daemon applies to each.
 
 pub mod apply;
 pub mod capture;
 pub mod catalog;
+pub mod compare;
 pub mod copy;
 pub mod daemon;
 pub mod engine;
@@ -30,5 +31,6 @@ pub mod resolve;
 pub mod run;
 pub mod snapshot;
 pub mod state;
+pub mod status;
 
 pub use error::{describe_pg, Backoff, ErrorPolicy, ReplicaError, StatementContext};

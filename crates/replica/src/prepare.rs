@@ -51,15 +51,19 @@ impl Prepared {
 /// The advice printed whenever commit timestamps are off.
 pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so conflicts cannot be decided by commit time and go to the database listed first; turn it on with ALTER SYSTEM SET track_commit_timestamp = on (or in postgresql.conf) and restart PostgreSQL";
 
-/// Connects to a database of `sync`, by id.
+/// Connects the replicator to a database of the configuration, by id.
 pub async fn connect(config: &Config, id: DbId) -> Result<Client, ReplicaError> {
+    connect_as(config, id, "dugong replicate").await
+}
+
+/// Connects to a database of the configuration under `application_name`, so
+/// each tool shows up under its own name on the server.
+pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Result<Client, ReplicaError> {
     let db = config.database(id).ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
-    postgres::connect(db, "dugong replicate").await
+    postgres::connect(db, application_name).await
 }
 
 /// Connects, checks and installs everything a sync needs on its databases.
-/// `all_syncs` lists every sync of the configuration: cursors of syncs that are
-/// no longer configured are removed so they never block purging.
 pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaError> {
     let ids = sync.databases();
     let mut clients = Vec::with_capacity(ids.len());

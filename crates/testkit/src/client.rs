@@ -27,12 +27,7 @@ impl Cluster {
     /// Connection settings for `dbname` as the superuser, over TCP, without TLS.
     pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config
-            .host(HOST)
-            .port(self.port())
-            .user(SUPERUSER)
-            .dbname(dbname)
-            .connect_timeout(CONNECT_TIMEOUT);
+        config.host(HOST).port(self.port()).user(SUPERUSER).dbname(dbname).connect_timeout(CONNECT_TIMEOUT);
         config
     }
 
@@ -44,9 +39,11 @@ impl Cluster {
     /// Connects to `dbname` as the superuser. The connection runs as a task on the current
     /// tokio runtime, and ends when the client is dropped.
     pub async fn connect(&self, dbname: &str) -> Result<tokio_postgres::Client, TestkitError> {
-        let (client, connection) = self.pg_config(dbname).connect(NoTls).await.map_err(|err| {
-            TestkitError::postgres(format!("connecting to {}", self.url(dbname)), err)
-        })?;
+        let (client, connection) = self
+            .pg_config(dbname)
+            .connect(NoTls)
+            .await
+            .map_err(|err| TestkitError::postgres(format!("connecting to {}", self.url(dbname)), err))?;
         // Its error, if any, also fails the client's next call, which is where a test sees it.
         tokio::spawn(async move {
             let _ = connection.await;

@@ -66,15 +66,8 @@ impl Cluster {
         // The watchdog starts before anything can fail, and from here on an early return
         // drops `cluster`, which cleans up.
         let watchdog = Watchdog::spawn(&dir, &data_dir, &bins.program("pg_ctl"), run_as);
-        let mut cluster = Cluster {
-            dir,
-            data_dir,
-            port: free_port(),
-            bins,
-            run_as,
-            watchdog: None,
-            lifecycle: Mutex::new(()),
-        };
+        let mut cluster =
+            Cluster { dir, data_dir, port: free_port(), bins, run_as, watchdog: None, lifecycle: Mutex::new(()) };
         cluster.watchdog = Some(watchdog?);
         cluster.initdb()?;
         let mut attempt = 1;
@@ -99,8 +92,7 @@ impl Cluster {
     /// panics with the reason.
     pub fn shared() -> &'static Cluster {
         static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
-        let shared = SHARED
-            .get_or_init(|| Cluster::start(ClusterOptions::default()).map_err(|e| e.to_string()));
+        let shared = SHARED.get_or_init(|| Cluster::start(ClusterOptions::default()).map_err(|e| e.to_string()));
         match shared {
             Ok(cluster) => cluster,
             Err(reason) => panic!("could not start the shared test cluster: {reason}"),
@@ -167,23 +159,15 @@ impl Cluster {
             detail: format!("no pid in {}", pid_file.display()),
         })?;
         process::kill9(postmaster)?;
-        process::wait_until("the killed postmaster to exit", EXIT_TIMEOUT, || {
-            !process::is_alive(postmaster)
-        })?;
+        process::wait_until("the killed postmaster to exit", EXIT_TIMEOUT, || !process::is_alive(postmaster))?;
         self.kill_leftovers()?;
         // Stale, they would make the next postmaster check whether their pid is alive; a
         // killed postmaster may stay a zombie forever under a container init that does not
         // reap, and the check would say yes.
-        for stale in [
-            pid_file,
-            self.dir.join(format!(".s.PGSQL.{}.lock", self.port)),
-        ] {
+        for stale in [pid_file, self.dir.join(format!(".s.PGSQL.{}.lock", self.port))] {
             match std::fs::remove_file(&stale) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(TestkitError::io(
-                        format!("removing {}", stale.display()),
-                        err,
-                    ));
+                    return Err(TestkitError::io(format!("removing {}", stale.display()), err));
                 }
                 _ => {}
             }
@@ -193,29 +177,17 @@ impl Cluster {
 
     fn lock(&self) -> MutexGuard<'_, ()> {
         // The guard protects no data, only ordering: a panic while held changes nothing.
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lifecycle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn initdb(&self) -> Result<(), TestkitError> {
         let mut cmd = self.run_as.command(&self.bins.program("initdb"), &self.dir);
         cmd.arg("-D").arg(&self.data_dir);
-        cmd.args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
+        cmd.args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
         process::run(cmd, "initdb")?;
         let conf = self.data_dir.join("postgresql.conf");
         let include = format!("\n# Added by dugong-testkit.\ninclude '{SETTINGS_FILE}'\n");
-        append(&conf, &include)
-            .map_err(|err| TestkitError::io(format!("appending to {}", conf.display()), err))
+        append(&conf, &include).map_err(|err| TestkitError::io(format!("appending to {}", conf.display()), err))
     }
 
     /// Writes the settings file, for the current port.
@@ -253,13 +225,7 @@ impl Cluster {
         if self.data_dir.join("postmaster.pid").exists() {
             let mut cmd = self.run_as.command(&self.bins.program("pg_ctl"), &self.dir);
             cmd.arg("-D").arg(&self.data_dir);
-            cmd.args([
-                "-m",
-                "immediate",
-                "-w",
-                "-t",
-                &PG_CTL_TIMEOUT.as_secs().to_string(),
-            ]);
+            cmd.args(["-m", "immediate", "-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string()]);
             cmd.arg("stop");
             process::run(cmd, "pg_ctl stop")?;
         }
@@ -286,10 +252,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // Best effort throughout: a drop must not panic, and the watchdog is the backstop.
         if let Err(err) = self.stop_now() {
-            eprintln!(
-                "dugong-testkit: stopping {}: {err}",
-                self.data_dir.display()
-            );
+            eprintln!("dugong-testkit: stopping {}: {err}", self.data_dir.display());
         }
         if let Err(err) = self.kill_leftovers() {
             eprintln!("dugong-testkit: {err}");
@@ -328,19 +291,10 @@ fn create_cluster_dir(run_as: RunAs) -> Result<PathBuf, TestkitError> {
 
 /// The postmaster's pid: the first line of `postmaster.pid`.
 fn read_pid_file(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+    std::fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
 }
 
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)?
-        .write_all(text.as_bytes())
+    std::fs::OpenOptions::new().append(true).open(path)?.write_all(text.as_bytes())
 }

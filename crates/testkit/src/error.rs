@@ -94,16 +94,10 @@ pub enum TestkitError {
 
 impl TestkitError {
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
-        TestkitError::Io {
-            what: what.into(),
-            source,
-        }
+        TestkitError::Io { what: what.into(), source }
     }
 
     pub(crate) fn postgres(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
-        TestkitError::Postgres {
-            what: what.into(),
-            source,
-        }
+        TestkitError::Postgres { what: what.into(), source }
     }
 }

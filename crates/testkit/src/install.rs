@@ -34,9 +34,7 @@ impl PgBinaries {
             };
         }
         let root = Path::new(DEBIAN_ROOT);
-        let not_found = || TestkitError::NoPostgres {
-            searched: root.to_path_buf(),
-        };
+        let not_found = || TestkitError::NoPostgres { searched: root.to_path_buf() };
         let entries = std::fs::read_dir(root).map_err(|_| not_found())?;
         entries
             .filter_map(|entry| {
@@ -57,9 +55,7 @@ impl PgBinaries {
 }
 
 fn is_bin_dir(dir: &Path) -> bool {
-    ["initdb", "pg_ctl", "postgres"]
-        .iter()
-        .all(|program| dir.join(program).is_file())
+    ["initdb", "pg_ctl", "postgres"].iter().all(|program| dir.join(program).is_file())
 }
 
 /// Parses a version directory name: "15" → [15], "9.6" → [9, 6]; anything else is ignored.
@@ -73,10 +69,7 @@ mod tests {
 
     #[test]
     fn versions_order_numerically() {
-        let mut versions: Vec<_> = ["9.6", "15", "10", "16"]
-            .iter()
-            .map(|v| parse_version(v).unwrap())
-            .collect();
+        let mut versions: Vec<_> = ["9.6", "15", "10", "16"].iter().map(|v| parse_version(v).unwrap()).collect();
         versions.sort();
         assert_eq!(versions.last().unwrap(), &vec![16]);
         assert_eq!(versions.first().unwrap(), &vec![9, 6]);

@@ -28,9 +28,7 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 pub fn free_port() -> u16 {
     let top = ephemeral_start().max(LOWEST + 1_000);
     let span = u64::from(top - LOWEST);
-    let mut handed_out = HANDED_OUT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..1_000 {
         let port = LOWEST + (random() % span) as u16;

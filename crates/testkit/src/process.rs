@@ -68,9 +68,7 @@ impl RunAs {
         match *self {
             RunAs::CurrentUser => Ok(()),
             RunAs::Postgres { uid, gid } => std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                .map_err(|err| {
-                    TestkitError::io(format!("giving {} to {SERVER_USER}", path.display()), err)
-                }),
+                .map_err(|err| TestkitError::io(format!("giving {} to {SERVER_USER}", path.display()), err)),
         }
     }
 }
@@ -84,34 +82,20 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the duration of the call, and buf's length is given;
     // getpwnam_r (unlike getpwnam) uses only the buffers we pass, so it is thread-safe.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            &mut entry,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
+    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut entry, buf.as_mut_ptr(), buf.len(), &mut result) };
     (rc == 0 && !result.is_null()).then_some((entry.pw_uid, entry.pw_gid))
 }
 
 /// Runs `cmd` to completion; its output (stdout then stderr) on success, else an error naming
 /// `what` and carrying that output.
 pub(crate) fn run(mut cmd: Command, what: &str) -> Result<String, TestkitError> {
-    let out = cmd
-        .output()
-        .map_err(|err| TestkitError::io(format!("could not run {what}: {cmd:?}"), err))?;
+    let out = cmd.output().map_err(|err| TestkitError::io(format!("could not run {what}: {cmd:?}"), err))?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     if out.status.success() {
         Ok(text)
     } else {
-        Err(TestkitError::Command {
-            what: format!("{what} ({cmd:?})"),
-            status: out.status,
-            output: text,
-        })
+        Err(TestkitError::Command { what: format!("{what} ({cmd:?})"), status: out.status, output: text })
     }
 }
 
@@ -154,30 +138,21 @@ pub(crate) fn processes_working_in(dir: &Path) -> Vec<i32> {
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd: PathBuf| cwd == dir)
-        })
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd: PathBuf| cwd == dir))
         .filter(|pid| is_alive(*pid))
         .collect()
 }
 
 /// Blocks until `done()` is true, looking every 10 ms; a timeout error naming `what` after
 /// `timeout`.
-pub(crate) fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-) -> Result<(), TestkitError> {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<(), TestkitError> {
     let deadline = Instant::now() + timeout;
     loop {
         if done() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(TestkitError::Timeout {
-                what: what.to_owned(),
-                after: timeout,
-            });
+            return Err(TestkitError::Timeout { what: what.to_owned(), after: timeout });
         }
         std::thread::sleep(POLL_EVERY);
     }
@@ -209,11 +184,7 @@ mod tests {
     #[test]
     fn finds_processes_by_working_directory() {
         let dir = std::env::temp_dir();
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .current_dir(&dir)
-            .spawn()
-            .unwrap();
+        let mut child = Command::new("sleep").arg("30").current_dir(&dir).spawn().unwrap();
         let pid = child.id() as i32;
         assert!(processes_working_in(&dir).contains(&pid));
         kill9(pid).unwrap();

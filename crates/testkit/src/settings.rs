@@ -21,10 +21,7 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions {
-            track_commit_timestamp: true,
-            extra_settings: Vec::new(),
-        }
+        ClusterOptions { track_commit_timestamp: true, extra_settings: Vec::new() }
     }
 }
 
@@ -39,17 +36,11 @@ pub(crate) fn render(opts: &ClusterOptions, port: u16, socket_dir: &Path) -> Str
         ("port", port.to_string()),
         ("unix_socket_directories", socket_dir.display().to_string()),
         ("fsync", "off".to_owned()),
-        (
-            "track_commit_timestamp",
-            on_off(opts.track_commit_timestamp).to_owned(),
-        ),
+        ("track_commit_timestamp", on_off(opts.track_commit_timestamp).to_owned()),
         ("max_connections", "300".to_owned()),
         ("shared_buffers", "64MB".to_owned()),
     ];
-    let extra = opts
-        .extra_settings
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.clone()));
+    let extra = opts.extra_settings.iter().map(|(name, value)| (name.as_str(), value.clone()));
     let mut text = String::from("# Written by dugong-testkit; rewritten on every start.\n");
     for (name, value) in ours.into_iter().chain(extra) {
         let _ = writeln!(text, "{name} = {}", quote(&value));

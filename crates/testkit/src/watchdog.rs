@@ -44,12 +44,7 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     /// Starts the watchdog for the cluster in `dir` with data directory `data_dir`.
-    pub(crate) fn spawn(
-        dir: &Path,
-        data_dir: &Path,
-        pg_ctl: &Path,
-        run_as: RunAs,
-    ) -> Result<Watchdog, TestkitError> {
+    pub(crate) fn spawn(dir: &Path, data_dir: &Path, pg_ctl: &Path, run_as: RunAs) -> Result<Watchdog, TestkitError> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(SCRIPT)
@@ -73,9 +68,7 @@ impl Watchdog {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|err| TestkitError::io("starting the cluster watchdog (sh)", err))?;
+        let child = cmd.spawn().map_err(|err| TestkitError::io("starting the cluster watchdog (sh)", err))?;
         Ok(Watchdog { child })
     }
 

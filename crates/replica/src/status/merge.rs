@@ -1,0 +1,161 @@
+//! Merging what each database said into one status per sync: the newest
+//! stored state wins, counters take their maximum, and reachability, pending
+//! changes and lag are kept per database.
+
+use super::read::{DbRead, ReadError, StateRow};
+use super::{DatabaseStatus, ReplicatorStatus, RunTimes, StatusReport, SyncStatus, STALE_HEARTBEAT};
+use crate::prepare::COMMIT_TIMESTAMP_ADVICE;
+use chrono::{DateTime, Utc};
+use dugong_config::Sync;
+use dugong_core::DbId;
+
+const MICROS: f64 = 1_000_000.0;
+
+fn at(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn seconds(us: i64) -> f64 {
+    us as f64 / MICROS
+}
+
+fn run_times(started: Option<i64>, ended: Option<i64>, now_us: i64) -> Option<RunTimes> {
+    let ended = ended?;
+    Some(RunTimes {
+        started: started.map(at),
+        ended: at(ended),
+        seconds_ago: seconds(now_us - ended).max(0.0),
+        duration_seconds: started.map(|s| seconds(ended - s).max(0.0)),
+    })
+}
+
+/// One sync's status from the reads of its databases (in the sync's order),
+/// and the newest database clock seen.
+pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadError>)>) -> (SyncStatus, Option<i64>) {
+    let mut databases = Vec::with_capacity(reads.len());
+    let mut newest: Option<(&StateRow, i64)> = None;
+    let (mut rows_total, mut conflicts_total) = (0i64, 0i64);
+    let mut clock: Option<i64> = None;
+    for (id, read) in &reads {
+        let source = sync.sources.contains(id);
+        let mut db = DatabaseStatus {
+            name: id.to_string(),
+            id: id.0,
+            role: if source { "source" } else { "target" },
+            reachable: true,
+            error: None,
+            installed: false,
+            pending: None,
+            lag_seconds: None,
+            commit_timestamps: None,
+        };
+        match read {
+            Ok(r) => {
+                clock = clock.max(Some(r.now_us));
+                if let Some(s) = &r.state {
+                    if newest.is_none_or(|(n, _)| s.updated_at > n.updated_at) {
+                        newest = Some((s, r.now_us));
+                    }
+                    rows_total = rows_total.max(s.rows_total);
+                    conflicts_total = conflicts_total.max(s.conflicts_total);
+                }
+                db.installed = r.installed;
+                db.error = r.problem.clone();
+                db.pending = r.pending.map(|p| p.count);
+                db.lag_seconds = r.pending.and_then(|p| p.oldest_age_us).map(|us| seconds(us).max(0.0));
+                db.commit_timestamps = Some(r.commit_timestamps);
+            }
+            Err(ReadError::Unreachable(why)) => {
+                db.reachable = false;
+                db.error = Some(why.clone());
+            }
+            Err(ReadError::Failed(why)) => db.error = Some(why.clone()),
+        }
+        databases.push(db);
+    }
+    let all_reachable = databases.iter().all(|d| d.reachable);
+    let all_readable = databases.iter().all(|d| d.error.is_none());
+    let stored = newest.map(|(s, _)| s.state.clone());
+    let state = match (&stored, all_reachable) {
+        (_, false) => "Bad".to_string(),
+        (Some(s), true) => s.clone(),
+        (None, true) => "No records found".to_string(),
+    };
+    let all_sources: Vec<&DatabaseStatus> = databases.iter().filter(|d| d.role == "source").collect();
+    let known: Vec<&DatabaseStatus> = all_sources.iter().copied().filter(|d| d.pending.is_some()).collect();
+    let pending = (!known.is_empty()).then(|| known.iter().filter_map(|d| d.pending).sum());
+    // Unknown as soon as one source cannot say how old its oldest change is
+    // (unreachable, never prepared, or no commit timestamps).
+    let lag_seconds = if all_sources.iter().any(|d| d.lag_seconds.is_none()) {
+        None
+    } else {
+        all_sources.iter().filter_map(|d| d.lag_seconds).reduce(f64::max)
+    };
+    let sources: Vec<&DatabaseStatus> = all_sources.iter().copied().filter(|d| d.reachable).collect();
+    let off: Vec<&str> =
+        sources.iter().filter(|d| d.commit_timestamps == Some(false)).map(|d| d.name.as_str()).collect();
+    let commit_timestamps = (!sources.is_empty()).then_some(off.is_empty());
+    let mut advice = Vec::new();
+    if !off.is_empty() {
+        advice.push(format!("{}: {COMMIT_TIMESTAMP_ADVICE}", off.join(", ")));
+    }
+    let replicator = newest.map(|(s, now)| {
+        let age = s.heartbeat.map(|h| seconds(now - h).max(0.0));
+        ReplicatorStatus {
+            pid: s.pid,
+            host: s.host.clone(),
+            heartbeat: s.heartbeat.map(at),
+            heartbeat_seconds_ago: age,
+            running: s.pid.is_some() && age.is_some_and(|a| a <= STALE_HEARTBEAT.as_secs_f64()),
+        }
+    });
+    let row = newest.map(|(s, _)| s.clone()).unwrap_or_default();
+    let now = newest.map(|(_, n)| n).unwrap_or(0);
+    let status = SyncStatus {
+        name: sync.name.to_string(),
+        healthy: all_reachable && all_readable && state == "Good",
+        state,
+        stored_state: stored,
+        last_good: run_times(row.last_good_started, row.last_good_ended, now),
+        last_rows: run_times(row.last_rows_started, row.last_rows_ended, now),
+        last_bad: run_times(row.last_bad_started, row.last_bad_ended, now),
+        last_deletes: row.last_deletes,
+        last_inserts: row.last_inserts,
+        last_truncates: row.last_truncates,
+        last_conflicts: row.last_conflicts,
+        last_error: row.last_error,
+        tables: row.tables,
+        excluded: row.excluded,
+        rows_total,
+        conflicts_total,
+        conflict_strategy: sync.conflict_strategy.to_string(),
+        onetimecopy: sync.onetimecopy.as_number(),
+        source_database: sync.databases().first().map(ToString::to_string).unwrap_or_default(),
+        pending,
+        lag_seconds,
+        commit_timestamps,
+        replicator,
+        databases,
+        advice,
+    };
+    (status, clock)
+}
+
+/// The whole report: the replicator pid is the running one with the newest
+/// heartbeat; the check time is the newest database clock seen.
+pub(super) fn report(syncs: Vec<(SyncStatus, Option<i64>)>) -> StatusReport {
+    let clock = syncs.iter().filter_map(|(_, c)| *c).max();
+    let syncs: Vec<SyncStatus> = syncs.into_iter().map(|(s, _)| s).collect();
+    let replicator_pid = syncs
+        .iter()
+        .filter_map(|s| s.replicator.as_ref())
+        .filter(|r| r.running)
+        .max_by(|a, b| a.heartbeat.cmp(&b.heartbeat))
+        .and_then(|r| r.pid);
+    StatusReport {
+        replicator_pid,
+        checked_at: clock.map(at).unwrap_or_else(Utc::now),
+        healthy: syncs.iter().all(|s| s.healthy),
+        syncs,
+    }
+}

@@ -1,0 +1,219 @@
+//! `dugong status`: the state of each sync, read from the databases themselves
+//! (so it works from any machine, with or without a running replicator), shown
+//! in Bucardo's two layouts or as JSON.
+//!
+//! - [`gather`] connects to every database of the shown syncs at once, reads
+//!   each one's `dugong.sync_state` row, pending changes and lag (`read`), and
+//!   merges them into a [`StatusReport`] (`merge`).
+//! - [`render`]: pure functions from a report to Bucardo's summary table and
+//!   detail block, plus Dugong's extra lines.
+//!
+//! Beyond Bucardo: a database that cannot be reached makes its sync `Bad`
+//! (Bucardo keeps showing Good while a target is powered off), and each sync
+//! shows its replication lag, pending changes, conflicts and excluded tables.
+
+mod merge;
+mod read;
+pub mod render;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{describe_pg, ReplicaError};
+use crate::prepare;
+use chrono::{DateTime, Utc};
+use dugong_config::{Config, Sync};
+use dugong_core::DbId;
+use futures_util::future::join_all;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// A replicator whose heartbeat is older than this is reported as not running.
+pub const STALE_HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// How long connecting to one database may take in all.
+const CONNECT_BUDGET: Duration = Duration::from_secs(10);
+
+/// How long one database may take to answer all of status's questions once
+/// connected (connecting has its own 5 s timeout).
+const READ_BUDGET: Duration = Duration::from_secs(15);
+
+/// What `dugong status` shows: every shown sync, merged over its databases.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The pid of the running replicator with the newest heartbeat, if any runs.
+    pub replicator_pid: Option<i32>,
+    /// When the state was read, by the clock of the first database that answered.
+    pub checked_at: DateTime<Utc>,
+    /// Every shown sync is Good with all its databases reachable.
+    pub healthy: bool,
+    pub syncs: Vec<SyncStatus>,
+}
+
+/// One sync's state, merged over its reachable databases.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    pub name: String,
+    /// What the State column shows: `Good`, `Bad` or `No records found`.
+    pub state: String,
+    /// The state the replicator last stored, before reachability is considered.
+    pub stored_state: Option<String>,
+    /// Good, and every database reachable and readable.
+    pub healthy: bool,
+    /// The last good run, empty runs included (as Bucardo counts them).
+    pub last_good: Option<RunTimes>,
+    /// The last run that moved rows; `last_deletes`… are its counts.
+    pub last_rows: Option<RunTimes>,
+    pub last_bad: Option<RunTimes>,
+    pub last_deletes: i64,
+    pub last_inserts: i64,
+    pub last_truncates: i64,
+    pub last_conflicts: i64,
+    pub last_error: Option<String>,
+    /// Tables the sync replicates.
+    pub tables: i32,
+    /// Tables `tables: all` left out, each with its reason.
+    pub excluded: Vec<String>,
+    pub rows_total: i64,
+    pub conflicts_total: i64,
+    pub conflict_strategy: String,
+    /// `onetimecopy` as configured: 0, 1 or 2.
+    pub onetimecopy: u8,
+    /// Where the tables are read from (Bucardo's "Source relgroup/database").
+    pub source_database: String,
+    /// Changes not yet shipped, over the sources that answered.
+    pub pending: Option<i64>,
+    /// Age of the oldest pending change, over the sources that answered
+    /// (0 when nothing is pending; unknown without commit timestamps).
+    pub lag_seconds: Option<f64>,
+    /// `track_commit_timestamp` is on for every reachable source.
+    pub commit_timestamps: Option<bool>,
+    pub replicator: Option<ReplicatorStatus>,
+    pub databases: Vec<DatabaseStatus>,
+    /// Advice for the operator (e.g. turn on commit timestamps).
+    pub advice: Vec<String>,
+}
+
+/// When a run started and ended, and how long ago it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunTimes {
+    pub started: Option<DateTime<Utc>>,
+    pub ended: DateTime<Utc>,
+    /// Seconds between `ended` and the reading database's `now()`.
+    pub seconds_ago: f64,
+    /// `ended − started`, when the start is known.
+    pub duration_seconds: Option<f64>,
+}
+
+/// The replicator that last wrote the sync's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicatorStatus {
+    /// Cleared when the replicator stopped cleanly.
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+    pub heartbeat: Option<DateTime<Utc>>,
+    pub heartbeat_seconds_ago: Option<f64>,
+    /// A pid is recorded and its heartbeat is younger than [`STALE_HEARTBEAT`].
+    pub running: bool,
+}
+
+/// One database of a sync, as status saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseStatus {
+    /// `db<id>`.
+    pub name: String,
+    pub id: u32,
+    /// `source` or `target`.
+    pub role: &'static str,
+    pub reachable: bool,
+    /// Why it is unreachable, or what could not be read (never a password).
+    pub error: Option<String>,
+    /// Dugong's schema is installed.
+    pub installed: bool,
+    /// Changes on this source the sync has not shipped (sources only).
+    pub pending: Option<i64>,
+    /// Age of its oldest pending change (0 when none pending).
+    pub lag_seconds: Option<f64>,
+    /// Its `track_commit_timestamp`.
+    pub commit_timestamps: Option<bool>,
+}
+
+impl StatusReport {
+    /// The exit code monitoring relies on: 0 when healthy, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.healthy {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// Reads the state of every sync of `config`, or only of the sync named `only`.
+/// Only a configuration problem (an unknown sync) is an error: unreachable
+/// databases are part of the report.
+pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport, ReplicaError> {
+    let syncs: Vec<&Sync> = match only {
+        Some(name) => vec![config.sync(name).ok_or_else(|| unknown_sync(config, name))?],
+        None => config.syncs.iter().collect(),
+    };
+    let mut ids: Vec<DbId> = Vec::new();
+    for id in syncs.iter().flat_map(|s| s.databases()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    // All at once, so a dead database costs one connect timeout in total. The
+    // driver's own timeout covers connecting, not every name lookup: bound it.
+    let connected = join_all(ids.iter().map(|id| async move {
+        let result = match tokio::time::timeout(CONNECT_BUDGET, prepare::connect_as(config, *id, "dugong status")).await
+        {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(describe_unreachable(&e)),
+            Err(_) => Err(format!("no connection within {}s", CONNECT_BUDGET.as_secs())),
+        };
+        (*id, result)
+    }))
+    .await;
+    let clients: HashMap<DbId, Result<Client, String>> = connected.into_iter().collect();
+    let mut statuses = Vec::with_capacity(syncs.len());
+    for sync in syncs {
+        let reads = join_all(sync.databases().into_iter().map(|id| {
+            let client = &clients[&id];
+            async move {
+                let result = match client {
+                    Ok(c) => match tokio::time::timeout(READ_BUDGET, read::read_db(c, id, sync)).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            Err(read::ReadError::Unreachable(format!("no answer within {}s", READ_BUDGET.as_secs())))
+                        }
+                    },
+                    Err(why) => Err(read::ReadError::Unreachable(why.clone())),
+                };
+                (id, result)
+            }
+        }))
+        .await;
+        statuses.push(merge::sync_status(sync, reads));
+    }
+    Ok(merge::report(statuses))
+}
+
+fn unknown_sync(config: &Config, name: &str) -> ReplicaError {
+    let names: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
+    ReplicaError::Config(format!(
+        "no sync named {name:?} in {}; the syncs are: {}",
+        config.path.display(),
+        names.join(", ")
+    ))
+}
+
+/// Why a database cannot be reached: where it is and what the connection said,
+/// without the password.
+fn describe_unreachable(err: &ReplicaError) -> String {
+    match err {
+        ReplicaError::Unreachable { target, source, .. } => format!("{target}: {}", describe_pg(source)),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,207 @@
+//! What status reads from one database of a sync: its clock, whether Dugong is
+//! installed, the sync's stored state, and (on a source) the changes the sync
+//! has not shipped yet and how old the oldest one is.
+
+use crate::capture::delta_name;
+use crate::catalog;
+use crate::error::describe_pg;
+use dugong_config::Sync;
+use dugong_core::DbId;
+use tokio_postgres::Client;
+
+/// Why a database could not be read.
+#[derive(Debug, Clone)]
+pub(super) enum ReadError {
+    /// No connection, a broken one, or no answer in time.
+    Unreachable(String),
+    /// Connected, but a query failed (permissions, a damaged schema…).
+    Failed(String),
+}
+
+/// Everything status learned from one database.
+#[derive(Debug, Clone, Default)]
+pub(super) struct DbRead {
+    /// The database's `now()`, in microseconds since the Unix epoch.
+    pub now_us: i64,
+    /// Dugong's schema (`dugong.sync_state`) exists.
+    pub installed: bool,
+    pub commit_timestamps: bool,
+    /// The sync's row of `dugong.sync_state`, if the replicator ever wrote one.
+    pub state: Option<StateRow>,
+    /// Unshipped changes (sources whose cursor exists only).
+    pub pending: Option<Pending>,
+    /// A part that could not be read although the database answered.
+    pub problem: Option<String>,
+}
+
+/// A `dugong.sync_state` row; times in microseconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct StateRow {
+    pub state: String,
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+    pub heartbeat: Option<i64>,
+    pub last_good_started: Option<i64>,
+    pub last_good_ended: Option<i64>,
+    pub last_rows_started: Option<i64>,
+    pub last_rows_ended: Option<i64>,
+    pub last_bad_started: Option<i64>,
+    pub last_bad_ended: Option<i64>,
+    pub last_deletes: i64,
+    pub last_inserts: i64,
+    pub last_truncates: i64,
+    pub last_conflicts: i64,
+    pub last_error: Option<String>,
+    pub tables: i32,
+    pub excluded: Vec<String>,
+    pub rows_total: i64,
+    pub conflicts_total: i64,
+    pub updated_at: i64,
+}
+
+/// Changes of one source the sync has not shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub count: i64,
+    /// `now() −` the commit time of the oldest one, in microseconds; `None`
+    /// when commit times are not tracked (or not known for it).
+    pub oldest_age_us: Option<i64>,
+}
+
+/// A timestamp column as microseconds since the epoch.
+fn micros(column: &str) -> String {
+    format!("(extract(epoch from {column}) * 1000000)::int8")
+}
+
+fn classify(err: tokio_postgres::Error) -> ReadError {
+    if err.is_closed() || err.as_db_error().is_none() {
+        ReadError::Unreachable(describe_pg(&err))
+    } else {
+        ReadError::Failed(describe_pg(&err))
+    }
+}
+
+/// Reads everything status needs from database `id` of `sync`.
+pub(super) async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT {}, to_regclass('dugong.sync_state') IS NOT NULL, current_setting('track_commit_timestamp')::bool",
+                micros("now()")
+            ),
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    let mut read =
+        DbRead { now_us: row.get(0), installed: row.get(1), commit_timestamps: row.get(2), ..DbRead::default() };
+    if !read.installed {
+        return Ok(read);
+    }
+    read.state = read_state(client, sync).await.map_err(classify)?;
+    if sync.sources.contains(&id) {
+        match read_pending(client, id, sync, read.commit_timestamps).await {
+            Ok(p) => read.pending = p,
+            Err(ReadError::Failed(why)) => read.problem = Some(format!("pending changes: {why}")),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(read)
+}
+
+async fn read_state(client: &Client, sync: &Sync) -> Result<Option<StateRow>, tokio_postgres::Error> {
+    let times = [
+        "heartbeat",
+        "last_good_started",
+        "last_good_ended",
+        "last_rows_started",
+        "last_rows_ended",
+        "last_bad_started",
+        "last_bad_ended",
+        "updated_at",
+    ]
+    .map(micros)
+    .join(", ");
+    let sql = format!(
+        "SELECT state, replicator_pid, replicator_host, last_deletes, last_inserts, last_truncates, last_conflicts,
+                last_error, tables, excluded, rows_total, conflicts_total, {times}
+         FROM dugong.sync_state WHERE sync = $1"
+    );
+    let Some(r) = client.query_opt(&sql, &[&sync.name.as_str()]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(StateRow {
+        state: r.get(0),
+        pid: r.get(1),
+        host: r.get(2),
+        last_deletes: r.get(3),
+        last_inserts: r.get(4),
+        last_truncates: r.get(5),
+        last_conflicts: r.get(6),
+        last_error: r.get(7),
+        tables: r.get(8),
+        excluded: r.get(9),
+        rows_total: r.get(10),
+        conflicts_total: r.get(11),
+        heartbeat: r.get(12),
+        last_good_started: r.get(13),
+        last_good_ended: r.get(14),
+        last_rows_started: r.get(15),
+        last_rows_ended: r.get(16),
+        last_bad_started: r.get(17),
+        last_bad_ended: r.get(18),
+        updated_at: r.get(19),
+    }))
+}
+
+/// Counts the change rows of the sync's tables that its cursor does not cover,
+/// and the age of the oldest by commit time. `None` when the sync has no cursor
+/// here (it was never prepared on this database).
+async fn read_pending(
+    client: &Client,
+    id: DbId,
+    sync: &Sync,
+    commit_timestamps: bool,
+) -> Result<Option<Pending>, ReadError> {
+    let cursor = client
+        .query_opt("SELECT 1 FROM dugong.cursor WHERE sync = $1", &[&sync.name.as_str()])
+        .await
+        .map_err(classify)?;
+    if cursor.is_none() {
+        return Ok(None);
+    }
+    let field = format!("syncs[{}].tables", sync.index);
+    let (tables, _) = catalog::select_tables(client, id, &sync.tables, &field).await.map_err(|e| {
+        if e.is_unreachable() {
+            ReadError::Unreachable(e.to_string())
+        } else {
+            ReadError::Failed(e.to_string())
+        }
+    })?;
+    let captured =
+        client.query("SELECT id, table_schema, table_name FROM dugong.captured", &[]).await.map_err(classify)?;
+    let ids: Vec<i32> = captured
+        .iter()
+        .filter(|r| {
+            let (schema, name): (&str, &str) = (r.get(1), r.get(2));
+            tables.iter().any(|t| t.name.schema == schema && t.name.name == name)
+        })
+        .map(|r| r.get(0))
+        .collect();
+    let mut parts: Vec<String> = ids.iter().map(|i| format!("SELECT dugong_txid FROM {}", delta_name(*i))).collect();
+    parts.push("SELECT dugong_txid FROM dugong.truncate_log WHERE table_id = ANY($2)".into());
+    let age = if commit_timestamps {
+        micros("now()") + " - " + &micros("min(pg_xact_commit_timestamp(p.dugong_txid::xid))")
+    } else {
+        "NULL::int8".into()
+    };
+    let sql = format!(
+        "SELECT count(*), {age} FROM ({}) p, dugong.cursor c
+         WHERE c.sync = $1 AND NOT pg_visible_in_snapshot(p.dugong_txid, c.snapshot)",
+        parts.join(" UNION ALL ")
+    );
+    let row = client.query_one(&sql, &[&sync.name.as_str(), &ids]).await.map_err(classify)?;
+    let count: i64 = row.get(0);
+    let oldest_age_us: Option<i64> = if count == 0 { Some(0) } else { row.get(1) };
+    Ok(Some(Pending { count, oldest_age_us }))
+}
