@@ -12,7 +12,7 @@ if [ -z "$pgbin" ]; then
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
     pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
-cargo build --release --quiet
+cargo build --release --quiet -p dugong
 dugong="$PWD/target/release/dugong"
 
 work=$(mktemp -d /tmp/dugong-two-sites.XXXXXX)
