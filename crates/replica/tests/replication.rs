@@ -357,3 +357,26 @@ async fn three_masters_and_a_target_converge() {
     sync_all(&mut p).await;
     assert_eq!(sites.rows(0, "SELECT count(*) FROM t WHERE id = -1").await, vec!["0"]);
 }
+
+/// DESIGN's known pitfall: transaction ids are assigned in start order but
+/// commit in another. A long transaction that started first and commits after
+/// runs that shipped later transactions must still be shipped — with bounded
+/// batches too.
+#[tokio::test]
+async fn a_transaction_committing_after_later_ones_were_shipped_is_not_lost() {
+    let sites = Sites::new("outoforder", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    let long = sites.cluster.connect(&sites.dbs[0]).await.unwrap();
+    long.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'long transaction')").await.unwrap();
+    for i in 2..50 {
+        sites.client(0).execute(&format!("INSERT INTO t VALUES ({i}, 'short')"), &[]).await.unwrap();
+    }
+    let shipped = run_until_idle(&mut p, RunLimits { batch_rows: 10 }).await;
+    assert!(shipped.len() >= 4, "bounded batches while the long transaction is open");
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["48"]);
+    long.batch_execute("COMMIT").await.unwrap();
+    run_until_idle(&mut p, RunLimits { batch_rows: 10 }).await;
+    assert_eq!(sites.assert_same("SELECT count(*) FROM t").await, vec!["49"]);
+    assert_eq!(sites.rows(1, "SELECT v FROM t WHERE id = 1").await, vec!["long transaction"]);
+}
