@@ -101,6 +101,7 @@ impl SyncTask {
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
         let mut prepared_once = false;
+        let mut batch_rows = self.options.limits.batch_rows.max(1);
         loop {
             if self.shutdown.is_cancelled() {
                 return SyncReport { sync: name, good: true, error: None };
@@ -133,7 +134,7 @@ impl SyncTask {
             for n in &p.nodes {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => n.id.to_string()).set(1.0);
             }
-            match self.run_prepared(&mut p).await {
+            match self.run_prepared(&mut p, &mut batch_rows).await {
                 Ok(()) => {
                     state::record_stopped(&p).await;
                     return SyncReport { sync: name, good: true, error: None };
@@ -198,7 +199,11 @@ impl SyncTask {
     }
 
     /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
-    async fn run_prepared(&self, p: &mut Prepared) -> Result<(), ReplicaError> {
+    /// `batch_rows` shrinks while runs fail on data (a constraint violated on
+    /// apply) so everything before the failing source transaction still ships,
+    /// and grows back as runs succeed.
+    async fn run_prepared(&self, p: &mut Prepared, batch_rows: &mut usize) -> Result<(), ReplicaError> {
+        let configured = self.options.limits.batch_rows.max(1);
         let name = p.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
@@ -212,10 +217,13 @@ impl SyncTask {
                 prepare::check_unchanged(p).await?;
                 last_schema_check = std::time::Instant::now();
             }
-            match run::run_once(p, self.options.limits).await {
+            match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
                 Ok(outcome) => {
                     retries = 0;
                     backoff.reset();
+                    if !outcome.empty {
+                        *batch_rows = (*batch_rows * 2).min(configured);
+                    }
                     let due = last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat);
                     if !outcome.empty || due {
                         state::record_good(p, &self.who, &outcome).await?;
@@ -238,7 +246,13 @@ impl SyncTask {
                         return Ok(());
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if matches!(e, ReplicaError::Statement { .. }) && !e.is_unreachable() && *batch_rows > 1 {
+                        *batch_rows = (*batch_rows / 2).max(1);
+                        tracing::info!(sync = %name, batch_rows = *batch_rows, "run failed on data; smaller batches isolate the failing change");
+                    }
+                    return Err(e);
+                }
             }
         }
     }

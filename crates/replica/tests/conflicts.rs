@@ -196,3 +196,53 @@ async fn without_commit_timestamps_the_sync_says_so_and_ties_go_to_the_first_dat
         assert_eq!(v, "zero", "without commit times, db0 (listed first) wins");
     }
 }
+
+/// A backlog with one bad transaction in the middle: everything before it
+/// ships (batches shrink to isolate it), the sync is Bad naming the
+/// constraint, and once an operator fixes the clash the rest follows.
+#[tokio::test]
+async fn a_failing_transaction_in_a_backlog_does_not_hold_back_the_ones_before_it() {
+    use dugong_replica::daemon::{self, DaemonOptions};
+    use std::time::Duration;
+    let schema = "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL CONSTRAINT users_email_key UNIQUE)";
+    let sites = Sites::new("isolate", 2, schema).await;
+    // Site 1 has a row from before replication that clashes with a later insert on site 0.
+    sites.client(1).batch_execute("INSERT INTO users VALUES (-1, 'clash@example.org')").await.unwrap();
+    let config = sites.master_master();
+    drop(prepare(&config).await); // install capture
+    for tx in 0..10 {
+        let email =
+            if tx == 6 { "'clash@example.org'".to_string() } else { format!("'u{tx}_' || g || '@example.org'") };
+        let sql = format!(
+            "INSERT INTO users SELECT g, {email} FROM generate_series({}, {}) g",
+            tx * 100,
+            tx * 100 + if tx == 6 { 0 } else { 99 }
+        );
+        sites.client(0).batch_execute(&sql).await.unwrap();
+    }
+    let options = DaemonOptions {
+        limits: RunLimits { batch_rows: 1000 },
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(std::sync::Arc::new(config), options, shutdown.clone()));
+    let c1 = sites.client(1);
+    dugong_testkit::wait_for("the transactions before the bad one", Duration::from_secs(20), || async {
+        let n: i64 = c1.query_one("SELECT count(*) FROM users WHERE id >= 0", &[]).await.ok()?.get(0);
+        (n == 600).then_some(())
+    })
+    .await;
+    let error: String = c1.query_one("SELECT last_error FROM dugong.sync_state", &[]).await.unwrap().get(0);
+    assert!(error.contains("users_email_key"), "{error}");
+    c1.batch_execute("DELETE FROM users WHERE id = -1").await.unwrap();
+    dugong_testkit::wait_for("the rest after the fix", Duration::from_secs(20), || async {
+        let n: i64 = c1.query_one("SELECT count(*) FROM users", &[]).await.ok()?.get(0);
+        (n == 901).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    daemon.await.unwrap();
+    sites.assert_same("SELECT * FROM users").await;
+}
