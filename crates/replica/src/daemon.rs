@@ -3,7 +3,7 @@
 //! the sync Bad, and the task reconnects with backoff until it returns.
 
 use crate::copy;
-use crate::error::{describe_pg, Backoff, ErrorPolicy, ReplicaError};
+use crate::error::{Backoff, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
 use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
 use crate::run::{self, RunLimits, RunOutcome};
@@ -310,7 +310,6 @@ impl SyncTask {
             }
         }
         state::record_bad(&usable, &self.sync.name, &self.who, started, &text).await;
-        let _ = describe_pg;
     }
 
     /// Waits, unless shutdown comes first. Returns false on shutdown.
