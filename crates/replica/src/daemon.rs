@@ -31,6 +31,8 @@ pub struct DaemonOptions {
     pub progress: bool,
     /// How often a running sync checks that its tables kept their shape.
     pub schema_check: Duration,
+    /// How often a standby checks whether the active replicator is gone.
+    pub standby_retry: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -44,6 +46,7 @@ impl Default for DaemonOptions {
             backoff_max: Duration::from_secs(30),
             progress: false,
             schema_check: Duration::from_secs(5),
+            standby_retry: Duration::from_millis(500),
         }
     }
 }
@@ -101,6 +104,8 @@ impl SyncTask {
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
         let mut prepared_once = false;
+        let mut standing_by = false;
+        let mut standby_waits = 0u32;
         let mut batch_rows = self.options.limits.batch_rows.max(1);
         loop {
             if self.shutdown.is_cancelled() {
@@ -113,6 +118,23 @@ impl SyncTask {
             };
             let mut p = match prepared {
                 Ok(p) => p,
+                Err(ReplicaError::Standby { db, holder }) => {
+                    // Not Bad: the active replicator's state stands. With --once,
+                    // wait a while for a replicator that is just exiting.
+                    if !standing_by {
+                        tracing::info!(sync = %name, db = %db, holder = %holder, "another replicator runs this sync; standing by");
+                        standing_by = true;
+                    }
+                    standby_waits += 1;
+                    if self.options.once && standby_waits > 20 {
+                        let text = format!("the sync is being replicated by {holder}");
+                        return SyncReport { sync: name, good: false, error: Some(text) };
+                    }
+                    if !self.wait(self.options.standby_retry).await {
+                        return SyncReport { sync: name, good: true, error: None };
+                    }
+                    continue;
+                }
                 Err(e) if !prepared_once && e.is_fatal_at_start() => {
                     // Bad configuration fails at start instead of retrying forever.
                     tracing::error!(sync = %name, error = %e, "cannot start the sync");
@@ -131,6 +153,10 @@ impl SyncTask {
                 }
             };
             prepared_once = true;
+            if standing_by {
+                tracing::info!(sync = %name, "took over the sync");
+                standing_by = false;
+            }
             for n in &p.nodes {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => n.id.to_string()).set(1.0);
             }

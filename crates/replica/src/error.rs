@@ -26,6 +26,9 @@ pub enum ReplicaError {
     /// The synced tables differ between the databases; no data moves until fixed.
     #[error("schema mismatch: {0}")]
     SchemaMismatch(String),
+    /// Another replicator runs this sync; this one stands by.
+    #[error("{db}: the sync is being replicated by {holder}; standing by")]
+    Standby { db: DbId, holder: String },
     /// A table of the sync changed shape (or appeared) while the sync ran: the
     /// sync prepares again, which picks the change up or reports a mismatch.
     #[error("the replicated tables changed: {0}; preparing the sync again")]
@@ -97,6 +100,7 @@ impl ReplicaError {
             | ReplicaError::Statement { db, .. }
             | ReplicaError::Privilege { db, .. }
             | ReplicaError::ConcurrentWrite { db, .. }
+            | ReplicaError::Standby { db, .. }
             | ReplicaError::Protocol { db, .. } => Some(*db),
             _ => None,
         }

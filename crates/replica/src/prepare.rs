@@ -70,6 +70,9 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
     for id in &ids {
         clients.push((*id, connect(config, *id).await?));
     }
+    for (id, client) in &clients {
+        claim(client, *id, &sync.name).await?;
+    }
     let field = format!("syncs[{}].tables", sync.index);
     let reference = ids[0];
     let (tables, excluded) = catalog::select_tables(&clients[0].1, reference, &sync.tables, &field).await?;
@@ -182,4 +185,32 @@ pub async fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
         }
     }
     Ok(())
+}
+
+/// Claims the sync on one database: a session-level advisory lock, held as long
+/// as the replicator's connection lives (a killed replicator's lock goes with
+/// its connection). Exactly one replicator runs a sync; another one started on
+/// the same configuration — a standby on the other site — waits until the
+/// lock is free on every database, then takes over.
+async fn claim(client: &Client, id: DbId, sync: &SyncName) -> Result<(), ReplicaError> {
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock(hashtext('dugong sync ' || $1)::int8)", &[&sync.as_str()])
+        .await
+        .on_db(id, || format!("claiming {sync}"))?
+        .get(0);
+    if got {
+        return Ok(());
+    }
+    let holder = client
+        .query_opt(
+            "SELECT coalesce(replicator_pid::text, '?') || ' on ' || coalesce(replicator_host, '?')
+             FROM dugong.sync_state WHERE sync = $1",
+            &[&sync.as_str()],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get::<_, String>(0))
+        .unwrap_or_else(|| "another replicator".into());
+    Err(ReplicaError::Standby { db: id, holder })
 }

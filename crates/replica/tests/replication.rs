@@ -153,6 +153,7 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     assert_eq!(sites.assert_same("SELECT count(*) FROM b").await, vec!["30"]);
 
     // Run again (a restart with the same config): tables full everywhere are done.
+    drop(p);
     let mut p = prepare(&config).await;
     dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("second copy is a no-op");
 
@@ -160,6 +161,7 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     sites.client(0).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (1)").await.unwrap();
     sites.client(1).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (2)").await.unwrap();
     sites.client(2).batch_execute("CREATE TABLE c (id int PRIMARY KEY)").await.unwrap();
+    drop(p);
     let mut p = prepare(&config).await;
     let err =
         dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.unwrap_err().to_string();
