@@ -15,7 +15,7 @@ use crate::host::HostWords;
 use crate::raw::RawDatabase;
 use crate::secret::Secret;
 use crate::span::{Spanned, Spans};
-use crate::sslmode::SslMode;
+use crate::sslmode::{self, SslMode};
 
 /// Looks up an environment variable (the process environment, or a fake in tests).
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Result<String, VarError>;
@@ -59,8 +59,13 @@ pub struct PgTarget {
     /// Ready for `connect`: host(s), port, dbname, user, password, sslmode and
     /// the libpq keywords given. Its `Debug` hides the password.
     pub config: tokio_postgres::Config,
-    /// The TLS mode, also set in `config`.
+    /// The TLS mode; `config` holds what tokio-postgres knows of it (the
+    /// verify modes are `require` there).
     pub sslmode: SslMode,
+    /// The PEM file of CA certificates to trust (`sslrootcert`), checked
+    /// readable at load. Without it, `verify-ca` and `verify-full` trust the
+    /// system's CAs.
+    pub sslrootcert: Option<PathBuf>,
     /// `host:port/dbname user=NAME`, without the password: for messages.
     pub display: String,
     /// The password also held by `config`, for tools that take it separately
@@ -69,8 +74,13 @@ pub struct PgTarget {
 }
 
 impl PgTarget {
-    fn new(config: tokio_postgres::Config, sslmode: SslMode, password: Option<Secret>) -> PgTarget {
-        PgTarget { display: describe(&config), config, sslmode, password }
+    fn new(
+        config: tokio_postgres::Config,
+        sslmode: SslMode,
+        sslrootcert: Option<PathBuf>,
+        password: Option<Secret>,
+    ) -> PgTarget {
+        PgTarget { display: describe(&config), config, sslmode, sslrootcert, password }
     }
 
     /// The login is PostgreSQL's well-known `postgres`/`postgres`, which
@@ -121,6 +131,7 @@ pub(crate) fn from_raw(
     spans.note_opt(&field("pass"), &raw.pass);
     spans.note_opt(&field("url"), &raw.url);
     spans.note_opt(&field("sslmode"), &raw.sslmode);
+    spans.note_opt(&field("sslrootcert"), &raw.sslrootcert);
 
     let id = raw.id.value;
     let password = password(&field("pass"), id, raw.pass.as_ref(), env)?;
@@ -162,7 +173,7 @@ fn from_fields(
         None => Err(Invalid::new(field(name), format!("missing; {example}, or give a \"url\""))),
     };
     let host = required(raw.host, "host", "write the server's name, e.g. \"db.example port=5432\"")?;
-    let words = HostWords::parse(&host).map_err(|reason| Invalid::new(field("host"), reason))?;
+    let mut words = HostWords::parse(&host).map_err(|reason| Invalid::new(field("host"), reason))?;
     let dbname = required(raw.dbname, "dbname", "write the database's name")?;
     let user = required(raw.user, "user", "write the user to log in as")?;
 
@@ -181,6 +192,17 @@ fn from_fields(
         }
         (from_host, field) => from_host.or(field.map(|m| m.value)).unwrap_or_default(),
     };
+    let sslrootcert = match (words.sslrootcert.take(), raw.sslrootcert) {
+        (Some(_), Some(_)) => {
+            return Err(Invalid::new(
+                field("sslrootcert"),
+                "given twice: as sslrootcert= in \"host\" and as \"sslrootcert\"; keep one",
+            ));
+        }
+        (Some(path), None) => Some((field("host"), path)),
+        (None, from_field) => from_field.map(|path| (field("sslrootcert"), path.value)),
+    };
+    let sslrootcert = sslmode::root_cert(sslmode, sslrootcert)?;
 
     let mut config = tokio_postgres::Config::new();
     config.host(&words.host).port(port).dbname(&dbname).user(&user).ssl_mode(sslmode.to_postgres());
@@ -197,7 +219,7 @@ fn from_fields(
     if let Some(options) = &words.options {
         config.options(options);
     }
-    Ok(PgTarget::new(config, sslmode, password))
+    Ok(PgTarget::new(config, sslmode, sslrootcert, password))
 }
 
 /// Dugong's way: one `url`, `postgres://…`, `postgresql://…` or `sqlite:PATH`.
@@ -227,6 +249,9 @@ fn from_url(
         if raw.sslmode.is_some() {
             return Err(Invalid::new(field("sslmode"), "sslmode applies to PostgreSQL only, not to SQLite"));
         }
+        if raw.sslrootcert.is_some() {
+            return Err(Invalid::new(field("sslrootcert"), "sslrootcert applies to PostgreSQL only, not to SQLite"));
+        }
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if path.is_empty() || path.contains('?') {
             return Err(Invalid::new(
@@ -240,6 +265,7 @@ fn from_url(
         // The URL itself is not repeated: it may hold a password.
         return Err(Invalid::new(field("url"), "must start with postgres://, postgresql:// or sqlite:"));
     }
+    let (url, in_url) = sslmode::take_from_url(url).map_err(|reason| Invalid::new(field("url"), reason))?;
     let mut config: tokio_postgres::Config = url.parse().map_err(|err: tokio_postgres::Error| {
         // The cause names the option or character at fault, never a value.
         let cause = std::error::Error::source(&err).map(|cause| format!(": {cause}")).unwrap_or_default();
@@ -262,11 +288,13 @@ fn from_url(
         (None, Some(bytes)) => Some(Secret::new(String::from_utf8_lossy(bytes))),
         (None, None) => None,
     };
-    // The "sslmode" field wins over ?sslmode= in the url.
-    let sslmode = match &raw.sslmode {
-        Some(mode) => mode.value,
-        None => SslMode::from_postgres(config.get_ssl_mode()),
+    // The "sslmode" and "sslrootcert" fields win over ?sslmode= and ?sslrootcert= in the url.
+    let sslmode = raw.sslmode.as_ref().map(|mode| mode.value).or(in_url.sslmode).unwrap_or_default();
+    let sslrootcert = match (&raw.sslrootcert, in_url.sslrootcert) {
+        (Some(path), _) => Some((field("sslrootcert"), path.value.clone())),
+        (None, from_url) => from_url.map(|path| (field("url"), path)),
     };
+    let sslrootcert = sslmode::root_cert(sslmode, sslrootcert)?;
     config.ssl_mode(sslmode.to_postgres());
-    Ok(Location::Postgres(PgTarget::new(config, sslmode, password)))
+    Ok(Location::Postgres(PgTarget::new(config, sslmode, sslrootcert, password)))
 }

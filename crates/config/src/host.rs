@@ -7,7 +7,8 @@ use crate::raw::Port;
 use crate::sslmode::SslMode;
 
 /// The keywords `host` may carry.
-const KEYWORDS: &[&str] = &["host", "hostaddr", "port", "sslmode", "connect_timeout", "application_name", "options"];
+const KEYWORDS: &[&str] =
+    &["host", "hostaddr", "port", "sslmode", "sslrootcert", "connect_timeout", "application_name", "options"];
 
 /// What the `host` field says.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub(crate) struct HostWords {
     pub(crate) host: String,
     pub(crate) port: Option<u16>,
     pub(crate) sslmode: Option<SslMode>,
+    /// The CA file, as written.
+    pub(crate) sslrootcert: Option<String>,
     /// Seconds; 0 means no limit, as in libpq.
     pub(crate) connect_timeout: Option<u64>,
     pub(crate) application_name: Option<String>,
@@ -48,6 +51,7 @@ impl HostWords {
                 "host" | "hostaddr" => host.replace(value.to_owned()).is_some(),
                 "port" => words.port.replace(Port::parse(value)?).is_some(),
                 "sslmode" => words.sslmode.replace(value.parse()?).is_some(),
+                "sslrootcert" => words.sslrootcert.replace(value.to_owned()).is_some(),
                 "connect_timeout" => {
                     let seconds = value
                         .parse()
@@ -92,7 +96,7 @@ mod tests {
     #[test]
     fn keywords_only() {
         let words =
-            HostWords::parse("host=x port=5 sslmode=require connect_timeout=10 application_name=dugong options=-cx=1")
+            HostWords::parse("host=x port=5 sslmode=require sslrootcert=/ca.pem connect_timeout=10 application_name=dugong options=-cx=1")
                 .unwrap();
         assert_eq!(
             words,
@@ -100,6 +104,7 @@ mod tests {
                 host: "x".into(),
                 port: Some(5),
                 sslmode: Some(SslMode::Require),
+                sslrootcert: Some("/ca.pem".into()),
                 connect_timeout: Some(10),
                 application_name: Some("dugong".into()),
                 options: Some("-cx=1".into()),
@@ -119,7 +124,8 @@ mod tests {
             ("db port=99999", "not a port"),
             ("db port=5 port=6", "`port` is given twice"),
             ("db host=other", "the host is given twice"),
-            ("db sslmode=verify-full", "not supported"),
+            ("db sslmode=allow", "not supported"),
+            ("db sslrootcert=/a sslrootcert=/b", "`sslrootcert` is given twice"),
             ("db connect_timeout=soon", "whole number of seconds"),
             ("db hunter2", "word 2 is neither"),
         ];

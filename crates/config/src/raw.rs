@@ -36,6 +36,7 @@ pub(crate) struct RawDatabase {
     // Dugong's own.
     pub(crate) url: Option<Spanned<Secret>>,
     pub(crate) sslmode: Option<Spanned<SslMode>>,
+    pub(crate) sslrootcert: Option<Spanned<String>>,
     // Bucardo's own options: accepted and ignored.
     dbservice: Option<IgnoredAny>,
     makedelta: Option<IgnoredAny>,

@@ -178,9 +178,9 @@ fn required_fields_and_bad_hosts() {
         "not a port",
     );
     assert_error(
-        r#"{"id": 0, "dbname": "app", "host": "a.test", "user": "app", "sslmode": "verify-full"}"#,
+        r#"{"id": 0, "dbname": "app", "host": "a.test", "user": "app", "sslmode": "allow"}"#,
         "databases[0].sslmode",
-        "use disable, prefer or require",
+        "use disable, prefer, require, verify-ca or verify-full",
     );
 }
 

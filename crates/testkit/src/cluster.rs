@@ -18,6 +18,7 @@ use crate::port::free_port;
 use crate::process::{self, RunAs};
 use crate::server_log;
 use crate::settings::{self, ClusterOptions, SETTINGS_FILE};
+use crate::tls::{self, ServerCerts};
 use crate::watchdog::Watchdog;
 
 /// The address every test server listens on.
@@ -49,6 +50,8 @@ pub struct Cluster {
     bins: PgBinaries,
     run_as: RunAs,
     watchdog: Option<Watchdog>,
+    /// The certificates it serves TLS with, when started with `tls`.
+    tls: Option<ServerCerts>,
     /// Serialises stop, restart and kill9 called from different threads.
     lifecycle: Mutex<()>,
 }
@@ -66,10 +69,21 @@ impl Cluster {
         // The watchdog starts before anything can fail, and from here on an early return
         // drops `cluster`, which cleans up.
         let watchdog = Watchdog::spawn(&dir, &data_dir, &bins.program("pg_ctl"), run_as);
-        let mut cluster =
-            Cluster { dir, data_dir, port: free_port(), bins, run_as, watchdog: None, lifecycle: Mutex::new(()) };
+        let mut cluster = Cluster {
+            dir,
+            data_dir,
+            port: free_port(),
+            bins,
+            run_as,
+            watchdog: None,
+            tls: None,
+            lifecycle: Mutex::new(()),
+        };
         cluster.watchdog = Some(watchdog?);
         cluster.initdb()?;
+        if opts.tls {
+            cluster.tls = Some(tls::make(&cluster.dir, run_as)?);
+        }
         let mut attempt = 1;
         loop {
             cluster.write_settings(&opts)?;
@@ -107,6 +121,13 @@ impl Cluster {
     /// The host the server listens on: `127.0.0.1`.
     pub fn host(&self) -> &str {
         HOST
+    }
+
+    /// The PEM certificate of the CA that signed the server's certificate, for clients'
+    /// `sslrootcert`; `None` unless started with [`ClusterOptions::tls`]. The certificate
+    /// names `127.0.0.1` and `localhost`.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|certs| certs.ca_cert.as_path())
     }
 
     /// The data directory (`PGDATA`).
@@ -193,7 +214,7 @@ impl Cluster {
     /// Writes the settings file, for the current port.
     fn write_settings(&self, opts: &ClusterOptions) -> Result<(), TestkitError> {
         let path = self.data_dir.join(SETTINGS_FILE);
-        std::fs::write(&path, settings::render(opts, self.port, &self.dir))
+        std::fs::write(&path, settings::render(opts, self.port, &self.dir, self.tls.as_ref()))
             .map_err(|err| TestkitError::io(format!("writing {}", path.display()), err))?;
         self.run_as.chown(&path)
     }

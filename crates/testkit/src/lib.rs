@@ -14,6 +14,7 @@
 //!   `/proc`.
 //! - `watchdog` — a detached process that stops the server and removes its directory once the
 //!   test process is gone, however it went.
+//! - `tls` — a CA and a server certificate for a TLS cluster (`ClusterOptions::tls`).
 //! - `settings` — [`ClusterOptions`] and the settings file they become.
 //! - `cluster` — [`Cluster`]: initdb, start, stop, kill9, restart, drop.
 //! - `server_log` — reading the server log into start errors.
@@ -39,6 +40,7 @@ mod port;
 mod process;
 mod server_log;
 mod settings;
+mod tls;
 mod wait;
 mod watchdog;
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::cluster::HOST;
+use crate::tls::ServerCerts;
 
 /// The settings file written into the data directory.
 pub(crate) const SETTINGS_FILE: &str = "dugong_testkit.conf";
@@ -17,19 +18,26 @@ pub struct ClusterOptions {
     /// More `postgresql.conf` settings, as (name, value); values are quoted for you. They
     /// come after the testkit's own settings, so they can override them.
     pub extra_settings: Vec<(String, String)>,
+    /// Serve TLS (`ssl = on`) with a certificate for `127.0.0.1` and `localhost` signed by a
+    /// CA made for this cluster, whose certificate is [`Cluster::ca_cert_path`]. Clients may
+    /// still connect without TLS. Default off.
+    ///
+    /// [`Cluster::ca_cert_path`]: crate::Cluster::ca_cert_path
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { track_commit_timestamp: true, extra_settings: Vec::new() }
+        ClusterOptions { track_commit_timestamp: true, extra_settings: Vec::new(), tls: false }
     }
 }
 
-/// The settings file for a server on `port` with its Unix socket in `socket_dir`.
+/// The settings file for a server on `port` with its Unix socket in `socket_dir`, serving
+/// TLS with `certs` when given.
 ///
 /// Fast and disposable: fsync off, as tests may (benchmarks must not). Room for 300
 /// connections, since replication tests hold many at once.
-pub(crate) fn render(opts: &ClusterOptions, port: u16, socket_dir: &Path) -> String {
+pub(crate) fn render(opts: &ClusterOptions, port: u16, socket_dir: &Path, certs: Option<&ServerCerts>) -> String {
     let on_off = |on: bool| if on { "on" } else { "off" };
     let ours = [
         ("listen_addresses", HOST.to_owned()),
@@ -40,9 +48,16 @@ pub(crate) fn render(opts: &ClusterOptions, port: u16, socket_dir: &Path) -> Str
         ("max_connections", "300".to_owned()),
         ("shared_buffers", "64MB".to_owned()),
     ];
+    let tls = certs.into_iter().flat_map(|certs| {
+        [
+            ("ssl", "on".to_owned()),
+            ("ssl_cert_file", certs.cert.display().to_string()),
+            ("ssl_key_file", certs.key.display().to_string()),
+        ]
+    });
     let extra = opts.extra_settings.iter().map(|(name, value)| (name.as_str(), value.clone()));
     let mut text = String::from("# Written by dugong-testkit; rewritten on every start.\n");
-    for (name, value) in ours.into_iter().chain(extra) {
+    for (name, value) in ours.into_iter().chain(tls).chain(extra) {
         let _ = writeln!(text, "{name} = {}", quote(&value));
     }
     text
@@ -62,11 +77,24 @@ mod tests {
         let opts = ClusterOptions {
             track_commit_timestamp: false,
             extra_settings: vec![("search_path".into(), r"it's a\b".into())],
+            tls: false,
         };
-        let text = render(&opts, 15432, Path::new("/tmp/x"));
+        let text = render(&opts, 15432, Path::new("/tmp/x"), None);
         assert!(text.contains("port = '15432'\n"));
         assert!(text.contains("unix_socket_directories = '/tmp/x'\n"));
         assert!(text.contains("track_commit_timestamp = 'off'\n"));
+        assert!(!text.contains("ssl"), "{text}");
         assert!(text.ends_with("search_path = 'it''s a\\\\b'\n"), "{text}");
+    }
+
+    #[test]
+    fn tls_settings_name_the_certificate_files() {
+        let certs = ServerCerts {
+            ca_cert: "/c/tls/ca.crt".into(),
+            cert: "/c/tls/server.crt".into(),
+            key: "/c/tls/server.key".into(),
+        };
+        let text = render(&ClusterOptions::default(), 15432, Path::new("/tmp/x"), Some(&certs));
+        assert!(text.contains("ssl = 'on'\nssl_cert_file = '/c/tls/server.crt'\nssl_key_file = '/c/tls/server.key'\n"));
     }
 }

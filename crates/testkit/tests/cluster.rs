@@ -137,11 +137,26 @@ async fn settings_are_what_was_asked() {
     let cluster = Cluster::start(ClusterOptions {
         track_commit_timestamp: false,
         extra_settings: vec![("work_mem".into(), "7MB".into()), ("application_name".into(), "it's quoted".into())],
+        tls: false,
     })
     .unwrap();
     assert_eq!(show(&cluster, "track_commit_timestamp").await, "off");
     assert_eq!(show(&cluster, "work_mem").await, "7MB");
     assert_eq!(show(&cluster, "application_name").await, "it's quoted");
+}
+
+#[tokio::test]
+async fn a_tls_cluster_serves_tls_and_hands_out_its_ca() {
+    assert_eq!(show(Cluster::shared(), "ssl").await, "off");
+    assert_eq!(Cluster::shared().ca_cert_path(), None);
+
+    let cluster = Cluster::start(ClusterOptions { tls: true, ..ClusterOptions::default() }).unwrap();
+    assert_eq!(show(&cluster, "ssl").await, "on");
+    let ca = std::fs::read_to_string(cluster.ca_cert_path().expect("a TLS cluster has a CA")).unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    // Plain connections still work, so the testkit's own helpers need no TLS.
+    let db = cluster.create_database("tls_plain").await.unwrap();
+    cluster.psql(&db, "SELECT 1").await.unwrap();
 }
 
 #[test]

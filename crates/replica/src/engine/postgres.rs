@@ -1,9 +1,15 @@
-//! Connections to PostgreSQL databases of a sync.
+//! Connections to PostgreSQL databases of a sync, with TLS as the database's
+//! `sslmode` asks (`tls.rs`).
 
-use crate::error::ReplicaError;
-use dugong_config::{Database, Location, SslMode};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+
+use dugong_config::{Database, Location, PgTarget, SslMode};
+use dugong_core::DbId;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, NoTls, Socket};
+
+use super::tls;
+use crate::error::ReplicaError;
 
 /// Session settings every replicator connection uses, so values written as text
 /// by one server read back identically on another.
@@ -22,12 +28,6 @@ pub async fn connect(db: &Database, application_name: &str) -> Result<Client, Re
             )))
         }
     };
-    if target.sslmode == SslMode::Require {
-        return Err(ReplicaError::Config(format!(
-            "{}: sslmode=require is not supported yet; use an SSH tunnel or a TLS-terminating proxy on loopback",
-            db.id
-        )));
-    }
     let mut config = target.config.clone();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
@@ -40,16 +40,39 @@ pub async fn connect(db: &Database, application_name: &str) -> Result<Client, Re
     config.options(&options);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
-    let (client, connection) = config.connect(NoTls).await.map_err(|source| ReplicaError::Unreachable {
-        db: db.id,
-        target: target.display.clone(),
+    match tls::connector(db.id, target)? {
+        Some(tls) => open(db.id, target, &config, tls).await,
+        None => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            open(db.id, target, &config, NoTls).await
+        }
+    }
+}
+
+/// Connects with `tls` and spawns the connection's task.
+async fn open<T>(db: DbId, target: &PgTarget, config: &tokio_postgres::Config, tls: T) -> Result<Client, ReplicaError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await.map_err(|source| ReplicaError::Unreachable {
+        db,
+        target: describe(target),
         source,
     })?;
-    let db_id = db.id;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
-            tracing::debug!(db = %db_id, error = %err, "connection closed");
+            tracing::debug!(db = %db, error = %err, "connection closed");
         }
     });
     Ok(client)
+}
+
+/// The target for messages, with the sslmode when it insists on TLS: a
+/// handshake that fails then reads as what it is.
+fn describe(target: &PgTarget) -> String {
+    match target.sslmode {
+        SslMode::Disable | SslMode::Prefer => target.display.clone(),
+        mode => format!("{} sslmode={}", target.display, mode.as_str()),
+    }
 }
