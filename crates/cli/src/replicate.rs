@@ -39,6 +39,13 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    for db in &config.databases {
+        if let dugong_config::Location::Postgres(target) = &db.location {
+            if target.has_default_login() {
+                tracing::warn!(db = %db.id, "uses the default login postgres/postgres; with sites exposed to each other's network, set a real password (and pass it with \"pass\": \"env\")");
+            }
+        }
+    }
     for ignored in &config.ignored {
         tracing::info!(field = %ignored, "Bucardo option ignored by Dugong");
     }
