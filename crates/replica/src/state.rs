@@ -6,6 +6,7 @@ use crate::error::{describe_pg, ReplicaError, StatementContext};
 use crate::prepare::Prepared;
 use crate::run::RunOutcome;
 use dugong_core::{DbId, SyncName};
+use futures_util::future::try_join_all;
 use std::time::SystemTime;
 use tokio_postgres::Client;
 
@@ -47,12 +48,13 @@ pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -
             last_good_started = to_timestamp($4), last_good_ended = now(),
             tables = $5, excluded = $6, commit_timestamps = $7, updated_at = now()
          WHERE sync = $1";
-        for node in &p.nodes {
+        try_join_all(p.nodes.iter().map(|node| async {
             node.client
                 .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &tables, &excluded, &commit_ts])
                 .await
-                .on_db(node.id, || "recording the run".into())?;
-        }
+                .on_db(node.id, || "recording the run".into())
+        }))
+        .await?;
         return Ok(());
     }
     let sql = {
@@ -64,12 +66,13 @@ pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -
             commit_timestamps = $11, updated_at = now()
          WHERE sync = $1"
     };
-    for node in &p.nodes {
+    try_join_all(p.nodes.iter().map(|node| async {
         node.client
             .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &d, &i, &t, &c, &tables, &excluded, &commit_ts])
             .await
-            .on_db(node.id, || "recording the run".into())?;
-    }
+            .on_db(node.id, || "recording the run".into())
+    }))
+    .await?;
     Ok(())
 }
 
