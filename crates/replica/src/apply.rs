@@ -13,7 +13,7 @@ use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use futures_util::future::try_join_all;
 use futures_util::{SinkExt, TryStreamExt};
 use std::collections::HashMap;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 /// What every database does for one table in this run.
 #[derive(Debug)]
@@ -205,8 +205,12 @@ async fn delete_keys(
             names.join(", ")
         )
     };
-    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-    client.execute(&sql, &params).await.map_err(|e| apply_error(db, table, e))
+    // Typed parameters and a counting CTE: one round trip, no separate prepare.
+    let sql = format!("WITH d AS ({sql} RETURNING 1) SELECT count(*) FROM d");
+    let params: Vec<(&(dyn ToSql + Sync), Type)> =
+        columns.iter().map(|c| (c as &(dyn ToSql + Sync), Type::TEXT_ARRAY)).collect();
+    let rows = client.query_typed(&sql, &params).await.map_err(|e| apply_error(db, table, e))?;
+    Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
 }
 
 async fn copy_in(

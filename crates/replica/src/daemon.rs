@@ -250,9 +250,10 @@ impl SyncTask {
                     if !outcome.empty {
                         *batch_rows = (*batch_rows * 2).min(configured);
                     }
-                    let due = last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat);
-                    if !outcome.empty || due {
-                        state::record_good(p, &self.who, &outcome).await?;
+                    if !outcome.empty {
+                        last_heartbeat = Some(std::time::Instant::now());
+                    } else if last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat) {
+                        state::record_idle(p).await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
                     self.observe(&name, &outcome);

@@ -35,6 +35,8 @@ pub struct Prepared {
     pub excluded: Vec<Excluded>,
     pub nodes: Vec<Node>,
     pub order: DbOrder,
+    /// This replicator, as status shows it.
+    pub who: crate::state::Replicator,
 }
 
 impl Prepared {
@@ -115,7 +117,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         nodes.push(node);
     }
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
-    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order })
+    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order, who: crate::state::Replicator::this_process() })
 }
 
 /// Reads the sync's cursor on a source database.

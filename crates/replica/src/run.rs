@@ -14,6 +14,7 @@ use crate::snapshot::{choose_bound, Snapshot};
 use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_postgres::types::Type;
 
 /// A changed key: the text form of each primary-key column.
 pub type Key = Vec<String>;
@@ -109,9 +110,9 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
     let result = run_in_transactions(p, limits).await;
     match result {
         Ok((mut outcome, cursors)) => {
-            commit_all(p).await?;
-            advance_cursors(p, &cursors).await?;
             outcome.started = Some(started);
+            commit_all(p, &crate::state::good_run_sql(p, &outcome)).await?;
+            advance_cursors(p, &cursors).await?;
             outcome.duration = clock.elapsed();
             Ok(outcome)
         }
@@ -122,22 +123,28 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
     }
 }
 
-async fn begin_all(p: &Prepared) -> Result<(), ReplicaError> {
-    try_join_all(p.nodes.iter().map(|n| async move {
-        n.client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica")
-            .await
-            .on_db(n.id, || "starting the run transaction".into())
+/// Every run transaction: one snapshot for reading and applying, and applied
+/// rows never echo back as changes.
+const BEGIN_RUN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica";
+
+/// Starts the run transaction of the databases that are only targets (sources
+/// start theirs while reading).
+async fn begin_targets(p: &Prepared) -> Result<(), ReplicaError> {
+    try_join_all(p.nodes.iter().filter(|n| !n.source).map(|n| async move {
+        n.client.batch_execute(BEGIN_RUN).await.on_db(n.id, || "starting the run transaction".into())
     }))
     .await?;
     Ok(())
 }
 
-async fn commit_all(p: &Prepared) -> Result<(), ReplicaError> {
+/// Commits every database's run transaction, recording the run's state in the
+/// same transaction (no extra round trip).
+async fn commit_all(p: &Prepared, state_sql: &str) -> Result<(), ReplicaError> {
+    let sql = format!("{state_sql};\nCOMMIT");
     try_join_all(
         p.nodes
             .iter()
-            .map(|n| async move { n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the run".into()) }),
+            .map(|n| async { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }),
     )
     .await?;
     Ok(())
@@ -158,14 +165,12 @@ async fn run_in_transactions(
     p: &Prepared,
     limits: RunLimits,
 ) -> Result<(RunOutcome, Vec<(DbId, Snapshot)>), ReplicaError> {
-    begin_all(p).await?;
     // 1. Read every source's pending changes, in its run snapshot.
-    let mut reads: Vec<(usize, SourceRead)> = Vec::new();
     let futures = p.nodes.iter().enumerate().filter(|(_, n)| n.source).map(|(i, n)| async move {
         let read = read_source(p, n, limits).await?;
         Ok::<_, ReplicaError>((i, read))
     });
-    reads.extend(try_join_all(futures).await?);
+    let ((), reads) = futures_util::future::try_join(begin_targets(p), try_join_all(futures)).await?;
 
     let mut outcome = RunOutcome::default();
     let mut oldest: Option<i64> = None;
@@ -232,40 +237,43 @@ fn commit_time_expr(node: &Node, txid: &str) -> String {
     }
 }
 
+/// Starts the source's run transaction, takes its snapshot and sizes the batch,
+/// in one round trip (a simple query: the cursor is a safe literal).
 async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<SourceRead, ReplicaError> {
     let id = node.id;
-    let snapshot: Snapshot = {
-        let text: String = node
-            .client
-            .query_one("SELECT pg_current_snapshot()::text", &[])
-            .await
-            .on_db(id, || "taking the run snapshot".into())?
-            .get(0);
-        text.parse().map_err(|e| ReplicaError::Protocol { db: id, message: format!("{e}") })?
-    };
     let cursor = node.cursor.to_string();
     let deltas: Vec<&str> =
         p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
-    // Bound the batch: the transaction id of the batch_rows-th pending change.
-    let mut bound = snapshot.xmax;
-    if !deltas.is_empty() {
-        let union: Vec<String> =
-            deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {NOT_SHIPPED}")).collect();
-        let sql = format!(
-            "SELECT dugong_txid::text FROM ({}) s ORDER BY dugong_txid OFFSET $2 LIMIT 1",
-            union.join(" UNION ALL ")
-        );
-        let offset = limits.batch_rows.saturating_sub(1) as i64;
-        if let Some(row) =
-            node.client.query_opt(&sql, &[&cursor, &offset]).await.on_db(id, || "sizing the batch".into())?
-        {
-            let nth: u64 = row.get::<_, String>(0).parse().map_err(|_| ReplicaError::Protocol {
-                db: id,
-                message: "a transaction id that is not a number".into(),
-            })?;
-            bound = choose_bound(Some(nth), &node.cursor, &snapshot);
-        }
-    }
+    // The transaction id of the batch_rows-th pending change bounds the batch.
+    let nth_sql = if deltas.is_empty() {
+        "NULL::text".to_string()
+    } else {
+        let union: Vec<String> = deltas
+            .iter()
+            .map(|d| format!("SELECT dugong_txid FROM {d} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')"))
+            .collect();
+        format!(
+            "(SELECT dugong_txid::text FROM ({}) s ORDER BY dugong_txid OFFSET {} LIMIT 1)",
+            union.join(" UNION ALL "),
+            limits.batch_rows.saturating_sub(1)
+        )
+    };
+    let sql = format!("{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}");
+    let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
+    let protocol = |message: String| ReplicaError::Protocol { db: id, message };
+    let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
+    let nth = match row.get(1) {
+        Some(text) => Some(text.parse::<u64>().map_err(|_| protocol("a transaction id that is not a number".into()))?),
+        None => None,
+    };
+    let bound = choose_bound(nth, &node.cursor, &snapshot);
     let bound_text = bound.to_string();
     let reads = p.tables.iter().map(|table| {
         let cursor = &cursor;
@@ -274,8 +282,11 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
             let Some(capture) = node.captures.get(&table.name) else {
                 return Ok(TableChanges { keys: Vec::new(), truncated: None });
             };
-            let keys = read_keys(node, table, &capture.delta, cursor, bound_text).await?;
-            let truncated = read_truncate(node, capture.table_id, cursor, bound_text).await?;
+            let (keys, truncated) = futures_util::future::try_join(
+                read_keys(node, table, &capture.delta, cursor, bound_text),
+                read_truncate(node, capture.table_id, cursor, bound_text),
+            )
+            .await?;
             Ok::<_, ReplicaError>(TableChanges { keys, truncated })
         }
     });
@@ -300,7 +311,7 @@ async fn read_keys(
     );
     let rows = node
         .client
-        .query(&sql, &[&cursor, &bound])
+        .query_typed(&sql, &[(&cursor, Type::TEXT), (&bound, Type::TEXT)])
         .await
         .on_db(node.id, || format!("reading the changes of {}", table.name))?;
     let n = table.key.len();
@@ -323,11 +334,13 @@ async fn read_truncate(
         "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND dugong_txid < $2::text::xid8",
         commit_time_expr(node, "dugong_txid")
     );
-    let row = node
+    let rows = node
         .client
-        .query_one(&sql, &[&cursor, &bound, &table_id])
+        .query_typed(&sql, &[(&cursor, Type::TEXT), (&bound, Type::TEXT), (&table_id, Type::INT4)])
         .await
         .on_db(node.id, || "reading truncates".into())?;
+    let row =
+        rows.first().ok_or_else(|| ReplicaError::Protocol { db: node.id, message: "no truncate count".into() })?;
     let count: i64 = row.get(0);
     Ok((count > 0).then(|| row.get::<_, Option<i64>>(1)))
 }

@@ -5,6 +5,7 @@
 use crate::error::{describe_pg, ReplicaError, StatementContext};
 use crate::prepare::Prepared;
 use crate::run::RunOutcome;
+use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
 use futures_util::future::try_join_all;
 use std::time::SystemTime;
@@ -27,53 +28,56 @@ impl Replicator {
 
 const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING";
 
-/// Records a good run on every database of the sync (its state row exists from
-/// `prepare`). Empty runs only refresh
-/// "last good" (Bucardo shows them as Good too); runs that moved rows also
-/// replace the last I/D counts.
-pub async fn record_good(p: &Prepared, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
-    let started = outcome.started.unwrap_or_else(SystemTime::now);
-    let moved =
-        !outcome.empty && (outcome.inserts + outcome.deletes + outcome.truncates > 0 || !outcome.conflicts.is_empty());
-    let excluded: Vec<String> = p.excluded.iter().map(|e| format!("{} ({})", e.table, e.reason)).collect();
-    let tables = p.tables.len() as i32;
-    let commit_ts = p.without_commit_timestamps().is_empty();
-    let (d, i, t, c) =
-        (outcome.deletes as i64, outcome.inserts as i64, outcome.truncates as i64, outcome.conflicts.len() as i64);
-    let started_s = to_epoch(started);
-    let sync = p.name().as_str();
-    if !moved {
-        let sql =
-            "UPDATE dugong.sync_state SET replicator_pid = $2, replicator_host = $3, heartbeat = now(), state = 'Good',
-            last_good_started = to_timestamp($4), last_good_ended = now(),
-            tables = $5, excluded = $6, commit_timestamps = $7, updated_at = now()
-         WHERE sync = $1";
-        try_join_all(p.nodes.iter().map(|node| async {
-            node.client
-                .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &tables, &excluded, &commit_ts])
-                .await
-                .on_db(node.id, || "recording the run".into())
-        }))
-        .await?;
-        return Ok(());
-    }
-    let sql = {
-        "UPDATE dugong.sync_state SET replicator_pid = $2, replicator_host = $3, heartbeat = now(), state = 'Good',
-            last_good_started = to_timestamp($4), last_good_ended = now(),
-            last_rows_started = to_timestamp($4), last_rows_ended = now(),
-            last_deletes = $5, last_inserts = $6, last_truncates = $7, last_conflicts = $8,
-            tables = $9, excluded = $10, rows_total = rows_total + $5 + $6, conflicts_total = conflicts_total + $8,
-            commit_timestamps = $11, updated_at = now()
-         WHERE sync = $1"
-    };
-    try_join_all(p.nodes.iter().map(|node| async {
-        node.client
-            .execute(sql, &[&sync, &who.pid, &who.host, &started_s, &d, &i, &t, &c, &tables, &excluded, &commit_ts])
-            .await
-            .on_db(node.id, || "recording the run".into())
-    }))
+/// Refreshes "last good" after an empty run (the heartbeat: Bucardo shows empty
+/// runs as Good too), on every database of the sync. Runs that moved rows record
+/// their state inside their own transactions ([`good_run_sql`]).
+pub async fn record_idle(p: &Prepared) -> Result<(), ReplicaError> {
+    let sql = format!(
+        "UPDATE dugong.sync_state SET replicator_pid = {pid}, replicator_host = {host}, heartbeat = now(), state = 'Good',
+            last_good_started = now(), last_good_ended = now(), tables = {tables}, excluded = {excluded},
+            commit_timestamps = {commit_ts}, updated_at = now()
+         WHERE sync = {sync}",
+        pid = p.who.pid,
+        host = quote_literal(&p.who.host),
+        tables = p.tables.len(),
+        excluded = excluded_literal(p),
+        commit_ts = p.without_commit_timestamps().is_empty(),
+        sync = quote_literal(p.name().as_str()),
+    );
+    try_join_all(
+        p.nodes
+            .iter()
+            .map(|node| async { node.client.batch_execute(&sql).await.on_db(node.id, || "recording the run".into()) }),
+    )
     .await?;
     Ok(())
+}
+
+/// The statement that records a run that moved rows, executed in each
+/// database's run transaction just before it commits.
+pub fn good_run_sql(p: &Prepared, outcome: &RunOutcome) -> String {
+    let started = to_epoch(outcome.started.unwrap_or_else(SystemTime::now));
+    let (d, i, t, c) = (outcome.deletes, outcome.inserts, outcome.truncates, outcome.conflicts.len());
+    format!(
+        "UPDATE dugong.sync_state SET replicator_pid = {pid}, replicator_host = {host}, heartbeat = now(), state = 'Good',
+            last_good_started = to_timestamp({started}), last_good_ended = now(),
+            last_rows_started = to_timestamp({started}), last_rows_ended = now(),
+            last_deletes = {d}, last_inserts = {i}, last_truncates = {t}, last_conflicts = {c},
+            tables = {tables}, excluded = {excluded}, rows_total = rows_total + {d} + {i},
+            conflicts_total = conflicts_total + {c}, commit_timestamps = {commit_ts}, updated_at = now()
+         WHERE sync = {sync}",
+        pid = p.who.pid,
+        host = quote_literal(&p.who.host),
+        tables = p.tables.len(),
+        excluded = excluded_literal(p),
+        commit_ts = p.without_commit_timestamps().is_empty(),
+        sync = quote_literal(p.name().as_str()),
+    )
+}
+
+fn excluded_literal(p: &Prepared) -> String {
+    let items: Vec<String> = p.excluded.iter().map(|e| quote_literal(&format!("{} ({})", e.table, e.reason))).collect();
+    format!("ARRAY[{}]::text[]", items.join(", "))
 }
 
 /// Records a failed run on every database of the sync that can be reached.
