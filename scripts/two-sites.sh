@@ -53,7 +53,7 @@ export BUCARDO_DB0="" BUCARDO_DB1=""   # trust auth on loopback; real sites put 
 echo "+ dugong replicate --config bucardo.json &"
 "$dugong" replicate --config "$work/bucardo.json" 2>"$work/replicate.log" &
 replicator=$!
-until psql_site 1 -tAc "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture%'" | grep -q 4; do sleep 0.1; done
+until psql_site 1 -tAc "SELECT count(*) FROM pg_trigger WHERE tgname = 'dugong_capture_insert'" | grep -qx 1; do sleep 0.1; done
 
 psql_site 0 -c "INSERT INTO flows SELECT gen_random_uuid(), 'app-' || g, 'written on site 0' FROM generate_series(1, 1000) g"
 psql_site 1 -c "INSERT INTO flows SELECT gen_random_uuid(), 'app-' || g, 'written on site 1' FROM generate_series(1, 500) g"

@@ -43,11 +43,11 @@ async fn a_standby_replicator_takes_over_when_the_active_one_stops() {
     let c0 = sites.client(0);
     wait_for("capture installed", Duration::from_secs(20), || async {
         let n: i64 = c0
-            .query_one("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'dugong_capture_%'", &[])
+            .query_one("SELECT count(*) FROM pg_trigger WHERE tgname = 'dugong_capture_insert'", &[])
             .await
             .ok()?
             .get(0);
-        (n == 4).then_some(())
+        (n == 1).then_some(())
     })
     .await;
     let second = CancellationToken::new();

@@ -6,8 +6,9 @@
 //! sequence, filled by `AFTER … FOR EACH STATEMENT` triggers reading transition
 //! tables. This is the cheapest trigger design measured (reference
 //! capture-cost.md, V5): no NOTIFY in the application's transaction, no per-row
-//! trigger calls. Updates log old and new keys, so a primary-key change ships as
-//! a delete of the old key and an insert of the new one.
+//! trigger calls. Updates log their new keys; a row trigger restricted to
+//! `UPDATE OF <key columns>` also logs the old key when a primary key changes,
+//! so that ships as a delete of the old key and an insert of the new one.
 
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
@@ -158,18 +159,25 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let qt = table.name.quoted();
     let lit_schema = quote_literal(&table.name.schema);
     let lit_name = quote_literal(&table.name.name);
+    let key_function = format!("dugong.{}", quote_ident(&format!("capture_{id}_key")));
+    let old_values: Vec<String> = src_cols.iter().map(|c| format!("OLD.{c}")).collect();
+    let new_values: Vec<String> = src_cols.iter().map(|c| format!("NEW.{c}")).collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id());
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        {into} SELECT {src} FROM dugong_new;
-    ELSIF TG_OP = 'UPDATE' THEN
-        {into} SELECT {src} FROM dugong_new UNION SELECT {src} FROM dugong_old;
-    ELSE
+    IF TG_OP = 'DELETE' THEN
         {into} SELECT {src} FROM dugong_old;
+    ELSE
+        {into} SELECT {src} FROM dugong_new;
     END IF;
+    RETURN NULL;
+END $dugong$;
+CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
+BEGIN
+    {into} VALUES ({old_values});
     RETURN NULL;
 END $dugong$;
 DO $dugong$
@@ -180,9 +188,21 @@ BEGIN
         CREATE TRIGGER dugong_capture_insert AFTER INSERT ON {qt} REFERENCING NEW TABLE AS dugong_new
             FOR EACH STATEMENT EXECUTE FUNCTION {function}();
     END IF;
+    -- Updates log the new keys only (old ones are the same unless the key
+    -- changed); an earlier version also kept the old rows: replace it.
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_update' AND tgoldtable IS NOT NULL) THEN
+        DROP TRIGGER dugong_capture_update ON {qt};
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_update') THEN
-        CREATE TRIGGER dugong_capture_update AFTER UPDATE ON {qt} REFERENCING OLD TABLE AS dugong_old NEW TABLE AS dugong_new
+        CREATE TRIGGER dugong_capture_update AFTER UPDATE ON {qt} REFERENCING NEW TABLE AS dugong_new
             FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+    END IF;
+    -- A primary-key change also logs the old key (shipped as its deletion). The
+    -- column list means it fires only when an UPDATE sets a key column.
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_key') THEN
+        CREATE TRIGGER dugong_capture_key AFTER UPDATE OF {src} ON {qt}
+            FOR EACH ROW WHEN (({old_values}) IS DISTINCT FROM ({new_values}))
+            EXECUTE FUNCTION {key_function}();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_delete') THEN
         CREATE TRIGGER dugong_capture_delete AFTER DELETE ON {qt} REFERENCING OLD TABLE AS dugong_old
@@ -194,6 +214,8 @@ BEGIN
     END IF;
 END $dugong$;",
         kdefs = kdefs.join(", "),
+        old_values = old_values.join(", "),
+        new_values = new_values.join(", "),
     )
 }
 
@@ -235,6 +257,7 @@ pub async fn uninstall(client: &mut Client, db: DbId) -> Result<Uninstalled, Rep
             tx.batch_execute(&format!(
                 "DROP TRIGGER IF EXISTS dugong_capture_insert ON {qt};
                  DROP TRIGGER IF EXISTS dugong_capture_update ON {qt};
+                 DROP TRIGGER IF EXISTS dugong_capture_key ON {qt};
                  DROP TRIGGER IF EXISTS dugong_capture_delete ON {qt};
                  DROP TRIGGER IF EXISTS dugong_capture_truncate ON {qt};"
             ))
