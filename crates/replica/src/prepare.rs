@@ -26,6 +26,8 @@ pub struct Node {
     pub commit_timestamps: bool,
     /// The prepared poll statement (sources only): it runs every few ms.
     pub poll: Option<tokio_postgres::Statement>,
+    /// Changed keys shipped since the change logs were last vacuumed.
+    pub shipped_since_vacuum: u64,
 }
 
 /// A sync ready to run.
@@ -109,7 +111,8 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             )
             .await
             .on_db(id, || "creating the sync's state".into())?;
-        let mut node = Node { id, client, source, captures, cursor, commit_timestamps, poll: None };
+        let mut node =
+            Node { id, client, source, captures, cursor, commit_timestamps, poll: None, shipped_since_vacuum: 0 };
         if source {
             let sql = crate::run::pending_sql(&tables, &node);
             node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);

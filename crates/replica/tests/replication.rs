@@ -92,36 +92,39 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     let sites = Sites::new("backlog", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     let config = sites.master_master();
     let mut p = prepare(&config).await;
-    // 50 transactions of 100 rows: batches of ~1000 rows never split one.
+    // 50 transactions of 500 rows: batches of ~5000 rows never split one.
     for tx in 0..50 {
         sites
             .client(0)
             .execute(
                 &format!(
                     "INSERT INTO t SELECT g, md5(g::text) FROM generate_series({}, {}) g",
-                    tx * 100,
-                    tx * 100 + 99
+                    tx * 500,
+                    tx * 500 + 499
                 ),
                 &[],
             )
             .await
             .unwrap();
     }
-    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 5000 }).await;
     assert!(outcomes.len() >= 5, "expected several batches, got {}", outcomes.len());
     for o in &outcomes {
         assert!(
-            o.inserts <= 1000 && o.inserts % 100 == 0,
+            o.inserts <= 5000 && o.inserts % 500 == 0,
             "batch of {} rows splits a transaction or is unbounded",
             o.inserts
         );
     }
     assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o.more));
-    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["5000"]);
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["25000"]);
     sites.assert_same("SELECT * FROM t").await;
     // Shipped changes were purged.
     let delta_rows: i64 = sites.client(0).query_one("SELECT count(*) FROM dugong.delta_1", &[]).await.unwrap().get(0);
     assert_eq!(delta_rows, 0);
+    // ...and vacuumed: polls no longer scan the dead rows of the backlog.
+    let pages: i64 = sites.client(0).query_one("SELECT pg_relation_size('dugong.delta_1')", &[]).await.unwrap().get(0);
+    assert_eq!(pages, 0, "the emptied change log was given back");
 }
 
 #[tokio::test]
