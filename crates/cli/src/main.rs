@@ -33,6 +33,8 @@ enum Command {
     Status(status::Args),
     /// Compare every synced table across the databases of each sync.
     Compare(compare::Args),
+    /// HA client: which server answers, how sessions spread (failover and load balancing).
+    Client(dugong_client::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
             Command::Replicate(args) => replicate::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
+            Command::Client(args) => dugong_client::cli::run(args).await,
         }
     });
     match result {

@@ -20,6 +20,7 @@
 //! - `server_log` — reading the server log into start errors.
 //! - `client` — connection settings, clients, per-test databases.
 //! - `wait` — [`wait_for`].
+//! - `dns` — [`TestDns`]: a DNS server in-process whose records tests change at run time.
 //! - `error` — [`TestkitError`].
 //!
 //! ```no_run
@@ -34,6 +35,7 @@
 
 mod client;
 mod cluster;
+pub mod dns;
 mod error;
 mod install;
 mod port;
@@ -45,6 +47,7 @@ mod wait;
 mod watchdog;
 
 pub use cluster::Cluster;
+pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
 pub use port::free_port;
