@@ -5,13 +5,13 @@
 
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
-use crate::prepare::Prepared;
+use crate::prepare::{Node, Prepared};
 use crate::resolve::{ConflictRecord, Resolution, SourceChanges};
 use crate::run::Key;
 use bytes::Bytes;
 use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use futures_util::future::try_join_all;
-use futures_util::{SinkExt, TryStreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -75,70 +75,111 @@ fn key_list(table: &TableInfo) -> String {
     table.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
 
-/// Fetches the winning rows of each plan from their sources. `reads` gives, per
-/// source node index, the run's bound and the cursor it read from.
-pub async fn fetch_rows(
-    p: &Prepared,
-    plans: &[TablePlan],
-    reads: &[(usize, String, String)],
-) -> Result<HashMap<(usize, DbId), Fetched>, ReplicaError> {
-    let mut jobs = Vec::new();
-    for (pi, plan) in plans.iter().enumerate() {
-        for source in &plan.winning_sources {
-            let Some((ni, bound, cursor)) = reads.iter().find(|(ni, _, _)| p.nodes[*ni].id == *source) else {
-                continue;
-            };
-            jobs.push((pi, *ni, bound.as_str(), cursor.as_str()));
-        }
+/// The `COPY … TO STDOUT` of the rows `source` won in `plan`: its changed keys
+/// in this run's window (after `cursor`, below `bound`), less those it lost.
+fn fetch_sql(p: &Prepared, plan: &TablePlan, source: &Node, window: &Window) -> String {
+    let table = &p.tables[plan.table];
+    let capture = &source.captures[&table.name];
+    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let mut sql = format!(
+        "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{}'::pg_snapshot) AND dugong_txid < '{}'::xid8)",
+        column_list(table),
+        table.name.quoted(),
+        key_list(table),
+        kcols.join(", "),
+        capture.delta,
+        window.cursor,
+        window.bound,
+    );
+    if let Some(lost) = plan.lost.get(&source.id) {
+        let values: Vec<String> = lost
+            .iter()
+            .map(|key| {
+                let parts: Vec<String> =
+                    key.iter().zip(&table.key).map(|(v, c)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
+                format!("({})", parts.join(", "))
+            })
+            .collect();
+        sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
     }
-    let fetches = jobs.into_iter().map(|(pi, ni, bound, cursor)| async move {
-        let plan = &plans[pi];
-        let table = &p.tables[plan.table];
-        let node = &p.nodes[ni];
-        let capture = &node.captures[&table.name];
-        let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
-        let mut sql = format!(
-            "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{cursor}'::pg_snapshot) AND dugong_txid < '{bound}'::xid8)",
-            column_list(table),
-            table.name.quoted(),
-            key_list(table),
-            kcols.join(", "),
-            capture.delta,
-        );
-        if let Some(lost) = plan.lost.get(&node.id) {
-            let values: Vec<String> = lost
-                .iter()
-                .map(|key| {
-                    let parts: Vec<String> =
-                        key.iter().zip(&table.key).map(|(v, c)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
-                    format!("({})", parts.join(", "))
-                })
-                .collect();
-            sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
+    sql.push_str(") TO STDOUT");
+    sql
+}
+
+/// The change window a source's rows are read in this run.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub db: DbId,
+    /// The cursor the run started from (`pg_snapshot` text).
+    pub cursor: String,
+    /// The batch bound (`xid8` text).
+    pub bound: String,
+}
+
+fn node(p: &Prepared, id: DbId) -> &Node {
+    p.nodes.iter().find(|n| n.id == id).expect("every database of a plan is a node")
+}
+
+/// Streams `COPY … TO STDOUT` of `from` into `COPY … FROM STDIN` of every
+/// target at once, so the source's reading and the targets' writing overlap.
+/// Returns the number of rows; `progress` sees the running count.
+pub(crate) async fn stream_copy(
+    from: (&tokio_postgres::Client, DbId),
+    out_sql: &str,
+    targets: &[(&tokio_postgres::Client, DbId)],
+    in_sql: &str,
+    table: &TableInfo,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ReplicaError> {
+    let mut sinks = Vec::with_capacity(targets.len());
+    for (client, id) in targets {
+        let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(*id, table, e))?;
+        sinks.push((*id, Box::pin(sink)));
+    }
+    let stream = from.0.copy_out(out_sql).await.on_db(from.1, || format!("reading rows of {}", table.name))?;
+    futures_util::pin_mut!(stream);
+    let mut rows = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.on_db(from.1, || format!("reading rows of {}", table.name))?;
+        rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        for (id, sink) in sinks.iter_mut() {
+            sink.send(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
         }
-        sql.push_str(") TO STDOUT");
-        let stream = node.client.copy_out(&sql).await.on_db(node.id, || format!("reading rows of {}", table.name))?;
-        let chunks: Vec<Bytes> = stream.try_collect().await.on_db(node.id, || format!("reading rows of {}", table.name))?;
-        let rows = chunks.iter().map(|c| c.iter().filter(|b| **b == b'\n').count() as u64).sum();
-        Ok::<_, ReplicaError>(((pi, node.id), Fetched { chunks, rows }))
-    });
-    Ok(try_join_all(fetches).await?.into_iter().collect())
+        progress(rows);
+    }
+    for (id, mut sink) in sinks {
+        sink.as_mut().finish().await.map_err(|e| apply_error(id, table, e))?;
+    }
+    Ok(rows)
 }
 
 /// Applies every plan on every database of the sync, each in its open run
-/// transaction.
-pub async fn apply_all(
-    p: &Prepared,
-    plans: &[TablePlan],
-    rows: &mut HashMap<(usize, DbId), Fetched>,
-) -> Result<Totals, ReplicaError> {
-    let rows = &*rows;
+/// transaction: first the deletes everywhere, then each winning source's rows
+/// streamed straight into the databases that take them.
+pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) -> Result<Totals, ReplicaError> {
+    let window = |id: DbId| windows.iter().find(|w| w.db == id).expect("every winning source was read");
+    // A database emptied by another's truncate takes its own winning rows back:
+    // read them before it is emptied.
+    let mut buffered: HashMap<(usize, DbId), Fetched> = HashMap::new();
+    for (pi, plan) in plans.iter().enumerate() {
+        let Some(truncator) = plan.truncate else { continue };
+        for source in plan.winning_sources.iter().filter(|s| **s != truncator) {
+            let n = node(p, *source);
+            let table = &p.tables[plan.table];
+            let sql = fetch_sql(p, plan, n, window(*source));
+            let stream = n.client.copy_out(&sql).await.on_db(n.id, || format!("reading rows of {}", table.name))?;
+            let chunks: Vec<Bytes> =
+                stream.try_collect().await.on_db(n.id, || format!("reading rows of {}", table.name))?;
+            let rows = chunks.iter().map(|c| c.iter().filter(|b| **b == b'\n').count() as u64).sum();
+            buffered.insert((pi, *source), Fetched { chunks, rows });
+        }
+    }
+
     let per_node = p.nodes.iter().map(|node| async move {
         let mut deletes = 0u64;
-        for (pi, plan) in plans.iter().enumerate() {
+        for plan in plans {
             let table = &p.tables[plan.table];
-            let emptied = plan.truncate.is_some_and(|t| t != node.id);
-            if emptied {
+            if plan.truncate.is_some_and(|t| t != node.id) {
                 // DELETE, not TRUNCATE: foreign keys pointing here would make
                 // TRUNCATE fail, and replica mode already skips their triggers.
                 node.client
@@ -148,19 +189,32 @@ pub async fn apply_all(
             } else {
                 deletes += delete_keys(node.id, &node.client, table, plan, node.id).await?;
             }
-            for source in &plan.winning_sources {
-                if *source == node.id && !emptied {
-                    continue;
-                }
-                if let Some(fetched) = rows.get(&(pi, *source)) {
-                    copy_in(&node.client, node.id, table, fetched).await?;
-                }
-            }
         }
         Ok::<u64, ReplicaError>(deletes)
     });
     let deletes: u64 = try_join_all(per_node).await?.into_iter().sum();
-    let inserts = rows.values().map(|f| f.rows).sum();
+
+    let mut inserts = 0u64;
+    for (pi, plan) in plans.iter().enumerate() {
+        let table = &p.tables[plan.table];
+        let in_sql = format!("COPY {} ({}) FROM STDIN", table.name.quoted(), column_list(table));
+        for source in &plan.winning_sources {
+            if let Some(fetched) = buffered.get(&(pi, *source)) {
+                // Every database takes these rows: the others as usual, the
+                // source itself because the truncate emptied it.
+                for n in &p.nodes {
+                    copy_in(&n.client, n.id, table, fetched).await?;
+                }
+                inserts += fetched.rows;
+                continue;
+            }
+            let from = node(p, *source);
+            let targets: Vec<(&tokio_postgres::Client, DbId)> =
+                p.nodes.iter().filter(|n| n.id != *source).map(|n| (&n.client, n.id)).collect();
+            let out_sql = fetch_sql(p, plan, from, window(*source));
+            inserts += stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, table, |_| {}).await?;
+        }
+    }
     let truncates = plans.iter().filter(|p| p.truncate.is_some()).count() as u64;
     Ok(Totals { deletes, inserts, truncates })
 }

@@ -206,13 +206,17 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
         more |= r.bound < r.snapshot.xmax;
     }
 
-    // 3. Fetch the winning rows from their sources.
-    let bounds: Vec<(usize, String, String)> =
-        reads.iter().map(|(i, r)| (*i, r.bound.to_string(), p.nodes[*i].cursor.to_string())).collect();
-    let mut rows = apply::fetch_rows(p, &plans, &bounds).await?;
-
-    // 4. Apply on every database, in its run transaction.
-    let totals = apply::apply_all(p, &plans, &mut rows).await?;
+    // 3. Apply on every database, in its run transaction, streaming the winning
+    // rows from their sources.
+    let windows: Vec<apply::Window> = reads
+        .iter()
+        .map(|(i, r)| apply::Window {
+            db: p.nodes[*i].id,
+            cursor: p.nodes[*i].cursor.to_string(),
+            bound: r.bound.to_string(),
+        })
+        .collect();
+    let totals = apply::apply_all(p, &plans, &windows).await?;
     outcome.deletes = totals.deletes;
     outcome.inserts = totals.inserts;
     outcome.truncates = totals.truncates;

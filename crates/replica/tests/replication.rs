@@ -426,3 +426,28 @@ async fn capture_is_idempotent_and_upgrades_the_update_trigger() {
     sync_all(&mut p).await;
     assert_eq!(sites.assert_same("SELECT id, v FROM t").await, vec!["101|c", "102|b", "10|b"]);
 }
+
+/// A truncate on one site and later inserts on the other, in one run: the
+/// truncate wins over older rows, the later rows survive on both sites.
+#[tokio::test]
+async fn rows_written_after_a_truncate_elsewhere_survive_it() {
+    let sites = Sites::new("trunc_race", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'old' FROM generate_series(1, 50) g").await.unwrap();
+    sync_all(&mut p).await;
+    sites.client(1).batch_execute("UPDATE t SET v = 'changed before the truncate' WHERE id = 1").await.unwrap();
+    sites.client(0).batch_execute("TRUNCATE t").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO t VALUES (100, 'after the truncate')").await.unwrap();
+    sites.client(1).batch_execute("UPDATE t SET v = 'changed after the truncate' WHERE id = 2").await.unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.truncates).sum::<u64>(), 1);
+    // Row 2 was changed on site 1 after the truncate: that change is its current
+    // state there, so it comes back everywhere; row 1's change lost to the truncate.
+    assert_eq!(
+        sites.assert_same("SELECT id, v FROM t").await,
+        vec!["100|after the truncate", "2|changed after the truncate"]
+    );
+    let logged = sites.rows(0, "SELECT key::text || ':' || reason FROM dugong.conflict_log").await;
+    assert_eq!(logged, vec!["{1}:truncate"]);
+}
