@@ -5,6 +5,7 @@ mod compare;
 mod logging;
 mod metrics_http;
 mod replicate;
+mod serve;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Compare(compare::Args),
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(dugong_client::cli::Args),
+    /// Serve one site's application server: gRPC, REST + console, metrics.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
             Command::Client(args) => dugong_client::cli::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

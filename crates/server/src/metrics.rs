@@ -1,0 +1,89 @@
+//! Metric names (all prefixed `dugong_`), the Prometheus recorder, and the
+//! `/metrics` route served on its own address (6060 by default).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Calls answered, by `api` (`grpc`, `http`), `method` and `status`.
+pub const REQUESTS: &str = "dugong_api_requests_total";
+/// Call latency, same labels.
+pub const REQUEST_SECONDS: &str = "dugong_api_request_duration_seconds";
+/// Watch streams open now.
+pub const WATCHES_OPEN: &str = "dugong_watches_open";
+/// Changes sent to watchers.
+pub const WATCH_CHANGES: &str = "dugong_watch_changes_sent_total";
+/// The last change-feed position this server has seen.
+pub const FEED_POSITION: &str = "dugong_feed_position";
+/// 1 while the database answers, else 0.
+pub const DB_UP: &str = "dugong_db_up";
+/// Database connections, by `state` (`idle`, `in_use`).
+pub const DB_POOL_CONNECTIONS: &str = "dugong_db_pool_connections";
+/// Calls waiting for a database connection.
+pub const DB_POOL_WAITING: &str = "dugong_db_pool_waiting";
+/// The pool's size limit.
+pub const DB_POOL_MAX: &str = "dugong_db_pool_max_connections";
+
+/// Latency buckets, from half a millisecond to ten seconds.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process's recorder, installed on first use. Several servers in one
+/// process (tests) share it; if another recorder was installed first, the
+/// handle renders nothing and a warning says why.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.into()),
+                LATENCY_BUCKETS,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "latency buckets refused; histograms render as summaries");
+                    PrometheusBuilder::new()
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed: /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "API calls answered, by api, method and status");
+    metrics::describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "API call latency");
+    metrics::describe_gauge!(WATCHES_OPEN, "Watch streams open");
+    metrics::describe_counter!(WATCH_CHANGES, "Changes sent to watchers");
+    metrics::describe_gauge!(FEED_POSITION, "Last change-feed position seen by this server");
+    metrics::describe_gauge!(DB_UP, "1 while the site database answers");
+    metrics::describe_gauge!(DB_POOL_CONNECTIONS, "Database connections by state");
+    metrics::describe_gauge!(DB_POOL_WAITING, "Calls waiting for a database connection");
+    metrics::describe_gauge!(DB_POOL_MAX, "Database pool size limit");
+}
+
+/// Records one answered call.
+pub fn record_call(api: &'static str, method: &str, status: &str, elapsed: Duration) {
+    let labels = [("api", api.to_string()), ("method", method.to_string()), ("status", status.to_string())];
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+}
+
+/// The router of the metrics address: `/metrics` in Prometheus text format.
+pub fn router(handle: PrometheusHandle) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    )
+}

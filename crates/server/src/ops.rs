@@ -1,0 +1,129 @@
+//! The operations both front ends offer, over the store: keys and page tokens
+//! are checked here, so gRPC and REST accept and refuse exactly the same.
+
+use std::time::Duration;
+
+use dugong_store::validate::{self, page_size};
+use dugong_store::{EventInput, Expect, Input, Kind, ListQuery, Page, Posted, Record, StoreError, SyncHealth};
+
+use crate::error::ApiError;
+use crate::state::{AppState, PROBE_TIMEOUT};
+
+/// The name of a kind's key, for messages: `id`, `key` or `user`.
+pub fn key_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::App | Kind::Flow => "id",
+        Kind::Setting => "key",
+        Kind::Context => "user",
+    }
+}
+
+/// Checks (and normalizes) a key of `kind` given as `field`.
+pub fn parse_key(kind: Kind, field: &str, text: &str) -> Result<String, StoreError> {
+    match kind {
+        Kind::App | Kind::Flow => validate::uuid(field, text),
+        Kind::Setting | Kind::Context => validate::key(field, text),
+    }
+}
+
+pub async fn get(state: &AppState, kind: Kind, key: &str) -> Result<Record, ApiError> {
+    let key = parse_key(kind, key_field(kind), key)?;
+    state.store.get(kind, &key).await?.ok_or_else(|| StoreError::NotFound { kind: kind.as_str(), key }.into())
+}
+
+/// A page of `kind`; an empty `page_token` is the first page. `app_id`
+/// filters flows and is refused for other kinds.
+pub async fn list(
+    state: &AppState,
+    kind: Kind,
+    size: u32,
+    page_token: &str,
+    app_id: Option<&str>,
+) -> Result<Page<Record>, ApiError> {
+    let limit = page_size(size)?;
+    let after = match page_token {
+        "" => None,
+        token => Some(parse_key(kind, "page_token", token)?),
+    };
+    let app_id = match app_id.filter(|a| !a.is_empty()) {
+        None => None,
+        Some(_) if kind != Kind::Flow => {
+            return Err(StoreError::invalid("app_id", "only flows can be listed by app").into())
+        }
+        Some(a) => Some(validate::uuid("app_id", a)?),
+    };
+    Ok(state.store.list(kind, &ListQuery { after, limit, app_id }).await?)
+}
+
+pub async fn put(
+    state: &AppState,
+    input: Result<Input, StoreError>,
+    expected: Option<i64>,
+) -> Result<Record, ApiError> {
+    let input = input?;
+    let expect = Expect::from_option(expected)?;
+    Ok(state.store.put(&input, expect).await?)
+}
+
+pub async fn delete(state: &AppState, kind: Kind, key: &str, expected: Option<i64>) -> Result<i64, ApiError> {
+    let key = parse_key(kind, key_field(kind), key)?;
+    let expect = Expect::from_option(expected)?;
+    Ok(state.store.delete(kind, &key, expect).await?)
+}
+
+/// Stores a post (already validated event by event).
+pub async fn post_events(state: &AppState, events: Vec<EventInput>) -> Result<Posted, ApiError> {
+    validate::event_count(events.len())?;
+    Ok(state.store.post_events(&events).await?)
+}
+
+pub async fn list_events(state: &AppState, size: u32, page_token: &str) -> Result<Page<dugong_store::Event>, ApiError> {
+    let limit = page_size(size)?;
+    let after = match page_token {
+        "" => None,
+        token => Some(validate::uuid("page_token", token)?),
+    };
+    Ok(state.store.list_events(after.as_deref(), limit).await?)
+}
+
+/// What server info reports.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub site: String,
+    pub version: &'static str,
+    pub engine: &'static str,
+    pub database_reachable: bool,
+    pub schema_version: i64,
+    pub replication: Vec<SyncHealth>,
+}
+
+/// Who this server is and how its site looks now. Never fails: what can't be
+/// read is reported as such.
+pub async fn info(state: &AppState) -> Info {
+    let database_reachable = state.probe().await.is_ok();
+    let replication = if database_reachable {
+        match tokio::time::timeout(PROBE_TIMEOUT, state.store.replication()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "replication state unreadable");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Info {
+        site: state.config.site.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        engine: state.store.engine(),
+        database_reachable,
+        schema_version: state.schema_version,
+        replication,
+    }
+}
+
+/// Seconds as a float, for JSON and protobuf.
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

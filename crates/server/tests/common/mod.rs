@@ -1,0 +1,124 @@
+//! Servers in-process on port 0, over a fresh database on the test binary's
+//! shared PostgreSQL cluster or a fresh SQLite file, and clients for them.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dugong_server::{Auth, Listeners, ServerConfig, ServerError, Token};
+use dugong_store::DbUrl;
+use dugong_testkit::{wait_for, Cluster};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The token test servers accept.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// How long a test waits for anything.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+    pub db: DbUrl,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh database on the shared cluster.
+pub async fn postgres_url(prefix: &str) -> DbUrl {
+    let cluster = Cluster::shared();
+    let db = cluster.create_database(prefix).await.expect("create database");
+    cluster.url(&db).parse().expect("url")
+}
+
+/// The configuration tests use: one token, fast polling.
+pub fn config(db: DbUrl) -> ServerConfig {
+    let mut config = ServerConfig::new("s0", db, Auth::new(vec![Token::new(TOKEN).unwrap()], false));
+    config.watch_poll = Duration::from_millis(20);
+    config.health_interval = Duration::from_millis(100);
+    config.drain_timeout = Duration::from_secs(10);
+    config
+}
+
+impl TestServer {
+    pub async fn postgres(prefix: &str) -> TestServer {
+        TestServer::start(config(postgres_url(prefix).await)).await
+    }
+
+    pub async fn sqlite() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db: DbUrl = format!("sqlite:{}", dir.path().join("site.sqlite").display()).parse().unwrap();
+        let mut server = TestServer::start(config(db)).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server and waits until it answers `/healthz`.
+    pub async fn start(config: ServerConfig) -> TestServer {
+        let (grpc, http, metrics) = (bind().await, bind().await, bind().await);
+        let (grpc_addr, http_addr, metrics_addr) =
+            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), metrics.local_addr().unwrap());
+        let db = config.db.clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let listeners = Listeners { grpc, http, metrics: Some(metrics) };
+        let task = tokio::spawn(dugong_server::run(listeners, config, async move { stop.cancelled().await }));
+        let server =
+            TestServer { grpc: grpc_addr, http: http_addr, metrics: metrics_addr, db, shutdown, task, _dir: None };
+        let client = reqwest::Client::new();
+        let url = server.url("/healthz");
+        wait_for("the server to answer /healthz", DEADLINE, || async {
+            assert!(!server.task.is_finished(), "the server stopped while starting");
+            let r = client.get(&url).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.grpc_url()).unwrap().connect().await.expect("gRPC connect")
+    }
+
+    /// Starts the shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Shuts down and returns how `run` ended.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(DEADLINE, self.task).await.expect("the server stops in time").expect("server task")
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+/// A request with the test token.
+pub fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    request
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// An HTTP client; `.bearer_auth(TOKEN)` for writes.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}

@@ -1,0 +1,81 @@
+//! What can go wrong in the store, sorted by what a caller does about it.
+
+/// A store operation that failed.
+///
+/// Messages never carry row values: at most a record's kind, its key and
+/// versions, which callers may show to the client that sent them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input breaks a rule; nothing was written.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// No such record.
+    #[error("{kind} {key:?} not found")]
+    NotFound { kind: &'static str, key: String },
+    /// The record's version moved (or it exists, or it doesn't) against the
+    /// version the write expected; nothing was written.
+    #[error("version conflict on {kind} {key:?}: expected version {expected}, the current version is {current}")]
+    Conflict { kind: &'static str, key: String, expected: i64, current: i64 },
+    /// The database could not be reached or dropped the connection; another
+    /// server (or a retry later) may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database's schema was migrated by a newer dugong than this one.
+    #[error(
+        "the database's schema is at version {found}, newer than this dugong knows ({known}); \
+         run a dugong at least as new as the one that migrated it"
+    )]
+    TooNew { found: i64, known: i64 },
+    /// The database URL (`--db`) is not understood.
+    #[error("database URL: {0}")]
+    Url(String),
+    /// A statement failed for a reason other than the above.
+    #[error("{context}: {message}")]
+    Database { context: String, message: String },
+    /// A stored value that should be valid is not (edited by hand?).
+    #[error("stored {kind} {key:?} is damaged: {reason}")]
+    Corrupt { kind: &'static str, key: String, reason: String },
+}
+
+impl StoreError {
+    /// An invalid-input error naming `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> StoreError {
+        StoreError::Invalid { field: field.into(), reason: reason.into() }
+    }
+
+    /// The database is down or unreachable: worth retrying, and the reason
+    /// readiness fails.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A PostgreSQL error as a [`StoreError`]: connection problems are
+/// [`StoreError::Unavailable`], the rest name `context`. Only the server's
+/// primary message is kept — its DETAIL may quote row values.
+pub(crate) fn from_pg(context: &str, err: &tokio_postgres::Error) -> StoreError {
+    match err.as_db_error() {
+        None => StoreError::Unavailable(format!("{context}: {err}")),
+        Some(db) => {
+            let code = db.code().code();
+            // 08: connection exception; 57P: operator intervention (shutdown);
+            // 53: insufficient resources; 40001/40P01: try again.
+            if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code.starts_with("40") {
+                StoreError::Unavailable(format!("{context}: {}", db.message()))
+            } else {
+                StoreError::Database { context: context.to_string(), message: format!("{} ({code})", db.message()) }
+            }
+        }
+    }
+}
+
+/// An SQLite error as a [`StoreError`]; a busy database counts as unavailable.
+pub(crate) fn from_sqlite(context: &str, err: &rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable(format!("{context}: {err}"))
+        }
+        _ => StoreError::Database { context: context.to_string(), message: err.to_string() },
+    }
+}
