@@ -143,7 +143,7 @@ pub(crate) async fn stream_copy(
         let chunk = chunk.on_db(from.1, || format!("reading rows of {}", table.name))?;
         rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         for (id, sink) in sinks.iter_mut() {
-            sink.send(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
+            sink.feed(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
         }
         progress(rows);
     }
@@ -280,7 +280,7 @@ async fn copy_in(
     let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(|e| apply_error(db, table, e))?;
     futures_util::pin_mut!(sink);
     for chunk in &fetched.chunks {
-        sink.send(chunk.clone()).await.map_err(|e| apply_error(db, table, e))?;
+        sink.feed(chunk.clone()).await.map_err(|e| apply_error(db, table, e))?;
     }
     sink.finish().await.map_err(|e| apply_error(db, table, e))?;
     Ok(())

@@ -206,7 +206,7 @@ async fn copy_table(
         let chunk = chunk.on_db(from.id, || format!("copying out of {}", table.name))?;
         rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         for (id, sink) in sinks.iter_mut() {
-            sink.send(chunk.clone()).await.on_db(*id, || format!("copying into {}", table.name))?;
+            sink.feed(chunk.clone()).await.on_db(*id, || format!("copying into {}", table.name))?;
         }
         if let Some(r) = reporter {
             r.report(format!("Copying {} from {}: {rows} of ~{} rows", table.name, from.id, estimate as u64), false)

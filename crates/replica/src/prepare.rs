@@ -28,6 +28,8 @@ pub struct Node {
     pub poll: Option<tokio_postgres::Statement>,
     /// Changed keys shipped since the change logs were last vacuumed.
     pub shipped_since_vacuum: u64,
+    /// Shipped change rows wait to be purged (a backlog was being shipped).
+    pub purge_due: bool,
 }
 
 /// A sync ready to run.
@@ -111,8 +113,17 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             )
             .await
             .on_db(id, || "creating the sync's state".into())?;
-        let mut node =
-            Node { id, client, source, captures, cursor, commit_timestamps, poll: None, shipped_since_vacuum: 0 };
+        let mut node = Node {
+            id,
+            client,
+            source,
+            captures,
+            cursor,
+            commit_timestamps,
+            poll: None,
+            shipped_since_vacuum: 0,
+            purge_due: false,
+        };
         if source {
             let sql = crate::run::pending_sql(&tables, &node);
             node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);

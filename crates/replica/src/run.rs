@@ -103,6 +103,11 @@ struct TableChanges {
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
 pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
     if !pending(p).await? {
+        // Caught up: purge what a backlog left, then give the space back.
+        for node in p.nodes.iter_mut().filter(|n| n.purge_due) {
+            node.client.batch_execute(&purge_sql(node)).await.on_db(node.id, || "purging the change logs".into())?;
+            node.purge_due = false;
+        }
         for node in p.nodes.iter_mut().filter(|n| n.shipped_since_vacuum >= VACUUM_AFTER_ROWS) {
             vacuum_change_logs(node).await;
         }
@@ -233,6 +238,7 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
         .map(|(i, r)| Advance {
             db: p.nodes[i].id,
             shipped: r.changes.iter().map(|c| c.keys.len() as u64).sum(),
+            caught_up: r.bound >= r.snapshot.xmax,
             cursor: r.snapshot.truncated_at(r.bound),
         })
         .collect();
@@ -264,7 +270,8 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
             .map(|d| format!("SELECT dugong_txid FROM {d} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')"))
             .collect();
         format!(
-            "(SELECT dugong_txid::text FROM ({}) s ORDER BY dugong_txid OFFSET {} LIMIT 1)",
+            // Sort by the xid8 itself, not by its text (where 10000 < 9999).
+            "(SELECT s.dugong_txid::text FROM ({}) s ORDER BY s.dugong_txid OFFSET {} LIMIT 1)",
             union.join(" UNION ALL "),
             limits.batch_rows.saturating_sub(1)
         )
@@ -364,27 +371,31 @@ struct Advance {
     cursor: Snapshot,
     /// Changed keys shipped by the run.
     shipped: u64,
+    /// No batch bound held this source's changes back.
+    caught_up: bool,
 }
 
 async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), ReplicaError> {
     let sync = p.sync.name.clone();
     let work = p.nodes.iter().filter(|n| n.source).map(|node| {
         let next = cursors.iter().find(|a| a.db == node.id).map(|a| a.cursor.clone());
+        let caught_up = cursors.iter().find(|a| a.db == node.id).is_none_or(|a| a.caught_up);
         let sync = &sync;
         async move {
             let Some(next) = next else { return Ok(()) };
-            let mut sql = String::from("BEGIN;\n");
+            // A cursor lost in a crash only means shipping again, which is
+            // idempotent: no need to wait for the flush.
+            let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
             sql.push_str(&format!(
                 "UPDATE dugong.cursor SET snapshot = '{next}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
                 dugong_core::quote_literal(sync.as_str())
             ));
-            for c in node.captures.values() {
-                sql.push_str(&format!(
-                    "DELETE FROM {} d WHERE NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot));\n",
-                    c.delta
-                ));
+            // Purging scans the whole change log: during a backlog, wait until
+            // this source has caught up.
+            if caught_up {
+                sql.push_str(&purge_sql(node));
             }
-            sql.push_str("DELETE FROM dugong.truncate_log d WHERE NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot));\nCOMMIT;");
+            sql.push_str("COMMIT;");
             node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the cursor".into())
         }
     });
@@ -392,6 +403,7 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
     for node in p.nodes.iter_mut() {
         if let Some(a) = cursors.iter().find(|a| a.db == node.id) {
             node.cursor = a.cursor.clone();
+            node.purge_due = !a.caught_up;
             node.shipped_since_vacuum += a.shipped;
             if node.shipped_since_vacuum >= VACUUM_DURING_BACKLOG {
                 vacuum_change_logs(node).await;
@@ -399,6 +411,18 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
         }
     }
     Ok(())
+}
+
+/// Deletes the change rows every configured sync has shipped.
+fn purge_sql(node: &Node) -> String {
+    let shipped_by_all =
+        "NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
+    let mut sql = String::new();
+    for c in node.captures.values() {
+        sql.push_str(&format!("DELETE FROM {} d WHERE {shipped_by_all};\n", c.delta));
+    }
+    sql.push_str(&format!("DELETE FROM dugong.truncate_log d WHERE {shipped_by_all};\n"));
+    sql
 }
 
 /// Keys shipped (and purged) since a source's change logs were last vacuumed,

@@ -12,9 +12,11 @@ use super::tls;
 use crate::error::ReplicaError;
 
 /// Session settings every replicator connection uses, so values written as text
-/// by one server read back identically on another.
+/// by one server read back identically on another. No JIT and no parallel plans:
+/// after a backlog the change logs look huge to the planner, and its JIT and
+/// parallel workers cost tens of milliseconds for queries that take one.
 const SESSION_OPTIONS: &str =
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex";
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c jit=off -c max_parallel_workers_per_gather=0";
 
 /// Opens a connection to `db`, driving it on a task of the current runtime.
 pub async fn connect(db: &Database, application_name: &str) -> Result<Client, ReplicaError> {
