@@ -13,7 +13,9 @@
 //! - `call` — [`Client`]: sessions, the call loop, what may be retried ([`Idempotency`]),
 //!   [`CallError`] listing every server and its cause; a tonic channel per address.
 //! - `watch` — [`watch::resume`]: a server stream that resumes on another server from the last
-//!   position.
+//!   position (and [`watch::resume_marked`], which also leaves a server that says it goes away).
+//! - [`api`] — the application server's API (`dugong_proto::v1`) through [`Client::call`]: the
+//!   bearer token as metadata, and which calls may be retried (puts only with an expected version).
 //! - `cli` — `dugong client …` as library functions (the binary only wires them in).
 //!
 //! ```no_run
@@ -31,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 mod call;
 pub mod cli;
 mod config;

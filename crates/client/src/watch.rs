@@ -20,14 +20,27 @@ pub type Resumable<T> = Pin<Box<dyn Stream<Item = Result<T, CallError>> + Send>>
 /// server counts as failed (a server shutting down ends its streams).
 const EMPTY_ENDS_BEFORE_FAILOVER: u32 = 3;
 
-struct State<P, S, Open, Pos> {
+struct State<P, S, Open, M> {
     client: Client,
     position: P,
     open: Open,
-    position_of: Pos,
+    mark: M,
     stream: Option<(Option<SocketAddr>, S)>,
     empty_ends: u32,
     done: bool,
+}
+
+/// What an item of a resumable stream means for resuming it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mark<P> {
+    /// Resume after this position if the stream breaks from here on.
+    Position(P),
+    /// The position stays as it was (a heartbeat, a note).
+    Keep,
+    /// The server says it is going away (shutting down): the stream is left at once, the server
+    /// counts as failed, and the stream is opened again elsewhere from the last position, without
+    /// waiting for the server to end it.
+    Leave(String),
 }
 
 /// Opens a stream with `open(channel, position)` (starting at `from`) and yields its items. When
@@ -37,7 +50,7 @@ struct State<P, S, Open, Pos> {
 /// `NOT_FOUND`) ends the stream with that error; so does finding no server at all.
 ///
 /// Opening is an idempotent call: it follows the client's deadline, timeouts and failover.
-pub fn resume<T, P, S, Open, Fut, Pos>(client: &Client, from: P, open: Open, position_of: Pos) -> Resumable<T>
+pub fn resume<T, P, S, Open, Fut, Pos>(client: &Client, from: P, open: Open, mut position_of: Pos) -> Resumable<T>
 where
     T: Send + 'static,
     P: Clone + Send + Sync + 'static,
@@ -46,8 +59,24 @@ where
     Fut: Future<Output = Result<S, Status>> + Send,
     Pos: FnMut(&T) -> Option<P> + Send + 'static,
 {
-    let state =
-        State { client: client.clone(), position: from, open, position_of, stream: None, empty_ends: 0, done: false };
+    resume_marked(client, from, open, move |item: &T| match position_of(item) {
+        Some(position) => Mark::Position(position),
+        None => Mark::Keep,
+    })
+}
+
+/// [`resume`], where `mark` also says when the server announces it is going away
+/// ([`Mark::Leave`]): the item is still yielded, then the stream moves to another server at once.
+pub fn resume_marked<T, P, S, Open, Fut, M>(client: &Client, from: P, open: Open, mark: M) -> Resumable<T>
+where
+    T: Send + 'static,
+    P: Clone + Send + Sync + 'static,
+    S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
+    Open: FnMut(Channel, P) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<S, Status>> + Send,
+    M: FnMut(&T) -> Mark<P> + Send + 'static,
+{
+    let state = State { client: client.clone(), position: from, open, mark, stream: None, empty_ends: 0, done: false };
     Box::pin(stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -68,8 +97,16 @@ where
             let server = *server;
             match stream.next().await {
                 Some(Ok(item)) => {
-                    if let Some(position) = (st.position_of)(&item) {
-                        st.position = position;
+                    match (st.mark)(&item) {
+                        Mark::Position(position) => st.position = position,
+                        Mark::Keep => {}
+                        Mark::Leave(reason) => {
+                            st.stream = None;
+                            tracing::info!(server = ?server, %reason, "server going away; watching on another server");
+                            if let Some(server) = server {
+                                st.client.report_failure(server, &format!("going away: {reason}"));
+                            }
+                        }
                     }
                     st.empty_ends = 0;
                     return Some((Ok(item), st));

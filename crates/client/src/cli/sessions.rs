@@ -1,6 +1,7 @@
 //! `dugong client sessions`: how sessions spread over the servers.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 
 use futures_util::stream::{self, StreamExt};
@@ -59,18 +60,24 @@ pub async fn count_sessions(client: &Client, count: usize, concurrency: usize) -
     tally
 }
 
-pub(super) async fn run(client: &Client, count: usize, concurrency: usize, as_json: bool) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    client: &Client,
+    count: usize,
+    concurrency: usize,
+    as_json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     let tally = count_sessions(client, count, concurrency).await;
     if as_json {
-        println!("{}", serde_json::to_string(&tally)?);
+        writeln!(out, "{}", serde_json::to_string(&tally)?)?;
     } else {
         let total: usize = tally.servers.values().sum();
         for (server, n) in &tally.servers {
-            println!("{server}\t{n}\t{:.1}%", 100.0 * *n as f64 / total.max(1) as f64);
+            writeln!(out, "{server}\t{n}\t{:.1}%", 100.0 * *n as f64 / total.max(1) as f64)?;
         }
-        println!("failures\t{}", tally.failures);
+        writeln!(out, "failures\t{}", tally.failures)?;
         for (error, n) in &tally.errors {
-            println!("  {n} × {error}");
+            writeln!(out, "  {n} × {error}")?;
         }
     }
     Ok(if tally.failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
