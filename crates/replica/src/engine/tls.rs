@@ -72,10 +72,14 @@ pub(crate) fn connector(db: DbId, target: &PgTarget) -> Result<Option<MakeRustls
         .with_safe_default_protocol_versions()
         .map_err(|err| ReplicaError::Config(format!("{db}: cannot set up TLS: {err}")))?;
     let config = match check {
-        Check::Nothing => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate { algorithms })),
+        Check::Nothing => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(WithoutHostName { roots: None, algorithms }))
+        }
         Check::Chain => {
             let roots = roots(db, target)?;
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algorithms }))
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(WithoutHostName { roots: Some(roots), algorithms }))
         }
         Check::ChainAndName => builder.with_root_certificates(roots(db, target)?),
     };
@@ -150,60 +154,24 @@ fn system_roots() -> Result<Arc<RootCertStore>, String> {
         .clone()
 }
 
-/// `prefer` and `require` without `sslrootcert`: any certificate is accepted,
-/// as libpq does. The handshake's signatures are still verified, with the
-/// provider's algorithms, so that the session is at least bound to the key of
-/// the certificate shown.
+/// The verifier of every mode that does not check the host name.
+///
+/// - `roots: None` — `prefer` and `require` without `sslrootcert`: any
+///   certificate is accepted, as libpq does.
+/// - `roots: Some` — `verify-ca` (and `prefer`/`require` with `sslrootcert`):
+///   the certificate must chain to one of `roots`; the name it carries is not
+///   checked. As with libpq without `sslcrl`, revocation is not checked.
+///
+/// The handshake's signatures are always verified with the provider's
+/// algorithms, so the session is at least bound to the key of the certificate
+/// shown.
 #[derive(Debug)]
-struct AnyCertificate {
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the certificate
-/// must chain to one of `roots`; the name it carries is not checked. As with
-/// libpq without `sslcrl`, revocation is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -212,14 +180,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
