@@ -2,6 +2,7 @@
 //! its own module and only orchestrates library crates.
 
 mod compare;
+mod demo;
 mod logging;
 mod metrics_http;
 mod replicate;
@@ -38,6 +39,9 @@ enum Command {
     Client(dugong_client::cli::Args),
     /// Serve one site's application server: gRPC, REST + console, metrics.
     Serve(serve::Args),
+    /// The whole HA story on this machine, on embedded SQLite: two sites, replication both
+    /// ways, a conflict, an HA client riding through the loss of a site.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare::run(args).await,
             Command::Client(args) => dugong_client::cli::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,292 @@
+//! The demo's machinery: two `dugong serve` processes on 127.0.0.10 and 127.0.0.11, each with
+//! its own SQLite file, and `dugong replicate` between the files — all children of this process,
+//! in one temporary directory that goes away with them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use dugong_client::api::{request, Token};
+use dugong_proto::v1 as pb;
+use pb::apps_client::AppsClient;
+use tokio::process::{Child, Command};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// How long a server or the replicator may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a process may take to stop after SIGTERM before it gets SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Both sites, the replicator, and the directory they live in.
+pub struct Sites {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+    token: String,
+    pub sites: [Site; 2],
+    replicator: Option<Child>,
+    /// The replicator's Bucardo-style configuration.
+    pub config: PathBuf,
+}
+
+/// One site: its addresses, database file and server process.
+pub struct Site {
+    pub id: usize,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+    pub db: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    channel: Channel,
+}
+
+impl Sites {
+    /// Makes the directory, picks the addresses and writes the replicator's configuration;
+    /// starts nothing yet.
+    pub fn prepare() -> anyhow::Result<Sites> {
+        let exe = std::env::current_exe().context("cannot find the dugong executable to start the sites with")?;
+        let dir =
+            tempfile::Builder::new().prefix("dugong-demo.").tempdir().context("cannot make a temporary directory")?;
+        let token = dugong_client::api::new_id();
+        let sites = [Site::plan(0, dir.path())?, Site::plan(1, dir.path())?];
+        let config = dir.path().join("bucardo.json");
+        let json = serde_json::json!({
+            "databases": sites.iter().map(|s| serde_json::json!({
+                "id": s.id,
+                "url": format!("sqlite:{}", s.db.display()),
+            })).collect::<Vec<_>>(),
+            "syncs": [{
+                "name": "demo",
+                "sources": [0, 1],
+                "targets": [],
+                "tables": "all",
+                "onetimecopy": 0,
+            }],
+        });
+        std::fs::write(&config, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        write_private(&dir.path().join("token"), &token)?;
+        Ok(Sites { dir, exe, token, sites, replicator: None, config })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The API token both servers accept (made for this run).
+    pub fn token(&self) -> Token {
+        Token::new(&self.token).expect("a UUID is a valid token")
+    }
+
+    /// A file holding the token (owner-only), to reach the sites by hand without printing it.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    /// Starts site `id`'s server and waits until it answers.
+    pub async fn start_site(&mut self, id: usize) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let site = &mut self.sites[id];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&site.log)
+            .with_context(|| format!("cannot open {}", site.log.display()))?;
+        let child = Command::new(&self.exe)
+            .arg("serve")
+            .args(["--site", &site.id.to_string()])
+            .args(["--db", &format!("sqlite:{}", site.db.display())])
+            .args(["--grpc", &site.grpc.to_string()])
+            .args(["--http", &site.http.to_string()])
+            .args(["--metrics", &site.metrics.to_string()])
+            .args(["--drain-timeout", "2s"])
+            .env("DUGONG_API_TOKENS", &self.token)
+            .env("DUGONG_LOG", "warn")
+            .env_remove("DUGONG_API_TOKENS_FILE")
+            .env_remove("DUGONG_DB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start dugong serve")?;
+        site.child = Some(child);
+        site.wait_ready(&self.token).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Kills site `id`'s server with SIGKILL, as a crash would: no drain, no goodbye.
+    pub async fn kill_site(&mut self, id: usize) -> anyhow::Result<()> {
+        let site = &mut self.sites[id];
+        if let Some(mut child) = site.child.take() {
+            child.start_kill().context("cannot kill the server")?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `dugong replicate` between the two files.
+    pub fn start_replicator(&mut self) -> anyhow::Result<()> {
+        let log_path = self.dir.path().join("replicate.log");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+        let child = Command::new(&self.exe)
+            .arg("replicate")
+            .args(["--config", &self.config.display().to_string()])
+            .env("DUGONG_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start dugong replicate")?;
+        self.replicator = Some(child);
+        Ok(())
+    }
+
+    /// Fails, with the end of its log, if the replicator has exited.
+    pub fn check_replicator(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = &mut self.replicator {
+            if let Some(status) = child.try_wait()? {
+                self.replicator = None;
+                let log = tail(&self.dir.path().join("replicate.log"));
+                bail!("dugong replicate exited ({status}):\n{log}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs another dugong command on the demo's configuration (`status`, `compare`): its exit
+    /// status and what it printed.
+    pub async fn dugong(&self, command: &str) -> anyhow::Result<(bool, String)> {
+        let output = Command::new(&self.exe)
+            .arg(command)
+            .args(["--config", &self.config.display().to_string()])
+            .env("DUGONG_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run dugong {command}"))?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Ok((output.status.success(), text))
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL after a while) and removes the directory.
+    pub async fn stop(mut self) {
+        let mut children: Vec<Child> = self.replicator.take().into_iter().collect();
+        children.extend(self.sites.iter_mut().filter_map(|s| s.child.take()));
+        for child in &children {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            }
+        }
+        for mut child in children {
+            if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+        let path = self.dir.path().to_path_buf();
+        if let Err(e) = self.dir.close() {
+            eprintln!("dugong demo: cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+impl Site {
+    /// Site `id` on 127.0.0.1`id`, on the usual ports when they are free.
+    fn plan(id: usize, dir: &Path) -> anyhow::Result<Site> {
+        let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id as u8));
+        let grpc = pick(ip, 8001)?;
+        let channel = Endpoint::from_shared(format!("http://{grpc}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Site {
+            id,
+            grpc,
+            http: pick(ip, 8000)?,
+            metrics: pick(ip, 6060)?,
+            db: dir.join(format!("site{id}.sqlite")),
+            log: dir.join(format!("site{id}.log")),
+            child: None,
+            channel,
+        })
+    }
+
+    /// The console's address.
+    pub fn console(&self) -> String {
+        format!("http://{}/", self.http)
+    }
+
+    /// This site's server alone (no failover): for watching what each site shows.
+    pub fn apps(&self) -> AppsClient<Channel> {
+        AppsClient::new(self.channel.clone())
+    }
+
+    /// The app with `id` as this site shows it, or `None` if it has none.
+    pub async fn get_app(&self, token: &Token, id: &str) -> anyhow::Result<Option<pb::App>> {
+        match self.apps().get_app(request(pb::GetAppRequest { id: id.into() }, Some(token))).await {
+            Ok(reply) => Ok(Some(reply.into_inner())),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(anyhow::anyhow!("site {}: {}", self.id, status.message())),
+        }
+    }
+
+    /// Waits until the server answers a call, failing early (with its log) if it exits.
+    async fn wait_ready(&mut self, token: &str) -> anyhow::Result<()> {
+        let token = Token::new(token).expect("a UUID is a valid token");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    bail!("site {}'s server exited ({status}):\n{}", self.id, tail(&self.log));
+                }
+            }
+            let probe = pb::ListAppsRequest { page_size: 1, page_token: String::new() };
+            if self.apps().list_apps(request(probe, Some(&token))).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("site {}'s server did not answer within {START_TIMEOUT:?}:\n{}", self.id, tail(&self.log));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `ip:usual` when that can be listened on now, else a free port on `ip`.
+fn pick(ip: IpAddr, usual: u16) -> anyhow::Result<SocketAddr> {
+    let want = SocketAddr::new(ip, usual);
+    if TcpListener::bind(want).is_ok() {
+        return Ok(want);
+    }
+    let free = TcpListener::bind(SocketAddr::new(ip, 0)).with_context(|| format!("cannot listen on {ip}"))?;
+    Ok(free.local_addr()?)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The last lines of a log, for an error message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
