@@ -1,8 +1,11 @@
 //! `dugong replicate`: the replication daemon.
 
 use dugong_config::Config;
+use dugong_replica::capture::Uninstalled;
 use dugong_replica::daemon::{self, DaemonOptions};
+use dugong_replica::engine::sqlite;
 use dugong_replica::run::RunLimits;
+use dugong_replica::ReplicaError;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +112,16 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for db in &config.databases {
+        if let dugong_config::Location::Sqlite(path) = &db.location {
+            let (id, path) = (db.id, path.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let mut conn = sqlite::open::open(id, &path)?;
+                sqlite::uninstall(&mut conn, id)
+            })
+            .await?;
+            failed |= !report_uninstall(db.id, "Dugong's dugong_* tables", result);
+            continue;
+        }
         let mut client = match dugong_replica::prepare::connect(config, db.id).await {
             Ok(c) => c,
             Err(e) => {
@@ -117,16 +130,26 @@ async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        match dugong_replica::capture::uninstall(&mut client, db.id).await {
-            Ok(u) if u.schema_dropped => {
-                println!("{}: removed the dugong schema and the capture triggers of {} table(s)", db.id, u.tables.len())
-            }
-            Ok(_) => println!("{}: nothing installed", db.id),
-            Err(e) => {
-                eprintln!("{}: {e}", db.id);
-                failed = true;
-            }
-        }
+        failed |=
+            !report_uninstall(db.id, "the dugong schema", dugong_replica::capture::uninstall(&mut client, db.id).await);
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Prints what uninstall did on one database; false when it failed.
+fn report_uninstall(db: dugong_core::DbId, what: &str, result: Result<Uninstalled, ReplicaError>) -> bool {
+    match result {
+        Ok(u) if u.schema_dropped => {
+            println!("{db}: removed {what} and the capture triggers of {} table(s)", u.tables.len());
+            true
+        }
+        Ok(_) => {
+            println!("{db}: nothing installed");
+            true
+        }
+        Err(e) => {
+            eprintln!("{db}: {e}");
+            false
+        }
+    }
 }

@@ -38,14 +38,18 @@ pub struct Excluded {
     pub reason: String,
 }
 
-/// Every user table of a database as the catalog describes it.
+/// Every user table of a database as its catalog describes it, whatever the
+/// engine: PostgreSQL's `pg_class` here, SQLite's `sqlite_schema` in
+/// `engine::sqlite::catalog`. Choosing and checking tables works on these.
 #[derive(Debug, Clone)]
-struct CatalogRow {
-    name: TableName,
-    kind: String,
-    partition: bool,
-    columns: Vec<Column>,
-    key: Option<(String, Vec<String>)>,
+pub(crate) struct CatalogRow {
+    pub name: TableName,
+    /// `r` table, `p` partitioned table (PostgreSQL), `v` virtual table (SQLite).
+    pub kind: String,
+    pub partition: bool,
+    pub columns: Vec<Column>,
+    /// The primary key's constraint name and columns, in key order.
+    pub key: Option<(String, Vec<String>)>,
 }
 
 const CATALOG_SQL: &str = "
@@ -91,6 +95,8 @@ async fn read_catalog(client: &Client, db: DbId) -> Result<Vec<CatalogRow>, Repl
 fn unsupported(row: &CatalogRow) -> Option<&'static str> {
     if row.kind == "p" {
         Some("partitioned tables are not supported yet")
+    } else if row.kind == "v" {
+        Some("virtual tables are not supported")
     } else if row.partition {
         Some("partitions are not supported yet")
     } else if row.key.is_none() {
@@ -116,11 +122,21 @@ pub async fn select_tables(
     field: &str,
 ) -> Result<(Vec<TableInfo>, Vec<Excluded>), ReplicaError> {
     let catalog = read_catalog(client, db).await?;
+    select_from(&catalog, db, selection, field)
+}
+
+/// [`select_tables`] over a catalog already read, from any engine.
+pub(crate) fn select_from(
+    catalog: &[CatalogRow],
+    db: DbId,
+    selection: &TableSelection,
+    field: &str,
+) -> Result<(Vec<TableInfo>, Vec<Excluded>), ReplicaError> {
     match selection {
         TableSelection::All => {
             let mut tables = Vec::new();
             let mut excluded = Vec::new();
-            for row in &catalog {
+            for row in catalog {
                 match unsupported(row) {
                     None => tables.push(to_info(row)),
                     Some(reason) => excluded.push(Excluded { table: row.name.display_name(), reason: reason.into() }),
@@ -131,7 +147,7 @@ pub async fn select_tables(
         TableSelection::List(list) => {
             let mut tables: Vec<TableInfo> = Vec::new();
             for r in list {
-                let row = find(&catalog, r)
+                let row = find(catalog, r)
                     .map_err(|why| ReplicaError::Config(format!("{field}: table {}: {why} on {db}", show_ref(r))))?;
                 if let Some(reason) = unsupported(row) {
                     return Err(ReplicaError::Config(format!(
@@ -192,6 +208,16 @@ pub async fn check_same_schema(
     reference: &[TableInfo],
 ) -> Result<Vec<String>, ReplicaError> {
     let catalog = read_catalog(client, db).await?;
+    Ok(differences(&catalog, db, reference_db, reference))
+}
+
+/// [`check_same_schema`] over a catalog already read, from any engine.
+pub(crate) fn differences(
+    catalog: &[CatalogRow],
+    db: DbId,
+    reference_db: DbId,
+    reference: &[TableInfo],
+) -> Vec<String> {
     let by_name: BTreeMap<&TableName, &CatalogRow> = catalog.iter().map(|r| (&r.name, r)).collect();
     let mut problems = Vec::new();
     for table in reference {
@@ -228,5 +254,5 @@ pub async fn check_same_schema(
             ));
         }
     }
-    Ok(problems)
+    problems
 }

@@ -14,7 +14,7 @@
 //! equal values print equally on every server. Tables that change while they
 //! are compared can show transient differences: compare when writes are quiet.
 
-mod merge;
+pub(crate) mod merge;
 mod render;
 
 use crate::catalog::{self, TableInfo};
@@ -148,7 +148,12 @@ pub async fn compare_sync(config: &Config, sync: &Sync, limit: usize) -> SyncCom
         error: None,
         tables: Vec::new(),
     };
-    match compare_tables(config, sync, &ids, limit).await {
+    let compared = if crate::engine::is_sqlite(config, sync) {
+        crate::engine::sqlite::compare::compare_tables(config, sync, &ids, limit).await
+    } else {
+        compare_tables(config, sync, &ids, limit).await
+    };
+    match compared {
         Ok(tables) => result.tables = tables,
         Err(e) => result.error = Some(e),
     }
@@ -209,12 +214,12 @@ fn describe(err: &ReplicaError) -> String {
 }
 
 /// Whether a schema problem of `check_same_schema` names this table.
-fn is_about(problem: &str, table: &TableInfo) -> bool {
+pub(crate) fn is_about(problem: &str, table: &TableInfo) -> bool {
     let prefix = format!("table {}", table.name);
     problem.strip_prefix(&prefix).is_some_and(|rest| rest.starts_with([' ', ':']))
 }
 
-fn empty(table: &TableInfo, identical: bool) -> TableComparison {
+pub(crate) fn empty(table: &TableInfo, identical: bool) -> TableComparison {
     TableComparison {
         table: table.name.display_name(),
         identical,
@@ -285,7 +290,15 @@ pub async fn compare_table(
     }))
     .await?;
     let diff = merge::diff(streams, limit).await?;
-    let name = |i: usize| clients[i].0.to_string();
+    let names: Vec<String> = clients.iter().map(|(id, _)| id.to_string()).collect();
+    fill_differences(&mut out, diff, &names);
+    Ok(out)
+}
+
+/// Puts what the merge found into a table's comparison; `names` are the
+/// databases in stream order.
+pub(crate) fn fill_differences(out: &mut TableComparison, diff: merge::Diff, names: &[String]) {
+    let name = |i: usize| names[i].clone();
     out.missing = diff
         .missing
         .iter()
@@ -308,5 +321,4 @@ pub async fn compare_table(
         out.problem =
             Some("checksums differ but no differing key was found (rows changed while comparing?); run again".into());
     }
-    Ok(out)
 }

@@ -3,13 +3,14 @@
 //! the sync Bad, and the task reconnects with backoff until it returns.
 
 use crate::copy;
+use crate::engine::{self, sqlite::SqliteSync};
 use crate::error::{Backoff, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
 use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
 use crate::run::{self, RunLimits, RunOutcome};
 use crate::state::{self, Replicator};
-use dugong_config::{Config, Sync};
-use dugong_core::SyncName;
+use dugong_config::{Config, OneTimeCopy, Sync};
+use dugong_core::{DbId, SyncName};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -157,23 +158,32 @@ impl SyncTask {
                 tracing::info!(sync = %name, "took over the sync");
                 standing_by = false;
             }
-            for n in &p.nodes {
-                metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => n.id.to_string()).set(1.0);
+            for id in p.db_ids() {
+                metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => id.to_string()).set(1.0);
             }
             match self.run_prepared(&mut p, &mut batch_rows).await {
                 Ok(()) => {
-                    state::record_stopped(&p).await;
+                    p.record_stopped().await;
                     return SyncReport { sync: name, good: true, error: None };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
                     tracing::warn!(sync = %name, change = %what, "replicated tables changed; preparing the sync again");
                     continue;
                 }
+                Err(ReplicaError::Standby { db, holder }) => {
+                    // Another replicator took the sync over (our lease expired
+                    // while a run waited): it is the active one now.
+                    tracing::warn!(sync = %name, db = %db, holder = %holder, "another replicator took the sync over; standing by");
+                    drop(p);
+                    if !self.wait(self.options.standby_retry).await {
+                        return SyncReport { sync: name, good: true, error: None };
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    let clients: Vec<_> = p.nodes.iter().map(|n| (n.id, &n.client)).collect();
                     let text = e.to_string();
                     tracing::error!(sync = %name, error = %text, "sync run failed");
-                    state::record_bad(&clients, &name, &self.who, started, &text).await;
+                    p.record_bad(&self.who, started, &text).await;
                     metrics::gauge!(m::SYNC_GOOD, "sync" => name.to_string()).set(0.0);
                     metrics::counter!(m::RUNS, "sync" => name.to_string(), "result" => "bad").increment(1);
                     if let Some(db) = e.db().filter(|_| e.is_unreachable()) {
@@ -191,9 +201,25 @@ impl SyncTask {
         }
     }
 
-    /// Prepares the sync; the first time in this process also does its initial
-    /// copy, when configured.
-    async fn prepare(&self, copied: &mut bool) -> Result<Prepared, ReplicaError> {
+    /// Prepares the sync on its engine; the first time in this process also
+    /// does its initial copy, when configured.
+    async fn prepare(&self, copied: &mut bool) -> Result<Active, ReplicaError> {
+        engine::check_one_engine(&self.config, &self.sync)?;
+        if engine::is_sqlite(&self.config, &self.sync) {
+            if self.sync.onetimecopy != OneTimeCopy::None {
+                return Err(ReplicaError::Config(format!(
+                    "syncs[{}].onetimecopy: the initial copy is not supported between SQLite files yet; use 0 and start from identical files (copy the file while no server writes it)",
+                    self.sync.index
+                )));
+            }
+            let p = SqliteSync::prepare(self.config.clone(), self.sync.clone(), self.who.clone()).await?;
+            for e in &p.excluded {
+                tracing::warn!(sync = %p.name, table = %e.table, reason = %e.reason, "table excluded from replication");
+            }
+            tracing::info!(sync = %p.name, tables = p.tables, excluded = p.excluded.len(), strategy = %self.sync.conflict_strategy, engine = "sqlite", "sync prepared");
+            *copied = true;
+            return Ok(Active::Sqlite(p));
+        }
         let p = prepare::prepare(&self.config, &self.sync).await?;
         let configured: Vec<SyncName> = self.config.syncs.iter().map(|s| s.name.clone()).collect();
         for n in p.nodes.iter().filter(|n| n.source) {
@@ -221,14 +247,14 @@ impl SyncTask {
             copy::initial_copy(&mut p, self.options.progress, &self.shutdown, reporter.as_ref()).await?;
             *copied = true;
         }
-        Ok(p)
+        Ok(Active::Postgres(Box::new(p)))
     }
 
     /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
     /// `batch_rows` shrinks while runs fail on data (a constraint violated on
     /// apply) so everything before the failing source transaction still ships,
     /// and grows back as runs succeed.
-    async fn run_prepared(&self, p: &mut Prepared, batch_rows: &mut usize) -> Result<(), ReplicaError> {
+    async fn run_prepared(&self, p: &mut Active, batch_rows: &mut usize) -> Result<(), ReplicaError> {
         let configured = self.options.limits.batch_rows.max(1);
         let name = p.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
@@ -240,10 +266,10 @@ impl SyncTask {
                 return Ok(());
             }
             if last_schema_check.elapsed() >= self.options.schema_check {
-                prepare::check_unchanged(p).await?;
+                p.check_unchanged().await?;
                 last_schema_check = std::time::Instant::now();
             }
-            match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
+            match p.run_once(RunLimits { batch_rows: *batch_rows }).await {
                 Ok(outcome) => {
                     retries = 0;
                     backoff.reset();
@@ -253,7 +279,7 @@ impl SyncTask {
                     if !outcome.empty {
                         last_heartbeat = Some(std::time::Instant::now());
                     } else if last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat) {
-                        state::record_idle(p).await?;
+                        p.record_idle().await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
                     self.observe(&name, &outcome);
@@ -274,7 +300,10 @@ impl SyncTask {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, ReplicaError::Statement { .. }) && !e.is_unreachable() && *batch_rows > 1 {
+                    if matches!(e, ReplicaError::Statement { .. } | ReplicaError::Sqlite { .. })
+                        && !e.is_unreachable()
+                        && *batch_rows > 1
+                    {
                         *batch_rows = (*batch_rows / 2).max(1);
                         tracing::info!(sync = %name, batch_rows = *batch_rows, "run failed on data; smaller batches isolate the failing change");
                     }
@@ -310,6 +339,15 @@ impl SyncTask {
         let text = e.to_string();
         tracing::error!(sync = %self.sync.name, error = %text, "sync is Bad");
         metrics::gauge!(m::SYNC_GOOD, "sync" => self.sync.name.to_string()).set(0.0);
+        if engine::is_sqlite(&self.config, &self.sync) {
+            let (config, sync, who) = (self.config.clone(), self.sync.clone(), self.who.clone());
+            let _ = engine::sqlite::blocking(move || {
+                engine::sqlite::record_bad_unprepared(&config, &sync, &who, started, &text);
+                Ok(())
+            })
+            .await;
+            return;
+        }
         let mut clients = Vec::new();
         for id in self.sync.databases() {
             match prepare::connect(&self.config, id).await {
@@ -344,6 +382,66 @@ impl SyncTask {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.shutdown.cancelled() => false,
+        }
+    }
+}
+
+/// A prepared sync on its engine. The daemon's loop is the same for both.
+enum Active {
+    Postgres(Box<Prepared>),
+    Sqlite(SqliteSync),
+}
+
+impl Active {
+    fn name(&self) -> &SyncName {
+        match self {
+            Active::Postgres(p) => p.name(),
+            Active::Sqlite(s) => &s.name,
+        }
+    }
+
+    fn db_ids(&self) -> Vec<DbId> {
+        match self {
+            Active::Postgres(p) => p.nodes.iter().map(|n| n.id).collect(),
+            Active::Sqlite(s) => s.db_ids.clone(),
+        }
+    }
+
+    async fn run_once(&mut self, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
+        match self {
+            Active::Postgres(p) => run::run_once(p, limits).await,
+            Active::Sqlite(s) => s.run_once(limits).await,
+        }
+    }
+
+    async fn check_unchanged(&self) -> Result<(), ReplicaError> {
+        match self {
+            Active::Postgres(p) => prepare::check_unchanged(p).await,
+            Active::Sqlite(s) => s.check_unchanged().await,
+        }
+    }
+
+    async fn record_idle(&self) -> Result<(), ReplicaError> {
+        match self {
+            Active::Postgres(p) => state::record_idle(p).await,
+            Active::Sqlite(s) => s.record_idle().await,
+        }
+    }
+
+    async fn record_bad(&self, who: &Replicator, started: SystemTime, text: &str) {
+        match self {
+            Active::Postgres(p) => {
+                let clients: Vec<_> = p.nodes.iter().map(|n| (n.id, &n.client)).collect();
+                state::record_bad(&clients, p.name(), who, started, text).await;
+            }
+            Active::Sqlite(s) => s.record_bad(started, text.to_string()).await,
+        }
+    }
+
+    async fn record_stopped(&self) {
+        match self {
+            Active::Postgres(p) => state::record_stopped(p).await,
+            Active::Sqlite(s) => s.record_stopped().await,
         }
     }
 }

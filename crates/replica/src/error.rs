@@ -49,6 +49,18 @@ pub enum ReplicaError {
     /// Something we read from a database did not have the shape we expect.
     #[error("{db}: unexpected data: {message}")]
     Protocol { db: DbId, message: String },
+    /// A SQLite file that cannot be used: missing, not a database, read-only,
+    /// in a directory SQLite cannot write its WAL files to.
+    #[error("{db}: sqlite:{path}: {reason}")]
+    SqliteUnavailable { db: DbId, path: String, reason: String },
+    /// A statement failed on a SQLite database.
+    #[error("{db}: {context}: {source}")]
+    Sqlite {
+        db: DbId,
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
 }
 
 /// What the daemon does after an error.
@@ -72,6 +84,9 @@ impl ReplicaError {
                 _ => ErrorPolicy::Backoff,
             },
             ReplicaError::ConcurrentWrite { .. } => ErrorPolicy::RetrySoon,
+            // Another process held the file's write lock longer than the busy
+            // timeout: a clash, not a Bad sync.
+            ReplicaError::Sqlite { source, .. } if sqlite_busy(source) => ErrorPolicy::RetrySoon,
             _ => ErrorPolicy::Backoff,
         }
     }
@@ -81,13 +96,19 @@ impl ReplicaError {
     /// cannot be reached, a missing privilege. Later, the same errors only make
     /// the sync Bad while the replicator retries.
     pub fn is_fatal_at_start(&self) -> bool {
-        matches!(self, ReplicaError::Config(_) | ReplicaError::Unreachable { .. } | ReplicaError::Privilege { .. })
+        matches!(
+            self,
+            ReplicaError::Config(_)
+                | ReplicaError::Unreachable { .. }
+                | ReplicaError::Privilege { .. }
+                | ReplicaError::SqliteUnavailable { .. }
+        )
     }
 
     /// True when the error means a database is down or its connection broke.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            ReplicaError::Unreachable { .. } => true,
+            ReplicaError::Unreachable { .. } | ReplicaError::SqliteUnavailable { .. } => true,
             ReplicaError::Statement { source, .. } => source.is_closed() || source.as_db_error().is_none(),
             _ => false,
         }
@@ -101,7 +122,9 @@ impl ReplicaError {
             | ReplicaError::Privilege { db, .. }
             | ReplicaError::ConcurrentWrite { db, .. }
             | ReplicaError::Standby { db, .. }
-            | ReplicaError::Protocol { db, .. } => Some(*db),
+            | ReplicaError::Protocol { db, .. }
+            | ReplicaError::SqliteUnavailable { db, .. }
+            | ReplicaError::Sqlite { db, .. } => Some(*db),
             _ => None,
         }
     }
@@ -171,6 +194,21 @@ impl<T> StatementContext<T> for Result<T, tokio_postgres::Error> {
     fn on_db(self, db: DbId, context: impl FnOnce() -> String) -> Result<T, ReplicaError> {
         self.map_err(|source| ReplicaError::Statement { db, context: context(), source })
     }
+}
+
+impl<T> StatementContext<T> for Result<T, rusqlite::Error> {
+    fn on_db(self, db: DbId, context: impl FnOnce() -> String) -> Result<T, ReplicaError> {
+        self.map_err(|source| ReplicaError::Sqlite { db, context: context(), source })
+    }
+}
+
+/// SQLite's "database is locked" (another connection holds the write lock past
+/// the busy timeout) and "database table is locked".
+pub fn sqlite_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use futures_util::{Stream, StreamExt};
 
 /// One row of a table as `compare` streams it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     /// md5 of the key's text; the streams are ordered by it.
     pub key_hash: String,
     /// md5 of the whole row's text.
@@ -17,7 +17,7 @@ pub(super) struct Entry {
 
 /// A key with a difference; databases are indexes into the streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Found {
+pub(crate) struct Found {
     pub key: Vec<String>,
     pub missing_on: Vec<usize>,
     /// Groups of databases with equal rows, when there are several groups.
@@ -26,7 +26,7 @@ pub(super) struct Found {
 
 /// What the merge found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Diff {
+pub(crate) struct Diff {
     /// Keys missing, per stream.
     pub missing: Vec<u64>,
     /// Keys present on several databases whose rows differ.
@@ -38,7 +38,7 @@ pub(super) struct Diff {
 }
 
 /// Walks the streams in key-hash order and collects the differing keys.
-pub(super) async fn diff<S, E>(mut streams: Vec<S>, limit: usize) -> Result<Diff, E>
+pub(crate) async fn diff<S, E>(mut streams: Vec<S>, limit: usize) -> Result<Diff, E>
 where
     S: Stream<Item = Result<Entry, E>> + Unpin,
 {

@@ -13,15 +13,16 @@
 //! shows its replication lag, pending changes, conflicts and excluded tables.
 
 mod merge;
-mod read;
+pub(crate) mod read;
 pub mod render;
 #[cfg(test)]
 mod tests;
 
+use crate::engine::sqlite;
 use crate::error::{describe_pg, ReplicaError};
 use crate::prepare;
 use chrono::{DateTime, Utc};
-use dugong_config::{Config, Sync};
+use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -166,29 +167,43 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
     }
     // All at once, so a dead database costs one connect timeout in total. The
     // driver's own timeout covers connecting, not every name lookup: bound it.
+    // SQLite files are opened when read.
     let connected = join_all(ids.iter().map(|id| async move {
+        if let Some(Location::Sqlite(path)) = config.database(*id).map(|d| &d.location) {
+            return (*id, Ok(Conn::Sqlite(path.clone())));
+        }
         let result = match tokio::time::timeout(CONNECT_BUDGET, prepare::connect_as(config, *id, "dugong status")).await
         {
-            Ok(Ok(client)) => Ok(client),
+            Ok(Ok(client)) => Ok(Conn::Postgres(client)),
             Ok(Err(e)) => Err(describe_unreachable(&e)),
             Err(_) => Err(format!("no connection within {}s", CONNECT_BUDGET.as_secs())),
         };
         (*id, result)
     }))
     .await;
-    let clients: HashMap<DbId, Result<Client, String>> = connected.into_iter().collect();
+    let clients: HashMap<DbId, Result<Conn, String>> = connected.into_iter().collect();
     let mut statuses = Vec::with_capacity(syncs.len());
     for sync in syncs {
         let reads = join_all(sync.databases().into_iter().map(|id| {
             let client = &clients[&id];
             async move {
+                let late = || read::ReadError::Unreachable(format!("no answer within {}s", READ_BUDGET.as_secs()));
                 let result = match client {
-                    Ok(c) => match tokio::time::timeout(READ_BUDGET, read::read_db(c, id, sync)).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            Err(read::ReadError::Unreachable(format!("no answer within {}s", READ_BUDGET.as_secs())))
+                    Ok(Conn::Postgres(c)) => {
+                        match tokio::time::timeout(READ_BUDGET, read::read_db(c, id, sync)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(late()),
                         }
-                    },
+                    }
+                    Ok(Conn::Sqlite(path)) => {
+                        let (path, sync) = (path.clone(), sync.clone());
+                        let read = tokio::task::spawn_blocking(move || sqlite::status::read_db(&path, id, &sync));
+                        match tokio::time::timeout(READ_BUDGET, read).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(e)) => Err(read::ReadError::Failed(format!("reading failed: {e}"))),
+                            Err(_) => Err(late()),
+                        }
+                    }
                     Err(why) => Err(read::ReadError::Unreachable(why.clone())),
                 };
                 (id, result)
@@ -198,6 +213,12 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
         statuses.push(merge::sync_status(sync, reads));
     }
     Ok(merge::report(statuses))
+}
+
+/// A database status reads: a PostgreSQL connection, or a SQLite file.
+enum Conn {
+    Postgres(Client),
+    Sqlite(std::path::PathBuf),
 }
 
 fn unknown_sync(config: &Config, name: &str) -> ReplicaError {

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 /// Why a database could not be read.
 #[derive(Debug, Clone)]
-pub(super) enum ReadError {
+pub(crate) enum ReadError {
     /// No connection, a broken one, or no answer in time.
     Unreachable(String),
     /// Connected, but a query failed (permissions, a damaged schema…).
@@ -20,7 +20,7 @@ pub(super) enum ReadError {
 
 /// Everything status learned from one database.
 #[derive(Debug, Clone, Default)]
-pub(super) struct DbRead {
+pub(crate) struct DbRead {
     /// The database's `now()`, in microseconds since the Unix epoch.
     pub now_us: i64,
     /// Dugong's schema (`dugong.sync_state`) exists.
@@ -36,7 +36,7 @@ pub(super) struct DbRead {
 
 /// A `dugong.sync_state` row; times in microseconds since the Unix epoch.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct StateRow {
+pub(crate) struct StateRow {
     pub state: String,
     pub pid: Option<i32>,
     pub host: Option<String>,
@@ -61,7 +61,7 @@ pub(super) struct StateRow {
 
 /// Changes of one source the sync has not shipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Pending {
+pub(crate) struct Pending {
     pub count: i64,
     /// `now() −` the commit time of the oldest one, in microseconds; `None`
     /// when commit times are not tracked (or not known for it).

@@ -1,0 +1,159 @@
+//! `dugong compare` on SQLite files, through the shared report and merge
+//! (`crate::compare`). Each file is read once per table: row count and an
+//! order-independent checksum (a sum of 60-bit slices of each row's md5); only
+//! when those differ are the rows' key and row hashes sorted and merged to
+//! name the differing keys. Rows are hashed from their stored values (storage
+//! class and bytes), columns in name order; nothing is written to the files.
+
+use super::value::{encode, text};
+use super::{catalog, open, path_of};
+use crate::catalog::{self as shared_catalog, TableInfo};
+use crate::compare::merge::{self, Entry};
+use crate::compare::{empty, fill_differences, is_about, RowCount, TableComparison};
+use crate::error::{ReplicaError, StatementContext};
+use dugong_config::{Config, Sync};
+use dugong_core::{quote_ident, DbId};
+use md5::{Digest, Md5};
+use rusqlite::Connection;
+
+/// Compares the tables of a SQLite sync across its files.
+pub(crate) async fn compare_tables(
+    config: &Config,
+    sync: &Sync,
+    ids: &[DbId],
+    limit: usize,
+) -> Result<Vec<TableComparison>, String> {
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        files.push((*id, path_of(config, *id).map_err(|e| e.to_string())?.to_path_buf()));
+    }
+    let sync = sync.clone();
+    let per_table = super::blocking(move || {
+        let mut conns = Vec::with_capacity(files.len());
+        let mut failures = Vec::new();
+        for (id, path) in &files {
+            match open::open_read_only(*id, path) {
+                Ok(c) => conns.push((*id, c)),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(ReplicaError::Config(failures.join("; ")));
+        }
+        let (reference, first) = (conns[0].0, &conns[0].1);
+        let field = format!("syncs[{}].tables", sync.index);
+        let (tables, _) =
+            shared_catalog::select_from(&catalog::read(first, reference)?, reference, &sync.tables, &field)?;
+        let mut problems = Vec::new();
+        for (id, conn) in &conns[1..] {
+            problems.extend(shared_catalog::differences(&catalog::read(conn, *id)?, *id, reference, &tables));
+        }
+        let mut out = Vec::with_capacity(tables.len());
+        for table in &tables {
+            let mine: Vec<&str> = problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();
+            if !mine.is_empty() {
+                let problem = Some(format!("schema differs: {}", mine.join("; ")));
+                out.push((TableComparison { problem, ..empty(table, false) }, None));
+                continue;
+            }
+            let sums: Vec<(i64, u128)> =
+                conns.iter().map(|(id, c)| checksum(c, *id, table)).collect::<Result<_, _>>()?;
+            let mut cmp = empty(table, sums.iter().all(|s| *s == sums[0]));
+            cmp.rows = conns
+                .iter()
+                .zip(&sums)
+                .map(|((id, _), (n, _))| RowCount { database: id.to_string(), rows: *n })
+                .collect();
+            let entries = if cmp.identical {
+                None
+            } else {
+                Some(conns.iter().map(|(id, c)| entries(c, *id, table)).collect::<Result<Vec<_>, _>>()?)
+            };
+            out.push((cmp, entries));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut out = Vec::with_capacity(per_table.len());
+    for (mut cmp, entries) in per_table {
+        if let Some(entries) = entries {
+            let streams: Vec<_> = entries
+                .into_iter()
+                .map(|e| futures_util::stream::iter(e.into_iter().map(Ok::<Entry, ReplicaError>)))
+                .collect();
+            let diff = merge::diff(streams, limit).await.map_err(|e| e.to_string())?;
+            fill_differences(&mut cmp, diff, &names);
+        }
+        out.push(cmp);
+    }
+    Ok(out)
+}
+
+/// Columns in name order, so column order on disk never matters.
+fn sorted_columns(table: &TableInfo) -> Vec<String> {
+    let mut names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Walks every row: `f(key values encoded, row encoded, key as text)`.
+fn each_row(
+    conn: &Connection,
+    db: DbId,
+    table: &TableInfo,
+    mut f: impl FnMut(&[u8], &[u8], Vec<String>),
+) -> Result<(), ReplicaError> {
+    let cols = sorted_columns(table);
+    let key_at: Vec<usize> =
+        table.key.iter().map(|k| cols.iter().position(|c| *c == k.name).expect("key columns are columns")).collect();
+    let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+    let sql = format!("SELECT {} FROM {}", list.join(", "), catalog::quoted(&table.name));
+    let ctx = || format!("reading {}", table.name);
+    let mut stmt = conn.prepare(&sql).on_db(db, ctx)?;
+    let mut rows = stmt.query([]).on_db(db, ctx)?;
+    let (mut key_buf, mut row_buf) = (Vec::new(), Vec::new());
+    while let Some(r) = rows.next().on_db(db, ctx)? {
+        key_buf.clear();
+        row_buf.clear();
+        let mut key_text = Vec::with_capacity(key_at.len());
+        for i in 0..cols.len() {
+            encode(r.get_ref(i).on_db(db, ctx)?, &mut row_buf);
+        }
+        for &i in &key_at {
+            let v = r.get_ref(i).on_db(db, ctx)?;
+            encode(v, &mut key_buf);
+            key_text.push(text(v));
+        }
+        f(&key_buf, &row_buf, key_text);
+    }
+    Ok(())
+}
+
+/// Row count and the sum of the first 60 bits of each row's md5.
+fn checksum(conn: &Connection, db: DbId, table: &TableInfo) -> Result<(i64, u128), ReplicaError> {
+    let (mut n, mut sum) = (0i64, 0u128);
+    each_row(conn, db, table, |_, row, _| {
+        let h = Md5::digest(row);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&h[..8]);
+        sum = sum.wrapping_add(u128::from(u64::from_be_bytes(first) >> 4));
+        n += 1;
+    })?;
+    Ok((n, sum))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every row as (key hash, row hash, key), ordered by key hash for the merge.
+fn entries(conn: &Connection, db: DbId, table: &TableInfo) -> Result<Vec<Entry>, ReplicaError> {
+    let mut out = Vec::new();
+    each_row(conn, db, table, |key, row, key_text| {
+        out.push(Entry { key_hash: hex(&Md5::digest(key)), row_hash: hex(&Md5::digest(row)), key: key_text });
+    })?;
+    out.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+    Ok(out)
+}
