@@ -158,6 +158,40 @@ impl Sites {
         Ok(())
     }
 
+    /// Waits until `dugong status` says the sync is Good: capture is installed on both files,
+    /// so every write from now on replicates.
+    pub async fn wait_replicating(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.check_replicator()?;
+            let (good, text) = self.dugong_json("status").await?;
+            if good {
+                let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if status["syncs"][0]["state"] == "Good" {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("the sync was not Good within {START_TIMEOUT:?}; dugong status said:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `dugong COMMAND --json` on the demo's configuration: its exit status and its stdout.
+    async fn dugong_json(&self, command: &str) -> anyhow::Result<(bool, String)> {
+        let output = Command::new(&self.exe)
+            .arg(command)
+            .args(["--config", &self.config.display().to_string(), "--json"])
+            .env("DUGONG_LOG", "error")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run dugong {command}"))?;
+        Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
     /// Runs another dugong command on the demo's configuration (`status`, `compare`): its exit
     /// status and what it printed.
     pub async fn dugong(&self, command: &str) -> anyhow::Result<(bool, String)> {

@@ -56,6 +56,8 @@ pub async fn tell(sites: &mut Sites, say: &Say) -> anyhow::Result<Summary> {
     say.info("+ dugong replicate --config bucardo.json   (sources [0, 1]: master-master)");
     sites.start_replicator()?;
     let first = Instant::now();
+    sites.wait_replicating().await?;
+    say.info(&format!("the sync is Good after {}: capture triggers installed on both files", ms(first.elapsed())));
     let id = write_app(&sites.sites[0], &token, "hello from site 0").await?;
     arrival(sites, 1, &token, &id, "hello from site 0").await?;
     say.ok(&format!("replicator running: its first change crossed to site 1 {} after it started", ms(first.elapsed())));
@@ -130,40 +132,60 @@ async fn arrival(sites: &mut Sites, to: usize, token: &Token, id: &str, name: &s
     }
 }
 
+/// Tries to edit one app on both sites before either edit crosses.
+const CONFLICT_ATTEMPTS: usize = 10;
+
 /// Edits one app on both sites at once and shows how the sites settle; the outcome in words.
 async fn conflict(sites: &mut Sites, token: &Token, say: &Say) -> anyhow::Result<String> {
-    let id = write_app(&sites.sites[0], token, "pricing").await?;
-    arrival(sites, 1, token, &id, "pricing").await?;
-    let base = sites.sites[1].get_app(token, &id).await?.context("the app vanished")?;
-    say.info(&format!("app \"pricing\" (version {}) is on both sites", base.version));
-    let edit = |site: &Site, name: String| {
-        let put = pb::PutAppRequest {
-            id: id.clone(),
-            name,
-            description: String::new(),
-            expected_version: Some(base.version),
+    for attempt in 1..=CONFLICT_ATTEMPTS {
+        let id = write_app(&sites.sites[0], token, "pricing").await?;
+        arrival(sites, 1, token, &id, "pricing").await?;
+        let base = sites.sites[1].get_app(token, &id).await?.context("the app vanished")?;
+        say.info(&format!("app \"pricing\" (version {}) is on both sites", base.version));
+        let edit = |site: &Site, name: String| {
+            let put = pb::PutAppRequest {
+                id: id.clone(),
+                name,
+                description: String::new(),
+                expected_version: Some(base.version),
+            };
+            let mut apps = site.apps();
+            async move { apps.put_app(request(put, Some(token))).await.map(|r| r.into_inner()) }
         };
-        let mut apps = site.apps();
-        async move { apps.put_app(request(put, Some(token))).await.map(|r| r.into_inner()) }
-    };
-    let (a, b) = tokio::join!(
-        edit(&sites.sites[0], "pricing (edited on site 0)".into()),
-        edit(&sites.sites[1], "pricing (edited on site 1)".into())
-    );
-    let (a, b) = (a.context("the edit on site 0")?, b.context("the edit on site 1")?);
-    for (site, app) in [(0, &a), (1, &b)] {
-        say.info(&format!(
-            "site {site} accepted \"{}\" as version {} at {}",
-            app.name,
-            app.version,
-            stamp(app.updated_at.as_ref())
-        ));
+        let (a, b) = tokio::join!(
+            edit(&sites.sites[0], "pricing (edited on site 0)".into()),
+            edit(&sites.sites[1], "pricing (edited on site 1)".into())
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                for (site, app) in [(0, &a), (1, &b)] {
+                    say.info(&format!(
+                        "site {site} accepted \"{}\" as version {} at {}",
+                        app.name,
+                        app.version,
+                        stamp(app.updated_at.as_ref())
+                    ));
+                }
+                return settle(sites, token, say, &id, &base.name).await;
+            }
+            (Err(e), _) | (_, Err(e)) if e.code() == tonic::Code::Aborted && attempt < CONFLICT_ATTEMPTS => {
+                // One edit crossed before the other began: the optimistic check refused the
+                // second, which is right, but it is not the story. Again, with a new record.
+                say.info(&format!("one edit arrived before the other began ({}); again", e.message()));
+            }
+            (Err(e), _) | (_, Err(e)) => bail!("editing the app on both sites: {}", e.message()),
+        }
     }
+    unreachable!("the last attempt returns or fails")
+}
+
+/// Waits until both sites show the same edit of app `id`; then what the replicator logged.
+async fn settle(sites: &mut Sites, token: &Token, say: &Say, id: &str, before: &str) -> anyhow::Result<String> {
     let started = Instant::now();
     let settled = loop {
-        let (x, y) = (sites.sites[0].get_app(token, &id).await?, sites.sites[1].get_app(token, &id).await?);
+        let (x, y) = (sites.sites[0].get_app(token, id).await?, sites.sites[1].get_app(token, id).await?);
         if let (Some(x), Some(y)) = (x, y) {
-            if x.name == y.name && x.version == y.version && x.name != base.name {
+            if x.name == y.name && x.version == y.version && x.name != before {
                 break x;
             }
         }
@@ -173,15 +195,51 @@ async fn conflict(sites: &mut Sites, token: &Token, say: &Say) -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let winner = if settled.name == a.name { 0 } else { 1 };
-    let outcome = format!(
-        "both sites settled on \"{}\" within {}: the row's later change wins (ties go to the first \
-         database), the other is kept in the conflict log",
-        settled.name,
-        ms(started.elapsed())
-    );
-    say.ok(&outcome);
-    Ok(format!("settled on site {winner}'s edit in {}", ms(started.elapsed())))
+    let took = started.elapsed();
+    say.ok(&format!("both sites settled on \"{}\" within {}", settled.name, ms(took)));
+    let logged = match last_conflict(&sites.sites[0].db, id) {
+        Ok(Some(c)) => c,
+        Ok(None) => bail!("the conflict was resolved but not recorded in site 0's conflict log"),
+        Err(e) => bail!("cannot read site 0's conflict log: {e}"),
+    };
+    say.info(&format!("conflict log on site 0: {logged}"));
+    Ok(format!("settled on \"{}\" in {}; {logged}", settled.name, ms(took)))
+}
+
+/// The replicator's record of the last conflict on app `id`, in words: who won, both change
+/// times, and the rule that decided.
+fn last_conflict(db: &std::path::Path, id: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::{OpenFlags, OptionalExtension};
+    let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let key = serde_json::json!([id]).to_string();
+    let row = conn
+        .query_row(
+            "SELECT winner, loser, winner_changed, loser_changed, reason FROM dugong_conflict_log
+              WHERE table_name = 'apps' AND key = ?1 ORDER BY id DESC LIMIT 1",
+            [&key],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(row.map(|(winner, loser, won_at, lost_at, reason)| {
+        let site = |db: &str| db.strip_prefix("db").map(|n| format!("site {n}")).unwrap_or_else(|| db.to_string());
+        let rule = match (won_at, lost_at) {
+            (Some(w), Some(l)) if w > l => {
+                format!("its change was {} later", ms(Duration::from_micros((w - l) as u64)))
+            }
+            (Some(w), Some(l)) if w == l => "same change time: the tie goes to the first database".into(),
+            _ => "by the sync's conflict strategy".into(),
+        };
+        format!("{} won over {} ({reason}; {rule})", site(&winner), site(&loser))
+    }))
 }
 
 fn stamp(t: Option<&prost_types::Timestamp>) -> String {
