@@ -11,7 +11,7 @@ use dugong_replica::run::RunLimits;
 use dugong_replica::state::Replicator;
 use dugong_replica::{ErrorPolicy, ReplicaError};
 use dugong_testkit::wait_for;
-use sqlite_sites::{prepare, sync_all, Sites};
+use sqlite_sites::{prepare, Sites};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -122,26 +122,21 @@ fn a_second_replicator_stands_by_until_the_first_stops() {
 }
 
 #[test]
-fn a_busy_database_makes_the_run_wait_not_fail() {
+fn a_run_waits_for_a_busy_database() {
     let sites = Sites::new(2, SCHEMA);
     let config = sites.config("");
     let mut p = prepare(&config);
-    sites.exec(0, "INSERT INTO t VALUES (1, 'x')");
-    // Another process's writer holds site 1's write lock for a while.
-    let holder = sites.conn(1);
+    sites.exec(1, "INSERT INTO t VALUES (1, 'x')");
+    // Another process's writer holds site 0's write lock for a while.
+    let holder = sites.conn(0);
     holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'held');").unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
     let releaser = std::thread::spawn(move || {
-        // Released once the run is known to be waiting for it.
-        rx.recv_timeout(Duration::from_secs(30)).ok();
         std::thread::sleep(Duration::from_millis(300));
         holder.execute_batch("COMMIT").unwrap();
     });
-    tx.send(()).unwrap();
     let outcome = sqlite::run::run_once(&mut p, RunLimits::default()).expect("the run waits for the lock");
     releaser.join().unwrap();
     assert_eq!(outcome.inserts, 2, "the run took the lock after the writer committed, and shipped its row too");
-    sync_all(&mut p);
     assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").len(), 2);
 
     // Held longer than the busy timeout, "database is locked" means: retry at once.
@@ -153,6 +148,53 @@ fn a_busy_database_makes_the_run_wait_not_fail() {
     let err = ReplicaError::Sqlite { db: DbId(0), context: "applying".into(), source: busy };
     assert_eq!(err.policy(), ErrorPolicy::RetrySoon, "{err}");
     blocker.execute_batch("ROLLBACK").unwrap();
+}
+
+/// A writer holds one site's write lock for seconds while the daemon runs: the
+/// sync retries without holding the other site's lock meanwhile, never turns
+/// Bad, and ships everything once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_busy_for_seconds_fails_nothing() {
+    let sites = Sites::new(2, SCHEMA);
+    let config = Arc::new(sites.config(""));
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(config.clone(), DaemonOptions::default(), shutdown.clone()));
+    wait_for("capture installed", Duration::from_secs(20), || async {
+        (sites.count(1, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'") == 3).then_some(())
+    })
+    .await;
+    let holder = sites.conn(1);
+    holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (2, 'held');").unwrap();
+    sites.exec(0, "INSERT INTO t VALUES (1, 'from 0')");
+    // Site 0's own application keeps writing meanwhile: the replicator must not
+    // sit on site 0's lock while it waits for site 1's.
+    let writes = sites.conn(0);
+    writes.busy_timeout(Duration::from_secs(1)).unwrap();
+    let start = std::time::Instant::now();
+    let mut n = 10;
+    while start.elapsed() < Duration::from_millis(2500) {
+        n += 1;
+        writes
+            .execute_batch(&format!("INSERT INTO t VALUES ({n}, 'site 0 busy meanwhile')"))
+            .expect("site 0 stays writable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder.execute_batch("COMMIT").unwrap();
+    let want = sites.count(0, "SELECT count(*) FROM t") + 1;
+    wait_for("every row on both sites", Duration::from_secs(30), || async {
+        (sites.count(0, "SELECT count(*) FROM t") == want && sites.count(1, "SELECT count(*) FROM t") == want)
+            .then_some(())
+    })
+    .await;
+    for i in 0..2 {
+        assert_eq!(
+            sites.count(i, "SELECT count(*) FROM dugong_sync_state WHERE last_bad_ended IS NOT NULL"),
+            0,
+            "never Bad"
+        );
+    }
+    shutdown.cancel();
+    assert!(daemon.await.unwrap()[0].good);
 }
 
 /// The daemon replicates SQLite syncs within moments, keeps writing "Good"
