@@ -185,3 +185,27 @@ fn uninstall_removes_triggers_and_dugong_tables_only() {
     // Writes after uninstall are not captured anywhere.
     sites.exec(0, "INSERT INTO t VALUES (2, 'b')");
 }
+
+#[test]
+fn onetimecopy_2_fills_empty_files_from_the_one_with_rows() {
+    let sites =
+        Sites::new(2, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); CREATE TABLE u (id INTEGER PRIMARY KEY);");
+    // Written before the replicator ever ran: not captured.
+    sites.exec(0, "INSERT INTO t VALUES (1, x'01'), (2, NULL); INSERT INTO u VALUES (1);");
+    sites.exec(1, "INSERT INTO u VALUES (1);");
+    let p = prepare(&sites.config(r#", "onetimecopy": 2"#));
+    sqlite::copy::initial_copy(&p).unwrap();
+    assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").len(), 2);
+    assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 1, "tables with rows everywhere are left alone");
+    assert_eq!(sites.change_rows(1), 0, "copied rows are not captured");
+    drop(p);
+
+    // Rows on both sides of an empty-somewhere table: refused, naming them.
+    let sites = Sites::new(3, "CREATE TABLE t (id INTEGER PRIMARY KEY);");
+    sites.exec(0, "INSERT INTO t VALUES (1)");
+    sites.exec(1, "INSERT INTO t VALUES (2)");
+    let p = prepare(&sites.config(r#", "onetimecopy": 2"#));
+    let err = sqlite::copy::initial_copy(&p).unwrap_err().to_string();
+    assert!(err.contains("table main.t is empty somewhere and has rows on db0 and db1"), "{err}");
+    assert_eq!(sites.count(2, "SELECT count(*) FROM t"), 0, "nothing copied");
+}

@@ -42,8 +42,9 @@ impl Sites {
             .map(|(i, p)| format!(r#"{{"id": {i}, "url": "sqlite:{}"}}"#, p.display()))
             .collect();
         let sources: Vec<String> = (0..self.paths.len()).map(|i| i.to_string()).collect();
+        let copy = if sync_extra.contains("onetimecopy") { "" } else { r#", "onetimecopy": 0"# };
         let text = format!(
-            r#"{{"databases": [{}], "syncs": [{{"sources": [{}], "targets": [], "tables": "{tables}", "onetimecopy": 0{sync_extra}}}]}}"#,
+            r#"{{"databases": [{}], "syncs": [{{"sources": [{}], "targets": [], "tables": "{tables}"{copy}{sync_extra}}}]}}"#,
             dbs.join(", "),
             sources.join(", ")
         );

@@ -91,6 +91,9 @@ struct Advance {
 /// One table's pending changes on one source.
 type Changes = Vec<(SqliteKey, CommitTime)>;
 
+/// A decided key: its winner and the winning row (`None`: the key is gone).
+type Decided = (SqliteKey, DbId, Option<Vec<Value>>);
+
 /// How long a run waits for the write lock of its second and later files. The
 /// first one may take the full busy timeout, since nothing is held yet; after
 /// that, waiting long would keep the files already locked from their own
@@ -147,7 +150,7 @@ fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, V
 
     // 2. Resolve each table; fetch the winning rows from their sources before
     // anything is written.
-    let mut writes: Vec<(usize, Vec<(SqliteKey, DbId, Option<Vec<Value>>)>)> = Vec::new();
+    let mut writes: Vec<(usize, Vec<Decided>)> = Vec::new();
     for (ti, table) in p.tables.iter().enumerate() {
         let sources: Vec<SourceChanges<SqliteKey>> = reads
             .iter()
