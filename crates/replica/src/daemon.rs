@@ -326,7 +326,7 @@ impl SyncTask {
         metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync.clone()).record(o.duration.as_secs_f64());
         metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(o.lag.map(|l| l.as_secs_f64()).unwrap_or(0.0));
         if !o.conflicts.is_empty() {
-            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see dugong.conflict_log");
+            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see the conflict log (dugong.conflict_log, on SQLite dugong_conflict_log)");
         }
         tracing::debug!(sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates, ms = o.duration.as_millis() as u64, "run applied");
     }

@@ -386,6 +386,17 @@ async fn a_watch_sees_changes_replicated_between_sqlite_sites() {
     let kept = flows1.get_flow(pb::GetFlowRequest { id: flow.clone() }).await.expect("the flow survives on site 1");
     assert_eq!(kept.into_inner().app_id, app);
 
+    // Site 1's info shows the sync the replicator records in its file.
+    let info =
+        pb::info_client::InfoClient::new(s1.channel().await).server_info(pb::ServerInfoRequest {}).await.unwrap();
+    let info = info.into_inner();
+    assert_eq!(info.site, "site1");
+    assert_eq!(
+        info.replication.first().map(|s| (s.sync.as_str(), s.state.as_str())),
+        Some(("sync0", "Good")),
+        "{info:?}"
+    );
+
     stop.cancel();
     let reports = replicator.await.unwrap();
     assert!(reports.iter().all(|r| r.good), "{reports:?}");
