@@ -9,7 +9,7 @@ use crate::metrics as m;
 use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
 use crate::run::{self, RunLimits, RunOutcome};
 use crate::state::{self, Replicator};
-use dugong_config::{Config, OneTimeCopy, Sync};
+use dugong_config::{Config, Sync};
 use dugong_core::{DbId, SyncName};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -206,18 +206,15 @@ impl SyncTask {
     async fn prepare(&self, copied: &mut bool) -> Result<Active, ReplicaError> {
         engine::check_one_engine(&self.config, &self.sync)?;
         if engine::is_sqlite(&self.config, &self.sync) {
-            if self.sync.onetimecopy != OneTimeCopy::None {
-                return Err(ReplicaError::Config(format!(
-                    "syncs[{}].onetimecopy: the initial copy is not supported between SQLite files yet; use 0 and start from identical files (copy the file while no server writes it)",
-                    self.sync.index
-                )));
-            }
             let p = SqliteSync::prepare(self.config.clone(), self.sync.clone(), self.who.clone()).await?;
             for e in &p.excluded {
                 tracing::warn!(sync = %p.name, table = %e.table, reason = %e.reason, "table excluded from replication");
             }
             tracing::info!(sync = %p.name, tables = p.tables, excluded = p.excluded.len(), strategy = %self.sync.conflict_strategy, engine = "sqlite", "sync prepared");
-            *copied = true;
+            if !*copied {
+                p.initial_copy().await?;
+                *copied = true;
+            }
             return Ok(Active::Sqlite(p));
         }
         let p = prepare::prepare(&self.config, &self.sync).await?;
@@ -329,7 +326,7 @@ impl SyncTask {
         metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync.clone()).record(o.duration.as_secs_f64());
         metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(o.lag.map(|l| l.as_secs_f64()).unwrap_or(0.0));
         if !o.conflicts.is_empty() {
-            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see dugong.conflict_log");
+            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see the conflict log (dugong.conflict_log, on SQLite dugong_conflict_log)");
         }
         tracing::debug!(sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates, ms = o.duration.as_millis() as u64, "run applied");
     }

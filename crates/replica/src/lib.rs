@@ -1,5 +1,5 @@
 //! The Dugong replicator: asynchronous master-master replication of PostgreSQL
-//! tables, Bucardo-compatible in configuration and status.
+//! tables or SQLite files, Bucardo-compatible in configuration and status.
 //!
 //! The data flow of a sync, module by module:
 //! - [`capture`]: Dugong's schema on each database; statement-level triggers
@@ -15,6 +15,10 @@
 //! - [`state`]: the run state status reads, kept in the databases.
 //! - [`daemon`]: a task per sync, polling, backoff, self-healing, shutdown.
 //! - [`status`], [`compare`]: the operator views.
+//! - [`engine`]: connections per engine; [`engine::sqlite`] is the whole
+//!   SQLite engine (capture, run, lease, status and compare reads), sharing
+//!   `catalog`'s table choice and checks, `resolve`, the daemon's loop and the
+//!   status and compare reports with PostgreSQL.
 //! - `error`: error kinds and the policy the daemon applies to each.
 
 pub mod apply;

@@ -293,3 +293,113 @@ async fn a_watch_sees_changes_replicated_from_another_site() {
     s0.stop().await.unwrap();
     s1.stop().await.unwrap();
 }
+
+/// The same story between two SQLite sites — the embedded setup of the demo:
+/// each server keeps its file open and writes it while `dugong replicate`
+/// carries changes between the files. A change written through site 0 reaches
+/// a watcher of site 1 (the server's feed triggers fire for replicated rows),
+/// and the server's site-local `dugong_local_*` tables stay local.
+#[tokio::test]
+async fn a_watch_sees_changes_replicated_between_sqlite_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = [dir.path().join("site0.sqlite"), dir.path().join("site1.sqlite")];
+    let url = |i: usize| -> dugong_store::DbUrl { format!("sqlite:{}", paths[i].display()).parse().unwrap() };
+    let mut cfg0 = config(url(0));
+    cfg0.site = "site0".into();
+    let mut cfg1 = config(url(1));
+    cfg1.site = "site1".into();
+    let (s0, s1) = (TestServer::start(cfg0).await, TestServer::start(cfg1).await);
+
+    let json = format!(
+        r#"{{"databases": [{{"id": 0, "url": "sqlite:{}"}}, {{"id": 1, "url": "sqlite:{}"}}],
+            "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
+        paths[0].display(),
+        paths[1].display()
+    );
+    let replica_config = Arc::new(dugong_config::Config::from_str(&json, std::path::Path::new("test.json")).unwrap());
+    let stop = CancellationToken::new();
+    let replicator = tokio::spawn(daemon::run(replica_config, DaemonOptions::default(), stop.clone()));
+    for path in &paths {
+        dugong_testkit::wait_for("the replicator's first good run", DEADLINE, || async {
+            let c = rusqlite::Connection::open(path).ok()?;
+            let good: i64 =
+                c.query_row("SELECT count(*) FROM dugong_sync_state WHERE state = 'Good'", [], |r| r.get(0)).ok()?;
+            (good == 1).then_some(())
+        })
+        .await;
+    }
+    let c = rusqlite::Connection::open(&paths[0]).unwrap();
+    let captured: Vec<String> = c
+        .prepare("SELECT table_name FROM dugong_captured ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(captured, ["apps", "contexts", "events", "flows", "settings"], "dugong_local_* stay site-local");
+
+    let mut on1 = open(&s1, "", vec![]).await;
+    started(&mut on1).await;
+    let mut on0 = open(&s0, "", vec![]).await;
+    started(&mut on0).await;
+
+    put_setting(&s0, "shared", serde_json::json!("written on site 0")).await;
+    let c = change(&mut on0).await;
+    assert_eq!(setting(&c), ("shared", "\"written on site 0\""), "site 0 sees its own write");
+    let c = change(&mut on1).await;
+    assert_eq!(setting(&c), ("shared", "\"written on site 0\""), "site 1 sees it after replication");
+    let r = common::http().get(s1.url("/api/v1/settings/shared")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "and serves it through its API");
+
+    let mut ctx = pb::contexts_client::ContextsClient::new(s1.channel().await);
+    let values = [("patient".to_string(), "0101-1234".to_string())].into();
+    ctx.put_context(authed(pb::PutContextRequest { user: "alice".into(), values, expected_version: Some(0) }))
+        .await
+        .unwrap();
+    let c = change(&mut on0).await;
+    assert_eq!((c.resource(), c.key.as_str()), (pb::Resource::Contexts, "alice"), "and back from site 1 to site 0");
+
+    // An app written through site 0 shows on site 1 with its flow; updating the
+    // app keeps the flow (the replicator's connections have foreign keys off,
+    // and apply an update in place).
+    let (app, flow) = (uuid(), uuid());
+    let mut apps0 = pb::apps_client::AppsClient::new(s0.channel().await);
+    let put_app = |name: &str| pb::PutAppRequest { id: app.clone(), name: name.into(), ..Default::default() };
+    apps0.put_app(authed(put_app("v1"))).await.unwrap();
+    let mut flows0 = pb::flows_client::FlowsClient::new(s0.channel().await);
+    let put_flow = pb::PutFlowRequest { id: flow.clone(), app_id: app.clone(), name: "f".into(), ..Default::default() };
+    flows0.put_flow(authed(put_flow)).await.unwrap();
+    while change(&mut on1).await.key != flow {}
+    let mut apps1 = pb::apps_client::AppsClient::new(s1.channel().await);
+    let got = apps1.get_app(pb::GetAppRequest { id: app.clone() }).await.expect("the app is on site 1");
+    assert_eq!(got.into_inner().name, "v1");
+    apps0.put_app(authed(put_app("v2"))).await.unwrap();
+    loop {
+        if let Some(pb::change::Record::App(a)) = change(&mut on1).await.record {
+            if a.version == 2 {
+                assert_eq!(a.name, "v2");
+                break;
+            }
+        }
+    }
+    let mut flows1 = pb::flows_client::FlowsClient::new(s1.channel().await);
+    let kept = flows1.get_flow(pb::GetFlowRequest { id: flow.clone() }).await.expect("the flow survives on site 1");
+    assert_eq!(kept.into_inner().app_id, app);
+
+    // Site 1's info shows the sync the replicator records in its file.
+    let info =
+        pb::info_client::InfoClient::new(s1.channel().await).server_info(pb::ServerInfoRequest {}).await.unwrap();
+    let info = info.into_inner();
+    assert_eq!(info.site, "site1");
+    assert_eq!(
+        info.replication.first().map(|s| (s.sync.as_str(), s.state.as_str())),
+        Some(("sync0", "Good")),
+        "{info:?}"
+    );
+
+    stop.cancel();
+    let reports = replicator.await.unwrap();
+    assert!(reports.iter().all(|r| r.good), "{reports:?}");
+    s0.stop().await.unwrap();
+    s1.stop().await.unwrap();
+}

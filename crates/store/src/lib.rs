@@ -200,12 +200,9 @@ impl Store {
         dispatch!(self, s => s.purge_changes(keep).await)
     }
 
-    /// The syncs `dugong replicate` records in this database (PostgreSQL only).
+    /// The syncs `dugong replicate` records in this database.
     pub async fn replication(&self) -> Result<Vec<SyncHealth>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.replication().await,
-            Store::Sqlite(_) => Ok(Vec::new()),
-        }
+        dispatch!(self, s => s.replication().await)
     }
 
     pub fn pool_status(&self) -> PoolStatus {

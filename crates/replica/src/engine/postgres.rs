@@ -23,11 +23,12 @@ pub async fn connect(db: &Database, application_name: &str) -> Result<Client, Re
     let target = match &db.location {
         Location::Postgres(t) => t,
         Location::Sqlite(path) => {
+            // SQLite files go through engine::sqlite; reaching here is a caller's mistake.
             return Err(ReplicaError::Config(format!(
-                "{}: SQLite databases ({}) are not supported by the replicator yet",
+                "{} is a SQLite database (sqlite:{}), not a PostgreSQL server",
                 db.id,
                 path.display()
-            )))
+            )));
         }
     };
     let mut config = target.config.clone();

@@ -4,12 +4,13 @@
 //! SQLite lets one writer in at a time and readers alongside. Same tables as
 //! on PostgreSQL, with site-local state in tables named `dugong_local_*`.
 //!
-//! - `records`, `events`, `feed`, `migrate`: as for PostgreSQL.
+//! - `records`, `events`, `feed`, `migrate`, `replication`: as for PostgreSQL.
 
 mod events;
 mod feed;
 mod migrate;
 mod records;
+mod replication;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -18,10 +18,12 @@ use std::time::Duration;
 /// How long a lease lasts without renewal.
 pub const LEASE: Duration = Duration::from_secs(15);
 
-/// This replicator's identity in lease rows: pid, host and a random tag, so a
-/// reused pid is never mistaken for us.
+/// This replicator's identity in lease rows: pid, host and a tag drawn once per
+/// process, so a reused pid is never mistaken for us while this process may
+/// prepare its syncs again (after an error) without waiting for its own lease.
 pub fn owner_tag(who: &Replicator) -> String {
-    format!("{}@{}#{:016x}", who.pid, who.host, rand::random::<u64>())
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    format!("{}@{}#{:016x}", who.pid, who.host, TAG.get_or_init(rand::random::<u64>))
 }
 
 /// Takes the sync's lease on one file, or says who holds it. Own transaction.

@@ -8,7 +8,7 @@
 //! - `capture`: Dugong's `dugong_*` tables, row triggers, `--uninstall`.
 //! - `catalog`: the file's tables as the shared catalog rows.
 //! - `lease`: one replicator per sync.
-//! - `run`: one run; `state`: the run state status reads.
+//! - `run`: one run; `copy`: the initial copy; `state`: the run state status reads.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
 //! - `value`: keys that hash, values as text, the encoding compare hashes.
 //!
@@ -18,6 +18,7 @@
 mod capture;
 pub mod catalog;
 pub mod compare;
+pub mod copy;
 pub mod lease;
 pub mod open;
 pub mod run;
@@ -226,6 +227,11 @@ impl SqliteSync {
 
     pub async fn run_once(&self, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
         self.with(move |p| run::run_once(p, limits)).await
+    }
+
+    /// The initial copy (`onetimecopy`), when configured.
+    pub async fn initial_copy(&self) -> Result<(), ReplicaError> {
+        self.with(|p| copy::initial_copy(p)).await
     }
 
     pub async fn check_unchanged(&self) -> Result<(), ReplicaError> {

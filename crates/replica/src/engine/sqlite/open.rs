@@ -82,3 +82,22 @@ fn classify(err: &rusqlite::Error) -> String {
         _ => err.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    /// Read-only files and directories cannot be provoked when the tests run as
+    /// root (permission bits do not stop root): the messages are checked here.
+    #[test]
+    fn opening_errors_say_what_to_fix() {
+        assert!(classify(&failure(rusqlite::ffi::SQLITE_READONLY)).contains("is read-only"));
+        let cantopen = classify(&failure(rusqlite::ffi::SQLITE_CANTOPEN));
+        assert!(cantopen.contains("-wal and -shm") && cantopen.contains("directory must be writable"), "{cantopen}");
+        assert_eq!(classify(&failure(rusqlite::ffi::SQLITE_NOTADB)), "is not a SQLite database file");
+    }
+}

@@ -91,9 +91,30 @@ struct Advance {
 /// One table's pending changes on one source.
 type Changes = Vec<(SqliteKey, CommitTime)>;
 
+/// A decided key: its winner and the winning row (`None`: the key is gone).
+type Decided = (SqliteKey, DbId, Option<Vec<Value>>);
+
+/// How long a run waits for the write lock of its second and later files. The
+/// first one may take the full busy timeout, since nothing is held yet; after
+/// that, waiting long would keep the files already locked from their own
+/// applications, whose writes have a busy timeout too. A run that cannot get
+/// every lock soon lets go of all of them and is retried at once.
+const LATER_LOCK_WAIT: Duration = Duration::from_millis(100);
+
+fn begin(node: &Node, first: bool) -> Result<(), ReplicaError> {
+    let ctx = || "starting the run transaction (waiting for the file's write lock)".to_string();
+    if first {
+        return node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, ctx);
+    }
+    node.conn.busy_timeout(LATER_LOCK_WAIT).on_db(node.id, ctx)?;
+    let result = node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, ctx);
+    node.conn.busy_timeout(super::open::BUSY_TIMEOUT).on_db(node.id, ctx)?;
+    result
+}
+
 fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, Vec<Advance>), ReplicaError> {
-    for node in &p.nodes {
-        node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, || "starting the run transaction".into())?;
+    for (i, node) in p.nodes.iter().enumerate() {
+        begin(node, i == 0)?;
         lease::renew(&node.conn, node.id, &p.sync.name, &p.owner)?;
         // From here on, nothing this transaction writes is captured.
         node.conn
@@ -129,7 +150,7 @@ fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, V
 
     // 2. Resolve each table; fetch the winning rows from their sources before
     // anything is written.
-    let mut writes: Vec<(usize, Vec<(SqliteKey, DbId, Option<Vec<Value>>)>)> = Vec::new();
+    let mut writes: Vec<(usize, Vec<Decided>)> = Vec::new();
     for (ti, table) in p.tables.iter().enumerate() {
         let sources: Vec<SourceChanges<SqliteKey>> = reads
             .iter()

@@ -48,9 +48,17 @@ pub(super) fn record_good(p: &Prepared, node: &Node, outcome: &RunOutcome) -> Re
 }
 
 /// Refreshes "last good" after empty runs and renews the lease, on every file.
+/// A file busy past the busy timeout is skipped this time: a heartbeat is no
+/// reason to make the sync Bad, and the next one (or the next run) renews.
 pub(super) fn record_idle(p: &Prepared) -> Result<(), ReplicaError> {
     for node in &p.nodes {
-        node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, || "recording the run".into())?;
+        if let Err(e) = node.conn.execute_batch("BEGIN IMMEDIATE") {
+            if crate::error::sqlite_busy(&e) {
+                tracing::debug!(db = %node.id, "file busy; heartbeat skipped");
+                continue;
+            }
+            return Err(ReplicaError::Sqlite { db: node.id, context: "recording the run".into(), source: e });
+        }
         let result = (|| {
             super::lease::renew(&node.conn, node.id, &p.sync.name, &p.owner)?;
             node.conn

@@ -1,0 +1,137 @@
+//! The initial copy (`onetimecopy`) between SQLite files, with the rules of the
+//! PostgreSQL engine (`crate::copy`): 1 empties each target table and copies it
+//! from the first source; 2 fills only empty tables — for a sync of several
+//! sources without targets, each empty table from the one source that has rows
+//! (several with rows is an error), and 1 is refused there.
+//!
+//! One transaction per file, like a run: `BEGIN IMMEDIATE` and the no-capture
+//! flag, so copied rows are not shipped back as changes.
+
+use super::catalog::quoted;
+use super::{Node, Prepared};
+use crate::catalog::TableInfo;
+use crate::error::{ReplicaError, StatementContext};
+use dugong_config::OneTimeCopy;
+use dugong_core::quote_ident;
+use rusqlite::params_from_iter;
+use rusqlite::types::Value;
+
+/// Does the sync's initial copy, if it has one. Blocking.
+pub fn initial_copy(p: &Prepared) -> Result<(), ReplicaError> {
+    let mode = p.sync.onetimecopy;
+    if mode == OneTimeCopy::None || p.tables.is_empty() {
+        return Ok(());
+    }
+    let multi_source_only = p.sync.targets.is_empty() && p.sync.sources.len() > 1;
+    if mode == OneTimeCopy::Full && multi_source_only {
+        return Err(ReplicaError::Config(format!(
+            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
+            p.sync.index,
+            p.sync.name,
+            p.sync.sources.len()
+        )));
+    }
+    for node in &p.nodes {
+        node.conn
+            .execute_batch("BEGIN IMMEDIATE; INSERT OR IGNORE INTO dugong_applying (id) VALUES (1);")
+            .on_db(node.id, || "starting the initial copy".into())?;
+    }
+    let result = copy_tables(p, mode);
+    if result.is_ok() {
+        for node in &p.nodes {
+            if let Err(e) = node
+                .conn
+                .execute_batch("DELETE FROM dugong_applying; COMMIT")
+                .on_db(node.id, || "committing the initial copy".into())
+            {
+                super::run::rollback_all(p);
+                return Err(e);
+            }
+        }
+        return Ok(());
+    }
+    super::run::rollback_all(p);
+    result
+}
+
+fn copy_tables(p: &Prepared, mode: OneTimeCopy) -> Result<(), ReplicaError> {
+    let sync = &p.sync;
+    for table in &p.tables {
+        let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
+            let mut with_rows = Vec::new();
+            for n in &p.nodes {
+                if has_rows(n, table)? {
+                    with_rows.push(n);
+                }
+            }
+            match with_rows.len() {
+                0 => continue,
+                n if n == p.nodes.len() => continue,
+                1 => (with_rows[0], p.nodes.iter().filter(|n| n.id != with_rows[0].id).collect()),
+                _ => {
+                    let names: Vec<String> = with_rows.iter().map(|n| n.id.to_string()).collect();
+                    return Err(ReplicaError::Config(format!(
+                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
+                        sync.index,
+                        table.name,
+                        names.join(" and ")
+                    )));
+                }
+            }
+        } else {
+            let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("the first source is a node");
+            if mode == OneTimeCopy::EmptyOnly && !has_rows(source, table)? {
+                continue;
+            }
+            let mut into = Vec::new();
+            for n in p.nodes.iter().filter(|n| !n.source) {
+                if mode == OneTimeCopy::Full || !has_rows(n, table)? {
+                    into.push(n);
+                }
+            }
+            (source, into)
+        };
+        if !into.is_empty() {
+            copy_table(from, &into, table, mode == OneTimeCopy::Full)?;
+        }
+    }
+    Ok(())
+}
+
+fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
+    n.conn
+        .query_row(&format!("SELECT EXISTS (SELECT 1 FROM {})", quoted(&table.name)), [], |r| r.get(0))
+        .on_db(n.id, || format!("looking into {}", table.name))
+}
+
+fn copy_table(from: &Node, into: &[&Node], table: &TableInfo, empty_first: bool) -> Result<(), ReplicaError> {
+    let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+    let insert = format!("INSERT INTO {} ({}) VALUES ({})", quoted(&table.name), cols.join(", "), marks.join(", "));
+    for n in into {
+        if empty_first {
+            n.conn
+                .execute(&format!("DELETE FROM {}", quoted(&table.name)), [])
+                .on_db(n.id, || format!("emptying {} for the initial copy", table.name))?;
+        }
+    }
+    let ctx = || format!("copying out of {}", table.name);
+    let mut stmt =
+        from.conn.prepare(&format!("SELECT {} FROM {}", cols.join(", "), quoted(&table.name))).on_db(from.id, ctx)?;
+    let mut rows = stmt.query([]).on_db(from.id, ctx)?;
+    let mut count = 0u64;
+    while let Some(r) = rows.next().on_db(from.id, ctx)? {
+        let values: Vec<Value> =
+            (0..cols.len()).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>().on_db(from.id, ctx)?;
+        for n in into {
+            n.conn
+                .prepare_cached(&insert)
+                .and_then(|mut s| s.execute(params_from_iter(values.iter())))
+                .on_db(n.id, || format!("copying into {}", table.name))?;
+        }
+        count += 1;
+    }
+    let targets: Vec<String> = into.iter().map(|n| n.id.to_string()).collect();
+    tracing::info!(table = %table.name, from = %from.id, into = %targets.join(","), rows = count, "initial copy done");
+    Ok(())
+}

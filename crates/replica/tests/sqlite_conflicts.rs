@@ -1,0 +1,92 @@
+//! Conflicts between SQLite files, under each strategy, with the conflict log.
+
+mod sqlite_sites;
+
+use dugong_replica::engine::sqlite;
+use dugong_replica::run::RunLimits;
+use dugong_replica::ReplicaError;
+use sqlite_sites::{prepare, sync_all, Sites};
+
+const SCHEMA: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);";
+
+/// Writes `v` for key 1 on `site`, then lets the clock move on: change times
+/// come from the triggers, with SQLite's millisecond resolution.
+fn write(sites: &Sites, site: usize, v: &str) {
+    sites.exec(site, &format!("INSERT INTO t VALUES (1, '{v}') ON CONFLICT (id) DO UPDATE SET v = excluded.v"));
+    later();
+}
+
+/// Waits until SQLite's clock has certainly moved to a later millisecond.
+fn later() {
+    let before = std::time::Instant::now();
+    while before.elapsed() < std::time::Duration::from_millis(3) {
+        std::hint::spin_loop();
+    }
+}
+
+fn log(sites: &Sites, i: usize) -> Vec<String> {
+    sites.rows(i, "SELECT table_name, key, winner, loser, reason, winner_changed > loser_changed FROM dugong_conflict_log ORDER BY id")
+}
+
+#[test]
+fn latest_change_wins_per_row_and_is_logged_everywhere() {
+    let sites = Sites::new(2, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (2, 'base');");
+    let mut p = prepare(&sites.config(""));
+    write(&sites, 0, "old on 0");
+    write(&sites, 1, "new on 1");
+    // Row 2: site 1 first, then site 0 — decided per row, not per table.
+    sites.exec(1, "UPDATE t SET v = 'old on 1' WHERE id = 2");
+    later();
+    sites.exec(0, "UPDATE t SET v = 'new on 0' WHERE id = 2");
+    let runs = sync_all(&mut p);
+    assert_eq!(runs[0].conflicts.len(), 2);
+    assert_eq!(
+        sites.assert_same("SELECT id, v FROM t ORDER BY id"),
+        vec![r#"Integer(1)|Text("new on 1")"#, r#"Integer(2)|Text("new on 0")"#]
+    );
+    for i in 0..2 {
+        let mut entries = log(&sites, i);
+        entries.sort();
+        assert_eq!(
+            entries,
+            vec![
+                r#"Text("t")|Text("[\"1\"]")|Text("db1")|Text("db0")|Text("changed on both")|Integer(1)"#,
+                r#"Text("t")|Text("[\"2\"]")|Text("db0")|Text("db1")|Text("changed on both")|Integer(1)"#,
+            ]
+        );
+    }
+    assert_eq!(sites.count(0, "SELECT conflicts_total FROM dugong_sync_state"), 2);
+}
+
+#[test]
+fn a_priority_list_wins_whatever_the_times() {
+    let sites = Sites::new(2, SCHEMA);
+    let mut p = prepare(&sites.config(r#", "conflict_strategy": [0, 1]"#));
+    write(&sites, 1, "first on 1");
+    write(&sites, 0, "earlier on 0? no, later on 0");
+    write(&sites, 1, "latest on 1");
+    let runs = sync_all(&mut p);
+    assert_eq!(runs[0].conflicts.len(), 1);
+    assert_eq!(sites.assert_same("SELECT v FROM t"), vec![r#"Text("earlier on 0? no, later on 0")"#]);
+    assert_eq!(log(&sites, 1).len(), 1);
+}
+
+#[test]
+fn abort_applies_nothing_and_keeps_the_changes() {
+    let sites =
+        Sites::new(2, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE u (id INTEGER PRIMARY KEY);");
+    let mut p = prepare(&sites.config(r#", "conflict_strategy": "abort""#));
+    sites.exec(0, "INSERT INTO u VALUES (1)");
+    write(&sites, 0, "zero");
+    write(&sites, 1, "one");
+    let err = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap_err();
+    assert!(matches!(err, ReplicaError::ConflictAbort { count: 1, .. }), "{err}");
+    assert!(err.to_string().contains("main.t"), "{err}");
+    assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 0, "nothing applied, not even other tables");
+    assert_eq!(sites.rows(0, "SELECT v FROM t"), vec![r#"Text("zero")"#]);
+    assert!(sites.change_rows(0) > 0 && sites.change_rows(1) > 0, "the changes are kept");
+    // An operator settles it (site 1 takes site 0's value), and the sync moves on.
+    sites.exec(1, "UPDATE t SET v = 'zero'");
+    let again = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap_err();
+    assert!(matches!(again, ReplicaError::ConflictAbort { .. }), "the conflict stays until resolved by config");
+}
