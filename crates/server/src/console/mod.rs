@@ -192,12 +192,12 @@ fn login_form(frame: &Frame, next: &str, name: &str, notice: &Notice, status: St
 }
 
 async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     if !session::same_origin(&parts.headers) {
         return session::forbidden("This login came from another web site and was refused.");
     }
     let ip = session::client_ip(&parts);
-    let headers = std::mem::take(&mut parts.headers);
+    let headers = parts.headers.clone();
     let request = Request::from_parts(parts, body);
     let Ok(Form(fields)) = <Form<Vec<(String, String)>> as axum::extract::FromRequest<AppState>>::from_request(request, &state).await
     else {
