@@ -95,7 +95,8 @@ impl ServerConfig {
         if self.watch_poll.is_zero() || self.health_interval.is_zero() {
             return Err(ConfigError::Invalid { setting: "intervals", reason: "must be longer than zero".into() });
         }
-        if self.console.session_ttl.is_zero() || self.console.login_window.is_zero() || self.console.login_attempts == 0 {
+        if self.console.session_ttl.is_zero() || self.console.login_window.is_zero() || self.console.login_attempts == 0
+        {
             return Err(ConfigError::Invalid {
                 setting: "console",
                 reason: "session lifetime, login window and attempts must be more than zero".into(),

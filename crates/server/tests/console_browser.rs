@@ -117,7 +117,12 @@ async fn console_changes_show_on_the_other_site_and_conflicts_lose_nothing() {
     let script = browser.find("#script").await;
     assert_eq!(browser.value(&script).await, "click \"Invoices\"\nwait 2s\ntype {patient}");
     browser.click(&script).await;
-    browser.script("const a = document.getElementById('script'); a.setSelectionRange(a.value.length, a.value.length);", vec![]).await;
+    browser
+        .script(
+            "const a = document.getElementById('script'); a.setSelectionRange(a.value.length, a.value.length);",
+            vec![],
+        )
+        .await;
     browser.type_into(&script, "\n\u{E004}save").await; // U+E004: the Tab key
     browser.click(&browser.find("#save").await).await;
     browser.wait_for_text("Saved: version 2.", false).await;

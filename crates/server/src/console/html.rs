@@ -160,7 +160,11 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
 pub fn bare_page(title: &str, body: &str) -> Html<String> {
     let mut out = String::new();
     head(&mut out, &format!("{title} · Dugong"));
-    let _ = write!(out, "<main id=\"main\"><h1>{}</h1>{body}<p><a href=\"/apps\">Back to the console</a></p></main></body></html>", esc(title));
+    let _ = write!(
+        out,
+        "<main id=\"main\"><h1>{}</h1>{body}<p><a href=\"/apps\">Back to the console</a></p></main></body></html>",
+        esc(title)
+    );
     Html(out)
 }
 
@@ -193,7 +197,10 @@ mod tests {
 
     #[test]
     fn escaping_covers_text_and_attributes() {
-        assert_eq!(esc(r#"<a href="x" onclick='y'>&</a>"#), "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            esc(r#"<a href="x" onclick='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
         assert_eq!(url_component("/apps?x=1 2"), "%2Fapps%3Fx%3D1%202");
     }
 

@@ -199,7 +199,8 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let ip = session::client_ip(&parts);
     let headers = parts.headers.clone();
     let request = Request::from_parts(parts, body);
-    let Ok(Form(fields)) = <Form<Vec<(String, String)>> as axum::extract::FromRequest<AppState>>::from_request(request, &state).await
+    let Ok(Form(fields)) =
+        <Form<Vec<(String, String)>> as axum::extract::FromRequest<AppState>>::from_request(request, &state).await
     else {
         return (StatusCode::BAD_REQUEST, "a login is a form with name and password").into_response();
     };
@@ -241,7 +242,10 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     }
     tracing::info!(user = %name, client = %ip, "console login");
     let mut response = Redirect::to(&next).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session::set_cookie(config.secure_cookie, &state.config.site, Some(&token), config.session_ttl));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(config.secure_cookie, &state.config.site, Some(&token), config.session_ttl),
+    );
     response
 }
 
@@ -261,7 +265,10 @@ async fn logout(State(state): State<AppState>, change: Change) -> Response {
     tracing::info!(user = %change.authed.user, "console logout");
     let mut response = Redirect::to("/login").into_response();
     let config = &state.config.console;
-    response.headers_mut().insert(header::SET_COOKIE, session::set_cookie(config.secure_cookie, &state.config.site, None, config.session_ttl));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(config.secure_cookie, &state.config.site, None, config.session_ttl),
+    );
     response
 }
 

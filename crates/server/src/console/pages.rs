@@ -78,7 +78,8 @@ pub async fn apps(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Respons
         Ok(a) => a,
         Err(e) => return failure(&ctx, &e),
     };
-    let mut body = String::from("<p class=\"actions\"><a class=\"button\" id=\"new-app\" href=\"/apps/new\">New app</a></p>");
+    let mut body =
+        String::from("<p class=\"actions\"><a class=\"button\" id=\"new-app\" href=\"/apps/new\">New app</a></p>");
     if apps.is_empty() {
         body.push_str("<p class=\"empty\">No apps yet.</p>");
     } else {
@@ -160,7 +161,14 @@ pub async fn app(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Strin
         t = html::time(app.updated_at),
         id = esc(&app.id)
     );
-    body.push_str(&app_form(&ctx, &format!("/apps/{}", app.id), &app.name, &app.description, Some(app.version), "Save app"));
+    body.push_str(&app_form(
+        &ctx,
+        &format!("/apps/{}", app.id),
+        &app.name,
+        &app.description,
+        Some(app.version),
+        "Save app",
+    ));
     body.push_str(&format!(
         "<h2>Flows</h2><p class=\"actions\"><a class=\"button\" id=\"new-flow\" href=\"/apps/{}/flows/new\">New flow</a></p>",
         esc(&app.id)
@@ -219,7 +227,14 @@ pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Respo
                 ),
                 _ => (None, "<p>The app was deleted.</p>".to_string()),
             };
-            let mine = app_form(&ctx, &format!("/apps/{id}"), &name, &description, version.or(Some(0)), "Save mine over theirs");
+            let mine = app_form(
+                &ctx,
+                &format!("/apps/{id}"),
+                &name,
+                &description,
+                version.or(Some(0)),
+                "Save mine over theirs",
+            );
             conflict_page(&ctx, "app", version, &mine, &theirs)
         }
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
@@ -246,7 +261,8 @@ pub(crate) fn conflict_page(ctx: &Ctx, what: &str, current: Option<i64>, mine: &
          <section aria-labelledby=\"theirs-h\" id=\"theirs\"><h2 id=\"theirs-h\">Saved: {title}</h2>{theirs}</section></div>"
     );
     let section = if what == "setting" { Section::Settings } else { Section::Apps };
-    (StatusCode::CONFLICT, ctx.page(section, &format!("Conflict: {what} changed"), &Notice::Error(message), &body)).into_response()
+    (StatusCode::CONFLICT, ctx.page(section, &format!("Conflict: {what} changed"), &Notice::Error(message), &body))
+        .into_response()
 }
 
 pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
@@ -267,7 +283,15 @@ pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Res
 }
 
 /// The script editor and the flow's fields.
-fn flow_form(ctx: &Ctx, action: &str, app_id: &str, name: &str, script: &str, version: Option<i64>, button: &str) -> String {
+fn flow_form(
+    ctx: &Ctx,
+    action: &str,
+    app_id: &str,
+    name: &str,
+    script: &str,
+    version: Option<i64>,
+    button: &str,
+) -> String {
     format!(
         "<form method=\"post\" action=\"{action}\" class=\"record flow\">{csrf}{version}{app}\
          <p><label for=\"name\">Name</label><input id=\"name\" name=\"name\" required maxlength=\"200\" value=\"{name}\"></p>\
@@ -337,8 +361,22 @@ pub async fn flow(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Stri
         Err(r) => return r,
     };
     let mut body = flow_meta(&f);
-    body.push_str(&flow_form(&ctx, &format!("/flows/{}", f.id), &f.app_id, &f.name, &f.script, Some(f.version), "Save flow"));
-    body.push_str(&delete_form(&ctx, &format!("/flows/{}/delete", f.id), f.version, "Delete flow", &html::hidden("app_id", &f.app_id)));
+    body.push_str(&flow_form(
+        &ctx,
+        &format!("/flows/{}", f.id),
+        &f.app_id,
+        &f.name,
+        &f.script,
+        Some(f.version),
+        "Save flow",
+    ));
+    body.push_str(&delete_form(
+        &ctx,
+        &format!("/flows/{}/delete", f.id),
+        f.version,
+        "Delete flow",
+        &html::hidden("app_id", &f.app_id),
+    ));
     ctx.page(Section::Apps, &format!("Flow {}", f.name), &notice_from(&q), &body)
 }
 
@@ -362,12 +400,20 @@ pub async fn save_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Resp
                 ),
                 _ => (None, "<p>The flow was deleted.</p>".to_string()),
             };
-            let mine =
-                flow_form(&ctx, &format!("/flows/{id}"), &app_id, &name, &script, version.or(Some(0)), "Save mine over theirs");
+            let mine = flow_form(
+                &ctx,
+                &format!("/flows/{id}"),
+                &app_id,
+                &name,
+                &script,
+                version.or(Some(0)),
+                "Save mine over theirs",
+            );
             conflict_page(&ctx, "flow", version, &mine, &theirs)
         }
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
-            let body = flow_form(&ctx, &format!("/flows/{id}"), &app_id, &name, &script, form_version(&change), "Save flow");
+            let body =
+                flow_form(&ctx, &format!("/flows/{id}"), &app_id, &name, &script, form_version(&change), "Save flow");
             let notice = Notice::Error(format!("{field}: {reason}"));
             (StatusCode::BAD_REQUEST, ctx.page(Section::Apps, "Edit flow", &notice, &body)).into_response()
         }

@@ -92,14 +92,17 @@ pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
     let refuse = |message: String| {
         let mut body = setting_form(&ctx, "/settings", None, &text, None, "Create setting");
         body = body.replacen("name=\"key\" required", &format!("name=\"key\" value=\"{}\" required", esc(&key)), 1);
-        (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, "New setting", &Notice::Error(message), &body)).into_response()
+        (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, "New setting", &Notice::Error(message), &body))
+            .into_response()
     };
     let value = match parse_value(&text) {
         Ok(v) => v,
         Err(m) => return refuse(m),
     };
     match ops::put(&ctx.state, Input::setting(&key, &value), Some(0)).await {
-        Ok(r) => Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response(),
+        Ok(r) => {
+            Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
+        }
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => refuse(format!("{field}: {reason}")),
         Err(ApiError::Store(StoreError::Conflict { .. })) => {
             refuse(format!("A setting {key:?} exists already: open it from the list to change it."))
@@ -144,17 +147,25 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
         Ok(v) => v,
         Err(m) => {
             let body = setting_form(&ctx, &action, Some(&key), &text, expected, "Save setting");
-            return (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, &format!("Setting {key}"), &Notice::Error(m), &body))
+            return (
+                StatusCode::BAD_REQUEST,
+                ctx.page(Section::Settings, &format!("Setting {key}"), &Notice::Error(m), &body),
+            )
                 .into_response();
         }
     };
     match ops::put(&ctx.state, Input::setting(&key, &value), expected).await {
-        Ok(r) => Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response(),
+        Ok(r) => {
+            Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
+        }
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let (version, theirs) = match ops::get(&ctx.state, Kind::Setting, &key).await {
                 Ok(Record::Setting(s)) => (
                     Some(s.version),
-                    format!("<pre class=\"code saved\" tabindex=\"0\">{}</pre>", esc(&serde_json::to_string_pretty(&s.value).unwrap_or_default())),
+                    format!(
+                        "<pre class=\"code saved\" tabindex=\"0\">{}</pre>",
+                        esc(&serde_json::to_string_pretty(&s.value).unwrap_or_default())
+                    ),
                 ),
                 _ => (None, "<p>The setting was deleted.</p>".to_string()),
             };
@@ -184,9 +195,8 @@ pub async fn contexts(ctx: Ctx) -> Response {
         Ok(c) => c,
         Err(e) => return failure(&ctx, &e),
     };
-    let mut body = String::from(
-        "<p class=\"hint\">Each user's shared desktop context, as clients set it. Read-only here.</p>",
-    );
+    let mut body =
+        String::from("<p class=\"hint\">Each user's shared desktop context, as clients set it. Read-only here.</p>");
     if contexts.is_empty() {
         body.push_str("<p class=\"empty\">No contexts yet.</p>");
     } else {

@@ -39,7 +39,9 @@ pub async fn status(ctx: Ctx) -> Response {
         );
         for s in &info.replication {
             let class = if s.state == "Good" { "good" } else { "bad" };
-            let lag = s.lag.map_or("unknown (track_commit_timestamp off?)".to_string(), |l| format!("{:.1} s", l.as_secs_f64()));
+            let lag = s
+                .lag
+                .map_or("unknown (track_commit_timestamp off?)".to_string(), |l| format!("{:.1} s", l.as_secs_f64()));
             let last = s.last_good_age.map_or("never".to_string(), |a| format!("{:.0} s ago", a.as_secs_f64()));
             body.push_str(&format!(
                 "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>",
@@ -70,7 +72,9 @@ pub async fn status(ctx: Ctx) -> Response {
             }
             body.push_str("</tbody></table>");
         }
-        Err(e) => body.push_str(&format!("<p class=\"notice error\">Events cannot be read: {}</p>", esc(&e.to_string()))),
+        Err(e) => {
+            body.push_str(&format!("<p class=\"notice error\">Events cannot be read: {}</p>", esc(&e.to_string())))
+        }
     }
     ctx.page(Section::Status, "Status", &Notice::None, &body)
 }

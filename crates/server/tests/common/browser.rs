@@ -44,8 +44,12 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
-        let mut browser =
-            Browser { driver, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), _profile: profile };
+        let mut browser = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _profile: profile,
+        };
         let status = format!("{}/status", browser.base);
         let http = browser.http.clone();
         dugong_testkit::wait_for("chromedriver to answer", DEADLINE, || async {

@@ -170,7 +170,8 @@ impl TwoSites {
         for db in &dbs {
             let client = Cluster::shared().connect(&dbname(db)).await.unwrap();
             wait_for("the replicator's first good run", DEADLINE, || async {
-                let row = client.query_opt("SELECT state FROM dugong.sync_state WHERE state = 'Good'", &[]).await.ok()?;
+                let row =
+                    client.query_opt("SELECT state FROM dugong.sync_state WHERE state = 'Good'", &[]).await.ok()?;
                 row.map(|_| ())
             })
             .await;

@@ -19,8 +19,14 @@ impl PgStore {
             micros("updated_at")
         );
         let conn = self.conn().await?;
-        let row = conn.query_one(&sql, &[&name, &password_hash]).await.map_err(|e| from_pg("writing console_users", &e))?;
-        Ok(ConsoleUser { name: row.get(0), password_hash: row.get(1), version: row.get(2), updated_at: Micros(row.get(3)) })
+        let row =
+            conn.query_one(&sql, &[&name, &password_hash]).await.map_err(|e| from_pg("writing console_users", &e))?;
+        Ok(ConsoleUser {
+            name: row.get(0),
+            password_hash: row.get(1),
+            version: row.get(2),
+            updated_at: Micros(row.get(3)),
+        })
     }
 
     pub(crate) async fn console_user(&self, name: &str) -> Result<Option<ConsoleUser>, StoreError> {
@@ -30,7 +36,12 @@ impl PgStore {
         );
         let conn = self.conn().await?;
         let row = conn.query_opt(&sql, &[&name]).await.map_err(|e| from_pg("reading console_users", &e))?;
-        Ok(row.map(|r| ConsoleUser { name: r.get(0), password_hash: r.get(1), version: r.get(2), updated_at: Micros(r.get(3)) }))
+        Ok(row.map(|r| ConsoleUser {
+            name: r.get(0),
+            password_hash: r.get(1),
+            version: r.get(2),
+            updated_at: Micros(r.get(3)),
+        }))
     }
 
     pub(crate) async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
