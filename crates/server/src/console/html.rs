@@ -141,14 +141,14 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
         }
         out.push_str("</nav>\n");
     }
-    let _ = write!(out, "<main id=\"main\" tabindex=\"-1\"><h1>{}</h1>\n", esc(title));
+    let _ = writeln!(out, "<main id=\"main\" tabindex=\"-1\"><h1>{}</h1>", esc(title));
     match notice {
         Notice::None => {}
         Notice::Ok(m) => {
-            let _ = write!(out, "<p class=\"notice ok\" role=\"status\" id=\"notice\">{}</p>\n", esc(m));
+            let _ = writeln!(out, "<p class=\"notice ok\" role=\"status\" id=\"notice\">{}</p>", esc(m));
         }
         Notice::Error(m) => {
-            let _ = write!(out, "<p class=\"notice error\" role=\"alert\" id=\"notice\">{}</p>\n", esc(m));
+            let _ = writeln!(out, "<p class=\"notice error\" role=\"alert\" id=\"notice\">{}</p>", esc(m));
         }
     }
     out.push_str(body);

@@ -108,7 +108,7 @@ fn app_form(ctx: &Ctx, action: &str, name: &str, description: &str, version: Opt
     format!(
         "<form method=\"post\" action=\"{action}\" class=\"record\">{csrf}{version}\
          <p><label for=\"name\">Name</label><input id=\"name\" name=\"name\" required maxlength=\"200\" value=\"{name}\"></p>\
-         <p><label for=\"description\">Description</label><textarea id=\"description\" name=\"description\" rows=\"3\">{desc}</textarea></p>\
+         <p><label for=\"description\">Description</label><textarea id=\"description\" name=\"description\" rows=\"3\">\n{desc}</textarea></p>\
          <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
         action = esc(action),
         csrf = ctx.csrf(),
@@ -282,7 +282,9 @@ pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Res
     }
 }
 
-/// The script editor and the flow's fields.
+/// The script editor and the flow's fields. (Every `<textarea>` opens with a
+/// newline: the HTML parser drops one right after the tag, so a text's own
+/// leading newline survives.)
 fn flow_form(
     ctx: &Ctx,
     action: &str,
@@ -299,16 +301,14 @@ fn flow_form(
          <span class=\"hint\" id=\"script-help\">Tab indents; press Esc, then Tab, to leave the editor.</span></p>\
          <div class=\"editor\"><pre class=\"gutter\" aria-hidden=\"true\"></pre>\
          <textarea id=\"script\" name=\"script\" class=\"code\" rows=\"20\" spellcheck=\"false\" autocapitalize=\"off\" \
-         autocomplete=\"off\" wrap=\"off\" aria-describedby=\"script-help\">{script}</textarea></div>\
+         autocomplete=\"off\" wrap=\"off\" aria-describedby=\"script-help\">\n{script}</textarea></div>\
          <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
         action = esc(action),
         csrf = ctx.csrf(),
         version = version.map_or(String::new(), |v| html::hidden("version", &v.to_string())),
         app = html::hidden("app_id", app_id),
         name = esc(name),
-        // A newline right after <textarea> is dropped by the parser: keep a
-        // script's own leading newline.
-        script = format!("\n{}", esc(script)),
+        script = esc(script),
         button = esc(button),
     )
 }

@@ -31,13 +31,13 @@ fn setting_form(ctx: &Ctx, action: &str, key: Option<&str>, value: &str, version
          <p><label for=\"value\">Value (JSON)</label>\
          <span class=\"hint\" id=\"value-help\">Any JSON: a string needs its quotes, like \"on\".</span></p>\
          <textarea id=\"value\" name=\"value\" class=\"code json\" rows=\"8\" spellcheck=\"false\" \
-         aria-describedby=\"value-help value-check\">{value}</textarea>\
+         aria-describedby=\"value-help value-check\">\n{value}</textarea>\
          <p class=\"json-check\" id=\"value-check\" aria-live=\"polite\"></p>\
          <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
         action = esc(action),
         csrf = ctx.csrf(),
         version = version.map_or(String::new(), |v| html::hidden("version", &v.to_string())),
-        value = format!("\n{}", esc(value)),
+        value = esc(value),
         button = esc(button),
     )
 }
