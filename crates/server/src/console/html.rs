@@ -219,10 +219,10 @@ mod tests {
             host: "<h>".into(),
             version: "1",
             health: Health { class: "good", text: "<ok>".into() },
-            user: Some(("<u>".into(), "\"c".into())),
+            user: Some(("<u>".into(), "\"<c>".into())),
         };
         let html = page(&frame, Section::Apps, "<t>", &Notice::Ok("<n>".into()), "").0;
-        for raw in ["<h>", "<ok>", "<u>", "\"c", "<t>", "<n>"] {
+        for raw in ["<h>", "<ok>", "<u>", "\"<c>", "<t>", "<n>"] {
             assert!(!html.contains(raw), "{raw} unescaped in {html}");
         }
     }
