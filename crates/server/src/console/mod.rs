@@ -209,7 +209,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let frame = frame(&state, &headers, None).await;
     let limiter = &state.login_limiter;
     if let Err(wait) = limiter.check(&name, ip, Instant::now()) {
-        tracing::warn!(user = %name, client = %ip, "console login refused: too many failures");
+        tracing::warn!(client = %ip, "console login refused: too many failures");
         let notice = Notice::Error(format!("Too many failed logins. Try again in {} s.", wait.as_secs().max(1)));
         return login_form(&frame, &next, &name, &notice, StatusCode::TOO_MANY_REQUESTS);
     }
@@ -224,7 +224,12 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     let matched = tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.unwrap_or(false);
     if !(matched && user.is_some()) {
         limiter.failed(&name, ip, Instant::now());
-        tracing::info!(user = %name, client = %ip, "console login failed");
+        // The name is logged only when it is a user's: what someone typed into
+        // the name field may be a password.
+        match &user {
+            Some(_) => tracing::info!(user = %name, client = %ip, "console login failed: wrong password"),
+            None => tracing::info!(client = %ip, "console login failed: no such user"),
+        }
         let notice = Notice::Error("Wrong user name or password.".into());
         return login_form(&frame, &next, &name, &notice, StatusCode::UNAUTHORIZED);
     }

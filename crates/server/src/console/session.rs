@@ -95,7 +95,12 @@ impl FromRequestParts<AppState> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, Response> {
         let to_login = || {
-            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            // Back to the page after logging in; a refused form post goes to
+            // the start page instead (its URL only takes posts).
+            let next = match parts.method {
+                axum::http::Method::GET => parts.uri.path_and_query().map_or("/apps", |p| p.as_str()),
+                _ => "/apps",
+            };
             let target = format!("/login?next={}", super::html::url_component(next));
             Redirect::to(&target).into_response()
         };
@@ -207,7 +212,7 @@ impl LoginLimiter {
     /// `Err(wait)` when this pair must wait before trying again.
     pub fn check(&self, user: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = map.get_mut(&(user.to_string(), ip)) else {
+        let Some(times) = map.get_mut(&key(user, ip)) else {
             return Ok(());
         };
         times.retain(|t| now.duration_since(*t) < self.window);
@@ -226,12 +231,18 @@ impl LoginLimiter {
                 map.clear();
             }
         }
-        map.entry((user.to_string(), ip)).or_default().push(now);
+        map.entry(key(user, ip)).or_default().push(now);
     }
 
     pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&(user.to_string(), ip));
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key(user, ip));
     }
+}
+
+/// The limiter's key: a user name longer than any real one (64 characters) is
+/// cut, so huge names cost no memory.
+fn key(user: &str, ip: IpAddr) -> (String, IpAddr) {
+    (user.chars().take(65).collect(), ip)
 }
 
 #[cfg(test)]
