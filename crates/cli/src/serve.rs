@@ -104,12 +104,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.console.secure_cookie = !args.console_insecure_cookie;
     // Refuse a bad configuration before taking any port.
     config.validate()?;
+    let shutdown = wait_for_signal();
     let listeners = Listeners {
         grpc: bind("--grpc", args.grpc).await?,
         http: bind("--http", args.http).await?,
         metrics: Some(bind("--metrics", args.metrics).await?),
     };
-    dugong_server::run(listeners, config, wait_for_signal()).await?;
+    dugong_server::run(listeners, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -214,15 +215,20 @@ async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{flag} {addr}: cannot listen"))
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn wait_for_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed here, before
+/// any port answers, not when the future is first polled: a SIGTERM that
+/// arrives while the server is still starting must drain it, not kill it.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining, then stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: draining, then stopping"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining, then stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: draining, then stopping"),
+        }
     }
 }

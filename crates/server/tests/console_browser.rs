@@ -102,7 +102,12 @@ async fn console_changes_show_on_the_other_site_and_conflicts_lose_nothing() {
     shots.take(&browser, "flow-editor").await;
 
     // Site 1's console shows them, after replication; the admin made on
-    // site 0 logs in there too.
+    // site 0 logs in there too (once the replicator brought the user over).
+    let store1 = Store::open(&sites.dbs[1], StoreOptions::default()).await.unwrap();
+    dugong_testkit::wait_for("the admin to reach site 1", DEADLINE, || async {
+        store1.console_user(ADMIN).await.ok().flatten().map(|_| ())
+    })
+    .await;
     log_in(&browser, s1, ADMIN, PASSWORD).await;
     browser.find("#new-app").await;
     assert_eq!(browser.text(&browser.find("#site-id").await).await, "1");
