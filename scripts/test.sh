@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need (PostgreSQL's server
-# binaries) when missing; the tests start their own servers on free ports.
+# binaries, Chromium and chromedriver) when missing; the tests start their own
+# servers and browser on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    echo "installing PostgreSQL (the tests start their own servers)" >&2
+# PostgreSQL's server binaries, and Chromium with its WebDriver for the
+# console's browser tests; each only when missing.
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (the tests start their own servers and browser)" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo fmt --all -- --check

@@ -60,6 +60,24 @@ pub struct Args {
     /// Largest request body or gRPC message, in bytes.
     #[arg(long, env = "DUGONG_BODY_LIMIT", default_value_t = 2 * 1024 * 1024)]
     body_limit: usize,
+    /// Create the console user NAME (or set its password), then exit without
+    /// serving. The password is read from --password-file, or else from the
+    /// first line of standard input; never from the command line. Users are
+    /// replicated, so one made on any site logs in on all of them.
+    #[arg(long, value_name = "NAME")]
+    create_admin: Option<String>,
+    /// With --create-admin: a file whose first line is the password.
+    #[arg(long, env = "DUGONG_PASSWORD_FILE", requires = "create_admin")]
+    password_file: Option<PathBuf>,
+    /// How long a console login lasts.
+    #[arg(long, env = "DUGONG_CONSOLE_SESSION", default_value = "12h", value_parser = humantime::parse_duration)]
+    console_session: Duration,
+    /// Send the console's session cookie without `Secure`. Browsers keep a
+    /// Secure cookie only from HTTPS pages or loopback addresses, so a console
+    /// reached over plain HTTP on another address needs this (or, better, a
+    /// TLS proxy in front).
+    #[arg(long, env = "DUGONG_CONSOLE_INSECURE_COOKIE")]
+    console_insecure_cookie: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -68,6 +86,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(url) => url.parse::<DbUrl>().context("--db")?,
         None => DbUrl::default_sqlite(&args.site),
     };
+    if let Some(name) = &args.create_admin {
+        return create_admin(&args.site, &db, name, args.password_file.as_deref(), args.startup_wait).await;
+    }
     let env_tokens = std::env::var("DUGONG_API_TOKENS").ok();
     let tokens = dugong_server::config::load_tokens(env_tokens.as_deref(), args.api_tokens_file.as_deref())?;
     let mut auth = Auth::new(tokens, args.insecure_no_auth);
@@ -79,30 +100,135 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.watch_poll = args.watch_poll;
     config.watch_retention = args.watch_retention;
     config.body_limit = args.body_limit;
+    config.console.session_ttl = args.console_session;
+    config.console.secure_cookie = !args.console_insecure_cookie;
     // Refuse a bad configuration before taking any port.
     config.validate()?;
+    let shutdown = wait_for_signal();
     let listeners = Listeners {
         grpc: bind("--grpc", args.grpc).await?,
         http: bind("--http", args.http).await?,
         metrics: Some(bind("--metrics", args.metrics).await?),
     };
-    dugong_server::run(listeners, config, wait_for_signal()).await?;
+    dugong_server::run(listeners, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--create-admin NAME`: migrates the database if needed, stores the user
+/// with an argon2id hash of the password, and exits.
+async fn create_admin(
+    site: &str,
+    db: &DbUrl,
+    name: &str,
+    password_file: Option<&std::path::Path>,
+    wait: Duration,
+) -> anyhow::Result<ExitCode> {
+    dugong_store::console::user_name(name).context("--create-admin")?;
+    let password = match password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--password-file {}", path.display()))?;
+            text.lines().next().unwrap_or("").to_string()
+        }
+        None => read_password_from_stdin(name)?,
+    };
+    let hash = tokio::task::spawn_blocking(move || dugong_server::console::password::hash(&password))
+        .await
+        .context("hashing the password")??;
+    let options = dugong_store::StoreOptions { site: site.to_string(), ..Default::default() };
+    let store = dugong_store::Store::open(db, options).await.with_context(|| format!("database {}", db.display()))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match store.migrate().await {
+            Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database unreachable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => {
+                other.with_context(|| format!("database {}", db.display()))?;
+                break;
+            }
+        }
+    }
+    let user = store.put_console_user(name, &hash).await.with_context(|| format!("database {}", db.display()))?;
+    let what = if user.version == 1 { "created" } else { "password changed for" };
+    eprintln!("console user {what} {name:?} on {} (replicated to the other sites by dugong replicate)", db.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of standard input; on a terminal, asked for without echo.
+fn read_password_from_stdin(name: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let echo = if terminal {
+        eprint!("password for console user {name}: ");
+        EchoOff::new()
+    } else {
+        None
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    drop(echo);
+    if terminal {
+        eprintln!();
+    }
+    read.context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (or use --password-file)");
+    }
+    Ok(password)
+}
+
+/// Terminal echo turned off until dropped.
+struct EchoOff(libc::termios);
+
+impl EchoOff {
+    fn new() -> Option<EchoOff> {
+        // SAFETY: tcgetattr/tcsetattr on standard input with a termios we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            t.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(EchoOff(saved))
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new`.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
+        }
+    }
 }
 
 async fn bind(flag: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("{flag} {addr}: cannot listen"))
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn wait_for_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed here, before
+/// any port answers, not when the future is first polled: a SIGTERM that
+/// arrives while the server is still starting must drain it, not kill it.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining, then stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: draining, then stopping"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining, then stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: draining, then stopping"),
+        }
     }
 }

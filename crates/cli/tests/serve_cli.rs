@@ -87,3 +87,60 @@ async fn it_serves_the_embedded_database_and_drains_on_sigterm() {
     assert!(log.contains("SIGTERM: draining") && log.contains("stopped"), "{log}");
     assert!(!log.contains(TOKEN) && !log.contains("hej"), "no token or value in the log: {log}");
 }
+
+/// `--create-admin` stores a console user with the password from standard
+/// input or a file (never the command line), and exits without serving.
+#[test]
+fn create_admin_reads_the_password_from_stdin_or_a_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("site.sqlite").display());
+    let mut child = dugong(&dir)
+        .args(["serve", "--site", "0", "--db", &db, "--create-admin", "admin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"first password 123\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("console user created \"admin\""), "{stderr}");
+    assert!(!stderr.contains("first password"), "the password is never printed: {stderr}");
+
+    let file = dir.path().join("password");
+    std::fs::write(&file, "second password 456\n").unwrap();
+    let out = dugong(&dir)
+        .args(["serve", "--site", "0", "--db", &db, "--create-admin", "admin", "--password-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("password changed for \"admin\""), "{stderr}");
+
+    let stored: String = rusqlite_hash(&dir.path().join("site.sqlite"));
+    assert!(stored.starts_with("$argon2id$"), "stored as an argon2id hash");
+
+    // Too short, or nothing at all: refused.
+    std::fs::write(&file, "short\n").unwrap();
+    let out = dugong(&dir)
+        .args(["serve", "--site", "0", "--db", &db, "--create-admin", "admin", "--password-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
+    let out = dugong(&dir).args(["serve", "--site", "0", "--db", &db, "--create-admin", "admin"]).output().unwrap();
+    assert!(!out.status.success(), "empty standard input");
+}
+
+/// The stored hash of console user `admin`, read with the store.
+fn rusqlite_hash(path: &std::path::Path) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url: dugong_store::DbUrl = format!("sqlite:{}", path.display()).parse().unwrap();
+        let store = dugong_store::Store::open(&url, dugong_store::StoreOptions::default()).await.unwrap();
+        store.console_user("admin").await.unwrap().unwrap().password_hash
+    })
+}

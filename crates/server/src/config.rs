@@ -34,6 +34,34 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Longest a unary call (gRPC) or request (REST) may take.
     pub request_timeout: Duration,
+    /// The console's logins.
+    pub console: ConsoleConfig,
+}
+
+/// How the console's logins behave.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (and name it `__Host-…`). Browsers
+    /// keep such a cookie only from HTTPS pages or from `localhost`/loopback
+    /// addresses; turn it off only for plain HTTP on a trusted network.
+    pub secure_cookie: bool,
+    /// Failed logins allowed per user name and client address within
+    /// `login_window` before that pair must wait.
+    pub login_attempts: u32,
+    pub login_window: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookie: true,
+            login_attempts: 5,
+            login_window: Duration::from_secs(300),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -51,6 +79,7 @@ impl ServerConfig {
             health_interval: Duration::from_secs(1),
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            console: ConsoleConfig::default(),
         }
     }
 
@@ -65,6 +94,13 @@ impl ServerConfig {
         }
         if self.watch_poll.is_zero() || self.health_interval.is_zero() {
             return Err(ConfigError::Invalid { setting: "intervals", reason: "must be longer than zero".into() });
+        }
+        if self.console.session_ttl.is_zero() || self.console.login_window.is_zero() || self.console.login_attempts == 0
+        {
+            return Err(ConfigError::Invalid {
+                setting: "console",
+                reason: "session lifetime, login window and attempts must be more than zero".into(),
+            });
         }
         if self.body_limit < 1024 {
             return Err(ConfigError::Invalid { setting: "body limit", reason: "must be at least 1024 bytes".into() });

@@ -5,7 +5,9 @@
 //! Modules, from the edge inwards:
 //! - [`grpc`] — the gRPC API (tonic, 8001) and `grpc.health.v1`.
 //! - [`http`] — the REST mirror under `/api/v1` with its OpenAPI document,
-//!   `/healthz`, `/readyz`, the console (axum, 8000).
+//!   `/healthz`, `/readyz` (axum, 8000).
+//! - [`console`] — the admin console's pages at `/`, on the same HTTP port:
+//!   logins, apps, flows, settings, contexts, status.
 //! - [`metrics`] — `dugong_*` metrics and `/metrics` on its own address (6060).
 //! - `ops` — the operations both front ends share; `watch` — watch streams;
 //!   `feed` — the change feed reader and broadcaster behind them.
@@ -30,6 +32,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 mod error;
 mod feed;
 pub mod grpc;
@@ -50,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Auth, Token};
-pub use config::{ConfigError, ServerConfig};
+pub use config::{ConfigError, ConsoleConfig, ServerConfig};
 pub use error::{ApiError, ServerError};
 
 use crate::feed::Feed;
@@ -92,7 +95,9 @@ pub async fn run(
     let feed_start = store.feed_head().await.map_err(store_error)?.last;
     tracing::info!(site = %config.site, db = %db, schema_version, "database ready");
 
+    let login_limiter = console::LoginLimiter::new(config.console.login_attempts, config.console.login_window);
     let state: AppState = Arc::new(Shared {
+        login_limiter,
         feed: Feed::new(store.clone()),
         store,
         config,

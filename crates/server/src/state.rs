@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Access, AuthError};
 use crate::config::ServerConfig;
+use crate::console::LoginLimiter;
 use crate::feed::Feed;
 
 /// How long a readiness or info check waits for the database.
@@ -27,6 +28,8 @@ pub struct Shared {
     pub drain: CancellationToken,
     /// Watch streams, so shutdown can wait for their goodbyes.
     pub tasks: TaskTracker,
+    /// The console's failed logins.
+    pub login_limiter: LoginLimiter,
 }
 
 impl Shared {

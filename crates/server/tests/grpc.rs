@@ -22,7 +22,10 @@ async fn every_service_round_trips(s: &TestServer) {
     let (mut settings, mut contexts) = (SettingsClient::new(ch.clone()), ContextsClient::new(ch.clone()));
 
     let info = InfoClient::new(ch.clone()).server_info(pb::ServerInfoRequest {}).await.unwrap().into_inner();
-    assert_eq!((info.site.as_str(), info.database_reachable, info.schema_version), ("s0", true, 1));
+    assert_eq!(
+        (info.site.as_str(), info.database_reachable, info.schema_version),
+        ("s0", true, dugong_store::migrate::latest() as u32)
+    );
     assert_eq!(info.engine, s.db.engine());
 
     let id = uuid();

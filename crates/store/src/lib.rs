@@ -7,6 +7,8 @@
 //! - [`validate`]: the rules every write passes, naming the field that breaks
 //!   one; shared by gRPC and REST.
 //! - [`event`]: append-only events with client-made ids.
+//! - [`console`]: the console's users (replicated) and login sessions
+//!   (site-local).
 //! - [`feed`]: the change feed behind Watch — positions, resuming, resets.
 //! - [`migrate`]: numbered schema steps applied at start; a newer database is
 //!   refused.
@@ -20,6 +22,7 @@
 //! `"tables": "all"`; the site's own state (feed, migrations) lives in
 //! `dugong_local`, which the replicator never touches.
 
+pub mod console;
 mod error;
 pub mod event;
 pub mod feed;
@@ -32,6 +35,7 @@ pub mod validate;
 
 use std::time::Duration;
 
+pub use console::{ConsoleUser, NewSession, RecentEvent, Session};
 pub use error::StoreError;
 pub use event::{Event, EventInput, Posted};
 pub use feed::{ChangeRow, FeedHead, Position, Resume};
@@ -203,6 +207,37 @@ impl Store {
     /// The syncs `dugong replicate` records in this database.
     pub async fn replication(&self) -> Result<Vec<SyncHealth>, StoreError> {
         dispatch!(self, s => s.replication().await)
+    }
+
+    /// Creates a console user, or replaces its password hash.
+    pub async fn put_console_user(&self, name: &str, password_hash: &str) -> Result<ConsoleUser, StoreError> {
+        console::user_name(name)?;
+        dispatch!(self, s => s.put_console_user(name, password_hash).await)
+    }
+
+    pub async fn console_user(&self, name: &str) -> Result<Option<ConsoleUser>, StoreError> {
+        dispatch!(self, s => s.console_user(name).await)
+    }
+
+    /// Records a login (and forgets expired ones).
+    pub async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_session(session).await)
+    }
+
+    /// The live session whose token hashes to `token_hash`: not expired, and
+    /// its user not deleted.
+    pub async fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
+        dispatch!(self, s => s.session(token_hash).await)
+    }
+
+    /// Ends a session (logout); a no-op for an unknown one.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_session(token_hash).await)
+    }
+
+    /// The latest events received, newest first.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<RecentEvent>, StoreError> {
+        dispatch!(self, s => s.recent_events(limit).await)
     }
 
     pub fn pool_status(&self) -> PoolStatus {

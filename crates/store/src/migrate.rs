@@ -19,12 +19,20 @@ pub struct Migration {
 }
 
 /// Every step, in order; versions count up from 1 without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "apps, flows, settings, contexts, events and the change feed",
-    postgres: include_str!("postgres/v1.sql"),
-    sqlite: include_str!("sqlite/v1.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "apps, flows, settings, contexts, events and the change feed",
+        postgres: include_str!("postgres/v1.sql"),
+        sqlite: include_str!("sqlite/v1.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "console users (replicated) and sessions (site-local)",
+        postgres: include_str!("postgres/v2.sql"),
+        sqlite: include_str!("sqlite/v2.sql"),
+    },
+];
 
 /// The schema version this build creates.
 pub fn latest() -> i64 {

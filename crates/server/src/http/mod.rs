@@ -1,5 +1,6 @@
 //! The HTTP front end (axum, port 8000): the REST mirror of the gRPC API under
-//! `/api/v1`, its OpenAPI document, `/healthz`, `/readyz`, and the console at `/`.
+//! `/api/v1`, its OpenAPI document, `/healthz`, `/readyz`; the console's pages
+//! (`crate::console`) are merged in at `/`.
 //!
 //! - `extract` — JSON bodies, query strings and paths that fail with a 4xx
 //!   naming the problem; errors as JSON.
@@ -67,7 +68,7 @@ impl Routes {
 fn routes() -> Routes {
     use records::{get_one, list, put, remove, Apps, Contexts, Flows, Settings};
     Routes { router: Router::new(), table: Vec::new() }
-        .get("/", system::console)
+        .get("/", crate::console::root)
         .get("/healthz", system::healthz)
         .get("/readyz", system::readyz)
         .get("/api/v1/openapi.json", system::openapi)
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     routes()
         .router
+        .merge(crate::console::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .route_layer(middleware::from_fn(track))
         .fallback(no_route)
@@ -128,7 +130,10 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router).with_graceful_shutdown(stop).await
+    // The peer address feeds the console's limit on failed logins.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(stop)
+        .await
 }
 
 /// Writes need a token; reads too with `protect_reads`. The OpenAPI document,

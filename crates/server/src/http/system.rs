@@ -1,10 +1,10 @@
 //! Who the server is and whether it is well: `/api/v1/info`, `/healthz`
 //! (the process answers), `/readyz` (the database answers and no shutdown has
-//! begun), the OpenAPI document, and the console.
+//! begun), and the OpenAPI document.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -13,9 +13,6 @@ use crate::state::AppState;
 
 /// The OpenAPI 3 document of this HTTP API (checked against the routes by a test).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
-
-/// The console's page (a placeholder until the console lands).
-const CONSOLE_HTML: &str = include_str!("../../console/index.html");
 
 pub async fn info(State(state): State<AppState>) -> Json<Value> {
     let info = ops::info(&state).await;
@@ -55,8 +52,4 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 pub async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
-}
-
-pub async fn console() -> Html<&'static str> {
-    Html(CONSOLE_HTML)
 }

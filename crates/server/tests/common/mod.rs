@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -121,4 +123,70 @@ pub fn uuid() -> String {
 /// An HTTP client; `.bearer_auth(TOKEN)` for writes.
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// Two sites, each a database of the shared cluster with its own server, and
+/// the real replicator (`dugong replicate`'s daemon) between them, already past
+/// its first good run on both databases.
+pub struct TwoSites {
+    pub sites: [TestServer; 2],
+    pub dbs: [DbUrl; 2],
+    stop: CancellationToken,
+    replicator: tokio::task::JoinHandle<Vec<dugong_replica::daemon::SyncReport>>,
+}
+
+impl TwoSites {
+    /// Sites named `0` and `1`, with `tweak` applied to both configurations.
+    pub async fn start(prefix: &str, tweak: impl Fn(&mut ServerConfig)) -> TwoSites {
+        let dbs = [postgres_url(&format!("{prefix}_s0")).await, postgres_url(&format!("{prefix}_s1")).await];
+        let mut servers = Vec::new();
+        for (i, db) in dbs.iter().enumerate() {
+            let mut cfg = config(db.clone());
+            cfg.site = i.to_string();
+            tweak(&mut cfg);
+            servers.push(TestServer::start(cfg).await);
+        }
+        let dbname = |url: &DbUrl| {
+            let DbUrl::Postgres { config, .. } = url else { panic!("PostgreSQL sites") };
+            config.get_dbname().expect("dbname").to_string()
+        };
+        let port = Cluster::shared().port();
+        let json = format!(
+            r#"{{"databases": [
+                {{"id": 0, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}},
+                {{"id": 1, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}}],
+               "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
+            dbname(&dbs[0]),
+            dbname(&dbs[1])
+        );
+        let replica_config =
+            std::sync::Arc::new(dugong_config::Config::from_str(&json, std::path::Path::new("test.json")).unwrap());
+        let stop = CancellationToken::new();
+        let replicator = tokio::spawn(dugong_replica::daemon::run(
+            replica_config,
+            dugong_replica::daemon::DaemonOptions::default(),
+            stop.clone(),
+        ));
+        for db in &dbs {
+            let client = Cluster::shared().connect(&dbname(db)).await.unwrap();
+            wait_for("the replicator's first good run", DEADLINE, || async {
+                let row =
+                    client.query_opt("SELECT state FROM dugong.sync_state WHERE state = 'Good'", &[]).await.ok()?;
+                row.map(|_| ())
+            })
+            .await;
+        }
+        let [s0, s1]: [TestServer; 2] = servers.try_into().ok().expect("two servers");
+        TwoSites { sites: [s0, s1], dbs, stop, replicator }
+    }
+
+    /// Stops the replicator (checking its runs went well) and both servers.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let reports = self.replicator.await.expect("replicator task");
+        assert!(reports.iter().all(|r| r.good), "{reports:?}");
+        let [s0, s1] = self.sites;
+        s0.stop().await.unwrap();
+        s1.stop().await.unwrap();
+    }
 }

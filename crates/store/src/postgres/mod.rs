@@ -9,6 +9,7 @@
 //! - `migrate` — the schema steps and their bookkeeping.
 //! - `replication` — what `dugong replicate` records here, for server info.
 
+mod console;
 mod events;
 mod feed;
 mod migrate;

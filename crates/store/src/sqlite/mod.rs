@@ -6,6 +6,7 @@
 //!
 //! - `records`, `events`, `feed`, `migrate`, `replication`: as for PostgreSQL.
 
+mod console;
 mod events;
 mod feed;
 mod migrate;

@@ -1,0 +1,439 @@
+//! Apps and their flows: lists, forms, and the script editor. Every save
+//! sends the version the form was made from; when someone saved first (here
+//! or on another site, replicated), the page says so and shows both texts,
+//! and nothing typed is lost.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use dugong_store::{App, Flow, Input, Kind, Record, StoreError};
+
+use super::html::{self, esc, Notice, Section};
+use super::session::Change;
+use super::{message_page, Ctx};
+use crate::error::ApiError;
+use crate::ops;
+use crate::state::AppState;
+
+/// Most records a console list shows (pages of the store's default size).
+const LIST_LIMIT: usize = 5_000;
+
+/// Every record of `kind` (flows: of `app_id`), up to [`LIST_LIMIT`].
+pub(crate) async fn all(state: &AppState, kind: Kind, app_id: Option<&str>) -> Result<Vec<Record>, ApiError> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = ops::list(state, kind, 0, &token, app_id).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(next) if out.len() < LIST_LIMIT => token = next,
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// A store failure before a page could be framed.
+pub(crate) fn store_failure(e: &StoreError) -> Response {
+    let api = ApiError::Store(StoreError::Unavailable(String::new()));
+    let status = if e.is_unavailable() { api.http_status() } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let message = if e.is_unavailable() {
+        "The site's database does not answer. Try again, or use another site's console.".to_string()
+    } else {
+        tracing::error!(error = %e, "console request failed");
+        "Internal error (logged on the server).".to_string()
+    };
+    (status, html::bare_page("Unavailable", &format!("<p role=\"alert\">{}</p>", esc(&message)))).into_response()
+}
+
+/// An API failure as a page.
+pub(crate) fn failure(ctx: &Ctx, e: &ApiError) -> Response {
+    let title = match e.http_status() {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::BAD_REQUEST => "Not accepted",
+        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
+        _ => "Error",
+    };
+    message_page(ctx, e.http_status(), title, &e.public_message())
+}
+
+/// The `expected_version` a form carried.
+fn form_version(change: &Change) -> Option<i64> {
+    change.fields.get("version").trim().parse().ok()
+}
+
+fn notice_from(query: &HashMap<String, String>) -> Notice {
+    if let Some(v) = query.get("saved") {
+        Notice::Ok(format!("Saved: version {}.", v))
+    } else if let Some(name) = query.get("deleted") {
+        Notice::Ok(format!("Deleted {name}."))
+    } else {
+        Notice::None
+    }
+}
+
+pub async fn apps(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+    let apps = match all(&ctx.state, Kind::App, None).await {
+        Ok(a) => a,
+        Err(e) => return failure(&ctx, &e),
+    };
+    let mut body =
+        String::from("<p class=\"actions\"><a class=\"button\" id=\"new-app\" href=\"/apps/new\">New app</a></p>");
+    if apps.is_empty() {
+        body.push_str("<p class=\"empty\">No apps yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"apps\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Description</th>\
+             <th scope=\"col\">Version</th><th scope=\"col\">Updated</th></tr></thead><tbody>",
+        );
+        for r in &apps {
+            if let Record::App(a) = r {
+                body.push_str(&format!(
+                    "<tr><td><a href=\"/apps/{id}\">{name}</a></td><td>{desc}</td><td>{v}</td><td>{t}</td></tr>",
+                    id = esc(&a.id),
+                    name = esc(&a.name),
+                    desc = esc(&a.description),
+                    v = a.version,
+                    t = html::time(a.updated_at),
+                ));
+            }
+        }
+        body.push_str("</tbody></table>");
+    }
+    ctx.page(Section::Apps, "Apps", &notice_from(&q), &body)
+}
+
+fn app_form(ctx: &Ctx, action: &str, name: &str, description: &str, version: Option<i64>, button: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"record\">{csrf}{version}\
+         <p><label for=\"name\">Name</label><input id=\"name\" name=\"name\" required maxlength=\"200\" value=\"{name}\"></p>\
+         <p><label for=\"description\">Description</label><textarea id=\"description\" name=\"description\" rows=\"3\">\n{desc}</textarea></p>\
+         <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
+        action = esc(action),
+        csrf = ctx.csrf(),
+        version = version.map_or(String::new(), |v| html::hidden("version", &v.to_string())),
+        name = esc(name),
+        desc = esc(description),
+        button = esc(button),
+    )
+}
+
+pub async fn new_app(ctx: Ctx) -> Response {
+    let body = app_form(&ctx, "/apps", "", "", None, "Create app");
+    ctx.page(Section::Apps, "New app", &Notice::None, &body)
+}
+
+pub async fn create_app(ctx: Ctx, change: Change) -> Response {
+    let (name, description) = (change.fields.get("name"), change.fields.text("description"));
+    let id = uuid::Uuid::new_v4().to_string();
+    match ops::put(&ctx.state, Input::app(&id, name, &description), Some(0)).await {
+        Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
+        Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
+            let body = app_form(&ctx, "/apps", name, &description, None, "Create app");
+            let notice = Notice::Error(format!("{field}: {reason}"));
+            (StatusCode::BAD_REQUEST, ctx.page(Section::Apps, "New app", &notice, &body)).into_response()
+        }
+        Err(e) => failure(&ctx, &e),
+    }
+}
+
+async fn get_app(ctx: &Ctx, id: &str) -> Result<App, Response> {
+    match ops::get(&ctx.state, Kind::App, id).await {
+        Ok(Record::App(a)) => Ok(a),
+        Ok(_) => Err(message_page(ctx, StatusCode::NOT_FOUND, "Not found", "no such app")),
+        Err(e) => Err(failure(ctx, &e)),
+    }
+}
+
+pub async fn app(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let app = match get_app(&ctx, &id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let flows = match all(&ctx.state, Kind::Flow, Some(&app.id)).await {
+        Ok(f) => f,
+        Err(e) => return failure(&ctx, &e),
+    };
+    let mut body = format!(
+        "<p class=\"meta\">Version <strong id=\"version\">{v}</strong>, updated {t}. <span class=\"key\">id {id}</span></p>",
+        v = app.version,
+        t = html::time(app.updated_at),
+        id = esc(&app.id)
+    );
+    body.push_str(&app_form(
+        &ctx,
+        &format!("/apps/{}", app.id),
+        &app.name,
+        &app.description,
+        Some(app.version),
+        "Save app",
+    ));
+    body.push_str(&format!(
+        "<h2>Flows</h2><p class=\"actions\"><a class=\"button\" id=\"new-flow\" href=\"/apps/{}/flows/new\">New flow</a></p>",
+        esc(&app.id)
+    ));
+    if flows.is_empty() {
+        body.push_str("<p class=\"empty\">No flows yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"flows\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Version</th>\
+             <th scope=\"col\">Updated</th></tr></thead><tbody>",
+        );
+        for r in &flows {
+            if let Record::Flow(f) = r {
+                body.push_str(&format!(
+                    "<tr><td><a href=\"/flows/{id}\">{name}</a></td><td>{v}</td><td>{t}</td></tr>",
+                    id = esc(&f.id),
+                    name = esc(&f.name),
+                    v = f.version,
+                    t = html::time(f.updated_at)
+                ));
+            }
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str(&delete_form(&ctx, &format!("/apps/{}/delete", app.id), app.version, "Delete app and its flows", ""));
+    ctx.page(Section::Apps, &format!("App {}", app.name), &notice_from(&q), &body)
+}
+
+fn delete_form(ctx: &Ctx, action: &str, version: i64, label: &str, extra: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{}\" class=\"danger\" data-confirm=\"{}?\">{}{}{extra}\
+         <button type=\"submit\" class=\"delete\">{}</button></form>",
+        esc(action),
+        esc(label),
+        ctx.csrf(),
+        html::hidden("version", &version.to_string()),
+        esc(label)
+    )
+}
+
+pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
+    let (name, description) = (change.fields.get("name").to_string(), change.fields.text("description"));
+    let input = Input::app(&id, &name, &description);
+    match ops::put(&ctx.state, input, form_version(&change)).await {
+        Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
+        Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
+            let current = ops::get(&ctx.state, Kind::App, &id).await.ok();
+            let (version, theirs) = match &current {
+                Some(Record::App(a)) => (
+                    Some(a.version),
+                    format!(
+                        "<dl><dt>Name</dt><dd id=\"their-name\">{}</dd><dt>Description</dt><dd><pre>{}</pre></dd></dl>",
+                        esc(&a.name),
+                        esc(&a.description)
+                    ),
+                ),
+                _ => (None, "<p>The app was deleted.</p>".to_string()),
+            };
+            let mine = app_form(
+                &ctx,
+                &format!("/apps/{id}"),
+                &name,
+                &description,
+                version.or(Some(0)),
+                "Save mine over theirs",
+            );
+            conflict_page(&ctx, "app", version, &mine, &theirs)
+        }
+        Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
+            let mine = app_form(&ctx, &format!("/apps/{id}"), &name, &description, form_version(&change), "Save app");
+            let notice = Notice::Error(format!("{field}: {reason}"));
+            (StatusCode::BAD_REQUEST, ctx.page(Section::Apps, "Edit app", &notice, &mine)).into_response()
+        }
+        Err(e) => failure(&ctx, &e),
+    }
+}
+
+/// Someone saved first: both versions side by side, the user's still editable.
+pub(crate) fn conflict_page(ctx: &Ctx, what: &str, current: Option<i64>, mine: &str, theirs: &str) -> Response {
+    let message = match current {
+        Some(v) => format!(
+            "Someone else saved this {what} first (it is now at version {v}). Your changes were NOT saved and are kept \
+             below, next to the saved version: compare them, then save yours over it or leave."
+        ),
+        None => format!("Someone else deleted this {what}. Your changes were NOT saved and are kept below."),
+    };
+    let title = current.map_or("(none)".to_string(), |v| format!("version {v}"));
+    let body = format!(
+        "<div class=\"conflict\" id=\"conflict\"><section aria-labelledby=\"mine-h\"><h2 id=\"mine-h\">Your changes</h2>{mine}</section>\
+         <section aria-labelledby=\"theirs-h\" id=\"theirs\"><h2 id=\"theirs-h\">Saved: {title}</h2>{theirs}</section></div>"
+    );
+    let section = if what == "setting" { Section::Settings } else { Section::Apps };
+    (StatusCode::CONFLICT, ctx.page(section, &format!("Conflict: {what} changed"), &Notice::Error(message), &body))
+        .into_response()
+}
+
+pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
+    let name = match get_app(&ctx, &id).await {
+        Ok(a) => a.name,
+        Err(r) => return r,
+    };
+    match ops::delete(&ctx.state, Kind::App, &id, form_version(&change)).await {
+        Ok(_) => Redirect::to(&format!("/apps?deleted={}", html::url_component(&name))).into_response(),
+        Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
+            &ctx,
+            StatusCode::CONFLICT,
+            "Not deleted",
+            &format!("Someone else changed this app (now version {current}) after you opened it. Look at it again before deleting."),
+        ),
+        Err(e) => failure(&ctx, &e),
+    }
+}
+
+/// The script editor and the flow's fields. (Every `<textarea>` opens with a
+/// newline: the HTML parser drops one right after the tag, so a text's own
+/// leading newline survives.)
+fn flow_form(
+    ctx: &Ctx,
+    action: &str,
+    app_id: &str,
+    name: &str,
+    script: &str,
+    version: Option<i64>,
+    button: &str,
+) -> String {
+    format!(
+        "<form method=\"post\" action=\"{action}\" class=\"record flow\">{csrf}{version}{app}\
+         <p><label for=\"name\">Name</label><input id=\"name\" name=\"name\" required maxlength=\"200\" value=\"{name}\"></p>\
+         <p><label for=\"script\">Script</label>\
+         <span class=\"hint\" id=\"script-help\">Tab indents; press Esc, then Tab, to leave the editor.</span></p>\
+         <div class=\"editor\"><pre class=\"gutter\" aria-hidden=\"true\"></pre>\
+         <textarea id=\"script\" name=\"script\" class=\"code\" rows=\"20\" spellcheck=\"false\" autocapitalize=\"off\" \
+         autocomplete=\"off\" wrap=\"off\" aria-describedby=\"script-help\">\n{script}</textarea></div>\
+         <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
+        action = esc(action),
+        csrf = ctx.csrf(),
+        version = version.map_or(String::new(), |v| html::hidden("version", &v.to_string())),
+        app = html::hidden("app_id", app_id),
+        name = esc(name),
+        script = esc(script),
+        button = esc(button),
+    )
+}
+
+pub async fn new_flow(ctx: Ctx, Path(app_id): Path<String>) -> Response {
+    let app = match get_app(&ctx, &app_id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let body = flow_form(&ctx, &format!("/apps/{}/flows", app.id), &app.id, "", "", None, "Create flow");
+    ctx.page(Section::Apps, &format!("New flow of {}", app.name), &Notice::None, &body)
+}
+
+pub async fn create_flow(ctx: Ctx, Path(app_id): Path<String>, change: Change) -> Response {
+    let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
+    let id = uuid::Uuid::new_v4().to_string();
+    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), Some(0)).await {
+        Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
+        Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
+            let body = flow_form(&ctx, &format!("/apps/{app_id}/flows"), &app_id, &name, &script, None, "Create flow");
+            let notice = Notice::Error(format!("{field}: {reason}"));
+            (StatusCode::BAD_REQUEST, ctx.page(Section::Apps, "New flow", &notice, &body)).into_response()
+        }
+        Err(e) => failure(&ctx, &e),
+    }
+}
+
+async fn get_flow(ctx: &Ctx, id: &str) -> Result<Flow, Response> {
+    match ops::get(&ctx.state, Kind::Flow, id).await {
+        Ok(Record::Flow(f)) => Ok(f),
+        Ok(_) => Err(message_page(ctx, StatusCode::NOT_FOUND, "Not found", "no such flow")),
+        Err(e) => Err(failure(ctx, &e)),
+    }
+}
+
+fn flow_meta(f: &Flow) -> String {
+    format!(
+        "<p class=\"meta\"><a href=\"/apps/{app}\">Back to the app</a> · Version <strong id=\"version\">{v}</strong>, saved {t}. \
+         <span class=\"key\">id {id}</span></p>",
+        app = esc(&f.app_id),
+        v = f.version,
+        t = html::time(f.updated_at),
+        id = esc(&f.id)
+    )
+}
+
+pub async fn flow(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let f = match get_flow(&ctx, &id).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let mut body = flow_meta(&f);
+    body.push_str(&flow_form(
+        &ctx,
+        &format!("/flows/{}", f.id),
+        &f.app_id,
+        &f.name,
+        &f.script,
+        Some(f.version),
+        "Save flow",
+    ));
+    body.push_str(&delete_form(
+        &ctx,
+        &format!("/flows/{}/delete", f.id),
+        f.version,
+        "Delete flow",
+        &html::hidden("app_id", &f.app_id),
+    ));
+    ctx.page(Section::Apps, &format!("Flow {}", f.name), &notice_from(&q), &body)
+}
+
+pub async fn save_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
+    let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
+    let app_id = change.fields.get("app_id").to_string();
+    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), form_version(&change)).await {
+        Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
+        Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
+            let current = ops::get(&ctx.state, Kind::Flow, &id).await.ok();
+            let (version, theirs) = match &current {
+                Some(Record::Flow(f)) => (
+                    Some(f.version),
+                    format!(
+                        "<p class=\"meta\">Name <strong id=\"their-name\">{}</strong>, saved {}.</p>\
+                         <pre class=\"code saved\" id=\"their-script\" tabindex=\"0\" aria-label=\"Saved script\">{}</pre>",
+                        esc(&f.name),
+                        html::time(f.updated_at),
+                        esc(&f.script)
+                    ),
+                ),
+                _ => (None, "<p>The flow was deleted.</p>".to_string()),
+            };
+            let mine = flow_form(
+                &ctx,
+                &format!("/flows/{id}"),
+                &app_id,
+                &name,
+                &script,
+                version.or(Some(0)),
+                "Save mine over theirs",
+            );
+            conflict_page(&ctx, "flow", version, &mine, &theirs)
+        }
+        Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
+            let body =
+                flow_form(&ctx, &format!("/flows/{id}"), &app_id, &name, &script, form_version(&change), "Save flow");
+            let notice = Notice::Error(format!("{field}: {reason}"));
+            (StatusCode::BAD_REQUEST, ctx.page(Section::Apps, "Edit flow", &notice, &body)).into_response()
+        }
+        Err(e) => failure(&ctx, &e),
+    }
+}
+
+pub async fn delete_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
+    let f = match get_flow(&ctx, &id).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match ops::delete(&ctx.state, Kind::Flow, &id, form_version(&change)).await {
+        Ok(_) => Redirect::to(&format!("/apps/{}?deleted={}", f.app_id, html::url_component(&f.name))).into_response(),
+        Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
+            &ctx,
+            StatusCode::CONFLICT,
+            "Not deleted",
+            &format!("Someone else changed this flow (now version {current}) after you opened it. Look at it again before deleting."),
+        ),
+        Err(e) => failure(&ctx, &e),
+    }
+}
