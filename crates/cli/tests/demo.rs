@@ -55,6 +55,7 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         "ok replicator running: its first change crossed to site 1",
         "apps written on site 0, each on site 1 within",
         "apps written on site 1, each on site 0 within",
+        "made on site 0, logs in on site 1's console",
         "ok both sites settled on \"pricing (edited on site",
         "ok the session is on site 0",
         "site 0's server killed with SIGKILL",

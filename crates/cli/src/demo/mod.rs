@@ -43,6 +43,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             if !args.exit {
                 say.plain("\nThe sites keep running: open the consoles above, or run dugong client against them.");
                 say.plain(&format!(
+                    "  console login: user {}, password in {} (the same on both sites: the user replicated)",
+                    sites::CONSOLE_USER,
+                    sites.console_password_file().display()
+                ));
+                say.plain(&format!(
                     "  DUGONG_TOKEN=$(cat {}) dugong client --server {},{} apps list",
                     sites.token_file().display(),
                     sites.sites[0].grpc,

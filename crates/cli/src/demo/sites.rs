@@ -15,6 +15,8 @@ use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
+/// The console user the demo makes.
+pub const CONSOLE_USER: &str = "demo";
 /// How long a server or the replicator may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process may take to stop after SIGTERM before it gets SIGKILL.
@@ -190,6 +192,54 @@ impl Sites {
             .await
             .with_context(|| format!("cannot run dugong {command}"))?;
         Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
+    /// Creates the console user `demo` on site 0 (with the replicator running, so it replicates
+    /// to site 1 like any other row) with a new random password kept in an owner-only file.
+    pub async fn create_console_user(&self) -> anyhow::Result<()> {
+        let password = self.console_password_file();
+        write_private(&password, &dugong_client::api::new_id())?;
+        let site = &self.sites[0];
+        let output = Command::new(&self.exe)
+            .arg("serve")
+            .args(["--site", &site.id.to_string()])
+            .args(["--db", &format!("sqlite:{}", site.db.display())])
+            .args(["--create-admin", CONSOLE_USER])
+            .args(["--password-file", &password.display().to_string()])
+            .env("DUGONG_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("cannot run dugong serve --create-admin")?;
+        if !output.status.success() {
+            bail!("dugong serve --create-admin failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(())
+    }
+
+    /// Logs the console user in on site `id`'s console, as a browser's form would; the page it
+    /// is sent to.
+    pub async fn console_login(&self, id: usize) -> anyhow::Result<String> {
+        let password = std::fs::read_to_string(self.console_password_file())?;
+        let base = format!("http://{}", self.sites[id].http);
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let reply = http
+            .post(format!("{base}/login"))
+            .header("origin", &base)
+            .form(&[("name", CONSOLE_USER), ("password", password.trim())])
+            .send()
+            .await
+            .with_context(|| format!("cannot reach site {id}'s console"))?;
+        let to = reply.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("").to_string();
+        if !reply.status().is_redirection() || reply.headers().get("set-cookie").is_none() {
+            bail!("site {id}'s console refused the login ({})", reply.status());
+        }
+        Ok(to)
+    }
+
+    /// The file holding the console user's password.
+    pub fn console_password_file(&self) -> PathBuf {
+        self.dir.path().join("console-password")
     }
 
     /// Runs another dugong command on the demo's configuration (`status`, `compare`): its exit

@@ -13,7 +13,7 @@ use dugong_proto::v1 as pb;
 use pb::apps_client::AppsClient;
 
 use super::say::{ms, p50_max, Say};
-use super::sites::{Site, Sites};
+use super::sites::{Site, Sites, CONSOLE_USER};
 
 /// Writes per direction for the lag measurement.
 const LAG_WRITES: usize = 20;
@@ -58,6 +58,10 @@ pub async fn tell(sites: &mut Sites, say: &Say) -> anyhow::Result<Summary> {
     let first = Instant::now();
     sites.wait_replicating().await?;
     say.info(&format!("the sync is Good after {}: capture triggers installed on both files", ms(first.elapsed())));
+    sites.create_console_user().await?;
+    say.info(&format!(
+        "console user \"{CONSOLE_USER}\" created on site 0 (dugong serve --create-admin); it replicates like any row"
+    ));
     let id = write_app(&sites.sites[0], &token, "hello from site 0").await?;
     arrival(sites, 1, &token, &id, "hello from site 0").await?;
     say.ok(&format!("replicator running: its first change crossed to site 1 {} after it started", ms(first.elapsed())));
@@ -79,6 +83,12 @@ pub async fn tell(sites: &mut Sites, say: &Say) -> anyhow::Result<Summary> {
             ms(max)
         ));
     }
+
+    let page = sites.console_login(1).await?;
+    say.ok(&format!(
+        "console user \"{CONSOLE_USER}\", made on site 0, logs in on site 1's console {} (sent on to {page})",
+        sites.sites[1].console()
+    ));
 
     say.step("The same record edited on both sites at once");
     summary.conflict = conflict(sites, &token, say).await?;
