@@ -336,7 +336,11 @@ async fn a_watch_sees_changes_replicated_between_sqlite_sites() {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    assert_eq!(captured, ["apps", "contexts", "events", "flows", "settings"], "dugong_local_* stay site-local");
+    assert_eq!(
+        captured,
+        ["apps", "console_users", "contexts", "events", "flows", "settings"],
+        "application tables (console users too) replicate; dugong_local_* stay site-local"
+    );
 
     let mut on1 = open(&s1, "", vec![]).await;
     started(&mut on1).await;
