@@ -30,6 +30,8 @@ pub struct Node {
     pub shipped_since_vacuum: u64,
     /// Shipped change rows wait to be purged (a backlog was being shipped).
     pub purge_due: bool,
+    /// Where the next batches of a backlog end (sources only).
+    pub batch_bounds: crate::run::BatchBounds,
 }
 
 /// A sync ready to run.
@@ -123,6 +125,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             poll: None,
             shipped_since_vacuum: 0,
             purge_due: false,
+            batch_bounds: Default::default(),
         };
         if source {
             let sql = crate::run::pending_sql(&tables, &node);
