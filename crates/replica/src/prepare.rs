@@ -43,6 +43,9 @@ pub struct Prepared {
     pub order: DbOrder,
     /// This replicator, as status shows it.
     pub who: crate::state::Replicator,
+    /// The last run was bounded: changes are known to be waiting, so the next
+    /// run needs no poll first.
+    pub more_pending: bool,
 }
 
 impl Prepared {
@@ -134,7 +137,15 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         nodes.push(node);
     }
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
-    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order, who: crate::state::Replicator::this_process() })
+    Ok(Prepared {
+        sync: sync.clone(),
+        tables,
+        excluded,
+        nodes,
+        order,
+        who: crate::state::Replicator::this_process(),
+        more_pending: false,
+    })
 }
 
 /// Reads the sync's cursor on a source database.

@@ -124,7 +124,10 @@ struct TableChanges {
 
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
 pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
-    if !pending(p).await? {
+    // After a bounded run the poll is redundant, and not free: it scans the
+    // change log past every shipped but not yet purged row of the backlog.
+    let known_pending = std::mem::take(&mut p.more_pending);
+    if !known_pending && !pending(p).await? {
         // Caught up: purge what a backlog left, then give the space back.
         for node in p.nodes.iter_mut().filter(|n| n.purge_due) {
             let clock = Instant::now();
@@ -159,6 +162,7 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
             let phase = Instant::now();
             advance_cursors(p, &cursors).await?;
             outcome.phases.advance = phase.elapsed();
+            p.more_pending = outcome.more;
             outcome.duration = clock.elapsed();
             Ok(outcome)
         }
