@@ -12,7 +12,8 @@ use bytes::Bytes;
 use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use futures_util::future::try_join_all;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 use tokio_postgres::types::{ToSql, Type};
 
 /// What every database does for one table in this run.
@@ -26,6 +27,9 @@ pub struct TablePlan {
     pub lost: HashMap<DbId, Vec<Key>>,
     /// Sources that won at least one key.
     pub winning_sources: Vec<DbId>,
+    /// Keys no other database should have (only inserted, by one source):
+    /// copied without deleting them first.
+    pub fresh: HashSet<Key>,
 }
 
 impl TablePlan {
@@ -46,7 +50,14 @@ impl TablePlan {
                 winning_sources.push(s.db);
             }
         }
-        TablePlan { table, truncate: resolution.truncate, winners: resolution.winners, lost, winning_sources }
+        TablePlan {
+            table,
+            truncate: resolution.truncate,
+            winners: resolution.winners,
+            lost,
+            winning_sources,
+            fresh: HashSet::new(),
+        }
     }
 }
 
@@ -65,6 +76,9 @@ pub struct Totals {
     /// Rows read from sources (not multiplied by the databases written).
     pub inserts: u64,
     pub truncates: u64,
+    /// Wall time of the deletes, and of streaming the rows.
+    pub delete_time: Duration,
+    pub copy_time: Duration,
 }
 
 fn column_list(table: &TableInfo) -> String {
@@ -175,6 +189,7 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
         }
     }
 
+    let phase = Instant::now();
     let per_node = p.nodes.iter().map(|node| async move {
         let mut deletes = 0u64;
         for plan in plans {
@@ -193,6 +208,8 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
         Ok::<u64, ReplicaError>(deletes)
     });
     let deletes: u64 = try_join_all(per_node).await?.into_iter().sum();
+    let delete_time = phase.elapsed();
+    let phase = Instant::now();
 
     let mut inserts = 0u64;
     for (pi, plan) in plans.iter().enumerate() {
@@ -216,10 +233,11 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
         }
     }
     let truncates = plans.iter().filter(|p| p.truncate.is_some()).count() as u64;
-    Ok(Totals { deletes, inserts, truncates })
+    Ok(Totals { deletes, inserts, truncates, delete_time, copy_time: phase.elapsed() })
 }
 
-/// Deletes on database `me` every key whose winner is another database.
+/// Deletes on database `me` every key whose winner is another database, but
+/// the plan's fresh keys.
 async fn delete_keys(
     db: DbId,
     client: &tokio_postgres::Client,
@@ -230,7 +248,7 @@ async fn delete_keys(
     let n = table.key.len();
     let mut columns: Vec<Vec<&str>> = vec![Vec::new(); n];
     for (key, winner) in &plan.winners {
-        if *winner != me {
+        if *winner != me && !plan.fresh.contains(key) {
             for (i, v) in key.iter().enumerate() {
                 columns[i].push(v.as_str());
             }

@@ -328,7 +328,14 @@ impl SyncTask {
         if !o.conflicts.is_empty() {
             tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see the conflict log (dugong.conflict_log, on SQLite dugong_conflict_log)");
         }
-        tracing::debug!(sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates, ms = o.duration.as_millis() as u64, "run applied");
+        let ph = &o.phases;
+        tracing::debug!(
+            sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates,
+            ms = o.duration.as_millis() as u64, read_ms = ph.read.as_millis() as u64,
+            delete_ms = ph.delete.as_millis() as u64, copy_ms = ph.copy.as_millis() as u64,
+            commit_ms = ph.commit.as_millis() as u64, advance_ms = ph.advance.as_millis() as u64,
+            "run applied"
+        );
     }
 
     /// Records a failed preparation on every database that answers.

@@ -30,6 +30,8 @@ pub struct Node {
     pub shipped_since_vacuum: u64,
     /// Shipped change rows wait to be purged (a backlog was being shipped).
     pub purge_due: bool,
+    /// Where the next batches of a backlog end (sources only).
+    pub batch_bounds: crate::run::BatchBounds,
 }
 
 /// A sync ready to run.
@@ -41,6 +43,9 @@ pub struct Prepared {
     pub order: DbOrder,
     /// This replicator, as status shows it.
     pub who: crate::state::Replicator,
+    /// The last run was bounded: changes are known to be waiting, so the next
+    /// run needs no poll first.
+    pub more_pending: bool,
 }
 
 impl Prepared {
@@ -123,6 +128,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             poll: None,
             shipped_since_vacuum: 0,
             purge_due: false,
+            batch_bounds: Default::default(),
         };
         if source {
             let sql = crate::run::pending_sql(&tables, &node);
@@ -131,7 +137,15 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         nodes.push(node);
     }
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
-    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order, who: crate::state::Replicator::this_process() })
+    Ok(Prepared {
+        sync: sync.clone(),
+        tables,
+        excluded,
+        nodes,
+        order,
+        who: crate::state::Replicator::this_process(),
+        more_pending: false,
+    })
 }
 
 /// Reads the sync's cursor on a source database.

@@ -13,6 +13,7 @@ use crate::resolve::{self, CommitTime, ConflictRecord, SourceChanges};
 use crate::snapshot::{choose_bound, Snapshot};
 use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
+use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::types::Type;
 
@@ -34,6 +35,23 @@ pub struct RunOutcome {
     pub lag: Option<Duration>,
     pub started: Option<SystemTime>,
     pub duration: Duration,
+    /// Where the run's time went, for debug logs and tuning.
+    pub phases: Phases,
+}
+
+/// Wall time of each phase of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Snapshot, batch bound and changed keys, on every source.
+    pub read: Duration,
+    /// Deleting changed keys on the databases that take other winners.
+    pub delete: Duration,
+    /// Streaming the winning rows.
+    pub copy: Duration,
+    /// Committing every database.
+    pub commit: Duration,
+    /// Advancing the cursors (and purging, when caught up).
+    pub advance: Duration,
 }
 
 /// Run tuning.
@@ -90,6 +108,8 @@ pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
 struct SourceRead {
     snapshot: Snapshot,
     bound: u64,
+    /// Bounds of the batches after this one, as far as the backlog was counted.
+    later: BatchBounds,
     /// Per table, in the order of `Prepared::tables`.
     changes: Vec<TableChanges>,
 }
@@ -97,16 +117,23 @@ struct SourceRead {
 /// One table's pending changes on one source.
 struct TableChanges {
     keys: Vec<(Key, CommitTime)>,
+    /// The keys of `keys` whose every change in the window was an insert.
+    inserted: HashSet<Key>,
     truncated: Option<CommitTime>,
 }
 
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
 pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
-    if !pending(p).await? {
+    // After a bounded run the poll is redundant, and not free: it scans the
+    // change log past every shipped but not yet purged row of the backlog.
+    let known_pending = std::mem::take(&mut p.more_pending);
+    if !known_pending && !pending(p).await? {
         // Caught up: purge what a backlog left, then give the space back.
         for node in p.nodes.iter_mut().filter(|n| n.purge_due) {
+            let clock = Instant::now();
             node.client.batch_execute(&purge_sql(node)).await.on_db(node.id, || "purging the change logs".into())?;
             node.purge_due = false;
+            tracing::debug!(db = %node.id, ms = clock.elapsed().as_millis() as u64, "purged the change logs after a backlog");
         }
         for node in p.nodes.iter_mut().filter(|n| n.shipped_since_vacuum >= VACUUM_AFTER_ROWS) {
             vacuum_change_logs(node).await;
@@ -115,12 +142,27 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
     }
     let started = SystemTime::now();
     let clock = Instant::now();
-    let result = run_in_transactions(p, limits).await;
+    let result = match run_in_transactions(p, limits, NewKeys::Trust).await {
+        // A key inserted on its source already exists on a target: a run
+        // repeated after a crash, or an application's insert of the same key.
+        // Run again, deleting every changed key first.
+        Err(ReplicaError::ConcurrentWrite { db, table }) => {
+            tracing::debug!(db = %db, table = %table, "a new key already exists on a target; running again with deletes");
+            rollback_all(p).await;
+            run_in_transactions(p, limits, NewKeys::Verify).await
+        }
+        other => other,
+    };
     match result {
         Ok((mut outcome, cursors)) => {
             outcome.started = Some(started);
+            let phase = Instant::now();
             commit_all(p, &crate::state::good_run_sql(p, &outcome)).await?;
+            outcome.phases.commit = phase.elapsed();
+            let phase = Instant::now();
             advance_cursors(p, &cursors).await?;
+            outcome.phases.advance = phase.elapsed();
+            p.more_pending = outcome.more;
             outcome.duration = clock.elapsed();
             Ok(outcome)
         }
@@ -167,10 +209,28 @@ pub(crate) async fn rollback_all(p: &Prepared) {
     }
 }
 
+/// Whether a run trusts that keys only ever inserted on their source are new
+/// on the targets, and copies them without deleting them first.
+///
+/// Deleting 20,000 keys that are not there costs a target as much as a third
+/// of inserting their rows. Trusting is safe: a key that does exist after all
+/// makes the primary key refuse the row, and the run is repeated with
+/// `Verify`, which deletes every changed key as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NewKeys {
+    Trust,
+    Verify,
+}
+
 /// Everything of a run up to (not including) the commits. Returns the outcome
 /// and what each source advances to.
-async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, Vec<Advance>), ReplicaError> {
+async fn run_in_transactions(
+    p: &Prepared,
+    limits: RunLimits,
+    new_keys: NewKeys,
+) -> Result<(RunOutcome, Vec<Advance>), ReplicaError> {
     // 1. Read every source's pending changes, in its run snapshot.
+    let phase = Instant::now();
     let futures = p.nodes.iter().enumerate().filter(|(_, n)| n.source).map(|(i, n)| async move {
         let read = read_source(p, n, limits).await?;
         Ok::<_, ReplicaError>((i, read))
@@ -178,6 +238,7 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
     let ((), reads) = futures_util::future::try_join(begin_targets(p), try_join_all(futures)).await?;
 
     let mut outcome = RunOutcome::default();
+    outcome.phases.read = phase.elapsed();
     let mut oldest: Option<i64> = None;
     // 2. Resolve each table, and plan what every database must do.
     let mut plans: Vec<TablePlan> = Vec::with_capacity(p.tables.len());
@@ -205,7 +266,12 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
         for c in &resolution.conflicts {
             outcome.conflicts.push((table.name.clone(), c.clone()));
         }
-        plans.push(TablePlan::new(ti, &sources, resolution));
+        let mut plan = TablePlan::new(ti, &sources, resolution);
+        if new_keys == NewKeys::Trust && plan.truncate.is_none() {
+            let inserted: Vec<&HashSet<Key>> = reads.iter().map(|(_, r)| &r.changes[ti].inserted).collect();
+            plan.fresh = fresh_keys(&sources, &inserted);
+        }
+        plans.push(plan);
     }
     for (_, r) in &reads {
         more |= r.bound < r.snapshot.xmax;
@@ -225,6 +291,8 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
     outcome.deletes = totals.deletes;
     outcome.inserts = totals.inserts;
     outcome.truncates = totals.truncates;
+    outcome.phases.delete = totals.delete_time;
+    outcome.phases.copy = totals.copy_time;
     if !outcome.conflicts.is_empty() {
         apply::log_conflicts(p, &outcome.conflicts).await?;
     }
@@ -240,9 +308,23 @@ async fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutc
             shipped: r.changes.iter().map(|c| c.keys.len() as u64).sum(),
             caught_up: r.bound >= r.snapshot.xmax,
             cursor: r.snapshot.truncated_at(r.bound),
+            later: r.later,
         })
         .collect();
     Ok((outcome, cursors))
+}
+
+/// The keys changed by exactly one source, and only by inserts there: no other
+/// database can have them unless a run is repeated or the same key was
+/// inserted elsewhere (which the primary key will catch).
+fn fresh_keys(sources: &[SourceChanges<Key>], inserted: &[&HashSet<Key>]) -> HashSet<Key> {
+    let mut changers: std::collections::HashMap<&Key, usize> = std::collections::HashMap::new();
+    for s in sources {
+        for (key, _) in &s.keys {
+            *changers.entry(key).or_default() += 1;
+        }
+    }
+    inserted.iter().flat_map(|set| set.iter()).filter(|key| changers.get(key) == Some(&1)).cloned().collect()
 }
 
 /// The SQL expression of a change's commit time in microseconds, or NULL.
@@ -262,18 +344,25 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
     let deltas: Vec<&str> =
         p.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
     // The transaction id of the batch_rows-th pending change bounds the batch.
-    let nth_sql = if deltas.is_empty() {
+    let cached = node.batch_bounds.next_after(&node.cursor, limits.batch_rows);
+    let nth_sql = if deltas.is_empty() || cached.is_some() {
         "NULL::text".to_string()
     } else {
         let union: Vec<String> = deltas
             .iter()
             .map(|d| format!("SELECT dugong_txid FROM {d} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')"))
             .collect();
+        // Counting pending changes per transaction and summing in transaction
+        // order finds every batch's bound in one pass (a hash aggregate and a
+        // sort of the transactions), where an ORDER BY … OFFSET would sort
+        // every change of the backlog again in each run.
         format!(
-            // Sort by the xid8 itself, not by its text (where 10000 < 9999).
-            "(SELECT s.dugong_txid::text FROM ({}) s ORDER BY s.dugong_txid OFFSET {} LIMIT 1)",
+            "(SELECT string_agg(w.t::text, ',' ORDER BY w.t) FROM (
+                SELECT g.t, g.c, (sum(g.c) OVER (ORDER BY g.t))::int8 AS upto
+                FROM (SELECT s.dugong_txid AS t, count(*) AS c FROM ({}) s GROUP BY s.dugong_txid) g) w
+             WHERE (w.upto - w.c) / {n} < w.upto / {n})",
             union.join(" UNION ALL "),
-            limits.batch_rows.saturating_sub(1)
+            n = limits.batch_rows.max(1)
         )
     };
     let sql = format!("{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}");
@@ -287,9 +376,17 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
         .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
-    let nth = match row.get(1) {
-        Some(text) => Some(text.parse::<u64>().map_err(|_| protocol("a transaction id that is not a number".into()))?),
-        None => None,
+    let (nth, later) = match cached {
+        Some(next) => next,
+        None => {
+            let mut counted = Vec::new();
+            for text in row.get(1).unwrap_or_default().split(',').filter(|t| !t.is_empty()) {
+                counted
+                    .push(text.parse::<u64>().map_err(|_| protocol("a transaction id that is not a number".into()))?);
+            }
+            let mut counted = counted.into_iter();
+            (counted.next(), BatchBounds { rows: limits.batch_rows, bounds: counted.collect() })
+        }
     };
     let bound = choose_bound(nth, &node.cursor, &snapshot);
     let bound_text = bound.to_string();
@@ -298,31 +395,33 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
         let bound_text = &bound_text;
         async move {
             let Some(capture) = node.captures.get(&table.name) else {
-                return Ok(TableChanges { keys: Vec::new(), truncated: None });
+                return Ok(TableChanges { keys: Vec::new(), inserted: HashSet::new(), truncated: None });
             };
-            let (keys, truncated) = futures_util::future::try_join(
+            let ((keys, inserted), truncated) = futures_util::future::try_join(
                 read_keys(node, table, &capture.delta, cursor, bound_text),
                 read_truncate(node, capture.table_id, cursor, bound_text),
             )
             .await?;
-            Ok::<_, ReplicaError>(TableChanges { keys, truncated })
+            Ok::<_, ReplicaError>(TableChanges { keys, inserted, truncated })
         }
     });
     let changes = try_join_all(reads).await?;
-    Ok(SourceRead { snapshot, bound, changes })
+    Ok(SourceRead { snapshot, bound, later, changes })
 }
 
+/// The changed keys of a table in the window, with their commit times and the
+/// set of those that were only inserted.
 async fn read_keys(
     node: &Node,
     table: &TableInfo,
     delta: &str,
     cursor: &str,
     bound: &str,
-) -> Result<Vec<(Key, CommitTime)>, ReplicaError> {
+) -> Result<(Vec<(Key, CommitTime)>, HashSet<Key>), ReplicaError> {
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
     let sql = format!(
-        "SELECT {}, {} FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY {}",
+        "SELECT {}, {}, bool_and(dugong_inserted IS TRUE) FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY {}",
         ktext.join(", "),
         commit_time_expr(node, "dugong_txid"),
         kcols.join(", ")
@@ -333,13 +432,16 @@ async fn read_keys(
         .await
         .on_db(node.id, || format!("reading the changes of {}", table.name))?;
     let n = table.key.len();
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let key: Key = (0..n).map(|i| r.get::<_, String>(i)).collect();
-            (key, r.get::<_, Option<i64>>(n))
-        })
-        .collect())
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut inserted = HashSet::new();
+    for r in &rows {
+        let key: Key = (0..n).map(|i| r.get::<_, String>(i)).collect();
+        if r.get::<_, bool>(n + 1) {
+            inserted.insert(key.clone());
+        }
+        keys.push((key, r.get::<_, Option<i64>>(n)));
+    }
+    Ok((keys, inserted))
 }
 
 async fn read_truncate(
@@ -373,6 +475,7 @@ struct Advance {
     shipped: u64,
     /// No batch bound held this source's changes back.
     caught_up: bool,
+    later: BatchBounds,
 }
 
 async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), ReplicaError> {
@@ -403,6 +506,7 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
     for node in p.nodes.iter_mut() {
         if let Some(a) = cursors.iter().find(|a| a.db == node.id) {
             node.cursor = a.cursor.clone();
+            node.batch_bounds = a.later.clone();
             node.purge_due = !a.caught_up;
             node.shipped_since_vacuum += a.shipped;
             if node.shipped_since_vacuum >= VACUUM_DURING_BACKLOG {
@@ -413,10 +517,37 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
     Ok(())
 }
 
-/// Deletes the change rows every configured sync has shipped.
+/// The bounds of a backlog's next batches, counted once when the backlog was
+/// first seen: while they last, a run needs no counting query.
+#[derive(Debug, Clone, Default)]
+pub struct BatchBounds {
+    /// The batch size they were counted for.
+    rows: usize,
+    /// Transaction ids, ascending: each is the last of a batch.
+    bounds: Vec<u64>,
+}
+
+impl BatchBounds {
+    /// The next batch's bound and the rest, for a cursor at `cursor` and
+    /// batches of `rows`; `None` when none is left (or the size changed).
+    /// Bounds the cursor has passed are dropped, so every run progresses.
+    fn next_after(&self, cursor: &Snapshot, rows: usize) -> Option<(Option<u64>, BatchBounds)> {
+        if self.rows != rows {
+            return None;
+        }
+        let mut left = self.bounds.iter().copied().filter(|b| *b >= cursor.xmax);
+        let next = left.next()?;
+        Some((Some(next), BatchBounds { rows, bounds: left.collect() }))
+    }
+}
+
+/// Deletes the change rows every configured sync has shipped. A change older
+/// than every cursor's xmin is shipped by all: one comparison decides nearly
+/// every row, and only the rest pay for checking each cursor (which halves the
+/// purge after a backlog of 200,000 changes).
 fn purge_sql(node: &Node) -> String {
-    let shipped_by_all =
-        "NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
+    let shipped_by_all = "d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
+         OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
     let mut sql = String::new();
     for c in node.captures.values() {
         sql.push_str(&format!("DELETE FROM {} d WHERE {shipped_by_all};\n", c.delta));
@@ -438,8 +569,50 @@ const VACUUM_DURING_BACKLOG: u64 = 500_000;
 async fn vacuum_change_logs(node: &mut Node) {
     let mut tables: Vec<&str> = node.captures.values().map(|c| c.delta.as_str()).collect();
     tables.push("dugong.truncate_log");
-    if let Err(e) = node.client.batch_execute(&format!("VACUUM {}", tables.join(", "))).await {
-        tracing::debug!(db = %node.id, error = %crate::describe_pg(&e), "could not vacuum the change logs");
+    let clock = Instant::now();
+    match node.client.batch_execute(&format!("VACUUM {}", tables.join(", "))).await {
+        Ok(()) => tracing::debug!(db = %node.id, ms = clock.elapsed().as_millis() as u64, "vacuumed the change logs"),
+        Err(e) => tracing::debug!(db = %node.id, error = %crate::describe_pg(&e), "could not vacuum the change logs"),
     }
     node.shipped_since_vacuum = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> Key {
+        vec![k.to_string()]
+    }
+
+    #[test]
+    fn batch_bounds_skip_what_the_cursor_passed_and_always_progress() {
+        let bounds = BatchBounds { rows: 100, bounds: vec![110, 150, 190] };
+        let cursor: Snapshot = "105:110:107".parse().unwrap();
+        let (next, rest) = bounds.next_after(&cursor, 100).unwrap();
+        assert_eq!(next, Some(110));
+        assert!(choose_bound(next, &cursor, &"300:300:".parse().unwrap()) > cursor.xmax);
+        assert_eq!(rest.bounds, vec![150, 190]);
+        let cursor: Snapshot = "151:151:".parse().unwrap();
+        let (next, rest) = bounds.next_after(&cursor, 100).unwrap();
+        assert_eq!((next, rest.bounds), (Some(190), vec![]));
+        assert!(bounds.next_after(&"191:191:".parse().unwrap(), 100).is_none(), "all passed: count again");
+        assert!(bounds.next_after(&cursor, 50).is_none(), "another batch size: count again");
+    }
+
+    #[test]
+    fn fresh_keys_are_inserted_by_exactly_one_source() {
+        let changes = |db: u32, keys: &[&str]| SourceChanges {
+            db: DbId(db),
+            keys: keys.iter().map(|k| (key(k), None)).collect(),
+            truncated: None,
+        };
+        let sources = [changes(0, &["a", "b", "c"]), changes(1, &["c", "d"])];
+        let inserted0: HashSet<Key> = [key("a"), key("c")].into_iter().collect();
+        let inserted1: HashSet<Key> = [key("c")].into_iter().collect();
+        let fresh = fresh_keys(&sources, &[&inserted0, &inserted1]);
+        // b was updated or deleted; c was inserted on both sites (a conflict);
+        // d was not inserted.
+        assert_eq!(fresh, [key("a")].into_iter().collect());
+    }
 }

@@ -388,6 +388,45 @@ async fn a_transaction_committing_after_later_ones_were_shipped_is_not_lost() {
 
 /// Capture upgrades in place: an update trigger of an earlier version (which
 /// kept the old rows too) is replaced, and primary-key changes still ship.
+/// New keys are copied without deleting them on the targets first. When one is
+/// there after all (a run repeated after a crash left it, or the change log
+/// predates the insert marks), the run is repeated with deletes: nothing fails,
+/// nothing is duplicated, the target ends with the source's row.
+#[tokio::test]
+async fn a_new_key_already_on_the_target_is_replaced_not_refused() {
+    let sites = Sites::new("fresh", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'new' FROM generate_series(1, 100) g").await.unwrap();
+    // As if an earlier run had applied two of them before the replicator was
+    // killed: present on site 1, outside its change log, with older values.
+    sites
+        .client(1)
+        .batch_execute(
+            "BEGIN; SET LOCAL session_replication_role = replica;
+             INSERT INTO t VALUES (7, 'stale'), (70, 'stale'); COMMIT",
+        )
+        .await
+        .unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.inserts).sum::<u64>(), 100);
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t WHERE v = 'new'").await, vec!["100"]);
+    sites.assert_same("SELECT * FROM t").await;
+
+    // A change log written before inserts were marked: its rows are not
+    // trusted as new, and an update among them still replaces the row.
+    sites.client(0).batch_execute("ALTER TABLE dugong.delta_1 DROP COLUMN dugong_inserted").await.unwrap();
+    drop(p);
+    let mut p = prepare(&config).await;
+    sites
+        .client(0)
+        .batch_execute("INSERT INTO t VALUES (200, 'a'); UPDATE t SET v = 'upd' WHERE id = 1")
+        .await
+        .unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT * FROM t WHERE id IN (1, 200) ORDER BY id").await, vec!["1|upd", "200|a"]);
+}
+
 #[tokio::test]
 async fn capture_is_idempotent_and_upgrades_the_update_trigger() {
     let sites = Sites::new("upgrade", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;

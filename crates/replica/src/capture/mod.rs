@@ -9,6 +9,8 @@
 //! trigger calls. Updates log their new keys; a row trigger restricted to
 //! `UPDATE OF <key columns>` also logs the old key when a primary key changes,
 //! so that ships as a delete of the old key and an insert of the new one.
+//! Keys logged by the INSERT trigger carry `dugong_inserted = true`: a key that
+//! was only ever inserted needs no delete on the targets first (run.rs).
 
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
@@ -156,6 +158,8 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let src_cols: Vec<String> = table.key.iter().map(|c| quote_ident(&c.name)).collect();
     let src = src_cols.join(", ");
     let into = format!("INSERT INTO {delta} ({})", kcols.join(", "));
+    let into_inserted = format!("INSERT INTO {delta} ({}, dugong_inserted)", kcols.join(", "));
+    let lit_delta = quote_literal(&delta);
     let qt = table.name.quoted();
     let lit_schema = quote_literal(&table.name.schema);
     let lit_name = quote_literal(&table.name.name);
@@ -163,12 +167,14 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let old_values: Vec<String> = src_cols.iter().map(|c| format!("OLD.{c}")).collect();
     let new_values: Vec<String> = src_cols.iter().map(|c| format!("NEW.{c}")).collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id());
+        "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id(), dugong_inserted boolean);
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         {into} SELECT {src} FROM dugong_old;
+    ELSIF TG_OP = 'INSERT' THEN
+        {into_inserted} SELECT {src}, true FROM dugong_new;
     ELSE
         {into} SELECT {src} FROM dugong_new;
     END IF;
@@ -184,6 +190,11 @@ DO $dugong$
 DECLARE
     rel oid := (quote_ident({lit_schema}) || '.' || quote_ident({lit_name}))::regclass;
 BEGIN
+    -- Change logs made before inserts were marked: unmarked rows read as
+    -- maybe not new, which is always safe.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {lit_delta}::regclass AND attname = 'dugong_inserted' AND NOT attisdropped) THEN
+        ALTER TABLE {delta} ADD COLUMN dugong_inserted boolean;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'dugong_capture_insert') THEN
         CREATE TRIGGER dugong_capture_insert AFTER INSERT ON {qt} REFERENCING NEW TABLE AS dugong_new
             FOR EACH STATEMENT EXECUTE FUNCTION {function}();
