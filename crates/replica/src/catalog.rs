@@ -256,3 +256,16 @@ pub(crate) fn differences(
     }
     problems
 }
+
+/// The error for a table selection that changed while replicating: which tables came or went,
+/// or (same tables) that columns or keys changed on the reference database.
+pub fn schema_changed(before: &[TableInfo], after: &[TableInfo], reference: DbId) -> ReplicaError {
+    let names = |t: &[TableInfo]| t.iter().map(|t| t.name.display_name()).collect::<Vec<String>>();
+    let (before, after) = (names(before), names(after));
+    let what = if before != after {
+        format!("tables were {}, now {}", before.join(", "), after.join(", "))
+    } else {
+        format!("columns or keys changed on {reference}")
+    };
+    ReplicaError::SchemaChanged(what)
+}

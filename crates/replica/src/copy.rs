@@ -104,23 +104,11 @@ async fn copy_tables(
             // Tables that have rows everywhere (a restart after the copy) are done.
             let mut with_rows = Vec::new();
             for n in &p.nodes {
-                if has_rows(n, table).await? {
-                    with_rows.push(n);
-                }
+                with_rows.push(has_rows(n, table).await?);
             }
-            match with_rows.len() {
-                0 => continue,
-                n if n == p.nodes.len() => continue,
-                1 => (with_rows[0], p.nodes.iter().filter(|n| n.id != with_rows[0].id).collect()),
-                _ => {
-                    let names: Vec<String> = with_rows.iter().map(|n| n.id.to_string()).collect();
-                    return Err(ReplicaError::Config(format!(
-                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
-                        sync.index,
-                        table.name,
-                        names.join(" and ")
-                    )));
-                }
+            match fill_source(sync.index, &table.name.to_string(), &p.nodes, |n| n.id, &with_rows)? {
+                Some(from) => (from, p.nodes.iter().filter(|n| n.id != from.id).collect()),
+                None => continue,
             }
         } else {
             let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("first source is a node");
@@ -141,6 +129,31 @@ async fn copy_tables(
         copy_table(from, &into, table, mode == OneTimeCopy::Full, progress, reporter).await?;
     }
     Ok(())
+}
+
+/// Mode 2 between masters: the one database whose table has rows (`with_rows`, per node) fills
+/// the empty ones. `None` when there is nothing to do (empty everywhere, or rows everywhere: a
+/// restart after the copy); an error naming the databases when several have rows.
+pub(crate) fn fill_source<'a, N>(
+    sync_index: usize,
+    table: &str,
+    nodes: &'a [N],
+    id: impl Fn(&N) -> dugong_core::DbId,
+    with_rows: &[bool],
+) -> Result<Option<&'a N>, ReplicaError> {
+    let full: Vec<&N> = nodes.iter().zip(with_rows).filter(|(_, rows)| **rows).map(|(n, _)| n).collect();
+    match full.len() {
+        0 => Ok(None),
+        n if n == nodes.len() => Ok(None),
+        1 => Ok(Some(full[0])),
+        _ => {
+            let names: Vec<String> = full.iter().map(|n| id(n).to_string()).collect();
+            Err(ReplicaError::Config(format!(
+                "syncs[{sync_index}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {table} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
+                names.join(" and ")
+            )))
+        }
+    }
 }
 
 async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {

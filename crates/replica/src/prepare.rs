@@ -199,14 +199,7 @@ pub async fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
     let field = format!("syncs[{}].tables", p.sync.index);
     let (tables, excluded) = catalog::select_tables(&reference.client, reference.id, &p.sync.tables, &field).await?;
     if tables != p.tables || excluded != p.excluded {
-        let before: Vec<String> = p.tables.iter().map(|t| t.name.display_name()).collect();
-        let after: Vec<String> = tables.iter().map(|t| t.name.display_name()).collect();
-        let what = if before != after {
-            format!("tables were {}, now {}", before.join(", "), after.join(", "))
-        } else {
-            format!("columns or keys changed on {}", reference.id)
-        };
-        return Err(ReplicaError::SchemaChanged(what));
+        return Err(catalog::schema_changed(&p.tables, &tables, reference.id));
     }
     for node in &p.nodes[1..] {
         let problems = catalog::check_same_schema(&node.client, node.id, reference.id, &p.tables).await?;

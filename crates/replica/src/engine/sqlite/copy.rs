@@ -58,25 +58,10 @@ fn copy_tables(p: &Prepared, mode: OneTimeCopy) -> Result<(), ReplicaError> {
     let sync = &p.sync;
     for table in &p.tables {
         let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
-            let mut with_rows = Vec::new();
-            for n in &p.nodes {
-                if has_rows(n, table)? {
-                    with_rows.push(n);
-                }
-            }
-            match with_rows.len() {
-                0 => continue,
-                n if n == p.nodes.len() => continue,
-                1 => (with_rows[0], p.nodes.iter().filter(|n| n.id != with_rows[0].id).collect()),
-                _ => {
-                    let names: Vec<String> = with_rows.iter().map(|n| n.id.to_string()).collect();
-                    return Err(ReplicaError::Config(format!(
-                        "syncs[{}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
-                        sync.index,
-                        table.name,
-                        names.join(" and ")
-                    )));
-                }
+            let with_rows = p.nodes.iter().map(|n| has_rows(n, table)).collect::<Result<Vec<bool>, _>>()?;
+            match crate::copy::fill_source(sync.index, &table.name.to_string(), &p.nodes, |n| n.id, &with_rows)? {
+                Some(from) => (from, p.nodes.iter().filter(|n| n.id != from.id).collect()),
+                None => continue,
             }
         } else {
             let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("the first source is a node");

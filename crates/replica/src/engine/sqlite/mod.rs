@@ -148,14 +148,7 @@ pub fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
     let catalog = catalog::read(&reference.conn, reference.id)?;
     let (tables, excluded) = shared_catalog::select_from(&catalog, reference.id, &p.sync.tables, &field)?;
     if tables != p.tables || excluded != p.excluded {
-        let before: Vec<String> = p.tables.iter().map(|t| t.name.display_name()).collect();
-        let after: Vec<String> = tables.iter().map(|t| t.name.display_name()).collect();
-        let what = if before != after {
-            format!("tables were {}, now {}", before.join(", "), after.join(", "))
-        } else {
-            format!("columns or keys changed on {}", reference.id)
-        };
-        return Err(ReplicaError::SchemaChanged(what));
+        return Err(shared_catalog::schema_changed(&p.tables, &tables, reference.id));
     }
     for node in &p.nodes[1..] {
         let problems =
