@@ -54,19 +54,9 @@ pub async fn initial_copy(
     shutdown: &CancellationToken,
     reporter: Option<&StatusReporter>,
 ) -> Result<(), ReplicaError> {
-    let mode = p.sync.onetimecopy;
-    if mode == OneTimeCopy::None || p.tables.is_empty() {
+    let Some(mode) = copy_mode(&p.sync, !p.tables.is_empty())? else {
         return Ok(());
-    }
-    let multi_source_only = p.sync.targets.is_empty() && p.sync.sources.len() > 1;
-    if mode == OneTimeCopy::Full && multi_source_only {
-        return Err(ReplicaError::Config(format!(
-            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
-            p.sync.index,
-            p.sync.name,
-            p.sync.sources.len()
-        )));
-    }
+    };
     let result = tokio::select! {
         r = copy_tables(p, mode, progress, reporter) => r,
         _ = shutdown.cancelled() => Err(ReplicaError::Config("initial copy interrupted by shutdown; rolled back".into())),
@@ -129,6 +119,24 @@ async fn copy_tables(
         copy_table(from, &into, table, mode == OneTimeCopy::Full, progress, reporter).await?;
     }
     Ok(())
+}
+
+/// The sync's initial copy mode, `None` when there is nothing to copy; refuses mode 1 between
+/// masters only (it would empty tables that hold the only copy of their rows).
+pub(crate) fn copy_mode(sync: &dugong_config::Sync, has_tables: bool) -> Result<Option<OneTimeCopy>, ReplicaError> {
+    let mode = sync.onetimecopy;
+    if mode == OneTimeCopy::None || !has_tables {
+        return Ok(None);
+    }
+    if mode == OneTimeCopy::Full && sync.targets.is_empty() && sync.sources.len() > 1 {
+        return Err(ReplicaError::Config(format!(
+            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
+            sync.index,
+            sync.name,
+            sync.sources.len()
+        )));
+    }
+    Ok(Some(mode))
 }
 
 /// Mode 2 between masters: the one database whose table has rows (`with_rows`, per node) fills

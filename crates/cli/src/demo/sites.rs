@@ -97,8 +97,7 @@ impl Sites {
             .append(true)
             .open(&site.log)
             .with_context(|| format!("cannot open {}", site.log.display()))?;
-        let child = Command::new(&self.exe)
-            .arg("serve")
+        let child = dugong(&self.exe, &["serve"])
             .args(["--site", &site.id.to_string()])
             .args(["--db", &format!("sqlite:{}", site.db.display())])
             .args(["--grpc", &site.grpc.to_string()])
@@ -106,13 +105,10 @@ impl Sites {
             .args(["--metrics", &site.metrics.to_string()])
             .args(["--drain-timeout", "2s"])
             .env("DUGONG_API_TOKENS", &self.token)
-            .env("DUGONG_LOG", "warn")
             .env_remove("DUGONG_API_TOKENS_FILE")
             .env_remove("DUGONG_DB")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .kill_on_drop(true)
             .spawn()
             .context("cannot start dugong serve")?;
         site.child = Some(child);
@@ -134,14 +130,9 @@ impl Sites {
     pub fn start_replicator(&mut self) -> anyhow::Result<()> {
         let log_path = self.dir.path().join("replicate.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
-        let child = Command::new(&self.exe)
-            .arg("replicate")
-            .args(["--config", &self.config.display().to_string()])
-            .env("DUGONG_LOG", "warn")
-            .stdin(Stdio::null())
+        let child = dugong(&self.exe, &["replicate", "--config", &self.config.display().to_string()])
             .stdout(Stdio::null())
             .stderr(log)
-            .kill_on_drop(true)
             .spawn()
             .context("cannot start dugong replicate")?;
         self.replicator = Some(child);
@@ -166,7 +157,7 @@ impl Sites {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             self.check_replicator()?;
-            let (good, text) = self.dugong_json("status").await?;
+            let (good, text, _) = self.on_config("status", &["--json"]).await?;
             if good {
                 let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 if status["syncs"][0]["state"] == "Good" {
@@ -180,34 +171,17 @@ impl Sites {
         }
     }
 
-    /// `dugong COMMAND --json` on the demo's configuration: its exit status and its stdout.
-    async fn dugong_json(&self, command: &str) -> anyhow::Result<(bool, String)> {
-        let output = Command::new(&self.exe)
-            .arg(command)
-            .args(["--config", &self.config.display().to_string(), "--json"])
-            .env("DUGONG_LOG", "error")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("cannot run dugong {command}"))?;
-        Ok((output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned()))
-    }
-
     /// Creates the console user `demo` on site 0 (with the replicator running, so it replicates
     /// to site 1 like any other row) with a new random password kept in an owner-only file.
     pub async fn create_console_user(&self) -> anyhow::Result<()> {
         let password = self.console_password_file();
         write_private(&password, &dugong_client::api::new_id())?;
         let site = &self.sites[0];
-        let output = Command::new(&self.exe)
-            .arg("serve")
+        let output = dugong(&self.exe, &["serve"])
             .args(["--site", &site.id.to_string()])
             .args(["--db", &format!("sqlite:{}", site.db.display())])
             .args(["--create-admin", CONSOLE_USER])
             .args(["--password-file", &password.display().to_string()])
-            .env("DUGONG_LOG", "warn")
-            .stdin(Stdio::null())
             .output()
             .await
             .context("cannot run dugong serve --create-admin")?;
@@ -242,20 +216,16 @@ impl Sites {
         self.dir.path().join("console-password")
     }
 
-    /// Runs another dugong command on the demo's configuration (`status`, `compare`): its exit
-    /// status and what it printed.
-    pub async fn dugong(&self, command: &str) -> anyhow::Result<(bool, String)> {
-        let output = Command::new(&self.exe)
-            .arg(command)
-            .args(["--config", &self.config.display().to_string()])
-            .env("DUGONG_LOG", "warn")
-            .stdin(Stdio::null())
+    /// Runs `dugong COMMAND --config bucardo.json EXTRA…` (`status`, `compare`): its exit status,
+    /// standard output and errors.
+    pub async fn on_config(&self, command: &str, extra: &[&str]) -> anyhow::Result<(bool, String, String)> {
+        let output = dugong(&self.exe, &[command, "--config", &self.config.display().to_string()])
+            .args(extra)
             .output()
             .await
             .with_context(|| format!("cannot run dugong {command}"))?;
-        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&output.stderr));
-        Ok((output.status.success(), text))
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        Ok((output.status.success(), text(&output.stdout), text(&output.stderr)))
     }
 
     /// Stops every process (SIGTERM, then SIGKILL after a while) and removes the directory.
@@ -342,6 +312,13 @@ impl Site {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `dugong ARGS…` as a child of the demo: logs only warnings, no input, killed if the demo drops it.
+fn dugong(exe: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(exe);
+    command.args(args).env("DUGONG_LOG", "warn").stdin(Stdio::null()).kill_on_drop(true);
+    command
 }
 
 /// `ip:usual` when that can be listened on now, else a free port on `ip`.

@@ -98,8 +98,8 @@ pub async fn tell(sites: &mut Sites, say: &Say) -> anyhow::Result<Summary> {
 
     say.step("Are the sites identical?");
     say.info("+ dugong compare --config bucardo.json");
-    let (identical, text) = sites.dugong("compare").await?;
-    say.quote(text.trim_end());
+    let (identical, out, err) = sites.on_config("compare", &[]).await?;
+    say.quote((out + &err).trim_end());
     summary.identical = identical;
     if identical {
         say.ok("compare: the sites are identical");
@@ -107,8 +107,8 @@ pub async fn tell(sites: &mut Sites, say: &Say) -> anyhow::Result<Summary> {
         say.fail("compare: the sites differ");
     }
     say.info("+ dugong status --config bucardo.json");
-    let (_, text) = sites.dugong("status").await?;
-    say.quote(text.trim_end());
+    let (_, out, err) = sites.on_config("status", &[]).await?;
+    say.quote((out + &err).trim_end());
     Ok(summary)
 }
 
@@ -295,14 +295,14 @@ async fn ha_story(sites: &mut Sites, token: &Token, say: &Say, summary: &mut Sum
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(steady_calls(session, token.clone(), calls.clone(), stop.clone()));
-    wait_calls(&calls, 25).await;
+    wait_calls(&calls, 25).await?;
     say.info(&format!("calls every {} through the session, all answered by site 0", ms(CALL_EVERY)));
 
     let killed_at = Instant::now();
     sites.kill_site(0).await?;
     say.info("site 0's server killed with SIGKILL");
     let seen = lock(&calls).len();
-    wait_calls(&calls, seen + 50).await;
+    wait_calls(&calls, seen + 50).await?;
     let (failover, failed) = {
         let calls = lock(&calls);
         let after: Vec<&Call> = calls.iter().filter(|c| c.at + c.took > killed_at).collect();
@@ -330,7 +330,7 @@ async fn ha_story(sites: &mut Sites, token: &Token, say: &Say, summary: &mut Sum
         outage.len()
     ));
     let seen = lock(&calls).len();
-    wait_calls(&calls, seen.max(down_calls) + 10).await;
+    wait_calls(&calls, seen.max(down_calls) + 10).await?;
     stop.cancel();
     worker.await.context("the client's call loop")?;
 
@@ -372,11 +372,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Waits until at least `n` calls have been made (the loop runs until cancelled).
-async fn wait_calls(calls: &Mutex<Vec<Call>>, n: usize) {
+/// Waits until at least `n` calls have been made (the loop runs until cancelled); fails if they
+/// are not made within [`ARRIVAL_TIMEOUT`] (the call loop stalled).
+async fn wait_calls(calls: &Mutex<Vec<Call>>, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
     while lock(calls).len() < n {
+        if started.elapsed() > ARRIVAL_TIMEOUT {
+            bail!("the client made {} calls in {ARRIVAL_TIMEOUT:?}, not {n}", lock(calls).len());
+        }
         tokio::time::sleep(CALL_EVERY / 2).await;
     }
+    Ok(())
 }
 
 async fn steady_calls(

@@ -18,19 +18,9 @@ use rusqlite::types::Value;
 
 /// Does the sync's initial copy, if it has one. Blocking.
 pub fn initial_copy(p: &Prepared) -> Result<(), ReplicaError> {
-    let mode = p.sync.onetimecopy;
-    if mode == OneTimeCopy::None || p.tables.is_empty() {
+    let Some(mode) = crate::copy::copy_mode(&p.sync, !p.tables.is_empty())? else {
         return Ok(());
-    }
-    let multi_source_only = p.sync.targets.is_empty() && p.sync.sources.len() > 1;
-    if mode == OneTimeCopy::Full && multi_source_only {
-        return Err(ReplicaError::Config(format!(
-            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
-            p.sync.index,
-            p.sync.name,
-            p.sync.sources.len()
-        )));
-    }
+    };
     for node in &p.nodes {
         node.conn
             .execute_batch("BEGIN IMMEDIATE; INSERT OR IGNORE INTO dugong_applying (id) VALUES (1);")
