@@ -136,19 +136,7 @@ async fn create_admin(
         .context("hashing the password")??;
     let options = dugong_store::StoreOptions { site: site.to_string(), ..Default::default() };
     let store = dugong_store::Store::open(db, options).await.with_context(|| format!("database {}", db.display()))?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match store.migrate().await {
-            Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "database unreachable; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            other => {
-                other.with_context(|| format!("database {}", db.display()))?;
-                break;
-            }
-        }
-    }
+    dugong_server::migrate(&store, wait).await.with_context(|| format!("database {}", db.display()))?;
     let user = store.put_console_user(name, &hash).await.with_context(|| format!("database {}", db.display()))?;
     let what = if user.version == 1 { "created" } else { "password changed for" };
     eprintln!("console user {what} {name:?} on {} (replicated to the other sites by dugong replicate)", db.display());

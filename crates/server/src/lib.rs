@@ -168,7 +168,7 @@ pub async fn run(
 }
 
 /// Migrates, retrying an unreachable database until `wait` has passed.
-async fn migrate(store: &Store, wait: Duration) -> Result<i64, StoreError> {
+pub async fn migrate(store: &Store, wait: Duration) -> Result<i64, StoreError> {
     let deadline = Instant::now() + wait;
     loop {
         match store.migrate().await {

@@ -177,7 +177,9 @@ async fn console_changes_show_on_the_other_site_and_conflicts_lose_nothing() {
     browser.fill(&browser.find("#value").await, "{\"dark\": tru").await;
     browser.wait_for_text("Not valid JSON", false).await;
     browser.click(&browser.find("#save").await).await;
+    // The server's refusal page is at /settings too: only its words tell a sent form apart.
     assert!(browser.url().await.ends_with("/settings"), "an invalid value is not sent");
+    assert!(!browser.page_text().await.contains("nothing was saved"), "an invalid value is not sent");
     shots.take(&browser, "settings-invalid").await;
     browser.fill(&browser.find("#value").await, "{\"dark\": true, \"accent\": \"teal\"}").await;
     browser.click(&browser.find("#save").await).await;

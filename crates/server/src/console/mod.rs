@@ -206,11 +206,11 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     };
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str());
     let (name, password, next) = (get("name").to_string(), get("password").to_string(), safe_next(get("next")));
-    let frame = frame(&state, &headers, None).await;
     let limiter = &state.login_limiter;
     if let Err(wait) = limiter.check(&name, ip, Instant::now()) {
         tracing::warn!(client = %ip, "console login refused: too many failures");
         let notice = Notice::Error(format!("Too many failed logins. Try again in {} s.", wait.as_secs().max(1)));
+        let frame = frame(&state, &headers, None).await;
         return login_form(&frame, &next, &name, &notice, StatusCode::TOO_MANY_REQUESTS);
     }
     let user = match state.store.console_user(&name).await {
@@ -219,9 +219,17 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
     };
     // An unknown user costs a hash check too, so timing does not tell which
     // names exist.
-    let stored = user.as_ref().map_or_else(|| password::decoy().to_string(), |u| u.password_hash.clone());
-    let pw = password.clone();
-    let matched = tokio::task::spawn_blocking(move || password::verify(&pw, &stored)).await.unwrap_or(false);
+    // (The decoy hash is made once, on the first such check: in the blocking pool too.)
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = tokio::task::spawn_blocking(move || {
+        let hash = match &stored {
+            Some(hash) => hash.as_str(),
+            None => password::decoy(),
+        };
+        password::verify(&password, hash)
+    })
+    .await
+    .unwrap_or(false);
     if !(matched && user.is_some()) {
         limiter.failed(&name, ip, Instant::now());
         // The name is logged only when it is a user's: what someone typed into
@@ -231,6 +239,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             None => tracing::info!(client = %ip, "console login failed: no such user"),
         }
         let notice = Notice::Error("Wrong user name or password.".into());
+        let frame = frame(&state, &headers, None).await;
         return login_form(&frame, &next, &name, &notice, StatusCode::UNAUTHORIZED);
     }
     limiter.succeeded(&name, ip);

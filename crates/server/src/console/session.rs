@@ -94,6 +94,11 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, Response> {
+        // A handler taking both a page context and a change extracts this twice: look the
+        // session up once per request.
+        if let Some(authed) = parts.extensions.get::<Authed>() {
+            return Ok(authed.clone());
+        }
         let to_login = || {
             // Back to the page after logging in; a refused form post goes to
             // the start page instead (its URL only takes posts).
@@ -110,7 +115,11 @@ impl FromRequestParts<AppState> for Authed {
         };
         let hash = token_hash(token);
         match state.store.session(&hash).await {
-            Ok(Some(s)) => Ok(Authed { user: s.user, csrf: s.csrf, token_hash: hash }),
+            Ok(Some(s)) => {
+                let authed = Authed { user: s.user, csrf: s.csrf, token_hash: hash };
+                parts.extensions.insert(authed.clone());
+                Ok(authed)
+            }
             Ok(None) => Err(to_login()),
             Err(e) => Err(super::pages::store_failure(&e)),
         }

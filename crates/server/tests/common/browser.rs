@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -173,8 +172,6 @@ impl Browser {
             }
             if reload {
                 self.call("POST", "/refresh", json!({})).await;
-            } else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             None
         })
