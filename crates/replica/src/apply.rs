@@ -7,12 +7,12 @@ use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
 use crate::prepare::{Node, Prepared};
 use crate::resolve::{ConflictRecord, Resolution, SourceChanges};
-use crate::run::Key;
+use crate::run::{Key, KeySet};
 use bytes::Bytes;
 use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use futures_util::future::try_join_all;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::{ToSql, Type};
 
@@ -22,6 +22,8 @@ pub struct TablePlan {
     /// Index into `Prepared::tables`.
     pub table: usize,
     pub truncate: Option<DbId>,
+    /// Every changed key with its winner; in a `single` plan only the keys to
+    /// delete first (the rows themselves are selected by the change window).
     pub winners: Vec<(Key, DbId)>,
     /// Per source, the keys it changed but lost: left out of its row fetch.
     pub lost: HashMap<DbId, Vec<Key>>,
@@ -29,12 +31,27 @@ pub struct TablePlan {
     pub winning_sources: Vec<DbId>,
     /// Keys no other database should have (only inserted, by one source):
     /// copied without deleting them first.
-    pub fresh: HashSet<Key>,
+    pub fresh: KeySet,
 }
 
 impl TablePlan {
+    /// The plan of a table only `source` changed: it wins every key. `rewritten`
+    /// are the keys the others delete before taking the rows (the rest are
+    /// fresh: only inserted on the source).
+    pub fn single(table: usize, source: DbId, rewritten: Vec<Key>) -> TablePlan {
+        TablePlan {
+            table,
+            truncate: None,
+            winners: rewritten.into_iter().map(|k| (k, source)).collect(),
+            lost: HashMap::new(),
+            winning_sources: vec![source],
+            fresh: KeySet::default(),
+        }
+    }
+
     pub fn new(table: usize, sources: &[SourceChanges<Key>], resolution: Resolution<Key>) -> TablePlan {
-        let winner_of: HashMap<&Key, DbId> = resolution.winners.iter().map(|(k, d)| (k, *d)).collect();
+        let winner_of: HashMap<&Key, DbId, foldhash::fast::RandomState> =
+            resolution.winners.iter().map(|(k, d)| (k, *d)).collect();
         let mut lost: HashMap<DbId, Vec<Key>> = HashMap::new();
         let mut winning_sources = Vec::new();
         for s in sources {
@@ -56,7 +73,7 @@ impl TablePlan {
             winners: resolution.winners,
             lost,
             winning_sources,
-            fresh: HashSet::new(),
+            fresh: KeySet::default(),
         }
     }
 }

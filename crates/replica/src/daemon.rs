@@ -282,6 +282,8 @@ impl SyncTask {
                     self.observe(&name, &outcome);
                     if outcome.empty {
                         if self.options.once {
+                            // Leave the change logs purged, as a daemon would.
+                            p.finish_upkeep().await;
                             return Ok(());
                         }
                         if !self.wait(self.options.poll_interval).await {
@@ -415,6 +417,12 @@ impl Active {
         match self {
             Active::Postgres(p) => run::run_once(p, limits).await,
             Active::Sqlite(s) => s.run_once(limits).await,
+        }
+    }
+
+    async fn finish_upkeep(&mut self) {
+        if let Active::Postgres(p) = self {
+            p.finish_upkeep().await;
         }
     }
 

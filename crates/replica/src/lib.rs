@@ -9,6 +9,7 @@
 //! - [`prepare`]: connect, check, install, load cursors.
 //! - [`snapshot`]: `pg_snapshot` cursors into the change logs, batch bounds.
 //! - [`run`]: one run — read pending changes, resolve, apply, commit, advance.
+//! - [`upkeep`]: purging and vacuuming the change logs, beside the runs after a backlog.
 //! - [`resolve`]: per-row conflict resolution, pure functions.
 //! - [`apply`]: fetch winning rows with COPY and write them to the others.
 //! - [`copy`]: the initial copy (`onetimecopy`).
@@ -36,5 +37,6 @@ pub mod run;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+pub mod upkeep;
 
 pub use error::{describe_pg, Backoff, ErrorPolicy, ReplicaError, StatementContext};

@@ -15,6 +15,8 @@ use tokio_postgres::Client;
 /// One database of a prepared sync.
 pub struct Node {
     pub id: DbId,
+    /// Its entry in the configuration, for connections beside `client`.
+    pub database: dugong_config::Database,
     pub client: Client,
     /// Sources capture changes; targets only receive.
     pub source: bool,
@@ -32,6 +34,8 @@ pub struct Node {
     pub purge_due: bool,
     /// Where the next batches of a backlog end (sources only).
     pub batch_bounds: crate::run::BatchBounds,
+    /// Purging and vacuuming the change logs in the background (sources only).
+    pub upkeep: crate::upkeep::Upkeep,
 }
 
 /// A sync ready to run.
@@ -51,6 +55,14 @@ pub struct Prepared {
 impl Prepared {
     pub fn name(&self) -> &SyncName {
         &self.sync.name
+    }
+
+    /// Waits for the change logs' background upkeep to finish (before exiting
+    /// after `--once`, and in tests).
+    pub async fn finish_upkeep(&mut self) {
+        for node in &mut self.nodes {
+            node.upkeep.finish().await;
+        }
     }
 
     /// The databases whose `track_commit_timestamp` is off.
@@ -120,6 +132,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             .on_db(id, || "creating the sync's state".into())?;
         let mut node = Node {
             id,
+            database: config.database(id).expect("every database of a sync is configured").clone(),
             client,
             source,
             captures,
@@ -129,6 +142,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             shipped_since_vacuum: 0,
             purge_due: false,
             batch_bounds: Default::default(),
+            upkeep: Default::default(),
         };
         if source {
             let sql = crate::run::pending_sql(&tables, &node);

@@ -11,14 +11,17 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::prepare::{Node, Prepared};
 use crate::resolve::{self, CommitTime, ConflictRecord, SourceChanges};
 use crate::snapshot::{choose_bound, Snapshot};
+use crate::upkeep;
 use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
-use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::types::Type;
 
 /// A changed key: the text form of each primary-key column.
 pub type Key = Vec<String>;
+
+/// A set of changed keys, hashed fast: a run can handle tens of thousands.
+pub type KeySet = std::collections::HashSet<Key, foldhash::fast::RandomState>;
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -111,15 +114,41 @@ struct SourceRead {
     /// Bounds of the batches after this one, as far as the backlog was counted.
     later: BatchBounds,
     /// Per table, in the order of `Prepared::tables`.
-    changes: Vec<TableChanges>,
+    summaries: Vec<TableSummary>,
 }
 
-/// One table's pending changes on one source.
-struct TableChanges {
-    keys: Vec<(Key, CommitTime)>,
-    /// The keys of `keys` whose every change in the window was an insert.
-    inserted: HashSet<Key>,
+/// One table's pending changes on one source, counted before any key is read.
+#[derive(Debug, Clone, Copy, Default)]
+struct TableSummary {
+    /// Change rows in the window.
+    changes: i64,
+    /// Change rows that are not inserts (updates, deletes, key changes).
+    rewritten: i64,
+    /// Commit time of the oldest change, when commit times are known.
+    oldest: CommitTime,
     truncated: Option<CommitTime>,
+}
+
+impl TableSummary {
+    fn changed(&self) -> bool {
+        self.changes > 0 || self.truncated.is_some()
+    }
+}
+
+/// A table's changed keys read from one source, with their commit times, and
+/// those of them that were only inserted.
+type ChangedKeys = (Vec<(Key, CommitTime)>, KeySet);
+
+/// How much of a table's changed keys a run must read from one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRead {
+    /// Several sources changed the table, or one truncated it: every key with
+    /// its commit time, for conflict resolution.
+    Resolve,
+    /// Only this source changed the table: no conflict is possible, so only the
+    /// keys the targets must delete first (with `NewKeys::Trust`, those not
+    /// only inserted). The rows themselves are selected by the change window.
+    Single,
 }
 
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
@@ -128,15 +157,12 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
     // change log past every shipped but not yet purged row of the backlog.
     let known_pending = std::mem::take(&mut p.more_pending);
     if !known_pending && !pending(p).await? {
-        // Caught up: purge what a backlog left, then give the space back.
-        for node in p.nodes.iter_mut().filter(|n| n.purge_due) {
-            let clock = Instant::now();
-            node.client.batch_execute(&purge_sql(node)).await.on_db(node.id, || "purging the change logs".into())?;
-            node.purge_due = false;
-            tracing::debug!(db = %node.id, ms = clock.elapsed().as_millis() as u64, "purged the change logs after a backlog");
-        }
-        for node in p.nodes.iter_mut().filter(|n| n.shipped_since_vacuum >= VACUUM_AFTER_ROWS) {
-            vacuum_change_logs(node).await;
+        // Caught up: purge what a backlog left, and give the space back.
+        for node in p.nodes.iter_mut().filter(|n| n.source) {
+            if node.purge_due || node.shipped_since_vacuum >= upkeep::VACUUM_AFTER_ROWS {
+                let purge = node.purge_due;
+                upkeep::start(node, purge);
+            }
         }
         return Ok(RunOutcome { empty: true, ..Default::default() });
     }
@@ -229,7 +255,7 @@ async fn run_in_transactions(
     limits: RunLimits,
     new_keys: NewKeys,
 ) -> Result<(RunOutcome, Vec<Advance>), ReplicaError> {
-    // 1. Read every source's pending changes, in its run snapshot.
+    // 1. Count every source's pending changes, in its run snapshot.
     let phase = Instant::now();
     let futures = p.nodes.iter().enumerate().filter(|(_, n)| n.source).map(|(i, n)| async move {
         let read = read_source(p, n, limits).await?;
@@ -237,30 +263,63 @@ async fn run_in_transactions(
     });
     let ((), reads) = futures_util::future::try_join(begin_targets(p), try_join_all(futures)).await?;
 
-    let mut outcome = RunOutcome::default();
-    outcome.phases.read = phase.elapsed();
-    let mut oldest: Option<i64> = None;
-    // 2. Resolve each table, and plan what every database must do.
-    let mut plans: Vec<TablePlan> = Vec::with_capacity(p.tables.len());
-    let mut more = false;
-    for (ti, table) in p.tables.iter().enumerate() {
-        let sources: Vec<SourceChanges<Key>> = reads
-            .iter()
-            .map(|(i, r)| {
-                let c = &r.changes[ti];
-                SourceChanges { db: p.nodes[*i].id, keys: c.keys.clone(), truncated: c.truncated }
-            })
-            .collect();
-        for s in &sources {
-            for (_, t) in &s.keys {
-                if let Some(t) = t {
-                    oldest = Some(oldest.map_or(*t, |o: i64| o.min(*t)));
-                }
+    // 2. Read the changed keys each table needs: all of them where sources
+    // compete, only those to delete first where one source changed the table.
+    let mut wanted = Vec::new();
+    for ti in 0..p.tables.len() {
+        let changers = reads.iter().filter(|(_, r)| r.summaries[ti].changed()).count();
+        let truncated = reads.iter().any(|(_, r)| r.summaries[ti].truncated.is_some());
+        let how = if changers > 1 || truncated { KeyRead::Resolve } else { KeyRead::Single };
+        for (ri, (i, r)) in reads.iter().enumerate() {
+            let summary = r.summaries[ti];
+            let needed = match how {
+                KeyRead::Resolve => summary.changes > 0,
+                KeyRead::Single => summary.changes > 0 && (new_keys == NewKeys::Verify || summary.rewritten > 0),
+            };
+            if needed {
+                wanted.push((ti, ri, *i, how, r.bound.to_string()));
             }
         }
-        if sources.iter().all(|s| s.keys.is_empty() && s.truncated.is_none()) {
-            continue;
+    }
+    let key_reads = wanted.iter().map(|(ti, ri, i, how, bound)| async move {
+        let node = &p.nodes[*i];
+        let table = &p.tables[*ti];
+        let delta = &node.captures[&table.name].delta;
+        let only_rewritten = *how == KeyRead::Single && new_keys == NewKeys::Trust;
+        let read = read_keys(node, table, delta, &node.cursor.to_string(), bound, *how, only_rewritten).await?;
+        Ok::<_, ReplicaError>(((*ti, *ri), read))
+    });
+    let mut keys: std::collections::HashMap<(usize, usize), ChangedKeys> =
+        try_join_all(key_reads).await?.into_iter().collect();
+
+    let mut outcome = RunOutcome::default();
+    outcome.phases.read = phase.elapsed();
+    let oldest = reads.iter().flat_map(|(_, r)| r.summaries.iter().filter_map(|s| s.oldest)).min();
+    // 3. Resolve each table, and plan what every database must do.
+    let mut plans: Vec<TablePlan> = Vec::with_capacity(p.tables.len());
+    for (ti, table) in p.tables.iter().enumerate() {
+        let changers: Vec<usize> = (0..reads.len()).filter(|ri| reads[*ri].1.summaries[ti].changed()).collect();
+        let truncated = changers.iter().any(|ri| reads[*ri].1.summaries[ti].truncated.is_some());
+        match changers[..] {
+            [] => continue,
+            [ri] if !truncated => {
+                let (i, _) = reads[ri];
+                let (keys, _) = keys.remove(&(ti, ri)).unwrap_or_default();
+                plans.push(TablePlan::single(ti, p.nodes[i].id, keys.into_iter().map(|(k, _)| k).collect()));
+                continue;
+            }
+            _ => {}
         }
+        let mut inserted = Vec::with_capacity(reads.len());
+        let sources: Vec<SourceChanges<Key>> = reads
+            .iter()
+            .enumerate()
+            .map(|(ri, (i, r))| {
+                let (keys, fresh) = keys.remove(&(ti, ri)).unwrap_or_default();
+                inserted.push(fresh);
+                SourceChanges { db: p.nodes[*i].id, keys, truncated: r.summaries[ti].truncated }
+            })
+            .collect();
         let resolution = resolve::resolve(&p.sync.conflict_strategy, &p.order, &sources)
             .map_err(|aborted| resolve::abort_error(&table.name, &aborted))?;
         for c in &resolution.conflicts {
@@ -268,14 +327,11 @@ async fn run_in_transactions(
         }
         let mut plan = TablePlan::new(ti, &sources, resolution);
         if new_keys == NewKeys::Trust && plan.truncate.is_none() {
-            let inserted: Vec<&HashSet<Key>> = reads.iter().map(|(_, r)| &r.changes[ti].inserted).collect();
-            plan.fresh = fresh_keys(&sources, &inserted);
+            plan.fresh = fresh_keys(&sources, inserted);
         }
         plans.push(plan);
     }
-    for (_, r) in &reads {
-        more |= r.bound < r.snapshot.xmax;
-    }
+    let more = reads.iter().any(|(_, r)| r.bound < r.snapshot.xmax);
 
     // 3. Apply on every database, in its run transaction, streaming the winning
     // rows from their sources.
@@ -305,7 +361,7 @@ async fn run_in_transactions(
         .into_iter()
         .map(|(i, r)| Advance {
             db: p.nodes[i].id,
-            shipped: r.changes.iter().map(|c| c.keys.len() as u64).sum(),
+            shipped: r.summaries.iter().map(|c| c.changes.max(0) as u64).sum(),
             caught_up: r.bound >= r.snapshot.xmax,
             cursor: r.snapshot.truncated_at(r.bound),
             later: r.later,
@@ -317,20 +373,21 @@ async fn run_in_transactions(
 /// The keys changed by exactly one source, and only by inserts there: no other
 /// database can have them unless a run is repeated or the same key was
 /// inserted elsewhere (which the primary key will catch).
-fn fresh_keys(sources: &[SourceChanges<Key>], inserted: &[&HashSet<Key>]) -> HashSet<Key> {
-    let mut changers: std::collections::HashMap<&Key, usize> = std::collections::HashMap::new();
+fn fresh_keys(sources: &[SourceChanges<Key>], inserted: Vec<KeySet>) -> KeySet {
+    let mut changers: std::collections::HashMap<&Key, usize, foldhash::fast::RandomState> = Default::default();
     for s in sources {
         for (key, _) in &s.keys {
             *changers.entry(key).or_default() += 1;
         }
     }
-    inserted.iter().flat_map(|set| set.iter()).filter(|key| changers.get(key) == Some(&1)).cloned().collect()
+    inserted.into_iter().flatten().filter(|key| changers.get(key) == Some(&1)).collect()
 }
 
-/// The SQL expression of a change's commit time in microseconds, or NULL.
-fn commit_time_expr(node: &Node, txid: &str) -> String {
+/// The SQL expression of the latest (`max`) or earliest (`min`) commit time of
+/// the transactions `txid`, in microseconds, or NULL.
+fn commit_time_expr(node: &Node, txid: &str, aggregate: &str) -> String {
     if node.commit_timestamps {
-        format!("(extract(epoch from max(pg_xact_commit_timestamp(({txid})::xid))) * 1000000)::int8")
+        format!("(extract(epoch from {aggregate}(pg_xact_commit_timestamp(({txid})::xid))) * 1000000)::int8")
     } else {
         "NULL::int8".into()
     }
@@ -394,36 +451,76 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
         let cursor = &cursor;
         let bound_text = &bound_text;
         async move {
-            let Some(capture) = node.captures.get(&table.name) else {
-                return Ok(TableChanges { keys: Vec::new(), inserted: HashSet::new(), truncated: None });
-            };
-            let ((keys, inserted), truncated) = futures_util::future::try_join(
-                read_keys(node, table, &capture.delta, cursor, bound_text),
+            let Some(capture) = node.captures.get(&table.name) else { return Ok(TableSummary::default()) };
+            let (mut summary, truncated) = futures_util::future::try_join(
+                summarize(node, table, &capture.delta, cursor, bound_text),
                 read_truncate(node, capture.table_id, cursor, bound_text),
             )
             .await?;
-            Ok::<_, ReplicaError>(TableChanges { keys, inserted, truncated })
+            summary.truncated = truncated;
+            Ok::<_, ReplicaError>(summary)
         }
     });
-    let changes = try_join_all(reads).await?;
-    Ok(SourceRead { snapshot, bound, later, changes })
+    let summaries = try_join_all(reads).await?;
+    Ok(SourceRead { snapshot, bound, later, summaries })
 }
 
-/// The changed keys of a table in the window, with their commit times and the
-/// set of those that were only inserted.
+/// Counts a table's changes in the window (after `cursor`, below `bound`) and
+/// finds the oldest one's commit time, in one pass over the change log.
+async fn summarize(
+    node: &Node,
+    table: &TableInfo,
+    delta: &str,
+    cursor: &str,
+    bound: &str,
+) -> Result<TableSummary, ReplicaError> {
+    let sql = format!(
+        "SELECT sum(g.c)::int8, sum(g.r)::int8, {}
+         FROM (SELECT dugong_txid AS t, count(*) AS c, count(*) FILTER (WHERE dugong_inserted IS NOT TRUE) AS r
+               FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY dugong_txid) g",
+        commit_time_expr(node, "g.t", "min")
+    );
+    let row = node
+        .client
+        .query_typed(&sql, &[(&cursor, Type::TEXT), (&bound, Type::TEXT)])
+        .await
+        .on_db(node.id, || format!("counting the changes of {}", table.name))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ReplicaError::Protocol { db: node.id, message: "no change count".into() })?;
+    Ok(TableSummary {
+        changes: row.get::<_, Option<i64>>(0).unwrap_or(0),
+        rewritten: row.get::<_, Option<i64>>(1).unwrap_or(0),
+        oldest: row.get(2),
+        truncated: None,
+    })
+}
+
+/// The changed keys of a table in the window. With `KeyRead::Resolve`, each
+/// with the commit time of its latest change, and the set of those that were
+/// only inserted; with `KeyRead::Single`, keys only, and when `only_rewritten`
+/// only those that were not only inserted.
 async fn read_keys(
     node: &Node,
     table: &TableInfo,
     delta: &str,
     cursor: &str,
     bound: &str,
-) -> Result<(Vec<(Key, CommitTime)>, HashSet<Key>), ReplicaError> {
+    how: KeyRead,
+    only_rewritten: bool,
+) -> Result<ChangedKeys, ReplicaError> {
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
+    let (extra, having) = match how {
+        KeyRead::Resolve => {
+            (format!(", {}, bool_and(dugong_inserted IS TRUE)", commit_time_expr(node, "dugong_txid", "max")), "")
+        }
+        KeyRead::Single if only_rewritten => (String::new(), " HAVING NOT bool_and(dugong_inserted IS TRUE)"),
+        KeyRead::Single => (String::new(), ""),
+    };
     let sql = format!(
-        "SELECT {}, {}, bool_and(dugong_inserted IS TRUE) FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY {}",
+        "SELECT {}{extra} FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY {}{having}",
         ktext.join(", "),
-        commit_time_expr(node, "dugong_txid"),
         kcols.join(", ")
     );
     let rows = node
@@ -433,9 +530,13 @@ async fn read_keys(
         .on_db(node.id, || format!("reading the changes of {}", table.name))?;
     let n = table.key.len();
     let mut keys = Vec::with_capacity(rows.len());
-    let mut inserted = HashSet::new();
+    let mut inserted = KeySet::default();
     for r in &rows {
         let key: Key = (0..n).map(|i| r.get::<_, String>(i)).collect();
+        if how == KeyRead::Single {
+            keys.push((key, None));
+            continue;
+        }
         if r.get::<_, bool>(n + 1) {
             inserted.insert(key.clone());
         }
@@ -452,7 +553,7 @@ async fn read_truncate(
 ) -> Result<Option<CommitTime>, ReplicaError> {
     let sql = format!(
         "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND dugong_txid < $2::text::xid8",
-        commit_time_expr(node, "dugong_txid")
+        commit_time_expr(node, "dugong_txid", "max")
     );
     let rows = node
         .client
@@ -471,7 +572,7 @@ async fn read_truncate(
 struct Advance {
     db: DbId,
     cursor: Snapshot,
-    /// Changed keys shipped by the run.
+    /// Change rows shipped by the run.
     shipped: u64,
     /// No batch bound held this source's changes back.
     caught_up: bool,
@@ -481,22 +582,22 @@ struct Advance {
 async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), ReplicaError> {
     let sync = p.sync.name.clone();
     let work = p.nodes.iter().filter(|n| n.source).map(|node| {
-        let next = cursors.iter().find(|a| a.db == node.id).map(|a| a.cursor.clone());
-        let caught_up = cursors.iter().find(|a| a.db == node.id).is_none_or(|a| a.caught_up);
+        let advance = cursors.iter().find(|a| a.db == node.id);
         let sync = &sync;
         async move {
-            let Some(next) = next else { return Ok(()) };
+            let Some(advance) = advance else { return Ok(()) };
             // A cursor lost in a crash only means shipping again, which is
             // idempotent: no need to wait for the flush.
             let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
             sql.push_str(&format!(
-                "UPDATE dugong.cursor SET snapshot = '{next}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
+                "UPDATE dugong.cursor SET snapshot = '{}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
+                advance.cursor,
                 dugong_core::quote_literal(sync.as_str())
             ));
             // Purging scans the whole change log: during a backlog, wait until
-            // this source has caught up.
-            if caught_up {
-                sql.push_str(&purge_sql(node));
+            // this source has caught up; after one, purge in the background.
+            if advance.caught_up && !node.purge_due && !node.upkeep.busy() {
+                sql.push_str(&upkeep::purge_sql(node));
             }
             sql.push_str("COMMIT;");
             node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the cursor".into())
@@ -507,10 +608,14 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
         if let Some(a) = cursors.iter().find(|a| a.db == node.id) {
             node.cursor = a.cursor.clone();
             node.batch_bounds = a.later.clone();
-            node.purge_due = !a.caught_up;
             node.shipped_since_vacuum += a.shipped;
-            if node.shipped_since_vacuum >= VACUUM_DURING_BACKLOG {
-                vacuum_change_logs(node).await;
+            if !a.caught_up {
+                node.purge_due = true;
+                if node.shipped_since_vacuum >= upkeep::VACUUM_DURING_BACKLOG {
+                    upkeep::start(node, false);
+                }
+            } else if node.purge_due {
+                upkeep::start(node, true);
             }
         }
     }
@@ -539,42 +644,6 @@ impl BatchBounds {
         let next = left.next()?;
         Some((Some(next), BatchBounds { rows, bounds: left.collect() }))
     }
-}
-
-/// Deletes the change rows every configured sync has shipped. A change older
-/// than every cursor's xmin is shipped by all: one comparison decides nearly
-/// every row, and only the rest pay for checking each cursor (which halves the
-/// purge after a backlog of 200,000 changes).
-fn purge_sql(node: &Node) -> String {
-    let shipped_by_all = "d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
-         OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
-    let mut sql = String::new();
-    for c in node.captures.values() {
-        sql.push_str(&format!("DELETE FROM {} d WHERE {shipped_by_all};\n", c.delta));
-    }
-    sql.push_str(&format!("DELETE FROM dugong.truncate_log d WHERE {shipped_by_all};\n"));
-    sql
-}
-
-/// Keys shipped (and purged) since a source's change logs were last vacuumed,
-/// beyond which they are vacuumed once the source has caught up...
-const VACUUM_AFTER_ROWS: u64 = 20_000;
-/// ...or, during a long backlog, anyway.
-const VACUUM_DURING_BACKLOG: u64 = 500_000;
-
-/// After a backlog has been shipped and purged, the change logs are mostly dead
-/// rows that every poll would scan until autovacuum comes by; vacuum them now
-/// (which also gives the emptied pages back), so the next burst runs as fast as
-/// the first. Best effort: a failure only costs speed.
-async fn vacuum_change_logs(node: &mut Node) {
-    let mut tables: Vec<&str> = node.captures.values().map(|c| c.delta.as_str()).collect();
-    tables.push("dugong.truncate_log");
-    let clock = Instant::now();
-    match node.client.batch_execute(&format!("VACUUM {}", tables.join(", "))).await {
-        Ok(()) => tracing::debug!(db = %node.id, ms = clock.elapsed().as_millis() as u64, "vacuumed the change logs"),
-        Err(e) => tracing::debug!(db = %node.id, error = %crate::describe_pg(&e), "could not vacuum the change logs"),
-    }
-    node.shipped_since_vacuum = 0;
 }
 
 #[cfg(test)]
@@ -608,9 +677,9 @@ mod tests {
             truncated: None,
         };
         let sources = [changes(0, &["a", "b", "c"]), changes(1, &["c", "d"])];
-        let inserted0: HashSet<Key> = [key("a"), key("c")].into_iter().collect();
-        let inserted1: HashSet<Key> = [key("c")].into_iter().collect();
-        let fresh = fresh_keys(&sources, &[&inserted0, &inserted1]);
+        let inserted0: KeySet = [key("a"), key("c")].into_iter().collect();
+        let inserted1: KeySet = [key("c")].into_iter().collect();
+        let fresh = fresh_keys(&sources, vec![inserted0, inserted1]);
         // b was updated or deleted; c was inserted on both sites (a conflict);
         // d was not inserted.
         assert_eq!(fresh, [key("a")].into_iter().collect());

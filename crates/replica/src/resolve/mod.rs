@@ -107,9 +107,10 @@ pub fn resolve<K: Clone + Eq + Hash>(
     }
 
     let mut conflicts = Vec::new();
-    // key -> the changes that survive the truncate: (db, time)
-    let mut by_key: HashMap<K, Vec<(DbId, CommitTime)>> = HashMap::new();
-    let mut first_seen: Vec<K> = Vec::new();
+    // Each changed key once, in the order first seen, with the changes that
+    // survive the truncate: (db, time).
+    let mut index: HashMap<&K, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut changed: Vec<(&K, Vec<(DbId, CommitTime)>)> = Vec::new();
     for s in sources {
         for (key, time) in &s.keys {
             if let Some((tdb, ttime)) = truncate {
@@ -134,18 +135,17 @@ pub fn resolve<K: Clone + Eq + Hash>(
                     continue;
                 }
             }
-            let entry = by_key.entry(key.clone()).or_default();
-            if entry.is_empty() {
-                first_seen.push(key.clone());
-            }
-            entry.push((s.db, *time));
+            let at = *index.entry(key).or_insert_with(|| {
+                changed.push((key, Vec::with_capacity(1)));
+                changed.len() - 1
+            });
+            changed[at].1.push((s.db, *time));
         }
     }
 
-    let mut winners = Vec::with_capacity(first_seen.len());
+    let mut winners = Vec::with_capacity(changed.len());
     let mut contested = 0usize;
-    for key in first_seen {
-        let changes = &by_key[&key];
+    for (key, changes) in changed {
         let mut best = changes[0];
         for &c in &changes[1..] {
             if beats(strategy, order, c, best) {
@@ -154,7 +154,7 @@ pub fn resolve<K: Clone + Eq + Hash>(
         }
         if changes.len() > 1 {
             contested += 1;
-            for &(db, time) in changes {
+            for &(db, time) in &changes {
                 if db != best.0 {
                     conflicts.push(ConflictRecord {
                         key: key.clone(),
@@ -167,7 +167,7 @@ pub fn resolve<K: Clone + Eq + Hash>(
                 }
             }
         }
-        winners.push((key, best.0));
+        winners.push((key.clone(), best.0));
     }
 
     if *strategy == ConflictStrategy::Abort && (contested > 0 || conflicts.iter().any(|c| c.by_truncate)) {
