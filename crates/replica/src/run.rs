@@ -265,18 +265,23 @@ async fn run_in_transactions(
 
     // 2. Read the changed keys each table needs: all of them where sources
     // compete, only those to delete first where one source changed the table.
+    let how: Vec<Option<KeyRead>> = (0..p.tables.len())
+        .map(|ti| {
+            let changers = reads.iter().filter(|(_, r)| r.summaries[ti].changed()).count();
+            let truncated = reads.iter().any(|(_, r)| r.summaries[ti].truncated.is_some());
+            match changers {
+                0 => None,
+                1 if !truncated => Some(KeyRead::Single),
+                _ => Some(KeyRead::Resolve),
+            }
+        })
+        .collect();
     let mut wanted = Vec::new();
-    for ti in 0..p.tables.len() {
-        let changers = reads.iter().filter(|(_, r)| r.summaries[ti].changed()).count();
-        let truncated = reads.iter().any(|(_, r)| r.summaries[ti].truncated.is_some());
-        let how = if changers > 1 || truncated { KeyRead::Resolve } else { KeyRead::Single };
+    for (ti, how) in how.iter().enumerate() {
+        let Some(how) = *how else { continue };
         for (ri, (i, r)) in reads.iter().enumerate() {
-            let summary = r.summaries[ti];
-            let needed = match how {
-                KeyRead::Resolve => summary.changes > 0,
-                KeyRead::Single => summary.changes > 0 && (new_keys == NewKeys::Verify || summary.rewritten > 0),
-            };
-            if needed {
+            let s = r.summaries[ti];
+            if s.changes > 0 && (how == KeyRead::Resolve || new_keys == NewKeys::Verify || s.rewritten > 0) {
                 wanted.push((ti, ri, *i, how, r.bound.to_string()));
             }
         }
@@ -298,17 +303,17 @@ async fn run_in_transactions(
     // 3. Resolve each table, and plan what every database must do.
     let mut plans: Vec<TablePlan> = Vec::with_capacity(p.tables.len());
     for (ti, table) in p.tables.iter().enumerate() {
-        let changers: Vec<usize> = (0..reads.len()).filter(|ri| reads[*ri].1.summaries[ti].changed()).collect();
-        let truncated = changers.iter().any(|ri| reads[*ri].1.summaries[ti].truncated.is_some());
-        match changers[..] {
-            [] => continue,
-            [ri] if !truncated => {
-                let (i, _) = reads[ri];
+        match how[ti] {
+            None => continue,
+            Some(KeyRead::Single) => {
+                let ri =
+                    (0..reads.len()).find(|ri| reads[*ri].1.summaries[ti].changed()).expect("one source changed it");
                 let (keys, _) = keys.remove(&(ti, ri)).unwrap_or_default();
-                plans.push(TablePlan::single(ti, p.nodes[i].id, keys.into_iter().map(|(k, _)| k).collect()));
+                let source = p.nodes[reads[ri].0].id;
+                plans.push(TablePlan::single(ti, source, keys.into_iter().map(|(k, _)| k).collect()));
                 continue;
             }
-            _ => {}
+            Some(KeyRead::Resolve) => {}
         }
         let mut inserted = Vec::with_capacity(reads.len());
         let sources: Vec<SourceChanges<Key>> = reads
