@@ -387,8 +387,6 @@ async fn a_transaction_committing_after_later_ones_were_shipped_is_not_lost() {
     assert_eq!(sites.rows(1, "SELECT v FROM t WHERE id = 1").await, vec!["long transaction"]);
 }
 
-/// Capture upgrades in place: an update trigger of an earlier version (which
-/// kept the old rows too) is replaced, and primary-key changes still ship.
 /// New keys are copied without deleting them on the targets first. When one is
 /// there after all (a run repeated after a crash left it, or the change log
 /// predates the insert marks), the run is repeated with deletes: nothing fails,
@@ -428,6 +426,9 @@ async fn a_new_key_already_on_the_target_is_replaced_not_refused() {
     assert_eq!(sites.assert_same("SELECT * FROM t WHERE id IN (1, 200) ORDER BY id").await, vec!["1|upd", "200|a"]);
 }
 
+/// Capture installs idempotently and upgrades in place: an update trigger of
+/// an earlier version (which kept the old rows too) is replaced, and
+/// primary-key changes still ship.
 #[tokio::test]
 async fn capture_is_idempotent_and_upgrades_the_update_trigger() {
     let sites = Sites::new("upgrade", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;

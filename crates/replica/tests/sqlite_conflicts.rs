@@ -85,8 +85,15 @@ fn abort_applies_nothing_and_keeps_the_changes() {
     assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 0, "nothing applied, not even other tables");
     assert_eq!(sites.rows(0, "SELECT v FROM t"), vec![r#"Text("zero")"#]);
     assert!(sites.change_rows(0) > 0 && sites.change_rows(1) > 0, "the changes are kept");
-    // An operator settles it (site 1 takes site 0's value), and the sync moves on.
+    // Making the rows equal by hand (site 1 takes site 0's value) does not
+    // settle it: both files' changes of the key are still pending.
     sites.exec(1, "UPDATE t SET v = 'zero'");
     let again = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap_err();
     assert!(matches!(again, ReplicaError::ConflictAbort { .. }), "the conflict stays until resolved by config");
+    // A strategy in the configuration settles it, and the sync moves on.
+    drop(p);
+    let mut p = prepare(&sites.config(""));
+    assert_eq!(sync_all(&mut p)[0].conflicts.len(), 1);
+    assert_eq!(sites.assert_same("SELECT v FROM t"), vec![r#"Text("zero")"#]);
+    assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 1, "the other tables' changes ship too");
 }

@@ -182,8 +182,18 @@ fn uninstall_removes_triggers_and_dugong_tables_only() {
         let again = sqlite::uninstall(&mut conn, dugong_core::DbId(i as u32)).unwrap();
         assert!(!again.schema_dropped, "a second uninstall finds nothing");
     }
-    // Writes after uninstall are not captured anywhere.
+    // Writes after uninstall are not captured anywhere: no trigger is left to
+    // fire, and no change log or counter comes back.
     sites.exec(0, "INSERT INTO t VALUES (2, 'b')");
+    assert_eq!(sites.count(0, "SELECT count(*) FROM t"), 2);
+    assert_eq!(
+        sites.rows(
+            0,
+            "SELECT type || ' ' || name FROM sqlite_schema WHERE type = 'trigger' OR name LIKE 'dugong%' ORDER BY 1"
+        ),
+        vec![r#"Text("table dugong_local_x")"#],
+        "nothing captures the write"
+    );
 }
 
 #[test]

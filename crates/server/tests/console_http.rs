@@ -158,7 +158,9 @@ async fn settings_are_checked_as_json_before_they_are_saved() {
     };
     let r = post(vec![("key", "bad"), ("value", "{not json")]).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("not valid JSON"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("not valid JSON"), "{page}");
+    assert!(page.contains(r#"<input id="key" name="key" value="bad""#), "the form keeps the typed key: {page}");
     let r = http().get(s.url("/api/v1/settings/bad")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing saved");
     let r = post(vec![("key", "good"), ("value", "{\"a\": [1, 2]}")]).await.unwrap();

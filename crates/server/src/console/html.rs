@@ -1,6 +1,6 @@
-//! The console's HTML: escaping, and the page around every view — the banner
-//! that names the site, the server and its version and shows replication
-//! health, the navigation, and a message line.
+//! The console's HTML: escaping, links and list tables, and the page around
+//! every view — the banner that names the site, the server and its version and
+//! shows replication health, the navigation, and a message line.
 //!
 //! Every value that did not come from this file goes through [`esc`] (text and
 //! attribute values alike); pages carry no inline script or style, so the
@@ -186,6 +186,57 @@ pub fn time(at: dugong_store::Micros) -> String {
     text.replace('T', " ").replace('Z', " UTC")
 }
 
+/// One cell of a [`table`]: its HTML (text in it already went through
+/// [`esc`]) and the class of its `<td>`, when it has one.
+pub struct Cell {
+    html: String,
+    class: Option<&'static str>,
+}
+
+impl Cell {
+    /// A cell with a class (`good`, `bad`: the state colors).
+    pub fn classed(class: &'static str, html: String) -> Cell {
+        Cell { html, class: Some(class) }
+    }
+}
+
+impl From<String> for Cell {
+    fn from(html: String) -> Cell {
+        Cell { html, class: None }
+    }
+}
+
+/// A link to `href` (a path made here) showing `text`.
+pub fn link(href: &str, text: &str) -> String {
+    format!("<a href=\"{}\">{}</a>", esc(href), esc(text))
+}
+
+/// A list as a table: `id` names it (for scripts and tests), `columns` are
+/// the header cells as plain text, and each row has one cell per column.
+pub fn table(id: &str, columns: &[&str], rows: impl IntoIterator<Item = Vec<Cell>>) -> String {
+    let mut out = format!("<table id=\"{}\"><thead><tr>", esc(id));
+    for c in columns {
+        let _ = write!(out, "<th scope=\"col\">{}</th>", esc(c));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            match cell.class {
+                Some(class) => {
+                    let _ = write!(out, "<td class=\"{}\">{}</td>", esc(class), cell.html);
+                }
+                None => {
+                    let _ = write!(out, "<td>{}</td>", cell.html);
+                }
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 /// A hidden form field.
 pub fn hidden(name: &str, value: &str) -> String {
     format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(name), esc(value))
@@ -210,6 +261,16 @@ mod tests {
         assert_eq!(site_hue("1"), 25);
         assert_eq!(site_hue("paris"), site_hue("paris"));
         assert!(site_css("x").contains("--site:"));
+    }
+
+    #[test]
+    fn tables_have_a_header_row_and_a_row_per_item() {
+        let rows = vec![vec![Cell::from(esc("<a>")), Cell::classed("good", "Good".into())]];
+        assert_eq!(
+            table("t", &["Name", "State"], rows),
+            "<table id=\"t\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">State</th></tr></thead>\
+             <tbody><tr><td>&lt;a&gt;</td><td class=\"good\">Good</td></tr></tbody></table>"
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //!   `dugong serve --create-admin`).
 //! - `session` — the session cookie, the signed-in user, the CSRF check on
 //!   every change, the limit on failed logins.
-//! - `html` — escaping and the page frame: the banner (site, server, version,
-//!   replication health, colored per site), navigation and messages.
+//! - `html` — escaping, list tables and the page frame: the banner (site,
+//!   server, version, replication health, colored per site), navigation and
+//!   messages.
 //! - `pages` — apps and their flows (with the script editor);
 //!   `records` — settings, contexts; `status` — database and replication.
 //!
@@ -109,12 +110,16 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// The frame of a page: who the site is and how replication looks now.
 pub(crate) async fn frame(state: &AppState, headers: &HeaderMap, user: Option<&Authed>) -> Frame {
-    let info = ops::info(state).await;
+    frame_of(&ops::info(state).await, headers, user)
+}
+
+/// [`frame`] from server info already read.
+fn frame_of(info: &ops::Info, headers: &HeaderMap, user: Option<&Authed>) -> Frame {
     Frame {
         site: info.site.clone(),
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_string(),
         version: info.version,
-        health: health(&info),
+        health: health(info),
         user: user.map(|u| (u.user.clone(), u.csrf.clone())),
     }
 }
@@ -142,6 +147,9 @@ pub(crate) struct Ctx {
     pub state: AppState,
     pub authed: Authed,
     pub frame: Frame,
+    /// The server info the frame shows, read once per request (the status
+    /// page shows all of it).
+    pub info: ops::Info,
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -149,8 +157,9 @@ impl FromRequestParts<AppState> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Ctx, Response> {
         let authed = Authed::from_request_parts(parts, state).await?;
-        let frame = frame(state, &parts.headers, Some(&authed)).await;
-        Ok(Ctx { state: state.clone(), authed, frame })
+        let info = ops::info(state).await;
+        let frame = frame_of(&info, &parts.headers, Some(&authed));
+        Ok(Ctx { state: state.clone(), authed, frame, info })
     }
 }
 

@@ -83,23 +83,16 @@ pub async fn apps(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Respons
     if apps.is_empty() {
         body.push_str("<p class=\"empty\">No apps yet.</p>");
     } else {
-        body.push_str(
-            "<table id=\"apps\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Description</th>\
-             <th scope=\"col\">Version</th><th scope=\"col\">Updated</th></tr></thead><tbody>",
-        );
-        for r in &apps {
-            if let Record::App(a) = r {
-                body.push_str(&format!(
-                    "<tr><td><a href=\"/apps/{id}\">{name}</a></td><td>{desc}</td><td>{v}</td><td>{t}</td></tr>",
-                    id = esc(&a.id),
-                    name = esc(&a.name),
-                    desc = esc(&a.description),
-                    v = a.version,
-                    t = html::time(a.updated_at),
-                ));
-            }
-        }
-        body.push_str("</tbody></table>");
+        let rows = apps.iter().filter_map(|r| match r {
+            Record::App(a) => Some(vec![
+                html::link(&format!("/apps/{}", a.id), &a.name).into(),
+                esc(&a.description).into(),
+                a.version.to_string().into(),
+                html::time(a.updated_at).into(),
+            ]),
+            _ => None,
+        });
+        body.push_str(&html::table("apps", &["Name", "Description", "Version", "Updated"], rows));
     }
     ctx.page(Section::Apps, "Apps", &notice_from(&q), &body)
 }
@@ -176,30 +169,23 @@ pub async fn app(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Strin
     if flows.is_empty() {
         body.push_str("<p class=\"empty\">No flows yet.</p>");
     } else {
-        body.push_str(
-            "<table id=\"flows\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Version</th>\
-             <th scope=\"col\">Updated</th></tr></thead><tbody>",
-        );
-        for r in &flows {
-            if let Record::Flow(f) = r {
-                body.push_str(&format!(
-                    "<tr><td><a href=\"/flows/{id}\">{name}</a></td><td>{v}</td><td>{t}</td></tr>",
-                    id = esc(&f.id),
-                    name = esc(&f.name),
-                    v = f.version,
-                    t = html::time(f.updated_at)
-                ));
-            }
-        }
-        body.push_str("</tbody></table>");
+        let rows = flows.iter().filter_map(|r| match r {
+            Record::Flow(f) => Some(vec![
+                html::link(&format!("/flows/{}", f.id), &f.name).into(),
+                f.version.to_string().into(),
+                html::time(f.updated_at).into(),
+            ]),
+            _ => None,
+        });
+        body.push_str(&html::table("flows", &["Name", "Version", "Updated"], rows));
     }
-    body.push_str(&delete_form(&ctx, &format!("/apps/{}/delete", app.id), app.version, "Delete app and its flows", ""));
+    body.push_str(&delete_form(&ctx, &format!("/apps/{}/delete", app.id), app.version, "Delete app and its flows"));
     ctx.page(Section::Apps, &format!("App {}", app.name), &notice_from(&q), &body)
 }
 
-fn delete_form(ctx: &Ctx, action: &str, version: i64, label: &str, extra: &str) -> String {
+fn delete_form(ctx: &Ctx, action: &str, version: i64, label: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"{}\" class=\"danger\" data-confirm=\"{}?\">{}{}{extra}\
+        "<form method=\"post\" action=\"{}\" class=\"danger\" data-confirm=\"{}?\">{}{}\
          <button type=\"submit\" class=\"delete\">{}</button></form>",
         esc(action),
         esc(label),
@@ -370,13 +356,7 @@ pub async fn flow(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Stri
         Some(f.version),
         "Save flow",
     ));
-    body.push_str(&delete_form(
-        &ctx,
-        &format!("/flows/{}/delete", f.id),
-        f.version,
-        "Delete flow",
-        &html::hidden("app_id", &f.app_id),
-    ));
+    body.push_str(&delete_form(&ctx, &format!("/flows/{}/delete", f.id), f.version, "Delete flow"));
     ctx.page(Section::Apps, &format!("Flow {}", f.name), &notice_from(&q), &body)
 }
 

@@ -18,13 +18,22 @@ use crate::ops;
 /// Longest value shown in the settings list before it is cut.
 const PREVIEW_CHARS: usize = 120;
 
-fn setting_form(ctx: &Ctx, action: &str, key: Option<&str>, value: &str, version: Option<i64>, button: &str) -> String {
+/// A setting's key in its form: typed in for a new setting, fixed for one that exists.
+enum KeyField<'a> {
+    /// An input, holding what was typed so far.
+    New(&'a str),
+    Fixed(&'a str),
+}
+
+fn setting_form(ctx: &Ctx, action: &str, key: KeyField, value: &str, version: Option<i64>, button: &str) -> String {
     let key_field = match key {
-        None => "<p><label for=\"key\">Key</label><input id=\"key\" name=\"key\" required maxlength=\"200\" \
-                 pattern=\"[\\p{L}\\p{N}._:@\\-]+\" aria-describedby=\"key-help\">\
-                 <span class=\"hint\" id=\"key-help\">Letters, digits and . _ - : @</span></p>"
-            .to_string(),
-        Some(k) => html::hidden("key", k),
+        KeyField::New(typed) => format!(
+            "<p><label for=\"key\">Key</label><input id=\"key\" name=\"key\" value=\"{typed}\" required maxlength=\"200\" \
+             pattern=\"[\\p{{L}}\\p{{N}}._:@\\-]+\" aria-describedby=\"key-help\">\
+             <span class=\"hint\" id=\"key-help\">Letters, digits and . _ - : @</span></p>",
+            typed = esc(typed),
+        ),
+        KeyField::Fixed(k) => html::hidden("key", k),
     };
     format!(
         "<form method=\"post\" action=\"{action}\" class=\"record setting\">{csrf}{version}{key_field}\
@@ -51,30 +60,25 @@ pub async fn settings(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Res
     if settings.is_empty() {
         body.push_str("<p class=\"empty\">No settings yet.</p>");
     } else {
-        body.push_str(
-            "<table id=\"settings\"><thead><tr><th scope=\"col\">Key</th><th scope=\"col\">Value</th>\
-             <th scope=\"col\">Version</th><th scope=\"col\">Updated</th></tr></thead><tbody>",
-        );
-        for r in &settings {
-            if let Record::Setting(s) = r {
+        let rows = settings.iter().filter_map(|r| match r {
+            Record::Setting(s) => {
                 let mut value = s.value.to_string();
                 if value.chars().count() > PREVIEW_CHARS {
                     value = value.chars().take(PREVIEW_CHARS).chain("…".chars()).collect();
                 }
-                body.push_str(&format!(
-                    "<tr><td><a href=\"/settings/{url}\">{key}</a></td><td><code>{value}</code></td><td>{v}</td><td>{t}</td></tr>",
-                    url = html::url_component(&s.key),
-                    key = esc(&s.key),
-                    value = esc(&value),
-                    v = s.version,
-                    t = html::time(s.updated_at)
-                ));
+                Some(vec![
+                    html::link(&format!("/settings/{}", html::url_component(&s.key)), &s.key).into(),
+                    format!("<code>{}</code>", esc(&value)).into(),
+                    s.version.to_string().into(),
+                    html::time(s.updated_at).into(),
+                ])
             }
-        }
-        body.push_str("</tbody></table>");
+            _ => None,
+        });
+        body.push_str(&html::table("settings", &["Key", "Value", "Version", "Updated"], rows));
     }
     body.push_str("<h2>New setting</h2>");
-    body.push_str(&setting_form(&ctx, "/settings", None, "", None, "Create setting"));
+    body.push_str(&setting_form(&ctx, "/settings", KeyField::New(""), "", None, "Create setting"));
     let notice = match q.get("deleted") {
         Some(k) => Notice::Ok(format!("Deleted {k}.")),
         None => Notice::None,
@@ -90,8 +94,7 @@ fn parse_value(text: &str) -> Result<serde_json::Value, String> {
 pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
     let (key, text) = (change.fields.get("key").to_string(), change.fields.text("value"));
     let refuse = |message: String| {
-        let mut body = setting_form(&ctx, "/settings", None, &text, None, "Create setting");
-        body = body.replacen("name=\"key\" required", &format!("name=\"key\" value=\"{}\" required", esc(&key)), 1);
+        let body = setting_form(&ctx, "/settings", KeyField::New(&key), &text, None, "Create setting");
         (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, "New setting", &Notice::Error(message), &body))
             .into_response()
     };
@@ -124,7 +127,7 @@ pub async fn setting(ctx: Ctx, Path(key): Path<String>, Query(q): Query<HashMap<
         html::time(s.updated_at)
     );
     let action = format!("/settings/{}", html::url_component(&s.key));
-    body.push_str(&setting_form(&ctx, &action, Some(&s.key), &pretty, Some(s.version), "Save setting"));
+    body.push_str(&setting_form(&ctx, &action, KeyField::Fixed(&s.key), &pretty, Some(s.version), "Save setting"));
     body.push_str(&format!(
         "<form method=\"post\" action=\"{}/delete\" class=\"danger\" data-confirm=\"Delete this setting?\">{}{}\
          <button type=\"submit\" class=\"delete\">Delete setting</button></form>",
@@ -146,7 +149,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
     let value = match parse_value(&text) {
         Ok(v) => v,
         Err(m) => {
-            let body = setting_form(&ctx, &action, Some(&key), &text, expected, "Save setting");
+            let body = setting_form(&ctx, &action, KeyField::Fixed(&key), &text, expected, "Save setting");
             return (
                 StatusCode::BAD_REQUEST,
                 ctx.page(Section::Settings, &format!("Setting {key}"), &Notice::Error(m), &body),
@@ -169,7 +172,8 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
                 ),
                 _ => (None, "<p>The setting was deleted.</p>".to_string()),
             };
-            let mine = setting_form(&ctx, &action, Some(&key), &text, version.or(Some(0)), "Save mine over theirs");
+            let mine =
+                setting_form(&ctx, &action, KeyField::Fixed(&key), &text, version.or(Some(0)), "Save mine over theirs");
             conflict_page(&ctx, "setting", version, &mine, &theirs)
         }
         Err(e) => failure(&ctx, &e),
@@ -200,23 +204,16 @@ pub async fn contexts(ctx: Ctx) -> Response {
     if contexts.is_empty() {
         body.push_str("<p class=\"empty\">No contexts yet.</p>");
     } else {
-        body.push_str(
-            "<table id=\"contexts\"><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Entries</th>\
-             <th scope=\"col\">Version</th><th scope=\"col\">Updated</th></tr></thead><tbody>",
-        );
-        for r in &contexts {
-            if let Record::Context(c) = r {
-                body.push_str(&format!(
-                    "<tr><td><a href=\"/contexts/{url}\">{user}</a></td><td>{n}</td><td>{v}</td><td>{t}</td></tr>",
-                    url = html::url_component(&c.user),
-                    user = esc(&c.user),
-                    n = c.values.len(),
-                    v = c.version,
-                    t = html::time(c.updated_at)
-                ));
-            }
-        }
-        body.push_str("</tbody></table>");
+        let rows = contexts.iter().filter_map(|r| match r {
+            Record::Context(c) => Some(vec![
+                html::link(&format!("/contexts/{}", html::url_component(&c.user)), &c.user).into(),
+                c.values.len().to_string().into(),
+                c.version.to_string().into(),
+                html::time(c.updated_at).into(),
+            ]),
+            _ => None,
+        });
+        body.push_str(&html::table("contexts", &["User", "Entries", "Version", "Updated"], rows));
     }
     ctx.page(Section::Contexts, "Contexts", &Notice::None, &body)
 }
@@ -235,11 +232,8 @@ pub async fn context(ctx: Ctx, Path(user): Path<String>) -> Response {
     if c.values.is_empty() {
         body.push_str("<p class=\"empty\">No entries.</p>");
     } else {
-        body.push_str("<table id=\"entries\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Value</th></tr></thead><tbody>");
-        for (k, v) in &c.values {
-            body.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v)));
-        }
-        body.push_str("</tbody></table>");
+        let rows = c.values.iter().map(|(k, v)| vec![esc(k).into(), esc(v).into()]);
+        body.push_str(&html::table("entries", &["Name", "Value"], rows));
     }
     ctx.page(Section::Contexts, &format!("Context of {}", c.user), &Notice::None, &body)
 }

@@ -4,15 +4,14 @@
 
 use axum::response::Response;
 
-use super::html::{self, esc, Notice, Section};
+use super::html::{self, esc, Cell, Notice, Section};
 use super::Ctx;
-use crate::ops;
 
 /// Events listed.
 const RECENT_EVENTS: u32 = 20;
 
 pub async fn status(ctx: Ctx) -> Response {
-    let info = ops::info(&ctx.state).await;
+    let info = &ctx.info;
     let mut body = format!(
         "<table id=\"server\" class=\"facts\"><tbody>\
          <tr><th scope=\"row\">Site</th><td>{site}</td></tr>\
@@ -33,44 +32,29 @@ pub async fn status(ctx: Ctx) -> Response {
              has not run against it (or this is an embedded SQLite site). Changes made here stay here.</p>",
         );
     } else {
-        body.push_str(
-            "<table id=\"syncs\"><thead><tr><th scope=\"col\">Sync</th><th scope=\"col\">State</th>\
-             <th scope=\"col\">Lag</th><th scope=\"col\">Last good run</th></tr></thead><tbody>",
-        );
-        for s in &info.replication {
+        let rows = info.replication.iter().map(|s| {
             let class = if s.state == "Good" { "good" } else { "bad" };
             let lag = s
                 .lag
                 .map_or("unknown (track_commit_timestamp off?)".to_string(), |l| format!("{:.1} s", l.as_secs_f64()));
             let last = s.last_good_age.map_or("never".to_string(), |a| format!("{:.0} s ago", a.as_secs_f64()));
-            body.push_str(&format!(
-                "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&s.sync),
-                esc(&s.state),
-                esc(&lag),
-                esc(&last)
-            ));
-        }
-        body.push_str("</tbody></table>");
+            vec![esc(&s.sync).into(), Cell::classed(class, esc(&s.state)), esc(&lag).into(), esc(&last).into()]
+        });
+        body.push_str(&html::table("syncs", &["Sync", "State", "Lag", "Last good run"], rows));
     }
     body.push_str("<h2>Recent events</h2>");
     match ctx.state.store.recent_events(RECENT_EVENTS).await {
         Ok(events) if events.is_empty() => body.push_str("<p class=\"empty\">No events yet.</p>"),
         Ok(events) => {
-            body.push_str(
-                "<table id=\"events\"><thead><tr><th scope=\"col\">Received</th><th scope=\"col\">Kind</th>\
-                 <th scope=\"col\">User</th><th scope=\"col\">Site</th></tr></thead><tbody>",
-            );
-            for e in &events {
-                body.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    html::time(e.received_at),
-                    esc(&e.kind),
-                    esc(e.user.as_deref().unwrap_or("")),
-                    esc(&e.site)
-                ));
-            }
-            body.push_str("</tbody></table>");
+            let rows = events.iter().map(|e| {
+                vec![
+                    html::time(e.received_at).into(),
+                    esc(&e.kind).into(),
+                    esc(e.user.as_deref().unwrap_or("")).into(),
+                    esc(&e.site).into(),
+                ]
+            });
+            body.push_str(&html::table("events", &["Received", "Kind", "User", "Site"], rows));
         }
         Err(e) => {
             body.push_str(&format!("<p class=\"notice error\">Events cannot be read: {}</p>", esc(&e.to_string())))

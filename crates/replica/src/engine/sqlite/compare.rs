@@ -7,14 +7,14 @@
 
 use super::value::{encode, text};
 use super::{catalog, open, path_of};
-use crate::catalog::{self as shared_catalog, TableInfo};
+use crate::catalog::TableInfo;
 use crate::compare::merge::{self, Entry};
 use crate::compare::{empty, fill_differences, is_about, RowCount, TableComparison};
 use crate::error::{ReplicaError, StatementContext};
 use dugong_config::{Config, Sync};
 use dugong_core::{quote_ident, DbId};
 use md5::{Digest, Md5};
-use rusqlite::Connection;
+use rusqlite::{Connection, Row};
 
 /// Compares the tables of a SQLite sync across its files.
 pub(crate) async fn compare_tables(
@@ -40,14 +40,8 @@ pub(crate) async fn compare_tables(
         if !failures.is_empty() {
             return Err(ReplicaError::Config(failures.join("; ")));
         }
-        let (reference, first) = (conns[0].0, &conns[0].1);
-        let field = format!("syncs[{}].tables", sync.index);
-        let (tables, _) =
-            shared_catalog::select_from(&catalog::read(first, reference)?, reference, &sync.tables, &field)?;
-        let mut problems = Vec::new();
-        for (id, conn) in &conns[1..] {
-            problems.extend(shared_catalog::differences(&catalog::read(conn, *id)?, *id, reference, &tables));
-        }
+        let catalog::Selection { tables, problems, .. } =
+            catalog::select_and_check(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
         let mut out = Vec::with_capacity(tables.len());
         for table in &tables {
             let mine: Vec<&str> = problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();
@@ -98,35 +92,26 @@ fn sorted_columns(table: &TableInfo) -> Vec<String> {
     names
 }
 
-/// Walks every row: `f(key values encoded, row encoded, key as text)`.
+/// Walks every row: `f(row encoded, row)`, the row's columns in [`sorted_columns`] order.
 fn each_row(
     conn: &Connection,
     db: DbId,
     table: &TableInfo,
-    mut f: impl FnMut(&[u8], &[u8], Vec<String>),
+    mut f: impl FnMut(&[u8], &Row<'_>) -> rusqlite::Result<()>,
 ) -> Result<(), ReplicaError> {
     let cols = sorted_columns(table);
-    let key_at: Vec<usize> =
-        table.key.iter().map(|k| cols.iter().position(|c| *c == k.name).expect("key columns are columns")).collect();
     let list: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
     let sql = format!("SELECT {} FROM {}", list.join(", "), catalog::quoted(&table.name));
     let ctx = || format!("reading {}", table.name);
     let mut stmt = conn.prepare(&sql).on_db(db, ctx)?;
     let mut rows = stmt.query([]).on_db(db, ctx)?;
-    let (mut key_buf, mut row_buf) = (Vec::new(), Vec::new());
+    let mut row_buf = Vec::new();
     while let Some(r) = rows.next().on_db(db, ctx)? {
-        key_buf.clear();
         row_buf.clear();
-        let mut key_text = Vec::with_capacity(key_at.len());
         for i in 0..cols.len() {
             encode(r.get_ref(i).on_db(db, ctx)?, &mut row_buf);
         }
-        for &i in &key_at {
-            let v = r.get_ref(i).on_db(db, ctx)?;
-            encode(v, &mut key_buf);
-            key_text.push(text(v));
-        }
-        f(&key_buf, &row_buf, key_text);
+        f(&row_buf, r).on_db(db, ctx)?;
     }
     Ok(())
 }
@@ -134,12 +119,13 @@ fn each_row(
 /// Row count and the sum of the first 60 bits of each row's md5.
 fn checksum(conn: &Connection, db: DbId, table: &TableInfo) -> Result<(i64, u128), ReplicaError> {
     let (mut n, mut sum) = (0i64, 0u128);
-    each_row(conn, db, table, |_, row, _| {
+    each_row(conn, db, table, |row, _| {
         let h = Md5::digest(row);
         let mut first = [0u8; 8];
         first.copy_from_slice(&h[..8]);
         sum = sum.wrapping_add(u128::from(u64::from_be_bytes(first) >> 4));
         n += 1;
+        Ok(())
     })?;
     Ok((n, sum))
 }
@@ -150,9 +136,21 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Every row as (key hash, row hash, key), ordered by key hash for the merge.
 fn entries(conn: &Connection, db: DbId, table: &TableInfo) -> Result<Vec<Entry>, ReplicaError> {
+    let cols = sorted_columns(table);
+    let key_at: Vec<usize> =
+        table.key.iter().map(|k| cols.iter().position(|c| *c == k.name).expect("key columns are columns")).collect();
     let mut out = Vec::new();
-    each_row(conn, db, table, |key, row, key_text| {
-        out.push(Entry { key_hash: hex(&Md5::digest(key)), row_hash: hex(&Md5::digest(row)), key: key_text });
+    let mut key_buf = Vec::new();
+    each_row(conn, db, table, |row, r| {
+        key_buf.clear();
+        let mut key = Vec::with_capacity(key_at.len());
+        for &i in &key_at {
+            let v = r.get_ref(i)?;
+            encode(v, &mut key_buf);
+            key.push(text(v));
+        }
+        out.push(Entry { key_hash: hex(&Md5::digest(&key_buf)), row_hash: hex(&Md5::digest(row)), key });
+        Ok(())
     })?;
     out.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
     Ok(out)

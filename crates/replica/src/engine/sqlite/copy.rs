@@ -13,8 +13,8 @@ use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
 use dugong_config::OneTimeCopy;
 use dugong_core::quote_ident;
-use rusqlite::params_from_iter;
 use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Statement};
 
 /// Does the sync's initial copy, if it has one. Blocking.
 pub fn initial_copy(p: &Prepared) -> Result<(), ReplicaError> {
@@ -82,27 +82,26 @@ fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
 fn copy_table(from: &Node, into: &[&Node], table: &TableInfo, empty_first: bool) -> Result<(), ReplicaError> {
     let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-    let insert = format!("INSERT INTO {} ({}) VALUES ({})", quoted(&table.name), cols.join(", "), marks.join(", "));
-    for n in into {
-        if empty_first {
-            n.conn
-                .execute(&format!("DELETE FROM {}", quoted(&table.name)), [])
-                .on_db(n.id, || format!("emptying {} for the initial copy", table.name))?;
+    let name = quoted(&table.name);
+    if empty_first {
+        let empty = format!("DELETE FROM {name}");
+        for n in into {
+            n.conn.execute(&empty, []).on_db(n.id, || format!("emptying {} for the initial copy", table.name))?;
         }
     }
+    let insert = format!("INSERT INTO {name} ({}) VALUES ({})", cols.join(", "), marks.join(", "));
+    let into_ctx = || format!("copying into {}", table.name);
+    let mut inserts: Vec<Statement> =
+        into.iter().map(|n| n.conn.prepare(&insert).on_db(n.id, into_ctx)).collect::<Result<_, _>>()?;
     let ctx = || format!("copying out of {}", table.name);
-    let mut stmt =
-        from.conn.prepare(&format!("SELECT {} FROM {}", cols.join(", "), quoted(&table.name))).on_db(from.id, ctx)?;
+    let mut stmt = from.conn.prepare(&format!("SELECT {} FROM {name}", cols.join(", "))).on_db(from.id, ctx)?;
     let mut rows = stmt.query([]).on_db(from.id, ctx)?;
     let mut count = 0u64;
     while let Some(r) = rows.next().on_db(from.id, ctx)? {
         let values: Vec<Value> =
             (0..cols.len()).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>().on_db(from.id, ctx)?;
-        for n in into {
-            n.conn
-                .prepare_cached(&insert)
-                .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-                .on_db(n.id, || format!("copying into {}", table.name))?;
+        for (n, insert) in into.iter().zip(&mut inserts) {
+            insert.execute(params_from_iter(values.iter())).on_db(n.id, into_ctx)?;
         }
         count += 1;
     }

@@ -6,7 +6,8 @@
 //!
 //! - `open`: opening a file, with errors that name it and the problem.
 //! - `capture`: Dugong's `dugong_*` tables, row triggers, `--uninstall`.
-//! - `catalog`: the file's tables as the shared catalog rows.
+//! - `catalog`: the file's tables as the shared catalog rows; the sync's tables
+//!   chosen on its first file and checked on the others.
 //! - `lease`: one replicator per sync.
 //! - `run`: one run; `copy`: the initial copy; `state`: the run state status reads.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
@@ -89,17 +90,9 @@ pub fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<Prepare
     for (id, _, conn) in &opened {
         lease::claim(conn, *id, &sync.name, who, &owner)?;
     }
-    let field = format!("syncs[{}].tables", sync.index);
-    let reference = ids[0];
-    let catalog = catalog::read(&opened[0].2, reference)?;
-    let (tables, excluded) = shared_catalog::select_from(&catalog, reference, &sync.tables, &field)?;
-    let mut problems = Vec::new();
-    for (id, _, conn) in &opened[1..] {
-        problems.extend(shared_catalog::differences(&catalog::read(conn, *id)?, *id, reference, &tables));
-    }
-    if !problems.is_empty() {
-        return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
-    }
+    let selection = catalog::select_and_check(opened.iter().map(|(id, _, conn)| (*id, conn)), sync)?;
+    selection.require_same()?;
+    let catalog::Selection { tables, excluded, .. } = selection;
     let configured: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
     let mut nodes = Vec::with_capacity(opened.len());
     for (id, path, mut conn) in opened {
@@ -143,21 +136,11 @@ fn forget_stale_cursors(conn: &Connection, id: DbId, configured: &[&str]) -> Res
 
 /// Checks that the sync's tables still look as they did when it was prepared.
 pub fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
-    let reference = &p.nodes[0];
-    let field = format!("syncs[{}].tables", p.sync.index);
-    let catalog = catalog::read(&reference.conn, reference.id)?;
-    let (tables, excluded) = shared_catalog::select_from(&catalog, reference.id, &p.sync.tables, &field)?;
-    if tables != p.tables || excluded != p.excluded {
-        return Err(shared_catalog::schema_changed(&p.tables, &tables, reference.id));
+    let now = catalog::select_and_check(p.nodes.iter().map(|n| (n.id, &n.conn)), &p.sync)?;
+    if now.tables != p.tables || now.excluded != p.excluded {
+        return Err(shared_catalog::schema_changed(&p.tables, &now.tables, p.nodes[0].id));
     }
-    for node in &p.nodes[1..] {
-        let problems =
-            shared_catalog::differences(&catalog::read(&node.conn, node.id)?, node.id, reference.id, &p.tables);
-        if !problems.is_empty() {
-            return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
-        }
-    }
-    Ok(())
+    now.require_same()
 }
 
 /// Records a failed preparation on every file of the sync that can be opened

@@ -100,4 +100,17 @@ mod tests {
         assert!(cantopen.contains("-wal and -shm") && cantopen.contains("directory must be writable"), "{cantopen}");
         assert_eq!(classify(&failure(rusqlite::ffi::SQLITE_NOTADB)), "is not a SQLite database file");
     }
+
+    /// SQLite's own refusal to write (a connection opened read-only refuses
+    /// whoever runs the tests) is named with the file.
+    #[test]
+    fn a_refused_write_names_the_file_as_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)").unwrap();
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let refused = conn.execute_batch("INSERT INTO t VALUES (1)").unwrap_err();
+        let text = unavailable(DbId(0), &path, classify(&refused)).to_string();
+        assert!(text.contains("site.db") && text.contains("is read-only"), "{text}");
+    }
 }

@@ -21,7 +21,7 @@ use crate::resolve::{self, CommitTime, ConflictRecord, SourceChanges};
 use crate::run::{RunLimits, RunOutcome};
 use dugong_core::{quote_ident, DbId, TableName};
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, OptionalExtension};
+use rusqlite::{params_from_iter, CachedStatement, OptionalExtension, Params};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Whether any source has changes past this sync's cursor: one read of the
@@ -94,6 +94,14 @@ type Changes = Vec<(SqliteKey, CommitTime)>;
 /// A decided key: its winner and the winning row (`None`: the key is gone).
 type Decided = (SqliteKey, DbId, Option<Vec<Value>>);
 
+/// One table's decided keys, with the SQL that writes them (made once per table and run).
+struct TableWrites<'a> {
+    table: &'a TableInfo,
+    delete: String,
+    upsert: String,
+    rows: Vec<Decided>,
+}
+
 /// How long a run waits for the write lock of its second and later files. The
 /// first one may take the full busy timeout, since nothing is held yet; after
 /// that, waiting long would keep the files already locked from their own
@@ -150,11 +158,12 @@ fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, V
 
     // 2. Resolve each table; fetch the winning rows from their sources before
     // anything is written.
-    let mut writes: Vec<(usize, Vec<Decided>)> = Vec::new();
+    let mut writes: Vec<TableWrites> = Vec::new();
     for (ti, table) in p.tables.iter().enumerate() {
+        // Nothing reads a table's changes after its resolution: move them.
         let sources: Vec<SourceChanges<SqliteKey>> = reads
-            .iter()
-            .map(|(i, r)| SourceChanges { db: p.nodes[*i].id, keys: r[ti].clone(), truncated: None })
+            .iter_mut()
+            .map(|(i, r)| SourceChanges { db: p.nodes[*i].id, keys: std::mem::take(&mut r[ti]), truncated: None })
             .collect();
         if sources.iter().all(|s| s.keys.is_empty()) {
             continue;
@@ -166,52 +175,39 @@ fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, V
         }
         let mut rows = Vec::with_capacity(resolution.winners.len());
         let fetch = fetch_sql(table);
+        let ctx = || format!("reading rows of {}", table.name);
+        // One statement per file, prepared (from the connection's cache) when
+        // the file first wins a key, and used for all the keys it wins.
+        let mut fetches: Vec<Option<CachedStatement>> = p.nodes.iter().map(|_| None).collect();
         for (key, winner) in resolution.winners {
-            let node = node(p, winner);
-            let row = node
-                .conn
-                .prepare_cached(&fetch)
-                .and_then(|mut stmt| {
-                    stmt.query_row(params_from_iter(key.iter()), |r| {
-                        (0..table.columns.len()).map(|c| r.get::<_, Value>(c)).collect::<Result<Vec<_>, _>>()
-                    })
-                    .optional()
+            let at = p.nodes.iter().position(|n| n.id == winner).expect("every database of a run is a node");
+            let stmt = match &mut fetches[at] {
+                Some(stmt) => stmt,
+                slot => slot.insert(p.nodes[at].conn.prepare_cached(&fetch).on_db(winner, ctx)?),
+            };
+            let row = stmt
+                .query_row(params_from_iter(key.iter()), |r| {
+                    (0..table.columns.len()).map(|c| r.get::<_, Value>(c)).collect::<Result<Vec<_>, _>>()
                 })
-                .on_db(winner, || format!("reading rows of {}", table.name))?;
+                .optional()
+                .on_db(winner, ctx)?;
             outcome.inserts += u64::from(row.is_some());
             rows.push((key, winner, row));
         }
-        writes.push((ti, rows));
+        writes.push(TableWrites { table, delete: delete_sql(table), upsert: upsert_sql(table), rows });
     }
 
     // 3. Apply everywhere but at the winner: deletions first (a key that moved
     // frees its unique values), then upserts.
     for node in &p.nodes {
-        for (ti, rows) in &writes {
-            let table = &p.tables[*ti];
-            let delete = delete_sql(table);
-            for (key, winner, row) in rows {
-                if *winner != node.id && row.is_none() {
-                    let n = node
-                        .conn
-                        .prepare_cached(&delete)
-                        .and_then(|mut s| s.execute(params_from_iter(key.iter())))
-                        .on_db(node.id, || format!("applying changes to {}", table.name))?;
-                    outcome.deletes += n as u64;
-                }
-            }
+        for w in &writes {
+            let gone = w.rows.iter().filter(|(_, winner, row)| *winner != node.id && row.is_none());
+            outcome.deletes +=
+                apply_each(node, w.table, &w.delete, gone.map(|(key, _, _)| params_from_iter(key.iter())))?;
         }
-        for (ti, rows) in &writes {
-            let table = &p.tables[*ti];
-            let upsert = upsert_sql(table);
-            for (_, winner, row) in rows {
-                if let (true, Some(values)) = (*winner != node.id, row) {
-                    node.conn
-                        .prepare_cached(&upsert)
-                        .and_then(|mut s| s.execute(params_from_iter(values.iter())))
-                        .on_db(node.id, || format!("applying changes to {}", table.name))?;
-                }
-            }
+        for w in &writes {
+            let kept = w.rows.iter().filter(|(_, winner, _)| *winner != node.id).filter_map(|(_, _, row)| row.as_ref());
+            apply_each(node, w.table, &w.upsert, kept.map(|values| params_from_iter(values.iter())))?;
         }
     }
     if !outcome.conflicts.is_empty() {
@@ -221,8 +217,26 @@ fn run_in_transactions(p: &Prepared, limits: RunLimits) -> Result<(RunOutcome, V
     Ok((outcome, advances))
 }
 
-fn node(p: &Prepared, id: DbId) -> &Node {
-    p.nodes.iter().find(|n| n.id == id).expect("every database of a run is a node")
+/// Runs `sql` on `node` once per parameter list; returns the rows it changed.
+/// The statement is prepared once, only when there is something to write, and
+/// from the connection's cache, so the next run reuses it.
+fn apply_each<P: Params>(
+    node: &Node,
+    table: &TableInfo,
+    sql: &str,
+    params: impl Iterator<Item = P>,
+) -> Result<u64, ReplicaError> {
+    let mut params = params.peekable();
+    if params.peek().is_none() {
+        return Ok(0);
+    }
+    let ctx = || format!("applying changes to {}", table.name);
+    let mut stmt = node.conn.prepare_cached(sql).on_db(node.id, ctx)?;
+    let mut changed = 0;
+    for p in params {
+        changed += stmt.execute(p).on_db(node.id, ctx)? as u64;
+    }
+    Ok(changed)
 }
 
 /// The sequence number of the `batch_rows`-th pending change, when more are pending.

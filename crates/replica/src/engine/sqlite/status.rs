@@ -3,7 +3,6 @@
 
 use super::state::micros;
 use super::{catalog, open};
-use crate::catalog as shared_catalog;
 use crate::status::read::{DbRead, Pending, ReadError, StateRow};
 use dugong_config::Sync;
 use dugong_core::DbId;
@@ -77,9 +76,7 @@ fn read_pending(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result
         .optional()
         .map_err(|e| e.to_string())?;
     let Some(cursor) = cursor else { return Ok(None) };
-    let field = format!("syncs[{}].tables", sync.index);
-    let rows = catalog::read(conn, id).map_err(|e| e.to_string())?;
-    let (tables, _) = shared_catalog::select_from(&rows, id, &sync.tables, &field).map_err(|e| e.to_string())?;
+    let (tables, _) = catalog::select(conn, id, sync).map_err(|e| e.to_string())?;
     let mut parts = Vec::new();
     for t in &tables {
         let capture: Option<i64> = conn
