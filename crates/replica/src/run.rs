@@ -70,7 +70,9 @@ impl Default for RunLimits {
     }
 }
 
-const NOT_SHIPPED: &str = "NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot)";
+/// A change not in the cursor `$1`. Every such change is at or above the
+/// cursor's xmin, which lets the change log's index skip the shipped ones.
+const NOT_SHIPPED: &str = "dugong_txid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot)";
 
 /// Whether any source has changes this sync has not shipped. One cheap query per
 /// source; this is the poll that replaces Bucardo's NOTIFY kick.
@@ -412,7 +414,12 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
     } else {
         let union: Vec<String> = deltas
             .iter()
-            .map(|d| format!("SELECT dugong_txid FROM {d} WHERE NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')"))
+            .map(|d| {
+                format!(
+                    "SELECT dugong_txid FROM {d} WHERE dugong_txid >= '{}'::xid8 AND NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')",
+                    node.cursor.xmin
+                )
+            })
             .collect();
         // Counting pending changes per transaction and summing in transaction
         // order finds every batch's bound in one pass (a hash aggregate and a

@@ -160,6 +160,9 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let into = format!("INSERT INTO {delta} ({})", kcols.join(", "));
     let into_inserted = format!("INSERT INTO {delta} ({}, dugong_inserted)", kcols.join(", "));
     let lit_delta = quote_literal(&delta);
+    // Runs read a window of transaction ids: during a backlog, the index keeps
+    // them from scanning every change not yet purged.
+    let txid_index = quote_ident(&format!("delta_{id}_txid"));
     let qt = table.name.quoted();
     let lit_schema = quote_literal(&table.name.schema);
     let lit_name = quote_literal(&table.name.name);
@@ -168,6 +171,7 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let new_values: Vec<String> = src_cols.iter().map(|c| format!("NEW.{c}")).collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id(), dugong_inserted boolean);
+CREATE INDEX IF NOT EXISTS {txid_index} ON {delta} (dugong_txid);
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
 BEGIN
