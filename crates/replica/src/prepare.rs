@@ -28,10 +28,6 @@ pub struct Node {
     pub commit_timestamps: bool,
     /// The prepared poll statement (sources only): it runs every few ms.
     pub poll: Option<tokio_postgres::Statement>,
-    /// Changed keys shipped since the change logs were last vacuumed.
-    pub shipped_since_vacuum: u64,
-    /// Shipped change rows wait to be purged (a backlog was being shipped).
-    pub purge_due: bool,
     /// Where the next batches of a backlog end (sources only).
     pub batch_bounds: crate::run::BatchBounds,
     /// Purging and vacuuming the change logs in the background (sources only).
@@ -139,8 +135,6 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
             cursor,
             commit_timestamps,
             poll: None,
-            shipped_since_vacuum: 0,
-            purge_due: false,
             batch_bounds: Default::default(),
             upkeep: Default::default(),
         };

@@ -161,10 +161,7 @@ pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome,
     if !known_pending && !pending(p).await? {
         // Caught up: purge what a backlog left, and give the space back.
         for node in p.nodes.iter_mut().filter(|n| n.source) {
-            if node.purge_due || node.shipped_since_vacuum >= upkeep::VACUUM_AFTER_ROWS {
-                let purge = node.purge_due;
-                upkeep::start(node, purge);
-            }
+            upkeep::when_idle(node);
         }
         return Ok(RunOutcome { empty: true, ..Default::default() });
     }
@@ -593,9 +590,18 @@ struct Advance {
 
 async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), ReplicaError> {
     let sync = p.sync.name.clone();
+    let purges: Vec<(DbId, upkeep::Purge)> = cursors
+        .iter()
+        .filter_map(|a| {
+            let node = p.nodes.iter().find(|n| n.id == a.db)?;
+            Some((a.db, node.upkeep.purge_after(a.caught_up, a.shipped)))
+        })
+        .collect();
+    let purge_of = |id: DbId| purges.iter().find(|(db, _)| *db == id).map(|(_, purge)| *purge);
     let work = p.nodes.iter().filter(|n| n.source).map(|node| {
         let advance = cursors.iter().find(|a| a.db == node.id);
         let sync = &sync;
+        let inline = purge_of(node.id) == Some(upkeep::Purge::Inline);
         async move {
             let Some(advance) = advance else { return Ok(()) };
             // A cursor lost in a crash only means shipping again, which is
@@ -606,9 +612,7 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
                 advance.cursor,
                 dugong_core::quote_literal(sync.as_str())
             ));
-            // Purging scans the whole change log: during a backlog, wait until
-            // this source has caught up; after one, purge in the background.
-            if advance.caught_up && !node.purge_due && !node.upkeep.busy() {
+            if inline {
                 sql.push_str(&upkeep::purge_sql(node));
             }
             sql.push_str("COMMIT;");
@@ -620,14 +624,8 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
         if let Some(a) = cursors.iter().find(|a| a.db == node.id) {
             node.cursor = a.cursor.clone();
             node.batch_bounds = a.later.clone();
-            node.shipped_since_vacuum += a.shipped;
-            if !a.caught_up {
-                node.purge_due = true;
-                if node.shipped_since_vacuum >= upkeep::VACUUM_DURING_BACKLOG {
-                    upkeep::start(node, false);
-                }
-            } else if node.purge_due {
-                upkeep::start(node, true);
+            if let Some(purge) = purge_of(node.id) {
+                upkeep::after_run(node, purge, a.caught_up, a.shipped);
             }
         }
     }
