@@ -53,11 +53,11 @@ impl Prepared {
         &self.sync.name
     }
 
-    /// Waits for the change logs' background upkeep to finish (before exiting
-    /// after `--once`, and in tests).
+    /// Finishes the change logs' upkeep: what waits for a lull starts now, and
+    /// this returns when it is done (before exiting after `--once`, and in tests).
     pub async fn finish_upkeep(&mut self) {
-        for node in &mut self.nodes {
-            node.upkeep.finish().await;
+        for node in self.nodes.iter_mut().filter(|n| n.source) {
+            crate::upkeep::finish(node).await;
         }
     }
 

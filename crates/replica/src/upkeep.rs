@@ -2,36 +2,42 @@
 //! shipped, and vacuuming the logs so polls stop scanning dead rows.
 //!
 //! A purge after a run that shipped a few changes is cheap and goes with the
-//! cursor's advance. After a bigger run, and above all after a backlog, it is
-//! not: deleting 200,000 change rows and vacuuming takes a quarter of a second,
-//! which the next changes would wait for. That upkeep runs beside the runs, on
-//! a connection of its own, while runs skip their own purge until it has
-//! finished.
+//! cursor's advance. After bigger runs, and above all after a backlog, it is
+//! not: deleting 200,000 change rows and vacuuming them takes a quarter of a
+//! second of the source's CPU, which the next burst of changes needs. Reads
+//! find their window through the change log's transaction-id index, so shipped
+//! rows cost little while they wait: that purge waits for a lull (or until it
+//! is overdue), then runs beside the runs, on a connection of its own, while
+//! runs skip their own purges.
 
 use crate::prepare::Node;
 use dugong_config::Database;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// Change rows shipped since a source's change logs were last vacuumed, beyond
-/// which they are vacuumed once the source has caught up...
-pub(crate) const VACUUM_AFTER_ROWS: u64 = 20_000;
+/// which they are vacuumed in a lull...
+const VACUUM_AFTER_ROWS: u64 = 20_000;
 /// ...or, during a long backlog, anyway.
-pub(crate) const VACUUM_DURING_BACKLOG: u64 = 500_000;
+const VACUUM_DURING_BACKLOG: u64 = 500_000;
 
-/// Change rows a caught-up run purges along with its cursor's advance; after
-/// bigger runs the purge goes to the background.
-pub(crate) const INLINE_PURGE_ROWS: u64 = 2_000;
+/// The most change rows a run purges along with its cursor's advance.
+const INLINE_PURGE_ROWS: u64 = 2_000;
+/// How long a source must have shipped nothing before a waiting purge starts...
+const QUIET_BEFORE_PURGE: Duration = Duration::from_secs(1);
+/// ...unless it has waited this long...
+const PURGE_WAITS_AT_MOST: Duration = Duration::from_secs(30);
+/// ...or this many shipped change rows wait.
+const PURGE_ANYWAY_ROWS: u64 = 1_000_000;
 
 /// When the change rows a run shipped are purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purge {
     /// In the transaction that advances the cursor: cheap, the log is small.
     Inline,
-    /// Beside the runs, on a connection of its own.
+    /// Now, beside the runs, on a connection of its own: it is overdue.
     Background,
-    /// Not yet: the source has a backlog (a purge would scan all of it), or
-    /// an upkeep is running. A later caught-up run starts it.
+    /// In a lull: the run was big or bounded, or earlier rows already wait.
     Later,
 }
 
@@ -40,8 +46,12 @@ pub(crate) enum Purge {
 #[derive(Debug, Default)]
 pub struct Upkeep {
     task: Option<JoinHandle<()>>,
-    /// Shipped change rows wait to be purged.
-    purge_due: bool,
+    /// Since when shipped change rows wait for a purge.
+    due_since: Option<Instant>,
+    /// How many wait.
+    unpurged: u64,
+    /// When this source last shipped changes.
+    last_shipped: Option<Instant>,
     /// A backlog was shipped since the last vacuum: give its pages back.
     backlog: bool,
     /// Change rows shipped since the change logs were last vacuumed.
@@ -65,13 +75,23 @@ impl Upkeep {
     /// How the rows shipped up to a run that shipped `shipped` change rows are
     /// purged, before its cursor advances.
     pub(crate) fn purge_after(&self, caught_up: bool, shipped: u64) -> Purge {
-        if !caught_up || self.busy() {
+        if self.busy() {
             Purge::Later
-        } else if self.purge_due || shipped > INLINE_PURGE_ROWS {
+        } else if self.due_since.is_none() && caught_up && shipped <= INLINE_PURGE_ROWS {
+            Purge::Inline
+        } else if self.overdue(shipped) {
             Purge::Background
         } else {
-            Purge::Inline
+            Purge::Later
         }
+    }
+
+    fn overdue(&self, more: u64) -> bool {
+        self.unpurged + more >= PURGE_ANYWAY_ROWS || self.due_since.is_some_and(|t| t.elapsed() >= PURGE_WAITS_AT_MOST)
+    }
+
+    fn quiet(&self) -> bool {
+        self.last_shipped.is_none_or(|t| t.elapsed() >= QUIET_BEFORE_PURGE)
     }
 }
 
@@ -80,11 +100,18 @@ pub(crate) fn after_run(node: &mut Node, purge: Purge, caught_up: bool, shipped:
     let upkeep = &mut node.upkeep;
     upkeep.shipped_since_vacuum += shipped;
     upkeep.backlog |= !caught_up;
+    if shipped > 0 {
+        upkeep.last_shipped = Some(Instant::now());
+    }
     match purge {
         Purge::Inline => {}
-        Purge::Background => start(node, true),
+        Purge::Background => {
+            upkeep.unpurged += shipped;
+            start(node, true);
+        }
         Purge::Later => {
-            upkeep.purge_due = true;
+            upkeep.unpurged += shipped;
+            upkeep.due_since.get_or_insert_with(Instant::now);
             if upkeep.shipped_since_vacuum >= VACUUM_DURING_BACKLOG {
                 start(node, false);
             }
@@ -92,12 +119,24 @@ pub(crate) fn after_run(node: &mut Node, purge: Purge, caught_up: bool, shipped:
     }
 }
 
-/// With nothing pending: starts what the last runs left to do.
+/// With nothing pending: starts, in a lull, what the last runs left to do.
 pub(crate) fn when_idle(node: &mut Node) {
     let upkeep = &node.upkeep;
-    if upkeep.purge_due || upkeep.shipped_since_vacuum >= VACUUM_AFTER_ROWS {
-        let purge = upkeep.purge_due;
-        start(node, purge);
+    let due = upkeep.due_since.is_some();
+    if due && (upkeep.quiet() || upkeep.overdue(0)) {
+        start(node, true);
+    } else if !due && upkeep.shipped_since_vacuum >= VACUUM_AFTER_ROWS && upkeep.quiet() {
+        start(node, false);
+    }
+}
+
+/// Before the replicator stops: starts what waits, lull or not, and waits for
+/// it (`--once` leaves the change logs as a daemon would, in time).
+pub(crate) async fn finish(node: &mut Node) {
+    node.upkeep.finish().await;
+    if node.upkeep.due_since.is_some() {
+        start(node, true);
+        node.upkeep.finish().await;
     }
 }
 
@@ -120,7 +159,8 @@ fn start(node: &mut Node, purge: bool) {
     upkeep.shipped_since_vacuum = 0;
     upkeep.backlog = false;
     if purge {
-        upkeep.purge_due = false;
+        upkeep.due_since = None;
+        upkeep.unpurged = 0;
     }
     upkeep.task = Some(tokio::spawn(async move {
         let clock = Instant::now();
@@ -176,12 +216,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_runs_purge_inline_big_ones_and_backlogs_in_the_background() {
+    fn small_runs_purge_inline_and_the_rest_waits_for_a_lull_unless_overdue() {
         let upkeep = Upkeep::default();
         assert_eq!(upkeep.purge_after(true, 10), Purge::Inline);
-        assert_eq!(upkeep.purge_after(true, INLINE_PURGE_ROWS + 1), Purge::Background);
+        assert_eq!(upkeep.purge_after(true, INLINE_PURGE_ROWS + 1), Purge::Later);
         assert_eq!(upkeep.purge_after(false, 10), Purge::Later, "a backlog is purged once shipped");
-        let after_backlog = Upkeep { purge_due: true, ..Default::default() };
-        assert_eq!(after_backlog.purge_after(true, 10), Purge::Background);
+        assert_eq!(upkeep.purge_after(false, PURGE_ANYWAY_ROWS), Purge::Background, "too many rows wait");
+        let waiting = Upkeep { due_since: Some(Instant::now()), unpurged: 200_000, ..Default::default() };
+        assert_eq!(waiting.purge_after(true, 10), Purge::Later, "rows already wait: no inline purge of them all");
+        assert!(!waiting.overdue(0));
+        let long_waiting =
+            Upkeep { due_since: Instant::now().checked_sub(PURGE_WAITS_AT_MOST), unpurged: 10, ..Default::default() };
+        assert_eq!(long_waiting.purge_after(true, 10), Purge::Background, "waited too long for a lull");
+    }
+
+    #[test]
+    fn a_lull_is_a_second_without_shipping() {
+        assert!(Upkeep::default().quiet());
+        let busy = Upkeep { last_shipped: Some(Instant::now()), ..Default::default() };
+        assert!(!busy.quiet());
+        let quiet = Upkeep { last_shipped: Instant::now().checked_sub(QUIET_BEFORE_PURGE), ..Default::default() };
+        assert!(quiet.quiet());
     }
 }

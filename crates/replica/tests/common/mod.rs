@@ -7,8 +7,10 @@
 use dugong_config::Config;
 use dugong_replica::prepare::{self, Prepared};
 use dugong_replica::run::{self, RunLimits, RunOutcome};
+use dugong_replica::ReplicaError;
 use dugong_testkit::Cluster;
 use std::path::Path;
+use std::time::Duration;
 use tokio_postgres::Client;
 
 pub struct Sites {
@@ -89,8 +91,18 @@ impl Sites {
     }
 }
 
+/// Prepares the first sync. A test that dropped a prepared sync just before
+/// may find its claim still held for a moment (the server ends the dropped
+/// sessions on its own time): that answer is asked again, with a deadline.
 pub async fn prepare(config: &Config) -> Prepared {
-    prepare::prepare(config, &config.syncs[0]).await.expect("prepare")
+    dugong_testkit::wait_for("the previous replicator's claim to end", Duration::from_secs(10), || async {
+        match prepare::prepare(config, &config.syncs[0]).await {
+            Ok(p) => Some(p),
+            Err(ReplicaError::Standby { .. }) => None,
+            Err(e) => panic!("prepare: {e}"),
+        }
+    })
+    .await
 }
 
 /// Runs until nothing is pending; returns the outcomes of runs that did work.
