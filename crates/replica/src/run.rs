@@ -157,11 +157,10 @@ enum KeyRead {
 
 /// Runs the sync once. Returns at once with `empty` when nothing is pending.
 pub async fn run_once(p: &mut Prepared, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
-    // After a bounded run the poll is redundant, and not free: it scans the
-    // change log past every shipped but not yet purged row of the backlog.
+    // After a bounded run the poll is redundant: changes are known to wait.
     let known_pending = std::mem::take(&mut p.more_pending);
     if !known_pending && !pending(p).await? {
-        // Caught up: purge what a backlog left, and give the space back.
+        // Caught up: in a lull, purge what big runs left and vacuum.
         for node in p.nodes.iter_mut().filter(|n| n.source) {
             upkeep::when_idle(node);
         }
