@@ -343,6 +343,60 @@ async fn schema_changes_while_running_are_detected_and_picked_up() {
     assert!(reports.iter().all(|r| r.good), "{reports:?}");
 }
 
+/// A table changed on one source needs no conflict resolution: a run reads
+/// only the keys the others must delete first (updates, deletes, key changes)
+/// and selects the rows by the change window. Mixed with a table both sites
+/// changed in the same run (resolved key by key), every change still lands.
+#[tokio::test]
+async fn one_source_tables_ship_without_resolution_beside_contested_ones() {
+    let sites = Sites::new(
+        "single",
+        2,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'seed' FROM generate_series(1, 50) g;
+         INSERT INTO u SELECT g, 'seed' FROM generate_series(1, 50) g;",
+    )
+    .await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    // Only site 0 changes t, in one transaction: inserts, updates, deletes and
+    // a key change, on rows both sites have.
+    sites
+        .client(0)
+        .batch_execute(
+            "BEGIN;
+             INSERT INTO t SELECT g, 'new' FROM generate_series(100, 199) g;
+             UPDATE t SET v = 'updated' WHERE id <= 10;
+             DELETE FROM t WHERE id BETWEEN 41 AND 45;
+             UPDATE t SET id = 1000 WHERE id = 50;
+             INSERT INTO t VALUES (300, 'gone'); DELETE FROM t WHERE id = 300;
+             COMMIT",
+        )
+        .await
+        .unwrap();
+    // Both sites change u: different keys, and one key on both (a conflict).
+    sites
+        .client(0)
+        .batch_execute("INSERT INTO u VALUES (100, 'site 0'); UPDATE u SET v = 'first' WHERE id = 1")
+        .await
+        .unwrap();
+    sites
+        .client(1)
+        .batch_execute("INSERT INTO u VALUES (101, 'site 1'); UPDATE u SET v = 'last' WHERE id = 1")
+        .await
+        .unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.len(), 1, "one run: {outcomes:?}");
+    assert_eq!(outcomes[0].conflicts.len(), 1, "only u's key 1 was contested");
+    assert_eq!(outcomes[0].conflicts[0].0.name, "u");
+    let t = sites.assert_same("SELECT id, v FROM t ORDER BY id").await;
+    assert_eq!(t.len(), 50 + 100 - 5, "{t:?}");
+    assert!(t.contains(&"1|updated".to_string()) && t.contains(&"1000|seed".to_string()));
+    assert!(!t.iter().any(|r| r.starts_with("50|") || r.starts_with("300|") || r.starts_with("43|")));
+    let u = sites.assert_same("SELECT id, v FROM u WHERE id IN (1, 100, 101) ORDER BY id").await;
+    assert_eq!(u, vec!["100|site 0", "101|site 1", "1|last"], "rows sorted as text");
+}
+
 /// Three masters and a read-only target: every site's writes reach all four,
 /// a key changed on three sites at once converges to the last commit.
 #[tokio::test]
