@@ -113,14 +113,14 @@ fn fetch_sql(p: &Prepared, plan: &TablePlan, source: &Node, window: &Window) -> 
     let capture = &source.captures[&table.name];
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let mut sql = format!(
-        "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE dugong_txid >= pg_snapshot_xmin('{cursor}'::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, '{cursor}'::pg_snapshot) AND dugong_txid < '{}'::xid8)",
+        "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE {} AND dugong_txid < '{}'::xid8)",
         column_list(table),
         table.name.quoted(),
         key_list(table),
         kcols.join(", "),
         capture.delta,
+        crate::run::not_shipped(&window.cursor),
         window.bound,
-        cursor = window.cursor,
     );
     if let Some(lost) = plan.lost.get(&source.id) {
         let values: Vec<String> = lost

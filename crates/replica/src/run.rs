@@ -70,9 +70,17 @@ impl Default for RunLimits {
     }
 }
 
-/// A change not in the cursor `$1`. Every such change is at or above the
-/// cursor's xmin, which lets the change log's index skip the shipped ones.
+/// A change not in the cursor `$1`.
 const NOT_SHIPPED: &str = "dugong_txid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot)";
+
+/// A change not in the cursor whose text is `cursor` (a safe literal: digits,
+/// colons and commas). Every such change is at or above the cursor's xmin,
+/// which lets the change log's index skip the shipped ones.
+pub(crate) fn not_shipped(cursor: &str) -> String {
+    format!(
+        "dugong_txid >= pg_snapshot_xmin('{cursor}'::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, '{cursor}'::pg_snapshot)"
+    )
+}
 
 /// Whether any source has changes this sync has not shipped. One cheap query per
 /// source; this is the poll that replaces Bucardo's NOTIFY kick.
@@ -338,7 +346,7 @@ async fn run_in_transactions(
     }
     let more = reads.iter().any(|(_, r)| r.bound < r.snapshot.xmax);
 
-    // 3. Apply on every database, in its run transaction, streaming the winning
+    // 4. Apply on every database, in its run transaction, streaming the winning
     // rows from their sources.
     let windows: Vec<apply::Window> = reads
         .iter()
@@ -364,12 +372,17 @@ async fn run_in_transactions(
     });
     let cursors = reads
         .into_iter()
-        .map(|(i, r)| Advance {
-            db: p.nodes[i].id,
-            shipped: r.summaries.iter().map(|c| c.changes.max(0) as u64).sum(),
-            caught_up: r.bound >= r.snapshot.xmax,
-            cursor: r.snapshot.truncated_at(r.bound),
-            later: r.later,
+        .map(|(i, r)| {
+            let shipped = r.summaries.iter().map(|c| c.changes.max(0) as u64).sum();
+            let caught_up = r.bound >= r.snapshot.xmax;
+            Advance {
+                db: p.nodes[i].id,
+                shipped,
+                caught_up,
+                purge: p.nodes[i].upkeep.purge_after(caught_up, shipped),
+                cursor: r.snapshot.truncated_at(r.bound),
+                later: r.later,
+            }
         })
         .collect();
     Ok((outcome, cursors))
@@ -410,15 +423,8 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
     let nth_sql = if deltas.is_empty() || cached.is_some() {
         "NULL::text".to_string()
     } else {
-        let union: Vec<String> = deltas
-            .iter()
-            .map(|d| {
-                format!(
-                    "SELECT dugong_txid FROM {d} WHERE dugong_txid >= '{}'::xid8 AND NOT pg_visible_in_snapshot(dugong_txid, '{cursor}')",
-                    node.cursor.xmin
-                )
-            })
-            .collect();
+        let union: Vec<String> =
+            deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {}", not_shipped(&cursor))).collect();
         // Counting pending changes per transaction and summing in transaction
         // order finds every batch's bound in one pass (a hash aggregate and a
         // sort of the transactions), where an ORDER BY … OFFSET would sort
@@ -586,23 +592,16 @@ struct Advance {
     shipped: u64,
     /// No batch bound held this source's changes back.
     caught_up: bool,
+    /// When the shipped change rows are purged.
+    purge: upkeep::Purge,
     later: BatchBounds,
 }
 
 async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), ReplicaError> {
     let sync = p.sync.name.clone();
-    let purges: Vec<(DbId, upkeep::Purge)> = cursors
-        .iter()
-        .filter_map(|a| {
-            let node = p.nodes.iter().find(|n| n.id == a.db)?;
-            Some((a.db, node.upkeep.purge_after(a.caught_up, a.shipped)))
-        })
-        .collect();
-    let purge_of = |id: DbId| purges.iter().find(|(db, _)| *db == id).map(|(_, purge)| *purge);
     let work = p.nodes.iter().filter(|n| n.source).map(|node| {
         let advance = cursors.iter().find(|a| a.db == node.id);
         let sync = &sync;
-        let inline = purge_of(node.id) == Some(upkeep::Purge::Inline);
         async move {
             let Some(advance) = advance else { return Ok(()) };
             // A cursor lost in a crash only means shipping again, which is
@@ -613,7 +612,7 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
                 advance.cursor,
                 dugong_core::quote_literal(sync.as_str())
             ));
-            if inline {
+            if advance.purge == upkeep::Purge::Inline {
                 sql.push_str(&upkeep::purge_sql(node));
             }
             sql.push_str("COMMIT;");
@@ -625,9 +624,7 @@ async fn advance_cursors(p: &mut Prepared, cursors: &[Advance]) -> Result<(), Re
         if let Some(a) = cursors.iter().find(|a| a.db == node.id) {
             node.cursor = a.cursor.clone();
             node.batch_bounds = a.later.clone();
-            if let Some(purge) = purge_of(node.id) {
-                upkeep::after_run(node, purge, a.caught_up, a.shipped);
-            }
+            upkeep::after_run(node, a.purge, a.caught_up, a.shipped);
         }
     }
     Ok(())
