@@ -66,7 +66,7 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { batch_rows: 20_000 }
+        RunLimits { batch_rows: 50_000 }
     }
 }
 
@@ -423,16 +423,28 @@ async fn read_source(p: &Prepared, node: &Node, limits: RunLimits) -> Result<Sou
     let nth_sql = if deltas.is_empty() || cached.is_some() {
         "NULL::text".to_string()
     } else {
-        let union: Vec<String> =
-            deltas.iter().map(|d| format!("SELECT dugong_txid FROM {d} WHERE {}", not_shipped(&cursor))).collect();
-        // Counting pending changes per transaction and summing in transaction
-        // order finds every batch's bound in one pass (a hash aggregate and a
-        // sort of the transactions), where an ORDER BY … OFFSET would sort
-        // every change of the backlog again in each run.
+        // Each change log counts its own changes per transaction: in txid order
+        // off its index, or hashed when its statistics know it is big. Only
+        // those counts (one row per transaction) are merged and sorted. Grouped
+        // after the union instead, every change of a backlog was sorted again,
+        // on disk past work_mem, because a change log's statistics rarely know
+        // how big its backlog has grown.
+        let union: Vec<String> = deltas
+            .iter()
+            .map(|d| {
+                format!(
+                    "SELECT dugong_txid AS t, count(*) AS c FROM {d} WHERE {} GROUP BY dugong_txid",
+                    not_shipped(&cursor)
+                )
+            })
+            .collect();
+        // Summing the counts in transaction order finds every batch's bound in
+        // one pass, where an ORDER BY … OFFSET would read every change of the
+        // backlog again in each run.
         format!(
             "(SELECT string_agg(w.t::text, ',' ORDER BY w.t) FROM (
                 SELECT g.t, g.c, (sum(g.c) OVER (ORDER BY g.t))::int8 AS upto
-                FROM (SELECT s.dugong_txid AS t, count(*) AS c FROM ({}) s GROUP BY s.dugong_txid) g) w
+                FROM (SELECT s.t, sum(s.c)::int8 AS c FROM ({}) s GROUP BY s.t) g) w
              WHERE (w.upto - w.c) / {n} < w.upto / {n})",
             union.join(" UNION ALL "),
             n = limits.batch_rows.max(1)

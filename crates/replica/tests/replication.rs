@@ -139,6 +139,47 @@ async fn a_large_backlog_ships_in_bounded_batches() {
 }
 
 #[tokio::test]
+async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
+    let sites = Sites::new(
+        "backlog_tables",
+        2,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, v text)",
+    )
+    .await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    // 40 transactions, each 100 rows into t and 150 into u: each change log
+    // counts its part of a transaction, and the batch bounds add them up.
+    for tx in 0..40 {
+        sites
+            .client(0)
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO t SELECT g, md5(g::text) FROM generate_series({a}, {a} + 99) g;
+                 INSERT INTO u SELECT g, md5(g::text) FROM generate_series({b}, {b} + 149) g;
+                 COMMIT",
+                a = tx * 100,
+                b = tx * 150
+            ))
+            .await
+            .unwrap();
+    }
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
+    assert!(outcomes.len() >= 10, "expected ten batches or more, got {}", outcomes.len());
+    for o in &outcomes {
+        assert!(
+            o.inserts <= 1000 && o.inserts % 250 == 0,
+            "a batch of {} rows splits a transaction across its tables or is unbounded",
+            o.inserts
+        );
+    }
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["4000"]);
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["6000"]);
+    sites.assert_same("SELECT * FROM t").await;
+    sites.assert_same("SELECT * FROM u").await;
+}
+
+#[tokio::test]
 async fn one_way_sync_copies_first_and_never_writes_back() {
     let schema = "CREATE TABLE t (id int PRIMARY KEY, v text)";
     let sites = Sites::new("oneway", 2, schema).await;
