@@ -9,6 +9,7 @@ use crate::resolve::DbOrder;
 use crate::snapshot::Snapshot;
 use dugong_config::{Config, Sync};
 use dugong_core::{DbId, SyncName, TableName};
+use futures_util::future::try_join_all;
 use std::collections::HashMap;
 use tokio_postgres::Client;
 
@@ -84,66 +85,26 @@ pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Re
 
 /// Connects, checks and installs everything a sync needs on its databases.
 pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaError> {
+    // Every database is connected, claimed, checked and installed at once: a
+    // restart waits for the slowest database, not for their sum.
     let ids = sync.databases();
-    let mut clients = Vec::with_capacity(ids.len());
-    for id in &ids {
-        clients.push((*id, connect(config, *id).await?));
-    }
+    let clients = try_join_all(ids.iter().map(|id| async move { Ok((*id, connect(config, *id).await?)) })).await?;
+    // Claimed one after the other, in the sync's order: of two replicators
+    // starting at once, the one that claims the first database wins, instead
+    // of each holding one claim and both standing by.
     for (id, client) in &clients {
         claim(client, *id, &sync.name).await?;
     }
     let field = format!("syncs[{}].tables", sync.index);
     let reference = ids[0];
     let (tables, excluded) = catalog::select_tables(&clients[0].1, reference, &sync.tables, &field).await?;
-    let mut problems = Vec::new();
-    for (id, client) in &clients[1..] {
-        problems.extend(catalog::check_same_schema(client, *id, reference, &tables).await?);
-    }
+    let checks = clients[1..].iter().map(|(id, client)| catalog::check_same_schema(client, *id, reference, &tables));
+    let problems: Vec<String> = try_join_all(checks).await?.into_iter().flatten().collect();
     if !problems.is_empty() {
         return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
     }
-    let mut nodes = Vec::with_capacity(clients.len());
-    for (id, mut client) in clients {
-        check_replication_role(&client, id).await?;
-        let source = sync.sources.contains(&id);
-        let (capture_tables, cursor_syncs) =
-            if source { (&tables[..], vec![sync.name.clone()]) } else { (&[][..], vec![]) };
-        let captures = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
-        let commit_timestamps: bool = client
-            .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
-            .await
-            .on_db(id, || "reading track_commit_timestamp".into())?
-            .get(0);
-        let cursor = if source {
-            read_cursor(&client, id, &sync.name).await?
-        } else {
-            Snapshot { xmin: 0, xmax: 0, xip: vec![] }
-        };
-        client
-            .execute(
-                "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
-                &[&sync.name.as_str()],
-            )
-            .await
-            .on_db(id, || "creating the sync's state".into())?;
-        let mut node = Node {
-            id,
-            database: config.database(id).expect("every database of a sync is configured").clone(),
-            client,
-            source,
-            captures,
-            cursor,
-            commit_timestamps,
-            poll: None,
-            batch_bounds: Default::default(),
-            upkeep: Default::default(),
-        };
-        if source {
-            let sql = crate::run::pending_sql(&tables, &node);
-            node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
-        }
-        nodes.push(node);
-    }
+    let nodes =
+        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &tables, id, client))).await?;
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
     Ok(Prepared {
         sync: sync.clone(),
@@ -154,6 +115,52 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         who: crate::state::Replicator::this_process(),
         more_pending: false,
     })
+}
+
+/// Checks and installs what one database of the sync needs, and reads where
+/// its changes were shipped up to.
+async fn set_up_node(
+    config: &Config,
+    sync: &Sync,
+    tables: &[TableInfo],
+    id: DbId,
+    mut client: Client,
+) -> Result<Node, ReplicaError> {
+    check_replication_role(&client, id).await?;
+    let source = sync.sources.contains(&id);
+    let (capture_tables, cursor_syncs) = if source { (tables, vec![sync.name.clone()]) } else { (&[][..], vec![]) };
+    let captures = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
+    let commit_timestamps: bool = client
+        .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
+        .await
+        .on_db(id, || "reading track_commit_timestamp".into())?
+        .get(0);
+    let cursor =
+        if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
+    client
+        .execute(
+            "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
+            &[&sync.name.as_str()],
+        )
+        .await
+        .on_db(id, || "creating the sync's state".into())?;
+    let mut node = Node {
+        id,
+        database: config.database(id).expect("every database of a sync is configured").clone(),
+        client,
+        source,
+        captures,
+        cursor,
+        commit_timestamps,
+        poll: None,
+        batch_bounds: Default::default(),
+        upkeep: Default::default(),
+    };
+    if source {
+        let sql = crate::run::pending_sql(tables, &node);
+        node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
+    }
+    Ok(node)
 }
 
 /// Reads the sync's cursor on a source database.
