@@ -86,7 +86,7 @@ const METHOD: &[&str] = &[
     "ceiling: the backlog's rows COPYed out of site 0 and into a fresh events table (same PK and index) on site 1 in one transaction, sent in 64 KiB chunks as psql does; also sent with one flushed message per row (as dugong replicate forwards COPY OUT rows) to show the framing's cost",
     "lag: one writer commits single-row INSERTs at a fixed rate; a poller on site 1 sends a query every 1 ms; lag = send time of the first poll that returned the row − time the INSERT returned",
     "overhead: pgbench -M prepared, 4 clients, CHECKPOINT before each run, daemons stopped (capture only); ratios paired within a repetition",
-    "Dugong runs with its defaults (poll interval 5 ms, batch 20,000 rows); Bucardo with the defaults it installs (autokick on)",
+    "Dugong runs with its defaults (poll interval 5 ms, batch 50,000 rows); Bucardo with the defaults it installs (autokick on)",
 ];
 
 async fn measure(

