@@ -3,15 +3,17 @@
 //!
 //! Counting a growing table every few milliseconds would compete with the
 //! replicator for the two CPUs. Instead the waiter polls, every 2 ms, for one row
-//! of each writer's last transaction (primary-key lookups): once those are
-//! visible, it confirms with one count of the workload's tag (indexed). Should a
-//! system deliver the last transactions before earlier ones, the count says so
-//! and the waiter keeps counting every 20 ms until it is complete.
+//! of each writer's last transaction (primary-key lookups, prepared once, so the
+//! server does not parse and plan 500 statements a second beside the system
+//! measured): once those are visible, it confirms with one count of the
+//! workload's tag (indexed). Should a system deliver the last transactions
+//! before earlier ones, the count says so and the waiter keeps counting every
+//! 20 ms until it is complete.
 
 use crate::cluster::Sites;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 const LAST_ROWS_EVERY: Duration = Duration::from_millis(2);
 const COUNT_EVERY: Duration = Duration::from_millis(20);
@@ -35,6 +37,7 @@ pub enum Arrival {
 struct Watch<'a> {
     expected: &'a Expected,
     client: Client,
+    queries: Queries,
     last_seen: bool,
     last_count: Instant,
     done: Option<Instant>,
@@ -45,8 +48,9 @@ pub async fn wait(sites: &Sites, db: &str, expected: &[Expected], deadline: Inst
     let mut watches = Vec::with_capacity(expected.len());
     for e in expected {
         let client = sites.connect(e.site, db).await?;
+        let queries = Queries::prepare(&client).await?;
         let far_past = Instant::now().checked_sub(COUNT_EVERY).unwrap_or_else(Instant::now);
-        watches.push(Watch { expected: e, client, last_seen: false, last_count: far_past, done: None });
+        watches.push(Watch { expected: e, client, queries, last_seen: false, last_count: far_past, done: None });
     }
     let mut tick = tokio::time::interval(LAST_ROWS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -55,14 +59,15 @@ pub async fn wait(sites: &Sites, db: &str, expected: &[Expected], deadline: Inst
         for w in watches.iter_mut().filter(|w| w.done.is_none()) {
             let polled = Instant::now();
             if !w.last_seen {
-                w.last_seen = count_ids(&w.client, &w.expected.last_ids).await? == w.expected.last_ids.len() as i64;
+                w.last_seen =
+                    w.queries.count_ids(&w.client, &w.expected.last_ids).await? == w.expected.last_ids.len() as i64;
                 if w.last_seen {
                     w.last_count = polled - COUNT_EVERY;
                 }
             }
             if w.last_seen && polled - w.last_count >= COUNT_EVERY {
                 w.last_count = polled;
-                if count_tag(&w.client, &w.expected.tag).await? >= w.expected.rows as i64 {
+                if w.queries.count_tag(&w.client, &w.expected.tag).await? >= w.expected.rows as i64 {
                     w.done = Some(polled);
                 }
             }
@@ -74,27 +79,39 @@ pub async fn wait(sites: &Sites, db: &str, expected: &[Expected], deadline: Inst
         if Instant::now() >= deadline {
             let mut seen = 0;
             for w in &watches {
-                seen += count_tag(&w.client, &w.expected.tag).await?.max(0) as u64;
+                seen += w.queries.count_tag(&w.client, &w.expected.tag).await?.max(0) as u64;
             }
             return Ok(Arrival::TimedOut { seen });
         }
     }
 }
 
-async fn count_ids(client: &Client, ids: &[String]) -> anyhow::Result<i64> {
-    let row = client
-        .query_one("SELECT count(*) FROM events WHERE id = ANY($1::text[]::uuid[])", &[&ids])
-        .await
-        .context("looking for the last rows written")?;
-    Ok(row.get(0))
+const COUNT_IDS: &str = "SELECT count(*) FROM events WHERE id = ANY($1::text[]::uuid[])";
+const COUNT_TAG: &str = "SELECT count(*) FROM events WHERE client = $1";
+
+/// The waiter's two queries, prepared on its connection.
+struct Queries {
+    ids: Statement,
+    tag: Statement,
 }
 
-async fn count_tag(client: &Client, tag: &str) -> anyhow::Result<i64> {
-    let row = client
-        .query_one("SELECT count(*) FROM events WHERE client = $1", &[&tag])
-        .await
-        .context("counting a workload's rows")?;
-    Ok(row.get(0))
+impl Queries {
+    async fn prepare(client: &Client) -> anyhow::Result<Queries> {
+        Ok(Queries {
+            ids: client.prepare(COUNT_IDS).await.context("preparing the last-rows lookup")?,
+            tag: client.prepare(COUNT_TAG).await.context("preparing the workload's count")?,
+        })
+    }
+
+    async fn count_ids(&self, client: &Client, ids: &[String]) -> anyhow::Result<i64> {
+        let row = client.query_one(&self.ids, &[&ids]).await.context("looking for the last rows written")?;
+        Ok(row.get(0))
+    }
+
+    async fn count_tag(&self, client: &Client, tag: &str) -> anyhow::Result<i64> {
+        let row = client.query_one(&self.tag, &[&tag]).await.context("counting a workload's rows")?;
+        Ok(row.get(0))
+    }
 }
 
 /// Writes one row on site `from` and waits until it is visible on site `to`:
@@ -107,9 +124,10 @@ pub async fn probe(sites: &Sites, db: &str, from: usize, to: usize, timeout: Dur
         .await
         .context("writing a probe row")?
         .get(0);
+    let queries = Queries::prepare(&reader).await?;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if count_ids(&reader, std::slice::from_ref(&id)).await? == 1 {
+        if queries.count_ids(&reader, std::slice::from_ref(&id)).await? == 1 {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
