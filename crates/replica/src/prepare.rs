@@ -129,7 +129,11 @@ async fn set_up_node(
     check_replication_role(&client, id).await?;
     let source = sync.sources.contains(&id);
     let (capture_tables, cursor_syncs) = if source { (tables, vec![sync.name.clone()]) } else { (&[][..], vec![]) };
-    let captures = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
+    let installed = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
+    let database = config.database(id).expect("every database of a sync is configured").clone();
+    if !installed.unindexed.is_empty() {
+        build_txid_indexes(database.clone(), id, installed.unindexed);
+    }
     let commit_timestamps: bool = client
         .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
         .await
@@ -146,10 +150,10 @@ async fn set_up_node(
         .on_db(id, || "creating the sync's state".into())?;
     let mut node = Node {
         id,
-        database: config.database(id).expect("every database of a sync is configured").clone(),
+        database,
         client,
         source,
-        captures,
+        captures: installed.captures,
         cursor,
         commit_timestamps,
         poll: None,
@@ -161,6 +165,22 @@ async fn set_up_node(
         node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
     }
     Ok(node)
+}
+
+/// Builds the missing transaction-id indexes of change logs an earlier version
+/// made, beside the replicator: the build waits for the transactions open on
+/// the database, and replication goes on without the index meanwhile. If the
+/// process exits first, the server finishes the build on its own.
+fn build_txid_indexes(database: dugong_config::Database, id: DbId, unindexed: Vec<Capture>) {
+    tokio::spawn(async move {
+        let built = async {
+            let client = postgres::connect(&database, "dugong replicate (index build)").await?;
+            capture::build_txid_indexes(&client, id, &unindexed).await
+        };
+        if let Err(e) = built.await {
+            tracing::warn!(db = %id, error = %e, "could not build a change log's transaction-id index; runs read the change log without it, and the next start tries again");
+        }
+    });
 }
 
 /// Reads the sync's cursor on a source database.

@@ -531,6 +531,61 @@ async fn a_new_key_already_on_the_target_is_replaced_not_refused() {
     assert_eq!(sites.assert_same("SELECT * FROM t WHERE id IN (1, 200) ORDER BY id").await, vec!["1|upd", "200|a"]);
 }
 
+/// A change log an earlier version made has no transaction-id index. The
+/// install must not build it in its transaction: that needs a lock the
+/// application's writes conflict with (their triggers insert into the log),
+/// so an open writing transaction would hold up the replicator, and a big log
+/// would block writes for the whole build. It is built concurrently instead,
+/// once open transactions end; runs work without it meanwhile. An invalid
+/// index a failed build left behind is rebuilt.
+#[tokio::test]
+async fn a_change_log_without_its_index_gets_it_without_blocking_writes() {
+    let sites = Sites::new("txid_index", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let p = prepare(&config).await;
+    drop(p);
+    for site in 0..2 {
+        sites.client(site).batch_execute("DROP INDEX dugong.delta_1_txid").await.unwrap();
+    }
+    // An application transaction that wrote to t (and so to its change log) stays open.
+    let app = sites.cluster.connect(&sites.dbs[0]).await.unwrap();
+    app.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'open')").await.unwrap();
+
+    let mut p = tokio::time::timeout(std::time::Duration::from_secs(20), prepare(&config))
+        .await
+        .expect("prepare waited for the application's open transaction");
+    sites.client(1).batch_execute("INSERT INTO t VALUES (2, 'meanwhile')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.rows(0, "SELECT v FROM t").await, vec!["meanwhile"], "runs work without the index");
+
+    app.batch_execute("COMMIT").await.unwrap();
+    let index_valid = "SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('dugong.delta_1_txid'))::text, 'missing')";
+    for site in 0..2 {
+        dugong_testkit::wait_for("the change log's index", std::time::Duration::from_secs(20), || async {
+            (sites.rows(site, index_valid).await == vec!["true"]).then_some(())
+        })
+        .await;
+    }
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").await, vec!["1|open", "2|meanwhile"]);
+
+    // As if a concurrent build had failed half way: the index is there, invalid.
+    drop(p);
+    sites
+        .client(1)
+        .batch_execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'dugong.delta_1_txid'::regclass")
+        .await
+        .unwrap();
+    let mut p = prepare(&config).await;
+    dugong_testkit::wait_for("the invalid index rebuilt", std::time::Duration::from_secs(20), || async {
+        (sites.rows(1, index_valid).await == vec!["true"]).then_some(())
+    })
+    .await;
+    sites.client(1).batch_execute("UPDATE t SET v = 'after' WHERE id = 2").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").await, vec!["1|open", "2|after"]);
+}
+
 /// Capture installs idempotently and upgrades in place: an update trigger of
 /// an earlier version (which kept the old rows too) is replaced, and
 /// primary-key changes still ship.

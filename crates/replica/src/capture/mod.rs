@@ -2,15 +2,17 @@
 //! by statement-level triggers, and removing all of it again.
 //!
 //! Each captured table gets `dugong.delta_<id>(k0.., dugong_txid xid8)`: the
-//! changed keys and the writing transaction, in a bare heap with no index and no
-//! sequence, filled by `AFTER … FOR EACH STATEMENT` triggers reading transition
-//! tables. This is the cheapest trigger design measured (reference
+//! changed keys and the writing transaction, in a heap with one index (on the
+//! transaction id, so runs read their window only) and no sequence, filled by
+//! `AFTER … FOR EACH STATEMENT` triggers reading transition tables. This is the cheapest trigger design measured (reference
 //! capture-cost.md, V5): no NOTIFY in the application's transaction, no per-row
 //! trigger calls. Updates log their new keys; a row trigger restricted to
 //! `UPDATE OF <key columns>` also logs the old key when a primary key changes,
 //! so that ships as a delete of the old key and an insert of the new one.
 //! Keys logged by the INSERT trigger carry `dugong_inserted = true`: a key that
 //! was only ever inserted needs no delete on the targets first (run.rs).
+//! Change logs made before the index existed get it from a concurrent build
+//! beside the replicator ([`build_txid_indexes`]), never inside the install.
 
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
@@ -31,6 +33,16 @@ pub struct Capture {
     pub delta: String,
 }
 
+/// What `install` set up on one database.
+#[derive(Debug, Default)]
+pub struct Installed {
+    pub captures: HashMap<TableName, Capture>,
+    /// Change logs made by an earlier version, without their transaction-id
+    /// index (or with one a failed build left invalid): [`build_txid_indexes`]
+    /// builds them without blocking the application's writes.
+    pub unindexed: Vec<Capture>,
+}
+
 /// Installs (or confirms) Dugong's schema on a database of a sync. Capture
 /// triggers go on `tables` when the database is a source of some sync; cursors
 /// start now for the syncs in `cursor_syncs` that have none yet.
@@ -39,16 +51,19 @@ pub async fn install(
     db: DbId,
     tables: &[TableInfo],
     cursor_syncs: &[SyncName],
-) -> Result<HashMap<TableName, Capture>, ReplicaError> {
+) -> Result<Installed, ReplicaError> {
     let tx = client.transaction().await.on_db(db, || "starting the install transaction".into())?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await
         .on_db(db, || "waiting for the install lock".into())?;
     tx.batch_execute(SCHEMA_SQL).await.map_err(|e| install_error(db, e))?;
-    let mut captures = HashMap::new();
+    let mut installed = Installed::default();
     for table in tables {
-        let capture = install_table(&tx, db, table).await?;
-        captures.insert(table.name.clone(), capture);
+        let (capture, indexed) = install_table(&tx, db, table).await?;
+        if !indexed {
+            installed.unindexed.push(capture.clone());
+        }
+        installed.captures.insert(table.name.clone(), capture);
     }
     for sync in cursor_syncs {
         tx.execute(
@@ -59,7 +74,7 @@ pub async fn install(
         .on_db(db, || format!("starting the cursor of {sync}"))?;
     }
     tx.commit().await.on_db(db, || "committing the install".into())?;
-    Ok(captures)
+    Ok(installed)
 }
 
 fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
@@ -75,11 +90,13 @@ fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
     ReplicaError::Statement { db, context: "installing the dugong schema".into(), source }
 }
 
+/// Installs capture on one table. Returns its change log, and whether that has
+/// its transaction-id index.
 async fn install_table(
     tx: &tokio_postgres::Transaction<'_>,
     db: DbId,
     table: &TableInfo,
-) -> Result<Capture, ReplicaError> {
+) -> Result<(Capture, bool), ReplicaError> {
     let key_names: Vec<String> = table.key.iter().map(|c| c.name.clone()).collect();
     let key_types: Vec<String> = table.key.iter().map(|c| c.type_sql.clone()).collect();
     let ctx = || format!("installing capture on {}", table.name);
@@ -128,7 +145,21 @@ async fn install_table(
             .get(0),
     };
     let delta = delta_name(id);
-    tx.batch_execute(&capture_sql(id, table)).await.map_err(|e| match e.code().map(|c| c.code()) {
+    // A new change log gets its index at once (it is empty). One an earlier
+    // version made may hold millions of rows: building the index here would
+    // block the application's writes (its triggers insert into the log) for
+    // the whole build, so it is built concurrently after the install.
+    let row = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL,
+                    COALESCE((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($2)), false)",
+            &[&delta, &txid_index_name(id)],
+        )
+        .await
+        .on_db(db, ctx)?;
+    let (log_exists, indexed): (bool, bool) = (row.get(0), row.get(1));
+    let index_now = !log_exists;
+    tx.batch_execute(&capture_sql(id, table, index_now)).await.map_err(|e| match e.code().map(|c| c.code()) {
         Some("42501") => ReplicaError::Privilege {
             db,
             message: format!(
@@ -139,7 +170,7 @@ async fn install_table(
         },
         _ => ReplicaError::Statement { db, context: ctx(), source: e },
     })?;
-    Ok(Capture { table_id: id, delta })
+    Ok((Capture { table_id: id, delta }, index_now || indexed))
 }
 
 /// `dugong."delta_<id>"`.
@@ -147,9 +178,70 @@ pub fn delta_name(id: i32) -> String {
     format!("dugong.{}", quote_ident(&format!("delta_{id}")))
 }
 
+/// `dugong."delta_<id>_txid"`: the change log's index on transaction ids.
+fn txid_index_name(id: i32) -> String {
+    format!("dugong.{}", quote_ident(&format!("delta_{id}_txid")))
+}
+
+/// Serializes concurrent index builds by replicators started together.
+const INDEX_BUILD_LOCK: i64 = 0x6475_676f_6e69; // "dugoni"
+
+/// Builds the transaction-id index of each change log in `unindexed` with
+/// `CREATE INDEX CONCURRENTLY`, which lets the application's writes go on
+/// (plain `CREATE INDEX` would block them for the whole build). An invalid
+/// index a failed build left behind is dropped first. Until it is built, runs
+/// read the change log without it: correct, only slower.
+///
+/// Meant for a task beside the replicator, on a connection of its own: the
+/// build waits for every transaction already open on the database to end. If
+/// another replicator is building them already, returns at once.
+pub async fn build_txid_indexes(client: &Client, db: DbId, unindexed: &[Capture]) -> Result<(), ReplicaError> {
+    let ctx = || "building the change logs' transaction-id indexes".to_string();
+    let locked: bool =
+        client.query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_BUILD_LOCK]).await.on_db(db, ctx)?.get(0);
+    if !locked {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    for capture in unindexed {
+        let index = txid_index_name(capture.table_id);
+        let step = async {
+            let state: Option<bool> = client
+                .query_one("SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))", &[&index])
+                .await
+                .on_db(db, ctx)?
+                .get(0);
+            match state {
+                Some(true) => return Ok(()),
+                Some(false) => {
+                    client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")).await.on_db(db, ctx)?
+                }
+                None => {}
+            }
+            let clock = std::time::Instant::now();
+            client
+                .batch_execute(&format!(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (dugong_txid)",
+                    quote_ident(&format!("delta_{}_txid", capture.table_id)),
+                    capture.delta
+                ))
+                .await
+                .on_db(db, ctx)?;
+            tracing::info!(db = %db, index = %index, ms = clock.elapsed().as_millis() as u64, "built a change log's transaction-id index");
+            Ok::<(), ReplicaError>(())
+        };
+        if let Err(e) = step.await {
+            result = Err(e);
+            break;
+        }
+    }
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&INDEX_BUILD_LOCK]).await.on_db(db, ctx);
+    result.and(unlocked.map(|_| ()))
+}
+
 /// The delta table, the capture function and the four triggers of one table,
 /// each created only when missing (the function is replaced, which is cheap).
-fn capture_sql(id: i32, table: &TableInfo) -> String {
+fn capture_sql(id: i32, table: &TableInfo, index_now: bool) -> String {
     let delta = delta_name(id);
     let function = format!("dugong.{}", quote_ident(&format!("capture_{id}")));
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
@@ -162,7 +254,11 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let lit_delta = quote_literal(&delta);
     // Runs read a window of transaction ids: during a backlog, the index keeps
     // them from scanning every change not yet purged.
-    let txid_index = quote_ident(&format!("delta_{id}_txid"));
+    let txid_index = if index_now {
+        format!("CREATE INDEX IF NOT EXISTS {} ON {delta} (dugong_txid);", quote_ident(&format!("delta_{id}_txid")))
+    } else {
+        String::new()
+    };
     let qt = table.name.quoted();
     let lit_schema = quote_literal(&table.name.schema);
     let lit_name = quote_literal(&table.name.name);
@@ -171,7 +267,7 @@ fn capture_sql(id: i32, table: &TableInfo) -> String {
     let new_values: Vec<String> = src_cols.iter().map(|c| format!("NEW.{c}")).collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id(), dugong_inserted boolean);
-CREATE INDEX IF NOT EXISTS {txid_index} ON {delta} (dugong_txid);
+{txid_index}
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
 BEGIN
