@@ -108,15 +108,7 @@ async fn a_large_backlog_ships_in_bounded_batches() {
             .unwrap();
     }
     let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 5000 }).await;
-    assert!(outcomes.len() >= 5, "expected several batches, got {}", outcomes.len());
-    for o in &outcomes {
-        assert!(
-            o.inserts <= 5000 && o.inserts % 500 == 0,
-            "batch of {} rows splits a transaction or is unbounded",
-            o.inserts
-        );
-    }
-    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o.more));
+    assert_whole_bounded_batches(&outcomes, 5, 5000, 500);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["25000"]);
     sites.assert_same("SELECT * FROM t").await;
     // The backlog's change rows wait for a lull (a second without changes),
@@ -136,6 +128,21 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     // ...and vacuumed: polls no longer scan the dead rows of the backlog.
     let pages: i64 = sites.client(0).query_one("SELECT pg_relation_size('dugong.delta_1')", &[]).await.unwrap().get(0);
     assert_eq!(pages, 0, "the emptied change log was given back");
+}
+
+/// At least `batches` runs shipped the backlog, each at most `rows` changes and
+/// only whole transactions of `per_txn` changes; all but the last knew more
+/// was waiting.
+fn assert_whole_bounded_batches(outcomes: &[run::RunOutcome], batches: usize, rows: u64, per_txn: u64) {
+    assert!(outcomes.len() >= batches, "expected {batches} batches or more, got {}", outcomes.len());
+    for o in outcomes {
+        assert!(
+            o.inserts <= rows && o.inserts % per_txn == 0,
+            "a batch of {} rows splits a transaction or is unbounded",
+            o.inserts
+        );
+    }
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| o.more));
 }
 
 #[tokio::test]
@@ -165,14 +172,7 @@ async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
             .unwrap();
     }
     let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
-    assert!(outcomes.len() >= 10, "expected ten batches or more, got {}", outcomes.len());
-    for o in &outcomes {
-        assert!(
-            o.inserts <= 1000 && o.inserts % 250 == 0,
-            "a batch of {} rows splits a transaction across its tables or is unbounded",
-            o.inserts
-        );
-    }
+    assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["4000"]);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["6000"]);
     sites.assert_same("SELECT * FROM t").await;
