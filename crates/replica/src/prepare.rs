@@ -161,6 +161,8 @@ async fn set_up_node(
         upkeep: Default::default(),
     };
     if source {
+        let waiting = crate::upkeep::shipped_waiting(&node.client, id, &node.captures, &node.cursor).await?;
+        node.upkeep = crate::upkeep::Upkeep::resumed(waiting);
         let sql = crate::run::pending_sql(tables, &node);
         node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
     }

@@ -8,10 +8,17 @@
 //! find their window through the change log's transaction-id index, so shipped
 //! rows cost little while they wait: that purge waits for a lull (or until it
 //! is overdue), then runs beside the runs, on a connection of its own, while
-//! runs skip their own purges.
+//! runs skip their own purges. A replicator that starts and finds many shipped
+//! rows still waiting (its predecessor stopped before the lull) leaves them
+//! for a lull the same way.
 
+use crate::capture::Capture;
+use crate::error::{ReplicaError, StatementContext};
 use crate::prepare::Node;
+use crate::snapshot::Snapshot;
 use dugong_config::Database;
+use dugong_core::TableName;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -93,6 +100,48 @@ impl Upkeep {
     fn quiet(&self) -> bool {
         self.last_shipped.is_none_or(|t| t.elapsed() >= QUIET_BEFORE_PURGE)
     }
+}
+
+impl Upkeep {
+    /// The upkeep of a source whose replicator starts while `waiting` change
+    /// rows it had shipped are not purged yet (it stopped before the lull):
+    /// more than a run purges inline wait for a lull again, instead of going
+    /// with the first small run's cursor advance and holding it up.
+    pub(crate) fn resumed(waiting: u64) -> Upkeep {
+        if waiting <= INLINE_PURGE_ROWS {
+            return Upkeep::default();
+        }
+        Upkeep { due_since: Some(Instant::now()), unpurged: waiting, backlog: true, ..Default::default() }
+    }
+}
+
+/// How many change rows that `cursor` has shipped wait in the change logs of
+/// `captures`, counted only up to just past what a run purges inline.
+pub(crate) async fn shipped_waiting(
+    client: &tokio_postgres::Client,
+    db: dugong_core::DbId,
+    captures: &HashMap<TableName, Capture>,
+    cursor: &Snapshot,
+) -> Result<u64, ReplicaError> {
+    if captures.is_empty() {
+        return Ok(0);
+    }
+    let parts: Vec<String> = captures
+        .values()
+        .map(|c| {
+            format!(
+                "(SELECT 1 FROM {} WHERE dugong_txid < pg_snapshot_xmin($1::text::pg_snapshot) LIMIT {})",
+                c.delta,
+                INLINE_PURGE_ROWS + 1
+            )
+        })
+        .collect();
+    let sql = format!("SELECT count(*) FROM ({}) s", parts.join(" UNION ALL "));
+    let row = client
+        .query_typed(&sql, &[(&cursor.to_string(), tokio_postgres::types::Type::TEXT)])
+        .await
+        .on_db(db, || "counting shipped change rows not purged yet".into())?;
+    Ok(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
 }
 
 /// Records a run's advance on `node` and starts the upkeep it calls for.
@@ -228,6 +277,15 @@ mod tests {
         let long_waiting =
             Upkeep { due_since: Instant::now().checked_sub(PURGE_WAITS_AT_MOST), unpurged: 10, ..Default::default() };
         assert_eq!(long_waiting.purge_after(true, 10), Purge::Background, "waited too long for a lull");
+    }
+
+    #[test]
+    fn a_restart_with_many_shipped_rows_waiting_leaves_them_for_a_lull() {
+        assert_eq!(Upkeep::resumed(0).purge_after(true, 10), Purge::Inline);
+        assert_eq!(Upkeep::resumed(INLINE_PURGE_ROWS).purge_after(true, 10), Purge::Inline);
+        let resumed = Upkeep::resumed(200_000);
+        assert_eq!(resumed.purge_after(true, 10), Purge::Later, "not with the first small run");
+        assert!(resumed.backlog, "their pages are given back after the purge");
     }
 
     #[test]

@@ -130,6 +130,41 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     assert_eq!(pages, 0, "the emptied change log was given back");
 }
 
+/// A replicator stopped before the lull in which a backlog's shipped change
+/// rows are purged: the next one finds them waiting, leaves them out of its
+/// first small run's cursor advance (which they would hold up), and purges
+/// them in the next lull.
+#[tokio::test]
+async fn shipped_change_rows_left_by_a_stopped_replicator_wait_for_a_lull() {
+    let sites = Sites::new("restart_purge", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'backlog' FROM generate_series(1, 5000) g").await.unwrap();
+    sync_all(&mut p).await;
+    drop(p);
+    let delta_rows = || async {
+        sites.client(0).query_one("SELECT count(*) FROM dugong.delta_1", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    assert_eq!(delta_rows().await, 5000, "a big run leaves its change rows for a lull");
+
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t VALUES (5001, 'small')").await.unwrap();
+    let o = run::run_once(&mut p, RunLimits::default()).await.expect("run");
+    assert_eq!(o.inserts, 1);
+    assert!(delta_rows().await >= 5000, "the first small run after the restart purged the backlog's rows");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        assert!(run::run_once(&mut p, RunLimits::default()).await.expect("run").empty);
+        let left = delta_rows().await;
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} shipped change rows still not purged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sites.assert_same("SELECT * FROM t").await;
+}
+
 /// At least `batches` runs shipped the backlog, each at most `rows` changes and
 /// only whole transactions of `per_txn` changes; all but the last knew more
 /// was waiting.
