@@ -113,21 +113,26 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     sites.assert_same("SELECT * FROM t").await;
     // The backlog's change rows wait for a lull (a second without changes),
     // then are purged beside the runs, which go on polling meanwhile.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        assert!(run::run_once(&mut p, RunLimits { batch_rows: 5000 }).await.expect("run").empty);
-        let delta_rows: i64 =
-            sites.client(0).query_one("SELECT count(*) FROM dugong.delta_1", &[]).await.unwrap().get(0);
-        if delta_rows == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{delta_rows} shipped change rows still not purged");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_purge_in_lull(&mut p, &sites).await;
     p.finish_upkeep().await;
     // ...and vacuumed: polls no longer scan the dead rows of the backlog.
     let pages: i64 = sites.client(0).query_one("SELECT pg_relation_size('dugong.delta_1')", &[]).await.unwrap().get(0);
     assert_eq!(pages, 0, "the emptied change log was given back");
+}
+
+/// Runs (finding nothing) until site 0's change log of `t` is empty: its
+/// shipped rows were purged in a lull. Fails after 20 s.
+async fn wait_for_purge_in_lull(p: &mut dugong_replica::prepare::Prepared, sites: &Sites) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        assert!(run::run_once(p, RunLimits::default()).await.expect("run").empty);
+        let left: i64 = sites.client(0).query_one("SELECT count(*) FROM dugong.delta_1", &[]).await.unwrap().get(0);
+        if left == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} shipped change rows still not purged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A replicator stopped before the lull in which a backlog's shipped change
@@ -152,16 +157,7 @@ async fn shipped_change_rows_left_by_a_stopped_replicator_wait_for_a_lull() {
     let o = run::run_once(&mut p, RunLimits::default()).await.expect("run");
     assert_eq!(o.inserts, 1);
     assert!(delta_rows().await >= 5000, "the first small run after the restart purged the backlog's rows");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        assert!(run::run_once(&mut p, RunLimits::default()).await.expect("run").empty);
-        let left = delta_rows().await;
-        if left == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{left} shipped change rows still not purged");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_purge_in_lull(&mut p, &sites).await;
     sites.assert_same("SELECT * FROM t").await;
 }
 
