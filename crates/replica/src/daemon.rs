@@ -3,7 +3,7 @@
 //! the sync Bad, and the task reconnects with backoff until it returns.
 
 use crate::copy;
-use crate::engine::{self, sqlite::SqliteSync};
+use crate::engine::{self, sqlite, sqlite::SqliteSync};
 use crate::error::{Backoff, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
 use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
@@ -23,7 +23,10 @@ pub struct DaemonOptions {
     pub poll_interval: Duration,
     /// How often an idle sync refreshes "last good" in its state.
     pub heartbeat: Duration,
-    pub limits: RunLimits,
+    /// About how many change rows one run ships per source; `None`: the
+    /// engine's default ([`run::DEFAULT_BATCH_ROWS`] on PostgreSQL,
+    /// [`sqlite::DEFAULT_BATCH_ROWS`] on SQLite files).
+    pub batch_rows: Option<usize>,
     /// Run every sync until nothing is pending, then stop.
     pub once: bool,
     pub backoff_min: Duration,
@@ -41,7 +44,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             poll_interval: Duration::from_millis(5),
             heartbeat: Duration::from_secs(1),
-            limits: RunLimits::default(),
+            batch_rows: None,
             once: false,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -107,7 +110,9 @@ impl SyncTask {
         let mut prepared_once = false;
         let mut standing_by = false;
         let mut standby_waits = 0u32;
-        let mut batch_rows = self.options.limits.batch_rows.max(1);
+        // Set once the engine is known; kept across preparations so a batch
+        // shrunk by failing data stays small until runs succeed again.
+        let mut batch_rows: Option<usize> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return SyncReport { sync: name, good: true, error: None };
@@ -161,7 +166,9 @@ impl SyncTask {
             for id in p.db_ids() {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => id.to_string()).set(1.0);
             }
-            match self.run_prepared(&mut p, &mut batch_rows).await {
+            let configured = self.options.batch_rows.unwrap_or(p.default_batch_rows()).max(1);
+            let batch = batch_rows.get_or_insert(configured);
+            match self.run_prepared(&mut p, batch, configured).await {
                 Ok(()) => {
                     p.record_stopped().await;
                     return SyncReport { sync: name, good: true, error: None };
@@ -251,8 +258,12 @@ impl SyncTask {
     /// `batch_rows` shrinks while runs fail on data (a constraint violated on
     /// apply) so everything before the failing source transaction still ships,
     /// and grows back as runs succeed.
-    async fn run_prepared(&self, p: &mut Active, batch_rows: &mut usize) -> Result<(), ReplicaError> {
-        let configured = self.options.limits.batch_rows.max(1);
+    async fn run_prepared(
+        &self,
+        p: &mut Active,
+        batch_rows: &mut usize,
+        configured: usize,
+    ) -> Result<(), ReplicaError> {
         let name = p.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
@@ -399,6 +410,14 @@ enum Active {
 }
 
 impl Active {
+    /// The engine's batch size when none is configured.
+    fn default_batch_rows(&self) -> usize {
+        match self {
+            Active::Postgres(_) => run::DEFAULT_BATCH_ROWS,
+            Active::Sqlite(_) => sqlite::DEFAULT_BATCH_ROWS,
+        }
+    }
+
     fn name(&self) -> &SyncName {
         match self {
             Active::Postgres(p) => p.name(),

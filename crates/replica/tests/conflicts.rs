@@ -221,7 +221,7 @@ async fn a_failing_transaction_in_a_backlog_does_not_hold_back_the_ones_before_i
         sites.client(0).batch_execute(&sql).await.unwrap();
     }
     let options = DaemonOptions {
-        limits: RunLimits { batch_rows: 1000 },
+        batch_rows: Some(1000),
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
         ..Default::default()

@@ -29,6 +29,12 @@ pub mod value;
 
 pub use capture::{delta_name, install_schema, uninstall};
 
+/// How many change rows a SQLite run ships per source by default: a run holds
+/// every file's write lock, which the application's writes wait for (about
+/// 140 ms for 20,000 rows here, 370 ms for 50,000), and bigger batches gain
+/// SQLite nothing.
+pub const DEFAULT_BATCH_ROWS: usize = 20_000;
+
 use crate::catalog::{self as shared_catalog, Excluded, TableInfo};
 use crate::error::{ReplicaError, StatementContext};
 use crate::resolve::DbOrder;
