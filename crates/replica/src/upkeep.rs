@@ -100,9 +100,7 @@ impl Upkeep {
     fn quiet(&self) -> bool {
         self.last_shipped.is_none_or(|t| t.elapsed() >= QUIET_BEFORE_PURGE)
     }
-}
 
-impl Upkeep {
     /// The upkeep of a source whose replicator starts while `waiting` change
     /// rows it had shipped are not purged yet (it stopped before the lull):
     /// more than a run purges inline wait for a lull again, instead of going

@@ -4,9 +4,9 @@
 //! Each captured table gets `dugong.delta_<id>(k0.., dugong_txid xid8)`: the
 //! changed keys and the writing transaction, in a heap with one index (on the
 //! transaction id, so runs read their window only) and no sequence, filled by
-//! `AFTER … FOR EACH STATEMENT` triggers reading transition tables. This is the cheapest trigger design measured (reference
-//! capture-cost.md, V5): no NOTIFY in the application's transaction, no per-row
-//! trigger calls. Updates log their new keys; a row trigger restricted to
+//! `AFTER … FOR EACH STATEMENT` triggers reading transition tables. This is
+//! the cheapest trigger design measured (reference capture-cost.md, V5): no
+//! NOTIFY in the application's transaction, no per-row trigger calls. Updates log their new keys; a row trigger restricted to
 //! `UPDATE OF <key columns>` also logs the old key when a primary key changes,
 //! so that ships as a delete of the old key and an insert of the new one.
 //! Keys logged by the INSERT trigger carry `dugong_inserted = true`: a key that
@@ -178,9 +178,15 @@ pub fn delta_name(id: i32) -> String {
     format!("dugong.{}", quote_ident(&format!("delta_{id}")))
 }
 
-/// `dugong."delta_<id>_txid"`: the change log's index on transaction ids.
+/// `"delta_<id>_txid"`: the change log's index on transaction ids, as named
+/// when it is created (in the change log's schema).
+fn txid_index(id: i32) -> String {
+    quote_ident(&format!("delta_{id}_txid"))
+}
+
+/// `dugong."delta_<id>_txid"`, the index qualified.
 fn txid_index_name(id: i32) -> String {
-    format!("dugong.{}", quote_ident(&format!("delta_{id}_txid")))
+    format!("dugong.{}", txid_index(id))
 }
 
 /// Serializes concurrent index builds by replicators started together.
@@ -222,7 +228,7 @@ pub async fn build_txid_indexes(client: &Client, db: DbId, unindexed: &[Capture]
             client
                 .batch_execute(&format!(
                     "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} (dugong_txid)",
-                    quote_ident(&format!("delta_{}_txid", capture.table_id)),
+                    txid_index(capture.table_id),
                     capture.delta
                 ))
                 .await
@@ -255,7 +261,7 @@ fn capture_sql(id: i32, table: &TableInfo, index_now: bool) -> String {
     // Runs read a window of transaction ids: during a backlog, the index keeps
     // them from scanning every change not yet purged.
     let txid_index = if index_now {
-        format!("CREATE INDEX IF NOT EXISTS {} ON {delta} (dugong_txid);", quote_ident(&format!("delta_{id}_txid")))
+        format!("CREATE INDEX IF NOT EXISTS {} ON {delta} (dugong_txid);", txid_index(id))
     } else {
         String::new()
     };
