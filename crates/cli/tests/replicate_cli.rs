@@ -204,15 +204,20 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
     let metrics = format!("127.0.0.1:{metrics_port}");
     let log = cfg.dir.join("replicate.log");
     let mut child = spawn(&cfg.path, &["--metrics", &metrics], &log);
-    // Capture installed: wait for the triggers, then write on both sides.
-    wait_count(
-        &clients[1],
-        "SELECT count(*) FROM pg_trigger WHERE tgname = 'dugong_capture_insert'",
-        1,
-        "capture on site 1",
-        Duration::from_secs(20),
-    )
-    .await;
+    // Capture installed: wait for the triggers on both sides, then write on
+    // both. The sites are set up at the same time, so one site's trigger says
+    // nothing about the other's, and a row written before its site's trigger
+    // exists is not captured.
+    for c in &clients {
+        wait_count(
+            c,
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'dugong_capture_insert'",
+            1,
+            "capture on both sites",
+            Duration::from_secs(20),
+        )
+        .await;
+    }
     clients[0].batch_execute("INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 10) g").await.unwrap();
     clients[1].batch_execute("INSERT INTO items SELECT g, 1, 'y' FROM generate_series(11, 20) g").await.unwrap();
     for c in &clients {
