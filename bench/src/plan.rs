@@ -83,7 +83,7 @@ const METHOD: &[&str] = &[
     "bulk writes: 1000-row transactions (one INSERT … SELECT FROM unnest) from 4 connections; two-way: 2 per site",
     "arrival: primary-key lookups of one row of each writer's last transaction every 2 ms, then a count of the workload's rows",
     "catch-up: clock starts when the stopped replicator is started (bucardo start, dugong replicate, ALTER SUBSCRIPTION ENABLE)",
-    "ceiling: the backlog's rows COPYed out of site 0 and into a fresh events table (same PK and index) on site 1 in one transaction, sent in 64 KiB chunks as psql does; also sent with one flushed message per row (as dugong replicate forwards COPY OUT rows) to show the framing's cost",
+    "ceiling: the backlog's rows COPYed out of site 0 and into a fresh events table (same PK and index) on site 1 in one transaction, sent in 64 KiB chunks as psql does; also sent with one flushed message per row, as COPY OUT yields them, to show what forwarding rows one by one would cost (dugong replicate coalesces them into 64 KiB messages)",
     "lag: one writer commits single-row INSERTs at a fixed rate; a poller on site 1 sends a query every 1 ms; lag = send time of the first poll that returned the row − time the INSERT returned",
     "overhead: pgbench -M prepared, 4 clients, CHECKPOINT before each run, daemons stopped (capture only); ratios paired within a repetition",
     "Dugong runs with its defaults (poll interval 5 ms, batch 50,000 rows); Bucardo with the defaults it installs (autokick on)",

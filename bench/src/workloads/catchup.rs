@@ -61,7 +61,8 @@ pub struct Ceiling {
     /// Rows per second of one COPY in 64 KiB chunks (as psql sends).
     pub coalesced: Sample,
     /// Rows per second of the same COPY with one flushed CopyData message per
-    /// row, as `dugong replicate` forwards COPY OUT rows today: the framing's cost.
+    /// row, as COPY OUT yields them: what forwarding rows one by one would cost
+    /// (`dugong replicate` coalesces them into 64 KiB messages).
     pub per_row: Sample,
 }
 
