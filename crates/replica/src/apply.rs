@@ -2,6 +2,12 @@
 //! `COPY … TO STDOUT`, then on every other database delete the changed keys and
 //! `COPY … FROM STDIN` the winners' rows, in that database's run transaction
 //! (with `session_replication_role = replica`, so nothing echoes back).
+//!
+//! Rows travel in COPY's binary format when every column's type allows it and
+//! every server runs the same major version ([`Prepared::copy_format`]): the
+//! source then sends uuids, numbers and times as they are stored, and the
+//! targets, whose one COPY backend bounds a catch-up, need not parse them from
+//! text. Otherwise they travel as text.
 
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
@@ -78,11 +84,69 @@ impl TablePlan {
     }
 }
 
-/// Rows fetched from one source for one table, in COPY text format.
+/// Rows fetched from one source for one table, as COPY OUT sent them.
 #[derive(Debug, Default)]
 pub struct Fetched {
     pub chunks: Vec<Bytes>,
     pub rows: u64,
+}
+
+/// The format rows travel in, from a source's COPY OUT straight into the
+/// targets' COPY IN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Binary,
+}
+
+impl CopyFormat {
+    /// The option list a `COPY` statement takes for this format.
+    pub(crate) fn options(self) -> &'static str {
+        match self {
+            CopyFormat::Text => "",
+            CopyFormat::Binary => " (FORMAT binary)",
+        }
+    }
+}
+
+/// Counts the rows in the messages of a COPY OUT. The server sends one
+/// message per row; in binary format the first also starts with the file
+/// header, and the last is the trailer alone (a field count of -1), no row.
+#[derive(Debug)]
+pub(crate) struct RowCounter {
+    format: CopyFormat,
+    header_seen: bool,
+    pub(crate) rows: u64,
+}
+
+/// The signature that opens a binary COPY; flags and the length of a header
+/// extension follow it, four bytes each.
+const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl RowCounter {
+    pub(crate) fn new(format: CopyFormat) -> RowCounter {
+        RowCounter { format, header_seen: false, rows: 0 }
+    }
+
+    pub(crate) fn saw(&mut self, message: &[u8]) {
+        match self.format {
+            CopyFormat::Text => self.rows += 1,
+            CopyFormat::Binary => {
+                let mut rest = message;
+                if !self.header_seen {
+                    self.header_seen = true;
+                    if rest.starts_with(BINARY_SIGNATURE) && rest.len() >= BINARY_SIGNATURE.len() + 8 {
+                        let at = BINARY_SIGNATURE.len() + 4;
+                        let extension = u32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+                        rest = rest.get(at + 4 + extension as usize..).unwrap_or_default();
+                    }
+                }
+                if rest.len() >= 2 && rest[..2] != [0xff, 0xff] {
+                    self.rows += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Counts of a run, in Bucardo's terms.
@@ -134,6 +198,7 @@ fn fetch_sql(p: &Prepared, plan: &TablePlan, source: &Node, window: &Window) -> 
         sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
     }
     sql.push_str(") TO STDOUT");
+    sql.push_str(p.copy_format(table).options());
     sql
 }
 
@@ -159,7 +224,7 @@ pub(crate) async fn stream_copy(
     out_sql: &str,
     targets: &[(&tokio_postgres::Client, DbId)],
     in_sql: &str,
-    table: &TableInfo,
+    (table, format): (&TableInfo, CopyFormat),
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ReplicaError> {
     let mut sinks = Vec::with_capacity(targets.len());
@@ -169,14 +234,14 @@ pub(crate) async fn stream_copy(
     }
     let stream = from.0.copy_out(out_sql).await.on_db(from.1, || format!("reading rows of {}", table.name))?;
     futures_util::pin_mut!(stream);
-    let mut rows = 0u64;
+    let mut rows = RowCounter::new(format);
     // The server sends one message per row; the targets parse fewer, larger
     // ones faster (as psql sends them).
     let mut pending = BytesMut::with_capacity(COPY_CHUNK + 4096);
     loop {
         let row = stream.next().await.transpose().on_db(from.1, || format!("reading rows of {}", table.name))?;
         if let Some(row) = &row {
-            rows += 1;
+            rows.saw(row);
             pending.extend_from_slice(row);
         }
         if pending.len() >= COPY_CHUNK || (row.is_none() && !pending.is_empty()) {
@@ -184,7 +249,7 @@ pub(crate) async fn stream_copy(
             for (id, sink) in sinks.iter_mut() {
                 sink.feed(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
             }
-            progress(rows);
+            progress(rows.rows);
         }
         if row.is_none() {
             break;
@@ -193,7 +258,7 @@ pub(crate) async fn stream_copy(
     for (id, mut sink) in sinks {
         sink.as_mut().finish().await.map_err(|e| apply_error(id, table, e))?;
     }
-    Ok(rows)
+    Ok(rows.rows)
 }
 
 /// The size of the COPY messages sent to targets.
@@ -216,8 +281,9 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
             let stream = n.client.copy_out(&sql).await.on_db(n.id, || format!("reading rows of {}", table.name))?;
             let chunks: Vec<Bytes> =
                 stream.try_collect().await.on_db(n.id, || format!("reading rows of {}", table.name))?;
-            let rows = chunks.iter().map(|c| c.iter().filter(|b| **b == b'\n').count() as u64).sum();
-            buffered.insert((pi, *source), Fetched { chunks, rows });
+            let mut rows = RowCounter::new(p.copy_format(table));
+            chunks.iter().for_each(|c| rows.saw(c));
+            buffered.insert((pi, *source), Fetched { chunks, rows: rows.rows });
         }
     }
 
@@ -246,13 +312,14 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
     let mut inserts = 0u64;
     for (pi, plan) in plans.iter().enumerate() {
         let table = &p.tables[plan.table];
-        let in_sql = format!("COPY {} ({}) FROM STDIN", table.name.quoted(), column_list(table));
+        let format = p.copy_format(table);
+        let in_sql = format!("COPY {} ({}) FROM STDIN{}", table.name.quoted(), column_list(table), format.options());
         for source in &plan.winning_sources {
             if let Some(fetched) = buffered.get(&(pi, *source)) {
                 // Every database takes these rows: the others as usual, the
                 // source itself because the truncate emptied it.
                 for n in &p.nodes {
-                    copy_in(&n.client, n.id, table, fetched).await?;
+                    copy_in(&n.client, n.id, &in_sql, table, fetched).await?;
                 }
                 inserts += fetched.rows;
                 continue;
@@ -261,7 +328,8 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
             let targets: Vec<(&tokio_postgres::Client, DbId)> =
                 p.nodes.iter().filter(|n| n.id != *source).map(|n| (&n.client, n.id)).collect();
             let out_sql = fetch_sql(p, plan, from, window(*source));
-            inserts += stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, table, |_| {}).await?;
+            inserts +=
+                stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, (table, format), |_| {}).await?;
         }
     }
     let truncates = plans.iter().filter(|p| p.truncate.is_some()).count() as u64;
@@ -320,14 +388,14 @@ async fn delete_keys(
 async fn copy_in(
     client: &tokio_postgres::Client,
     db: DbId,
+    in_sql: &str,
     table: &TableInfo,
     fetched: &Fetched,
 ) -> Result<(), ReplicaError> {
     if fetched.rows == 0 {
         return Ok(());
     }
-    let sql = format!("COPY {} ({}) FROM STDIN", table.name.quoted(), column_list(table));
-    let sink = client.copy_in::<_, Bytes>(&sql).await.map_err(|e| apply_error(db, table, e))?;
+    let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(db, table, e))?;
     futures_util::pin_mut!(sink);
     for chunk in &fetched.chunks {
         sink.feed(chunk.clone()).await.map_err(|e| apply_error(db, table, e))?;
@@ -380,4 +448,47 @@ pub async fn log_conflicts(p: &Prepared, conflicts: &[(TableName, ConflictRecord
     }))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(extension: &[u8]) -> Vec<u8> {
+        let mut h = BINARY_SIGNATURE.to_vec();
+        h.extend_from_slice(&0u32.to_be_bytes());
+        h.extend_from_slice(&(extension.len() as u32).to_be_bytes());
+        h.extend_from_slice(extension);
+        h
+    }
+
+    /// A binary row of one int4 field.
+    fn row(v: i32) -> Vec<u8> {
+        let mut r = 1u16.to_be_bytes().to_vec();
+        r.extend_from_slice(&4u32.to_be_bytes());
+        r.extend_from_slice(&v.to_be_bytes());
+        r
+    }
+
+    const TRAILER: [u8; 2] = [0xff, 0xff];
+
+    fn count(format: CopyFormat, messages: &[Vec<u8>]) -> u64 {
+        let mut c = RowCounter::new(format);
+        messages.iter().for_each(|m| c.saw(m));
+        c.rows
+    }
+
+    #[test]
+    fn rows_are_counted_in_either_format_whatever_the_header() {
+        assert_eq!(count(CopyFormat::Text, &[b"1\ta\n".to_vec(), b"2\t\\N\n".to_vec()]), 2);
+        // As PostgreSQL sends it: the header with the first row, the trailer alone.
+        let first = [header(b""), row(1)].concat();
+        assert_eq!(count(CopyFormat::Binary, &[first, row(2), row(-1), TRAILER.to_vec()]), 3);
+        // No rows: header and trailer in one message.
+        assert_eq!(count(CopyFormat::Binary, &[[header(b""), TRAILER.to_vec()].concat()]), 0);
+        // A header extension is skipped, and a header sent on its own is no row.
+        let first = [header(b"ext"), row(-1)].concat();
+        assert_eq!(count(CopyFormat::Binary, &[first, TRAILER.to_vec()]), 1);
+        assert_eq!(count(CopyFormat::Binary, &[header(b""), row(0xffff), TRAILER.to_vec()]), 1);
+    }
 }

@@ -29,6 +29,10 @@ pub struct TableInfo {
     /// The primary key's constraint name (a unique violation on it during apply
     /// means a concurrent insert of the same key, not a data problem).
     pub key_constraint: String,
+    /// Every column's type is one of PostgreSQL's own base types whose binary
+    /// form carries the value itself, so rows can be copied in COPY's binary
+    /// format between servers of one major version (see [`CatalogRow::binary`]).
+    pub binary_copy: bool,
 }
 
 /// A table that `tables: all` leaves out, and why.
@@ -50,6 +54,15 @@ pub(crate) struct CatalogRow {
     pub columns: Vec<Column>,
     /// The primary key's constraint name and columns, in key order.
     pub key: Option<(String, Vec<String>)>,
+    /// Every column's type is a base type built into PostgreSQL (its OID is
+    /// below the first one a database hands out, 16384, so it is the same type
+    /// on every server), with binary send and receive functions, and not an
+    /// OID alias (`regclass` and its kin name objects whose OIDs differ from
+    /// database to database). Arrays of those qualify. Enums, domains,
+    /// composites, ranges and extension types do not: their binary forms carry
+    /// this database's own OIDs, change with an extension's version, or do not
+    /// exist, while their text is what every server agrees on. SQLite: never.
+    pub binary: bool,
 }
 
 const CATALOG_SQL: &str = "
@@ -60,7 +73,11 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relispartition,
             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}'),
   k.conname::text,
   (SELECT array_agg(a.attname::text ORDER BY array_position(k.conkey, a.attnum)) FROM pg_attribute a
-    WHERE a.attrelid = c.oid AND a.attnum = ANY(k.conkey))
+    WHERE a.attrelid = c.oid AND a.attnum = ANY(k.conkey)),
+  coalesce((SELECT bool_and(t.oid < 16384 AND t.typtype = 'b' AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
+                            AND t.typname !~ '^_?reg')
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), false)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
@@ -86,6 +103,7 @@ async fn read_catalog(client: &Client, db: DbId) -> Result<Vec<CatalogRow>, Repl
             partition: row.get(3),
             columns,
             key,
+            binary: row.get(8),
         });
     }
     Ok(out)
@@ -109,7 +127,13 @@ fn unsupported(row: &CatalogRow) -> Option<&'static str> {
 fn to_info(row: &CatalogRow) -> TableInfo {
     let (constraint, key_names) = row.key.clone().expect("checked by unsupported()");
     let key = key_names.iter().filter_map(|k| row.columns.iter().find(|c| &c.name == k).cloned()).collect();
-    TableInfo { name: row.name.clone(), columns: row.columns.clone(), key, key_constraint: constraint }
+    TableInfo {
+        name: row.name.clone(),
+        columns: row.columns.clone(),
+        key,
+        key_constraint: constraint,
+        binary_copy: row.binary,
+    }
 }
 
 /// The tables a sync replicates, read from its reference database, with the

@@ -4,6 +4,7 @@
 //! rows (several with rows is an error) and mode 1 is refused — Bucardo silently
 //! copies nothing there; Dugong never does nothing silently.
 
+use crate::apply::{CopyFormat, RowCounter};
 use crate::catalog::TableInfo;
 use crate::error::{ReplicaError, StatementContext};
 use crate::prepare::{Node, Prepared};
@@ -116,7 +117,8 @@ async fn copy_tables(
         if into.is_empty() {
             continue;
         }
-        copy_table(from, &into, table, mode == OneTimeCopy::Full, progress, reporter).await?;
+        let format = p.copy_format(table);
+        copy_table(from, &into, (table, format), mode == OneTimeCopy::Full, progress, reporter).await?;
     }
     Ok(())
 }
@@ -177,7 +179,7 @@ async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
 async fn copy_table(
     from: &Node,
     into: &[&Node],
-    table: &TableInfo,
+    (table, format): (&TableInfo, CopyFormat),
     empty_first: bool,
     progress: bool,
     reporter: Option<&StatusReporter>,
@@ -211,21 +213,22 @@ async fn copy_table(
         }
         let sink = n
             .client
-            .copy_in::<_, Bytes>(&format!("COPY {} ({cols}) FROM STDIN", table.name.quoted()))
+            .copy_in::<_, Bytes>(&format!("COPY {} ({cols}) FROM STDIN{}", table.name.quoted(), format.options()))
             .await
             .on_db(n.id, || format!("copying into {}", table.name))?;
         sinks.push((n.id, Box::pin(sink)));
     }
     let stream = from
         .client
-        .copy_out(&format!("COPY (SELECT {cols} FROM {}) TO STDOUT", table.name.quoted()))
+        .copy_out(&format!("COPY (SELECT {cols} FROM {}) TO STDOUT{}", table.name.quoted(), format.options()))
         .await
         .on_db(from.id, || format!("copying out of {}", table.name))?;
     futures_util::pin_mut!(stream);
-    let mut rows = 0u64;
+    let mut counter = RowCounter::new(format);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.on_db(from.id, || format!("copying out of {}", table.name))?;
-        rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        counter.saw(&chunk);
+        let rows = counter.rows;
         for (id, sink) in sinks.iter_mut() {
             sink.feed(chunk.clone()).await.on_db(*id, || format!("copying into {}", table.name))?;
         }
@@ -247,6 +250,7 @@ async fn copy_table(
         bar.finish();
     }
     let targets: Vec<String> = into.iter().map(|n| n.id.to_string()).collect();
+    let rows = counter.rows;
     tracing::info!(table = %table.name, from = %from.id, into = %targets.join(","), rows, "initial copy done");
     Ok(())
 }

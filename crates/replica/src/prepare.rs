@@ -27,6 +27,8 @@ pub struct Node {
     pub cursor: Snapshot,
     /// `track_commit_timestamp = on`: real commit times for conflicts.
     pub commit_timestamps: bool,
+    /// The server's major version (`server_version_num / 10000`).
+    pub major_version: i32,
     /// The prepared poll statement (sources only): it runs every few ms.
     pub poll: Option<tokio_postgres::Statement>,
     /// Where the next batches of a backlog end (sources only).
@@ -47,6 +49,10 @@ pub struct Prepared {
     /// The last run was bounded: changes are known to be waiting, so the next
     /// run needs no poll first.
     pub more_pending: bool,
+    /// Every database runs the same major version of PostgreSQL, so the tables
+    /// whose types allow it travel in COPY's binary format: PostgreSQL does not
+    /// promise that format across major versions.
+    pub same_major_version: bool,
 }
 
 impl Prepared {
@@ -59,6 +65,17 @@ impl Prepared {
     pub async fn finish_upkeep(&mut self) {
         for node in self.nodes.iter_mut().filter(|n| n.source) {
             crate::upkeep::finish(node).await;
+        }
+    }
+
+    /// The format the rows of `table` travel in from source to targets: binary
+    /// when the types and the servers allow it, which spares both ends
+    /// printing and parsing every value as text.
+    pub fn copy_format(&self, table: &TableInfo) -> crate::apply::CopyFormat {
+        if self.same_major_version && table.binary_copy {
+            crate::apply::CopyFormat::Binary
+        } else {
+            crate::apply::CopyFormat::Text
         }
     }
 
@@ -106,6 +123,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
     let nodes =
         try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &tables, id, client))).await?;
     let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
+    let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
     Ok(Prepared {
         sync: sync.clone(),
         tables,
@@ -114,6 +132,7 @@ pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaEr
         order,
         who: crate::state::Replicator::this_process(),
         more_pending: false,
+        same_major_version,
     })
 }
 
@@ -134,11 +153,14 @@ async fn set_up_node(
     if !installed.unindexed.is_empty() {
         build_txid_indexes(database.clone(), id, installed.unindexed);
     }
-    let commit_timestamps: bool = client
-        .query_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
+    let settings = client
+        .query_one(
+            "SELECT current_setting('track_commit_timestamp')::bool, current_setting('server_version_num')::int / 10000",
+            &[],
+        )
         .await
-        .on_db(id, || "reading track_commit_timestamp".into())?
-        .get(0);
+        .on_db(id, || "reading track_commit_timestamp and the server version".into())?;
+    let (commit_timestamps, major_version): (bool, i32) = (settings.get(0), settings.get(1));
     let cursor =
         if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
     client
@@ -156,6 +178,7 @@ async fn set_up_node(
         captures: installed.captures,
         cursor,
         commit_timestamps,
+        major_version,
         poll: None,
         batch_bounds: Default::default(),
         upkeep: Default::default(),

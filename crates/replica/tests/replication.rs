@@ -415,6 +415,68 @@ async fn schema_changes_while_running_are_detected_and_picked_up() {
     assert!(reports.iter().all(|r| r.good), "{reports:?}");
 }
 
+/// Rows travel in COPY's binary format only for tables whose every column is
+/// a base type built into PostgreSQL. A table with an enum, a domain or an OID
+/// alias travels as text: a `regclass` copied in binary would carry site 0's
+/// OID of the table it names, which is no table on site 1.
+#[tokio::test]
+async fn only_tables_of_built_in_types_travel_in_binary_and_every_value_survives() {
+    let schema = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok');
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+CREATE TABLE builtin (id uuid PRIMARY KEY, n numeric, f float8, r real, at timestamptz, ts timestamp, d date,
+                      span interval, doc jsonb, js json, tags text[], grid int[], raw bytea, ok bool, addr inet, v varchar(5));
+CREATE TABLE with_enum (id int PRIMARY KEY, m mood, ms mood[]);
+CREATE TABLE with_domain (id int PRIMARY KEY, p positive);
+CREATE TABLE with_regclass (id int PRIMARY KEY, r regclass);
+CREATE TABLE named (x int);
+"#;
+    let sites = Sites::new("binary", 2, schema).await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    let mut formats: Vec<(String, bool)> = p.tables.iter().map(|t| (t.name.name.clone(), t.binary_copy)).collect();
+    formats.sort();
+    assert_eq!(
+        formats,
+        vec![
+            ("builtin".to_string(), true),
+            ("with_domain".to_string(), false),
+            ("with_enum".to_string(), false),
+            ("with_regclass".to_string(), false)
+        ]
+    );
+    sites
+        .client(0)
+        .batch_execute(
+            r#"INSERT INTO builtin VALUES
+                 ('00000000-0000-0000-0000-000000000001', 'NaN', 'NaN', '-Infinity', 'infinity', '-infinity', '2026-02-28',
+                  '1 year 2 mons 3 days 04:05:06.789', '{"k": [1, 2.50, "x"]}', '{"k":  [1, 2.50]}', '{"a b",NULL,"{c}"}',
+                  '{{1,2},{3,4}}', '\x00ff', true, '10.1.2.3/8', 'short'),
+                 ('00000000-0000-0000-0000-000000000002', 0.000000000000000000001, '-0', 1.17549435e-38,
+                  '2026-11-28 01:02:03.456789+05:30', '2026-11-28 01:02:03.456789', '4713-01-01 BC', '-1 day', 'null', '[]',
+                  '{}', '{}', '', false, '::1', ''),
+                 ('00000000-0000-0000-0000-000000000003', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                  NULL, NULL, NULL, NULL, NULL);
+               INSERT INTO with_enum VALUES (1, 'ok', '{sad,ok}'), (2, NULL, '{}');
+               INSERT INTO with_domain VALUES (1, 7);
+               INSERT INTO with_regclass VALUES (1, 'named');"#,
+        )
+        .await
+        .unwrap();
+    let outcomes = sync_all(&mut p).await;
+    assert_eq!(outcomes.iter().map(|o| o.inserts).sum::<u64>(), 7, "rows counted in both formats");
+    assert_eq!(sites.assert_same("SELECT * FROM builtin").await.len(), 3);
+    // Floats exactly, to the bit: text would print the shortest exact form too,
+    // binary carries the bits themselves.
+    assert_eq!(
+        sites.assert_same("SELECT float8send(f), float4send(r) FROM builtin WHERE f IS NOT NULL").await,
+        vec![r"\x7ff8000000000000|\xff800000", r"\x8000000000000000|\x00800000"]
+    );
+    assert_eq!(sites.assert_same("SELECT * FROM with_enum").await.len(), 2);
+    assert_eq!(sites.assert_same("SELECT * FROM with_domain").await, vec!["1|7"]);
+    assert_eq!(sites.assert_same("SELECT id, r::text FROM with_regclass").await, vec!["1|named"]);
+}
+
 /// A table changed on one source needs no conflict resolution: a run reads
 /// only the keys the others must delete first (updates, deletes, key changes)
 /// and selects the rows by the change window. Mixed with a table both sites

@@ -63,6 +63,7 @@ pub(crate) fn read(conn: &Connection, db: DbId) -> Result<Vec<CatalogRow>, Repli
             partition: false,
             columns,
             key: (!key.is_empty()).then(|| ("primary key".to_string(), key.into_iter().map(|(_, c)| c).collect())),
+            binary: false,
         });
     }
     Ok(out)

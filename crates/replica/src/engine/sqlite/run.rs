@@ -408,6 +408,7 @@ mod tests {
             columns: vec![col("a"), col("b"), col("v")],
             key: vec![col("a"), col("b")],
             key_constraint: "primary key".into(),
+            binary_copy: false,
         }
     }
 
