@@ -218,14 +218,14 @@ fn node(p: &Prepared, id: DbId) -> &Node {
 
 /// Streams `COPY … TO STDOUT` of `from` into `COPY … FROM STDIN` of every
 /// target at once, so the source's reading and the targets' writing overlap.
-/// Returns the number of rows; `progress` sees the running count.
-pub(crate) async fn stream_copy(
+/// Returns the number of rows.
+async fn stream_copy(
     from: (&tokio_postgres::Client, DbId),
     out_sql: &str,
     targets: &[(&tokio_postgres::Client, DbId)],
     in_sql: &str,
-    (table, format): (&TableInfo, CopyFormat),
-    mut progress: impl FnMut(u64),
+    table: &TableInfo,
+    format: CopyFormat,
 ) -> Result<u64, ReplicaError> {
     let mut sinks = Vec::with_capacity(targets.len());
     for (client, id) in targets {
@@ -249,7 +249,6 @@ pub(crate) async fn stream_copy(
             for (id, sink) in sinks.iter_mut() {
                 sink.feed(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
             }
-            progress(rows.rows);
         }
         if row.is_none() {
             break;
@@ -328,8 +327,7 @@ pub async fn apply_all(p: &Prepared, plans: &[TablePlan], windows: &[Window]) ->
             let targets: Vec<(&tokio_postgres::Client, DbId)> =
                 p.nodes.iter().filter(|n| n.id != *source).map(|n| (&n.client, n.id)).collect();
             let out_sql = fetch_sql(p, plan, from, window(*source));
-            inserts +=
-                stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, (table, format), |_| {}).await?;
+            inserts += stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, table, format).await?;
         }
     }
     let truncates = plans.iter().filter(|p| p.truncate.is_some()).count() as u64;

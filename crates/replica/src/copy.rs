@@ -117,8 +117,7 @@ async fn copy_tables(
         if into.is_empty() {
             continue;
         }
-        let format = p.copy_format(table);
-        copy_table(from, &into, (table, format), mode == OneTimeCopy::Full, progress, reporter).await?;
+        copy_table(from, &into, table, p.copy_format(table), mode == OneTimeCopy::Full, progress, reporter).await?;
     }
     Ok(())
 }
@@ -179,7 +178,8 @@ async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {
 async fn copy_table(
     from: &Node,
     into: &[&Node],
-    (table, format): (&TableInfo, CopyFormat),
+    table: &TableInfo,
+    format: CopyFormat,
     empty_first: bool,
     progress: bool,
     reporter: Option<&StatusReporter>,

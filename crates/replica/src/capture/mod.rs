@@ -6,9 +6,10 @@
 //! transaction id, so runs read their window only) and no sequence, filled by
 //! `AFTER … FOR EACH STATEMENT` triggers reading transition tables. This is
 //! the cheapest trigger design measured (reference capture-cost.md, V5): no
-//! NOTIFY in the application's transaction, no per-row trigger calls. Updates log their new keys; a row trigger restricted to
-//! `UPDATE OF <key columns>` also logs the old key when a primary key changes,
-//! so that ships as a delete of the old key and an insert of the new one.
+//! NOTIFY in the application's transaction, no per-row trigger calls. Updates
+//! log their new keys; a row trigger restricted to `UPDATE OF <key columns>`
+//! also logs the old key when a primary key changes, so that ships as a delete
+//! of the old key and an insert of the new one.
 //! Keys logged by the INSERT trigger carry `dugong_inserted = true`: a key that
 //! was only ever inserted needs no delete on the targets first (run.rs).
 //! Change logs made before the index existed get it from a concurrent build
