@@ -3,7 +3,6 @@
 use dugong_config::Config;
 use dugong_replica::capture::Uninstalled;
 use dugong_replica::daemon::{self, DaemonOptions};
-use dugong_replica::engine::sqlite;
 use dugong_replica::ReplicaError;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -112,27 +111,12 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 
 async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
     let mut failed = false;
-    for db in &config.databases {
-        if let dugong_config::Location::Sqlite(path) = &db.location {
-            let (id, path) = (db.id, path.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let mut conn = sqlite::open::open(id, &path)?;
-                sqlite::uninstall(&mut conn, id)
-            })
-            .await?;
-            failed |= !report_uninstall(db.id, "Dugong's dugong_* tables", result);
-            continue;
-        }
-        let mut client = match dugong_replica::prepare::connect(config, db.id).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{}: {e}", db.id);
-                failed = true;
-                continue;
-            }
+    for (id, result) in dugong_replica::uninstall::uninstall(config).await {
+        let what = match config.database(id).map(|d| &d.location) {
+            Some(dugong_config::Location::Sqlite(_)) => "Dugong's dugong_* tables",
+            _ => "the dugong schema",
         };
-        failed |=
-            !report_uninstall(db.id, "the dugong schema", dugong_replica::capture::uninstall(&mut client, db.id).await);
+        failed |= !report_uninstall(id, what, result);
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -2,15 +2,16 @@
 //! changes are pending, and heals by itself — a database that goes away makes
 //! the sync Bad, and the task reconnects with backoff until it returns.
 
-use crate::copy;
-use crate::engine::{self, sqlite, sqlite::SqliteSync};
+use crate::engine::postgres::{Postgres, COMMIT_TIMESTAMP_ADVICE};
+use crate::engine::sqlite::Sqlite;
+use crate::engine::{self, Engine, EngineKind, Prepared};
 use crate::error::{Backoff, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
-use crate::prepare::{self, Prepared, COMMIT_TIMESTAMP_ADVICE};
-use crate::run::{self, RunLimits, RunOutcome};
-use crate::state::{self, Replicator};
+use crate::read::RunLimits;
+use crate::record::{Replicator, RunOutcome};
+use crate::run;
 use dugong_config::{Config, Sync};
-use dugong_core::{DbId, SyncName};
+use dugong_core::SyncName;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +25,8 @@ pub struct DaemonOptions {
     /// How often an idle sync refreshes "last good" in its state.
     pub heartbeat: Duration,
     /// About how many change rows one run ships per source; `None`: the
-    /// engine's default ([`run::DEFAULT_BATCH_ROWS`] on PostgreSQL,
-    /// [`sqlite::DEFAULT_BATCH_ROWS`] on SQLite files).
+    /// engine's default ([`Engine::DEFAULT_BATCH_ROWS`]: 50,000 on PostgreSQL,
+    /// 20,000 on SQLite files).
     pub batch_rows: Option<usize>,
     /// Run every sync until nothing is pending, then stop.
     pub once: bool,
@@ -103,7 +104,21 @@ struct SyncTask {
 }
 
 impl SyncTask {
+    /// Runs the sync on its engine until shutdown.
     async fn run(self) -> SyncReport {
+        match engine::kind_of(&self.config, &self.sync) {
+            Ok(EngineKind::Postgres) => self.drive::<Postgres>().await,
+            Ok(EngineKind::Sqlite) => self.drive::<Sqlite>().await,
+            Err(e) => {
+                // Bad configuration fails at start instead of retrying forever.
+                tracing::error!(sync = %self.sync.name, error = %e, "cannot start the sync");
+                self.shutdown.cancel();
+                SyncReport { sync: self.sync.name.clone(), good: false, error: Some(e.to_string()) }
+            }
+        }
+    }
+
+    async fn drive<E: Engine>(&self) -> SyncReport {
         let name = self.sync.name.clone();
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
@@ -119,7 +134,7 @@ impl SyncTask {
             }
             let started = SystemTime::now();
             let prepared = tokio::select! {
-                p = self.prepare(&mut copied) => p,
+                p = self.prepare::<E>(&mut copied) => p,
                 _ = self.shutdown.cancelled() => return SyncReport { sync: name, good: true, error: None },
             };
             let mut p = match prepared {
@@ -148,7 +163,7 @@ impl SyncTask {
                     return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
                 }
                 Err(e) => {
-                    self.bad(&e, started).await;
+                    self.bad::<E>(&e, started).await;
                     if self.options.once {
                         return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
                     }
@@ -163,14 +178,14 @@ impl SyncTask {
                 tracing::info!(sync = %name, "took over the sync");
                 standing_by = false;
             }
-            for id in p.db_ids() {
+            for id in p.engine.databases() {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => id.to_string()).set(1.0);
             }
-            let configured = self.options.batch_rows.unwrap_or(p.default_batch_rows()).max(1);
+            let configured = self.options.batch_rows.unwrap_or(E::DEFAULT_BATCH_ROWS).max(1);
             let batch = batch_rows.get_or_insert(configured);
             match self.run_prepared(&mut p, batch, configured).await {
                 Ok(()) => {
-                    p.record_stopped().await;
+                    p.engine.record_stopped(&p.plan).await;
                     return SyncReport { sync: name, good: true, error: None };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
@@ -190,7 +205,7 @@ impl SyncTask {
                 Err(e) => {
                     let text = e.to_string();
                     tracing::error!(sync = %name, error = %text, "sync run failed");
-                    p.record_bad(&self.who, started, &text).await;
+                    p.engine.record_bad(&p.plan, &self.who, started, &text).await;
                     metrics::gauge!(m::SYNC_GOOD, "sync" => name.to_string()).set(0.0);
                     metrics::counter!(m::RUNS, "sync" => name.to_string(), "result" => "bad").increment(1);
                     if let Some(db) = e.db().filter(|_| e.is_unreachable()) {
@@ -210,61 +225,36 @@ impl SyncTask {
 
     /// Prepares the sync on its engine; the first time in this process also
     /// does its initial copy, when configured.
-    async fn prepare(&self, copied: &mut bool) -> Result<Active, ReplicaError> {
-        engine::check_one_engine(&self.config, &self.sync)?;
-        if engine::is_sqlite(&self.config, &self.sync) {
-            let p = SqliteSync::prepare(self.config.clone(), self.sync.clone(), self.who.clone()).await?;
-            for e in &p.excluded {
-                tracing::warn!(sync = %p.name, table = %e.table, reason = %e.reason, "table excluded from replication");
-            }
-            tracing::info!(sync = %p.name, tables = p.tables, excluded = p.excluded.len(), strategy = %self.sync.conflict_strategy, engine = "sqlite", "sync prepared");
-            if !*copied {
-                p.initial_copy().await?;
-                *copied = true;
-            }
-            return Ok(Active::Sqlite(p));
+    async fn prepare<E: Engine>(&self, copied: &mut bool) -> Result<Prepared<E>, ReplicaError> {
+        let mut p = E::prepare(&self.config, &self.sync, &self.who).await?;
+        let name = p.plan.name().clone();
+        for e in &p.plan.excluded {
+            tracing::warn!(sync = %name, table = %e.table, reason = %e.reason, "table excluded from replication");
         }
-        let p = prepare::prepare(&self.config, &self.sync).await?;
-        let configured: Vec<SyncName> = self.config.syncs.iter().map(|s| s.name.clone()).collect();
-        for n in p.nodes.iter().filter(|n| n.source) {
-            for stale in prepare::forget_stale_cursors(&n.client, n.id, &configured).await? {
-                tracing::warn!(db = %n.id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
-            }
-        }
-        for e in &p.excluded {
-            tracing::warn!(sync = %p.name(), table = %e.table, reason = %e.reason, "table excluded from replication");
-        }
-        let without = p.without_commit_timestamps();
+        let without = p.engine.without_commit_timestamps();
         if !without.is_empty() {
             let names: Vec<String> = without.iter().map(ToString::to_string).collect();
-            tracing::warn!(sync = %p.name(), dbs = %names.join(","), "{COMMIT_TIMESTAMP_ADVICE}");
+            tracing::warn!(sync = %name, dbs = %names.join(","), "{COMMIT_TIMESTAMP_ADVICE}");
         }
-        tracing::info!(sync = %p.name(), tables = p.tables.len(), excluded = p.excluded.len(), strategy = %p.sync.conflict_strategy, "sync prepared");
-        let mut p = p;
+        tracing::info!(sync = %name, tables = p.plan.tables.len(), excluded = p.plan.excluded.len(), strategy = %self.sync.conflict_strategy, engine = E::NAME, "sync prepared");
         if !*copied {
-            // Progress goes to the first source's state through a connection of
-            // its own: the copy's transactions are not visible until they commit.
-            let reporter = match prepare::connect(&self.config, p.nodes[0].id).await {
-                Ok(c) => Some(copy::StatusReporter::new(c, p.name().to_string())),
-                Err(_) => None,
-            };
-            copy::initial_copy(&mut p, self.options.progress, &self.shutdown, reporter.as_ref()).await?;
+            p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown).await?;
             *copied = true;
         }
-        Ok(Active::Postgres(Box::new(p)))
+        Ok(p)
     }
 
     /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
     /// `batch_rows` shrinks while runs fail on data (a constraint violated on
     /// apply) so everything before the failing source transaction still ships,
     /// and grows back as runs succeed.
-    async fn run_prepared(
+    async fn run_prepared<E: Engine>(
         &self,
-        p: &mut Active,
+        p: &mut Prepared<E>,
         batch_rows: &mut usize,
         configured: usize,
     ) -> Result<(), ReplicaError> {
-        let name = p.name().to_string();
+        let name = p.plan.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
         let mut retries = 0u32;
@@ -274,10 +264,10 @@ impl SyncTask {
                 return Ok(());
             }
             if last_schema_check.elapsed() >= self.options.schema_check {
-                p.check_unchanged().await?;
+                p.engine.check_unchanged(&p.plan).await?;
                 last_schema_check = std::time::Instant::now();
             }
-            match p.run_once(RunLimits { batch_rows: *batch_rows }).await {
+            match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
                 Ok(outcome) => {
                     retries = 0;
                     backoff.reset();
@@ -287,14 +277,14 @@ impl SyncTask {
                     if !outcome.empty {
                         last_heartbeat = Some(std::time::Instant::now());
                     } else if last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat) {
-                        p.record_idle().await?;
+                        p.engine.record_idle(&p.plan, &p.who).await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
                     self.observe(&name, &outcome);
                     if outcome.empty {
                         if self.options.once {
                             // Leave the change logs purged, as a daemon would.
-                            p.finish_upkeep().await;
+                            p.engine.finish_upkeep().await;
                             return Ok(());
                         }
                         if !self.wait(self.options.poll_interval).await {
@@ -352,46 +342,14 @@ impl SyncTask {
     }
 
     /// Records a failed preparation on every database that answers.
-    async fn bad(&self, e: &ReplicaError, started: SystemTime) {
+    async fn bad<E: Engine>(&self, e: &ReplicaError, started: SystemTime) {
         let text = e.to_string();
         tracing::error!(sync = %self.sync.name, error = %text, "sync is Bad");
         metrics::gauge!(m::SYNC_GOOD, "sync" => self.sync.name.to_string()).set(0.0);
-        if engine::is_sqlite(&self.config, &self.sync) {
-            let (config, sync, who) = (self.config.clone(), self.sync.clone(), self.who.clone());
-            let _ = engine::sqlite::blocking(move || {
-                engine::sqlite::record_bad_unprepared(&config, &sync, &who, started, &text);
-                Ok(())
-            })
-            .await;
-            return;
+        for (id, up) in E::record_unprepared(&self.config, &self.sync, &self.who, started, &text).await {
+            let up = if up { 1.0 } else { 0.0 };
+            metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string()).set(up);
         }
-        let mut clients = Vec::new();
-        for id in self.sync.databases() {
-            match prepare::connect(&self.config, id).await {
-                Ok(c) => {
-                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string())
-                        .set(1.0);
-                    clients.push((id, c));
-                }
-                Err(err) => {
-                    metrics::gauge!(m::DATABASE_UP, "sync" => self.sync.name.to_string(), "db" => id.to_string())
-                        .set(0.0);
-                    tracing::debug!(db = %id, error = %err, "database unreachable");
-                }
-            }
-        }
-        // State can only be recorded where Dugong's schema exists.
-        let mut usable = Vec::new();
-        for (id, c) in &clients {
-            if c.query_one("SELECT to_regclass('dugong.sync_state') IS NOT NULL", &[])
-                .await
-                .map(|r| r.get::<_, bool>(0))
-                .unwrap_or(false)
-            {
-                usable.push((*id, c));
-            }
-        }
-        state::record_bad(&usable, &self.sync.name, &self.who, started, &text).await;
     }
 
     /// Waits, unless shutdown comes first. Returns false on shutdown.
@@ -399,80 +357,6 @@ impl SyncTask {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.shutdown.cancelled() => false,
-        }
-    }
-}
-
-/// A prepared sync on its engine. The daemon's loop is the same for both.
-enum Active {
-    Postgres(Box<Prepared>),
-    Sqlite(SqliteSync),
-}
-
-impl Active {
-    /// The engine's batch size when none is configured.
-    fn default_batch_rows(&self) -> usize {
-        match self {
-            Active::Postgres(_) => run::DEFAULT_BATCH_ROWS,
-            Active::Sqlite(_) => sqlite::DEFAULT_BATCH_ROWS,
-        }
-    }
-
-    fn name(&self) -> &SyncName {
-        match self {
-            Active::Postgres(p) => p.name(),
-            Active::Sqlite(s) => &s.name,
-        }
-    }
-
-    fn db_ids(&self) -> Vec<DbId> {
-        match self {
-            Active::Postgres(p) => p.nodes.iter().map(|n| n.id).collect(),
-            Active::Sqlite(s) => s.db_ids.clone(),
-        }
-    }
-
-    async fn run_once(&mut self, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
-        match self {
-            Active::Postgres(p) => run::run_once(p, limits).await,
-            Active::Sqlite(s) => s.run_once(limits).await,
-        }
-    }
-
-    async fn finish_upkeep(&mut self) {
-        if let Active::Postgres(p) = self {
-            p.finish_upkeep().await;
-        }
-    }
-
-    async fn check_unchanged(&self) -> Result<(), ReplicaError> {
-        match self {
-            Active::Postgres(p) => prepare::check_unchanged(p).await,
-            Active::Sqlite(s) => s.check_unchanged().await,
-        }
-    }
-
-    async fn record_idle(&self) -> Result<(), ReplicaError> {
-        match self {
-            Active::Postgres(p) => state::record_idle(p).await,
-            Active::Sqlite(s) => s.record_idle().await,
-        }
-    }
-
-    async fn record_bad(&self, who: &Replicator, started: SystemTime, text: &str) {
-        match self {
-            Active::Postgres(p) => {
-                let clients: Vec<_> = p.nodes.iter().map(|n| (n.id, &n.client)).collect();
-                state::record_bad(&clients, p.name(), who, started, text).await;
-            }
-            Active::Sqlite(s) => s.record_bad(started, text.to_string()).await,
-        }
-    }
-
-    async fn record_stopped(&self) {
-        match self {
-            Active::Postgres(p) => state::record_stopped(p).await,
-            Active::Sqlite(s) => s.record_stopped().await,
         }
     }
 }

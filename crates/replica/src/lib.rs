@@ -1,42 +1,41 @@
 //! The Dugong replicator: asynchronous master-master replication of PostgreSQL
 //! tables or SQLite files, Bucardo-compatible in configuration and status.
 //!
-//! The data flow of a sync, module by module:
-//! - [`capture`]: Dugong's schema on each database; statement-level triggers
-//!   log changed keys per table; `--uninstall` removes it all.
-//! - [`catalog`]: which tables a sync replicates, and the check that every
-//!   database has them with the same columns and keys.
-//! - [`prepare`]: connect, check, install, load cursors.
-//! - [`snapshot`]: `pg_snapshot` cursors into the change logs, batch bounds.
-//! - [`run`]: one run — read pending changes, resolve, apply, commit, advance.
-//! - [`upkeep`]: purging and vacuuming the change logs, beside the runs after a backlog.
+//! A sync runs as a pipeline of stages, each a module, in the order data flows:
+//! - [`plan`]: what a sync replicates — its tables chosen and checked on every
+//!   database, the order in which databases win ties, the initial copy's routes.
+//! - [`capture`]: triggers record changed keys on each source, in the
+//!   application's transaction; what each database captures.
+//! - [`read`]: each source's pending changes in one snapshot, counted per table,
+//!   bounded to a batch; which changed keys a run must read.
 //! - [`resolve`]: per-row conflict resolution, pure functions.
-//! - [`apply`]: fetch winning rows with COPY and write them to the others.
-//! - [`copy`]: the initial copy (`onetimecopy`).
-//! - [`state`]: the run state status reads, kept in the databases.
-//! - [`daemon`]: a task per sync, polling, backoff, self-healing, shutdown.
-//! - [`status`], [`compare`]: the operator views.
-//! - [`engine`]: connections per engine; [`engine::sqlite`] is the whole
-//!   SQLite engine (capture, run, lease, status and compare reads), sharing
-//!   `catalog`'s table choice and checks, `resolve`, the daemon's loop and the
-//!   status and compare reports with PostgreSQL.
-//! - `error`: error kinds and the policy the daemon applies to each.
+//! - [`apply`]: what every database does for each changed table.
+//! - [`record`]: what a run did, and the state status reads.
+//! - [`upkeep`]: when shipped change rows are purged and the logs vacuumed.
+//!
+//! The stages decide; an [`engine`] does the I/O they ask for, on
+//! [`engine::postgres`] or [`engine::sqlite`] — both behind one seam,
+//! [`engine::Engine`]. [`run`] is the one run loop over either engine and
+//! [`daemon`] the one daemon: a task per sync, polling, backoff, self-healing,
+//! shutdown. The operator views, [`status`] and [`compare`], read the databases
+//! through the engines and render one report; [`uninstall`] removes it all.
+//! `error`: error kinds and the policy the daemon applies to each.
 
 pub mod apply;
 pub mod capture;
-pub mod catalog;
 pub mod compare;
-pub mod copy;
 pub mod daemon;
+pub mod diff;
 pub mod engine;
 mod error;
 pub mod metrics;
-pub mod prepare;
+pub mod plan;
+pub mod read;
+pub mod record;
 pub mod resolve;
 pub mod run;
-pub mod snapshot;
-pub mod state;
 pub mod status;
+pub mod uninstall;
 pub mod upkeep;
 
 pub use error::{describe_pg, Backoff, ErrorPolicy, ReplicaError, StatementContext};

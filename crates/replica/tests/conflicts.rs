@@ -5,6 +5,7 @@
 mod common;
 
 use common::{prepare, sync_all, Sites};
+use dugong_replica::engine::Engine;
 use dugong_replica::run::{self, RunLimits};
 use dugong_replica::ReplicaError;
 use dugong_testkit::{Cluster, ClusterOptions};
@@ -129,7 +130,7 @@ async fn abort_applies_nothing_keeps_the_changes_and_recovers_under_another_stra
     }
     // Nothing applied, not even the row without conflict.
     assert_eq!(sites.rows(1, "SELECT v FROM t WHERE id = 5").await, vec!["seed"]);
-    assert!(run::pending(&p).await.unwrap(), "the changes are kept");
+    assert!(run::pending(&mut p).await.unwrap(), "the changes are kept");
     drop(p);
     let config = sites.master_master();
     let mut p = prepare(&config).await;
@@ -183,7 +184,7 @@ async fn without_commit_timestamps_the_sync_says_so_and_ties_go_to_the_first_dat
     );
     let config = dugong_config::Config::from_str(&json, std::path::Path::new("notct.json")).unwrap();
     let mut p = prepare(&config).await;
-    assert_eq!(p.without_commit_timestamps().len(), 2);
+    assert_eq!(p.engine.without_commit_timestamps().len(), 2);
     let c1 = cluster.connect(&dbs[1]).await.unwrap();
     let c0 = cluster.connect(&dbs[0]).await.unwrap();
     c1.batch_execute("UPDATE t SET v = 'one'").await.unwrap();

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{prepare, run_until_idle, sync_all, Sites};
+use common::{initial_copy, prepare, run_until_idle, sync_all, Sites};
+use dugong_replica::engine::postgres::{self, Postgres};
+use dugong_replica::engine::{Engine, Prepared};
 use dugong_replica::run::{self, RunLimits};
 use dugong_replica::ReplicaError;
 
@@ -24,8 +26,8 @@ async fn every_change_and_type_replicates_both_ways_without_echo() {
     let sites = Sites::new("types", 2, TYPES_SCHEMA).await;
     let config = sites.master_master();
     let mut p = prepare(&config).await;
-    assert_eq!(p.excluded.len(), 1, "the table without a primary key is excluded");
-    assert_eq!(p.excluded[0].table, "public.no_key");
+    assert_eq!(p.plan.excluded.len(), 1, "the table without a primary key is excluded");
+    assert_eq!(p.plan.excluded[0].table, "public.no_key");
 
     sites
         .client(0)
@@ -114,7 +116,7 @@ async fn a_large_backlog_ships_in_bounded_batches() {
     // The backlog's change rows wait for a lull (a second without changes),
     // then are purged beside the runs, which go on polling meanwhile.
     wait_for_purge_in_lull(&mut p, &sites).await;
-    p.finish_upkeep().await;
+    p.engine.finish_upkeep().await;
     // ...and vacuumed: polls no longer scan the dead rows of the backlog.
     let pages: i64 = sites.client(0).query_one("SELECT pg_relation_size('dugong.delta_1')", &[]).await.unwrap().get(0);
     assert_eq!(pages, 0, "the emptied change log was given back");
@@ -122,7 +124,7 @@ async fn a_large_backlog_ships_in_bounded_batches() {
 
 /// Runs (finding nothing) until site 0's change log of `t` is empty: its
 /// shipped rows were purged in a lull. Fails after 20 s.
-async fn wait_for_purge_in_lull(p: &mut dugong_replica::prepare::Prepared, sites: &Sites) {
+async fn wait_for_purge_in_lull(p: &mut Prepared<Postgres>, sites: &Sites) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         assert!(run::run_once(p, RunLimits::default()).await.expect("run").empty);
@@ -164,7 +166,12 @@ async fn shipped_change_rows_left_by_a_stopped_replicator_wait_for_a_lull() {
 /// At least `batches` runs shipped the backlog, each at most `rows` changes and
 /// only whole transactions of `per_txn` changes; all but the last knew more
 /// was waiting.
-fn assert_whole_bounded_batches(outcomes: &[run::RunOutcome], batches: usize, rows: u64, per_txn: u64) {
+fn assert_whole_bounded_batches(
+    outcomes: &[dugong_replica::record::RunOutcome],
+    batches: usize,
+    rows: u64,
+    per_txn: u64,
+) {
     assert!(outcomes.len() >= batches, "expected {batches} batches or more, got {}", outcomes.len());
     for o in outcomes {
         assert!(
@@ -218,7 +225,7 @@ async fn one_way_sync_copies_first_and_never_writes_back() {
     sites.client(1).batch_execute("INSERT INTO t VALUES (1, 'stale'), (1000, 'extra')").await.unwrap();
     let config = sites.config(r#"{"sources": [0], "targets": [1], "tables": "t", "onetimecopy": 1}"#);
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("copy");
+    initial_copy(&mut p).await.expect("copy");
     sites.assert_same("SELECT * FROM t").await;
     sites.client(0).batch_execute("UPDATE t SET v = 'new' WHERE id <= 10").await.unwrap();
     sites.client(1).batch_execute("INSERT INTO t VALUES (2000, 'target only')").await.unwrap();
@@ -234,14 +241,14 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     sites.client(1).batch_execute("INSERT INTO b SELECT generate_series(1, 30)").await.unwrap();
     let config = sites.config(r#"{"sources": [0, 1, 2], "targets": [], "tables": "all", "onetimecopy": 2}"#);
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("copy");
+    initial_copy(&mut p).await.expect("copy");
     assert_eq!(sites.assert_same("SELECT count(*) FROM a").await, vec!["100"]);
     assert_eq!(sites.assert_same("SELECT count(*) FROM b").await, vec!["30"]);
 
     // Run again (a restart with the same config): tables full everywhere are done.
     drop(p);
     let mut p = prepare(&config).await;
-    dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.expect("second copy is a no-op");
+    initial_copy(&mut p).await.expect("second copy is a no-op");
 
     // An empty table and rows on two masters: refused, naming the table and the databases.
     sites.client(0).batch_execute("CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c VALUES (1)").await.unwrap();
@@ -249,8 +256,7 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     sites.client(2).batch_execute("CREATE TABLE c (id int PRIMARY KEY)").await.unwrap();
     drop(p);
     let mut p = prepare(&config).await;
-    let err =
-        dugong_replica::copy::initial_copy(&mut p, false, &Default::default(), None).await.unwrap_err().to_string();
+    let err = initial_copy(&mut p).await.unwrap_err().to_string();
     assert!(err.contains("public.c") && err.contains("db0 and db1"), "{err}");
 }
 
@@ -263,7 +269,7 @@ async fn a_schema_mismatch_names_table_and_column_and_moves_nothing() {
         .await
         .unwrap();
     let config = sites.master_master();
-    let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+    let err = match postgres::prepare(&config, &config.syncs[0]).await {
         Err(e) => e,
         Ok(_) => panic!("a mismatch must not prepare"),
     };
@@ -284,7 +290,7 @@ async fn listed_tables_must_exist_and_have_a_primary_key() {
         [("ok,missing", "table missing: does not exist on db0"), ("nokey", "table public.nokey: no primary key on db0")]
     {
         let config = sites.config(&format!(r#"{{"sources": [0, 1], "tables": "{tables}"}}"#));
-        let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+        let err = match postgres::prepare(&config, &config.syncs[0]).await {
             Err(e) => e.to_string(),
             Ok(_) => panic!("{tables} must be refused"),
         };
@@ -302,7 +308,7 @@ async fn uninstall_removes_everything_and_keeps_the_application_tables() {
     drop(p);
     for i in 0..2 {
         let mut client = sites.cluster.connect(&sites.dbs[i]).await.unwrap();
-        let u = dugong_replica::capture::uninstall(&mut client, dugong_core::DbId(i as u32)).await.unwrap();
+        let u = postgres::uninstall(&mut client, dugong_core::DbId(i as u32)).await.unwrap();
         assert!(u.schema_dropped);
         assert_eq!(u.tables, vec!["public.t"]);
         let triggers: i64 = client
@@ -350,7 +356,7 @@ async fn runs_with_least_privilege_and_says_what_is_missing() {
         .replace("\"user\": \"postgres\"", &format!("\"user\": \"{role}\""));
     let config = dugong_config::Config::from_str(&json, std::path::Path::new("least.json")).unwrap();
     // Without SET on session_replication_role the replicator says exactly what to grant.
-    let err = match dugong_replica::prepare::prepare(&config, &config.syncs[0]).await {
+    let err = match postgres::prepare(&config, &config.syncs[0]).await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("must need the parameter grant"),
     };
@@ -361,7 +367,7 @@ async fn runs_with_least_privilege_and_says_what_is_missing() {
     sites.client(1).batch_execute("INSERT INTO t VALUES (2, 'other site')").await.unwrap();
     sync_all(&mut p).await;
     assert_eq!(sites.assert_same("SELECT * FROM t").await.len(), 2);
-    let superuser: bool = p.nodes[0]
+    let superuser: bool = p.engine.nodes[0]
         .client
         .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
         .await
@@ -434,7 +440,7 @@ CREATE TABLE named (x int);
     let sites = Sites::new("binary", 2, schema).await;
     let config = sites.master_master();
     let mut p = prepare(&config).await;
-    let mut formats: Vec<(String, bool)> = p.tables.iter().map(|t| (t.name.name.clone(), t.binary_copy)).collect();
+    let mut formats: Vec<(String, bool)> = p.plan.tables.iter().map(|t| (t.name.name.clone(), t.binary_copy)).collect();
     formats.sort();
     assert_eq!(
         formats,

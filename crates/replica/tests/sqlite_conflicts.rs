@@ -2,7 +2,6 @@
 
 mod sqlite_sites;
 
-use dugong_replica::engine::sqlite;
 use dugong_replica::run::RunLimits;
 use dugong_replica::ReplicaError;
 use sqlite_sites::{prepare, sync_all, Sites};
@@ -79,7 +78,7 @@ fn abort_applies_nothing_and_keeps_the_changes() {
     sites.exec(0, "INSERT INTO u VALUES (1)");
     write(&sites, 0, "zero");
     write(&sites, 1, "one");
-    let err = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap_err();
+    let err = sqlite_sites::run_once(&mut p, RunLimits::default()).unwrap_err();
     assert!(matches!(err, ReplicaError::ConflictAbort { count: 1, .. }), "{err}");
     assert!(err.to_string().contains("main.t"), "{err}");
     assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 0, "nothing applied, not even other tables");
@@ -88,7 +87,7 @@ fn abort_applies_nothing_and_keeps_the_changes() {
     // Making the rows equal by hand (site 1 takes site 0's value) does not
     // settle it: both files' changes of the key are still pending.
     sites.exec(1, "UPDATE t SET v = 'zero'");
-    let again = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap_err();
+    let again = sqlite_sites::run_once(&mut p, RunLimits::default()).unwrap_err();
     assert!(matches!(again, ReplicaError::ConflictAbort { .. }), "the conflict stays until resolved by config");
     // A strategy in the configuration settles it, and the sync moves on.
     drop(p);

@@ -6,12 +6,12 @@ mod sqlite_sites;
 use dugong_config::Config;
 use dugong_core::DbId;
 use dugong_replica::daemon::{self, DaemonOptions};
-use dugong_replica::engine::sqlite;
+use dugong_replica::engine::Engine;
+use dugong_replica::record::Replicator;
 use dugong_replica::run::RunLimits;
-use dugong_replica::state::Replicator;
 use dugong_replica::{ErrorPolicy, ReplicaError};
 use dugong_testkit::wait_for;
-use sqlite_sites::{prepare, Sites};
+use sqlite_sites::{block_on, prepare, prepare_as, run_once, Sites};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const SCHEMA: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);";
 
 fn prepare_err(config: &Config) -> ReplicaError {
-    match sqlite::prepare(config, &config.syncs[0], &Replicator::this_process()) {
+    match prepare_as(config, &Replicator::this_process()) {
         Ok(_) => panic!("prepare should fail"),
         Err(e) => e,
     }
@@ -72,7 +72,7 @@ fn a_second_replicator_stands_by_until_the_first_stops() {
     let config = sites.config("");
     let first = prepare(&config);
     let other = Replicator { pid: 1, host: "elsewhere".into() };
-    let err = match sqlite::prepare(&config, &config.syncs[0], &other) {
+    let err = match prepare_as(&config, &other) {
         Ok(_) => panic!("two replicators on one sync"),
         Err(e) => e,
     };
@@ -82,16 +82,12 @@ fn a_second_replicator_stands_by_until_the_first_stops() {
     // The first one's process (this one) is alive, so its lease holds until it
     // is given up.
     let first = prepare(&config);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let sync = rt.block_on(sqlite::SqliteSync::prepare(
-        Arc::new(config.clone()),
-        config.syncs[0].clone(),
-        Replicator::this_process(),
-    ));
+    let sync = prepare_as(&config, &Replicator::this_process());
     assert!(sync.is_ok(), "the same replicator may prepare again");
-    rt.block_on(sync.unwrap().record_stopped());
+    let mut sync = sync.unwrap();
+    block_on(sync.engine.record_stopped(&sync.plan));
     drop(first);
-    assert!(sqlite::prepare(&config, &config.syncs[0], &other).is_ok(), "a released lease is taken at once");
+    assert!(prepare_as(&config, &other).is_ok(), "a released lease is taken at once");
 }
 
 #[test]
@@ -108,7 +104,7 @@ fn a_run_waits_for_a_busy_database() {
     // writer commits only once the run is seen waiting.
     let (waiting, seen_waiting) = std::sync::mpsc::channel();
     let gives_up = std::time::Instant::now() + Duration::from_secs(30);
-    p.nodes[0]
+    p.engine.files().nodes[0]
         .conn
         .busy_handler(Some(move |_attempt| {
             let _ = waiting.send(());
@@ -120,7 +116,7 @@ fn a_run_waits_for_a_busy_database() {
         seen_waiting.recv_timeout(Duration::from_secs(30)).expect("the run waits for site 0's write lock");
         holder.execute_batch("COMMIT").unwrap();
     });
-    let outcome = sqlite::run::run_once(&mut p, RunLimits::default()).expect("the run waits for the lock");
+    let outcome = run_once(&mut p, RunLimits::default()).expect("the run waits for the lock");
     releaser.join().unwrap();
     assert_eq!(outcome.inserts, 2, "the run took the lock after the writer committed, and shipped its row too");
     assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").len(), 2);

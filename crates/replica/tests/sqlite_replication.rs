@@ -4,7 +4,7 @@
 
 mod sqlite_sites;
 
-use dugong_replica::engine::sqlite;
+use dugong_replica::engine::{sqlite, Engine};
 use dugong_replica::run::RunLimits;
 use sqlite_sites::{prepare, sync_all, sync_all_with, Sites};
 
@@ -22,13 +22,13 @@ fn every_change_and_value_replicates_both_ways_without_echo() {
     let sites = Sites::new(2, SCHEMA);
     let config = sites.config("");
     let mut p = prepare(&config);
-    let excluded: Vec<(&str, &str)> = p.excluded.iter().map(|e| (e.table.as_str(), e.reason.as_str())).collect();
+    let excluded: Vec<(&str, &str)> = p.plan.excluded.iter().map(|e| (e.table.as_str(), e.reason.as_str())).collect();
     assert_eq!(
         excluded,
         vec![("main.no_key", "no primary key")],
         "the table without a primary key is excluded and listed"
     );
-    assert_eq!(p.tables.len(), 3);
+    assert_eq!(p.plan.tables.len(), 3);
 
     sites.exec(
         0,
@@ -75,7 +75,7 @@ newline \ backslash ''quote'' ünïcödé 🦭', x'00deadbeef00', 'q"uote'),
 
     // No echo: nothing the replicator applied is pending again, and the change
     // logs are purged.
-    let again = sqlite::run::run_once(&mut p, RunLimits::default()).unwrap();
+    let again = sqlite_sites::run_once(&mut p, RunLimits::default()).unwrap();
     assert!(again.empty, "applied rows must not come back as changes");
     assert_eq!(sites.change_rows(0), 0, "change logs purged on site 0");
     assert_eq!(sites.change_rows(1), 0, "change logs purged on site 1");
@@ -145,8 +145,8 @@ fn application_triggers_fire_for_replicated_rows() {
     let sites = Sites::new(2, schema);
     let config = sites.config("");
     let mut p = prepare(&config);
-    assert_eq!(p.tables.len(), 1, "dugong_local_* tables are never replicated");
-    assert!(p.excluded.is_empty(), "and not listed as excluded either");
+    assert_eq!(p.plan.tables.len(), 1, "dugong_local_* tables are never replicated");
+    assert!(p.plan.excluded.is_empty(), "and not listed as excluded either");
     sites.exec(0, "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;");
     sync_all(&mut p);
     assert_eq!(
@@ -203,8 +203,8 @@ fn onetimecopy_2_fills_empty_files_from_the_one_with_rows() {
     // Written before the replicator ever ran: not captured.
     sites.exec(0, "INSERT INTO t VALUES (1, x'01'), (2, NULL); INSERT INTO u VALUES (1);");
     sites.exec(1, "INSERT INTO u VALUES (1);");
-    let p = prepare(&sites.config(r#", "onetimecopy": 2"#));
-    sqlite::copy::initial_copy(&p).unwrap();
+    let mut p = prepare(&sites.config(r#", "onetimecopy": 2"#));
+    sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default())).unwrap();
     assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").len(), 2);
     assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 1, "tables with rows everywhere are left alone");
     assert_eq!(sites.change_rows(1), 0, "copied rows are not captured");
@@ -214,8 +214,9 @@ fn onetimecopy_2_fills_empty_files_from_the_one_with_rows() {
     let sites = Sites::new(3, "CREATE TABLE t (id INTEGER PRIMARY KEY);");
     sites.exec(0, "INSERT INTO t VALUES (1)");
     sites.exec(1, "INSERT INTO t VALUES (2)");
-    let p = prepare(&sites.config(r#", "onetimecopy": 2"#));
-    let err = sqlite::copy::initial_copy(&p).unwrap_err().to_string();
+    let mut p = prepare(&sites.config(r#", "onetimecopy": 2"#));
+    let err =
+        sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default())).unwrap_err().to_string();
     assert!(err.contains("table main.t is empty somewhere and has rows on db0 and db1"), "{err}");
     assert_eq!(sites.count(2, "SELECT count(*) FROM t"), 0, "nothing copied");
 }

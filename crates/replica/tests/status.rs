@@ -3,9 +3,10 @@
 //! sync that never ran.
 
 use dugong_config::Config;
+use dugong_replica::engine::postgres;
 use dugong_replica::run::{self, RunLimits};
 use dugong_replica::status::{self, render};
-use dugong_replica::{prepare, ReplicaError};
+use dugong_replica::ReplicaError;
 use dugong_testkit::{free_port, Cluster};
 use std::path::Path;
 
@@ -39,7 +40,7 @@ fn config(dbs: &[String], ports: [u16; 2]) -> Config {
 /// Prepares the sync, writes `rows` rows on db0 and runs once (a run records
 /// its state in its own transactions).
 async fn run_and_record(config: &Config, dbs: &[String], rows: i32) {
-    let mut p = prepare::prepare(config, &config.syncs[0]).await.expect("prepare");
+    let mut p = postgres::prepare(config, &config.syncs[0]).await.expect("prepare");
     let client = Cluster::shared().connect(&dbs[0]).await.expect("connect");
     client.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, $1) g", &[&rows]).await.expect("insert");
     let outcome = run::run_once(&mut p, RunLimits::default()).await.expect("run");

@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use dugong_config::{Config, Database};
 use dugong_replica::engine::postgres;
-use dugong_replica::prepare;
 use dugong_replica::run::{self, RunLimits};
 use dugong_replica::ReplicaError;
 use dugong_testkit::{Cluster, ClusterOptions};
@@ -156,7 +155,7 @@ async fn a_sync_replicates_over_tls() {
         dbs[0], dbs[1]
     );
     let config = Config::from_str(&json, Path::new("tls.json")).unwrap();
-    let mut prepared = prepare::prepare(&config, &config.syncs[0]).await.expect("prepare over TLS");
+    let mut prepared = postgres::prepare(&config, &config.syncs[0]).await.expect("prepare over TLS");
     cluster.psql(&dbs[0], "INSERT INTO item VALUES (1, 'sent over TLS')").await.unwrap();
     let outcome = run::run_once(&mut prepared, RunLimits::default()).await.expect("run over TLS");
     assert_eq!(outcome.inserts, 1, "{outcome:?}");

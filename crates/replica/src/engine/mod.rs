@@ -1,24 +1,179 @@
-//! Database engines the replicator talks to: PostgreSQL and SQLite. A sync runs
-//! on one engine — all its databases are PostgreSQL, or all are SQLite files;
-//! conflict resolution, the daemon's loop, status and compare rendering are
-//! shared.
+//! The seam between the replication pipeline and the databases it runs on.
+//!
+//! The stages — [`plan`](crate::plan), [`read`](crate::read),
+//! [`resolve`](crate::resolve), [`apply`](crate::apply),
+//! [`record`](crate::record) — decide; an [`Engine`] does the I/O each stage
+//! asks for, on its kind of database: [`postgres`] (servers, snapshots as
+//! positions, COPY) and [`sqlite`] (files, sequence numbers as positions,
+//! upserts). `run::run_once` is the one run loop and `daemon` the one daemon
+//! over both. A sync runs on one engine: all
+//! its databases are PostgreSQL, or all are SQLite files.
+
 pub mod postgres;
 pub mod sqlite;
-mod tls;
 
+use crate::apply::{TablePlan, Totals};
 use crate::error::ReplicaError;
+use crate::plan::SyncPlan;
+use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
+use crate::record::{Replicator, RunOutcome};
 use dugong_config::{Config, Location, Sync};
+use dugong_core::DbId;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
 
-/// Whether `sync`'s databases are SQLite files (judged by the first; see [`check_one_engine`]).
-pub fn is_sqlite(config: &Config, sync: &Sync) -> bool {
-    sync.databases()
-        .first()
-        .and_then(|id| config.database(*id))
-        .is_some_and(|d| matches!(d.location, Location::Sqlite(_)))
+/// A sync prepared on an engine: what it replicates, who runs it, and the
+/// engine's connections and positions.
+pub struct Prepared<E> {
+    pub plan: Arc<SyncPlan>,
+    pub who: Replicator,
+    pub engine: E,
+    /// The last run was bounded: changes are known to be waiting, so the next
+    /// run needs no poll first.
+    pub(crate) more_pending: bool,
 }
 
-/// Refuses a sync that mixes PostgreSQL and SQLite databases, naming them.
-pub fn check_one_engine(config: &Config, sync: &Sync) -> Result<(), ReplicaError> {
+impl<E> Prepared<E> {
+    pub fn new(plan: SyncPlan, who: Replicator, engine: E) -> Prepared<E> {
+        Prepared { plan: Arc::new(plan), who, engine, more_pending: false }
+    }
+}
+
+/// What the pipeline needs of a database engine. The run steps are called in
+/// order — `pending`, then `begin`, `read_keys`, `apply`, `commit` and
+/// `advance`, or `rollback` after a failure — and the engine keeps what
+/// `begin` read (each source's window) until the run ends.
+pub trait Engine: Send + Sized + 'static {
+    /// A changed key as this engine reads it from its change logs.
+    type Key: Clone + Eq + Hash + Send + std::marker::Sync + 'static;
+    /// The engine's name in logs.
+    const NAME: &'static str;
+    /// How many change rows a run ships per source unless configured.
+    const DEFAULT_BATCH_ROWS: usize;
+
+    /// Connects to every database of `sync`, claims the sync (failing with
+    /// [`ReplicaError::Standby`] when another replicator holds it), chooses
+    /// and checks its tables, installs capture and loads the positions.
+    fn prepare(
+        config: &Arc<Config>,
+        sync: &Sync,
+        who: &Replicator,
+    ) -> impl Future<Output = Result<Prepared<Self>, ReplicaError>> + Send;
+
+    /// Records a failed preparation on every database of `sync` that answers
+    /// and has Dugong's tables. Never fails; returns whether each database
+    /// could be reached.
+    fn record_unprepared(
+        config: &Arc<Config>,
+        sync: &Sync,
+        who: &Replicator,
+        started: SystemTime,
+        error: &str,
+    ) -> impl Future<Output = Vec<(DbId, bool)>> + Send;
+
+    /// A key as text, for conflict records.
+    fn key_text(key: &Self::Key) -> TextKey;
+
+    /// The sync's databases, in its order.
+    fn databases(&self) -> Vec<DbId>;
+
+    /// Sources whose commit times are unknown, so conflicts there go to the
+    /// database listed first.
+    fn without_commit_timestamps(&self) -> Vec<DbId>;
+
+    /// Whether any source has changes the sync has not shipped: the poll.
+    fn pending(&mut self) -> impl Future<Output = Result<bool, ReplicaError>> + Send;
+
+    /// Nothing was pending: time for what waits for a lull.
+    fn idle(&mut self);
+
+    /// Starts the run transaction on every database and counts each source's
+    /// pending changes per table, up to a batch bound.
+    fn begin(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        limits: RunLimits,
+    ) -> impl Future<Output = Result<Vec<SourceRead>, ReplicaError>> + Send;
+
+    /// Reads the changed keys of each request, answering them in order.
+    fn read_keys(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        requests: &[KeyRequest],
+    ) -> impl Future<Output = Result<Vec<ChangedKeys<Self::Key>>, ReplicaError>> + Send;
+
+    /// Carries out every table plan on every database, in the run transactions.
+    fn apply(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        tables: Vec<TablePlan<Self::Key>>,
+    ) -> impl Future<Output = Result<Totals, ReplicaError>> + Send;
+
+    /// Records the run (state and conflicts) in every run transaction and
+    /// commits them all.
+    fn commit(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        who: &Replicator,
+        outcome: &RunOutcome,
+    ) -> impl Future<Output = Result<(), ReplicaError>> + Send;
+
+    /// After every database committed: moves each source's position past what
+    /// the run shipped (purging what every sync shipped, when cheap).
+    fn advance(&mut self, plan: &Arc<SyncPlan>) -> impl Future<Output = Result<(), ReplicaError>> + Send;
+
+    /// Ends the run transactions without effect. Best effort.
+    fn rollback(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Finishes what waits for a lull, now (before exiting after `--once`).
+    fn finish_upkeep(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The sync's initial copy (`onetimecopy`), when configured; rolled back
+    /// when `shutdown` comes first.
+    fn initial_copy(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        progress: bool,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Result<(), ReplicaError>> + Send;
+
+    /// Checks that the sync's tables still look as they did when it was
+    /// prepared; [`ReplicaError::SchemaChanged`] when they don't.
+    fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> impl Future<Output = Result<(), ReplicaError>> + Send;
+
+    /// Refreshes "last good" after empty runs: the heartbeat.
+    fn record_idle(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        who: &Replicator,
+    ) -> impl Future<Output = Result<(), ReplicaError>> + Send;
+
+    /// Records a failed run on every database that can be reached. Never fails.
+    fn record_bad(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        who: &Replicator,
+        started: SystemTime,
+        error: &str,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Marks the sync as not running (the replicator stops cleanly).
+    fn record_stopped(&mut self, plan: &Arc<SyncPlan>) -> impl Future<Output = ()> + Send;
+}
+
+/// The engine a sync runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Postgres,
+    Sqlite,
+}
+
+/// The engine of `sync`'s databases; refuses a sync that mixes PostgreSQL and
+/// SQLite databases, naming them.
+pub fn kind_of(config: &Config, sync: &Sync) -> Result<EngineKind, ReplicaError> {
     let mut sqlite = Vec::new();
     let mut postgres = Vec::new();
     for id in sync.databases() {
@@ -28,13 +183,14 @@ pub fn check_one_engine(config: &Config, sync: &Sync) -> Result<(), ReplicaError
             None => {}
         }
     }
-    if !sqlite.is_empty() && !postgres.is_empty() {
-        return Err(ReplicaError::Config(format!(
+    match (sqlite.is_empty(), postgres.is_empty()) {
+        (false, false) => Err(ReplicaError::Config(format!(
             "syncs[{}] mixes SQLite ({}) and PostgreSQL ({}) databases; a sync replicates between databases of one kind",
             sync.index,
             sqlite.join(", "),
             postgres.join(", ")
-        )));
+        ))),
+        (false, true) => Ok(EngineKind::Sqlite),
+        _ => Ok(EngineKind::Postgres),
     }
-    Ok(())
 }

@@ -7,13 +7,11 @@
 //! the same run. A `TRUNCATE` is a change of every row of the table at its commit
 //! time: changes that lose to it end deleted, changes that beat it survive.
 
+use crate::plan::DbOrder;
+pub use crate::read::CommitTime;
 use dugong_core::{ConflictStrategy, DbId, TableName};
 use std::collections::HashMap;
 use std::hash::Hash;
-
-/// Commit time of a change in microseconds since the Unix epoch, when known
-/// (`track_commit_timestamp = on`). Unknown times sort before known ones.
-pub type CommitTime = Option<i64>;
 
 /// The changes one source has pending for one table.
 #[derive(Debug, Clone)]
@@ -37,6 +35,20 @@ pub struct ConflictRecord<K> {
     pub by_truncate: bool,
 }
 
+impl<K> ConflictRecord<K> {
+    /// The same record with its key in another form (as text, for the logs).
+    pub fn map_key<T>(&self, f: impl FnOnce(&K) -> T) -> ConflictRecord<T> {
+        ConflictRecord {
+            key: f(&self.key),
+            winner: self.winner,
+            winner_time: self.winner_time,
+            loser: self.loser,
+            loser_time: self.loser_time,
+            by_truncate: self.by_truncate,
+        }
+    }
+}
+
 /// What every database must do for one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution<K> {
@@ -52,20 +64,6 @@ pub struct Resolution<K> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aborted {
     pub conflicts: usize,
-}
-
-/// The order in which databases win ties: their position in the configuration.
-#[derive(Debug, Clone)]
-pub struct DbOrder(Vec<DbId>);
-
-impl DbOrder {
-    pub fn new(ids: Vec<DbId>) -> Self {
-        DbOrder(ids)
-    }
-
-    fn rank(&self, db: DbId) -> usize {
-        self.0.iter().position(|d| *d == db).unwrap_or(usize::MAX)
-    }
 }
 
 /// Whether change `a` beats change `b` under `strategy`.

@@ -2,9 +2,9 @@
 //! stored state wins, counters take their maximum, and reachability, pending
 //! changes and lag are kept per database.
 
-use super::read::{DbRead, ReadError, StateRow};
 use super::{DatabaseStatus, ReplicatorStatus, RunTimes, StatusReport, SyncStatus, STALE_HEARTBEAT};
-use crate::prepare::COMMIT_TIMESTAMP_ADVICE;
+use crate::engine::postgres::COMMIT_TIMESTAMP_ADVICE;
+use crate::record::{DbRead, ReadError, StateRow};
 use chrono::{DateTime, Utc};
 use dugong_config::Sync;
 use dugong_core::DbId;

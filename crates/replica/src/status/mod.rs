@@ -13,16 +13,16 @@
 //! shows its replication lag, pending changes, conflicts and excluded tables.
 
 mod merge;
-pub(crate) mod read;
 pub mod render;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::sqlite;
+use crate::engine::{postgres, sqlite};
 use crate::error::{describe_pg, ReplicaError};
-use crate::prepare;
+use crate::plan;
+use crate::record::ReadError;
 use chrono::{DateTime, Utc};
-use dugong_config::{Config, Location, Sync};
+use dugong_config::{Config, Location};
 use dugong_core::DbId;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -155,10 +155,7 @@ impl StatusReport {
 /// Only a configuration problem (an unknown sync) is an error: unreachable
 /// databases are part of the report.
 pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport, ReplicaError> {
-    let syncs: Vec<&Sync> = match only {
-        Some(name) => vec![config.sync(name).ok_or_else(|| unknown_sync(config, name))?],
-        None => config.syncs.iter().collect(),
-    };
+    let syncs = plan::chosen_syncs(config, only)?;
     let mut ids: Vec<DbId> = Vec::new();
     for id in syncs.iter().flat_map(|s| s.databases()) {
         if !ids.contains(&id) {
@@ -172,12 +169,12 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
         if let Some(Location::Sqlite(path)) = config.database(*id).map(|d| &d.location) {
             return (*id, Ok(Conn::Sqlite(path.clone())));
         }
-        let result = match tokio::time::timeout(CONNECT_BUDGET, prepare::connect_as(config, *id, "dugong status")).await
-        {
-            Ok(Ok(client)) => Ok(Conn::Postgres(client)),
-            Ok(Err(e)) => Err(describe_unreachable(&e)),
-            Err(_) => Err(format!("no connection within {}s", CONNECT_BUDGET.as_secs())),
-        };
+        let result =
+            match tokio::time::timeout(CONNECT_BUDGET, postgres::connect_as(config, *id, "dugong status")).await {
+                Ok(Ok(client)) => Ok(Conn::Postgres(client)),
+                Ok(Err(e)) => Err(describe_unreachable(&e)),
+                Err(_) => Err(format!("no connection within {}s", CONNECT_BUDGET.as_secs())),
+            };
         (*id, result)
     }))
     .await;
@@ -187,10 +184,10 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
         let reads = join_all(sync.databases().into_iter().map(|id| {
             let client = &clients[&id];
             async move {
-                let late = || read::ReadError::Unreachable(format!("no answer within {}s", READ_BUDGET.as_secs()));
+                let late = || ReadError::Unreachable(format!("no answer within {}s", READ_BUDGET.as_secs()));
                 let result = match client {
                     Ok(Conn::Postgres(c)) => {
-                        match tokio::time::timeout(READ_BUDGET, read::read_db(c, id, sync)).await {
+                        match tokio::time::timeout(READ_BUDGET, postgres::status::read_db(c, id, sync)).await {
                             Ok(r) => r,
                             Err(_) => Err(late()),
                         }
@@ -200,11 +197,11 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
                         let read = tokio::task::spawn_blocking(move || sqlite::status::read_db(&path, id, &sync));
                         match tokio::time::timeout(READ_BUDGET, read).await {
                             Ok(Ok(r)) => r,
-                            Ok(Err(e)) => Err(read::ReadError::Failed(format!("reading failed: {e}"))),
+                            Ok(Err(e)) => Err(ReadError::Failed(format!("reading failed: {e}"))),
                             Err(_) => Err(late()),
                         }
                     }
-                    Err(why) => Err(read::ReadError::Unreachable(why.clone())),
+                    Err(why) => Err(ReadError::Unreachable(why.clone())),
                 };
                 (id, result)
             }
@@ -219,15 +216,6 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
 enum Conn {
     Postgres(Client),
     Sqlite(std::path::PathBuf),
-}
-
-fn unknown_sync(config: &Config, name: &str) -> ReplicaError {
-    let names: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
-    ReplicaError::Config(format!(
-        "no sync named {name:?} in {}; the syncs are: {}",
-        config.path.display(),
-        names.join(", ")
-    ))
 }
 
 /// Why a database cannot be reached: where it is and what the connection said,

@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 use dugong_config::Config;
-use dugong_replica::prepare::{self, Prepared};
-use dugong_replica::run::{self, RunLimits, RunOutcome};
+use dugong_replica::engine::postgres::{self, Postgres};
+use dugong_replica::engine::{Engine, Prepared};
+use dugong_replica::record::RunOutcome;
+use dugong_replica::run::{self, RunLimits};
 use dugong_replica::ReplicaError;
 use dugong_testkit::Cluster;
 use std::path::Path;
@@ -94,9 +96,9 @@ impl Sites {
 /// Prepares the first sync. A test that dropped a prepared sync just before
 /// may find its claim still held for a moment (the server ends the dropped
 /// sessions on its own time): that answer is asked again, with a deadline.
-pub async fn prepare(config: &Config) -> Prepared {
+pub async fn prepare(config: &Config) -> Prepared<Postgres> {
     dugong_testkit::wait_for("the previous replicator's claim to end", Duration::from_secs(10), || async {
-        match prepare::prepare(config, &config.syncs[0]).await {
+        match postgres::prepare(config, &config.syncs[0]).await {
             Ok(p) => Some(p),
             Err(ReplicaError::Standby { .. }) => None,
             Err(e) => panic!("prepare: {e}"),
@@ -106,7 +108,7 @@ pub async fn prepare(config: &Config) -> Prepared {
 }
 
 /// Runs until nothing is pending; returns the outcomes of runs that did work.
-pub async fn run_until_idle(p: &mut Prepared, limits: RunLimits) -> Vec<RunOutcome> {
+pub async fn run_until_idle(p: &mut Prepared<Postgres>, limits: RunLimits) -> Vec<RunOutcome> {
     let mut outcomes = Vec::new();
     for _ in 0..10_000 {
         let o = run::run_once(p, limits).await.expect("run");
@@ -118,6 +120,11 @@ pub async fn run_until_idle(p: &mut Prepared, limits: RunLimits) -> Vec<RunOutco
     panic!("still not idle after 10000 runs");
 }
 
-pub async fn sync_all(p: &mut Prepared) -> Vec<RunOutcome> {
+pub async fn sync_all(p: &mut Prepared<Postgres>) -> Vec<RunOutcome> {
     run_until_idle(p, RunLimits::default()).await
+}
+
+/// The sync's initial copy (`onetimecopy`), as the daemon does it at start.
+pub async fn initial_copy(p: &mut Prepared<Postgres>) -> Result<(), ReplicaError> {
+    p.engine.initial_copy(&p.plan, false, &Default::default()).await
 }

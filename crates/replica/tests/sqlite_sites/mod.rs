@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 use dugong_config::Config;
-use dugong_replica::engine::sqlite::{self, Prepared};
-use dugong_replica::run::{RunLimits, RunOutcome};
-use dugong_replica::state::Replicator;
+use dugong_replica::engine::sqlite::{self, Sqlite};
+use dugong_replica::engine::{Engine, Prepared};
+use dugong_replica::record::{Replicator, RunOutcome};
+use dugong_replica::run::{self, RunLimits};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -118,19 +119,35 @@ impl Sites {
     }
 }
 
-pub fn prepare(config: &Config) -> Prepared {
-    sqlite::prepare(config, &config.syncs[0], &Replicator::this_process()).unwrap()
+/// A runtime for the replicator's async steps; the tests themselves are
+/// plain threads driving SQLite files.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+pub fn prepare(config: &Config) -> Prepared<Sqlite> {
+    block_on(sqlite::prepare(config, &config.syncs[0])).unwrap()
+}
+
+/// Prepares the first sync as the replicator `who`.
+pub fn prepare_as(config: &Config, who: &Replicator) -> Result<Prepared<Sqlite>, dugong_replica::ReplicaError> {
+    block_on(Sqlite::prepare(&std::sync::Arc::new(config.clone()), &config.syncs[0], who))
+}
+
+/// One run of the sync.
+pub fn run_once(p: &mut Prepared<Sqlite>, limits: RunLimits) -> Result<RunOutcome, dugong_replica::ReplicaError> {
+    block_on(run::run_once(p, limits))
 }
 
 /// Runs until a run finds nothing pending; returns the runs that moved data.
-pub fn sync_all(p: &mut Prepared) -> Vec<RunOutcome> {
+pub fn sync_all(p: &mut Prepared<Sqlite>) -> Vec<RunOutcome> {
     sync_all_with(p, RunLimits::default())
 }
 
-pub fn sync_all_with(p: &mut Prepared, limits: RunLimits) -> Vec<RunOutcome> {
+pub fn sync_all_with(p: &mut Prepared<Sqlite>, limits: RunLimits) -> Vec<RunOutcome> {
     let mut out = Vec::new();
     for _ in 0..1000 {
-        let o = sqlite::run::run_once(p, limits).unwrap();
+        let o = run_once(p, limits).unwrap();
         if o.empty {
             return out;
         }

@@ -13,9 +13,10 @@
 //! `julianday`, which every SQLite version has, because the triggers run in
 //! whatever SQLite library the writing application links.
 
-use crate::catalog::TableInfo;
+use crate::capture::{Install, Uninstalled};
 use crate::error::{ReplicaError, StatementContext};
-use dugong_core::{quote_ident, DbId, SyncName, TableName};
+use crate::plan::TableInfo;
+use dugong_core::{quote_ident, DbId, TableName};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 
@@ -42,23 +43,18 @@ pub fn install_schema(conn: &mut Connection, db: DbId) -> Result<(), ReplicaErro
     tx.commit().on_db(db, || "committing the install".into())
 }
 
-/// Installs (or confirms) capture on `tables` and starts the cursors of
-/// `cursor_syncs` at the current sequence when they have none. Returns each
+/// Installs (or confirms) the capture `what` asks for, and starts its
+/// positions at the current sequence when they have none. Returns each
 /// table's capture id.
-pub fn install(
-    conn: &mut Connection,
-    db: DbId,
-    tables: &[TableInfo],
-    cursor_syncs: &[SyncName],
-) -> Result<HashMap<TableName, i64>, ReplicaError> {
+pub fn install(conn: &mut Connection, db: DbId, what: &Install<'_>) -> Result<HashMap<TableName, i64>, ReplicaError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .on_db(db, || "starting the install transaction".into())?;
     let mut ids = HashMap::new();
-    for table in tables {
+    for table in what.tables {
         ids.insert(table.name.clone(), install_table(&tx, db, table)?);
     }
-    for sync in cursor_syncs {
+    for sync in &what.positions {
         tx.execute(
             &format!(
                 "INSERT OR IGNORE INTO dugong_cursor (sync, seq, updated_at) SELECT ?1, seq, {NOW_US} FROM dugong_counter"
@@ -168,7 +164,7 @@ fn drop_capture(tx: &rusqlite::Transaction<'_>, db: DbId, id: i64, table: &str) 
 
 /// Removes the triggers of every captured table and every `dugong_*` table of
 /// the replicator (never the application's, nor the server's `dugong_local_*`).
-pub fn uninstall(conn: &mut Connection, db: DbId) -> Result<crate::capture::Uninstalled, ReplicaError> {
+pub fn uninstall(conn: &mut Connection, db: DbId) -> Result<Uninstalled, ReplicaError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .on_db(db, || "starting the uninstall transaction".into())?;
@@ -180,7 +176,7 @@ pub fn uninstall(conn: &mut Connection, db: DbId) -> Result<crate::capture::Unin
         )
         .on_db(db, || "looking for Dugong's tables".into())?;
     if !installed {
-        return Ok(crate::capture::Uninstalled::default());
+        return Ok(Uninstalled::default());
     }
     let captured: Vec<(i64, String)> = {
         let mut stmt = tx
@@ -189,7 +185,7 @@ pub fn uninstall(conn: &mut Connection, db: DbId) -> Result<crate::capture::Unin
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).on_db(db, || "listing captured tables".into())?;
         rows.collect::<Result<_, _>>().on_db(db, || "listing captured tables".into())?
     };
-    let mut out = crate::capture::Uninstalled::default();
+    let mut out = Uninstalled::default();
     for (id, table) in &captured {
         drop_capture(&tx, db, *id, table)?;
         out.tables.push(TableName::new("main", table.clone()).display_name());

@@ -1,13 +1,14 @@
 //! The tables of a SQLite file as [`CatalogRow`]s, so choosing and checking
-//! tables is the same code as on PostgreSQL (`crate::catalog`).
+//! tables is the same code as on PostgreSQL (`crate::plan`).
 //!
 //! Tables named `sqlite_*` (SQLite's own) and `dugong_*` (the replicator's
 //! bookkeeping, and the application server's site-local `dugong_local_*`
 //! tables) are never replicated, even with `tables: all` — the way PostgreSQL
 //! skips the `dugong` and `dugong_local` schemas. Tables live in schema `main`.
 
-use crate::catalog::{self as shared_catalog, CatalogRow, Column, Excluded, TableInfo};
 use crate::error::{ReplicaError, StatementContext};
+use crate::plan::tables::{CatalogRow, Column};
+use crate::plan::{self, Selection};
 use dugong_config::Sync;
 use dugong_core::{quote_ident, DbId, TableName};
 use rusqlite::Connection;
@@ -80,48 +81,12 @@ pub fn quoted(name: &TableName) -> String {
     quote_ident(&name.name)
 }
 
-/// The tables a sync replicates, read from one of its files, with the tables
-/// `all` had to leave out.
-pub(crate) fn select(
-    conn: &Connection,
-    db: DbId,
-    sync: &Sync,
-) -> Result<(Vec<TableInfo>, Vec<Excluded>), ReplicaError> {
-    let field = format!("syncs[{}].tables", sync.index);
-    shared_catalog::select_from(&read(conn, db)?, db, &sync.tables, &field)
-}
-
-/// The sync's tables as its first file describes them, and how the others differ.
-pub(crate) struct Selection {
-    pub tables: Vec<TableInfo>,
-    pub excluded: Vec<Excluded>,
-    /// Every difference of another file from the first, each naming the table
-    /// and column; empty when they all match.
-    pub problems: Vec<String>,
-}
-
-impl Selection {
-    /// A schema mismatch naming every difference, if there is one.
-    pub fn require_same(&self) -> Result<(), ReplicaError> {
-        if self.problems.is_empty() {
-            return Ok(());
-        }
-        Err(ReplicaError::SchemaMismatch(self.problems.join("; ")))
-    }
-}
-
-/// Selects the sync's tables on the first of `files` (the reference) and
-/// checks every other file against them.
-pub(crate) fn select_and_check<'c>(
+/// Reads the catalogs of a sync's files (the first is the reference), and
+/// chooses and checks its tables.
+pub(crate) fn select<'c>(
     files: impl IntoIterator<Item = (DbId, &'c Connection)>,
     sync: &Sync,
 ) -> Result<Selection, ReplicaError> {
-    let mut files = files.into_iter();
-    let (reference, first) = files.next().expect("a sync has at least one database");
-    let (tables, excluded) = select(first, reference, sync)?;
-    let mut problems = Vec::new();
-    for (id, conn) in files {
-        problems.extend(shared_catalog::differences(&read(conn, id)?, id, reference, &tables));
-    }
-    Ok(Selection { tables, excluded, problems })
+    let catalogs = files.into_iter().map(|(id, conn)| Ok((id, read(conn, id)?))).collect::<Result<Vec<_>, _>>()?;
+    plan::select(&catalogs, sync)
 }

@@ -5,12 +5,13 @@
 //! name the differing keys. Rows are hashed from their stored values (storage
 //! class and bytes), columns in name order; nothing is written to the files.
 
+use super::node::blocking;
 use super::value::{encode, text};
 use super::{catalog, open, path_of};
-use crate::catalog::TableInfo;
-use crate::compare::merge::{self, Entry};
-use crate::compare::{empty, fill_differences, is_about, RowCount, TableComparison};
+use crate::diff::merge::{self, Entry};
+use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison};
 use crate::error::{ReplicaError, StatementContext};
+use crate::plan::{Selection, TableInfo};
 use dugong_config::{Config, Sync};
 use dugong_core::{quote_ident, DbId};
 use md5::{Digest, Md5};
@@ -28,7 +29,7 @@ pub(crate) async fn compare_tables(
         files.push((*id, path_of(config, *id).map_err(|e| e.to_string())?.to_path_buf()));
     }
     let sync = sync.clone();
-    let per_table = super::blocking(move || {
+    let per_table = blocking(move || {
         let mut conns = Vec::with_capacity(files.len());
         let mut failures = Vec::new();
         for (id, path) in &files {
@@ -40,8 +41,7 @@ pub(crate) async fn compare_tables(
         if !failures.is_empty() {
             return Err(ReplicaError::Config(failures.join("; ")));
         }
-        let catalog::Selection { tables, problems, .. } =
-            catalog::select_and_check(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
+        let Selection { tables, problems, .. } = catalog::select(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
         let mut out = Vec::with_capacity(tables.len());
         for table in &tables {
             let mine: Vec<&str> = problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();

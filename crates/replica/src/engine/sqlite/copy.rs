@@ -1,74 +1,54 @@
-//! The initial copy (`onetimecopy`) between SQLite files, with the rules of the
-//! PostgreSQL engine (`crate::copy`): 1 empties each target table and copies it
-//! from the first source; 2 fills only empty tables — for a sync of several
-//! sources without targets, each empty table from the one source that has rows
-//! (several with rows is an error), and 1 is refused there.
-//!
-//! One transaction per file, like a run: `BEGIN IMMEDIATE` and the no-capture
-//! flag, so copied rows are not shipped back as changes.
+//! The initial copy (`onetimecopy`) between SQLite files, as
+//! `crate::plan::copy` routes each table. One transaction per file, like a
+//! run: `BEGIN IMMEDIATE` and the no-capture flag, so copied rows are not
+//! shipped back as changes.
 
 use super::catalog::quoted;
-use super::{Node, Prepared};
-use crate::catalog::TableInfo;
+use super::node::{Files, Node};
+use super::record::rollback_all;
 use crate::error::{ReplicaError, StatementContext};
+use crate::plan::copy;
+use crate::plan::{SyncPlan, TableInfo};
 use dugong_config::OneTimeCopy;
-use dugong_core::quote_ident;
+use dugong_core::{quote_ident, DbId};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Statement};
 
 /// Does the sync's initial copy, if it has one. Blocking.
-pub fn initial_copy(p: &Prepared) -> Result<(), ReplicaError> {
-    let Some(mode) = crate::copy::copy_mode(&p.sync, !p.tables.is_empty())? else {
+pub fn initial_copy(files: &Files, plan: &SyncPlan) -> Result<(), ReplicaError> {
+    let Some(mode) = copy::copy_mode(&plan.sync, !plan.tables.is_empty())? else {
         return Ok(());
     };
-    for node in &p.nodes {
+    for node in &files.nodes {
         node.conn
             .execute_batch("BEGIN IMMEDIATE; INSERT OR IGNORE INTO dugong_applying (id) VALUES (1);")
             .on_db(node.id, || "starting the initial copy".into())?;
     }
-    let result = copy_tables(p, mode);
+    let result = copy_tables(files, plan, mode);
     if result.is_ok() {
-        for node in &p.nodes {
+        for node in &files.nodes {
             if let Err(e) = node
                 .conn
                 .execute_batch("DELETE FROM dugong_applying; COMMIT")
                 .on_db(node.id, || "committing the initial copy".into())
             {
-                super::run::rollback_all(p);
+                rollback_all(files);
                 return Err(e);
             }
         }
         return Ok(());
     }
-    super::run::rollback_all(p);
+    rollback_all(files);
     result
 }
 
-fn copy_tables(p: &Prepared, mode: OneTimeCopy) -> Result<(), ReplicaError> {
-    let sync = &p.sync;
-    for table in &p.tables {
-        let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
-            let with_rows = p.nodes.iter().map(|n| has_rows(n, table)).collect::<Result<Vec<bool>, _>>()?;
-            match crate::copy::fill_source(sync.index, &table.name.to_string(), &p.nodes, |n| n.id, &with_rows)? {
-                Some(from) => (from, p.nodes.iter().filter(|n| n.id != from.id).collect()),
-                None => continue,
-            }
-        } else {
-            let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("the first source is a node");
-            if mode == OneTimeCopy::EmptyOnly && !has_rows(source, table)? {
-                continue;
-            }
-            let mut into = Vec::new();
-            for n in p.nodes.iter().filter(|n| !n.source) {
-                if mode == OneTimeCopy::Full || !has_rows(n, table)? {
-                    into.push(n);
-                }
-            }
-            (source, into)
-        };
-        if !into.is_empty() {
-            copy_table(from, &into, table, mode == OneTimeCopy::Full)?;
-        }
+fn copy_tables(files: &Files, plan: &SyncPlan, mode: OneTimeCopy) -> Result<(), ReplicaError> {
+    let dbs: Vec<DbId> = files.nodes.iter().map(|n| n.id).collect();
+    for table in &plan.tables {
+        let with_rows = files.nodes.iter().map(|n| has_rows(n, table)).collect::<Result<Vec<bool>, _>>()?;
+        let Some(route) = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)? else { continue };
+        let into: Vec<&Node> = route.into.iter().map(|id| files.node(*id)).collect();
+        copy_table(files.node(route.from), &into, table, route.empty_first)?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 
 use super::capture::NOW_US;
 use crate::error::{ReplicaError, StatementContext};
-use crate::state::Replicator;
+use crate::record::Replicator;
 use dugong_core::{DbId, SyncName};
 use rusqlite::{Connection, OptionalExtension};
 use std::time::Duration;

@@ -1,77 +1,57 @@
 //! The SQLite engine: replication between SQLite files (`"url": "sqlite:PATH"`)
 //! with the promises of the PostgreSQL engine — capture by triggers, no echo,
-//! per-row conflicts decided by the shared [`crate::resolve`], cursors advanced
-//! only after every file committed, status and compare through the shared
-//! renderers.
+//! per-row conflicts, cursors advanced only after every file committed —
+//! through the same run loop, daemon, status and compare.
 //!
 //! - `open`: opening a file, with errors that name it and the problem.
-//! - `capture`: Dugong's `dugong_*` tables, row triggers, `--uninstall`.
-//! - `catalog`: the file's tables as the shared catalog rows; the sync's tables
-//!   chosen on its first file and checked on the others.
-//! - `lease`: one replicator per sync.
-//! - `run`: one run; `copy`: the initial copy; `state`: the run state status reads.
+//! - `catalog`: the file's tables as the plan's catalog rows.
+//! - `capture`: Dugong's `dugong_*` tables, row triggers numbering every
+//!   change, `--uninstall`.
+//! - `lease`: one replicator per sync; `node`: what the engine keeps per file.
+//! - `read`: the poll, each source's window and change counts, changed keys;
+//!   `apply`: deletes and upserts; `record`: run state, conflict log, commits
+//!   and cursor advances (purging with them); `copy`: `onetimecopy`.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
 //! - `value`: keys that hash, values as text, the encoding compare hashes.
-//!
-//! rusqlite is blocking: the daemon drives a prepared sync through
-//! [`SqliteSync`], which runs each step on the blocking thread pool.
 
+mod apply;
 mod capture;
-pub mod catalog;
-pub mod compare;
-pub mod copy;
+mod catalog;
+pub(crate) mod compare;
+mod copy;
 pub mod lease;
+mod node;
 pub mod open;
-pub mod run;
-mod state;
-pub mod status;
+mod read;
+mod record;
+pub(crate) mod status;
 pub mod value;
 
 pub use capture::{delta_name, install_schema, uninstall};
+pub use node::{Files, Node, Sqlite};
+
+use super::{Engine, Prepared};
+use crate::apply::{TablePlan, Totals};
+use crate::capture::Install;
+use crate::error::{ReplicaError, StatementContext};
+use crate::plan::SyncPlan;
+use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
+use crate::record::{Replicator, RunOutcome};
+use dugong_config::{Config, Location, Sync};
+use dugong_core::{DbId, SyncName};
+use node::blocking;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+use value::SqliteKey;
 
 /// How many change rows a SQLite run ships per source by default: a run holds
 /// every file's write lock, which the application's writes wait for (about
 /// 140 ms for 20,000 rows here, 370 ms for 50,000), and bigger batches gain
 /// SQLite nothing.
 pub const DEFAULT_BATCH_ROWS: usize = 20_000;
-
-use crate::catalog::{self as shared_catalog, Excluded, TableInfo};
-use crate::error::{ReplicaError, StatementContext};
-use crate::resolve::DbOrder;
-use crate::run::{RunLimits, RunOutcome};
-use crate::state::Replicator;
-use dugong_config::{Config, Location, Sync};
-use dugong_core::{DbId, SyncName, TableName};
-use rusqlite::Connection;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-/// One file of a prepared sync.
-pub struct Node {
-    pub id: DbId,
-    pub path: PathBuf,
-    pub conn: Connection,
-    /// Sources capture changes; targets only receive.
-    pub source: bool,
-    /// The capture id (`dugong_delta_<id>`) of each of the sync's tables (sources only).
-    pub captures: HashMap<TableName, i64>,
-    /// The sequence number up to which this sync shipped this file's changes.
-    pub cursor: i64,
-}
-
-/// A SQLite sync ready to run.
-pub struct Prepared {
-    pub sync: Sync,
-    pub tables: Vec<TableInfo>,
-    pub excluded: Vec<Excluded>,
-    pub nodes: Vec<Node>,
-    pub order: DbOrder,
-    pub who: Replicator,
-    /// This replicator's tag in the lease rows.
-    pub owner: String,
-}
 
 /// The file of database `id`, when it is a SQLite database.
 pub fn path_of(config: &Config, id: DbId) -> Result<&Path, ReplicaError> {
@@ -82,8 +62,13 @@ pub fn path_of(config: &Config, id: DbId) -> Result<&Path, ReplicaError> {
     }
 }
 
+/// Prepares `sync` for this process: see [`Engine::prepare`].
+pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared<Sqlite>, ReplicaError> {
+    Sqlite::prepare(&Arc::new(config.clone()), sync, &Replicator::this_process()).await
+}
+
 /// Opens, checks and installs everything a sync needs on its files. Blocking.
-pub fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<Prepared, ReplicaError> {
+fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(SyncPlan, Files), ReplicaError> {
     let ids = sync.databases();
     let owner = lease::owner_tag(who);
     let mut opened = Vec::with_capacity(ids.len());
@@ -96,27 +81,22 @@ pub fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<Prepare
     for (id, _, conn) in &opened {
         lease::claim(conn, *id, &sync.name, who, &owner)?;
     }
-    let selection = catalog::select_and_check(opened.iter().map(|(id, _, conn)| (*id, conn)), sync)?;
-    selection.require_same()?;
-    let catalog::Selection { tables, excluded, .. } = selection;
+    let plan = SyncPlan::new(config, sync, catalog::select(opened.iter().map(|(id, _, conn)| (*id, conn)), sync)?)?;
     let configured: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
     let mut nodes = Vec::with_capacity(opened.len());
     for (id, path, mut conn) in opened {
-        let source = sync.sources.contains(&id);
-        let (capture_tables, cursor_syncs) =
-            if source { (&tables[..], vec![sync.name.clone()]) } else { (&[][..], vec![]) };
-        let captures = capture::install(&mut conn, id, capture_tables, &cursor_syncs)?;
-        let cursor = if source { read_cursor(&conn, id, &sync.name)? } else { 0 };
-        state::ensure_row(&conn, id, &sync.name)?;
-        if source {
+        let what = Install::for_database(sync, &plan.tables, id);
+        let captures = capture::install(&mut conn, id, &what)?;
+        let cursor = if what.source { read_cursor(&conn, id, &sync.name)? } else { 0 };
+        record::ensure_row(&conn, id, &sync.name)?;
+        if what.source {
             for stale in forget_stale_cursors(&conn, id, &configured)? {
                 tracing::warn!(db = %id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
             }
         }
-        nodes.push(Node { id, path, conn, source, captures, cursor });
+        nodes.push(Node { id, path, conn, source: what.source, captures, cursor });
     }
-    let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
-    Ok(Prepared { sync: sync.clone(), tables, excluded, nodes, order, who: who.clone(), owner })
+    Ok((plan, Files { nodes, owner, windows: Vec::new() }))
 }
 
 fn read_cursor(conn: &Connection, id: DbId, sync: &SyncName) -> Result<i64, ReplicaError> {
@@ -140,22 +120,22 @@ fn forget_stale_cursors(conn: &Connection, id: DbId, configured: &[&str]) -> Res
     Ok(stale)
 }
 
-/// Checks that the sync's tables still look as they did when it was prepared.
-pub fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
-    let now = catalog::select_and_check(p.nodes.iter().map(|n| (n.id, &n.conn)), &p.sync)?;
-    if now.tables != p.tables || now.excluded != p.excluded {
-        return Err(shared_catalog::schema_changed(&p.tables, &now.tables, p.nodes[0].id));
-    }
-    now.require_same()
-}
-
 /// Records a failed preparation on every file of the sync that can be opened
-/// and has Dugong's tables. Blocking; never fails.
-pub fn record_bad_unprepared(config: &Config, sync: &Sync, who: &Replicator, started: SystemTime, error: &str) {
+/// and has Dugong's tables. Blocking; never fails. Returns whether each file
+/// could be opened.
+fn record_bad_unprepared(
+    config: &Config,
+    sync: &Sync,
+    who: &Replicator,
+    started: SystemTime,
+    error: &str,
+) -> Vec<(DbId, bool)> {
+    let mut reached = Vec::new();
     let mut conns = Vec::new();
     for id in sync.databases() {
-        let Ok(path) = path_of(config, id) else { continue };
-        let Ok(conn) = open::open(id, path) else { continue };
+        let conn = path_of(config, id).and_then(|path| open::open(id, path));
+        reached.push((id, conn.is_ok()));
+        let Ok(conn) = conn else { continue };
         let installed = conn
             .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'dugong_sync_state')", [], |r| {
                 r.get::<_, bool>(0)
@@ -166,90 +146,142 @@ pub fn record_bad_unprepared(config: &Config, sync: &Sync, who: &Replicator, sta
         }
     }
     let refs: Vec<(DbId, &Connection)> = conns.iter().map(|(id, c)| (*id, c)).collect();
-    state::record_bad(&refs, &sync.name, who, started, error);
+    record::record_bad(&refs, &sync.name, who, started, error);
+    reached
 }
 
-/// A prepared SQLite sync as the async daemon drives it: every step runs on the
-/// blocking thread pool, one at a time.
-#[derive(Clone)]
-pub struct SqliteSync {
-    inner: Arc<Mutex<Prepared>>,
-    /// Copied out for the daemon's logs and metrics.
-    pub name: SyncName,
-    pub excluded: Vec<Excluded>,
-    pub tables: usize,
-    pub db_ids: Vec<DbId>,
-}
+impl Engine for Sqlite {
+    type Key = SqliteKey;
+    const NAME: &'static str = "sqlite";
+    const DEFAULT_BATCH_ROWS: usize = DEFAULT_BATCH_ROWS;
 
-impl SqliteSync {
-    /// Prepares `sync` on the blocking pool.
-    pub async fn prepare(config: Arc<Config>, sync: Sync, who: Replicator) -> Result<SqliteSync, ReplicaError> {
-        let p = blocking(move || prepare(&config, &sync, &who)).await?;
-        Ok(SqliteSync {
-            name: p.sync.name.clone(),
-            excluded: p.excluded.clone(),
-            tables: p.tables.len(),
-            db_ids: p.nodes.iter().map(|n| n.id).collect(),
-            inner: Arc::new(Mutex::new(p)),
-        })
+    async fn prepare(config: &Arc<Config>, sync: &Sync, who: &Replicator) -> Result<Prepared<Self>, ReplicaError> {
+        let (config, sync, for_files) = (config.clone(), sync.clone(), who.clone());
+        let (plan, files) = blocking(move || prepare_files(&config, &sync, &for_files)).await?;
+        Ok(Prepared::new(plan, who.clone(), Sqlite::new(files)))
     }
 
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Prepared) -> Result<T, ReplicaError> + Send + 'static,
-    ) -> Result<T, ReplicaError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            // A panic in an earlier step leaves the connections usable.
-            let mut p = inner.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut p)
-        })
-        .await
+    async fn record_unprepared(
+        config: &Arc<Config>,
+        sync: &Sync,
+        who: &Replicator,
+        started: SystemTime,
+        error: &str,
+    ) -> Vec<(DbId, bool)> {
+        let (config, sync, who, error) = (config.clone(), sync.clone(), who.clone(), error.to_string());
+        blocking(move || Ok(record_bad_unprepared(&config, &sync, &who, started, &error))).await.unwrap_or_default()
     }
 
-    pub async fn run_once(&self, limits: RunLimits) -> Result<RunOutcome, ReplicaError> {
-        self.with(move |p| run::run_once(p, limits)).await
+    fn key_text(key: &SqliteKey) -> TextKey {
+        key.iter().map(value::KeyValue::text).collect()
     }
 
-    /// The initial copy (`onetimecopy`), when configured.
-    pub async fn initial_copy(&self) -> Result<(), ReplicaError> {
-        self.with(|p| copy::initial_copy(p)).await
+    fn databases(&self) -> Vec<DbId> {
+        self.ids().to_vec()
     }
 
-    pub async fn check_unchanged(&self) -> Result<(), ReplicaError> {
-        self.with(|p| check_unchanged(p)).await
+    fn without_commit_timestamps(&self) -> Vec<DbId> {
+        // The triggers record every change's time.
+        Vec::new()
     }
 
-    pub async fn record_idle(&self) -> Result<(), ReplicaError> {
-        self.with(|p| state::record_idle(p)).await
+    async fn pending(&mut self) -> Result<bool, ReplicaError> {
+        self.with(|f| read::pending(f)).await
     }
 
-    pub async fn record_bad(&self, started: SystemTime, error: String) {
+    fn idle(&mut self) {
+        // Change rows are purged with every cursor advance: nothing waits.
+    }
+
+    async fn begin(&mut self, plan: &Arc<SyncPlan>, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| read::begin(f, &plan, limits)).await
+    }
+
+    async fn read_keys(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<ChangedKeys<SqliteKey>>, ReplicaError> {
+        let (plan, requests) = (plan.clone(), requests.to_vec());
+        self.with(move |f| read::read_keys(f, &plan, &requests)).await
+    }
+
+    async fn apply(&mut self, plan: &Arc<SyncPlan>, tables: Vec<TablePlan<SqliteKey>>) -> Result<Totals, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| apply::apply_all(f, &plan, tables)).await
+    }
+
+    async fn commit(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        who: &Replicator,
+        outcome: &RunOutcome,
+    ) -> Result<(), ReplicaError> {
+        let (plan, who, outcome) = (plan.clone(), who.clone(), outcome.clone());
+        self.with(move |f| record::commit(f, &plan, &who, &outcome)).await
+    }
+
+    async fn advance(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        let sync = plan.name().clone();
+        self.with(move |f| record::advance(f, &sync)).await
+    }
+
+    async fn rollback(&mut self) {
         let _ = self
-            .with(move |p| {
-                run::rollback_all(p);
-                let conns: Vec<(DbId, &Connection)> = p.nodes.iter().map(|n| (n.id, &n.conn)).collect();
-                state::record_bad(&conns, &p.sync.name, &p.who, started, &error);
+            .with(|f| {
+                f.windows.clear();
+                record::rollback_all(f);
                 Ok(())
             })
             .await;
     }
 
-    pub async fn record_stopped(&self) {
+    async fn finish_upkeep(&mut self) {}
+
+    async fn initial_copy(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        _progress: bool,
+        _shutdown: &CancellationToken,
+    ) -> Result<(), ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| copy::initial_copy(f, &plan)).await
+    }
+
+    async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| {
+            let now = catalog::select(f.nodes.iter().map(|n| (n.id, &n.conn)), &plan.sync)?;
+            plan.check_unchanged(now, f.nodes[0].id)
+        })
+        .await
+    }
+
+    async fn record_idle(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> Result<(), ReplicaError> {
+        let (plan, who) = (plan.clone(), who.clone());
+        self.with(move |f| record::record_idle(f, &plan, &who)).await
+    }
+
+    async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
+        let (sync, who, error) = (plan.name().clone(), who.clone(), error.to_string());
         let _ = self
-            .with(|p| {
-                state::record_stopped(p);
+            .with(move |f| {
+                record::rollback_all(f);
+                let conns: Vec<(DbId, &Connection)> = f.nodes.iter().map(|n| (n.id, &n.conn)).collect();
+                record::record_bad(&conns, &sync, &who, started, &error);
                 Ok(())
             })
             .await;
     }
-}
 
-/// Runs blocking SQLite work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ReplicaError> + Send + 'static,
-) -> Result<T, ReplicaError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(ReplicaError::Config(format!("a SQLite task failed: {e}"))))
+    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>) {
+        let sync = plan.name().clone();
+        let _ = self
+            .with(move |f| {
+                record::record_stopped(f, &sync);
+                Ok(())
+            })
+            .await;
+    }
 }

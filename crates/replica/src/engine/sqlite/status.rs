@@ -1,9 +1,10 @@
 //! What `dugong status` reads from a SQLite file, in the shape the shared
 //! status code merges and renders (`crate::status`). The file is opened read-only.
 
-use super::state::micros;
+use super::capture::delta_name;
 use super::{catalog, open};
-use crate::status::read::{DbRead, Pending, ReadError, StateRow};
+use crate::record::micros;
+use crate::record::{DbRead, Pending, ReadError, StateRow};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use rusqlite::{Connection, OptionalExtension};
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 /// Reads everything status needs from file `path`, database `id` of `sync`. Blocking.
-pub(crate) fn read_db(path: &Path, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> {
+pub fn read_db(path: &Path, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> {
     let conn = open::open_read_only(id, path).map_err(|e| ReadError::Unreachable(e.to_string()))?;
     let failed = |e: rusqlite::Error| ReadError::Failed(e.to_string());
     let installed: bool = conn
@@ -76,7 +77,7 @@ fn read_pending(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result
         .optional()
         .map_err(|e| e.to_string())?;
     let Some(cursor) = cursor else { return Ok(None) };
-    let (tables, _) = catalog::select(conn, id, sync).map_err(|e| e.to_string())?;
+    let tables = catalog::select([(id, conn)], sync).map_err(|e| e.to_string())?.tables;
     let mut parts = Vec::new();
     for t in &tables {
         let capture: Option<i64> = conn
@@ -84,7 +85,7 @@ fn read_pending(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result
             .optional()
             .map_err(|e| e.to_string())?;
         if let Some(cid) = capture {
-            parts.push(format!("SELECT at FROM {} WHERE seq > ?1", super::delta_name(cid)));
+            parts.push(format!("SELECT at FROM {} WHERE seq > ?1", delta_name(cid)));
         }
     }
     if parts.is_empty() {

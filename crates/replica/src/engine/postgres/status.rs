@@ -1,72 +1,15 @@
-//! What status reads from one database of a sync: its clock, whether Dugong is
-//! installed, the sync's stored state, and (on a source) the changes the sync
-//! has not shipped yet and how old the oldest one is.
+//! What `dugong status` reads from one PostgreSQL database, in the shape the
+//! shared status code merges and renders (`crate::status`): its clock, whether
+//! Dugong is installed, the sync's stored state, and (on a source) the changes
+//! the sync has not shipped yet and how old the oldest one is.
 
-use crate::capture::delta_name;
-use crate::catalog;
+use super::capture::delta_name;
+use super::catalog;
 use crate::error::describe_pg;
+use crate::record::{DbRead, Pending, ReadError, StateRow};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use tokio_postgres::Client;
-
-/// Why a database could not be read.
-#[derive(Debug, Clone)]
-pub(crate) enum ReadError {
-    /// No connection, a broken one, or no answer in time.
-    Unreachable(String),
-    /// Connected, but a query failed (permissions, a damaged schema…).
-    Failed(String),
-}
-
-/// Everything status learned from one database.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct DbRead {
-    /// The database's `now()`, in microseconds since the Unix epoch.
-    pub now_us: i64,
-    /// Dugong's schema (`dugong.sync_state`) exists.
-    pub installed: bool,
-    pub commit_timestamps: bool,
-    /// The sync's row of `dugong.sync_state`, if the replicator ever wrote one.
-    pub state: Option<StateRow>,
-    /// Unshipped changes (sources whose cursor exists only).
-    pub pending: Option<Pending>,
-    /// A part that could not be read although the database answered.
-    pub problem: Option<String>,
-}
-
-/// A `dugong.sync_state` row; times in microseconds since the Unix epoch.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct StateRow {
-    pub state: String,
-    pub pid: Option<i32>,
-    pub host: Option<String>,
-    pub heartbeat: Option<i64>,
-    pub last_good_started: Option<i64>,
-    pub last_good_ended: Option<i64>,
-    pub last_rows_started: Option<i64>,
-    pub last_rows_ended: Option<i64>,
-    pub last_bad_started: Option<i64>,
-    pub last_bad_ended: Option<i64>,
-    pub last_deletes: i64,
-    pub last_inserts: i64,
-    pub last_truncates: i64,
-    pub last_conflicts: i64,
-    pub last_error: Option<String>,
-    pub tables: i32,
-    pub excluded: Vec<String>,
-    pub rows_total: i64,
-    pub conflicts_total: i64,
-    pub updated_at: i64,
-}
-
-/// Changes of one source the sync has not shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Pending {
-    pub count: i64,
-    /// `now() −` the commit time of the oldest one, in microseconds; `None`
-    /// when commit times are not tracked (or not known for it).
-    pub oldest_age_us: Option<i64>,
-}
 
 /// A timestamp column as microseconds since the epoch.
 fn micros(column: &str) -> String {
@@ -82,7 +25,7 @@ fn classify(err: tokio_postgres::Error) -> ReadError {
 }
 
 /// Reads everything status needs from database `id` of `sync`.
-pub(super) async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> {
+pub async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> {
     let row = client
         .query_one(
             &format!(
@@ -170,14 +113,14 @@ async fn read_pending(
     if cursor.is_none() {
         return Ok(None);
     }
-    let field = format!("syncs[{}].tables", sync.index);
-    let (tables, _) = catalog::select_tables(client, id, &sync.tables, &field).await.map_err(|e| {
+    let selection = catalog::select(&[(id, client)], sync).await.map_err(|e| {
         if e.is_unreachable() {
             ReadError::Unreachable(e.to_string())
         } else {
             ReadError::Failed(e.to_string())
         }
     })?;
+    let tables = selection.tables;
     let captured =
         client.query("SELECT id, table_schema, table_name FROM dugong.captured", &[]).await.map_err(classify)?;
     let ids: Vec<i32> = captured

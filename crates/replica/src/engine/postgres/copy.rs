@@ -1,16 +1,20 @@
-//! Initial copy (`onetimecopy`): 1 empties each target table and copies it from
-//! the first source; 2 fills only empty tables. For a sync of several sources
-//! without targets, mode 2 fills each empty table from the one source that has
-//! rows (several with rows is an error) and mode 1 is refused — Bucardo silently
-//! copies nothing there; Dugong never does nothing silently.
+//! The initial copy (`onetimecopy`) on PostgreSQL, as `crate::plan::copy`
+//! routes each table: every database in one transaction with
+//! `session_replication_role = replica` (copied rows are not shipped back as
+//! changes), rows streamed with COPY from the source into every target at once,
+//! with a progress bar on a terminal and progress in `dugong status`.
 
-use crate::apply::{CopyFormat, RowCounter};
-use crate::catalog::TableInfo;
+use super::connect;
+use super::format::{CopyFormat, RowCounter};
+use super::node::{Node, Postgres};
+use super::record::rollback_all;
 use crate::error::{ReplicaError, StatementContext};
-use crate::prepare::{Node, Prepared};
+use crate::plan::copy::{self, copy_mode};
+use crate::plan::{SyncPlan, TableInfo};
 use bytes::Bytes;
 use dugong_config::OneTimeCopy;
-use dugong_core::quote_ident;
+use dugong_core::{quote_ident, DbId};
+use futures_util::future::try_join_all;
 use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -48,121 +52,62 @@ impl StatusReporter {
 }
 
 /// Does the sync's initial copy, if it has one. Interrupted by `shutdown`, it
-/// rolls back: targets keep what they had.
+/// rolls back: targets keep what they had. Progress goes to the first
+/// database's state through a connection of its own: the copy's transactions
+/// are not visible until they commit.
 pub async fn initial_copy(
-    p: &mut Prepared,
+    plan: &SyncPlan,
+    pg: &Postgres,
     progress: bool,
     shutdown: &CancellationToken,
-    reporter: Option<&StatusReporter>,
 ) -> Result<(), ReplicaError> {
-    let Some(mode) = copy_mode(&p.sync, !p.tables.is_empty())? else {
+    let Some(mode) = copy_mode(&plan.sync, !plan.tables.is_empty())? else {
         return Ok(());
     };
+    let reporter = match connect::connect(&pg.nodes[0].database, "dugong replicate").await {
+        Ok(c) => Some(StatusReporter::new(c, plan.name().to_string())),
+        Err(_) => None,
+    };
     let result = tokio::select! {
-        r = copy_tables(p, mode, progress, reporter) => r,
+        r = copy_tables(plan, pg, mode, progress, reporter.as_ref()) => r,
         _ = shutdown.cancelled() => Err(ReplicaError::Config("initial copy interrupted by shutdown; rolled back".into())),
     };
     match result {
         Ok(()) => {
-            for n in &p.nodes {
+            for n in &pg.nodes {
                 n.client.batch_execute("COMMIT").await.on_db(n.id, || "committing the initial copy".into())?;
             }
             Ok(())
         }
         Err(e) => {
-            crate::run::rollback_all(p).await;
+            rollback_all(pg).await;
             Err(e)
         }
     }
 }
 
 async fn copy_tables(
-    p: &Prepared,
+    plan: &SyncPlan,
+    pg: &Postgres,
     mode: OneTimeCopy,
     progress: bool,
     reporter: Option<&StatusReporter>,
 ) -> Result<(), ReplicaError> {
-    for n in &p.nodes {
+    for n in &pg.nodes {
         n.client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica")
             .await
             .on_db(n.id, || "starting the initial copy".into())?;
     }
-    let sync = &p.sync;
-    for table in &p.tables {
-        let (from, into): (&Node, Vec<&Node>) = if sync.targets.is_empty() {
-            // Several masters: the one that has rows fills the empty ones.
-            // Tables that have rows everywhere (a restart after the copy) are done.
-            let mut with_rows = Vec::new();
-            for n in &p.nodes {
-                with_rows.push(has_rows(n, table).await?);
-            }
-            match fill_source(sync.index, &table.name.to_string(), &p.nodes, |n| n.id, &with_rows)? {
-                Some(from) => (from, p.nodes.iter().filter(|n| n.id != from.id).collect()),
-                None => continue,
-            }
-        } else {
-            let source = p.nodes.iter().find(|n| n.id == sync.sources[0]).expect("first source is a node");
-            if mode == OneTimeCopy::EmptyOnly && !has_rows(source, table).await? {
-                continue;
-            }
-            let mut into = Vec::new();
-            for n in p.nodes.iter().filter(|n| !n.source) {
-                if mode == OneTimeCopy::Full || !has_rows(n, table).await? {
-                    into.push(n);
-                }
-            }
-            (source, into)
-        };
-        if into.is_empty() {
-            continue;
-        }
-        copy_table(from, &into, table, p.copy_format(table), mode == OneTimeCopy::Full, progress, reporter).await?;
+    let dbs: Vec<DbId> = pg.nodes.iter().map(|n| n.id).collect();
+    for table in &plan.tables {
+        let with_rows = try_join_all(pg.nodes.iter().map(|n| has_rows(n, table))).await?;
+        let Some(route) = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)? else { continue };
+        let into: Vec<&Node> = route.into.iter().map(|id| pg.node(*id)).collect();
+        let format = pg.copy_format(table);
+        copy_table(pg.node(route.from), &into, table, format, route.empty_first, progress, reporter).await?;
     }
     Ok(())
-}
-
-/// The sync's initial copy mode, `None` when there is nothing to copy; refuses mode 1 between
-/// masters only (it would empty tables that hold the only copy of their rows).
-pub(crate) fn copy_mode(sync: &dugong_config::Sync, has_tables: bool) -> Result<Option<OneTimeCopy>, ReplicaError> {
-    let mode = sync.onetimecopy;
-    if mode == OneTimeCopy::None || !has_tables {
-        return Ok(None);
-    }
-    if mode == OneTimeCopy::Full && sync.targets.is_empty() && sync.sources.len() > 1 {
-        return Err(ReplicaError::Config(format!(
-            "syncs[{}].onetimecopy: 1 empties every target table and copies it from a source, but {} has {} sources and no targets; use onetimecopy 2 to fill empty tables from the one source that has rows, or copy first with a one-way sync (\"sources\": [0], \"targets\": [1], \"onetimecopy\": 1)",
-            sync.index,
-            sync.name,
-            sync.sources.len()
-        )));
-    }
-    Ok(Some(mode))
-}
-
-/// Mode 2 between masters: the one database whose table has rows (`with_rows`, per node) fills
-/// the empty ones. `None` when there is nothing to do (empty everywhere, or rows everywhere: a
-/// restart after the copy); an error naming the databases when several have rows.
-pub(crate) fn fill_source<'a, N>(
-    sync_index: usize,
-    table: &str,
-    nodes: &'a [N],
-    id: impl Fn(&N) -> dugong_core::DbId,
-    with_rows: &[bool],
-) -> Result<Option<&'a N>, ReplicaError> {
-    let full: Vec<&N> = nodes.iter().zip(with_rows).filter(|(_, rows)| **rows).map(|(n, _)| n).collect();
-    match full.len() {
-        0 => Ok(None),
-        n if n == nodes.len() => Ok(None),
-        1 => Ok(Some(full[0])),
-        _ => {
-            let names: Vec<String> = full.iter().map(|n| id(n).to_string()).collect();
-            Err(ReplicaError::Config(format!(
-                "syncs[{sync_index}].onetimecopy: 2 fills empty tables from the one source that has rows, but table {table} is empty somewhere and has rows on {}; empty it on all but one, or use a one-way sync with onetimecopy 1",
-                names.join(" and ")
-            )))
-        }
-    }
 }
 
 async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {

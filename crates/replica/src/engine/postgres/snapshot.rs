@@ -94,6 +94,35 @@ pub fn choose_bound(nth_pending: Option<u64>, last: &Snapshot, current: &Snapsho
     }
 }
 
+/// The bounds of a backlog's next batches, counted once when the backlog was
+/// first seen: while they last, a run needs no counting query.
+#[derive(Debug, Clone, Default)]
+pub struct BatchBounds {
+    /// The batch size they were counted for.
+    rows: usize,
+    /// Transaction ids, ascending: each is the last of a batch.
+    bounds: Vec<u64>,
+}
+
+impl BatchBounds {
+    /// Bounds counted for batches of `rows`, ascending.
+    pub fn counted(rows: usize, bounds: Vec<u64>) -> BatchBounds {
+        BatchBounds { rows, bounds }
+    }
+
+    /// The next batch's bound and the rest, for a cursor at `cursor` and
+    /// batches of `rows`; `None` when none is left (or the size changed).
+    /// Bounds the cursor has passed are dropped, so every run progresses.
+    pub fn next_after(&self, cursor: &Snapshot, rows: usize) -> Option<(Option<u64>, BatchBounds)> {
+        if self.rows != rows {
+            return None;
+        }
+        let mut left = self.bounds.iter().copied().filter(|b| *b >= cursor.xmax);
+        let next = left.next()?;
+        Some((Some(next), BatchBounds { rows, bounds: left.collect() }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +188,20 @@ mod tests {
         // Never below the last xmax, never above the current one.
         assert_eq!(choose_bound(Some(105), &last, &current), 110);
         assert_eq!(choose_bound(Some(400), &last, &current), 300);
+    }
+
+    #[test]
+    fn batch_bounds_skip_what_the_cursor_passed_and_always_progress() {
+        let bounds = BatchBounds { rows: 100, bounds: vec![110, 150, 190] };
+        let cursor: Snapshot = "105:110:107".parse().unwrap();
+        let (next, rest) = bounds.next_after(&cursor, 100).unwrap();
+        assert_eq!(next, Some(110));
+        assert!(choose_bound(next, &cursor, &"300:300:".parse().unwrap()) > cursor.xmax);
+        assert_eq!(rest.bounds, vec![150, 190]);
+        let cursor: Snapshot = "151:151:".parse().unwrap();
+        let (next, rest) = bounds.next_after(&cursor, 100).unwrap();
+        assert_eq!((next, rest.bounds), (Some(190), vec![]));
+        assert!(bounds.next_after(&"191:191:".parse().unwrap(), 100).is_none(), "all passed: count again");
+        assert!(bounds.next_after(&cursor, 50).is_none(), "another batch size: count again");
     }
 }

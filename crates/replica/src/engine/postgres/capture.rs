@@ -11,13 +11,14 @@
 //! also logs the old key when a primary key changes, so that ships as a delete
 //! of the old key and an insert of the new one.
 //! Keys logged by the INSERT trigger carry `dugong_inserted = true`: a key that
-//! was only ever inserted needs no delete on the targets first (run.rs).
+//! was only ever inserted needs no delete on the targets first (`apply.rs`).
 //! Change logs made before the index existed get it from a concurrent build
 //! beside the replicator ([`build_txid_indexes`]), never inside the install.
 
-use crate::catalog::TableInfo;
+use crate::capture::{Install, Uninstalled};
 use crate::error::{ReplicaError, StatementContext};
-use dugong_core::{quote_ident, quote_literal, DbId, SyncName, TableName};
+use crate::plan::TableInfo;
+use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use std::collections::HashMap;
 use tokio_postgres::Client;
 
@@ -44,29 +45,24 @@ pub struct Installed {
     pub unindexed: Vec<Capture>,
 }
 
-/// Installs (or confirms) Dugong's schema on a database of a sync. Capture
-/// triggers go on `tables` when the database is a source of some sync; cursors
-/// start now for the syncs in `cursor_syncs` that have none yet.
-pub async fn install(
-    client: &mut Client,
-    db: DbId,
-    tables: &[TableInfo],
-    cursor_syncs: &[SyncName],
-) -> Result<Installed, ReplicaError> {
+/// Installs (or confirms) Dugong's schema on a database of a sync, with the
+/// capture triggers and positions `what` asks for; positions start now for
+/// the syncs that have none yet.
+pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Result<Installed, ReplicaError> {
     let tx = client.transaction().await.on_db(db, || "starting the install transaction".into())?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
         .await
         .on_db(db, || "waiting for the install lock".into())?;
     tx.batch_execute(SCHEMA_SQL).await.map_err(|e| install_error(db, e))?;
     let mut installed = Installed::default();
-    for table in tables {
+    for table in what.tables {
         let (capture, indexed) = install_table(&tx, db, table).await?;
         if !indexed {
             installed.unindexed.push(capture.clone());
         }
         installed.captures.insert(table.name.clone(), capture);
     }
-    for sync in cursor_syncs {
+    for sync in &what.positions {
         tx.execute(
             "INSERT INTO dugong.cursor (sync, snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (sync) DO NOTHING",
             &[&sync.as_str()],
@@ -335,13 +331,6 @@ END $dugong$;",
         old_values = old_values.join(", "),
         new_values = new_values.join(", "),
     )
-}
-
-/// What `uninstall` removed from one database.
-#[derive(Debug, Clone, Default)]
-pub struct Uninstalled {
-    pub tables: Vec<String>,
-    pub schema_dropped: bool,
 }
 
 /// Removes the triggers from every captured table and drops the `dugong`

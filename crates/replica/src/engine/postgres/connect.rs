@@ -3,13 +3,25 @@
 
 use std::time::Duration;
 
-use dugong_config::{Database, Location, PgTarget, SslMode};
+use dugong_config::{Config, Database, Location, PgTarget, SslMode};
 use dugong_core::DbId;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls, Socket};
 
 use super::tls;
 use crate::error::ReplicaError;
+
+/// Connects the replicator to a database of the configuration, by id.
+pub async fn connect_to(config: &Config, id: DbId) -> Result<Client, ReplicaError> {
+    connect_as(config, id, "dugong replicate").await
+}
+
+/// Connects to a database of the configuration under `application_name`, so
+/// each tool shows up under its own name on the server.
+pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Result<Client, ReplicaError> {
+    let db = config.database(id).ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
+    connect(db, application_name).await
+}
 
 /// Session settings every replicator connection uses, so values written as text
 /// by one server read back identically on another. No JIT and no parallel plans:

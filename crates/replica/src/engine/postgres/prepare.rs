@@ -1,139 +1,52 @@
-//! Preparing a sync: connect to every database, choose and check its tables,
-//! install capture, load cursors. A prepared sync is what a run works on.
+//! Preparing a sync on PostgreSQL: connect to every database, claim the sync,
+//! choose and check its tables, install capture, load cursors.
 
-use crate::capture::{self, Capture};
-use crate::catalog::{self, Excluded, TableInfo};
-use crate::engine::postgres;
+use super::capture::{self, Capture};
+use super::catalog;
+use super::connect::{self, connect_to};
+use super::node::{Node, Postgres};
+use super::read;
+use super::snapshot::Snapshot;
+use super::upkeep;
+use crate::capture::Install;
+use crate::engine::Prepared;
 use crate::error::{ReplicaError, StatementContext};
-use crate::resolve::DbOrder;
-use crate::snapshot::Snapshot;
+use crate::plan::{SyncPlan, TableInfo};
+use crate::record::Replicator;
+use crate::upkeep::Upkeep;
 use dugong_config::{Config, Sync};
-use dugong_core::{DbId, SyncName, TableName};
+use dugong_core::{DbId, SyncName};
 use futures_util::future::try_join_all;
-use std::collections::HashMap;
 use tokio_postgres::Client;
-
-/// One database of a prepared sync.
-pub struct Node {
-    pub id: DbId,
-    /// Its entry in the configuration, for connections beside `client`.
-    pub database: dugong_config::Database,
-    pub client: Client,
-    /// Sources capture changes; targets only receive.
-    pub source: bool,
-    /// Change logs of the sync's tables (sources only).
-    pub captures: HashMap<TableName, Capture>,
-    /// What this sync has shipped of this database's changes (sources only).
-    pub cursor: Snapshot,
-    /// `track_commit_timestamp = on`: real commit times for conflicts.
-    pub commit_timestamps: bool,
-    /// The server's major version (`server_version_num / 10000`).
-    pub major_version: i32,
-    /// The prepared poll statement (sources only): it runs every few ms.
-    pub poll: Option<tokio_postgres::Statement>,
-    /// Where the next batches of a backlog end (sources only).
-    pub batch_bounds: crate::run::BatchBounds,
-    /// Purging and vacuuming the change logs in the background (sources only).
-    pub upkeep: crate::upkeep::Upkeep,
-}
-
-/// A sync ready to run.
-pub struct Prepared {
-    pub sync: Sync,
-    pub tables: Vec<TableInfo>,
-    pub excluded: Vec<Excluded>,
-    pub nodes: Vec<Node>,
-    pub order: DbOrder,
-    /// This replicator, as status shows it.
-    pub who: crate::state::Replicator,
-    /// The last run was bounded: changes are known to be waiting, so the next
-    /// run needs no poll first.
-    pub more_pending: bool,
-    /// Every database runs the same major version of PostgreSQL, so the tables
-    /// whose types allow it travel in COPY's binary format: PostgreSQL does not
-    /// promise that format across major versions.
-    pub same_major_version: bool,
-}
-
-impl Prepared {
-    pub fn name(&self) -> &SyncName {
-        &self.sync.name
-    }
-
-    /// Finishes the change logs' upkeep: what waits for a lull starts now, and
-    /// this returns when it is done (before exiting after `--once`, and in tests).
-    pub async fn finish_upkeep(&mut self) {
-        for node in self.nodes.iter_mut().filter(|n| n.source) {
-            crate::upkeep::finish(node).await;
-        }
-    }
-
-    /// The format the rows of `table` travel in from source to targets: binary
-    /// when the types and the servers allow it, which spares both ends
-    /// printing and parsing every value as text.
-    pub fn copy_format(&self, table: &TableInfo) -> crate::apply::CopyFormat {
-        if self.same_major_version && table.binary_copy {
-            crate::apply::CopyFormat::Binary
-        } else {
-            crate::apply::CopyFormat::Text
-        }
-    }
-
-    /// The databases whose `track_commit_timestamp` is off.
-    pub fn without_commit_timestamps(&self) -> Vec<DbId> {
-        self.nodes.iter().filter(|n| n.source && !n.commit_timestamps).map(|n| n.id).collect()
-    }
-}
 
 /// The advice printed whenever commit timestamps are off.
 pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so conflicts cannot be decided by commit time and go to the database listed first; turn it on with ALTER SYSTEM SET track_commit_timestamp = on (or in postgresql.conf) and restart PostgreSQL";
 
-/// Connects the replicator to a database of the configuration, by id.
-pub async fn connect(config: &Config, id: DbId) -> Result<Client, ReplicaError> {
-    connect_as(config, id, "dugong replicate").await
-}
-
-/// Connects to a database of the configuration under `application_name`, so
-/// each tool shows up under its own name on the server.
-pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Result<Client, ReplicaError> {
-    let db = config.database(id).ok_or_else(|| ReplicaError::Config(format!("database id {} is not defined", id.0)))?;
-    postgres::connect(db, application_name).await
-}
-
 /// Connects, checks and installs everything a sync needs on its databases.
-pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared, ReplicaError> {
+pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<Prepared<Postgres>, ReplicaError> {
     // Every database is connected, claimed, checked and installed at once: a
     // restart waits for the slowest database, not for their sum.
     let ids = sync.databases();
-    let clients = try_join_all(ids.iter().map(|id| async move { Ok((*id, connect(config, *id).await?)) })).await?;
+    let clients = try_join_all(ids.iter().map(|id| async move { Ok((*id, connect_to(config, *id).await?)) })).await?;
     // Claimed one after the other, in the sync's order: of two replicators
     // starting at once, the one that claims the first database wins, instead
     // of each holding one claim and both standing by.
     for (id, client) in &clients {
         claim(client, *id, &sync.name).await?;
     }
-    let field = format!("syncs[{}].tables", sync.index);
-    let reference = ids[0];
-    let (tables, excluded) = catalog::select_tables(&clients[0].1, reference, &sync.tables, &field).await?;
-    let checks = clients[1..].iter().map(|(id, client)| catalog::check_same_schema(client, *id, reference, &tables));
-    let problems: Vec<String> = try_join_all(checks).await?.into_iter().flatten().collect();
-    if !problems.is_empty() {
-        return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
-    }
+    let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
+    let plan = SyncPlan::new(config, sync, catalog::select(&refs, sync).await?)?;
     let nodes =
-        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &tables, id, client))).await?;
-    let order = DbOrder::new(config.databases.iter().map(|d| d.id).collect());
+        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &plan.tables, id, client)))
+            .await?;
+    let configured: Vec<SyncName> = config.syncs.iter().map(|s| s.name.clone()).collect();
+    for n in nodes.iter().filter(|n| n.source) {
+        for stale in forget_stale_cursors(&n.client, n.id, &configured).await? {
+            tracing::warn!(db = %n.id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
+        }
+    }
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
-    Ok(Prepared {
-        sync: sync.clone(),
-        tables,
-        excluded,
-        nodes,
-        order,
-        who: crate::state::Replicator::this_process(),
-        more_pending: false,
-        same_major_version,
-    })
+    Ok(Prepared::new(plan, who.clone(), Postgres { nodes, same_major_version, windows: Vec::new() }))
 }
 
 /// Checks and installs what one database of the sync needs, and reads where
@@ -146,9 +59,8 @@ async fn set_up_node(
     mut client: Client,
 ) -> Result<Node, ReplicaError> {
     check_replication_role(&client, id).await?;
-    let source = sync.sources.contains(&id);
-    let (capture_tables, cursor_syncs) = if source { (tables, vec![sync.name.clone()]) } else { (&[][..], vec![]) };
-    let installed = capture::install(&mut client, id, capture_tables, &cursor_syncs).await?;
+    let what = Install::for_database(sync, tables, id);
+    let installed = capture::install(&mut client, id, &what).await?;
     let database = config.database(id).expect("every database of a sync is configured").clone();
     if !installed.unindexed.is_empty() {
         build_txid_indexes(database.clone(), id, installed.unindexed);
@@ -161,6 +73,7 @@ async fn set_up_node(
         .await
         .on_db(id, || "reading track_commit_timestamp and the server version".into())?;
     let (commit_timestamps, major_version): (bool, i32) = (settings.get(0), settings.get(1));
+    let source = what.source;
     let cursor =
         if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
     client
@@ -181,12 +94,13 @@ async fn set_up_node(
         major_version,
         poll: None,
         batch_bounds: Default::default(),
-        upkeep: Default::default(),
+        upkeep: Upkeep::default(),
+        upkeep_task: None,
     };
     if source {
-        let waiting = crate::upkeep::shipped_waiting(&node.client, id, &node.captures, &node.cursor).await?;
-        node.upkeep = crate::upkeep::Upkeep::resumed(waiting);
-        let sql = crate::run::pending_sql(tables, &node);
+        let waiting = upkeep::shipped_waiting(&node.client, id, &node.captures, &node.cursor).await?;
+        node.upkeep = Upkeep::resumed(waiting);
+        let sql = read::pending_sql(tables, &node);
         node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
     }
     Ok(node)
@@ -199,7 +113,7 @@ async fn set_up_node(
 fn build_txid_indexes(database: dugong_config::Database, id: DbId, unindexed: Vec<Capture>) {
     tokio::spawn(async move {
         let built = async {
-            let client = postgres::connect(&database, "dugong replicate (index build)").await?;
+            let client = connect::connect(&database, "dugong replicate (index build)").await?;
             capture::build_txid_indexes(&client, id, &unindexed).await
         };
         if let Err(e) = built.await {
@@ -254,20 +168,9 @@ pub async fn forget_stale_cursors(
 
 /// Checks that the tables of a running sync still look as they did when it was
 /// prepared, on every database. Cheap: one catalog query per database.
-pub async fn check_unchanged(p: &Prepared) -> Result<(), ReplicaError> {
-    let reference = &p.nodes[0];
-    let field = format!("syncs[{}].tables", p.sync.index);
-    let (tables, excluded) = catalog::select_tables(&reference.client, reference.id, &p.sync.tables, &field).await?;
-    if tables != p.tables || excluded != p.excluded {
-        return Err(catalog::schema_changed(&p.tables, &tables, reference.id));
-    }
-    for node in &p.nodes[1..] {
-        let problems = catalog::check_same_schema(&node.client, node.id, reference.id, &p.tables).await?;
-        if !problems.is_empty() {
-            return Err(ReplicaError::SchemaMismatch(problems.join("; ")));
-        }
-    }
-    Ok(())
+pub async fn check_unchanged(plan: &SyncPlan, pg: &Postgres) -> Result<(), ReplicaError> {
+    let refs: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
+    plan.check_unchanged(catalog::select(&refs, &plan.sync).await?, pg.nodes[0].id)
 }
 
 /// Claims the sync on one database: a session-level advisory lock, held as long

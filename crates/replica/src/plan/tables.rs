@@ -1,14 +1,11 @@
-//! What the databases hold: the tables a sync replicates, their columns and
-//! primary keys, and the check that every database of a sync agrees on them.
+//! The tables a sync replicates: chosen from what a database's catalog holds
+//! (any engine describes its tables as [`CatalogRow`]s), and the check that
+//! every database of the sync describes them the same way.
 
-use crate::error::{ReplicaError, StatementContext};
+use crate::error::ReplicaError;
 use dugong_config::{TableRef, TableSelection};
 use dugong_core::{DbId, TableName};
 use std::collections::BTreeMap;
-use tokio_postgres::Client;
-
-/// Schemas the replicator never replicates, even with `tables: all`.
-pub const SKIPPED_SCHEMAS: &[&str] = &["pg_catalog", "information_schema", "dugong", "dugong_local", "bucardo"];
 
 /// One column that the replicator copies (generated columns are left out: the
 /// target computes them itself).
@@ -43,8 +40,9 @@ pub struct Excluded {
 }
 
 /// Every user table of a database as its catalog describes it, whatever the
-/// engine: PostgreSQL's `pg_class` here, SQLite's `sqlite_schema` in
-/// `engine::sqlite::catalog`. Choosing and checking tables works on these.
+/// engine: PostgreSQL's `pg_class` (`engine::postgres::catalog`), SQLite's
+/// `sqlite_schema` (`engine::sqlite::catalog`). Choosing and checking tables
+/// works on these.
 #[derive(Debug, Clone)]
 pub(crate) struct CatalogRow {
     pub name: TableName,
@@ -63,50 +61,6 @@ pub(crate) struct CatalogRow {
     /// this database's own OIDs, change with an extension's version, or do not
     /// exist, while their text is what every server agrees on. SQLite: never.
     pub binary: bool,
-}
-
-const CATALOG_SQL: &str = "
-SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relispartition,
-  coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}'),
-  coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}'),
-  k.conname::text,
-  (SELECT array_agg(a.attname::text ORDER BY array_position(k.conkey, a.attnum)) FROM pg_attribute a
-    WHERE a.attrelid = c.oid AND a.attnum = ANY(k.conkey)),
-  coalesce((SELECT bool_and(t.oid < 16384 AND t.typtype = 'b' AND t.typsend::oid <> 0 AND t.typreceive::oid <> 0
-                            AND t.typname !~ '^_?reg')
-            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), false)
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
-WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
-  AND n.nspname <> ALL($1::text[]) AND n.nspname NOT LIKE 'pg\\_%'
-ORDER BY 1, 2";
-
-async fn read_catalog(client: &Client, db: DbId) -> Result<Vec<CatalogRow>, ReplicaError> {
-    let skipped: Vec<String> = SKIPPED_SCHEMAS.iter().map(|s| s.to_string()).collect();
-    let rows = client.query(CATALOG_SQL, &[&skipped]).await.on_db(db, || "reading the table catalog".into())?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let names: Vec<String> = row.get(4);
-        let types: Vec<String> = row.get(5);
-        let columns = names.into_iter().zip(types).map(|(name, type_sql)| Column { name, type_sql }).collect();
-        let key = match (row.get::<_, Option<String>>(6), row.get::<_, Option<Vec<String>>>(7)) {
-            (Some(name), Some(cols)) => Some((name, cols)),
-            _ => None,
-        };
-        out.push(CatalogRow {
-            name: TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
-            kind: row.get(2),
-            partition: row.get(3),
-            columns,
-            key,
-            binary: row.get(8),
-        });
-    }
-    Ok(out)
 }
 
 /// Why a catalog table cannot be replicated, if it cannot.
@@ -136,20 +90,9 @@ fn to_info(row: &CatalogRow) -> TableInfo {
     }
 }
 
-/// The tables a sync replicates, read from its reference database, with the
-/// tables `all` had to leave out. A listed table that is missing or has no
-/// primary key is a configuration error naming it.
-pub async fn select_tables(
-    client: &Client,
-    db: DbId,
-    selection: &TableSelection,
-    field: &str,
-) -> Result<(Vec<TableInfo>, Vec<Excluded>), ReplicaError> {
-    let catalog = read_catalog(client, db).await?;
-    select_from(&catalog, db, selection, field)
-}
-
-/// [`select_tables`] over a catalog already read, from any engine.
+/// The tables a sync replicates, chosen from the catalog of its reference
+/// database `db`, with the tables `all` had to leave out. A listed table that is
+/// missing or has no primary key is a configuration error naming it.
 pub(crate) fn select_from(
     catalog: &[CatalogRow],
     db: DbId,
@@ -222,20 +165,9 @@ fn find<'a>(catalog: &'a [CatalogRow], r: &TableRef) -> Result<&'a CatalogRow, S
     }
 }
 
-/// Checks that `other` describes every table of `reference` the same way: same
-/// columns with the same types and the same primary key. Returns every
-/// difference, each naming the table and column.
-pub async fn check_same_schema(
-    client: &Client,
-    db: DbId,
-    reference_db: DbId,
-    reference: &[TableInfo],
-) -> Result<Vec<String>, ReplicaError> {
-    let catalog = read_catalog(client, db).await?;
-    Ok(differences(&catalog, db, reference_db, reference))
-}
-
-/// [`check_same_schema`] over a catalog already read, from any engine.
+/// Checks that `catalog` (of database `db`) describes every table of
+/// `reference` the same way: same columns with the same types and the same
+/// primary key. Returns every difference, each naming the table and column.
 pub(crate) fn differences(
     catalog: &[CatalogRow],
     db: DbId,

@@ -1,0 +1,270 @@
+//! Applying a run's table plans on PostgreSQL: fetch each winning row from its
+//! source with `COPY … TO STDOUT`, then on every other database delete the
+//! changed keys and `COPY … FROM STDIN` the winners' rows, in that database's
+//! run transaction (with `session_replication_role = replica`, so nothing
+//! echoes back).
+//!
+//! Rows travel in COPY's binary format when every column's type allows it and
+//! every server runs the same major version ([`Postgres::copy_format`]): the
+//! source then sends uuids, numbers and times as they are stored, and the
+//! targets, whose one COPY backend bounds a catch-up, need not parse them from
+//! text. Otherwise they travel as text.
+
+use super::format::{CopyFormat, RowCounter};
+use super::node::{Node, Postgres, Window};
+use super::read::not_shipped;
+use crate::apply::{TablePlan, Totals};
+use crate::error::{ReplicaError, StatementContext};
+use crate::plan::{SyncPlan, TableInfo};
+use crate::read::TextKey;
+use bytes::{Bytes, BytesMut};
+use dugong_core::{quote_ident, quote_literal, DbId};
+use futures_util::future::try_join_all;
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::time::Instant;
+use tokio_postgres::types::{ToSql, Type};
+
+/// Rows fetched from one source for one table, as COPY OUT sent them.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub chunks: Vec<Bytes>,
+    pub rows: u64,
+}
+
+fn column_list(table: &TableInfo) -> String {
+    table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
+}
+
+fn key_list(table: &TableInfo) -> String {
+    table.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// The `COPY … TO STDOUT` of the rows `source` won in `plan`: its changed keys
+/// in this run's window (after `cursor`, below `bound`), less those it lost.
+fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
+    let capture = &source.captures[&table.name];
+    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let mut sql = format!(
+        "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE {} AND dugong_txid < '{}'::xid8)",
+        column_list(table),
+        table.name.quoted(),
+        key_list(table),
+        kcols.join(", "),
+        capture.delta,
+        not_shipped(&window.cursor),
+        window.bound,
+    );
+    if let Some(lost) = plan.lost.get(&source.id) {
+        let values: Vec<String> = lost
+            .iter()
+            .map(|key| {
+                let parts: Vec<String> =
+                    key.iter().zip(&table.key).map(|(v, c)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
+                format!("({})", parts.join(", "))
+            })
+            .collect();
+        sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
+    }
+    sql.push_str(") TO STDOUT");
+    sql.push_str(pg.copy_format(table).options());
+    sql
+}
+
+/// Streams `COPY … TO STDOUT` of `from` into `COPY … FROM STDIN` of every
+/// target at once, so the source's reading and the targets' writing overlap.
+/// Returns the number of rows.
+async fn stream_copy(
+    from: (&tokio_postgres::Client, DbId),
+    out_sql: &str,
+    targets: &[(&tokio_postgres::Client, DbId)],
+    in_sql: &str,
+    table: &TableInfo,
+    format: CopyFormat,
+) -> Result<u64, ReplicaError> {
+    let mut sinks = Vec::with_capacity(targets.len());
+    for (client, id) in targets {
+        let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(*id, table, e))?;
+        sinks.push((*id, Box::pin(sink)));
+    }
+    let stream = from.0.copy_out(out_sql).await.on_db(from.1, || format!("reading rows of {}", table.name))?;
+    futures_util::pin_mut!(stream);
+    let mut rows = RowCounter::new(format);
+    // The server sends one message per row; the targets parse fewer, larger
+    // ones faster (as psql sends them).
+    let mut pending = BytesMut::with_capacity(COPY_CHUNK + 4096);
+    loop {
+        let row = stream.next().await.transpose().on_db(from.1, || format!("reading rows of {}", table.name))?;
+        if let Some(row) = &row {
+            rows.saw(row);
+            pending.extend_from_slice(row);
+        }
+        if pending.len() >= COPY_CHUNK || (row.is_none() && !pending.is_empty()) {
+            let chunk = pending.split().freeze();
+            for (id, sink) in sinks.iter_mut() {
+                sink.feed(chunk.clone()).await.map_err(|e| apply_error(*id, table, e))?;
+            }
+        }
+        if row.is_none() {
+            break;
+        }
+    }
+    for (id, mut sink) in sinks {
+        sink.as_mut().finish().await.map_err(|e| apply_error(id, table, e))?;
+    }
+    Ok(rows.rows)
+}
+
+/// The size of the COPY messages sent to targets.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Applies every plan on every database of the sync, each in its open run
+/// transaction: first the deletes everywhere, then each winning source's rows
+/// streamed straight into the databases that take them.
+pub async fn apply_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]) -> Result<Totals, ReplicaError> {
+    // A database emptied by another's truncate takes its own winning rows back:
+    // read them before it is emptied.
+    let mut buffered: HashMap<(usize, DbId), Fetched> = HashMap::new();
+    for (pi, plan) in plans.iter().enumerate() {
+        let Some(truncator) = plan.truncate else { continue };
+        for source in plan.winning_sources.iter().filter(|s| **s != truncator) {
+            let n = pg.node(*source);
+            let table = &p.tables[plan.table];
+            let sql = fetch_sql(pg, table, plan, n, pg.window(*source));
+            let stream = n.client.copy_out(&sql).await.on_db(n.id, || format!("reading rows of {}", table.name))?;
+            let chunks: Vec<Bytes> =
+                stream.try_collect().await.on_db(n.id, || format!("reading rows of {}", table.name))?;
+            let mut rows = RowCounter::new(pg.copy_format(table));
+            chunks.iter().for_each(|c| rows.saw(c));
+            buffered.insert((pi, *source), Fetched { chunks, rows: rows.rows });
+        }
+    }
+
+    let phase = Instant::now();
+    let per_node = pg.nodes.iter().map(|node| async move {
+        let mut deletes = 0u64;
+        for plan in plans {
+            let table = &p.tables[plan.table];
+            if plan.truncate.is_some_and(|t| t != node.id) {
+                // DELETE, not TRUNCATE: foreign keys pointing here would make
+                // TRUNCATE fail, and replica mode already skips their triggers.
+                node.client
+                    .execute(&format!("DELETE FROM {}", table.name.quoted()), &[])
+                    .await
+                    .on_db(node.id, || format!("emptying {} after a truncate", table.name))?;
+            } else {
+                deletes += delete_keys(node.id, &node.client, table, plan, node.id).await?;
+            }
+        }
+        Ok::<u64, ReplicaError>(deletes)
+    });
+    let deletes: u64 = try_join_all(per_node).await?.into_iter().sum();
+    let delete_time = phase.elapsed();
+    let phase = Instant::now();
+
+    let mut inserts = 0u64;
+    for (pi, plan) in plans.iter().enumerate() {
+        let table = &p.tables[plan.table];
+        let format = pg.copy_format(table);
+        let in_sql = format!("COPY {} ({}) FROM STDIN{}", table.name.quoted(), column_list(table), format.options());
+        for source in &plan.winning_sources {
+            if let Some(fetched) = buffered.get(&(pi, *source)) {
+                // Every database takes these rows: the others as usual, the
+                // source itself because the truncate emptied it.
+                for n in &pg.nodes {
+                    copy_in(&n.client, n.id, &in_sql, table, fetched).await?;
+                }
+                inserts += fetched.rows;
+                continue;
+            }
+            let from = pg.node(*source);
+            let targets: Vec<(&tokio_postgres::Client, DbId)> =
+                pg.nodes.iter().filter(|n| n.id != *source).map(|n| (&n.client, n.id)).collect();
+            let out_sql = fetch_sql(pg, table, plan, from, pg.window(*source));
+            inserts += stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, table, format).await?;
+        }
+    }
+    let truncates = plans.iter().filter(|p| p.truncate.is_some()).count() as u64;
+    Ok(Totals { deletes, inserts, truncates, delete_time, copy_time: phase.elapsed() })
+}
+
+/// Deletes on database `me` every key whose winner is another database, but
+/// the plan's fresh keys.
+async fn delete_keys(
+    db: DbId,
+    client: &tokio_postgres::Client,
+    table: &TableInfo,
+    plan: &TablePlan<TextKey>,
+    me: DbId,
+) -> Result<u64, ReplicaError> {
+    let n = table.key.len();
+    let mut columns: Vec<Vec<&str>> = vec![Vec::new(); n];
+    for (key, winner) in &plan.winners {
+        if *winner != me && !plan.fresh.contains(key) {
+            for (i, v) in key.iter().enumerate() {
+                columns[i].push(v.as_str());
+            }
+        }
+    }
+    if columns[0].is_empty() {
+        return Ok(0);
+    }
+    let sql = if n == 1 {
+        format!(
+            "DELETE FROM {} WHERE {} = ANY($1::text[]::{}[])",
+            table.name.quoted(),
+            quote_ident(&table.key[0].name),
+            table.key[0].type_sql
+        )
+    } else {
+        let params: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+        let casts: Vec<String> = table.key.iter().enumerate().map(|(i, c)| format!("u{i}::{}", c.type_sql)).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+        format!(
+            "DELETE FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+            table.name.quoted(),
+            key_list(table),
+            casts.join(", "),
+            params.join(", "),
+            names.join(", ")
+        )
+    };
+    // Typed parameters and a counting CTE: one round trip, no separate prepare.
+    let sql = format!("WITH d AS ({sql} RETURNING 1) SELECT count(*) FROM d");
+    let params: Vec<(&(dyn ToSql + Sync), Type)> =
+        columns.iter().map(|c| (c as &(dyn ToSql + Sync), Type::TEXT_ARRAY)).collect();
+    let rows = client.query_typed(&sql, &params).await.map_err(|e| apply_error(db, table, e))?;
+    Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+}
+
+async fn copy_in(
+    client: &tokio_postgres::Client,
+    db: DbId,
+    in_sql: &str,
+    table: &TableInfo,
+    fetched: &Fetched,
+) -> Result<(), ReplicaError> {
+    if fetched.rows == 0 {
+        return Ok(());
+    }
+    let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(db, table, e))?;
+    futures_util::pin_mut!(sink);
+    for chunk in &fetched.chunks {
+        sink.feed(chunk.clone()).await.map_err(|e| apply_error(db, table, e))?;
+    }
+    sink.finish().await.map_err(|e| apply_error(db, table, e))?;
+    Ok(())
+}
+
+/// A unique violation on the primary key while applying means an application
+/// inserted the same key after the run's snapshot: a clash to retry at once.
+/// Anything else (a unique constraint on other columns, a check) is the sync's
+/// problem, named with its constraint.
+fn apply_error(db: DbId, table: &TableInfo, e: tokio_postgres::Error) -> ReplicaError {
+    if let Some(dbe) = e.as_db_error() {
+        if dbe.code().code() == "23505" && dbe.constraint() == Some(table.key_constraint.as_str()) {
+            return ReplicaError::ConcurrentWrite { db, table: table.name.clone() };
+        }
+    }
+    ReplicaError::Statement { db, context: format!("applying changes to {}", table.name), source: e }
+}

@@ -1,0 +1,189 @@
+//! The PostgreSQL engine: replication between PostgreSQL databases.
+//!
+//! - `connect`, `tls`: connections with the session settings every replicator
+//!   connection uses, and TLS as each database's `sslmode` asks.
+//! - `catalog`: a database's tables as the plan's catalog rows.
+//! - `capture`: the `dugong` schema, statement-level triggers into change logs
+//!   indexed by transaction id, `--uninstall`.
+//! - `prepare`: connect, claim (a session advisory lock per sync), check,
+//!   install, load cursors; `node`: what the engine keeps per database.
+//! - `snapshot`: `pg_snapshot` cursors and batch bounds; `format`: COPY's
+//!   text or binary format between servers.
+//! - `read`: the poll, each source's run snapshot and window, change counts
+//!   and changed keys; `apply`: deletes and COPY streams; `record`: run
+//!   state, conflict log, commits and cursor advances; `upkeep`: purges and
+//!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`.
+//! - `status`, `compare`: what `dugong status` and `dugong compare` read.
+
+mod apply;
+pub mod capture;
+mod catalog;
+pub(crate) mod compare;
+mod connect;
+mod copy;
+mod format;
+mod node;
+mod prepare;
+mod read;
+mod record;
+pub mod snapshot;
+pub(crate) mod status;
+mod tls;
+mod upkeep;
+
+pub use capture::uninstall;
+pub use connect::{connect, connect_as, connect_to};
+pub use format::CopyFormat;
+pub use node::{Node, Postgres};
+pub use prepare::COMMIT_TIMESTAMP_ADVICE;
+
+use super::{Engine, Prepared};
+use crate::apply::{TablePlan, Totals};
+use crate::error::ReplicaError;
+use crate::plan::SyncPlan;
+use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
+use crate::record::{Replicator, RunOutcome};
+use dugong_config::{Config, Sync};
+use dugong_core::DbId;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+
+/// Prepares `sync` for this process: see [`Engine::prepare`].
+pub async fn prepare(config: &Config, sync: &Sync) -> Result<Prepared<Postgres>, ReplicaError> {
+    prepare::prepare(config, sync, &Replicator::this_process()).await
+}
+
+impl Engine for Postgres {
+    type Key = TextKey;
+    const NAME: &'static str = "postgres";
+    const DEFAULT_BATCH_ROWS: usize = DEFAULT_BATCH_ROWS;
+
+    async fn prepare(config: &Arc<Config>, sync: &Sync, who: &Replicator) -> Result<Prepared<Self>, ReplicaError> {
+        prepare::prepare(config, sync, who).await
+    }
+
+    async fn record_unprepared(
+        config: &Arc<Config>,
+        sync: &Sync,
+        who: &Replicator,
+        started: SystemTime,
+        error: &str,
+    ) -> Vec<(DbId, bool)> {
+        let mut reached = Vec::new();
+        let mut clients = Vec::new();
+        for id in sync.databases() {
+            match connect_to(config, id).await {
+                Ok(c) => {
+                    reached.push((id, true));
+                    clients.push((id, c));
+                }
+                Err(err) => {
+                    reached.push((id, false));
+                    tracing::debug!(db = %id, error = %err, "database unreachable");
+                }
+            }
+        }
+        // State can only be recorded where Dugong's schema exists.
+        let mut usable = Vec::new();
+        for (id, c) in &clients {
+            if c.query_one("SELECT to_regclass('dugong.sync_state') IS NOT NULL", &[])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false)
+            {
+                usable.push((*id, c));
+            }
+        }
+        record::record_bad(&usable, &sync.name, who, started, error).await;
+        reached
+    }
+
+    fn key_text(key: &TextKey) -> TextKey {
+        key.clone()
+    }
+
+    fn databases(&self) -> Vec<DbId> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn without_commit_timestamps(&self) -> Vec<DbId> {
+        self.sources().filter(|n| !n.commit_timestamps).map(|n| n.id).collect()
+    }
+
+    async fn pending(&mut self) -> Result<bool, ReplicaError> {
+        read::pending(self).await
+    }
+
+    fn idle(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.source) {
+            upkeep::when_idle(node);
+        }
+    }
+
+    async fn begin(&mut self, plan: &Arc<SyncPlan>, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
+        read::begin(self, plan, limits).await
+    }
+
+    async fn read_keys(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        requests: &[KeyRequest],
+    ) -> Result<Vec<ChangedKeys<TextKey>>, ReplicaError> {
+        read::read_keys(self, plan, requests).await
+    }
+
+    async fn apply(&mut self, plan: &Arc<SyncPlan>, tables: Vec<TablePlan<TextKey>>) -> Result<Totals, ReplicaError> {
+        apply::apply_all(self, plan, &tables).await
+    }
+
+    async fn commit(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        who: &Replicator,
+        outcome: &RunOutcome,
+    ) -> Result<(), ReplicaError> {
+        record::commit(plan, self, who, outcome).await
+    }
+
+    async fn advance(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        record::advance(self, plan.name()).await
+    }
+
+    async fn rollback(&mut self) {
+        self.windows.clear();
+        record::rollback_all(self).await;
+    }
+
+    async fn finish_upkeep(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| n.source) {
+            upkeep::finish(node).await;
+        }
+    }
+
+    async fn initial_copy(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        progress: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ReplicaError> {
+        copy::initial_copy(plan, self, progress, shutdown).await
+    }
+
+    async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        prepare::check_unchanged(plan, self).await
+    }
+
+    async fn record_idle(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> Result<(), ReplicaError> {
+        record::record_idle(plan, self, who).await
+    }
+
+    async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
+        let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
+        record::record_bad(&clients, plan.name(), who, started, error).await;
+    }
+
+    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>) {
+        record::record_stopped(self, plan.name()).await;
+    }
+}

@@ -1,0 +1,105 @@
+//! The PostgreSQL engine's state: a connection and what the replicator knows
+//! per database of a sync, and the window each source is read in during a run.
+
+use super::capture::Capture;
+use super::format::CopyFormat;
+use super::snapshot::{BatchBounds, Snapshot};
+use crate::plan::TableInfo;
+use crate::upkeep::Upkeep;
+use dugong_core::{DbId, TableName};
+use std::collections::HashMap;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+/// A sync's PostgreSQL databases, ready to run.
+pub struct Postgres {
+    pub nodes: Vec<Node>,
+    /// Every database runs the same major version of PostgreSQL, so the tables
+    /// whose types allow it travel in COPY's binary format: PostgreSQL does not
+    /// promise that format across major versions.
+    pub same_major_version: bool,
+    /// The sources' windows of the run in progress (empty between runs).
+    pub(crate) windows: Vec<Window>,
+}
+
+impl Postgres {
+    /// The format the rows of `table` travel in from source to targets: binary
+    /// when the types and the servers allow it, which spares both ends
+    /// printing and parsing every value as text.
+    pub fn copy_format(&self, table: &TableInfo) -> CopyFormat {
+        if self.same_major_version && table.binary_copy {
+            CopyFormat::Binary
+        } else {
+            CopyFormat::Text
+        }
+    }
+
+    pub(crate) fn node(&self, id: DbId) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("every database of a run is a node")
+    }
+
+    pub(crate) fn window(&self, id: DbId) -> &Window {
+        self.windows.iter().find(|w| w.db == id).expect("every winning source was read")
+    }
+
+    pub(crate) fn sources(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.source)
+    }
+}
+
+/// One database of a prepared sync.
+pub struct Node {
+    pub id: DbId,
+    /// Its entry in the configuration, for connections beside `client`.
+    pub database: dugong_config::Database,
+    pub client: Client,
+    /// Sources capture changes; targets only receive.
+    pub source: bool,
+    /// Change logs of the sync's tables (sources only).
+    pub captures: HashMap<TableName, Capture>,
+    /// What this sync has shipped of this database's changes (sources only).
+    pub cursor: Snapshot,
+    /// `track_commit_timestamp = on`: real commit times for conflicts.
+    pub commit_timestamps: bool,
+    /// The server's major version (`server_version_num / 10000`).
+    pub major_version: i32,
+    /// The prepared poll statement (sources only): it runs every few ms.
+    pub poll: Option<tokio_postgres::Statement>,
+    /// Where the next batches of a backlog end (sources only).
+    pub batch_bounds: BatchBounds,
+    /// What the change logs' upkeep has waiting (sources only)...
+    pub upkeep: Upkeep,
+    /// ...and the background task doing it, at most one at a time.
+    pub(crate) upkeep_task: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// A background upkeep task is still running.
+    pub(crate) fn upkeep_busy(&self) -> bool {
+        self.upkeep_task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+/// The change window a source is read in during a run: its changes after the
+/// cursor and below the batch bound, as visible in the run's snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub db: DbId,
+    /// The cursor the run started from (`pg_snapshot` text).
+    pub cursor: String,
+    /// The run's snapshot.
+    pub snapshot: Snapshot,
+    /// The batch bound: only transactions below it are shipped.
+    pub bound: u64,
+    /// Bounds of the batches after this one, as far as the backlog was counted.
+    pub later: BatchBounds,
+    /// Change rows in the window, over every table.
+    pub shipped: u64,
+}
+
+impl Window {
+    /// No batch bound held this source's changes back.
+    pub fn caught_up(&self) -> bool {
+        self.bound >= self.snapshot.xmax
+    }
+}

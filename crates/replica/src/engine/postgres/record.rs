@@ -1,0 +1,215 @@
+//! Recording runs on PostgreSQL: the state `dugong status` reads
+//! (`dugong.sync_state` on every database of the sync), the conflict log, the
+//! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
+
+use super::node::Postgres;
+use super::upkeep;
+use crate::error::{describe_pg, ReplicaError, StatementContext};
+use crate::plan::SyncPlan;
+use crate::record::{conflict_reason, epoch_seconds, excluded_entries, Replicator, RunOutcome};
+use crate::upkeep::Purge;
+use dugong_core::quote_literal;
+use dugong_core::{DbId, SyncName};
+use futures_util::future::try_join_all;
+use std::time::SystemTime;
+use tokio_postgres::Client;
+
+const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING";
+
+/// The columns every Good state sets, whatever the run did.
+fn good_columns(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> String {
+    let excluded: Vec<String> = excluded_entries(&plan.excluded).iter().map(|e| quote_literal(e)).collect();
+    format!(
+        "replicator_pid = {pid}, replicator_host = {host}, heartbeat = now(), state = 'Good', tables = {tables},
+            excluded = ARRAY[{excluded}]::text[], commit_timestamps = {commit_ts}, updated_at = now()",
+        pid = who.pid,
+        host = quote_literal(&who.host),
+        tables = plan.tables.len(),
+        excluded = excluded.join(", "),
+        commit_ts = pg.nodes.iter().filter(|n| n.source).all(|n| n.commit_timestamps),
+    )
+}
+
+/// Refreshes "last good" after an empty run (the heartbeat: Bucardo shows empty
+/// runs as Good too), on every database of the sync. Runs that moved rows record
+/// their state inside their own transactions ([`commit`]).
+pub async fn record_idle(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> Result<(), ReplicaError> {
+    let sql = format!(
+        "UPDATE dugong.sync_state SET {}, last_good_started = now(), last_good_ended = now() WHERE sync = {}",
+        good_columns(plan, pg, who),
+        quote_literal(plan.name().as_str()),
+    );
+    try_join_all(
+        pg.nodes
+            .iter()
+            .map(|node| async { node.client.batch_execute(&sql).await.on_db(node.id, || "recording the run".into()) }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement that records a run that moved rows, executed in each
+/// database's run transaction just before it commits.
+fn good_run_sql(plan: &SyncPlan, pg: &Postgres, who: &Replicator, outcome: &RunOutcome) -> String {
+    let started = epoch_seconds(outcome.started.unwrap_or_else(SystemTime::now));
+    let (d, i, t, c) = (outcome.deletes, outcome.inserts, outcome.truncates, outcome.conflicts.len());
+    format!(
+        "UPDATE dugong.sync_state SET {good},
+            last_good_started = to_timestamp({started}), last_good_ended = now(),
+            last_rows_started = to_timestamp({started}), last_rows_ended = now(),
+            last_deletes = {d}, last_inserts = {i}, last_truncates = {t}, last_conflicts = {c},
+            rows_total = rows_total + {d} + {i}, conflicts_total = conflicts_total + {c}
+         WHERE sync = {sync}",
+        good = good_columns(plan, pg, who),
+        sync = quote_literal(plan.name().as_str()),
+    )
+}
+
+/// Records the run's conflicts and state in every database's run transaction,
+/// and commits them all. A conflict log that cannot be written rolls the run
+/// back.
+pub async fn commit(
+    plan: &SyncPlan,
+    pg: &Postgres,
+    who: &Replicator,
+    outcome: &RunOutcome,
+) -> Result<(), ReplicaError> {
+    if !outcome.conflicts.is_empty() {
+        if let Err(e) = log_conflicts(plan, pg, outcome).await {
+            rollback_all(pg).await;
+            return Err(e);
+        }
+    }
+    let sql = format!("{};\nCOMMIT", good_run_sql(plan, pg, who, outcome));
+    try_join_all(
+        pg.nodes
+            .iter()
+            .map(|n| async { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records every conflict of the run in each database's conflict log, in the
+/// run transaction.
+async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+    let records: Vec<serde_json::Value> = outcome
+        .conflicts
+        .iter()
+        .map(|(table, c)| {
+            serde_json::json!({
+                "table_schema": table.schema,
+                "table_name": table.name,
+                "key": c.key,
+                "winner": c.winner.to_string(),
+                "loser": c.loser.to_string(),
+                "winner_us": c.winner_time,
+                "loser_us": c.loser_time,
+                "reason": conflict_reason(c),
+            })
+        })
+        .collect();
+    let json = serde_json::Value::Array(records).to_string();
+    let sync = plan.name().as_str();
+    let sql = "INSERT INTO dugong.conflict_log (sync, table_schema, table_name, key, winner, loser, winner_committed, loser_committed, reason)
+        SELECT $1, x.table_schema, x.table_name, x.key, x.winner, x.loser,
+               to_timestamp(x.winner_us / 1000000.0), to_timestamp(x.loser_us / 1000000.0), x.reason
+        FROM jsonb_to_recordset($2::text::jsonb) AS x(table_schema text, table_name text, key text[], winner text, loser text,
+                                                   winner_us bigint, loser_us bigint, reason text)";
+    try_join_all(pg.nodes.iter().map(|n| {
+        let json = &json;
+        async move { n.client.execute(sql, &[&sync, json]).await.on_db(n.id, || "recording conflicts".into()) }
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Best effort: a broken connection rolls back by itself.
+pub(crate) async fn rollback_all(pg: &Postgres) {
+    for n in &pg.nodes {
+        if !n.client.is_closed() {
+            let _ = n.client.batch_execute("ROLLBACK").await;
+        }
+    }
+}
+
+/// After every database committed: moves each source's cursor past the run's
+/// window, and purges the change rows every configured sync has shipped when
+/// the upkeep policy says the purge goes with it.
+pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaError> {
+    let windows = std::mem::take(&mut pg.windows);
+    let mut advances = Vec::with_capacity(windows.len());
+    for w in &windows {
+        let node = pg.node(w.db);
+        let purge = node.upkeep.purge_after(node.upkeep_busy(), w.caught_up(), w.shipped);
+        advances.push((w.snapshot.truncated_at(w.bound), purge));
+    }
+    let work = windows.iter().zip(&advances).map(|(w, (cursor, purge))| {
+        let node = pg.node(w.db);
+        async move {
+            // A cursor lost in a crash only means shipping again, which is
+            // idempotent: no need to wait for the flush.
+            let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
+            sql.push_str(&format!(
+                "UPDATE dugong.cursor SET snapshot = '{cursor}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
+                quote_literal(sync.as_str())
+            ));
+            if *purge == Purge::Inline {
+                sql.push_str(&upkeep::purge_sql(node));
+            }
+            sql.push_str("COMMIT;");
+            node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the cursor".into())
+        }
+    });
+    try_join_all(work).await?;
+    for (w, (cursor, purge)) in windows.into_iter().zip(advances) {
+        let node = pg.nodes.iter_mut().find(|n| n.id == w.db).expect("every window is a node's");
+        node.cursor = cursor;
+        let caught_up = w.caught_up();
+        node.batch_bounds = w.later;
+        upkeep::after_run(node, purge, caught_up, w.shipped);
+    }
+    Ok(())
+}
+
+/// Records a failed run on every database of the sync that can be reached.
+/// Never fails: the databases that are down are what the error is about.
+pub async fn record_bad(
+    clients: &[(DbId, &Client)],
+    sync: &SyncName,
+    who: &Replicator,
+    started: SystemTime,
+    error: &str,
+) {
+    let started_s = epoch_seconds(started);
+    for (id, client) in clients {
+        let result = async {
+            client.execute(UPSERT, &[&sync.as_str()]).await?;
+            client
+                .execute(
+                    "UPDATE dugong.sync_state SET replicator_pid = $2, replicator_host = $3, heartbeat = now(), state = 'Bad',
+                        last_bad_started = to_timestamp($4), last_bad_ended = now(), last_error = $5, updated_at = now()
+                     WHERE sync = $1",
+                    &[&sync.as_str(), &who.pid, &who.host, &started_s, &error],
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(db = %id, sync = %sync, error = %describe_pg(&e), "could not record the failed run");
+        }
+    }
+}
+
+/// Marks the sync as not running on every database (the replicator stopped).
+pub async fn record_stopped(pg: &Postgres, sync: &SyncName) {
+    for node in &pg.nodes {
+        let _ = node
+            .client
+            .execute(
+                "UPDATE dugong.sync_state SET replicator_pid = NULL, updated_at = now() WHERE sync = $1",
+                &[&sync.as_str()],
+            )
+            .await;
+    }
+}

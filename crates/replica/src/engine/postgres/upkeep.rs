@@ -1,0 +1,132 @@
+//! Carrying out the change-log upkeep policy (`crate::upkeep`) on PostgreSQL:
+//! purges with the cursor's advance or on a connection of their own beside
+//! the runs, and vacuums of the change logs.
+
+use super::capture::Capture;
+use super::connect;
+use super::node::Node;
+use super::snapshot::Snapshot;
+use crate::error::{ReplicaError, StatementContext};
+use crate::upkeep::{Purge, INLINE_PURGE_ROWS};
+use dugong_config::Database;
+use dugong_core::TableName;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// How many change rows that `cursor` has shipped wait in the change logs of
+/// `captures`, counted only up to just past what a run purges inline.
+pub async fn shipped_waiting(
+    client: &tokio_postgres::Client,
+    db: dugong_core::DbId,
+    captures: &HashMap<TableName, Capture>,
+    cursor: &Snapshot,
+) -> Result<u64, ReplicaError> {
+    if captures.is_empty() {
+        return Ok(0);
+    }
+    let parts: Vec<String> = captures
+        .values()
+        .map(|c| {
+            format!(
+                "(SELECT 1 FROM {} WHERE dugong_txid < pg_snapshot_xmin($1::text::pg_snapshot) LIMIT {})",
+                c.delta,
+                INLINE_PURGE_ROWS + 1
+            )
+        })
+        .collect();
+    let sql = format!("SELECT count(*) FROM ({}) s", parts.join(" UNION ALL "));
+    let row = client
+        .query_typed(&sql, &[(&cursor.to_string(), tokio_postgres::types::Type::TEXT)])
+        .await
+        .on_db(db, || "counting shipped change rows not purged yet".into())?;
+    Ok(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
+}
+
+/// Records a run's advance on `node` and starts the upkeep it calls for.
+pub(crate) fn after_run(node: &mut Node, purge: Purge, caught_up: bool, shipped: u64) {
+    if let Some(purge) = node.upkeep.after_run(purge, caught_up, shipped) {
+        start(node, purge);
+    }
+}
+
+/// With nothing pending: starts, in a lull, what the last runs left to do.
+pub(crate) fn when_idle(node: &mut Node) {
+    if let Some(purge) = node.upkeep.when_idle() {
+        start(node, purge);
+    }
+}
+
+/// Before the replicator stops: starts what waits, lull or not, and waits for
+/// it (`--once` leaves the change logs as a daemon would, in time).
+pub(crate) async fn finish(node: &mut Node) {
+    if let Some(task) = node.upkeep_task.take() {
+        let _ = task.await;
+    }
+    if node.upkeep.due() {
+        start(node, true);
+        if let Some(task) = node.upkeep_task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts purging (when `purge`) and vacuuming `node`'s change logs in the
+/// background, unless an upkeep is already running. Best effort: a failure
+/// only costs speed, and the next caught-up run purges what is left.
+fn start(node: &mut Node, purge: bool) {
+    if node.upkeep_busy() {
+        return;
+    }
+    let purge_sql = purge.then(|| purge_sql(node));
+    let give_back = node.upkeep.start(purge);
+    let vacuum_sql = vacuum_sql(node, give_back);
+    let database: Database = node.database.clone();
+    let db = node.id;
+    node.upkeep_task = Some(tokio::spawn(async move {
+        let clock = Instant::now();
+        let client = match connect::connect(&database, "dugong replicate (upkeep)").await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(db = %db, error = %e, "could not connect to purge the change logs");
+                return;
+            }
+        };
+        if let Some(sql) = purge_sql {
+            // One implicit transaction: the statements of a simple query.
+            if let Err(e) = client.batch_execute(&sql).await {
+                tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not purge the change logs");
+                return;
+            }
+            tracing::debug!(db = %db, ms = clock.elapsed().as_millis() as u64, "purged the change logs");
+        }
+        match client.batch_execute(&vacuum_sql).await {
+            Ok(()) => tracing::debug!(db = %db, ms = clock.elapsed().as_millis() as u64, "vacuumed the change logs"),
+            Err(e) => tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not vacuum the change logs"),
+        }
+    }));
+}
+
+/// Deletes the change rows every configured sync has shipped. A change older
+/// than every cursor's xmin is shipped by all: one comparison decides nearly
+/// every row, and only the rest pay for checking each cursor (which halves the
+/// purge after a backlog of 200,000 changes).
+pub(crate) fn purge_sql(node: &Node) -> String {
+    let shipped_by_all = "d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
+         OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
+    let mut sql = String::new();
+    for c in node.captures.values() {
+        sql.push_str(&format!("DELETE FROM {} d WHERE {shipped_by_all};\n", c.delta));
+    }
+    sql.push_str(&format!("DELETE FROM dugong.truncate_log d WHERE {shipped_by_all};\n"));
+    sql
+}
+
+/// Vacuums the change logs: after a purge they are mostly dead rows that every
+/// poll would scan until autovacuum came by. With `give_back`, the emptied
+/// pages at the end go back to the system.
+fn vacuum_sql(node: &Node, give_back: bool) -> String {
+    let mut tables: Vec<&str> = node.captures.values().map(|c| c.delta.as_str()).collect();
+    tables.push("dugong.truncate_log");
+    let options = if give_back { "" } else { "(TRUNCATE false) " };
+    format!("VACUUM {options}{}", tables.join(", "))
+}

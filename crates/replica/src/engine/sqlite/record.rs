@@ -1,0 +1,200 @@
+//! Recording runs on SQLite: the state `dugong status` reads, kept in
+//! `dugong_sync_state` of every file of the sync (the same fields as on
+//! PostgreSQL), the conflict log, the run's commit, and afterwards the
+//! sources' cursors, with the purge of what every sync shipped.
+
+use super::capture::{delta_name, NOW_US};
+use super::lease;
+use super::node::{Files, Node};
+use crate::error::{ReplicaError, StatementContext};
+use crate::plan::SyncPlan;
+use crate::record::{conflict_reason, excluded_entries, micros, Replicator, RunOutcome};
+use dugong_core::{DbId, SyncName};
+use rusqlite::{params, Connection};
+use std::time::SystemTime;
+
+fn excluded_json(plan: &SyncPlan) -> String {
+    serde_json::to_string(&excluded_entries(&plan.excluded)).unwrap_or_else(|_| "[]".into())
+}
+
+/// Creates the sync's state row if missing.
+pub(super) fn ensure_row(conn: &Connection, db: DbId, sync: &SyncName) -> Result<(), ReplicaError> {
+    conn.execute("INSERT OR IGNORE INTO dugong_sync_state (sync) VALUES (?1)", [sync.as_str()])
+        .map(|_| ())
+        .on_db(db, || "creating the sync's state".into())
+}
+
+/// Records the run's conflicts and state in every file's run transaction, and
+/// commits them. Files that committed before one failed keep the run;
+/// repeating it is harmless.
+pub fn commit(files: &Files, plan: &SyncPlan, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+    let committed = (|| {
+        if !outcome.conflicts.is_empty() {
+            log_conflicts(files, plan, outcome)?;
+        }
+        files.nodes.iter().try_for_each(|node| {
+            record_good(plan, who, node, outcome)?;
+            node.conn
+                .execute_batch("DELETE FROM dugong_applying; COMMIT")
+                .on_db(node.id, || "committing the run".into())
+        })
+    })();
+    if committed.is_err() {
+        rollback_all(files);
+    }
+    committed
+}
+
+/// Records a run that moved rows, inside the node's run transaction.
+fn record_good(plan: &SyncPlan, who: &Replicator, node: &Node, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+    let started = micros(outcome.started.unwrap_or_else(SystemTime::now));
+    let (d, i, t, c) =
+        (outcome.deletes as i64, outcome.inserts as i64, outcome.truncates as i64, outcome.conflicts.len() as i64);
+    node.conn
+        .execute(
+            &format!(
+                "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Good',
+                    last_good_started = ?4, last_good_ended = {NOW_US}, last_rows_started = ?4, last_rows_ended = {NOW_US},
+                    last_deletes = ?5, last_inserts = ?6, last_truncates = ?7, last_conflicts = ?8,
+                    tables = ?9, excluded = ?10, rows_total = rows_total + ?5 + ?6, conflicts_total = conflicts_total + ?8,
+                    updated_at = {NOW_US}
+                 WHERE sync = ?1"
+            ),
+            params![plan.name().as_str(), who.pid, who.host, started, d, i, t, c, plan.tables.len() as i64, excluded_json(plan)],
+        )
+        .on_db(node.id, || "recording the run".into())?;
+    Ok(())
+}
+
+/// Refreshes "last good" after empty runs and renews the lease, on every file.
+/// A file busy past the busy timeout is skipped this time: a heartbeat is no
+/// reason to make the sync Bad, and the next one (or the next run) renews.
+pub fn record_idle(files: &Files, plan: &SyncPlan, who: &Replicator) -> Result<(), ReplicaError> {
+    for node in &files.nodes {
+        if let Err(e) = node.conn.execute_batch("BEGIN IMMEDIATE") {
+            if crate::error::sqlite_busy(&e) {
+                tracing::debug!(db = %node.id, "file busy; heartbeat skipped");
+                continue;
+            }
+            return Err(ReplicaError::Sqlite { db: node.id, context: "recording the run".into(), source: e });
+        }
+        let result = (|| {
+            lease::renew(&node.conn, node.id, plan.name(), &files.owner)?;
+            node.conn
+                .execute(
+                    &format!(
+                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Good',
+                            last_good_started = {NOW_US}, last_good_ended = {NOW_US}, tables = ?4, excluded = ?5, updated_at = {NOW_US}
+                         WHERE sync = ?1"
+                    ),
+                    params![plan.name().as_str(), who.pid, who.host, plan.tables.len() as i64, excluded_json(plan)],
+                )
+                .on_db(node.id, || "recording the run".into())?;
+            Ok(())
+        })();
+        lease::finish(&node.conn, node.id, result)?;
+    }
+    Ok(())
+}
+
+/// Records a failed run on every connection given. Never fails.
+pub fn record_bad(conns: &[(DbId, &Connection)], sync: &SyncName, who: &Replicator, started: SystemTime, error: &str) {
+    for (id, conn) in conns {
+        let result = conn
+            .execute("INSERT OR IGNORE INTO dugong_sync_state (sync) VALUES (?1)", [sync.as_str()])
+            .and_then(|_| {
+                conn.execute(
+                    &format!(
+                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Bad',
+                            last_bad_started = ?4, last_bad_ended = {NOW_US}, last_error = ?5, updated_at = {NOW_US}
+                         WHERE sync = ?1"
+                    ),
+                    params![sync.as_str(), who.pid, who.host, micros(started), error],
+                )
+            });
+        if let Err(e) = result {
+            tracing::debug!(db = %id, sync = %sync, error = %e, "could not record the failed run");
+        }
+    }
+}
+
+/// Marks the sync as not running and gives the lease up.
+pub fn record_stopped(files: &Files, sync: &SyncName) {
+    for node in &files.nodes {
+        let _ = node.conn.execute(
+            &format!("UPDATE dugong_sync_state SET replicator_pid = NULL, updated_at = {NOW_US} WHERE sync = ?1"),
+            [sync.as_str()],
+        );
+        lease::release(&node.conn, sync, &files.owner);
+    }
+}
+
+/// Records the run's conflicts in every file's conflict log, in the run transaction.
+fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+    let now = micros(SystemTime::now());
+    for node in &files.nodes {
+        let mut stmt = node
+            .conn
+            .prepare_cached(
+                "INSERT INTO dugong_conflict_log (at, sync, table_name, key, winner, loser, winner_changed, loser_changed, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .on_db(node.id, || "recording conflicts".into())?;
+        for (table, c) in &outcome.conflicts {
+            let key = serde_json::to_string(&c.key).unwrap_or_default();
+            stmt.execute(rusqlite::params![
+                now,
+                plan.name().as_str(),
+                table.name,
+                key,
+                c.winner.to_string(),
+                c.loser.to_string(),
+                c.winner_time,
+                c.loser_time,
+                conflict_reason(c)
+            ])
+            .on_db(node.id, || "recording conflicts".into())?;
+        }
+    }
+    Ok(())
+}
+
+/// After every file committed: move each source's cursor and purge the change
+/// rows every sync of the file has shipped.
+pub fn advance(files: &mut Files, sync: &SyncName) -> Result<(), ReplicaError> {
+    let windows = std::mem::take(&mut files.windows);
+    for node in files.nodes.iter_mut() {
+        let Some(a) = windows.iter().find(|w| w.db == node.id) else { continue };
+        let ctx = || "advancing the cursor".to_string();
+        node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, ctx)?;
+        let result = (|| {
+            node.conn
+                .execute(
+                    &format!("UPDATE dugong_cursor SET seq = ?2, updated_at = {} WHERE sync = ?1", NOW_US),
+                    rusqlite::params![sync.as_str(), a.to],
+                )
+                .on_db(node.id, ctx)?;
+            for id in node.captures.values() {
+                node.conn
+                    .execute(
+                        &format!("DELETE FROM {} WHERE seq <= (SELECT min(seq) FROM dugong_cursor)", delta_name(*id)),
+                        [],
+                    )
+                    .on_db(node.id, || "purging the change logs".into())?;
+            }
+            Ok(())
+        })();
+        lease::finish(&node.conn, node.id, result)?;
+        node.cursor = a.to;
+    }
+    Ok(())
+}
+
+/// Best effort; a file whose transaction already ended is left alone.
+pub fn rollback_all(files: &Files) {
+    for n in &files.nodes {
+        if !n.conn.is_autocommit() {
+            let _ = n.conn.execute_batch("ROLLBACK");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Recording a run — the last stage: what a run did ([`RunOutcome`]), and the
+//! state every database of a sync keeps about it, which `dugong status` reads
+//! from any of them, with or without a running replicator. The engines write
+//! it in their own tables (`dugong.sync_state` on PostgreSQL,
+//! `dugong_sync_state` on SQLite), in the run's transactions, together with
+//! the conflict log and, after every database committed, the sources'
+//! positions; and they read it back as a [`DbRead`].
+
+use crate::plan::Excluded;
+use crate::read::{CommitTime, TextKey};
+use crate::resolve::ConflictRecord;
+use dugong_core::TableName;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Who is replicating: shown as "PID of Dugong replicator".
+#[derive(Debug, Clone)]
+pub struct Replicator {
+    pub pid: i32,
+    pub host: String,
+}
+
+impl Replicator {
+    pub fn this_process() -> Replicator {
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        Replicator { pid: std::process::id() as i32, host }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// Nothing was pending: no transaction was opened.
+    pub empty: bool,
+    pub deletes: u64,
+    pub inserts: u64,
+    pub truncates: u64,
+    pub conflicts: Vec<(TableName, ConflictRecord<TextKey>)>,
+    /// The batch was bounded: more changes are waiting.
+    pub more: bool,
+    /// Age of the oldest change shipped, when commit times are known.
+    pub lag: Option<Duration>,
+    pub started: Option<SystemTime>,
+    pub duration: Duration,
+    /// Where the run's time went, for debug logs and tuning.
+    pub phases: Phases,
+}
+
+/// Wall time of each phase of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Snapshot, batch bound and changed keys, on every source.
+    pub read: Duration,
+    /// Deleting changed keys on the databases that take other winners.
+    pub delete: Duration,
+    /// Moving the winning rows.
+    pub copy: Duration,
+    /// Committing every database.
+    pub commit: Duration,
+    /// Advancing the positions (and purging, when caught up).
+    pub advance: Duration,
+}
+
+/// How a table left out by `tables: all` is listed in the state: `name (reason)`.
+pub fn excluded_entries(excluded: &[Excluded]) -> Vec<String> {
+    excluded.iter().map(|e| format!("{} ({})", e.table, e.reason)).collect()
+}
+
+/// Why a conflict's loser lost, as the conflict log says it.
+pub fn conflict_reason<K>(c: &ConflictRecord<K>) -> &'static str {
+    if c.by_truncate {
+        "truncate"
+    } else {
+        "changed on both"
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch.
+pub fn epoch_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// How long ago a change committed at `oldest` (microseconds since the
+/// epoch), when its time is known.
+pub fn lag(oldest: CommitTime) -> Option<Duration> {
+    let oldest = oldest?;
+    Some(Duration::from_micros((micros(SystemTime::now()) - oldest).max(0) as u64))
+}
+
+/// Why a database could not be read.
+#[derive(Debug, Clone)]
+pub enum ReadError {
+    /// No connection, a broken one, or no answer in time.
+    Unreachable(String),
+    /// Connected, but a query failed (permissions, a damaged schema…).
+    Failed(String),
+}
+
+/// Everything status learned from one database.
+#[derive(Debug, Clone, Default)]
+pub struct DbRead {
+    /// The database's `now()`, in microseconds since the Unix epoch.
+    pub now_us: i64,
+    /// Dugong's schema (`dugong.sync_state`) exists.
+    pub installed: bool,
+    pub commit_timestamps: bool,
+    /// The sync's row of `dugong.sync_state`, if the replicator ever wrote one.
+    pub state: Option<StateRow>,
+    /// Unshipped changes (sources whose cursor exists only).
+    pub pending: Option<Pending>,
+    /// A part that could not be read although the database answered.
+    pub problem: Option<String>,
+}
+
+/// A `dugong.sync_state` row; times in microseconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateRow {
+    pub state: String,
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+    pub heartbeat: Option<i64>,
+    pub last_good_started: Option<i64>,
+    pub last_good_ended: Option<i64>,
+    pub last_rows_started: Option<i64>,
+    pub last_rows_ended: Option<i64>,
+    pub last_bad_started: Option<i64>,
+    pub last_bad_ended: Option<i64>,
+    pub last_deletes: i64,
+    pub last_inserts: i64,
+    pub last_truncates: i64,
+    pub last_conflicts: i64,
+    pub last_error: Option<String>,
+    pub tables: i32,
+    pub excluded: Vec<String>,
+    pub rows_total: i64,
+    pub conflicts_total: i64,
+    pub updated_at: i64,
+}
+
+/// Changes of one source the sync has not shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub count: i64,
+    /// `now() −` the commit time of the oldest one, in microseconds; `None`
+    /// when commit times are not tracked (or not known for it).
+    pub oldest_age_us: Option<i64>,
+}
