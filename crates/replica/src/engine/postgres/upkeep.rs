@@ -14,7 +14,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// How many change rows that `cursor` has shipped wait in the change logs of
-/// `captures`, counted only up to just past what a run purges inline.
+/// `captures`, counted only up to just past what a run purges inline. Shipped
+/// means visible in the cursor, not merely below its xmin: transaction ids
+/// are the whole server's, so a long transaction in another database holds the
+/// cursor's xmin back, and rows shipped above it would go uncounted and be
+/// purged by the first small run after all.
 pub async fn shipped_waiting(
     client: &tokio_postgres::Client,
     db: dugong_core::DbId,
@@ -28,7 +32,8 @@ pub async fn shipped_waiting(
         .values()
         .map(|c| {
             format!(
-                "(SELECT 1 FROM {} WHERE dugong_txid < pg_snapshot_xmin($1::text::pg_snapshot) LIMIT {})",
+                "(SELECT 1 FROM {} WHERE dugong_txid < pg_snapshot_xmax($1::text::pg_snapshot)
+                   AND pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot) LIMIT {})",
                 c.delta,
                 INLINE_PURGE_ROWS + 1
             )
