@@ -73,6 +73,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(config = %args.config.display(), syncs = config.syncs.len(), "replicator starting");
     let reports = daemon::run(Arc::new(config), options, shutdown.clone()).await;
+    // Stopped by a signal, the daemon exits 0 whatever the syncs' state (the
+    // state stays recorded in the databases): a service manager's stop is not
+    // a failure. With --once, or when a sync could not start, the state decides.
+    let stopped_by_signal = signals.is_finished() && !args.once;
     shutdown.cancel();
     signals.abort();
     if let Some(t) = metrics_task {
@@ -93,7 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("replicator stopped");
-    Ok(if all_good { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_good || stopped_by_signal { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -91,6 +91,16 @@ async fn two_sites(prefix: &str) -> (&'static Cluster, Vec<String>, Vec<Client>)
     (cluster, names, clients)
 }
 
+/// The replicator's `/metrics` page, when it answers.
+async fn scrape(port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    Some(buf)
+}
+
 async fn count(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -161,11 +171,25 @@ async fn bad_configuration_fails_at_start_naming_file_field_and_reason() {
     let t = text(&out);
     assert!(!out.status.success());
     assert!(t.contains("db1 is unreachable") && t.contains(&port.to_string()), "{t}");
+    assert!(!t.contains("pass"), "no password material in output: {t}");
+    // The daemon starts all the same and runs without it (an outage is not
+    // bad configuration), saying which database and why.
+    let log = cfg.dir.join("daemon.log");
     let mut c = dugong();
     c.args(["replicate", "--config"]).arg(&cfg.path).env("BUCARDO_DB0", "").env("BUCARDO_DB1", "");
-    let out = c.output().unwrap();
-    assert!(!out.status.success() && text(&out).contains("db1 is unreachable"), "daemon: {}", text(&out));
-    assert!(!t.contains("pass"), "no password material in output: {t}");
+    c.stdout(std::fs::File::create(&log).unwrap()).stderr(std::fs::File::create(cfg.dir.join("daemon.err")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let said = wait_for("the daemon to name the unreachable database", Duration::from_secs(20), || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(cfg.dir.join("daemon.err")).unwrap_or_default();
+        text.contains("running without an unreachable database").then_some(text)
+    })
+    .await;
+    assert!(said.contains("db1") && said.contains(&port.to_string()), "{said}");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon keeps running: {said}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM ends it cleanly");
 }
 
 #[tokio::test]
@@ -223,23 +247,32 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
     for c in &clients {
         wait_count(c, "SELECT count(*) FROM items", 20, "rows from both sites", Duration::from_secs(10)).await;
     }
-    let body = wait_for("metrics", Duration::from_secs(10), || async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port)).await.ok()?;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).await.ok()?;
-        buf.contains("dugong_replica_rows_applied_total").then_some(buf)
-    })
-    .await;
-    for name in [
+    // Run metrics come with the first run, health metrics with the first
+    // count of what waits: both within moments.
+    let names = [
+        "dugong_replica_rows_applied_total",
         "dugong_replica_runs_total",
         "dugong_replica_lag_seconds",
+        "dugong_replica_pending_rows",
         "dugong_replica_database_up",
+        "dugong_replica_heartbeat_timestamp_seconds",
         "dugong_replica_run_duration_seconds_bucket",
         "dugong_replica_last_good_timestamp_seconds",
-    ] {
+    ];
+    let body = wait_for("metrics", Duration::from_secs(10), || async {
+        scrape(metrics_port).await.filter(|buf| names.iter().all(|n| buf.contains(n)))
+    })
+    .await;
+    for name in names {
         assert!(body.contains(name), "metric {name} missing:\n{body}");
+    }
+    // Both sites caught up: nothing waits for either.
+    for db in ["db0", "db1"] {
+        let line = format!("dugong_replica_pending_rows{{sync=\"sync0\",db=\"{db}\"}} 0");
+        wait_for("nothing pending", Duration::from_secs(10), || async {
+            scrape(metrics_port).await.filter(|buf| buf.contains(&line)).map(|_| ())
+        })
+        .await;
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = wait_for("replicator exit", Duration::from_secs(10), || {

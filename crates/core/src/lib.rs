@@ -23,6 +23,28 @@ impl fmt::Display for DbId {
     }
 }
 
+impl std::str::FromStr for DbId {
+    type Err = ParseDbIdError;
+
+    /// Reads a database's name, `db<id>`, back.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let id = s.strip_prefix("db").and_then(|n| n.parse().ok()).ok_or_else(|| ParseDbIdError(s.to_string()))?;
+        Ok(DbId(id))
+    }
+}
+
+/// A text that is not a database's name (`db<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDbIdError(pub String);
+
+impl fmt::Display for ParseDbIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not a database name (db<id>)", self.0)
+    }
+}
+
+impl std::error::Error for ParseDbIdError {}
+
 /// The name of a sync: its `name` field, or `sync<index>` as Bucardo names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]

@@ -11,22 +11,27 @@ use dugong_config::Sync;
 use dugong_core::{DbId, SyncName};
 
 /// What capture one database of a sync needs: a source captures the sync's
-/// tables and keeps a position for the sync in its change logs; a target
+/// tables and keeps, in its change logs, a position per database its changes
+/// go to — every other database of the sync, reachable now or not, so that a
+/// site that is down finds its changes waiting when it returns; a target
 /// captures nothing (it only receives).
 #[derive(Debug)]
 pub struct Install<'a> {
     pub source: bool,
     pub tables: &'a [TableInfo],
-    /// Syncs whose position starts now, if they have none yet.
-    pub positions: Vec<SyncName>,
+    pub sync: SyncName,
+    /// The databases this one's changes go to, each with a position that
+    /// starts now if it has none yet (sources only).
+    pub targets: Vec<DbId>,
 }
 
 impl<'a> Install<'a> {
     pub fn for_database(sync: &Sync, tables: &'a [TableInfo], db: DbId) -> Install<'a> {
         if sync.sources.contains(&db) {
-            Install { source: true, tables, positions: vec![sync.name.clone()] }
+            let targets = sync.databases().into_iter().filter(|d| *d != db).collect();
+            Install { source: true, tables, sync: sync.name.clone(), targets }
         } else {
-            Install { source: false, tables: &[], positions: Vec::new() }
+            Install { source: false, tables: &[], sync: sync.name.clone(), targets: Vec::new() }
         }
     }
 }

@@ -15,6 +15,16 @@ pub enum ReplicaError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The server answered and refused the connection: a wrong password, a
+    /// database that does not exist, a pg_hba.conf rule. Configuration, not
+    /// an outage.
+    #[error("{db} refused the connection ({target}): {}", describe_pg(source))]
+    Refused {
+        db: DbId,
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// A statement failed on a database that is otherwise reachable.
     #[error("{db}: {context}: {}", describe_pg(source))]
     Statement {
@@ -37,6 +47,10 @@ pub enum ReplicaError {
     /// something the replicator refuses to do.
     #[error("{0}")]
     Config(String),
+    /// A database the sync ran without can be reached again: the sync
+    /// prepares again, with it.
+    #[error("{db} is reachable again; preparing the sync again")]
+    Returned { db: DbId },
     /// A conflict under the `abort` strategy.
     #[error("aborting sync because of {count} conflict(s) on {table} (conflict_strategy abort); the changes are kept")]
     ConflictAbort { table: TableName, count: usize },
@@ -92,14 +106,16 @@ impl ReplicaError {
     }
 
     /// Errors that stop the replicator when they happen before a sync could
-    /// start at all: configuration the databases contradict, a database that
-    /// cannot be reached, a missing privilege. Later, the same errors only make
-    /// the sync Bad while the replicator retries.
+    /// start at all: configuration the databases contradict, a server that
+    /// refuses the login, a missing privilege, a SQLite file that cannot be
+    /// used. Later, the same errors only make the sync Bad while the replicator
+    /// retries. An unreachable server is not among them: the sync starts
+    /// without it and takes it in when it returns.
     pub fn is_fatal_at_start(&self) -> bool {
         matches!(
             self,
             ReplicaError::Config(_)
-                | ReplicaError::Unreachable { .. }
+                | ReplicaError::Refused { .. }
                 | ReplicaError::Privilege { .. }
                 | ReplicaError::SqliteUnavailable { .. }
         )
@@ -118,6 +134,8 @@ impl ReplicaError {
     pub fn db(&self) -> Option<DbId> {
         match self {
             ReplicaError::Unreachable { db, .. }
+            | ReplicaError::Refused { db, .. }
+            | ReplicaError::Returned { db }
             | ReplicaError::Statement { db, .. }
             | ReplicaError::Privilege { db, .. }
             | ReplicaError::ConcurrentWrite { db, .. }

@@ -6,6 +6,10 @@ pub const ROWS_DELETED: &str = "dugong_replica_rows_deleted_total";
 pub const RUNS: &str = "dugong_replica_runs_total";
 pub const CONFLICTS: &str = "dugong_replica_conflicts_total";
 pub const LAG_SECONDS: &str = "dugong_replica_lag_seconds";
+pub const PENDING_ROWS: &str = "dugong_replica_pending_rows";
+pub const CHANGE_LOG_BYTES: &str = "dugong_replica_change_log_bytes";
+pub const HEARTBEAT_SECONDS: &str = "dugong_replica_heartbeat_timestamp_seconds";
+pub const ACTIVE: &str = "dugong_replica_active";
 pub const LAST_GOOD_SECONDS: &str = "dugong_replica_last_good_timestamp_seconds";
 pub const RUN_DURATION_SECONDS: &str = "dugong_replica_run_duration_seconds";
 pub const DATABASE_UP: &str = "dugong_replica_database_up";
@@ -22,7 +26,20 @@ pub fn describe() {
     metrics::describe_counter!(ROWS_DELETED, "Rows deleted on databases written by a sync (changed or deleted keys)");
     metrics::describe_counter!(RUNS, "Sync runs that moved data or failed, by result");
     metrics::describe_counter!(CONFLICTS, "Conflicts decided (same key changed on several sources)");
-    metrics::describe_gauge!(LAG_SECONDS, "Age of the oldest change shipped by the last run; 0 when caught up");
+    metrics::describe_gauge!(
+        LAG_SECONDS,
+        "Age of the oldest change not yet applied to the database (by commit time, else since it was first seen waiting); 0 only when nothing waits"
+    );
+    metrics::describe_gauge!(PENDING_ROWS, "Change rows of the sync's other databases not yet applied to the database");
+    metrics::describe_gauge!(
+        CHANGE_LOG_BYTES,
+        "Size of the database's change logs: changes not yet delivered everywhere, and delivered ones awaiting a purge"
+    );
+    metrics::describe_gauge!(
+        HEARTBEAT_SECONDS,
+        "Unix time of the replicator's last heartbeat written to the sync's databases"
+    );
+    metrics::describe_gauge!(ACTIVE, "1 when this replicator runs the sync, 0 when it stands by for another");
     metrics::describe_gauge!(LAST_GOOD_SECONDS, "Unix time of the last good run");
     metrics::describe_histogram!(RUN_DURATION_SECONDS, "Duration of runs that moved data");
     metrics::describe_gauge!(DATABASE_UP, "1 when the replicator reaches the database, 0 when not");

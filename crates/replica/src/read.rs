@@ -45,6 +45,9 @@ pub struct SourceRead {
     pub db: DbId,
     /// A batch bound held changes back: more are waiting.
     pub more: bool,
+    /// The targets' positions differ (one was away): the window is read from
+    /// where the furthest behind is, and the others get some of it again.
+    pub uneven: bool,
     /// Per table, in the order of the plan's tables.
     pub summaries: Vec<TableSummary>,
 }
@@ -162,7 +165,7 @@ mod tests {
     use super::*;
 
     fn read(db: u32, summaries: Vec<TableSummary>) -> SourceRead {
-        SourceRead { db: DbId(db), more: false, summaries }
+        SourceRead { db: DbId(db), more: false, uneven: false, summaries }
     }
 
     fn changed(changes: i64, rewritten: i64) -> TableSummary {

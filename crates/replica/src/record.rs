@@ -9,21 +9,34 @@
 use crate::plan::Excluded;
 use crate::read::{CommitTime, TextKey};
 use crate::resolve::ConflictRecord;
-use dugong_core::TableName;
+use dugong_core::{DbId, TableName};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often a replicator writes its heartbeat unless told otherwise. Status
+/// reports a replicator as not running after three intervals without one
+/// (plus a second for clocks): 10 s.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Who is replicating: shown as "PID of Dugong replicator".
 #[derive(Debug, Clone)]
 pub struct Replicator {
     pub pid: i32,
     pub host: String,
+    /// How often it writes its heartbeat.
+    pub heartbeat: Duration,
 }
 
 impl Replicator {
     pub fn this_process() -> Replicator {
         let host =
             std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        Replicator { pid: std::process::id() as i32, host }
+        Replicator { pid: std::process::id() as i32, host, heartbeat: DEFAULT_HEARTBEAT }
+    }
+
+    /// Whether a replicator that last wrote its heartbeat `age` ago, every
+    /// `interval` (unknown: the default), still runs.
+    pub fn alive(age: Duration, interval: Option<Duration>) -> bool {
+        age <= interval.unwrap_or(DEFAULT_HEARTBEAT) * 3 + Duration::from_secs(1)
     }
 }
 
@@ -59,6 +72,30 @@ pub struct Phases {
     pub commit: Duration,
     /// Advancing the positions (and purging, when caught up).
     pub advance: Duration,
+}
+
+/// A database of the sync that a run goes without — unreachable when the sync
+/// was prepared — and why. Its changes and the changes meant for it wait in
+/// the change logs until it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub db: DbId,
+    pub reason: String,
+}
+
+/// What the state says while databases are missing: the sync is Bad, for
+/// this reason, although the others go on replicating among themselves.
+pub fn degraded(missing: &[Missing], live: &[DbId]) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let why: Vec<String> = missing.iter().map(|m| m.reason.clone()).collect();
+    let live: Vec<String> = live.iter().map(ToString::to_string).collect();
+    let going_on = match live.len() {
+        0 | 1 => "nothing to replicate until it returns; its changes wait in the change logs".to_string(),
+        _ => format!("replicating among {} meanwhile; changes for it wait in the change logs", live.join(", ")),
+    };
+    Some(format!("{}; {going_on}", why.join("; ")))
 }
 
 /// How a table left out by `tables: all` is listed in the state: `name (reason)`.
@@ -111,8 +148,9 @@ pub struct DbRead {
     pub commit_timestamps: bool,
     /// The sync's row of `dugong.sync_state`, if the replicator ever wrote one.
     pub state: Option<StateRow>,
-    /// Unshipped changes (sources whose cursor exists only).
-    pub pending: Option<Pending>,
+    /// This source's changes not yet delivered, per target (sources whose
+    /// positions exist only).
+    pub waiting: Option<Vec<Waiting>>,
     /// A part that could not be read although the database answered.
     pub problem: Option<String>,
 }
@@ -140,13 +178,19 @@ pub struct StateRow {
     pub rows_total: i64,
     pub conflicts_total: i64,
     pub updated_at: i64,
+    pub heartbeat_interval_ms: Option<i64>,
+    /// The replicator standing by, and when it was last seen.
+    pub standby_pid: Option<i32>,
+    pub standby_host: Option<String>,
+    pub standby_seen: Option<i64>,
 }
 
-/// Changes of one source the sync has not shipped.
+/// Changes of one source not yet delivered to one target database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
-    pub count: i64,
-    /// `now() −` the commit time of the oldest one, in microseconds; `None`
-    /// when commit times are not tracked (or not known for it).
+pub struct Waiting {
+    pub target: DbId,
+    pub rows: i64,
+    /// `now() −` the commit time of the oldest one, in microseconds (0 when
+    /// none waits); `None` when commit times are not tracked.
     pub oldest_age_us: Option<i64>,
 }

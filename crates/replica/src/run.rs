@@ -73,6 +73,9 @@ async fn run_in_transactions<E: Engine>(
     // only those to delete first where one source changed the table.
     let phase = Instant::now();
     let reads = p.engine.begin(&p.plan, limits).await?;
+    // A target that was away is sent again some of what the others have: keys
+    // only ever inserted may well be there already.
+    let new_keys = if reads.iter().any(|r| r.uneven) { NewKeys::Verify } else { new_keys };
     let (how, requests) = read::key_requests(&reads, p.plan.tables.len(), new_keys);
     let keys = p.engine.read_keys(&p.plan, &requests).await?;
     outcome.phases.read = phase.elapsed();

@@ -71,7 +71,7 @@ fn a_second_replicator_stands_by_until_the_first_stops() {
     let sites = Sites::new(2, SCHEMA);
     let config = sites.config("");
     let first = prepare(&config);
-    let other = Replicator { pid: 1, host: "elsewhere".into() };
+    let other = Replicator { pid: 1, host: "elsewhere".into(), ..Replicator::this_process() };
     let err = match prepare_as(&config, &other) {
         Ok(_) => panic!("two replicators on one sync"),
         Err(e) => e,
@@ -85,7 +85,7 @@ fn a_second_replicator_stands_by_until_the_first_stops() {
     let sync = prepare_as(&config, &Replicator::this_process());
     assert!(sync.is_ok(), "the same replicator may prepare again");
     let mut sync = sync.unwrap();
-    block_on(sync.engine.record_stopped(&sync.plan));
+    block_on(sync.engine.record_stopped(&sync.plan, &Replicator::this_process()));
     drop(first);
     assert!(prepare_as(&config, &other).is_ok(), "a released lease is taken at once");
 }

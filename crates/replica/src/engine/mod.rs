@@ -16,7 +16,7 @@ use crate::apply::{TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::{Replicator, RunOutcome};
+use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
 use std::future::Future;
@@ -77,8 +77,30 @@ pub trait Engine: Send + Sized + 'static {
     /// A key as text, for conflict records.
     fn key_text(key: &Self::Key) -> TextKey;
 
-    /// The sync's databases, in its order.
+    /// The sync's health watch: connections of its own, beside the runs, for
+    /// as long as the replicator runs the sync (or tries to).
+    type Watch: Send + 'static;
+
+    /// A watch on every database of `sync`; it connects when first used.
+    fn watch(config: &Arc<Config>, sync: &Sync) -> Self::Watch;
+
+    /// Writes the replicator's heartbeat on every database that answers;
+    /// returns which did.
+    fn heartbeat(watch: &mut Self::Watch, who: &Replicator) -> impl Future<Output = Vec<(DbId, bool)>> + Send;
+
+    /// What each source that answers has waiting for each of its targets
+    /// (`None`: not known there).
+    fn waiting(watch: &mut Self::Watch) -> impl Future<Output = Vec<(DbId, Option<Vec<Waiting>>)>> + Send;
+
+    /// Whether database `db` of the configuration answers now (a connection
+    /// opens): a missing database that does is taken back in.
+    fn probe(config: &Arc<Config>, db: DbId) -> impl Future<Output = bool> + Send;
+
+    /// The sync's databases the engine runs with, in the sync's order.
     fn databases(&self) -> Vec<DbId>;
+
+    /// The sync's databases it runs without (unreachable when prepared).
+    fn missing(&self) -> &[Missing];
 
     /// Sources whose commit times are unknown, so conflicts there go to the
     /// database listed first.
@@ -160,8 +182,8 @@ pub trait Engine: Send + Sized + 'static {
         error: &str,
     ) -> impl Future<Output = ()> + Send;
 
-    /// Marks the sync as not running (the replicator stops cleanly).
-    fn record_stopped(&mut self, plan: &Arc<SyncPlan>) -> impl Future<Output = ()> + Send;
+    /// Marks the sync as not running (the replicator `who` stops cleanly).
+    fn record_stopped(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> impl Future<Output = ()> + Send;
 }
 
 /// The engine a sync runs on.

@@ -2,12 +2,13 @@
 //! stored state wins, counters take their maximum, and reachability, pending
 //! changes and lag are kept per database.
 
-use super::{DatabaseStatus, ReplicatorStatus, RunTimes, StatusReport, SyncStatus, STALE_HEARTBEAT};
+use super::{DatabaseStatus, ReplicatorStatus, RunTimes, StandbyStatus, StatusReport, SyncStatus, STANDBY_SEEN};
 use crate::engine::postgres::COMMIT_TIMESTAMP_ADVICE;
-use crate::record::{DbRead, ReadError, StateRow};
+use crate::record::{DbRead, ReadError, Replicator, StateRow};
 use chrono::{DateTime, Utc};
 use dugong_config::Sync;
 use dugong_core::DbId;
+use std::time::Duration;
 
 const MICROS: f64 = 1_000_000.0;
 
@@ -29,6 +30,42 @@ fn run_times(started: Option<i64>, ended: Option<i64>, now_us: i64) -> Option<Ru
     })
 }
 
+/// Fills in what waits for database `target`: the changes of every other
+/// source not yet delivered there, by what each source said.
+fn incoming(sync: &Sync, target: DbId, reads: &[(DbId, Result<DbRead, ReadError>)], db: &mut DatabaseStatus) {
+    let (mut rows, mut oldest_us) = (0i64, Some(0i64));
+    let mut unknown = Vec::new();
+    for (source, read) in reads.iter().filter(|(id, _)| *id != target && sync.sources.contains(id)) {
+        let w = match read {
+            Ok(r) => r.waiting.as_ref().and_then(|w| w.iter().find(|w| w.target == target)),
+            Err(ReadError::Unreachable(_)) => {
+                unknown.push(format!("{source} unreachable"));
+                continue;
+            }
+            Err(ReadError::Failed(_)) => None,
+        };
+        let Some(w) = w else {
+            unknown.push(format!("nothing recorded on {source}"));
+            continue;
+        };
+        rows += w.rows;
+        match (w.oldest_age_us, oldest_us) {
+            (Some(age), Some(o)) => oldest_us = Some(o.max(age)),
+            (None, _) => {
+                oldest_us = None;
+                unknown.push(format!("track_commit_timestamp is off on {source}"));
+            }
+            _ => {}
+        }
+    }
+    if unknown.is_empty() {
+        db.pending = Some(rows);
+        db.lag_seconds = oldest_us.map(|us| seconds(us).max(0.0));
+    } else {
+        db.unknown = Some(unknown.join(", "));
+    }
+}
+
 /// One sync's status from the reads of its databases (in the sync's order),
 /// and the newest database clock seen.
 pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadError>)>) -> (SyncStatus, Option<i64>) {
@@ -47,6 +84,7 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
             installed: false,
             pending: None,
             lag_seconds: None,
+            unknown: None,
             commit_timestamps: None,
         };
         match read {
@@ -61,8 +99,6 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
                 }
                 db.installed = r.installed;
                 db.error = r.problem.clone();
-                db.pending = r.pending.map(|p| p.count);
-                db.lag_seconds = r.pending.and_then(|p| p.oldest_age_us).map(|us| seconds(us).max(0.0));
                 db.commit_timestamps = Some(r.commit_timestamps);
             }
             Err(ReadError::Unreachable(why)) => {
@@ -73,6 +109,9 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
         }
         databases.push(db);
     }
+    for db in databases.iter_mut() {
+        incoming(sync, DbId(db.id), &reads, db);
+    }
     let all_reachable = databases.iter().all(|d| d.reachable);
     let all_readable = databases.iter().all(|d| d.error.is_none());
     let stored = newest.map(|(s, _)| s.state.clone());
@@ -81,16 +120,12 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
         (Some(s), true) => s.clone(),
         (None, true) => "No records found".to_string(),
     };
-    let all_sources: Vec<&DatabaseStatus> = databases.iter().filter(|d| d.role == "source").collect();
-    let known: Vec<&DatabaseStatus> = all_sources.iter().copied().filter(|d| d.pending.is_some()).collect();
+    let known: Vec<&DatabaseStatus> = databases.iter().filter(|d| d.pending.is_some()).collect();
     let pending = (!known.is_empty()).then(|| known.iter().filter_map(|d| d.pending).sum());
-    // Unknown as soon as one source cannot say how old its oldest change is
-    // (unreachable, never prepared, or no commit timestamps).
-    let lag_seconds = if all_sources.iter().any(|d| d.lag_seconds.is_none()) {
-        None
-    } else {
-        all_sources.iter().filter_map(|d| d.lag_seconds).reduce(f64::max)
-    };
+    // The oldest change waiting anywhere that can be told; unknown only when
+    // no database's can.
+    let lag_seconds = databases.iter().filter_map(|d| d.lag_seconds).reduce(f64::max);
+    let all_sources: Vec<&DatabaseStatus> = databases.iter().filter(|d| d.role == "source").collect();
     let sources: Vec<&DatabaseStatus> = all_sources.iter().copied().filter(|d| d.reachable).collect();
     let off: Vec<&str> =
         sources.iter().filter(|d| d.commit_timestamps == Some(false)).map(|d| d.name.as_str()).collect();
@@ -101,12 +136,21 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
     }
     let replicator = newest.map(|(s, now)| {
         let age = s.heartbeat.map(|h| seconds(now - h).max(0.0));
+        let interval = s.heartbeat_interval_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
+        let standby_age = s.standby_seen.map(|t| seconds(now - t).max(0.0));
+        let standing_by = standby_age.is_some_and(|a| a <= STANDBY_SEEN.as_secs_f64());
         ReplicatorStatus {
             pid: s.pid,
             host: s.host.clone(),
             heartbeat: s.heartbeat.map(at),
             heartbeat_seconds_ago: age,
-            running: s.pid.is_some() && age.is_some_and(|a| a <= STALE_HEARTBEAT.as_secs_f64()),
+            heartbeat_interval_seconds: interval.map(|i| i.as_secs_f64()),
+            running: s.pid.is_some() && age.is_some_and(|a| Replicator::alive(Duration::from_secs_f64(a), interval)),
+            standby: standing_by.then(|| StandbyStatus {
+                pid: s.standby_pid,
+                host: s.standby_host.clone(),
+                seen_seconds_ago: standby_age.unwrap_or_default(),
+            }),
         }
     });
     let row = newest.map(|(s, _)| s.clone()).unwrap_or_default();

@@ -30,8 +30,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::Client;
 
-/// A replicator whose heartbeat is older than this is reported as not running.
-pub const STALE_HEARTBEAT: Duration = Duration::from_secs(60);
+/// A standby replicator seen longer ago than this is not shown: it retries
+/// every half second, so it is gone.
+pub const STANDBY_SEEN: Duration = Duration::from_secs(10);
 
 /// How long connecting to one database may take in all.
 const CONNECT_BUDGET: Duration = Duration::from_secs(10);
@@ -115,8 +116,21 @@ pub struct ReplicatorStatus {
     pub host: Option<String>,
     pub heartbeat: Option<DateTime<Utc>>,
     pub heartbeat_seconds_ago: Option<f64>,
-    /// A pid is recorded and its heartbeat is younger than [`STALE_HEARTBEAT`].
+    /// How often it writes its heartbeat, when it said.
+    pub heartbeat_interval_seconds: Option<f64>,
+    /// A pid is recorded and its heartbeat is younger than three intervals.
     pub running: bool,
+    /// Another replicator standing by to take the sync over, if one was seen
+    /// lately.
+    pub standby: Option<StandbyStatus>,
+}
+
+/// A replicator standing by for a sync another one runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandbyStatus {
+    pub pid: Option<i32>,
+    pub host: Option<String>,
+    pub seen_seconds_ago: f64,
 }
 
 /// One database of a sync, as status saw it.
@@ -132,10 +146,14 @@ pub struct DatabaseStatus {
     pub error: Option<String>,
     /// Dugong's schema is installed.
     pub installed: bool,
-    /// Changes on this source the sync has not shipped (sources only).
+    /// Changes of the sync's other databases not yet applied here; unknown
+    /// when a source that feeds it cannot say (unreachable, never prepared).
     pub pending: Option<i64>,
-    /// Age of its oldest pending change (0 when none pending).
+    /// Age of the oldest change not yet applied here (0 only when nothing is
+    /// pending); unknown also without commit timestamps on a source.
     pub lag_seconds: Option<f64>,
+    /// Why `pending` or `lag_seconds` is unknown.
+    pub unknown: Option<String>,
     /// Its `track_commit_timestamp`.
     pub commit_timestamps: Option<bool>,
 }
@@ -222,7 +240,9 @@ enum Conn {
 /// without the password.
 fn describe_unreachable(err: &ReplicaError) -> String {
     match err {
-        ReplicaError::Unreachable { target, source, .. } => format!("{target}: {}", describe_pg(source)),
+        ReplicaError::Unreachable { target, source, .. } | ReplicaError::Refused { target, source, .. } => {
+            format!("{target}: {}", describe_pg(source))
+        }
         other => other.to_string(),
     }
 }

@@ -98,7 +98,8 @@ fn extra_lines(s: &SyncStatus) -> String {
         s.conflicts_total
     ));
     out.push_str(&format!("{name}: excluded tables: {}\n", excluded_text(s)));
-    if !s.replicator.as_ref().is_some_and(|r| r.running) {
+    let standby = s.replicator.as_ref().is_some_and(|r| r.standby.is_some());
+    if !s.replicator.as_ref().is_some_and(|r| r.running) || standby {
         out.push_str(&format!("{name}: replicator {}\n", replicator_text(s)));
     }
     for advice in &s.advice {
@@ -200,35 +201,30 @@ fn databases_line(dbs: &[DatabaseStatus]) -> String {
     parts.join(", ")
 }
 
+/// The oldest change waiting anywhere, and which databases cannot tell.
 fn lag_text(s: &SyncStatus) -> String {
-    if let Some(lag) = s.lag_seconds {
-        return pretty_time(lag);
-    }
-    let mut why: Vec<String> = Vec::new();
-    for d in sources(s) {
-        if !d.reachable {
-            why.push(format!("{} unreachable", d.name));
-        } else if d.pending.is_none() {
-            why.push(format!("nothing recorded on {}", d.name));
-        } else if d.lag_seconds.is_none() {
-            why.push(format!("track_commit_timestamp is off on {}", d.name));
-        }
-    }
-    if why.is_empty() {
-        "unknown".into()
-    } else {
-        format!("unknown ({})", why.join(", "))
+    let unknown: Vec<String> = s
+        .databases
+        .iter()
+        .filter(|d| d.lag_seconds.is_none())
+        .map(|d| format!("{}: {}", d.name, d.unknown.as_deref().unwrap_or("unknown")))
+        .collect();
+    match (s.lag_seconds, unknown.is_empty()) {
+        (Some(lag), true) => pretty_time(lag),
+        (Some(lag), false) => format!("{} ({})", pretty_time(lag), unknown.join("; ")),
+        (None, false) => format!("unknown ({})", unknown.join("; ")),
+        (None, true) => "unknown".into(),
     }
 }
 
-/// The total, and per source when there are several or some are unknown.
+/// The total, and per database: the changes not yet applied there.
 fn pending_text(s: &SyncStatus) -> String {
     let total = s.pending.map(pretty_number).unwrap_or_else(|| "unknown".into());
-    let srcs: Vec<&DatabaseStatus> = sources(s).collect();
-    if srcs.len() < 2 && srcs.iter().all(|d| d.pending.is_some()) {
+    if s.databases.len() < 2 {
         return total;
     }
-    let each: Vec<String> = srcs
+    let each: Vec<String> = s
+        .databases
         .iter()
         .map(|d| format!("{} {}", d.name, d.pending.map(pretty_number).unwrap_or_else(|| "unknown".into())))
         .collect();
@@ -254,12 +250,23 @@ fn replicator_text(s: &SyncStatus) -> String {
         _ => String::new(),
     };
     let ago = r.heartbeat_seconds_ago.map(|a| format!("last heartbeat {} ago", pretty_time(a)));
-    match (r.running, ago) {
+    let active = match (r.running, ago) {
         (true, Some(ago)) => format!("{who}running ({ago})"),
         (true, None) => format!("{who}running"),
         (false, Some(ago)) if r.pid.is_none() => format!("not running (stopped; {ago})"),
         (false, Some(ago)) => format!("{who}not running ({ago})"),
         (false, None) => "not running".into(),
+    };
+    match &r.standby {
+        None => active,
+        Some(standby) => {
+            let who = match (standby.pid, &standby.host) {
+                (Some(pid), Some(host)) if !host.is_empty() => format!("{pid}@{host}"),
+                (Some(pid), _) => pid.to_string(),
+                _ => "a replicator".into(),
+            };
+            format!("{active}; standby {who} (seen {} ago)", pretty_time(standby.seen_seconds_ago))
+        }
     }
 }
 

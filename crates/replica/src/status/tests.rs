@@ -29,6 +29,7 @@ fn db(id: u32, role: &'static str) -> DatabaseStatus {
         installed: true,
         pending: Some(0),
         lag_seconds: Some(0.0),
+        unknown: None,
         commit_timestamps: Some(true),
     }
 }
@@ -63,7 +64,9 @@ fn idle_sync(now: &str) -> SyncStatus {
             host: Some("site0".into()),
             heartbeat: Some(utc("2026-11-27T11:33:48Z")),
             heartbeat_seconds_ago: Some(1.0),
+            heartbeat_interval_seconds: Some(3.0),
             running: true,
+            standby: None,
         }),
         databases: vec![db(0, "source"), db(1, "source")],
         advice: vec![],
@@ -174,7 +177,9 @@ fn no_replicator_prints_a_blank_first_line_and_says_why() {
         host: Some("site0".into()),
         heartbeat: Some(utc("2026-11-27T11:30:00Z")),
         heartbeat_seconds_ago: Some(229.0),
+        heartbeat_interval_seconds: Some(3.0),
         running: false,
+        standby: None,
     });
     let mut r = report(now, vec![s]);
     r.replicator_pid = None;
@@ -190,10 +195,13 @@ fn unreachable_databases_and_unknown_lag_are_spelled_out() {
     s.state = "Bad".into();
     s.databases[1].reachable = false;
     s.databases[1].error = Some("127.0.0.1:1/x user=postgres: error connecting to server".into());
-    s.databases[1].pending = None;
-    s.databases[1].lag_seconds = None;
+    // What waits for db0 comes from db1, which cannot say; what waits for db1
+    // is known from db0.
+    s.databases[0].pending = None;
+    s.databases[0].lag_seconds = None;
+    s.databases[0].unknown = Some("db1 unreachable".into());
     s.pending = Some(0);
-    s.lag_seconds = None;
+    s.lag_seconds = Some(0.0);
     let out = summary(&report(now, vec![s]), &Utc);
     assert!(out.contains(" sync0 | Bad    | 11:33:37 "), "{out}");
     assert!(
@@ -201,7 +209,7 @@ fn unreachable_databases_and_unknown_lag_are_spelled_out() {
         "{out}"
     );
     assert!(
-        out.contains("sync0: lag unknown (db1 unreachable), pending changes 0 (db0 0, db1 unknown), conflicts 0\n"),
+        out.contains("sync0: lag 0s (db0: db1 unreachable), pending changes 0 (db0 unknown, db1 0), conflicts 0\n"),
         "{out}"
     );
 }

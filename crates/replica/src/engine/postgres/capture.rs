@@ -62,13 +62,25 @@ pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Resul
         }
         installed.captures.insert(table.name.clone(), capture);
     }
-    for sync in &what.positions {
+    if what.source {
+        // Each target's position starts where the sync's single cursor of an
+        // earlier version was, or now; then that cursor has served.
+        let targets: Vec<String> = what.targets.iter().map(ToString::to_string).collect();
+        let sync = what.sync.as_str();
         tx.execute(
-            "INSERT INTO dugong.cursor (sync, snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (sync) DO NOTHING",
-            &[&sync.as_str()],
+            "INSERT INTO dugong.cursor (sync, target, snapshot)
+             SELECT $1, t, coalesce((SELECT snapshot FROM dugong.cursor WHERE sync = $1 AND target = '*'), pg_current_snapshot())
+             FROM unnest($2::text[]) AS t
+             ON CONFLICT (sync, target) DO NOTHING",
+            &[&sync, &targets],
         )
         .await
-        .on_db(db, || format!("starting the cursor of {sync}"))?;
+        .on_db(db, || format!("starting the positions of {sync}"))?;
+        if !targets.is_empty() {
+            tx.execute("DELETE FROM dugong.cursor WHERE sync = $1 AND target = '*'", &[&sync])
+                .await
+                .on_db(db, || format!("starting the positions of {sync}"))?;
+        }
     }
     tx.commit().await.on_db(db, || "committing the install".into())?;
     Ok(installed)

@@ -70,10 +70,13 @@ where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await.map_err(|source| ReplicaError::Unreachable {
-        db,
-        target: describe(target),
-        source,
+    let (client, connection) = config.connect(tls).await.map_err(|source| {
+        let target = describe(target);
+        if source.as_db_error().is_some() {
+            ReplicaError::Refused { db, target, source }
+        } else {
+            ReplicaError::Unreachable { db, target, source }
+        }
     })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {

@@ -30,6 +30,7 @@ pub mod snapshot;
 pub(crate) mod status;
 mod tls;
 mod upkeep;
+mod watch;
 
 pub use capture::uninstall;
 pub use connect::{connect, connect_as, connect_to};
@@ -42,7 +43,7 @@ use crate::apply::{TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
-use crate::record::{Replicator, RunOutcome};
+use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -99,12 +100,34 @@ impl Engine for Postgres {
         reached
     }
 
+    type Watch = watch::Watch;
+
+    fn watch(config: &Arc<Config>, sync: &Sync) -> watch::Watch {
+        watch::Watch::new(config.clone(), sync.clone())
+    }
+
+    async fn heartbeat(watch: &mut watch::Watch, who: &Replicator) -> Vec<(DbId, bool)> {
+        watch.heartbeat(who).await
+    }
+
+    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
+        watch.waiting().await
+    }
+
     fn key_text(key: &TextKey) -> TextKey {
         key.clone()
     }
 
+    async fn probe(config: &Arc<Config>, db: DbId) -> bool {
+        connect_as(config, db, "dugong replicate (probe)").await.is_ok()
+    }
+
     fn databases(&self) -> Vec<DbId> {
         self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    fn missing(&self) -> &[Missing] {
+        &self.missing
     }
 
     fn without_commit_timestamps(&self) -> Vec<DbId> {
@@ -183,7 +206,7 @@ impl Engine for Postgres {
         record::record_bad(&clients, plan.name(), who, started, error).await;
     }
 
-    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>) {
-        record::record_stopped(self, plan.name()).await;
+    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) {
+        record::record_stopped(self, plan.name(), who).await;
     }
 }

@@ -5,15 +5,19 @@ use super::capture::Capture;
 use super::format::CopyFormat;
 use super::snapshot::{BatchBounds, Snapshot};
 use crate::plan::TableInfo;
+use crate::record::Missing;
 use crate::upkeep::Upkeep;
 use dugong_core::{DbId, TableName};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 /// A sync's PostgreSQL databases, ready to run.
 pub struct Postgres {
+    /// The databases reachable when the sync was prepared, in its order.
     pub nodes: Vec<Node>,
+    /// The databases that were not.
+    pub missing: Vec<Missing>,
     /// Every database runs the same major version of PostgreSQL, so the tables
     /// whose types allow it travel in COPY's binary format: PostgreSQL does not
     /// promise that format across major versions.
@@ -45,6 +49,11 @@ impl Postgres {
     pub(crate) fn sources(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.source)
     }
+
+    /// The sources that have a reachable database to deliver to.
+    pub(crate) fn delivering(&self) -> impl Iterator<Item = &Node> {
+        self.sources().filter(|n| n.live_targets(&self.nodes).next().is_some())
+    }
 }
 
 /// One database of a prepared sync.
@@ -57,7 +66,11 @@ pub struct Node {
     pub source: bool,
     /// Change logs of the sync's tables (sources only).
     pub captures: HashMap<TableName, Capture>,
-    /// What this sync has shipped of this database's changes (sources only).
+    /// What this sync has delivered of this database's changes to each other
+    /// database of the sync, reachable or not (sources only).
+    pub positions: BTreeMap<DbId, Snapshot>,
+    /// Where a run starts reading this source: what every reachable target
+    /// has (sources only).
     pub cursor: Snapshot,
     /// `track_commit_timestamp = on`: real commit times for conflicts.
     pub commit_timestamps: bool,
@@ -74,6 +87,31 @@ pub struct Node {
 }
 
 impl Node {
+    /// The targets a run delivers to: the other reachable databases.
+    pub(crate) fn live_targets<'a>(&'a self, nodes: &'a [Node]) -> impl Iterator<Item = DbId> + 'a {
+        nodes.iter().map(|n| n.id).filter(move |id| *id != self.id && self.positions.contains_key(id))
+    }
+
+    /// Where a run starts reading: what every reachable target has been
+    /// delivered; and whether their positions differ (a target that was away
+    /// gets again some of what the others have).
+    /// With no reachable target, what every target has: nothing is read then,
+    /// but upkeep still knows what was delivered.
+    pub(crate) fn window_start(&self, nodes: &[Node]) -> (Snapshot, bool) {
+        let live: Vec<&Snapshot> = self.live_targets(nodes).filter_map(|id| self.positions.get(&id)).collect();
+        let mut positions: Box<dyn Iterator<Item = &Snapshot>> =
+            if live.is_empty() { Box::new(self.positions.values()) } else { Box::new(live.into_iter()) };
+        // Nothing delivered anywhere yet: no transaction is visible.
+        let Some(first) = positions.next() else { return (Snapshot { xmin: 1, xmax: 1, xip: vec![] }, false) };
+        let mut start = first.clone();
+        let mut uneven = false;
+        for p in positions {
+            uneven |= p != first;
+            start = start.intersection(p);
+        }
+        (start, uneven)
+    }
+
     /// A background upkeep task is still running.
     pub(crate) fn upkeep_busy(&self) -> bool {
         self.upkeep_task.as_ref().is_some_and(|t| !t.is_finished())
@@ -95,6 +133,8 @@ pub(crate) struct Window {
     pub later: BatchBounds,
     /// Change rows in the window, over every table.
     pub shipped: u64,
+    /// The reachable targets this window delivers to.
+    pub targets: Vec<DbId>,
 }
 
 impl Window {

@@ -6,51 +6,88 @@ use super::catalog;
 use super::connect::{self, connect_to};
 use super::node::{Node, Postgres};
 use super::read;
+use super::record;
 use super::snapshot::Snapshot;
 use super::upkeep;
 use crate::capture::Install;
 use crate::engine::Prepared;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
-use crate::record::Replicator;
+use crate::record::{Missing, Replicator};
 use crate::upkeep::Upkeep;
 use dugong_config::{Config, Sync};
 use dugong_core::{DbId, SyncName};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
+use std::collections::BTreeMap;
 use tokio_postgres::Client;
 
 /// The advice printed whenever commit timestamps are off.
 pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so conflicts cannot be decided by commit time and go to the database listed first; turn it on with ALTER SYSTEM SET track_commit_timestamp = on (or in postgresql.conf) and restart PostgreSQL";
 
 /// Connects, checks and installs everything a sync needs on its databases.
+/// Databases that cannot be reached are left out, named in `missing`: the
+/// others replicate among themselves meanwhile, and their positions for the
+/// missing ones keep those changes waiting.
 pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<Prepared<Postgres>, ReplicaError> {
     // Every database is connected, claimed, checked and installed at once: a
     // restart waits for the slowest database, not for their sum.
     let ids = sync.databases();
-    let clients = try_join_all(ids.iter().map(|id| async move { Ok((*id, connect_to(config, *id).await?)) })).await?;
+    let connected = join_all(ids.iter().map(|id| async move { (*id, connect_to(config, *id).await) })).await;
+    let mut clients = Vec::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    let mut unreachable = None;
+    for (id, result) in connected {
+        match result {
+            Ok(client) => clients.push((id, client)),
+            Err(e) if e.is_unreachable() => {
+                missing.push(Missing { db: id, reason: e.to_string() });
+                unreachable.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let (true, Some(e)) = (clients.is_empty(), unreachable) {
+        return Err(e);
+    }
     // Claimed one after the other, in the sync's order: of two replicators
     // starting at once, the one that claims the first database wins, instead
     // of each holding one claim and both standing by.
     for (id, client) in &clients {
-        claim(client, *id, &sync.name).await?;
+        claim(client, *id, &sync.name, who).await?;
+    }
+    // Standing by no more, if it did.
+    for (_, client) in &clients {
+        let _ = client
+            .execute(
+                "DELETE FROM dugong.heartbeat WHERE sync = $1 AND role = 'standby' AND pid = $2 AND host = $3",
+                &[&sync.name.as_str(), &who.pid, &who.host],
+            )
+            .await;
     }
     let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
     let plan = SyncPlan::new(config, sync, catalog::select(&refs, sync).await?)?;
-    let nodes =
+    let mut nodes =
         try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &plan.tables, id, client)))
             .await?;
-    let configured: Vec<SyncName> = config.syncs.iter().map(|s| s.name.clone()).collect();
+    for i in 0..nodes.len() {
+        if nodes[i].source {
+            let (cursor, _) = nodes[i].window_start(&nodes);
+            nodes[i].cursor = cursor;
+        }
+    }
+    try_join_all(nodes.iter_mut().filter(|n| n.source).map(|n| prepare_source(n, &plan.tables))).await?;
+    let configured = configured_positions(config);
     for n in nodes.iter().filter(|n| n.source) {
         for stale in forget_stale_cursors(&n.client, n.id, &configured).await? {
-            tracing::warn!(db = %n.id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
+            tracing::warn!(db = %n.id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
         }
     }
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
-    Ok(Prepared::new(plan, who.clone(), Postgres { nodes, same_major_version, windows: Vec::new() }))
+    Ok(Prepared::new(plan, who.clone(), Postgres { nodes, missing, same_major_version, windows: Vec::new() }))
 }
 
 /// Checks and installs what one database of the sync needs, and reads where
-/// its changes were shipped up to.
+/// its changes were delivered up to.
 async fn set_up_node(
     config: &Config,
     sync: &Sync,
@@ -73,9 +110,7 @@ async fn set_up_node(
         .await
         .on_db(id, || "reading track_commit_timestamp and the server version".into())?;
     let (commit_timestamps, major_version): (bool, i32) = (settings.get(0), settings.get(1));
-    let source = what.source;
-    let cursor =
-        if source { read_cursor(&client, id, &sync.name).await? } else { Snapshot { xmin: 0, xmax: 0, xip: vec![] } };
+    let positions = if what.source { read_positions(&client, id, &sync.name).await? } else { BTreeMap::new() };
     client
         .execute(
             "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
@@ -83,27 +118,43 @@ async fn set_up_node(
         )
         .await
         .on_db(id, || "creating the sync's state".into())?;
-    let mut node = Node {
+    Ok(Node {
         id,
         database,
         client,
-        source,
+        source: what.source,
         captures: installed.captures,
-        cursor,
+        positions,
+        cursor: Snapshot { xmin: 0, xmax: 0, xip: vec![] },
         commit_timestamps,
         major_version,
         poll: None,
         batch_bounds: Default::default(),
         upkeep: Upkeep::default(),
         upkeep_task: None,
-    };
-    if source {
-        let waiting = upkeep::shipped_waiting(&node.client, id, &node.captures, &node.cursor).await?;
-        node.upkeep = Upkeep::resumed(waiting);
-        let sql = read::pending_sql(tables, &node);
-        node.poll = Some(node.client.prepare(&sql).await.on_db(id, || "preparing the poll".into())?);
+    })
+}
+
+/// What a source needs once its window start is known: the upkeep left by
+/// an earlier replicator, and its poll statement.
+async fn prepare_source(node: &mut Node, tables: &[TableInfo]) -> Result<(), ReplicaError> {
+    let waiting = upkeep::shipped_waiting(&node.client, node.id, &node.captures, &node.cursor).await?;
+    node.upkeep = Upkeep::resumed(waiting);
+    let sql = read::pending_sql(tables, node);
+    node.poll = Some(node.client.prepare(&sql).await.on_db(node.id, || "preparing the poll".into())?);
+    Ok(())
+}
+
+/// Every (sync, target) position the configuration can keep, as
+/// `(sync, db<id>)` pairs.
+fn configured_positions(config: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for sync in &config.syncs {
+        for target in sync.databases() {
+            out.push((sync.name.to_string(), target.to_string()));
+        }
     }
-    Ok(node)
+    out
 }
 
 /// Builds the missing transaction-id indexes of change logs an earlier version
@@ -122,14 +173,25 @@ fn build_txid_indexes(database: dugong_config::Database, id: DbId, unindexed: Ve
     });
 }
 
-/// Reads the sync's cursor on a source database.
-pub async fn read_cursor(client: &Client, id: DbId, sync: &SyncName) -> Result<Snapshot, ReplicaError> {
-    let text: String = client
-        .query_one("SELECT snapshot::text FROM dugong.cursor WHERE sync = $1", &[&sync.as_str()])
+/// Reads the sync's positions on a source database, per target.
+pub async fn read_positions(
+    client: &Client,
+    id: DbId,
+    sync: &SyncName,
+) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
+    let rows = client
+        .query("SELECT target, snapshot::text FROM dugong.cursor WHERE sync = $1 AND target <> '*'", &[&sync.as_str()])
         .await
-        .on_db(id, || format!("reading the cursor of {sync}"))?
-        .get(0);
-    text.parse().map_err(|e| ReplicaError::Protocol { db: id, message: format!("{e}") })
+        .on_db(id, || format!("reading the positions of {sync}"))?;
+    let protocol = |message: String| ReplicaError::Protocol { db: id, message };
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let target: String = row.get(0);
+        let db = target.parse::<DbId>().map_err(|_| protocol(format!("a position for {target:?}, not a database")))?;
+        let text: String = row.get(1);
+        out.insert(db, text.parse().map_err(|e| protocol(format!("{e}")))?);
+    }
+    Ok(out)
 }
 
 /// Applying changes without echo needs `session_replication_role = replica`:
@@ -151,18 +213,29 @@ async fn check_replication_role(client: &Client, id: DbId) -> Result<(), Replica
     }
 }
 
-/// Removes cursors of syncs that are not in the configuration any more, so a
-/// removed or renamed sync never keeps change logs from being purged.
+/// Removes positions of syncs that are not in the configuration any more, and
+/// of databases that are no longer in their sync, so a removed or renamed
+/// sync or target never keeps change logs from being purged. `configured`
+/// holds every `(sync, db<id>)` pair of the configuration.
 pub async fn forget_stale_cursors(
     client: &Client,
     id: DbId,
-    configured: &[SyncName],
+    configured: &[(String, String)],
 ) -> Result<Vec<String>, ReplicaError> {
-    let names: Vec<&str> = configured.iter().map(|s| s.as_str()).collect();
+    let syncs: Vec<&str> = configured.iter().map(|(s, _)| s.as_str()).collect();
+    let targets: Vec<&str> = configured.iter().map(|(_, t)| t.as_str()).collect();
     let rows = client
-        .query("DELETE FROM dugong.cursor WHERE sync <> ALL($1::text[]) RETURNING sync", &[&names])
+        .query(
+            "DELETE FROM dugong.cursor c
+             WHERE c.sync <> ALL($1::text[])
+                OR (c.target <> '*' AND NOT EXISTS (
+                      SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(sync, target)
+                      WHERE k.sync = c.sync AND k.target = c.target))
+             RETURNING c.sync || CASE WHEN c.target = '*' THEN '' ELSE ' to ' || c.target END",
+            &[&syncs, &targets],
+        )
         .await
-        .on_db(id, || "removing cursors of removed syncs".into())?;
+        .on_db(id, || "removing positions of removed syncs and targets".into())?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -178,7 +251,7 @@ pub async fn check_unchanged(plan: &SyncPlan, pg: &Postgres) -> Result<(), Repli
 /// its connection). Exactly one replicator runs a sync; another one started on
 /// the same configuration — a standby on the other site — waits until the
 /// lock is free on every database, then takes over.
-async fn claim(client: &Client, id: DbId, sync: &SyncName) -> Result<(), ReplicaError> {
+async fn claim(client: &Client, id: DbId, sync: &SyncName, who: &Replicator) -> Result<(), ReplicaError> {
     let got: bool = client
         .query_one("SELECT pg_try_advisory_lock(hashtext('dugong sync ' || $1)::int8)", &[&sync.as_str()])
         .await
@@ -198,5 +271,8 @@ async fn claim(client: &Client, id: DbId, sync: &SyncName) -> Result<(), Replica
         .flatten()
         .map(|r| r.get::<_, String>(0))
         .unwrap_or_else(|| "another replicator".into());
+    // Status shows who stands by. Best effort: a first start (no schema yet)
+    // or a lost connection only leaves it out.
+    let _ = record::heartbeat(client, sync, "standby", who).await;
     Err(ReplicaError::Standby { db: id, holder })
 }

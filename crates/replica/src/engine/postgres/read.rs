@@ -29,7 +29,7 @@ pub(crate) fn not_shipped(cursor: &str) -> String {
 /// Whether any source has changes this sync has not shipped. One cheap query per
 /// source; this is the poll that replaces Bucardo's NOTIFY kick.
 pub async fn pending(pg: &Postgres) -> Result<bool, ReplicaError> {
-    let checks = pg.sources().map(|node| async move {
+    let checks = pg.delivering().map(|node| async move {
         let cursor = node.cursor.to_string();
         let statement = node.poll.as_ref().expect("sources have a poll statement");
         let row =
@@ -82,7 +82,7 @@ async fn begin_targets(pg: &Postgres) -> Result<(), ReplicaError> {
 /// window: its snapshot, batch bound and change counts per table. The windows
 /// stay with the engine until the run ends.
 pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
-    let sources = pg.sources().map(|node| read_source(plan, node, limits));
+    let sources = pg.delivering().map(|node| read_source(plan, pg, node, limits));
     let ((), reads) = futures_util::future::try_join(begin_targets(pg), try_join_all(sources)).await?;
     let (windows, reads): (Vec<Window>, Vec<SourceRead>) = reads.into_iter().unzip();
     pg.windows = windows;
@@ -101,7 +101,12 @@ fn commit_time_expr(node: &Node, txid: &str, aggregate: &str) -> String {
 
 /// Starts the source's run transaction, takes its snapshot and sizes the batch,
 /// in one round trip (a simple query: the cursor is a safe literal).
-async fn read_source(plan: &SyncPlan, node: &Node, limits: RunLimits) -> Result<(Window, SourceRead), ReplicaError> {
+async fn read_source(
+    plan: &SyncPlan,
+    pg: &Postgres,
+    node: &Node,
+    limits: RunLimits,
+) -> Result<(Window, SourceRead), ReplicaError> {
     let id = node.id;
     let cursor = node.cursor.to_string();
     let deltas: Vec<&str> =
@@ -179,8 +184,10 @@ async fn read_source(plan: &SyncPlan, node: &Node, limits: RunLimits) -> Result<
     });
     let summaries: Vec<TableSummary> = try_join_all(reads).await?;
     let shipped = summaries.iter().map(|s| s.changes.max(0) as u64).sum();
-    let window = Window { db: id, cursor, bound, later, shipped, snapshot };
-    let read = SourceRead { db: id, more: !window.caught_up(), summaries };
+    let (_, uneven) = node.window_start(&pg.nodes);
+    let targets = node.live_targets(&pg.nodes).collect();
+    let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets };
+    let read = SourceRead { db: id, more: !window.caught_up(), uneven, summaries };
     Ok((window, read))
 }
 

@@ -3,10 +3,11 @@
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
 use super::node::Postgres;
+use super::snapshot::Snapshot;
 use super::upkeep;
 use crate::error::{describe_pg, ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
-use crate::record::{conflict_reason, epoch_seconds, excluded_entries, Replicator, RunOutcome};
+use crate::record::{conflict_reason, degraded, epoch_seconds, excluded_entries, Replicator, RunOutcome};
 use crate::upkeep::Purge;
 use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
@@ -16,11 +17,21 @@ use tokio_postgres::Client;
 
 const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING";
 
-/// The columns every Good state sets, whatever the run did.
-fn good_columns(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> String {
+/// The columns every run's state sets, whatever it did: Good from `started`,
+/// or — while databases are missing — Bad with the reason, the others going on.
+fn run_columns(plan: &SyncPlan, pg: &Postgres, who: &Replicator, started: &str) -> String {
     let excluded: Vec<String> = excluded_entries(&plan.excluded).iter().map(|e| quote_literal(e)).collect();
+    let live: Vec<DbId> = pg.nodes.iter().map(|n| n.id).collect();
+    let state = match degraded(&pg.missing, &live) {
+        None => format!("state = 'Good', last_good_started = {started}, last_good_ended = now()"),
+        Some(why) => format!(
+            "state = 'Bad', last_bad_started = coalesce(CASE WHEN state = 'Bad' THEN last_bad_started END, {started}),
+             last_bad_ended = now(), last_error = {}",
+            quote_literal(&why)
+        ),
+    };
     format!(
-        "replicator_pid = {pid}, replicator_host = {host}, heartbeat = now(), state = 'Good', tables = {tables},
+        "replicator_pid = {pid}, replicator_host = {host}, heartbeat = now(), {state}, tables = {tables},
             excluded = ARRAY[{excluded}]::text[], commit_timestamps = {commit_ts}, updated_at = now()",
         pid = who.pid,
         host = quote_literal(&who.host),
@@ -35,8 +46,8 @@ fn good_columns(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> String {
 /// their state inside their own transactions ([`commit`]).
 pub async fn record_idle(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> Result<(), ReplicaError> {
     let sql = format!(
-        "UPDATE dugong.sync_state SET {}, last_good_started = now(), last_good_ended = now() WHERE sync = {}",
-        good_columns(plan, pg, who),
+        "UPDATE dugong.sync_state SET {} WHERE sync = {}",
+        run_columns(plan, pg, who, "now()"),
         quote_literal(plan.name().as_str()),
     );
     try_join_all(
@@ -51,16 +62,15 @@ pub async fn record_idle(plan: &SyncPlan, pg: &Postgres, who: &Replicator) -> Re
 /// The statement that records a run that moved rows, executed in each
 /// database's run transaction just before it commits.
 fn good_run_sql(plan: &SyncPlan, pg: &Postgres, who: &Replicator, outcome: &RunOutcome) -> String {
-    let started = epoch_seconds(outcome.started.unwrap_or_else(SystemTime::now));
+    let started = format!("to_timestamp({})", epoch_seconds(outcome.started.unwrap_or_else(SystemTime::now)));
     let (d, i, t, c) = (outcome.deletes, outcome.inserts, outcome.truncates, outcome.conflicts.len());
     format!(
-        "UPDATE dugong.sync_state SET {good},
-            last_good_started = to_timestamp({started}), last_good_ended = now(),
-            last_rows_started = to_timestamp({started}), last_rows_ended = now(),
+        "UPDATE dugong.sync_state SET {columns},
+            last_rows_started = {started}, last_rows_ended = now(),
             last_deletes = {d}, last_inserts = {i}, last_truncates = {t}, last_conflicts = {c},
             rows_total = rows_total + {d} + {i}, conflicts_total = conflicts_total + {c}
          WHERE sync = {sync}",
-        good = good_columns(plan, pg, who),
+        columns = run_columns(plan, pg, who, &started),
         sync = quote_literal(plan.name().as_str()),
     )
 }
@@ -81,12 +91,19 @@ pub async fn commit(
         }
     }
     let sql = format!("{};\nCOMMIT", good_run_sql(plan, pg, who, outcome));
-    try_join_all(
+    let committed = try_join_all(
         pg.nodes
             .iter()
             .map(|n| async { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }),
     )
-    .await?;
+    .await;
+    if let Err(e) = committed {
+        // A statement before COMMIT failed: that transaction is aborted, not
+        // ended. The databases that committed keep the run; repeating it is
+        // harmless.
+        rollback_all(pg).await;
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -133,37 +150,50 @@ pub(crate) async fn rollback_all(pg: &Postgres) {
     }
 }
 
-/// After every database committed: moves each source's cursor past the run's
-/// window, and purges the change rows every configured sync has shipped when
-/// the upkeep policy says the purge goes with it.
+/// After every database committed: moves each source's position for every
+/// target the run delivered to past the run's window (never back: a target
+/// that was ahead keeps what it had), and purges the change rows every
+/// configured sync and target has been delivered, when the upkeep policy says
+/// the purge goes with it.
 pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaError> {
     let windows = std::mem::take(&mut pg.windows);
     let mut advances = Vec::with_capacity(windows.len());
     for w in &windows {
         let node = pg.node(w.db);
         let purge = node.upkeep.purge_after(node.upkeep_busy(), w.caught_up(), w.shipped);
-        advances.push((w.snapshot.truncated_at(w.bound), purge));
+        let shipped = w.snapshot.truncated_at(w.bound);
+        let positions: Vec<(DbId, Snapshot)> = w
+            .targets
+            .iter()
+            .map(|t| (*t, node.positions.get(t).map_or_else(|| shipped.clone(), |p| p.union(&shipped))))
+            .collect();
+        advances.push((positions, purge));
     }
-    let work = windows.iter().zip(&advances).map(|(w, (cursor, purge))| {
+    let work = windows.iter().zip(&advances).map(|(w, (positions, purge))| {
         let node = pg.node(w.db);
         async move {
-            // A cursor lost in a crash only means shipping again, which is
+            // A position lost in a crash only means delivering again, which is
             // idempotent: no need to wait for the flush.
             let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
-            sql.push_str(&format!(
-                "UPDATE dugong.cursor SET snapshot = '{cursor}'::pg_snapshot, updated_at = now() WHERE sync = {};\n",
-                quote_literal(sync.as_str())
-            ));
+            for (target, position) in positions {
+                sql.push_str(&format!(
+                    "UPDATE dugong.cursor SET snapshot = '{position}'::pg_snapshot, updated_at = now() WHERE sync = {} AND target = '{target}';\n",
+                    quote_literal(sync.as_str())
+                ));
+            }
             if *purge == Purge::Inline {
                 sql.push_str(&upkeep::purge_sql(node));
             }
             sql.push_str("COMMIT;");
-            node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the cursor".into())
+            node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the positions".into())
         }
     });
     try_join_all(work).await?;
-    for (w, (cursor, purge)) in windows.into_iter().zip(advances) {
-        let node = pg.nodes.iter_mut().find(|n| n.id == w.db).expect("every window is a node's");
+    for (w, (positions, purge)) in windows.into_iter().zip(advances) {
+        let i = pg.nodes.iter().position(|n| n.id == w.db).expect("every window is a node's");
+        pg.nodes[i].positions.extend(positions);
+        let (cursor, _) = pg.nodes[i].window_start(&pg.nodes);
+        let node = &mut pg.nodes[i];
         node.cursor = cursor;
         let caught_up = w.caught_up();
         node.batch_bounds = w.later;
@@ -201,8 +231,9 @@ pub async fn record_bad(
     }
 }
 
-/// Marks the sync as not running on every database (the replicator stopped).
-pub async fn record_stopped(pg: &Postgres, sync: &SyncName) {
+/// Marks the sync as not running on every database (the replicator stopped),
+/// and takes its heartbeat away.
+pub async fn record_stopped(pg: &Postgres, sync: &SyncName, who: &Replicator) {
     for node in &pg.nodes {
         let _ = node
             .client
@@ -211,5 +242,29 @@ pub async fn record_stopped(pg: &Postgres, sync: &SyncName) {
                 &[&sync.as_str()],
             )
             .await;
+        let _ = node
+            .client
+            .execute(
+                "DELETE FROM dugong.heartbeat WHERE sync = $1 AND role = 'active' AND pid = $2 AND host = $3",
+                &[&sync.as_str(), &who.pid, &who.host],
+            )
+            .await;
     }
+}
+
+/// Writes a replicator's heartbeat in its role (`active` or `standby`).
+pub async fn heartbeat(
+    client: &Client,
+    sync: &SyncName,
+    role: &str,
+    who: &Replicator,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO dugong.heartbeat (sync, role, pid, host, at, interval_ms) VALUES ($1, $2, $3, $4, now(), $5)
+             ON CONFLICT (sync, role) DO UPDATE SET pid = excluded.pid, host = excluded.host, at = now(),
+                 interval_ms = excluded.interval_ms",
+            &[&sync.as_str(), &role, &who.pid, &who.host, &(who.heartbeat.as_millis() as i32)],
+        )
+        .await
 }

@@ -13,12 +13,26 @@ CREATE TABLE IF NOT EXISTS dugong.captured (
     UNIQUE (table_schema, table_name)
 );
 
--- Per sync: the snapshot whose visible transactions the sync has shipped.
+-- Per sync and target database (`db<id>`): the snapshot whose visible
+-- transactions the sync has delivered there. A change is purged only once
+-- every row here covers it, so a site that is down keeps its changes waiting.
 CREATE TABLE IF NOT EXISTS dugong.cursor (
-    sync        text PRIMARY KEY,
+    sync        text NOT NULL,
+    target      text NOT NULL DEFAULT '*',
     snapshot    pg_snapshot NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sync, target)
 );
+-- Cursors of earlier versions were one per sync: they become the '*' row,
+-- which each target's own row starts from.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'dugong.cursor'::regclass AND attname = 'target' AND NOT attisdropped) THEN
+        ALTER TABLE dugong.cursor ADD COLUMN target text NOT NULL DEFAULT '*';
+        ALTER TABLE dugong.cursor DROP CONSTRAINT cursor_pkey;
+        ALTER TABLE dugong.cursor ADD PRIMARY KEY (sync, target);
+    END IF;
+END $$;
 
 -- TRUNCATEs of captured tables, shipped like row changes.
 CREATE TABLE IF NOT EXISTS dugong.truncate_log (
@@ -51,6 +65,19 @@ CREATE TABLE IF NOT EXISTS dugong.sync_state (
     conflicts_total      bigint NOT NULL DEFAULT 0,
     commit_timestamps    boolean,
     updated_at           timestamptz NOT NULL DEFAULT now()
+);
+-- The replicators' heartbeats, written beside the runs: the active one's every
+-- interval (status calls it not running after three intervals without one),
+-- and the last one seen standing by. A row of their own, so that a heartbeat
+-- never clashes with a run's update of sync_state.
+CREATE TABLE IF NOT EXISTS dugong.heartbeat (
+    sync         text NOT NULL,
+    role         text NOT NULL CHECK (role IN ('active', 'standby')),
+    pid          int NOT NULL,
+    host         text NOT NULL,
+    at           timestamptz NOT NULL DEFAULT now(),
+    interval_ms  int,
+    PRIMARY KEY (sync, role)
 );
 
 -- Every conflict decided, per row.

@@ -28,6 +28,35 @@ impl Snapshot {
         txid < self.xmin || (txid < self.xmax && !self.xip.contains(&txid))
     }
 
+    /// The transactions visible in both `self` and `other`: where a run starts
+    /// reading for several targets whose positions differ (each target then
+    /// gets everything it lacks, and some of it again).
+    pub fn intersection(&self, other: &Snapshot) -> Snapshot {
+        let xmax = self.xmax.min(other.xmax);
+        let mut xip: Vec<u64> = self.xip.iter().chain(&other.xip).copied().filter(|x| *x < xmax).collect();
+        xip.sort_unstable();
+        xip.dedup();
+        let xmin = xip.first().copied().unwrap_or(xmax);
+        Snapshot { xmin, xmax, xip }
+    }
+
+    /// The transactions visible in `self` or in `other`: a target's position
+    /// after a run that started reading below it never moves back.
+    pub fn union(&self, other: &Snapshot) -> Snapshot {
+        let xmax = self.xmax.max(other.xmax);
+        let mut xip: Vec<u64> = self
+            .xip
+            .iter()
+            .chain(&other.xip)
+            .copied()
+            .filter(|x| !self.is_visible(*x) && !other.is_visible(*x))
+            .collect();
+        xip.sort_unstable();
+        xip.dedup();
+        let xmin = xip.first().copied().unwrap_or(xmax);
+        Snapshot { xmin, xmax, xip }
+    }
+
     /// The cursor after consuming, from a run with snapshot `self`, exactly the
     /// transactions below `bound`. `bound` must not be below the previous
     /// cursor's `xmax` (then the result also covers all it covered).
@@ -176,6 +205,29 @@ mod tests {
                     "t={t} last={last} cur={current} bound={bound}"
                 );
             }
+        }
+    }
+
+    /// Intersections and unions see exactly the transactions both, or either,
+    /// of their snapshots see.
+    #[test]
+    fn intersections_and_unions_match_visibility() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let random = |rng: &mut rand::rngs::StdRng| {
+            let xmin = rng.random_range(1..40u64);
+            let xmax = xmin + rng.random_range(0..20);
+            let xip: Vec<u64> = (xmin..xmax).filter(|_| rng.random_bool(0.3)).collect();
+            let xmin = xip.first().copied().unwrap_or(xmax);
+            Snapshot { xmin, xmax, xip }
+        };
+        for _ in 0..2000 {
+            let (a, b) = (random(&mut rng), random(&mut rng));
+            let (i, u) = (a.intersection(&b), a.union(&b));
+            for t in 0..80 {
+                assert_eq!(i.is_visible(t), a.is_visible(t) && b.is_visible(t), "t={t} a={a} b={b} i={i}");
+                assert_eq!(u.is_visible(t), a.is_visible(t) || b.is_visible(t), "t={t} a={a} b={b} u={u}");
+            }
+            assert!(i.to_string().parse::<Snapshot>().is_ok() && u.to_string().parse::<Snapshot>().is_ok());
         }
     }
 

@@ -6,7 +6,7 @@
 use super::capture::delta_name;
 use super::catalog;
 use crate::error::describe_pg;
-use crate::record::{DbRead, Pending, ReadError, StateRow};
+use crate::record::{DbRead, ReadError, StateRow, Waiting};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use tokio_postgres::Client;
@@ -43,8 +43,8 @@ pub async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, R
     }
     read.state = read_state(client, sync).await.map_err(classify)?;
     if sync.sources.contains(&id) {
-        match read_pending(client, id, sync, read.commit_timestamps).await {
-            Ok(p) => read.pending = p,
+        match waiting(client, id, sync, read.commit_timestamps).await {
+            Ok(w) => read.waiting = w,
             Err(ReadError::Failed(why)) => read.problem = Some(format!("pending changes: {why}")),
             Err(e) => return Err(e),
         }
@@ -65,15 +65,29 @@ async fn read_state(client: &Client, sync: &Sync) -> Result<Option<StateRow>, to
     ]
     .map(micros)
     .join(", ");
+    // The heartbeats beside the state: the active replicator's (newer than
+    // the state's own when runs are long or failing) and the one standing by.
+    // A database whose state an earlier version wrote has none.
+    let heartbeats: Vec<(String, i32, String, i64, Option<i32>)> = match client
+        .query(
+            &format!("SELECT role, pid, host, {}, interval_ms FROM dugong.heartbeat WHERE sync = $1", micros("at")),
+            &[&sync.name.as_str()],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect(),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let sql = format!(
         "SELECT state, replicator_pid, replicator_host, last_deletes, last_inserts, last_truncates, last_conflicts,
                 last_error, tables, excluded, rows_total, conflicts_total, {times}
-         FROM dugong.sync_state WHERE sync = $1"
+         FROM dugong.sync_state s WHERE sync = $1"
     );
     let Some(r) = client.query_opt(&sql, &[&sync.name.as_str()]).await? else {
         return Ok(None);
     };
-    Ok(Some(StateRow {
+    let mut state = StateRow {
         state: r.get(0),
         pid: r.get(1),
         host: r.get(2),
@@ -94,23 +108,39 @@ async fn read_state(client: &Client, sync: &Sync) -> Result<Option<StateRow>, to
         last_bad_started: r.get(17),
         last_bad_ended: r.get(18),
         updated_at: r.get(19),
-    }))
+        ..StateRow::default()
+    };
+    for (role, pid, host, at, interval_ms) in heartbeats {
+        match role.as_str() {
+            // A clean stop took it away; one newer than the state's heartbeat
+            // speaks for the running replicator.
+            "active" if state.heartbeat.is_none_or(|h| at > h) => {
+                (state.pid, state.host, state.heartbeat) = (Some(pid), Some(host), Some(at));
+                state.heartbeat_interval_ms = interval_ms.map(i64::from);
+            }
+            "active" => state.heartbeat_interval_ms = interval_ms.map(i64::from),
+            _ => (state.standby_pid, state.standby_host, state.standby_seen) = (Some(pid), Some(host), Some(at)),
+        }
+    }
+    Ok(Some(state))
 }
 
-/// Counts the change rows of the sync's tables that its cursor does not cover,
-/// and the age of the oldest by commit time. `None` when the sync has no cursor
-/// here (it was never prepared on this database).
-async fn read_pending(
+/// Counts, per target, the change rows of the sync's tables that its position
+/// there does not cover, and the age of the oldest by commit time. `None`
+/// when the sync has no position here (it was never prepared on this
+/// database). A position of an earlier version ('*') stands for every target
+/// without one of its own.
+pub async fn waiting(
     client: &Client,
     id: DbId,
     sync: &Sync,
     commit_timestamps: bool,
-) -> Result<Option<Pending>, ReadError> {
-    let cursor = client
-        .query_opt("SELECT 1 FROM dugong.cursor WHERE sync = $1", &[&sync.name.as_str()])
+) -> Result<Option<Vec<Waiting>>, ReadError> {
+    let positions = client
+        .query("SELECT target FROM dugong.cursor WHERE sync = $1", &[&sync.name.as_str()])
         .await
         .map_err(classify)?;
-    if cursor.is_none() {
+    if positions.is_empty() {
         return Ok(None);
     }
     let selection = catalog::select(&[(id, client)], sync).await.map_err(|e| {
@@ -131,20 +161,39 @@ async fn read_pending(
         })
         .map(|r| r.get(0))
         .collect();
-    let mut parts: Vec<String> = ids.iter().map(|i| format!("SELECT dugong_txid FROM {}", delta_name(*i))).collect();
-    parts.push("SELECT dugong_txid FROM dugong.truncate_log WHERE table_id = ANY($2)".into());
+    // Each change log's window for a position, off its transaction-id index.
+    let window = "dugong_txid >= pg_snapshot_xmin(c.snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, c.snapshot)";
+    let mut parts: Vec<String> =
+        ids.iter().map(|i| format!("SELECT dugong_txid FROM {} WHERE {window}", delta_name(*i))).collect();
+    parts.push(format!("SELECT dugong_txid FROM dugong.truncate_log WHERE table_id = ANY($2) AND {window}"));
     let age = if commit_timestamps {
         micros("now()") + " - " + &micros("min(pg_xact_commit_timestamp(p.dugong_txid::xid))")
     } else {
         "NULL::int8".into()
     };
     let sql = format!(
-        "SELECT count(*), {age} FROM ({}) p, dugong.cursor c
-         WHERE c.sync = $1 AND NOT pg_visible_in_snapshot(p.dugong_txid, c.snapshot)",
+        "SELECT c.target, count(p.dugong_txid), {age}
+         FROM dugong.cursor c LEFT JOIN LATERAL ({}) p ON true
+         WHERE c.sync = $1 GROUP BY c.target",
         parts.join(" UNION ALL ")
     );
-    let row = client.query_one(&sql, &[&sync.name.as_str(), &ids]).await.map_err(classify)?;
-    let count: i64 = row.get(0);
-    let oldest_age_us: Option<i64> = if count == 0 { Some(0) } else { row.get(1) };
-    Ok(Some(Pending { count, oldest_age_us }))
+    let rows = client.query(&sql, &[&sync.name.as_str(), &ids]).await.map_err(classify)?;
+    let mut waiting = Vec::new();
+    let mut legacy = None;
+    for row in rows {
+        let target: String = row.get(0);
+        let rows_waiting: i64 = row.get(1);
+        let oldest_age_us = if rows_waiting == 0 { Some(0) } else { row.get::<_, Option<i64>>(2) };
+        match target.parse::<DbId>() {
+            Ok(target) => waiting.push(Waiting { target, rows: rows_waiting, oldest_age_us }),
+            Err(_) => legacy = Some((rows_waiting, oldest_age_us)),
+        }
+    }
+    if let Some((rows_waiting, oldest_age_us)) = legacy {
+        let own: Vec<DbId> = waiting.iter().map(|w| w.target).collect();
+        for target in sync.databases().into_iter().filter(|t| *t != id && !own.contains(t)) {
+            waiting.push(Waiting { target, rows: rows_waiting, oldest_age_us });
+        }
+    }
+    Ok(Some(waiting))
 }

@@ -40,7 +40,56 @@ pub fn install_schema(conn: &mut Connection, db: DbId) -> Result<(), ReplicaErro
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .on_db(db, || "starting the install transaction".into())?;
     tx.execute_batch(SCHEMA_SQL).on_db(db, || "installing Dugong's tables".into())?;
+    upgrade_cursor(&tx, db)?;
+    upgrade_sync_state(&tx, db)?;
     tx.commit().on_db(db, || "committing the install".into())
+}
+
+/// Columns `dugong_sync_state` gained since earlier versions.
+fn upgrade_sync_state(tx: &rusqlite::Transaction<'_>, db: DbId) -> Result<(), ReplicaError> {
+    let ctx = || "upgrading dugong_sync_state".to_string();
+    for (column, decl) in [
+        ("heartbeat_interval_ms", "INTEGER"),
+        ("standby_pid", "INTEGER"),
+        ("standby_host", "TEXT"),
+        ("standby_seen", "INTEGER"),
+    ] {
+        let present: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('dugong_sync_state') WHERE name = ?1)",
+                [column],
+                |r| r.get(0),
+            )
+            .on_db(db, ctx)?;
+        if !present {
+            tx.execute_batch(&format!("ALTER TABLE dugong_sync_state ADD COLUMN {column} {decl}")).on_db(db, ctx)?;
+        }
+    }
+    Ok(())
+}
+
+/// An earlier version kept one cursor per sync (`sync` its primary key): the
+/// table is rebuilt with a target column, each old cursor becoming the '*'
+/// row its targets' positions start from.
+fn upgrade_cursor(tx: &rusqlite::Transaction<'_>, db: DbId) -> Result<(), ReplicaError> {
+    let ctx = || "upgrading dugong_cursor".to_string();
+    let has_target: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info('dugong_cursor') WHERE name = 'target')", [], |r| {
+            r.get(0)
+        })
+        .on_db(db, ctx)?;
+    if has_target {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "ALTER TABLE dugong_cursor RENAME TO dugong_cursor_v1;
+         CREATE TABLE dugong_cursor (
+             sync TEXT NOT NULL, target TEXT NOT NULL DEFAULT '*', seq INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+             PRIMARY KEY (sync, target));
+         INSERT INTO dugong_cursor (sync, target, seq, updated_at) SELECT sync, '*', seq, updated_at FROM dugong_cursor_v1;
+         DROP TABLE dugong_cursor_v1;",
+    )
+    .on_db(db, ctx)
 }
 
 /// Installs (or confirms) the capture `what` asks for, and starts its
@@ -54,14 +103,25 @@ pub fn install(conn: &mut Connection, db: DbId, what: &Install<'_>) -> Result<Ha
     for table in what.tables {
         ids.insert(table.name.clone(), install_table(&tx, db, table)?);
     }
-    for sync in &what.positions {
-        tx.execute(
-            &format!(
-                "INSERT OR IGNORE INTO dugong_cursor (sync, seq, updated_at) SELECT ?1, seq, {NOW_US} FROM dugong_counter"
-            ),
-            [sync.as_str()],
-        )
-        .on_db(db, || format!("starting the cursor of {sync}"))?;
+    if what.source {
+        // Each target's position starts where the sync's single cursor of an
+        // earlier version was, or now; then that cursor has served.
+        let sync = what.sync.as_str();
+        let ctx = || format!("starting the positions of {sync}");
+        for target in &what.targets {
+            tx.execute(
+                &format!(
+                    "INSERT OR IGNORE INTO dugong_cursor (sync, target, seq, updated_at)
+                     SELECT ?1, ?2, coalesce((SELECT seq FROM dugong_cursor WHERE sync = ?1 AND target = '*'), seq), {NOW_US}
+                     FROM dugong_counter"
+                ),
+                [sync, &target.to_string()],
+            )
+            .on_db(db, ctx)?;
+        }
+        if !what.targets.is_empty() {
+            tx.execute("DELETE FROM dugong_cursor WHERE sync = ?1 AND target = '*'", [sync]).on_db(db, ctx)?;
+        }
     }
     tx.commit().on_db(db, || "committing the install".into())?;
     Ok(ids)

@@ -26,7 +26,8 @@ pub fn owner_tag(who: &Replicator) -> String {
     format!("{}@{}#{:016x}", who.pid, who.host, TAG.get_or_init(rand::random::<u64>))
 }
 
-/// Takes the sync's lease on one file, or says who holds it. Own transaction.
+/// Takes the sync's lease on one file, or says who holds it (and notes this
+/// replicator as standing by, for status). Own transaction.
 pub fn claim(conn: &Connection, db: DbId, sync: &SyncName, who: &Replicator, owner: &str) -> Result<(), ReplicaError> {
     let ctx = || format!("claiming {sync}");
     conn.execute_batch("BEGIN IMMEDIATE").on_db(db, ctx)?;
@@ -43,7 +44,16 @@ pub fn claim(conn: &Connection, db: DbId, sync: &SyncName, who: &Replicator, own
             let expired = age_us > LEASE.as_micros() as i64;
             let gone = host == who.host && !process_alive(pid);
             if tag != owner && !expired && !gone {
-                return Err(ReplicaError::Standby { db, holder: format!("{pid} on {host}") });
+                // The file's state row may not exist yet on a first start:
+                // then status simply shows no standby.
+                conn.execute(
+                    &format!(
+                        "UPDATE dugong_sync_state SET standby_pid = ?2, standby_host = ?3, standby_seen = {NOW_US} WHERE sync = ?1"
+                    ),
+                    rusqlite::params![sync.as_str(), who.pid, who.host],
+                )
+                .on_db(db, ctx)?;
+                return Ok(Some(format!("{pid} on {host}")));
             }
         }
         conn.execute(
@@ -54,9 +64,12 @@ pub fn claim(conn: &Connection, db: DbId, sync: &SyncName, who: &Replicator, own
             rusqlite::params![sync.as_str(), owner, who.pid, who.host],
         )
         .on_db(db, ctx)?;
-        Ok(())
+        Ok(None)
     })();
-    finish(conn, db, result)
+    match finish(conn, db, result)? {
+        None => Ok(()),
+        Some(holder) => Err(ReplicaError::Standby { db, holder }),
+    }
 }
 
 /// Renews the lease inside a transaction that holds the file's write lock;

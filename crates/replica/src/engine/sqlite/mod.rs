@@ -26,6 +26,7 @@ mod read;
 mod record;
 pub(crate) mod status;
 pub mod value;
+mod watch;
 
 pub use capture::{delta_name, install_schema, uninstall};
 pub use node::{Files, Node, Sqlite};
@@ -36,11 +37,12 @@ use crate::capture::Install;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::{Replicator, RunOutcome};
+use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::{DbId, SyncName};
 use node::blocking;
 use rusqlite::Connection;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -82,40 +84,67 @@ fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(Sync
         lease::claim(conn, *id, &sync.name, who, &owner)?;
     }
     let plan = SyncPlan::new(config, sync, catalog::select(opened.iter().map(|(id, _, conn)| (*id, conn)), sync)?)?;
-    let configured: Vec<&str> = config.syncs.iter().map(|s| s.name.as_str()).collect();
+    let configured: Vec<(String, String)> = config
+        .syncs
+        .iter()
+        .flat_map(|s| s.databases().into_iter().map(move |d| (s.name.to_string(), d.to_string())))
+        .collect();
     let mut nodes = Vec::with_capacity(opened.len());
     for (id, path, mut conn) in opened {
         let what = Install::for_database(sync, &plan.tables, id);
         let captures = capture::install(&mut conn, id, &what)?;
-        let cursor = if what.source { read_cursor(&conn, id, &sync.name)? } else { 0 };
+        let positions = if what.source { read_positions(&conn, id, &sync.name)? } else { BTreeMap::new() };
         record::ensure_row(&conn, id, &sync.name)?;
         if what.source {
             for stale in forget_stale_cursors(&conn, id, &configured)? {
-                tracing::warn!(db = %id, removed_sync = %stale, "removed the cursor of a sync that is no longer configured, so it cannot block purging");
+                tracing::warn!(db = %id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
             }
         }
-        nodes.push(Node { id, path, conn, source: what.source, captures, cursor });
+        let mut node = Node { id, path, conn, source: what.source, captures, positions, cursor: 0 };
+        node.cursor = node.window_start();
+        nodes.push(node);
     }
     Ok((plan, Files { nodes, owner, windows: Vec::new() }))
 }
 
-fn read_cursor(conn: &Connection, id: DbId, sync: &SyncName) -> Result<i64, ReplicaError> {
-    conn.query_row("SELECT seq FROM dugong_cursor WHERE sync = ?1", [sync.as_str()], |r| r.get(0))
-        .on_db(id, || format!("reading the cursor of {sync}"))
+/// The sync's positions on a source file, per target.
+fn read_positions(conn: &Connection, id: DbId, sync: &SyncName) -> Result<BTreeMap<DbId, i64>, ReplicaError> {
+    let ctx = || format!("reading the positions of {sync}");
+    let mut stmt =
+        conn.prepare("SELECT target, seq FROM dugong_cursor WHERE sync = ?1 AND target <> '*'").on_db(id, ctx)?;
+    let rows = stmt.query_map([sync.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).on_db(id, ctx)?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (target, seq) = row.on_db(id, ctx)?;
+        let db = target.parse::<DbId>().map_err(|e| ReplicaError::Protocol { db: id, message: e.to_string() })?;
+        out.insert(db, seq);
+    }
+    Ok(out)
 }
 
-/// Removes cursors of syncs that are no longer configured, so they never keep
-/// change rows from being purged.
-fn forget_stale_cursors(conn: &Connection, id: DbId, configured: &[&str]) -> Result<Vec<String>, ReplicaError> {
-    let ctx = || "removing cursors of removed syncs".to_string();
-    let all: Vec<String> = {
-        let mut stmt = conn.prepare("SELECT sync FROM dugong_cursor").on_db(id, ctx)?;
-        let rows = stmt.query_map([], |r| r.get(0)).on_db(id, ctx)?;
+/// Removes positions of syncs that are no longer configured, and of files no
+/// longer in their sync, so they never keep change rows from being purged.
+/// `configured` holds every `(sync, db<id>)` pair of the configuration.
+fn forget_stale_cursors(
+    conn: &Connection,
+    id: DbId,
+    configured: &[(String, String)],
+) -> Result<Vec<String>, ReplicaError> {
+    let ctx = || "removing positions of removed syncs and targets".to_string();
+    let all: Vec<(String, String)> = {
+        let mut stmt = conn.prepare("SELECT sync, target FROM dugong_cursor").on_db(id, ctx)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).on_db(id, ctx)?;
         rows.collect::<Result<_, _>>().on_db(id, ctx)?
     };
-    let stale: Vec<String> = all.into_iter().filter(|s| !configured.contains(&s.as_str())).collect();
-    for s in &stale {
-        conn.execute("DELETE FROM dugong_cursor WHERE sync = ?1", [s]).on_db(id, ctx)?;
+    let mut stale = Vec::new();
+    for (sync, target) in all {
+        let sync_known = configured.iter().any(|(s, _)| *s == sync);
+        let known = configured.iter().any(|(s, t)| *s == sync && *t == target);
+        if !sync_known || (target != "*" && !known) {
+            conn.execute("DELETE FROM dugong_cursor WHERE sync = ?1 AND target = ?2", [&sync, &target])
+                .on_db(id, ctx)?;
+            stale.push(if target == "*" { sync } else { format!("{sync} to {target}") });
+        }
     }
     Ok(stale)
 }
@@ -172,12 +201,36 @@ impl Engine for Sqlite {
         blocking(move || Ok(record_bad_unprepared(&config, &sync, &who, started, &error))).await.unwrap_or_default()
     }
 
+    type Watch = watch::Watch;
+
+    fn watch(config: &Arc<Config>, sync: &Sync) -> watch::Watch {
+        watch::Watch::new(config.clone(), sync.clone())
+    }
+
+    async fn heartbeat(watch: &mut watch::Watch, who: &Replicator) -> Vec<(DbId, bool)> {
+        watch.heartbeat(who).await
+    }
+
+    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
+        watch.waiting().await
+    }
+
     fn key_text(key: &SqliteKey) -> TextKey {
         key.iter().map(value::KeyValue::text).collect()
     }
 
+    async fn probe(config: &Arc<Config>, db: DbId) -> bool {
+        let config = config.clone();
+        blocking(move || open::open(db, path_of(&config, db)?)).await.is_ok()
+    }
+
     fn databases(&self) -> Vec<DbId> {
         self.ids().to_vec()
+    }
+
+    fn missing(&self) -> &[Missing] {
+        // SQLite files are local: one that cannot be opened fails the start.
+        &[]
     }
 
     fn without_commit_timestamps(&self) -> Vec<DbId> {
@@ -275,7 +328,7 @@ impl Engine for Sqlite {
             .await;
     }
 
-    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>) {
+    async fn record_stopped(&mut self, plan: &Arc<SyncPlan>, _who: &Replicator) {
         let sync = plan.name().clone();
         let _ = self
             .with(move |f| {

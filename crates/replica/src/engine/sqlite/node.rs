@@ -7,7 +7,7 @@
 use crate::error::ReplicaError;
 use dugong_core::{DbId, TableName};
 use rusqlite::Connection;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,8 +75,24 @@ pub struct Node {
     pub source: bool,
     /// The capture id (`dugong_delta_<id>`) of each of the sync's tables (sources only).
     pub captures: HashMap<TableName, i64>,
-    /// The sequence number up to which this sync shipped this file's changes.
+    /// The sequence number up to which this sync delivered this file's
+    /// changes to each other file of the sync (sources only).
+    pub positions: BTreeMap<DbId, i64>,
+    /// Where a run starts reading: what every target has (sources only).
     pub cursor: i64,
+}
+
+impl Node {
+    /// Where a run starts reading: the position of the target furthest behind.
+    pub(crate) fn window_start(&self) -> i64 {
+        self.positions.values().copied().min().unwrap_or(0)
+    }
+
+    /// The targets' positions differ.
+    pub(crate) fn uneven(&self) -> bool {
+        let mut values = self.positions.values();
+        values.next().is_some_and(|first| values.any(|p| p != first))
+    }
 }
 
 /// The changes a source ships in a run: sequence numbers after `from`, up to

@@ -81,7 +81,7 @@ pub fn begin(files: &mut Files, plan: &SyncPlan, limits: RunLimits) -> Result<Ve
                 None => Ok(TableSummary::default()),
             })
             .collect::<Result<_, _>>()?;
-        reads.push(SourceRead { db: node.id, more: to < head, summaries });
+        reads.push(SourceRead { db: node.id, more: to < head, uneven: node.uneven(), summaries });
         windows.push(window);
     }
     files.windows = windows;

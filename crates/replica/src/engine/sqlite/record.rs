@@ -13,6 +13,18 @@ use dugong_core::{DbId, SyncName};
 use rusqlite::{params, Connection};
 use std::time::SystemTime;
 
+/// The columns every write of the active replicator sets besides its pid and
+/// host (`?2`, `?3`): its heartbeat, how often it writes one, and the standby
+/// columns cleared when they name it (it stood by until it took over).
+fn alive_columns(who: &Replicator) -> String {
+    format!(
+        "heartbeat = {NOW_US}, heartbeat_interval_ms = {},
+         standby_seen = CASE WHEN standby_pid = ?2 AND standby_host = ?3 THEN NULL ELSE standby_seen END,
+         standby_pid = CASE WHEN standby_pid = ?2 AND standby_host = ?3 THEN NULL ELSE standby_pid END",
+        who.heartbeat.as_millis()
+    )
+}
+
 fn excluded_json(plan: &SyncPlan) -> String {
     serde_json::to_string(&excluded_entries(&plan.excluded)).unwrap_or_else(|_| "[]".into())
 }
@@ -53,12 +65,13 @@ fn record_good(plan: &SyncPlan, who: &Replicator, node: &Node, outcome: &RunOutc
     node.conn
         .execute(
             &format!(
-                "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Good',
+                "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, state = 'Good',
                     last_good_started = ?4, last_good_ended = {NOW_US}, last_rows_started = ?4, last_rows_ended = {NOW_US},
                     last_deletes = ?5, last_inserts = ?6, last_truncates = ?7, last_conflicts = ?8,
                     tables = ?9, excluded = ?10, rows_total = rows_total + ?5 + ?6, conflicts_total = conflicts_total + ?8,
                     updated_at = {NOW_US}
-                 WHERE sync = ?1"
+                 WHERE sync = ?1",
+                alive = alive_columns(who)
             ),
             params![plan.name().as_str(), who.pid, who.host, started, d, i, t, c, plan.tables.len() as i64, excluded_json(plan)],
         )
@@ -83,9 +96,10 @@ pub fn record_idle(files: &Files, plan: &SyncPlan, who: &Replicator) -> Result<(
             node.conn
                 .execute(
                     &format!(
-                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Good',
+                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, state = 'Good',
                             last_good_started = {NOW_US}, last_good_ended = {NOW_US}, tables = ?4, excluded = ?5, updated_at = {NOW_US}
-                         WHERE sync = ?1"
+                         WHERE sync = ?1",
+                        alive = alive_columns(who)
                     ),
                     params![plan.name().as_str(), who.pid, who.host, plan.tables.len() as i64, excluded_json(plan)],
                 )
@@ -105,9 +119,10 @@ pub fn record_bad(conns: &[(DbId, &Connection)], sync: &SyncName, who: &Replicat
             .and_then(|_| {
                 conn.execute(
                     &format!(
-                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, heartbeat = {NOW_US}, state = 'Bad',
+                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, state = 'Bad',
                             last_bad_started = ?4, last_bad_ended = {NOW_US}, last_error = ?5, updated_at = {NOW_US}
-                         WHERE sync = ?1"
+                         WHERE sync = ?1",
+                        alive = alive_columns(who)
                     ),
                     params![sync.as_str(), who.pid, who.host, micros(started), error],
                 )
@@ -159,18 +174,18 @@ fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result
     Ok(())
 }
 
-/// After every file committed: move each source's cursor and purge the change
-/// rows every sync of the file has shipped.
+/// After every file committed: move each source's positions past the run's
+/// window and purge the change rows every sync and target has been delivered.
 pub fn advance(files: &mut Files, sync: &SyncName) -> Result<(), ReplicaError> {
     let windows = std::mem::take(&mut files.windows);
     for node in files.nodes.iter_mut() {
         let Some(a) = windows.iter().find(|w| w.db == node.id) else { continue };
-        let ctx = || "advancing the cursor".to_string();
+        let ctx = || "advancing the positions".to_string();
         node.conn.execute_batch("BEGIN IMMEDIATE").on_db(node.id, ctx)?;
         let result = (|| {
             node.conn
                 .execute(
-                    &format!("UPDATE dugong_cursor SET seq = ?2, updated_at = {} WHERE sync = ?1", NOW_US),
+                    &format!("UPDATE dugong_cursor SET seq = max(seq, ?2), updated_at = {NOW_US} WHERE sync = ?1"),
                     rusqlite::params![sync.as_str(), a.to],
                 )
                 .on_db(node.id, ctx)?;
@@ -185,7 +200,10 @@ pub fn advance(files: &mut Files, sync: &SyncName) -> Result<(), ReplicaError> {
             Ok(())
         })();
         lease::finish(&node.conn, node.id, result)?;
-        node.cursor = a.to;
+        for p in node.positions.values_mut() {
+            *p = (*p).max(a.to);
+        }
+        node.cursor = node.window_start();
     }
     Ok(())
 }

@@ -25,11 +25,16 @@ INSERT OR IGNORE INTO dugong_counter (id, seq) VALUES (1, 0);
 -- connection ever sees: the capture triggers skip writes while it does.
 CREATE TABLE IF NOT EXISTS dugong_applying (id INTEGER PRIMARY KEY);
 
--- Per sync: the sequence number up to which the sync has shipped this file's changes.
+-- Per sync and target database (`db<id>`): the sequence number up to which the
+-- sync has delivered this file's changes there. Change rows are purged only
+-- once every row here covers them, so a file that is away keeps its changes
+-- waiting. ('*' is a cursor of an earlier version, one per sync.)
 CREATE TABLE IF NOT EXISTS dugong_cursor (
-    sync       TEXT PRIMARY KEY,
+    sync       TEXT NOT NULL,
+    target     TEXT NOT NULL DEFAULT '*',
     seq        INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (sync, target)
 );
 
 -- Per sync: the replicator that runs it. A lease, renewed by every run and
@@ -65,7 +70,13 @@ CREATE TABLE IF NOT EXISTS dugong_sync_state (
     excluded          TEXT NOT NULL DEFAULT '[]',
     rows_total        INTEGER NOT NULL DEFAULT 0,
     conflicts_total   INTEGER NOT NULL DEFAULT 0,
-    updated_at        INTEGER NOT NULL DEFAULT 0
+    updated_at        INTEGER NOT NULL DEFAULT 0,
+    -- How often the active replicator writes `heartbeat`, and the replicator
+    -- standing by (files of earlier versions get these in capture.rs).
+    heartbeat_interval_ms INTEGER,
+    standby_pid       INTEGER,
+    standby_host      TEXT,
+    standby_seen      INTEGER
 );
 
 -- Every conflict decided, per row; the key as a JSON array of its values' text.

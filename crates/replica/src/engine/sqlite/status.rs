@@ -4,7 +4,7 @@
 use super::capture::delta_name;
 use super::{catalog, open};
 use crate::record::micros;
-use crate::record::{DbRead, Pending, ReadError, StateRow};
+use crate::record::{DbRead, ReadError, StateRow, Waiting};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use rusqlite::{Connection, OptionalExtension};
@@ -26,8 +26,8 @@ pub fn read_db(path: &Path, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> 
     }
     read.state = read_state(&conn, sync).map_err(failed)?;
     if sync.sources.contains(&id) {
-        match read_pending(&conn, id, sync, read.now_us) {
-            Ok(p) => read.pending = p,
+        match waiting(&conn, id, sync, read.now_us) {
+            Ok(w) => read.waiting = w,
             Err(why) => read.problem = Some(format!("pending changes: {why}")),
         }
     }
@@ -35,11 +35,22 @@ pub fn read_db(path: &Path, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> 
 }
 
 fn read_state(conn: &Connection, sync: &Sync) -> rusqlite::Result<Option<StateRow>> {
+    // Columns of later versions, read as NULL from a file an earlier version
+    // wrote (status opens files read-only, so it cannot add them).
+    let later: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('dugong_sync_state') WHERE name = 'heartbeat_interval_ms')",
+        [],
+        |r| r.get(0),
+    )?;
+    let later =
+        if later { "heartbeat_interval_ms, standby_pid, standby_host, standby_seen" } else { "NULL, NULL, NULL, NULL" };
     conn.query_row(
-        "SELECT state, replicator_pid, replicator_host, last_deletes, last_inserts, last_truncates, last_conflicts,
+        &format!(
+            "SELECT state, replicator_pid, replicator_host, last_deletes, last_inserts, last_truncates, last_conflicts,
                 last_error, tables, excluded, rows_total, conflicts_total, heartbeat, last_good_started, last_good_ended,
-                last_rows_started, last_rows_ended, last_bad_started, last_bad_ended, updated_at
-         FROM dugong_sync_state WHERE sync = ?1",
+                last_rows_started, last_rows_ended, last_bad_started, last_bad_ended, updated_at, {later}
+             FROM dugong_sync_state WHERE sync = ?1"
+        ),
         [sync.name.as_str()],
         |r| {
             let excluded: String = r.get(9)?;
@@ -64,19 +75,29 @@ fn read_state(conn: &Connection, sync: &Sync) -> rusqlite::Result<Option<StateRo
                 last_bad_started: r.get(17)?,
                 last_bad_ended: r.get(18)?,
                 updated_at: r.get(19)?,
+                heartbeat_interval_ms: r.get(20)?,
+                standby_pid: r.get(21)?,
+                standby_host: r.get(22)?,
+                standby_seen: r.get(23)?,
             })
         },
     )
     .optional()
 }
 
-/// Change rows of the sync's tables past its cursor, and the age of the oldest.
-fn read_pending(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result<Option<Pending>, String> {
-    let cursor: Option<i64> = conn
-        .query_row("SELECT seq FROM dugong_cursor WHERE sync = ?1", [sync.name.as_str()], |r| r.get(0))
-        .optional()
-        .map_err(|e| e.to_string())?;
-    let Some(cursor) = cursor else { return Ok(None) };
+/// Per target, the change rows of the sync's tables past its position there,
+/// and the age of the oldest. A position of an earlier version ('*') stands
+/// for every target without one of its own.
+pub(crate) fn waiting(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result<Option<Vec<Waiting>>, String> {
+    let positions: Vec<(String, i64)> = {
+        let mut stmt =
+            conn.prepare("SELECT target, seq FROM dugong_cursor WHERE sync = ?1").map_err(|e| e.to_string())?;
+        let rows = stmt.query_map([sync.name.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+    };
+    if positions.is_empty() {
+        return Ok(None);
+    }
     let tables = catalog::select([(id, conn)], sync).map_err(|e| e.to_string())?.tables;
     let mut parts = Vec::new();
     for t in &tables {
@@ -88,14 +109,30 @@ fn read_pending(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result
             parts.push(format!("SELECT at FROM {} WHERE seq > ?1", delta_name(cid)));
         }
     }
-    if parts.is_empty() {
-        return Ok(Some(Pending { count: 0, oldest_age_us: Some(0) }));
-    }
-    let (count, oldest): (i64, Option<i64>) = conn
-        .query_row(&format!("SELECT count(*), min(at) FROM ({})", parts.join(" UNION ALL ")), [cursor], |r| {
+    let count = |seq: i64| -> Result<(i64, Option<i64>), String> {
+        if parts.is_empty() {
+            return Ok((0, None));
+        }
+        conn.query_row(&format!("SELECT count(*), min(at) FROM ({})", parts.join(" UNION ALL ")), [seq], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .map_err(|e| e.to_string())?;
-    let oldest_age_us = if count == 0 { Some(0) } else { oldest.map(|o| (now_us - o).max(0)) };
-    Ok(Some(Pending { count, oldest_age_us }))
+        .map_err(|e| e.to_string())
+    };
+    let mut out: Vec<Waiting> = Vec::new();
+    let mut legacy = None;
+    for (target, seq) in positions {
+        let (rows, oldest) = count(seq)?;
+        let oldest_age_us = if rows == 0 { Some(0) } else { oldest.map(|o| (now_us - o).max(0)) };
+        match target.parse::<DbId>() {
+            Ok(target) => out.push(Waiting { target, rows, oldest_age_us }),
+            Err(_) => legacy = Some((rows, oldest_age_us)),
+        }
+    }
+    if let Some((rows, oldest_age_us)) = legacy {
+        let own: Vec<DbId> = out.iter().map(|w| w.target).collect();
+        for target in sync.databases().into_iter().filter(|t| *t != id && !own.contains(t)) {
+            out.push(Waiting { target, rows, oldest_age_us });
+        }
+    }
+    Ok(Some(out))
 }

@@ -1,6 +1,10 @@
 //! The replication daemon: one task per sync that prepares it, runs it whenever
 //! changes are pending, and heals by itself — a database that goes away makes
-//! the sync Bad, and the task reconnects with backoff until it returns.
+//! the sync Bad while the others go on replicating among themselves, and a
+//! probe takes it back in when it returns (`probe`).
+
+mod health;
+mod probe;
 
 use crate::engine::postgres::{Postgres, COMMIT_TIMESTAMP_ADVICE};
 use crate::engine::sqlite::Sqlite;
@@ -8,10 +12,10 @@ use crate::engine::{self, Engine, EngineKind, Prepared};
 use crate::error::{Backoff, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
 use crate::read::RunLimits;
-use crate::record::{Replicator, RunOutcome};
+use crate::record::{degraded, epoch_seconds, Replicator, RunOutcome, DEFAULT_HEARTBEAT};
 use crate::run;
 use dugong_config::{Config, Sync};
-use dugong_core::SyncName;
+use dugong_core::{DbId, SyncName};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +26,9 @@ use tokio_util::task::TaskTracker;
 pub struct DaemonOptions {
     /// How often an idle sync polls its change logs.
     pub poll_interval: Duration,
-    /// How often an idle sync refreshes "last good" in its state.
+    /// How often the replicator writes its heartbeat (status reports it as not
+    /// running after three intervals without one), and an idle sync refreshes
+    /// "last good" in its state.
     pub heartbeat: Duration,
     /// About how many change rows one run ships per source; `None`: the
     /// engine's default ([`Engine::DEFAULT_BATCH_ROWS`]: 50,000 on PostgreSQL,
@@ -44,7 +50,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             poll_interval: Duration::from_millis(5),
-            heartbeat: Duration::from_secs(1),
+            heartbeat: DEFAULT_HEARTBEAT,
             batch_rows: None,
             once: false,
             backoff_min: Duration::from_millis(500),
@@ -76,7 +82,7 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
             sync: sync.clone(),
             options: options.clone(),
             shutdown: shutdown.clone(),
-            who: Replicator::this_process(),
+            who: Replicator { heartbeat: options.heartbeat, ..Replicator::this_process() },
         };
         handles.push(tracker.spawn(task.run()));
     }
@@ -120,6 +126,7 @@ impl SyncTask {
 
     async fn drive<E: Engine>(&self) -> SyncReport {
         let name = self.sync.name.clone();
+        let health = health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone());
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
         let mut prepared_once = false;
@@ -142,6 +149,7 @@ impl SyncTask {
                 Err(ReplicaError::Standby { db, holder }) => {
                     // Not Bad: the active replicator's state stands. With --once,
                     // wait a while for a replicator that is just exiting.
+                    health.set_active(false);
                     if !standing_by {
                         tracing::info!(sync = %name, db = %db, holder = %holder, "another replicator runs this sync; standing by");
                         standing_by = true;
@@ -174,6 +182,7 @@ impl SyncTask {
                 }
             };
             prepared_once = true;
+            health.set_active(true);
             if standing_by {
                 tracing::info!(sync = %name, "took over the sync");
                 standing_by = false;
@@ -181,20 +190,40 @@ impl SyncTask {
             for id in p.engine.databases() {
                 metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => id.to_string()).set(1.0);
             }
+            for missing in p.engine.missing() {
+                tracing::warn!(sync = %name, db = %missing.db, reason = %missing.reason, "running without an unreachable database; its changes wait in the change logs until it returns");
+                metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => missing.db.to_string()).set(0.0);
+            }
+            let missing: Vec<DbId> = p.engine.missing().iter().map(|m| m.db).collect();
+            let probe = probe::Probe::start::<E>(
+                self.config.clone(),
+                missing,
+                self.options.backoff_min,
+                self.options.backoff_max,
+            );
             let configured = self.options.batch_rows.unwrap_or(E::DEFAULT_BATCH_ROWS).max(1);
             let batch = batch_rows.get_or_insert(configured);
-            match self.run_prepared(&mut p, batch, configured).await {
+            match self.run_prepared(&mut p, &probe, batch, configured).await {
                 Ok(()) => {
-                    p.engine.record_stopped(&p.plan).await;
-                    return SyncReport { sync: name, good: true, error: None };
+                    // The heartbeat stops before the state says stopped.
+                    health.stop().await;
+                    p.engine.record_stopped(&p.plan, &self.who).await;
+                    let live: Vec<DbId> = p.engine.databases();
+                    let error = degraded(p.engine.missing(), &live);
+                    return SyncReport { sync: name, good: error.is_none(), error };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
                     tracing::warn!(sync = %name, change = %what, "replicated tables changed; preparing the sync again");
                     continue;
                 }
+                Err(ReplicaError::Returned { db }) => {
+                    tracing::info!(sync = %name, db = %db, "a missing database is reachable again; preparing the sync with it");
+                    continue;
+                }
                 Err(ReplicaError::Standby { db, holder }) => {
                     // Another replicator took the sync over (our lease expired
                     // while a run waited): it is the active one now.
+                    health.set_active(false);
                     tracing::warn!(sync = %name, db = %db, holder = %holder, "another replicator took the sync over; standing by");
                     drop(p);
                     if !self.wait(self.options.standby_retry).await {
@@ -251,6 +280,7 @@ impl SyncTask {
     async fn run_prepared<E: Engine>(
         &self,
         p: &mut Prepared<E>,
+        probe: &probe::Probe,
         batch_rows: &mut usize,
         configured: usize,
     ) -> Result<(), ReplicaError> {
@@ -262,6 +292,9 @@ impl SyncTask {
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
+            }
+            if let Some(db) = probe.returned() {
+                return Err(ReplicaError::Returned { db });
             }
             if last_schema_check.elapsed() >= self.options.schema_check {
                 p.engine.check_unchanged(&p.plan).await?;
@@ -280,7 +313,7 @@ impl SyncTask {
                         p.engine.record_idle(&p.plan, &p.who).await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
-                    self.observe(&name, &outcome);
+                    self.observe(&name, &outcome, !p.engine.missing().is_empty());
                     if outcome.empty {
                         if self.options.once {
                             // Leave the change logs purged, as a daemon would.
@@ -313,21 +346,22 @@ impl SyncTask {
         }
     }
 
-    fn observe(&self, name: &str, o: &RunOutcome) {
+    /// Metrics and logs of a run. A run among fewer databases than the sync
+    /// has (`degraded`) is not a good one.
+    fn observe(&self, name: &str, o: &RunOutcome, degraded: bool) {
         let sync = name.to_string();
-        metrics::gauge!(m::SYNC_GOOD, "sync" => sync.clone()).set(1.0);
-        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        metrics::gauge!(m::LAST_GOOD_SECONDS, "sync" => sync.clone()).set(now);
+        metrics::gauge!(m::SYNC_GOOD, "sync" => sync.clone()).set(if degraded { 0.0 } else { 1.0 });
+        if !degraded {
+            metrics::gauge!(m::LAST_GOOD_SECONDS, "sync" => sync.clone()).set(epoch_seconds(SystemTime::now()));
+        }
         if o.empty {
-            metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(0.0);
             return;
         }
         metrics::counter!(m::RUNS, "sync" => sync.clone(), "result" => "good").increment(1);
         metrics::counter!(m::ROWS_APPLIED, "sync" => sync.clone()).increment(o.inserts);
         metrics::counter!(m::ROWS_DELETED, "sync" => sync.clone()).increment(o.deletes);
         metrics::counter!(m::CONFLICTS, "sync" => sync.clone()).increment(o.conflicts.len() as u64);
-        metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync.clone()).record(o.duration.as_secs_f64());
-        metrics::gauge!(m::LAG_SECONDS, "sync" => sync).set(o.lag.map(|l| l.as_secs_f64()).unwrap_or(0.0));
+        metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync).record(o.duration.as_secs_f64());
         if !o.conflicts.is_empty() {
             tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see the conflict log (dugong.conflict_log, on SQLite dugong_conflict_log)");
         }

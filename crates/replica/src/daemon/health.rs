@@ -1,0 +1,174 @@
+//! The health watch of a sync, for as long as the replicator runs it or tries
+//! to: every heartbeat interval it writes the replicator's heartbeat to every
+//! database that answers (on connections of its own, so a long run or a
+//! backoff never silences it), and counts what waits for each database —
+//! the `dugong_replica_pending_rows` and `dugong_replica_lag_seconds` gauges,
+//! which rise through an outage and are 0 only when nothing waits.
+
+use crate::engine::Engine;
+use crate::metrics as m;
+use crate::record::{epoch_seconds, Replicator, Waiting};
+use dugong_config::{Config, Sync};
+use dugong_core::DbId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Counting what waits costs a scan of each change log's pending part: after
+/// a count that took `t`, the next waits at least this many times `t`, so a
+/// huge backlog is counted less often instead of loading its source.
+const COUNT_SPACING: u32 = 20;
+
+/// The running watch; stops when dropped.
+pub(super) struct Health {
+    active: Arc<AtomicBool>,
+    /// Wakes the watch at once when the replicator becomes active.
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Health {
+    pub(super) fn start<E: Engine>(config: Arc<Config>, sync: Sync, who: Replicator) -> Health {
+        let active = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(watch::<E>(config, sync, who, active.clone(), wake.clone()));
+        Health { active, wake, task }
+    }
+
+    /// Stops the watch and waits until it has: nothing it writes can follow.
+    pub(super) async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Whether this replicator runs the sync (and so writes its heartbeat) or
+    /// stands by for another.
+    pub(super) fn set_active(&self, active: bool) {
+        if !self.active.swap(active, Ordering::Relaxed) && active {
+            self.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn watch<E: Engine>(
+    config: Arc<Config>,
+    sync: Sync,
+    who: Replicator,
+    active: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+) {
+    let name = sync.name.to_string();
+    let mut watch = E::watch(&config, &sync);
+    let mut next_count = Instant::now();
+    let mut waiting_since: HashMap<DbId, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(who.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.notified() => next_count = Instant::now(),
+        }
+        let is_active = active.load(Ordering::Relaxed);
+        metrics::gauge!(m::ACTIVE, "sync" => name.clone()).set(if is_active { 1.0 } else { 0.0 });
+        if !is_active {
+            continue;
+        }
+        for (db, up) in E::heartbeat(&mut watch, &who).await {
+            let up = if up { 1.0 } else { 0.0 };
+            metrics::gauge!(m::DATABASE_UP, "sync" => name.clone(), "db" => db.to_string()).set(up);
+        }
+        metrics::gauge!(m::HEARTBEAT_SECONDS, "sync" => name.clone()).set(epoch_seconds(SystemTime::now()));
+        if Instant::now() < next_count {
+            continue;
+        }
+        let clock = Instant::now();
+        let waiting = E::waiting(&mut watch).await;
+        next_count = Instant::now() + clock.elapsed() * COUNT_SPACING;
+        for (db, w) in per_target(&sync, &waiting) {
+            let labels = [("sync", name.clone()), ("db", db.to_string())];
+            let Some(w) = w else {
+                // What waits for it is unknown (a source that feeds it does
+                // not answer): no number rather than a stale one.
+                metrics::gauge!(m::PENDING_ROWS, &labels).set(f64::NAN);
+                metrics::gauge!(m::LAG_SECONDS, &labels).set(f64::NAN);
+                continue;
+            };
+            metrics::gauge!(m::PENDING_ROWS, &labels).set(w.rows as f64);
+            let since = if w.rows > 0 { *waiting_since.entry(db).or_insert(clock) } else { clock };
+            if w.rows == 0 {
+                waiting_since.remove(&db);
+            }
+            // Without commit timestamps, the time since changes were first
+            // seen waiting: a lower bound that rises every second all the same.
+            let lag = match w.oldest_age_us {
+                Some(us) => Duration::from_micros(us.max(0) as u64),
+                None => since.elapsed(),
+            };
+            metrics::gauge!(m::LAG_SECONDS, &labels).set(lag.as_secs_f64());
+        }
+    }
+}
+
+/// What waits for each database of the sync, summed over the sources that
+/// feed it; `None` when one of them could not say.
+fn per_target(sync: &Sync, waiting: &[(DbId, Option<Vec<Waiting>>)]) -> Vec<(DbId, Option<Waiting>)> {
+    sync.databases()
+        .into_iter()
+        .map(|target| {
+            let mut total = Waiting { target, rows: 0, oldest_age_us: Some(0) };
+            for (source, w) in waiting.iter().filter(|(s, _)| *s != target) {
+                let Some(w) = w.as_ref().and_then(|w| w.iter().find(|w| w.target == target)) else {
+                    // A source with no position for it: not one of its targets.
+                    if w.is_none() && sync.sources.contains(source) {
+                        return (target, None);
+                    }
+                    continue;
+                };
+                total.rows += w.rows;
+                total.oldest_age_us = match (total.oldest_age_us, w.oldest_age_us) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            (target, Some(total))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn sync() -> Sync {
+        let json = r#"{"databases": [{"id": 0, "url": "sqlite:/a"}, {"id": 1, "url": "sqlite:/b"}, {"id": 2, "url": "sqlite:/c"}],
+                       "syncs": [{"sources": [0, 1, 2], "targets": [], "tables": "all", "onetimecopy": 0}]}"#;
+        Config::from_str(json, Path::new("t.json")).unwrap().syncs[0].clone()
+    }
+
+    fn w(target: u32, rows: i64, age: Option<i64>) -> Waiting {
+        Waiting { target: DbId(target), rows, oldest_age_us: age }
+    }
+
+    #[test]
+    fn what_waits_for_a_database_sums_its_sources_and_is_unknown_when_one_cannot_say() {
+        let waiting = vec![
+            (DbId(0), Some(vec![w(1, 5, Some(10)), w(2, 7, Some(30))])),
+            (DbId(1), Some(vec![w(0, 0, Some(0)), w(2, 1, Some(50))])),
+            (DbId(2), None),
+        ];
+        let t = per_target(&sync(), &waiting);
+        assert_eq!(t[0].1, None, "db2 feeds db0 and cannot say");
+        assert_eq!(t[1].1, None, "db2 feeds db1 too");
+        assert_eq!(t[2].1, Some(w(2, 8, Some(50))), "db2, down, has 8 rows waiting, the oldest 50 µs old");
+    }
+}
