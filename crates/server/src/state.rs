@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Access, AuthError};
 use crate::config::ServerConfig;
-use crate::console::LoginLimiter;
+use crate::console::limiter::LoginLimiter;
 use crate::feed::Feed;
 
 /// How long a readiness or info check waits for the database.

@@ -12,51 +12,9 @@ use dugong_store::{App, Flow, Input, Kind, Record, StoreError};
 
 use super::html::{self, esc, Notice, Section};
 use super::session::Change;
-use super::{message_page, Ctx};
+use super::view::{all, conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
 use crate::ops;
-use crate::state::AppState;
-
-/// Most records a console list shows (pages of the store's default size).
-const LIST_LIMIT: usize = 5_000;
-
-/// Every record of `kind` (flows: of `app_id`), up to [`LIST_LIMIT`].
-pub(crate) async fn all(state: &AppState, kind: Kind, app_id: Option<&str>) -> Result<Vec<Record>, ApiError> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = ops::list(state, kind, 0, &token, app_id).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(next) if out.len() < LIST_LIMIT => token = next,
-            _ => return Ok(out),
-        }
-    }
-}
-
-/// A store failure before a page could be framed.
-pub(crate) fn store_failure(e: &StoreError) -> Response {
-    let api = ApiError::Store(StoreError::Unavailable(String::new()));
-    let status = if e.is_unavailable() { api.http_status() } else { StatusCode::INTERNAL_SERVER_ERROR };
-    let message = if e.is_unavailable() {
-        "The site's database does not answer. Try again, or use another site's console.".to_string()
-    } else {
-        tracing::error!(error = %e, "console request failed");
-        "Internal error (logged on the server).".to_string()
-    };
-    (status, html::bare_page("Unavailable", &format!("<p role=\"alert\">{}</p>", esc(&message)))).into_response()
-}
-
-/// An API failure as a page.
-pub(crate) fn failure(ctx: &Ctx, e: &ApiError) -> Response {
-    let title = match e.http_status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::BAD_REQUEST => "Not accepted",
-        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
-        _ => "Error",
-    };
-    message_page(ctx, e.http_status(), title, &e.public_message())
-}
 
 /// The `expected_version` a form carried.
 fn form_version(change: &Change) -> Option<i64> {
@@ -230,25 +188,6 @@ pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Respo
         }
         Err(e) => failure(&ctx, &e),
     }
-}
-
-/// Someone saved first: both versions side by side, the user's still editable.
-pub(crate) fn conflict_page(ctx: &Ctx, what: &str, current: Option<i64>, mine: &str, theirs: &str) -> Response {
-    let message = match current {
-        Some(v) => format!(
-            "Someone else saved this {what} first (it is now at version {v}). Your changes were NOT saved and are kept \
-             below, next to the saved version: compare them, then save yours over it or leave."
-        ),
-        None => format!("Someone else deleted this {what}. Your changes were NOT saved and are kept below."),
-    };
-    let title = current.map_or("(none)".to_string(), |v| format!("version {v}"));
-    let body = format!(
-        "<div class=\"conflict\" id=\"conflict\"><section aria-labelledby=\"mine-h\"><h2 id=\"mine-h\">Your changes</h2>{mine}</section>\
-         <section aria-labelledby=\"theirs-h\" id=\"theirs\"><h2 id=\"theirs-h\">Saved: {title}</h2>{theirs}</section></div>"
-    );
-    let section = if what == "setting" { Section::Settings } else { Section::Apps };
-    (StatusCode::CONFLICT, ctx.page(section, &format!("Conflict: {what} changed"), &Notice::Error(message), &body))
-        .into_response()
 }
 
 pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {

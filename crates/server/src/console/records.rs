@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use dugong_store::{Input, Kind, Record, StoreError};
 
 use super::html::{self, esc, Notice, Section};
-use super::pages::{all, conflict_page, failure};
 use super::session::Change;
-use super::{message_page, Ctx};
+use super::view::{all, conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
 use crate::ops;
 
