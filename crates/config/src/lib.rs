@@ -25,10 +25,12 @@
 
 #![warn(missing_docs)]
 
+mod connstr;
 mod database;
 mod error;
 mod host;
 mod onetimecopy;
+pub mod pgtls;
 mod raw;
 mod secret;
 mod span;

@@ -21,6 +21,8 @@
 //! - `client` — connection settings, clients, per-test databases.
 //! - `wait` — [`wait_for`].
 //! - `dns` — [`TestDns`]: a DNS server in-process whose records tests change at run time.
+//! - `proxy` — [`FaultProxy`]: a TCP proxy that loses an answer on purpose.
+//! - `certs` — [`TestCa`]: CAs and certificates for TLS tests of our own servers.
 //! - `error` — [`TestkitError`].
 //!
 //! ```no_run
@@ -40,6 +42,7 @@ mod error;
 mod install;
 mod port;
 mod process;
+mod proxy;
 mod server_log;
 mod settings;
 mod tls;
@@ -51,5 +54,6 @@ pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
 pub use port::free_port;
+pub use proxy::FaultProxy;
 pub use settings::ClusterOptions;
 pub use wait::wait_for;

@@ -100,6 +100,8 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
         user: name.clone(),
         csrf: session::random_token(),
         expires_at: dugong_store::Micros::from(std::time::SystemTime::now() + config.session_ttl),
+        user_epoch: user.as_ref().map_or(0, |u| u.session_epoch),
+        peer: ip.to_string(),
     };
     if let Err(e) = state.store.create_session(&new).await {
         return html::store_failure(&e);
