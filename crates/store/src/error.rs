@@ -63,7 +63,7 @@ impl StoreError {
 /// primary message is kept — its DETAIL may quote row values.
 pub(crate) fn from_pg(context: &str, err: &tokio_postgres::Error) -> StoreError {
     match err.as_db_error() {
-        None => StoreError::Unavailable(format!("{context}: {err}")),
+        None => StoreError::Unavailable(format!("{context}: {}", with_causes(err))),
         Some(db) => {
             let code = db.code().code();
             // 08: connection exception; 57P: operator intervention (shutdown);
@@ -82,12 +82,29 @@ pub(crate) fn from_pg(context: &str, err: &tokio_postgres::Error) -> StoreError 
 /// [`from_pg`].
 pub(crate) fn from_pg_write(context: &str, err: &tokio_postgres::Error) -> StoreError {
     match err.as_db_error() {
-        None => StoreError::OutcomeUnknown(format!("{context}: {err}")),
+        None => StoreError::OutcomeUnknown(format!("{context}: {}", with_causes(err))),
         Some(db) if db.code().code().starts_with("08") || db.code().code().starts_with("57P") => {
             StoreError::OutcomeUnknown(format!("{context}: {}", db.message()))
         }
         Some(_) => from_pg(context, err),
     }
+}
+
+/// A connection-level error with what caused it ("error performing TLS
+/// handshake: invalid peer certificate: …"): the cause is what an operator
+/// needs, and it never holds row values.
+fn with_causes(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An SQLite error as a [`StoreError`]; a busy database counts as unavailable.

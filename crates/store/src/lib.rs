@@ -176,6 +176,15 @@ impl Store {
         dispatch!(self, s => s.migrate().await)
     }
 
+    /// SQLite: the `synchronous` setting its connections run with; `None` on
+    /// PostgreSQL.
+    pub async fn sqlite_sync(&self) -> Result<Option<SqliteSync>, StoreError> {
+        match self {
+            Store::Postgres(_) => Ok(None),
+            Store::Sqlite(s) => s.sync().await.map(Some),
+        }
+    }
+
     /// Checks that the role connected with may do everything a server does
     /// (PostgreSQL; an SQLite file opened read-write allows everything).
     pub async fn check_privileges(&self) -> Result<(), StoreError> {

@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod client;
 mod cluster;
 pub mod dns;
@@ -49,6 +50,7 @@ mod tls;
 mod wait;
 mod watchdog;
 
+pub use certs::{CertFiles, TestCa};
 pub use cluster::Cluster;
 pub use dns::TestDns;
 pub use error::TestkitError;

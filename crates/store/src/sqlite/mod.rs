@@ -80,6 +80,14 @@ impl SqliteStore {
         self.run(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| from_sqlite("ping", &e))).await
     }
 
+    /// `PRAGMA synchronous` of a connection: 2 is FULL, 1 NORMAL.
+    pub(crate) async fn sync(&self) -> Result<SqliteSync, StoreError> {
+        let level: i64 = self
+            .run(|c, _| c.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(|e| from_sqlite("PRAGMA", &e)))
+            .await?;
+        Ok(if level >= 2 { SqliteSync::Full } else { SqliteSync::Normal })
+    }
+
     pub(crate) fn pool_status(&self) -> PoolStatus {
         let in_use = self.inner.in_use.load(Ordering::Relaxed).min(CONNECTIONS);
         PoolStatus { size: CONNECTIONS, idle: CONNECTIONS - in_use, waiting: 0, max: CONNECTIONS }
