@@ -78,7 +78,7 @@ pub async fn new_app(ctx: Ctx) -> Response {
 pub async fn create_app(ctx: Ctx, change: Change) -> Response {
     let (name, description) = (change.fields.get("name"), change.fields.text("description"));
     let id = uuid::Uuid::new_v4().to_string();
-    match ops::put(&ctx.state, Input::app(&id, name, &description), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::app(&id, name, &description), Some(0)).await {
         Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
             let body = app_form(&ctx, "/apps", name, &description, None, "Create app");
@@ -156,7 +156,7 @@ fn delete_form(ctx: &Ctx, action: &str, version: i64, label: &str) -> String {
 pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
     let (name, description) = (change.fields.get("name").to_string(), change.fields.text("description"));
     let input = Input::app(&id, &name, &description);
-    match ops::put(&ctx.state, input, form_version(&change)).await {
+    match ops::put(&ctx.state, &change.who, input, form_version(&change)).await {
         Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let current = ops::get(&ctx.state, Kind::App, &id).await.ok();
@@ -195,7 +195,7 @@ pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Res
         Ok(a) => a.name,
         Err(r) => return r,
     };
-    match ops::delete(&ctx.state, Kind::App, &id, form_version(&change)).await {
+    match ops::delete(&ctx.state, &change.who, Kind::App, &id, form_version(&change)).await {
         Ok(_) => Redirect::to(&format!("/apps?deleted={}", html::url_component(&name))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,
@@ -250,7 +250,7 @@ pub async fn new_flow(ctx: Ctx, Path(app_id): Path<String>) -> Response {
 pub async fn create_flow(ctx: Ctx, Path(app_id): Path<String>, change: Change) -> Response {
     let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
     let id = uuid::Uuid::new_v4().to_string();
-    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::flow(&id, &app_id, &name, &script), Some(0)).await {
         Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
             let body = flow_form(&ctx, &format!("/apps/{app_id}/flows"), &app_id, &name, &script, None, "Create flow");
@@ -302,7 +302,7 @@ pub async fn flow(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Stri
 pub async fn save_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
     let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
     let app_id = change.fields.get("app_id").to_string();
-    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), form_version(&change)).await {
+    match ops::put(&ctx.state, &change.who, Input::flow(&id, &app_id, &name, &script), form_version(&change)).await {
         Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let current = ops::get(&ctx.state, Kind::Flow, &id).await.ok();
@@ -345,7 +345,7 @@ pub async fn delete_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Re
         Ok(f) => f,
         Err(r) => return r,
     };
-    match ops::delete(&ctx.state, Kind::Flow, &id, form_version(&change)).await {
+    match ops::delete(&ctx.state, &change.who, Kind::Flow, &id, form_version(&change)).await {
         Ok(_) => Redirect::to(&format!("/apps/{}?deleted={}", f.app_id, html::url_component(&f.name))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,

@@ -101,7 +101,7 @@ pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
         Ok(v) => v,
         Err(m) => return refuse(m),
     };
-    match ops::put(&ctx.state, Input::setting(&key, &value), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), Some(0)).await {
         Ok(r) => {
             Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
         }
@@ -156,7 +156,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
                 .into_response();
         }
     };
-    match ops::put(&ctx.state, Input::setting(&key, &value), expected).await {
+    match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), expected).await {
         Ok(r) => {
             Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
         }
@@ -181,7 +181,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
 
 pub async fn delete_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> Response {
     let expected = change.fields.get("version").trim().parse().ok();
-    match ops::delete(&ctx.state, Kind::Setting, &key, expected).await {
+    match ops::delete(&ctx.state, &change.who, Kind::Setting, &key, expected).await {
         Ok(_) => Redirect::to(&format!("/settings?deleted={}", html::url_component(&key))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,

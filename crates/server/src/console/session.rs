@@ -130,6 +130,8 @@ impl FromRequestParts<AppState> for Authed {
 pub struct Change {
     pub authed: Authed,
     pub fields: Fields,
+    /// The user and address, as the audit log records them.
+    pub who: dugong_store::Actor,
 }
 
 impl FromRequest<AppState> for Change {
@@ -138,6 +140,7 @@ impl FromRequest<AppState> for Change {
     async fn from_request(request: Request, state: &AppState) -> Result<Change, Response> {
         let (mut parts, body) = request.into_parts();
         let authed = Authed::from_request_parts(&mut parts, state).await?;
+        let who = crate::audit::user(&authed.user, client_ip(&parts));
         if !same_origin(&parts.headers) {
             return Err(forbidden("This change came from another web site and was refused."));
         }
@@ -154,7 +157,7 @@ impl FromRequest<AppState> for Change {
                 "This change was refused: its form had no valid security (CSRF) token. Reload the page and try again.",
             ));
         }
-        Ok(Change { authed, fields })
+        Ok(Change { authed, fields, who })
     }
 }
 
