@@ -6,7 +6,9 @@
 
 use std::net::IpAddr;
 
+use dugong_store::audit::{CONSOLE, SESSIONS, USERS};
 use dugong_store::{Action, Actor, ActorKind, NewAudit};
+use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::metrics;
@@ -27,22 +29,40 @@ pub fn user(name: &str, ip: IpAddr) -> Actor {
     Actor::new(name, ActorKind::User, ip.to_canonical().to_string())
 }
 
-/// The log line of an entry. Names the actor (a token's name or a user's,
-/// never a secret), the record and its version; never a value.
+/// The log line of an entry: the actor, the record and its version; never a
+/// value. Console user names appear only as a pseudonym (`user-1a2b3c4d`,
+/// the start of their SHA-256): a name typed into a login form may be a
+/// password typed into the wrong field, and log files travel further than
+/// the database. The entry in the database names them.
 pub fn log(entry: &NewAudit) {
     metrics::audit_entry(entry.action.as_str());
+    let personal = matches!(entry.resource.as_str(), CONSOLE | USERS | SESSIONS);
+    let actor = match entry.actor.kind {
+        ActorKind::User => pseudonym(&entry.actor.name),
+        _ => entry.actor.name.clone(),
+    };
+    let key = if personal { pseudonym(&entry.key) } else { entry.key.clone() };
     tracing::info!(
         target: "dugong::audit",
-        actor = %entry.actor.name,
+        actor = %actor,
         actor_kind = entry.actor.kind.as_str(),
         peer = %entry.actor.peer,
         action = entry.action.as_str(),
         resource = %entry.resource,
-        key = %entry.key,
+        key = %key,
         version = entry.version,
         detail = %entry.detail,
         "audit"
     );
+}
+
+/// `user-` and the first 8 hex digits of the name's SHA-256; empty for none.
+pub fn pseudonym(name: &str) -> String {
+    if name.is_empty() {
+        return String::new();
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    format!("user-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// The log line of a change the store recorded with itself.

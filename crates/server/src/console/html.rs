@@ -94,6 +94,8 @@ pub enum Section {
     Settings,
     Contexts,
     Status,
+    Users,
+    Audit,
     None,
 }
 
@@ -125,7 +127,7 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
     if let Some((user, csrf)) = &frame.user {
         let _ = write!(
             out,
-            "<form class=\"logout\" method=\"post\" action=\"/logout\"><span class=\"user\">{}</span>\
+            "<form class=\"logout\" method=\"post\" action=\"/logout\"><a class=\"user\" href=\"/account\">{}</a>\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
             esc(user),
             esc(csrf)
@@ -139,6 +141,8 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
             (Section::Settings, "/settings", "Settings"),
             (Section::Contexts, "/contexts", "Contexts"),
             (Section::Status, "/status", "Status"),
+            (Section::Users, "/users", "Users"),
+            (Section::Audit, "/audit", "Audit log"),
         ] {
             let current = if s == section { " aria-current=\"page\"" } else { "" };
             let _ = write!(out, "<a href=\"{href}\"{current}>{label}</a>");

@@ -13,13 +13,15 @@
 //!   failure and conflict pages every section shares.
 //! - `login` — logging in and out; `pages` — apps and their flows (with the
 //!   script editor); `records` — settings, contexts; `status` — database and
-//!   replication.
+//!   replication; `users` — users, sessions, one's own password; `audit` —
+//!   the audit log.
 //!
 //! Plain HTML forms do all the work (the pages work without JavaScript);
 //! `assets/console.js` adds the editor's line numbers and Tab key, and checks
 //! JSON while it is typed. Everything is embedded in the binary, and every
 //! response forbids inline script, framing and foreign origins.
 
+mod audit;
 mod html;
 pub(crate) mod limiter;
 mod login;
@@ -28,6 +30,7 @@ pub mod password;
 mod records;
 mod session;
 mod status;
+mod users;
 mod view;
 
 use axum::extract::{Request, State};
@@ -68,6 +71,17 @@ pub fn routes() -> Router<AppState> {
         .route("/contexts", get(records::contexts))
         .route("/contexts/{user}", get(records::context))
         .route("/status", get(status::status))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{name}", get(users::user))
+        .route("/users/{name}/password", post(users::reset_password))
+        .route("/users/{name}/disable", post(users::disable))
+        .route("/users/{name}/enable", post(users::enable))
+        .route("/users/{name}/sessions/end", post(users::end_sessions))
+        .route("/users/{name}/delete", post(users::delete))
+        .route("/sessions/{hash}/revoke", post(users::revoke))
+        .route("/account", get(users::account))
+        .route("/account/password", post(users::change_password))
+        .route("/audit", get(audit::audit))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
         .route("/console/site.css", get(site_css))
@@ -80,8 +94,13 @@ pub async fn root() -> Redirect {
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {
+    // Over TLS, browsers are told never to try this site in plain again.
+    let tls = request.extensions().get::<crate::net::Peer>().is_some_and(|p| p.tls);
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -152,7 +152,7 @@ impl FromRequest<AppState> for Change {
         let fields = Fields(pairs);
         let presented = header_token.unwrap_or_else(|| fields.get("csrf").to_string());
         if !bool::from(presented.as_bytes().ct_eq(authed.csrf.as_bytes())) {
-            tracing::warn!(user = %authed.user, "console change refused: missing or wrong CSRF token");
+            tracing::warn!(user = %crate::audit::pseudonym(&authed.user), "console change refused: missing or wrong CSRF token");
             return Err(forbidden(
                 "This change was refused: its form had no valid security (CSRF) token. Reload the page and try again.",
             ));

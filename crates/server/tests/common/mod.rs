@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod console;
 pub mod tls;
 
 use std::net::SocketAddr;
