@@ -31,10 +31,8 @@ async fn a_password_change_ends_the_sessions_on_the_other_site() {
     let root_on_0 = Session::open(s0, "root", PASSWORD).await;
     let reset = [("password", "a brand new password"), ("password2", "a brand new password")];
     assert_eq!(root_on_0.post(s0, "/users/alice/password", &reset).await.0, StatusCode::SEE_OTHER);
-    wait_for("alice's session on site 1 to end", DEADLINE, || async {
-        (!alice_on_1.alive(s1).await).then_some(())
-    })
-    .await;
+    wait_for("alice's session on site 1 to end", DEADLINE, || async { (!alice_on_1.alive(s1).await).then_some(()) })
+        .await;
     assert_eq!(login(s1, "alice", PASSWORD, None).await.status(), StatusCode::UNAUTHORIZED, "the old password");
     assert_eq!(login(s1, "alice", "a brand new password", None).await.status(), StatusCode::SEE_OTHER);
     sites.stop().await;

@@ -87,6 +87,9 @@ pub async fn settings(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Res
 
 /// The JSON of a form's `value`, or the page that says what is wrong with it.
 fn parse_value(text: &str) -> Result<serde_json::Value, String> {
+    // Integers beyond 64 bits are refused rather than saved as approximate floats.
+    dugong_store::validate::exact_integers(text.as_bytes())
+        .map_err(|reason| format!("value: {reason}; nothing was saved"))?;
     serde_json::from_str(text.trim()).map_err(|e| format!("value: not valid JSON ({e}); nothing was saved"))
 }
 
