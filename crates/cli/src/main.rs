@@ -8,6 +8,7 @@ mod metrics_http;
 mod replicate;
 mod serve;
 mod status;
+mod users;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Command {
     Client(dugong_client::cli::Args),
     /// Serve one site's application server: gRPC, REST + console, metrics.
     Serve(serve::Args),
+    /// Console users and sessions of a site: list, create, set passwords,
+    /// disable, end sessions, delete.
+    Users(users::Args),
     /// The whole HA story on this machine, on embedded SQLite: two sites, replication both
     /// ways, a conflict, an HA client riding through the loss of a site.
     Demo(demo::Args),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
             Command::Compare(args) => compare::run(args).await,
             Command::Client(args) => dugong_client::cli::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Users(args) => users::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });
