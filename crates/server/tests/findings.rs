@@ -9,6 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 
+use common::raw::RawCodec;
 use common::{authed, config, TestServer, DEADLINE, TOKEN};
 use dugong_proto::v1 as pb;
 use dugong_store::DbUrl;
@@ -154,46 +155,4 @@ async fn reads_need_a_token_when_listening_beyond_loopback() {
     assert_eq!(health.status(), StatusCode::OK);
     stop.cancel();
     task.await.unwrap().unwrap();
-}
-
-/// A codec that sends and receives raw bytes: to put any bytes on the wire.
-#[derive(Clone, Copy)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
 }

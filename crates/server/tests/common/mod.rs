@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod console;
+pub mod raw;
 pub mod tls;
 
 use std::net::SocketAddr;
