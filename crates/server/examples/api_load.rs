@@ -518,6 +518,8 @@ mod tls {
                 request = request.header("content-type", "application/json");
             }
             let body = http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()));
+            // The connection takes the next request once it has finished the last.
+            self.sender.ready().await.unwrap();
             let response = self.sender.send_request(request.body(body).unwrap()).await.unwrap();
             let status = response.status().as_u16();
             let _ = response.into_body().collect().await.unwrap();
