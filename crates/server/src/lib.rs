@@ -9,10 +9,15 @@
 //! - [`console`] — the admin console's pages at `/`, on the same HTTP port:
 //!   logins, apps, flows, settings, contexts, status.
 //! - [`metrics`] — `dugong_*` metrics and `/metrics` on its own address (6060).
+//! - [`net`] — every listener: allowlist, connection limits, deadlines, TLS
+//!   (reloaded without a restart), then hyper.
 //! - `ops` — the operations both front ends share; `watch` — watch streams;
 //!   `feed` — the change feed reader and broadcaster behind them.
-//! - [`auth`] — bearer tokens, compared in constant time.
-//! - `health` — the database health task; `state` — what handlers share.
+//! - [`auth`] — named bearer tokens, compared in constant time; admin tokens;
+//!   reads need a token beyond loopback. `audit` — callers as the audit log
+//!   names them, and its log lines.
+//! - `health` — the database health task; `state` — what handlers share;
+//!   `limits` — file descriptors against the connection limits.
 //! - [`config`] — [`ServerConfig`]; `error` — [`ServerError`], [`ApiError`].
 //!
 //! [`run`] takes bound listeners and a shutdown future, so tests start servers
