@@ -39,7 +39,7 @@ enum Command {
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(dugong_client::cli::Args),
     /// Serve one site's application server: gRPC, REST + console, metrics.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Console users and sessions of a site: list, create, set passwords,
     /// disable, end sessions, delete.
     Users(users::Args),
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
             Command::Client(args) => dugong_client::cli::run(args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Users(args) => users::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }

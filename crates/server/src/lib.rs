@@ -96,10 +96,8 @@ pub async fn run(
     }
     let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
     config.auth.set_loopback_only(loopback(&listeners.grpc) && loopback(&listeners.http));
-    if !config.auth.reads_need_token() && !config.auth.tokens().is_empty() {
-        if config.auth.reads == auth::ReadAccess::Open {
-            tracing::warn!("--open-reads: anyone who can reach this server may read every app, flow and setting");
-        }
+    if config.auth.reads == auth::ReadAccess::Open && !config.auth.tokens().is_empty() {
+        tracing::warn!("--open-reads: anyone who can reach this server may read every app, flow and setting");
     }
     let tls = config.tls.clone().map(net::tls::Tls::load).transpose()?;
     if tls.is_none() {

@@ -22,9 +22,10 @@ pub fn check_file_descriptors(config: &ServerConfig) {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return;
     }
-    if (limit.rlim_cur as u64) < need {
+    let open_files: u64 = limit.rlim_cur;
+    if open_files < need {
         tracing::warn!(
-            open_files_limit = limit.rlim_cur as u64,
+            open_files_limit = open_files,
             needed = need,
             max_connections = config.net.max_connections,
             "ulimit -n is below what --max-connections needs; raise it (LimitNOFILE= in systemd) \
