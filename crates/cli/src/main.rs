@@ -5,6 +5,7 @@ mod compare;
 mod demo;
 mod logging;
 mod metrics_http;
+mod operator;
 mod replicate;
 mod serve;
 mod status;

@@ -195,7 +195,7 @@ async fn create_admin(
     wait: Duration,
 ) -> anyhow::Result<ExitCode> {
     dugong_store::console::user_name(name).context("--create-admin")?;
-    let password = read_password(name, password_file)?;
+    let password = crate::operator::read_password(name, password_file)?;
     let hash = tokio::task::spawn_blocking(move || dugong_server::console::password::hash(&password))
         .await
         .context("hashing the password")??;
@@ -205,7 +205,7 @@ async fn create_admin(
     let user = store.put_console_user(name, &hash).await.with_context(|| format!("database {}", db.display()))?;
     let action = if user.version == 1 { dugong_store::Action::Create } else { dugong_store::Action::PasswordReset };
     let entry = dugong_store::NewAudit {
-        actor: crate::users::operator(),
+        actor: crate::operator::actor(),
         action,
         resource: dugong_store::audit::USERS.to_string(),
         key: name.to_string(),
@@ -216,73 +216,6 @@ async fn create_admin(
     let what = if user.version == 1 { "created" } else { "password changed for" };
     eprintln!("console user {what} {name:?} on {} (replicated to the other sites by dugong replicate)", db.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// A new password for `name`: the first line of `file`, or else of standard input.
-pub(crate) fn read_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Result<String> {
-    match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("--password-file {}", path.display()))?;
-            Ok(text.lines().next().unwrap_or("").to_string())
-        }
-        None => read_password_from_stdin(name),
-    }
-}
-
-/// The first line of standard input; on a terminal, asked for without echo.
-fn read_password_from_stdin(name: &str) -> anyhow::Result<String> {
-    use std::io::{BufRead, IsTerminal};
-    let stdin = std::io::stdin();
-    let terminal = stdin.is_terminal();
-    let echo = if terminal {
-        eprint!("password for console user {name}: ");
-        EchoOff::new()
-    } else {
-        None
-    };
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    drop(echo);
-    if terminal {
-        eprintln!();
-    }
-    read.context("reading the password from standard input")?;
-    let password = line.trim_end_matches(['\n', '\r']).to_string();
-    if password.is_empty() {
-        anyhow::bail!("no password on standard input (or use --password-file)");
-    }
-    Ok(password)
-}
-
-/// Terminal echo turned off until dropped.
-struct EchoOff(libc::termios);
-
-impl EchoOff {
-    fn new() -> Option<EchoOff> {
-        // SAFETY: tcgetattr/tcsetattr on standard input with a termios we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
-                return None;
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            t.c_lflag |= libc::ECHONL;
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
-                return None;
-            }
-            Some(EchoOff(saved))
-        }
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new`.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
-        }
-    }
 }
 
 /// SIGHUP reloads the TLS certificates (as for most servers).

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use dugong_store::{Action, Actor, ActorKind, DbUrl, Store, StoreOptions, UserUpdate};
+use dugong_store::{Action, DbUrl, Store, StoreOptions, UserUpdate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,7 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shown = db.display();
     let store = Store::open(&db, options).await.with_context(|| format!("database {shown}"))?;
     dugong_server::migrate(&store, Duration::from_secs(10)).await.with_context(|| format!("database {shown}"))?;
-    let who = operator();
+    let who = crate::operator::actor();
     match args.command {
         Command::List => {
             for u in store.console_users().await? {
@@ -115,15 +115,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The operator, as the audit log names them: their login at this machine.
-pub fn operator() -> Actor {
-    let name = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "operator".into());
-    Actor::new(name, ActorKind::Cli, "")
-}
-
 /// The argon2id hash of the password in `file` (first line) or on standard input.
 async fn new_password(name: &str, file: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let password = crate::serve::read_password(name, file)?;
+    let password = crate::operator::read_password(name, file)?;
     tokio::task::spawn_blocking(move || dugong_server::console::password::hash(&password))
         .await
         .context("hashing the password")?
