@@ -8,8 +8,9 @@
 //! - [`cluster`]: three throw-away PostgreSQL servers (site 0, site 1, Bucardo's
 //!   control database) with the baseline's durable settings.
 //! - [`schema`]: the baseline's tables, the databases of each system, resets.
-//! - [`dugong`], [`bucardo`], [`native`]: starting, stopping and configuring each
-//!   replicator; [`system`] puts them behind one interface.
+//! - [`system`]: the systems measured; [`dugong`], [`bucardo`], [`native`]:
+//!   starting, stopping and configuring each replicator; [`replicators`] puts
+//!   them behind one interface.
 //! - [`workloads`]: catch-up, sustained, lag and capture-overhead measurements.
 //! - [`plan`]: the order of repetitions and systems.
 //! - [`stats`], [`report`]: medians, the table, the JSON and the targets.
@@ -20,6 +21,7 @@ mod dugong;
 mod native;
 mod options;
 mod plan;
+mod replicators;
 mod report;
 mod schema;
 mod stats;

@@ -9,11 +9,12 @@
 
 use crate::cluster::Sites;
 use crate::options::{Options, Workload};
+use crate::replicators::Replicators;
 use crate::report::render::{self, Machine, Meta, Sizes, Versions};
 use crate::report::{Metric, Results, Subject};
 use crate::schema;
 use crate::stats::Sample;
-use crate::system::{Replicators, System};
+use crate::system::System;
 use crate::workloads::{burst, catchup, lag, overhead};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};

@@ -10,9 +10,10 @@
 
 use crate::cluster::Sites;
 use crate::options::Scale;
+use crate::replicators::Replicators;
 use crate::schema::{self, COPY_DB};
 use crate::stats::Sample;
-use crate::system::{Replicators, System};
+use crate::system::System;
 use crate::workloads::arrival::{self, Arrival, Expected};
 use crate::workloads::rows;
 use anyhow::Context;

@@ -1,20 +1,58 @@
 //! Logging setup: tracing to stderr, text or JSON; colors only when stderr is a terminal (a log
 //! file or a pipe gets plain text).
+//!
+//! Whatever the filter asks for, DEBUG and TRACE events are kept only from Dugong's own crates
+//! and rustls: other libraries log what passes through them at those levels (tokio-postgres
+//! the parameters of every statement, that is row values and password hashes; HTTP libraries
+//! headers, that is tokens), and Dugong promises never to log a value, a token or a password.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Targets whose DEBUG and TRACE events are kept: they log no values.
+const VERBOSE_OK: &[&str] = &["dugong", "rustls", "tokio_rustls"];
+
+/// Whether an event may be logged at all (the filter decides the rest).
+fn safe(meta: &Metadata<'_>) -> bool {
+    *meta.level() <= Level::INFO || VERBOSE_OK.iter().any(|t| meta.target().starts_with(t))
+}
 
 pub fn init(filter: &str, json: bool) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let base = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(std::io::stderr().is_terminal());
+    let layer = if json { base.json().boxed() } else { base.boxed() };
+    tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(filter_fn(safe))).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbose_events_only_from_our_own_crates() {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new("e", target, level, None, None, None, FieldSet::new(&[], Identifier(&SITE)), Kind::EVENT)
+        };
+        assert!(safe(&meta("dugong_store::postgres", Level::TRACE)));
+        assert!(safe(&meta("tokio_postgres::query", Level::INFO)));
+        assert!(!safe(&meta("tokio_postgres::query", Level::DEBUG)));
+        assert!(!safe(&meta("h2::codec", Level::TRACE)));
+        assert!(!safe(&meta("hyper::proto", Level::DEBUG)));
     }
 }

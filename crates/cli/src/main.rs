@@ -5,9 +5,11 @@ mod compare;
 mod demo;
 mod logging;
 mod metrics_http;
+mod operator;
 mod replicate;
 mod serve;
 mod status;
+mod users;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,7 +40,10 @@ enum Command {
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(dugong_client::cli::Args),
     /// Serve one site's application server: gRPC, REST + console, metrics.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
+    /// Console users and sessions of a site: list, create, set passwords,
+    /// disable, end sessions, delete.
+    Users(users::Args),
     /// The whole HA story on this machine, on embedded SQLite: two sites, replication both
     /// ways, a conflict, an HA client riding through the loss of a site.
     Demo(demo::Args),
@@ -60,7 +65,8 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
             Command::Client(args) => dugong_client::cli::run(args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Users(args) => users::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

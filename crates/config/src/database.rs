@@ -74,7 +74,7 @@ pub struct PgTarget {
 }
 
 impl PgTarget {
-    fn new(
+    pub(crate) fn new(
         config: tokio_postgres::Config,
         sslmode: SslMode,
         sslrootcert: Option<PathBuf>,

@@ -16,17 +16,21 @@
 //! - [`database`](Database): each database, from Bucardo's fields (`host` may
 //!   carry libpq keywords, `host.rs` reads them) or a Dugong `url`, with its
 //!   [`SslMode`] (`sslmode.rs`).
-//! - [`sync`](Sync): each sync, its `tables` (`tables.rs`) and its
-//!   `conflict_strategy` (`strategy.rs`).
+//! - [`sync`](Sync): each sync, its `tables` (`tables.rs`), its
+//!   `conflict_strategy` (`strategy.rs`) and its [`OneTimeCopy`]
+//!   (`onetimecopy.rs`, which `raw` reads too).
 //! - `validate`: the rules that tie fields together ([`Config::validate`]).
 //! - [`ConfigError`] reports a broken rule; [`Secret`] keeps passwords out of
 //!   `Debug` and `Display`.
 
 #![warn(missing_docs)]
 
+mod connstr;
 mod database;
 mod error;
 mod host;
+mod onetimecopy;
+pub mod pgtls;
 mod raw;
 mod secret;
 mod span;
@@ -42,9 +46,10 @@ use dugong_core::DbId;
 
 pub use database::{Database, Location, PgTarget};
 pub use error::ConfigError;
+pub use onetimecopy::OneTimeCopy;
 pub use secret::Secret;
 pub use sslmode::SslMode;
-pub use sync::{OneTimeCopy, Sync};
+pub use sync::Sync;
 pub use tables::{TableRef, TableSelection};
 
 use database::Env;

@@ -8,10 +8,10 @@ use dugong_core::DbId;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::onetimecopy::OneTimeCopy;
 use crate::secret::Secret;
 use crate::span::Spanned;
 use crate::sslmode::SslMode;
-use crate::sync::OneTimeCopy;
 
 /// The whole file.
 #[derive(Deserialize)]

@@ -114,7 +114,8 @@ pub(crate) fn root_cert(sslmode: SslMode, given: Option<(String, String)>) -> Re
     Ok(Some(PathBuf::from(path)))
 }
 
-/// `sslmode` and `sslrootcert` as `?sslmode=…&sslrootcert=…` of a URL.
+/// `sslmode` and `sslrootcert` as `?sslmode=…&sslrootcert=…` of a URL (or
+/// keywords of a connection string).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct UrlSsl {
     pub(crate) sslmode: Option<SslMode>,

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use dugong_core::{ConflictStrategy, DbId};
 
 use crate::error::{ConfigError, Invalid};
-use crate::sync::{OneTimeCopy, Sync};
+use crate::onetimecopy::OneTimeCopy;
+use crate::sync::Sync;
 use crate::tables::TableSelection;
 use crate::Config;
 

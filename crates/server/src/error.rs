@@ -49,7 +49,11 @@ impl ApiError {
             ApiError::Store(StoreError::NotFound { .. }) => "not_found",
             ApiError::Store(StoreError::Conflict { .. }) => "conflict",
             ApiError::Store(StoreError::Unavailable(_)) | ApiError::ShuttingDown => "unavailable",
+            // The write may have committed: not "unavailable", which invites
+            // a blind retry.
+            ApiError::Store(StoreError::OutcomeUnknown(_)) => "outcome_unknown",
             ApiError::Store(_) => "internal",
+            ApiError::Auth(AuthError::NotAdmin) => "permission_denied",
             ApiError::Auth(_) => "unauthenticated",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::NotJson => "unsupported_media_type",
@@ -64,6 +68,7 @@ impl ApiError {
             "conflict" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "permission_denied" => StatusCode::FORBIDDEN,
             "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +84,9 @@ impl ApiError {
             "conflict" => Code::Aborted,
             "unavailable" => Code::Unavailable,
             "unauthenticated" => Code::Unauthenticated,
+            "permission_denied" => Code::PermissionDenied,
+            // gRPC's code for "the operation may or may not have happened".
+            "outcome_unknown" => Code::Unknown,
             "too_large" => Code::ResourceExhausted,
             _ => Code::Internal,
         };

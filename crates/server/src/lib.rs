@@ -9,10 +9,15 @@
 //! - [`console`] — the admin console's pages at `/`, on the same HTTP port:
 //!   logins, apps, flows, settings, contexts, status.
 //! - [`metrics`] — `dugong_*` metrics and `/metrics` on its own address (6060).
+//! - [`net`] — every listener: allowlist, connection limits, deadlines, TLS
+//!   (reloaded without a restart), then hyper.
 //! - `ops` — the operations both front ends share; `watch` — watch streams;
 //!   `feed` — the change feed reader and broadcaster behind them.
-//! - [`auth`] — bearer tokens, compared in constant time.
-//! - `health` — the database health task; `state` — what handlers share.
+//! - [`auth`] — named bearer tokens, compared in constant time; admin tokens;
+//!   reads need a token beyond loopback. `audit` — callers as the audit log
+//!   names them, and its log lines.
+//! - `health` — the database health task; `state` — what handlers share;
+//!   `limits` — file descriptors against the connection limits.
 //! - [`config`] — [`ServerConfig`]; `error` — [`ServerError`], [`ApiError`].
 //!
 //! [`run`] takes bound listeners and a shutdown future, so tests start servers
@@ -30,6 +35,7 @@
 //! # }
 //! ```
 
+mod audit;
 pub mod auth;
 pub mod config;
 pub mod console;
@@ -38,7 +44,9 @@ mod feed;
 pub mod grpc;
 mod health;
 pub mod http;
+mod limits;
 pub mod metrics;
+pub mod net;
 mod ops;
 mod state;
 mod watch;
@@ -53,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use auth::{Auth, Token};
-pub use config::{ConfigError, ConsoleConfig, ServerConfig};
+pub use config::{ConfigError, ConsoleConfig, NetConfig, ServerConfig, TlsConfig};
 pub use error::{ApiError, ServerError};
 
 use crate::feed::Feed;
@@ -79,19 +87,35 @@ pub struct Listeners {
 /// for `startup_wait`, or a schema newer than this build.
 pub async fn run(
     listeners: Listeners,
-    config: ServerConfig,
+    mut config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
     if config.auth.tokens().is_empty() {
         tracing::warn!("--insecure-no-auth: ANYONE who can reach this server may write; configure API tokens");
     }
+    let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    config.auth.set_loopback_only(loopback(&listeners.grpc) && loopback(&listeners.http));
+    if config.auth.reads == auth::ReadAccess::Open && !config.auth.tokens().is_empty() {
+        tracing::warn!("--open-reads: anyone who can reach this server may read every app, flow and setting");
+    }
+    let tls = config.tls.clone().map(net::tls::Tls::load).transpose()?;
+    if tls.is_none() {
+        tracing::warn!("no --tls-cert: API tokens, console passwords and data cross the network in the clear");
+    }
+    limits::check_file_descriptors(&config);
     let handle = metrics::handle();
-    let options = StoreOptions { site: config.site.clone(), pool_size: config.pool_size, ..StoreOptions::default() };
+    let options = StoreOptions {
+        site: config.site.clone(),
+        pool_size: config.pool_size,
+        sqlite_sync: config.sqlite_sync,
+        ..StoreOptions::default()
+    };
     let db = config.db.display();
     let store_error = |source| ServerError::Store { db: db.clone(), source };
     let store = Store::open(&config.db, options).await.map_err(store_error)?;
     let schema_version = migrate(&store, config.startup_wait).await.map_err(store_error)?;
+    store.check_privileges().await.map_err(store_error)?;
     let feed_start = store.feed_head().await.map_err(store_error)?.last;
     tracing::info!(site = %config.site, db = %db, schema_version, "database ready");
 
@@ -117,14 +141,40 @@ pub async fn run(
         stop_background.clone(),
     ));
 
+    if let Some(tls) = &tls {
+        background.spawn(tls.clone().watch(stop_background.clone()));
+    }
+    let net = Arc::new(net::Net {
+        gate: net::gate::Gate::new(state.config.net.clone()),
+        tls,
+        config: state.config.net.clone(),
+    });
+
     let stop_servers = CancellationToken::new();
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(grpc = %addr(&listeners.grpc), http = %addr(&listeners.http), "serving");
-    let mut grpc = tokio::spawn(grpc::serve(state.clone(), listeners.grpc, health_service, stopped(&stop_servers)));
-    let mut http = tokio::spawn(http::serve(http::router(state.clone()), listeners.http, stopped(&stop_servers)));
+    let scheme = if net.tls.is_some() { "TLS" } else { "plain" };
+    tracing::info!(grpc = %addr(&listeners.grpc), http = %addr(&listeners.http), scheme, "serving");
+    let grpc_service = grpc::service(state.clone(), health_service);
+    let mut grpc = tokio::spawn(net::serve(
+        "grpc",
+        listeners.grpc,
+        net::Proto::Grpc,
+        grpc_service,
+        net.clone(),
+        stopped(&stop_servers),
+    ));
+    let mut http = tokio::spawn(net::serve(
+        "http",
+        listeners.http,
+        net::Proto::Http1,
+        http::router(state.clone()),
+        net.clone(),
+        stopped(&stop_servers),
+    ));
     let metrics_server = listeners.metrics.map(|listener| {
-        tracing::info!(addr = %addr(&listener), "serving metrics at /metrics");
-        tokio::spawn(http::serve(metrics::router(handle), listener, stopped(&stop_servers)))
+        tracing::info!(addr = %addr(&listener), scheme, "serving metrics at /metrics");
+        let router = metrics::router(handle);
+        tokio::spawn(net::serve("metrics", listener, net::Proto::Http1, router, net.clone(), stopped(&stop_servers)))
     });
 
     // Until shutdown, or until a server fails by itself.

@@ -25,6 +25,18 @@ pub const DB_POOL_WAITING: &str = "dugong_db_pool_waiting";
 /// The pool's size limit.
 pub const DB_POOL_MAX: &str = "dugong_db_pool_max_connections";
 
+/// Connections open now, by `listener` (`grpc`, `http`, `metrics`).
+pub const CONNECTIONS_OPEN: &str = "dugong_connections_open";
+/// Connections closed before they were served, by `listener` and `reason`
+/// (`not_allowed`, `max_connections`, `max_connections_per_peer`,
+/// `handshake_timeout`, `tls_failed`, `plain_on_tls`, `not_http2`,
+/// `closed_early`).
+pub const CONNECTIONS_REFUSED: &str = "dugong_connections_refused_total";
+/// Certificate reloads, by `outcome` (`ok`, `failed`).
+pub const TLS_RELOADS: &str = "dugong_tls_reloads_total";
+/// Audit entries recorded, by `action`.
+pub const AUDIT_ENTRIES: &str = "dugong_audit_entries_total";
+
 /// Latency buckets, from half a millisecond to ten seconds.
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -68,6 +80,10 @@ fn describe() {
     metrics::describe_gauge!(DB_POOL_CONNECTIONS, "Database connections by state");
     metrics::describe_gauge!(DB_POOL_WAITING, "Calls waiting for a database connection");
     metrics::describe_gauge!(DB_POOL_MAX, "Database pool size limit");
+    metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open, by listener");
+    metrics::describe_counter!(CONNECTIONS_REFUSED, "Connections closed before being served, by listener and reason");
+    metrics::describe_counter!(TLS_RELOADS, "TLS certificate reloads, by outcome");
+    metrics::describe_counter!(AUDIT_ENTRIES, "Audit entries recorded, by action");
 }
 
 /// Records one answered call.
@@ -75,6 +91,34 @@ pub fn record_call(api: &'static str, method: &str, status: &str, elapsed: Durat
     let labels = [("api", api.to_string()), ("method", method.to_string()), ("status", status.to_string())];
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
+}
+
+/// One more connection open on `listener`, until the guard drops.
+pub fn connection_opened(listener: &'static str) -> OpenConnection {
+    metrics::gauge!(CONNECTIONS_OPEN, "listener" => listener).increment(1.0);
+    OpenConnection(listener)
+}
+
+/// A connection counted in [`CONNECTIONS_OPEN`].
+pub struct OpenConnection(&'static str);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(CONNECTIONS_OPEN, "listener" => self.0).decrement(1.0);
+    }
+}
+
+/// A connection on `listener` closed before it was served.
+pub fn connection_refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => reason).increment(1);
+}
+
+pub fn tls_reload(outcome: &'static str) {
+    metrics::counter!(TLS_RELOADS, "outcome" => outcome).increment(1);
+}
+
+pub fn audit_entry(action: &'static str) {
+    metrics::counter!(AUDIT_ENTRIES, "action" => action).increment(1);
 }
 
 /// The router of the metrics address: `/metrics` in Prometheus text format.

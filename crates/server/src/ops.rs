@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use dugong_store::validate::{self, page_size};
-use dugong_store::{EventInput, Expect, Input, Kind, ListQuery, Page, Posted, Record, StoreError, SyncHealth};
+use dugong_store::{
+    Action, Actor, EventInput, Expect, Input, Kind, ListQuery, Page, Posted, Record, StoreError, SyncHealth,
+};
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::state::{AppState, PROBE_TIMEOUT};
 
@@ -55,20 +58,34 @@ pub async fn list(
     Ok(state.store.list(kind, &ListQuery { after, limit, app_id }).await?)
 }
 
+/// Writes a record for `who`; the audit entry is written with it.
 pub async fn put(
     state: &AppState,
+    who: &Actor,
     input: Result<Input, StoreError>,
     expected: Option<i64>,
 ) -> Result<Record, ApiError> {
     let input = input?;
     let expect = Expect::from_option(expected)?;
-    Ok(state.store.put(&input, expect).await?)
+    let record = state.store.put_as(who, &input, expect).await?;
+    let action = if record.version() == 1 { Action::Create } else { Action::Update };
+    audit::changed(who, action, input.kind().as_str(), record.key(), record.version());
+    Ok(record)
 }
 
-pub async fn delete(state: &AppState, kind: Kind, key: &str, expected: Option<i64>) -> Result<i64, ApiError> {
+/// Deletes a record for `who`; the audit entry is written with it.
+pub async fn delete(
+    state: &AppState,
+    who: &Actor,
+    kind: Kind,
+    key: &str,
+    expected: Option<i64>,
+) -> Result<i64, ApiError> {
     let key = parse_key(kind, key_field(kind), key)?;
     let expect = Expect::from_option(expected)?;
-    Ok(state.store.delete(kind, &key, expect).await?)
+    let version = state.store.delete_as(who, kind, &key, expect).await?;
+    audit::changed(who, Action::Delete, kind.as_str(), &key, version);
+    Ok(version)
 }
 
 /// Stores a post (already validated event by event).
@@ -84,6 +101,61 @@ pub async fn list_events(state: &AppState, size: u32, page_token: &str) -> Resul
         token => Some(validate::uuid("page_token", token)?),
     };
     Ok(state.store.list_events(after.as_deref(), limit).await?)
+}
+
+/// The audit log's filters as a client writes them (empty means none).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub key: Option<String>,
+    pub site: Option<String>,
+    /// RFC 3339 times.
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// A page of the audit log, newest first; every filter is checked and a bad
+/// one named.
+pub async fn audit(
+    state: &AppState,
+    filter: &AuditFilter,
+    size: u32,
+    page_token: &str,
+) -> Result<Page<dugong_store::AuditEntry>, ApiError> {
+    let given = |v: &Option<String>| v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let action = match given(&filter.action) {
+        None => None,
+        Some(a) => Some(Action::parse(&a).ok_or_else(|| {
+            let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            StoreError::invalid("action", format!("`{a}` is not an action; one of {}", known.join(", ")))
+        })?),
+    };
+    let time = |field: &str, v: &Option<String>| -> Result<Option<dugong_store::Micros>, StoreError> {
+        given(v)
+            .map(|t| {
+                humantime::parse_rfc3339_weak(&t)
+                    .map(dugong_store::Micros::from)
+                    .map_err(|_| StoreError::invalid(field, "not a time; write 2024-05-01T12:00:00Z"))
+            })
+            .transpose()
+    };
+    let query = dugong_store::AuditQuery {
+        actor: given(&filter.actor),
+        action,
+        resource: given(&filter.resource),
+        key: given(&filter.key),
+        site: given(&filter.site),
+        since: time("since", &filter.since)?,
+        until: time("until", &filter.until)?,
+        after: match page_token {
+            "" => None,
+            token => Some(dugong_store::AuditCursor::parse("page_token", token)?),
+        },
+        limit: page_size(size)?,
+    };
+    Ok(state.store.audit(&query).await?)
 }
 
 /// What server info reports.

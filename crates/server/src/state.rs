@@ -8,9 +8,9 @@ use dugong_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Access, AuthError};
+use crate::auth::{Access, AuthError, Caller};
 use crate::config::ServerConfig;
-use crate::console::LoginLimiter;
+use crate::console::limiter::LoginLimiter;
 use crate::feed::Feed;
 
 /// How long a readiness or info check waits for the database.
@@ -33,8 +33,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Checks a call's `Authorization` value.
-    pub fn authorize(&self, access: Access, header: Option<&[u8]>) -> Result<(), AuthError> {
+    /// Checks a call's `Authorization` value; who is calling.
+    pub fn authorize(&self, access: Access, header: Option<&[u8]>) -> Result<Caller, AuthError> {
         self.config.auth.check(access, header)
     }
 

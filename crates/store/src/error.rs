@@ -20,12 +20,20 @@ pub enum StoreError {
     /// server (or a retry later) may succeed.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent and the connection failed before its result came
+    /// back: it may or may not have committed. Not safe to repeat blindly:
+    /// read the record first (a versioned write repeated gets a conflict).
+    #[error("the write's outcome is unknown ({0}): it may or may not have been committed; read before retrying")]
+    OutcomeUnknown(String),
     /// The database's schema was migrated by a newer dugong than this one.
     #[error(
         "the database's schema is at version {found}, newer than this dugong knows ({known}); \
          run a dugong at least as new as the one that migrated it"
     )]
     TooNew { found: i64, known: i64 },
+    /// The role the server logs in as lacks privileges it needs.
+    #[error("role {role} lacks privileges the server needs; as the schema's owner run: {}", missing.join("; "))]
+    MissingPrivileges { role: String, missing: Vec<String> },
     /// The database URL (`--db`) is not understood.
     #[error("database URL: {0}")]
     Url(String),
@@ -55,7 +63,7 @@ impl StoreError {
 /// primary message is kept — its DETAIL may quote row values.
 pub(crate) fn from_pg(context: &str, err: &tokio_postgres::Error) -> StoreError {
     match err.as_db_error() {
-        None => StoreError::Unavailable(format!("{context}: {err}")),
+        None => StoreError::Unavailable(format!("{context}: {}", with_causes(err))),
         Some(db) => {
             let code = db.code().code();
             // 08: connection exception; 57P: operator intervention (shutdown);
@@ -67,6 +75,36 @@ pub(crate) fn from_pg(context: &str, err: &tokio_postgres::Error) -> StoreError 
             }
         }
     }
+}
+
+/// A PostgreSQL error of a write that was sent: a lost connection (or the
+/// server ending the session) leaves its outcome unknown; the rest as
+/// [`from_pg`].
+pub(crate) fn from_pg_write(context: &str, err: &tokio_postgres::Error) -> StoreError {
+    match err.as_db_error() {
+        None => StoreError::OutcomeUnknown(format!("{context}: {}", with_causes(err))),
+        Some(db) if db.code().code().starts_with("08") || db.code().code().starts_with("57P") => {
+            StoreError::OutcomeUnknown(format!("{context}: {}", db.message()))
+        }
+        Some(_) => from_pg(context, err),
+    }
+}
+
+/// A connection-level error with what caused it ("error performing TLS
+/// handshake: invalid peer certificate: …"): the cause is what an operator
+/// needs, and it never holds row values.
+fn with_causes(err: &tokio_postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// An SQLite error as a [`StoreError`]; a busy database counts as unavailable.

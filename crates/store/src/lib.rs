@@ -9,6 +9,8 @@
 //! - [`event`]: append-only events with client-made ids.
 //! - [`console`]: the console's users (replicated) and login sessions
 //!   (site-local).
+//! - [`audit`]: who changed what and from where, and every login, recorded
+//!   with the change itself.
 //! - [`feed`]: the change feed behind Watch — positions, resuming, resets.
 //! - [`migrate`]: numbered schema steps applied at start; a newer database is
 //!   refused.
@@ -22,6 +24,7 @@
 //! `"tables": "all"`; the site's own state (feed, migrations) lives in
 //! `dugong_local`, which the replicator never touches.
 
+pub mod audit;
 pub mod console;
 mod error;
 pub mod event;
@@ -35,7 +38,8 @@ pub mod validate;
 
 use std::time::Duration;
 
-pub use console::{ConsoleUser, NewSession, RecentEvent, Session};
+pub use audit::{Action, Actor, ActorKind, AuditCursor, AuditEntry, AuditQuery, NewAudit};
+pub use console::{ConsoleUser, NewSession, RecentEvent, Session, SessionInfo, UserUpdate};
 pub use error::StoreError;
 pub use event::{Event, EventInput, Posted};
 pub use feed::{ChangeRow, FeedHead, Position, Resume};
@@ -52,11 +56,52 @@ pub struct StoreOptions {
     /// How long to wait for a connection, or for PostgreSQL to answer a
     /// connection attempt, before the database counts as unavailable.
     pub connect_timeout: Duration,
+    /// SQLite only: how hard a commit waits for the disk.
+    pub sqlite_sync: SqliteSync,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { site: "0".into(), pool_size: 16, connect_timeout: Duration::from_secs(3) }
+        StoreOptions {
+            site: "0".into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(3),
+            sqlite_sync: SqliteSync::Full,
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting (in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// Every commit is on disk before it is acknowledged: an acknowledged
+    /// write survives a power loss.
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints only: faster, but the last
+    /// acknowledged writes can be lost on power loss (not on a crash of the
+    /// process).
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "full",
+            SqliteSync::Normal => "normal",
+        }
+    }
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SqliteSync, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(SqliteSync::Full),
+            "normal" => Ok(SqliteSync::Normal),
+            _ => Err(format!("`{text}` is not a SQLite synchronous mode; use full or normal")),
+        }
     }
 }
 
@@ -108,8 +153,10 @@ impl Store {
     /// else.
     pub async fn open(url: &DbUrl, options: StoreOptions) -> Result<Store, StoreError> {
         match url {
-            DbUrl::Postgres { config, display } => {
-                Ok(Store::Postgres(postgres::PgStore::new((**config).clone(), display.clone(), &options)?))
+            DbUrl::Postgres { config, display, sslmode, sslrootcert } => {
+                let tls = dugong_config::pgtls::connector_for(*sslmode, sslrootcert.as_deref(), config)
+                    .map_err(|e| StoreError::Url(e.to_string()))?;
+                Ok(Store::Postgres(postgres::PgStore::new((**config).clone(), display.clone(), tls, &options)?))
             }
             DbUrl::Sqlite { path } => Ok(Store::Sqlite(sqlite::SqliteStore::open(path.clone(), &options).await?)),
         }
@@ -127,6 +174,24 @@ impl Store {
     /// with [`StoreError::TooNew`] on a database a newer dugong migrated.
     pub async fn migrate(&self) -> Result<i64, StoreError> {
         dispatch!(self, s => s.migrate().await)
+    }
+
+    /// SQLite: the `synchronous` setting its connections run with; `None` on
+    /// PostgreSQL.
+    pub async fn sqlite_sync(&self) -> Result<Option<SqliteSync>, StoreError> {
+        match self {
+            Store::Postgres(_) => Ok(None),
+            Store::Sqlite(s) => s.sync().await.map(Some),
+        }
+    }
+
+    /// Checks that the role connected with may do everything a server does
+    /// (PostgreSQL; an SQLite file opened read-write allows everything).
+    pub async fn check_privileges(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.check_privileges().await,
+            Store::Sqlite(_) => Ok(()),
+        }
     }
 
     /// The schema version recorded in the database.
@@ -157,17 +222,33 @@ impl Store {
 
     /// Creates or replaces a record, bumping its version, if its current
     /// version is what `expect` says; otherwise [`StoreError::Conflict`].
+    /// Records no audit entry: for tools and tests; servers use
+    /// [`Store::put_as`].
     pub async fn put(&self, input: &Input, expect: Expect) -> Result<Record, StoreError> {
-        dispatch!(self, s => s.put(input, expect).await)
+        dispatch!(self, s => s.put(input, expect, None).await)
+    }
+
+    /// [`Store::put`], with its audit entry (`create` or `update`, by `who`)
+    /// committed together with the change.
+    pub async fn put_as(&self, who: &Actor, input: &Input, expect: Expect) -> Result<Record, StoreError> {
+        dispatch!(self, s => s.put(input, expect, Some(who)).await)
     }
 
     /// Deletes a record if its version is what `expect` says; returns the
-    /// version it had.
+    /// version it had. No audit entry; servers use [`Store::delete_as`].
     pub async fn delete(&self, kind: Kind, key: &str, expect: Expect) -> Result<i64, StoreError> {
         if expect == Expect::Absent {
             return Err(StoreError::invalid("expected_version", "0 means \"must not exist\": nothing to delete"));
         }
-        dispatch!(self, s => s.delete(kind, key, expect).await)
+        dispatch!(self, s => s.delete(kind, key, expect, None).await)
+    }
+
+    /// [`Store::delete`], with its audit entry committed together with it.
+    pub async fn delete_as(&self, who: &Actor, kind: Kind, key: &str, expect: Expect) -> Result<i64, StoreError> {
+        if expect == Expect::Absent {
+            return Err(StoreError::invalid("expected_version", "0 means \"must not exist\": nothing to delete"));
+        }
+        dispatch!(self, s => s.delete(kind, key, expect, Some(who)).await)
     }
 
     /// Stores the events whose ids are new; the others count as duplicates.
@@ -209,7 +290,9 @@ impl Store {
         dispatch!(self, s => s.replication().await)
     }
 
-    /// Creates a console user, or replaces its password hash.
+    /// Creates a console user, or replaces its password hash (which ends its
+    /// sessions on every site). No audit entry: see
+    /// [`Store::create_console_user`] and [`Store::update_console_user`].
     pub async fn put_console_user(&self, name: &str, password_hash: &str) -> Result<ConsoleUser, StoreError> {
         console::user_name(name)?;
         dispatch!(self, s => s.put_console_user(name, password_hash).await)
@@ -219,19 +302,87 @@ impl Store {
         dispatch!(self, s => s.console_user(name).await)
     }
 
+    /// Every console user, by name.
+    pub async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
+        dispatch!(self, s => s.console_users().await)
+    }
+
+    /// Creates a console user; [`StoreError::Conflict`] when the name is taken.
+    pub async fn create_console_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        who: &Actor,
+    ) -> Result<ConsoleUser, StoreError> {
+        console::user_name(name)?;
+        dispatch!(self, s => s.create_console_user(name, password_hash, who).await)
+    }
+
+    /// Changes a console user (password, disabled, sessions), recording who
+    /// did; [`StoreError::NotFound`] for a user that does not exist. Every
+    /// change but enabling ends the user's sessions on every site.
+    pub async fn update_console_user(
+        &self,
+        name: &str,
+        update: &UserUpdate,
+        who: &Actor,
+    ) -> Result<ConsoleUser, StoreError> {
+        dispatch!(self, s => s.update_console_user(name, update, who).await)
+    }
+
+    /// Deletes a console user (and this site's sessions of it), recording who
+    /// did; returns the user as it was.
+    pub async fn delete_console_user(&self, name: &str, who: &Actor) -> Result<ConsoleUser, StoreError> {
+        dispatch!(self, s => s.delete_console_user(name, who).await)
+    }
+
+    /// This site's live sessions, newest first.
+    pub async fn console_sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        dispatch!(self, s => s.console_sessions().await)
+    }
+
+    /// Ends one session of this site for an administrator, and records it;
+    /// `false` when there was no such session.
+    pub async fn revoke_session(&self, token_hash: &str, user: &str, who: &Actor) -> Result<bool, StoreError> {
+        let found = dispatch!(self, s => s.delete_session(token_hash).await)?;
+        if found {
+            let entry = NewAudit {
+                actor: who.clone(),
+                action: Action::RevokeSession,
+                resource: audit::SESSIONS.to_string(),
+                key: user.to_string(),
+                version: None,
+                detail: String::new(),
+            };
+            self.append_audit(&entry).await?;
+        }
+        Ok(found)
+    }
+
+    /// Records an entry that goes with no change of data (a login, a failed
+    /// login, a lockout).
+    pub async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError> {
+        dispatch!(self, s => s.append_audit(entry).await)
+    }
+
+    /// A page of the audit log, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
+        dispatch!(self, s => s.audit(query).await)
+    }
+
     /// Records a login (and forgets expired ones).
     pub async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
         dispatch!(self, s => s.create_session(session).await)
     }
 
-    /// The live session whose token hashes to `token_hash`: not expired, and
-    /// its user not deleted.
+    /// The live session whose token hashes to `token_hash`: not expired, its
+    /// user not deleted or disabled, and made at the user's session epoch.
     pub async fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
         dispatch!(self, s => s.session(token_hash).await)
     }
 
-    /// Ends a session (logout); a no-op for an unknown one.
-    pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+    /// Ends a session (logout); `false` for an unknown one.
+    pub async fn delete_session(&self, token_hash: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.delete_session(token_hash).await)
     }
 

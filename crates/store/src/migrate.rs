@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("postgres/v2.sql"),
         sqlite: include_str!("sqlite/v2.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit log; console users that can be disabled and whose sessions end on every site",
+        postgres: include_str!("postgres/v3.sql"),
+        sqlite: include_str!("sqlite/v3.sql"),
+    },
 ];
 
 /// The schema version this build creates.

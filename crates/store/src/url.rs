@@ -3,16 +3,23 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use dugong_config::{PgTarget, SslMode};
+
 use crate::error::StoreError;
 
 /// A database location: `postgres://…` (or `postgresql://…`, or libpq's
-/// `key=value` form) or `sqlite:PATH`.
+/// `key=value` form) or `sqlite:PATH`. PostgreSQL takes every libpq
+/// `sslmode`, verify-ca and verify-full included, and `sslrootcert`.
 #[derive(Debug, Clone)]
 pub enum DbUrl {
     Postgres {
         config: Box<tokio_postgres::Config>,
         /// `host:port/dbname` for messages: never the password.
         display: String,
+        /// Whether and how the connection uses TLS.
+        sslmode: SslMode,
+        /// The CA to trust (a PEM file, checked readable when parsed).
+        sslrootcert: Option<PathBuf>,
     },
     Sqlite {
         path: PathBuf,
@@ -61,17 +68,15 @@ impl FromStr for DbUrl {
                     .into(),
             ));
         }
-        // The parser's message never repeats the text, which may hold a password.
-        let config = tokio_postgres::Config::from_str(text).map_err(|e| StoreError::Url(e.to_string()))?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Url(
-                "sslmode=require: dugong serve does not speak TLS to PostgreSQL yet; use sslmode=disable \
-                 (or prefer) and a private network, or put the database on the same host"
-                    .into(),
-            ));
-        }
-        let display = describe(&config);
-        Ok(DbUrl::Postgres { config: Box::new(config), display })
+        // The parser's messages never repeat the text, which may hold a password.
+        let target = PgTarget::parse(text).map_err(StoreError::Url)?;
+        let display = describe(&target.config);
+        Ok(DbUrl::Postgres {
+            config: Box::new(target.config),
+            display,
+            sslmode: target.sslmode,
+            sslrootcert: target.sslrootcert,
+        })
     }
 }
 
@@ -100,6 +105,7 @@ mod tests {
         assert_eq!(url.display(), "sqlite:/tmp/x.sqlite");
         let err = "mysql://root:pw@h/db".parse::<DbUrl>().unwrap_err().to_string();
         assert!(!err.contains("pw"), "{err}");
-        assert!("postgres://h/db?sslmode=require".parse::<DbUrl>().is_err());
+        let url: DbUrl = "postgres://h/db?sslmode=verify-full".parse().unwrap();
+        assert!(matches!(url, DbUrl::Postgres { sslmode: SslMode::VerifyFull, .. }));
     }
 }

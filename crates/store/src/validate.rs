@@ -181,10 +181,98 @@ fn json(field: &str, value: &serde_json::Value, max_bytes: usize) -> Result<Stri
     Ok(text)
 }
 
+/// Parses JSON text for `field`, refusing integers that 64 bits cannot hold
+/// (see [`exact_integers`]).
+pub fn json_text(field: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+    exact_integers(text.as_bytes()).map_err(|reason| StoreError::invalid(field, reason))?;
+    serde_json::from_str(text).map_err(|e| StoreError::invalid(field, format!("not JSON: {e}")))
+}
+
+/// Checks that every integer written in the JSON text `bytes` fits in 64 bits
+/// (`i64` or `u64`), the range the JSON parser keeps exactly; a larger one
+/// would silently become an approximate float. The error names the line and
+/// column. Numbers with a fraction or exponent are floats as written, and
+/// text that is not JSON is left for the parser to name.
+pub fn exact_integers(bytes: &[u8]) -> Result<(), String> {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b != b'-' && !b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let is_float = i < bytes.len() && matches!(bytes[i], b'.' | b'e' | b'E');
+        while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+            i += 1;
+        }
+        if is_float {
+            continue;
+        }
+        let digits = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+        if digits.parse::<i64>().is_err()
+            && digits.parse::<u64>().is_err()
+            && !digits.trim_start_matches('-').is_empty()
+        {
+            let line = bytes[..start].iter().filter(|&&c| c == b'\n').count() + 1;
+            let column = start - bytes[..start].iter().rposition(|&c| c == b'\n').map_or(0, |p| p + 1) + 1;
+            return Err(format!(
+                "the integer at line {line} column {column} ({} digits) does not fit in 64 bits and would not be \
+                 kept exactly; write it as a string",
+                digits.trim_start_matches('-').len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_and_the_rest_kept_exactly() {
+        for ok in [
+            r#"{"a": 18446744073709551615, "b": -9223372036854775808}"#,
+            r#"[1.5e300, 123456789012345678901234567890.0, 1e40]"#,
+            r#""123456789012345678901234567890""#,
+            r#"{"k\"123456789012345678901234567890": 1}"#,
+        ] {
+            assert!(exact_integers(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        let v = json_text("value", "18446744073709551615").unwrap();
+        assert_eq!(v.as_u64(), Some(u64::MAX));
+        for (bad, at) in [
+            ("18446744073709551616", "line 1 column 1"),
+            ("{\"a\":\n  [1, -9223372036854775809]}", "line 2 column 7"),
+            ("123456789012345678901234567890", "(30 digits)"),
+        ] {
+            let err = json_text("value", bad).unwrap_err().to_string();
+            assert!(err.starts_with("value: the integer at ") && err.contains(at), "{bad}: {err}");
+        }
+        assert!(json_text("value", "{").unwrap_err().to_string().starts_with("value: not JSON"));
+    }
 
     #[test]
     fn uuids_are_normalized() {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use crate::cluster::{Cluster, HOST};
+use crate::cluster::Cluster;
 use crate::error::TestkitError;
+use crate::settings::HOST;
 
 /// The superuser every test cluster is created with.
 const SUPERUSER: &str = "postgres";

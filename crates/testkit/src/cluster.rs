@@ -17,12 +17,9 @@ use crate::install::PgBinaries;
 use crate::port::free_port;
 use crate::process::{self, RunAs};
 use crate::server_log;
-use crate::settings::{self, ClusterOptions, SETTINGS_FILE};
+use crate::settings::{self, ClusterOptions, HOST, SETTINGS_FILE};
 use crate::tls::{self, ServerCerts};
 use crate::watchdog::Watchdog;
-
-/// The address every test server listens on.
-pub(crate) const HOST: &str = "127.0.0.1";
 
 /// How many ports `start()` tries before giving up, when others keep taking them.
 const START_ATTEMPTS: usize = 5;

@@ -21,6 +21,8 @@
 //! - `client` — connection settings, clients, per-test databases.
 //! - `wait` — [`wait_for`].
 //! - `dns` — [`TestDns`]: a DNS server in-process whose records tests change at run time.
+//! - `proxy` — [`FaultProxy`]: a TCP proxy that loses an answer on purpose.
+//! - `certs` — [`TestCa`]: CAs and certificates for TLS tests of our own servers.
 //! - `error` — [`TestkitError`].
 //!
 //! ```no_run
@@ -33,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod certs;
 mod client;
 mod cluster;
 pub mod dns;
@@ -40,16 +43,19 @@ mod error;
 mod install;
 mod port;
 mod process;
+mod proxy;
 mod server_log;
 mod settings;
 mod tls;
 mod wait;
 mod watchdog;
 
+pub use certs::{CertFiles, TestCa};
 pub use cluster::Cluster;
 pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
 pub use port::free_port;
+pub use proxy::FaultProxy;
 pub use settings::ClusterOptions;
 pub use wait::wait_for;

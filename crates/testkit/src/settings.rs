@@ -4,8 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::cluster::HOST;
 use crate::tls::ServerCerts;
+
+/// The address every test server listens on.
+pub(crate) const HOST: &str = "127.0.0.1";
 
 /// The settings file written into the data directory.
 pub(crate) const SETTINGS_FILE: &str = "dugong_testkit.conf";

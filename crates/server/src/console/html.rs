@@ -8,7 +8,11 @@
 
 use std::fmt::Write;
 
-use axum::response::Html;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use dugong_store::StoreError;
+
+use crate::error::ApiError;
 
 /// `text` safe in HTML text and in double- or single-quoted attribute values.
 pub fn esc(text: &str) -> String {
@@ -90,6 +94,8 @@ pub enum Section {
     Settings,
     Contexts,
     Status,
+    Users,
+    Audit,
     None,
 }
 
@@ -121,7 +127,7 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
     if let Some((user, csrf)) = &frame.user {
         let _ = write!(
             out,
-            "<form class=\"logout\" method=\"post\" action=\"/logout\"><span class=\"user\">{}</span>\
+            "<form class=\"logout\" method=\"post\" action=\"/logout\"><a class=\"user\" href=\"/account\">{}</a>\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
             esc(user),
             esc(csrf)
@@ -135,6 +141,8 @@ pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body:
             (Section::Settings, "/settings", "Settings"),
             (Section::Contexts, "/contexts", "Contexts"),
             (Section::Status, "/status", "Status"),
+            (Section::Users, "/users", "Users"),
+            (Section::Audit, "/audit", "Audit log"),
         ] {
             let current = if s == section { " aria-current=\"page\"" } else { "" };
             let _ = write!(out, "<a href=\"{href}\"{current}>{label}</a>");
@@ -166,6 +174,19 @@ pub fn bare_page(title: &str, body: &str) -> Html<String> {
         esc(title)
     );
     Html(out)
+}
+
+/// A store failure before a page could be framed.
+pub fn store_failure(e: &StoreError) -> Response {
+    let api = ApiError::Store(StoreError::Unavailable(String::new()));
+    let status = if e.is_unavailable() { api.http_status() } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let message = if e.is_unavailable() {
+        "The site's database does not answer. Try again, or use another site's console.".to_string()
+    } else {
+        tracing::error!(error = %e, "console request failed");
+        "Internal error (logged on the server).".to_string()
+    };
+    (status, bare_page("Unavailable", &format!("<p role=\"alert\">{}</p>", esc(&message)))).into_response()
 }
 
 fn head(out: &mut String, title: &str) {

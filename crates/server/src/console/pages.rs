@@ -12,51 +12,9 @@ use dugong_store::{App, Flow, Input, Kind, Record, StoreError};
 
 use super::html::{self, esc, Notice, Section};
 use super::session::Change;
-use super::{message_page, Ctx};
+use super::view::{all, conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
 use crate::ops;
-use crate::state::AppState;
-
-/// Most records a console list shows (pages of the store's default size).
-const LIST_LIMIT: usize = 5_000;
-
-/// Every record of `kind` (flows: of `app_id`), up to [`LIST_LIMIT`].
-pub(crate) async fn all(state: &AppState, kind: Kind, app_id: Option<&str>) -> Result<Vec<Record>, ApiError> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = ops::list(state, kind, 0, &token, app_id).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(next) if out.len() < LIST_LIMIT => token = next,
-            _ => return Ok(out),
-        }
-    }
-}
-
-/// A store failure before a page could be framed.
-pub(crate) fn store_failure(e: &StoreError) -> Response {
-    let api = ApiError::Store(StoreError::Unavailable(String::new()));
-    let status = if e.is_unavailable() { api.http_status() } else { StatusCode::INTERNAL_SERVER_ERROR };
-    let message = if e.is_unavailable() {
-        "The site's database does not answer. Try again, or use another site's console.".to_string()
-    } else {
-        tracing::error!(error = %e, "console request failed");
-        "Internal error (logged on the server).".to_string()
-    };
-    (status, html::bare_page("Unavailable", &format!("<p role=\"alert\">{}</p>", esc(&message)))).into_response()
-}
-
-/// An API failure as a page.
-pub(crate) fn failure(ctx: &Ctx, e: &ApiError) -> Response {
-    let title = match e.http_status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::BAD_REQUEST => "Not accepted",
-        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
-        _ => "Error",
-    };
-    message_page(ctx, e.http_status(), title, &e.public_message())
-}
 
 /// The `expected_version` a form carried.
 fn form_version(change: &Change) -> Option<i64> {
@@ -120,7 +78,7 @@ pub async fn new_app(ctx: Ctx) -> Response {
 pub async fn create_app(ctx: Ctx, change: Change) -> Response {
     let (name, description) = (change.fields.get("name"), change.fields.text("description"));
     let id = uuid::Uuid::new_v4().to_string();
-    match ops::put(&ctx.state, Input::app(&id, name, &description), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::app(&id, name, &description), Some(0)).await {
         Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
             let body = app_form(&ctx, "/apps", name, &description, None, "Create app");
@@ -198,7 +156,7 @@ fn delete_form(ctx: &Ctx, action: &str, version: i64, label: &str) -> String {
 pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
     let (name, description) = (change.fields.get("name").to_string(), change.fields.text("description"));
     let input = Input::app(&id, &name, &description);
-    match ops::put(&ctx.state, input, form_version(&change)).await {
+    match ops::put(&ctx.state, &change.who, input, form_version(&change)).await {
         Ok(r) => Redirect::to(&format!("/apps/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let current = ops::get(&ctx.state, Kind::App, &id).await.ok();
@@ -232,31 +190,12 @@ pub async fn save_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Respo
     }
 }
 
-/// Someone saved first: both versions side by side, the user's still editable.
-pub(crate) fn conflict_page(ctx: &Ctx, what: &str, current: Option<i64>, mine: &str, theirs: &str) -> Response {
-    let message = match current {
-        Some(v) => format!(
-            "Someone else saved this {what} first (it is now at version {v}). Your changes were NOT saved and are kept \
-             below, next to the saved version: compare them, then save yours over it or leave."
-        ),
-        None => format!("Someone else deleted this {what}. Your changes were NOT saved and are kept below."),
-    };
-    let title = current.map_or("(none)".to_string(), |v| format!("version {v}"));
-    let body = format!(
-        "<div class=\"conflict\" id=\"conflict\"><section aria-labelledby=\"mine-h\"><h2 id=\"mine-h\">Your changes</h2>{mine}</section>\
-         <section aria-labelledby=\"theirs-h\" id=\"theirs\"><h2 id=\"theirs-h\">Saved: {title}</h2>{theirs}</section></div>"
-    );
-    let section = if what == "setting" { Section::Settings } else { Section::Apps };
-    (StatusCode::CONFLICT, ctx.page(section, &format!("Conflict: {what} changed"), &Notice::Error(message), &body))
-        .into_response()
-}
-
 pub async fn delete_app(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
     let name = match get_app(&ctx, &id).await {
         Ok(a) => a.name,
         Err(r) => return r,
     };
-    match ops::delete(&ctx.state, Kind::App, &id, form_version(&change)).await {
+    match ops::delete(&ctx.state, &change.who, Kind::App, &id, form_version(&change)).await {
         Ok(_) => Redirect::to(&format!("/apps?deleted={}", html::url_component(&name))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,
@@ -311,7 +250,7 @@ pub async fn new_flow(ctx: Ctx, Path(app_id): Path<String>) -> Response {
 pub async fn create_flow(ctx: Ctx, Path(app_id): Path<String>, change: Change) -> Response {
     let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
     let id = uuid::Uuid::new_v4().to_string();
-    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::flow(&id, &app_id, &name, &script), Some(0)).await {
         Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => {
             let body = flow_form(&ctx, &format!("/apps/{app_id}/flows"), &app_id, &name, &script, None, "Create flow");
@@ -363,7 +302,7 @@ pub async fn flow(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Stri
 pub async fn save_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Response {
     let (name, script) = (change.fields.get("name").to_string(), change.fields.text("script"));
     let app_id = change.fields.get("app_id").to_string();
-    match ops::put(&ctx.state, Input::flow(&id, &app_id, &name, &script), form_version(&change)).await {
+    match ops::put(&ctx.state, &change.who, Input::flow(&id, &app_id, &name, &script), form_version(&change)).await {
         Ok(r) => Redirect::to(&format!("/flows/{}?saved={}", r.key(), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let current = ops::get(&ctx.state, Kind::Flow, &id).await.ok();
@@ -406,7 +345,7 @@ pub async fn delete_flow(ctx: Ctx, Path(id): Path<String>, change: Change) -> Re
         Ok(f) => f,
         Err(r) => return r,
     };
-    match ops::delete(&ctx.state, Kind::Flow, &id, form_version(&change)).await {
+    match ops::delete(&ctx.state, &change.who, Kind::Flow, &id, form_version(&change)).await {
         Ok(_) => Redirect::to(&format!("/apps/{}?deleted={}", f.app_id, html::url_component(&f.name))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,

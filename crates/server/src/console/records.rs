@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use dugong_store::{Input, Kind, Record, StoreError};
 
 use super::html::{self, esc, Notice, Section};
-use super::pages::{all, conflict_page, failure};
 use super::session::Change;
-use super::{message_page, Ctx};
+use super::view::{all, conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
 use crate::ops;
 
@@ -88,6 +87,9 @@ pub async fn settings(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Res
 
 /// The JSON of a form's `value`, or the page that says what is wrong with it.
 fn parse_value(text: &str) -> Result<serde_json::Value, String> {
+    // Integers beyond 64 bits are refused rather than saved as approximate floats.
+    dugong_store::validate::exact_integers(text.as_bytes())
+        .map_err(|reason| format!("value: {reason}; nothing was saved"))?;
     serde_json::from_str(text.trim()).map_err(|e| format!("value: not valid JSON ({e}); nothing was saved"))
 }
 
@@ -102,7 +104,7 @@ pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
         Ok(v) => v,
         Err(m) => return refuse(m),
     };
-    match ops::put(&ctx.state, Input::setting(&key, &value), Some(0)).await {
+    match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), Some(0)).await {
         Ok(r) => {
             Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
         }
@@ -157,7 +159,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
                 .into_response();
         }
     };
-    match ops::put(&ctx.state, Input::setting(&key, &value), expected).await {
+    match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), expected).await {
         Ok(r) => {
             Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
         }
@@ -182,7 +184,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
 
 pub async fn delete_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> Response {
     let expected = change.fields.get("version").trim().parse().ok();
-    match ops::delete(&ctx.state, Kind::Setting, &key, expected).await {
+    match ops::delete(&ctx.state, &change.who, Kind::Setting, &key, expected).await {
         Ok(_) => Redirect::to(&format!("/settings?deleted={}", html::url_component(&key))).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,

@@ -1,6 +1,5 @@
-//! Console logins: the session cookie, the signed-in user of a request
-//! ([`Authed`]), the CSRF check on every change ([`Change`]), and the limit on
-//! failed logins ([`LoginLimiter`]).
+//! Console sessions: the session cookie, the signed-in user of a request
+//! ([`Authed`]) and the CSRF check on every change ([`Change`]).
 //!
 //! Sessions live in the site's own database state (`dugong_local`), not in
 //! signed cookies: every server of a site sees them without sharing a signing
@@ -8,10 +7,8 @@
 //! cookie to expire. The cookie carries 32 random bytes; the database keeps
 //! only their SHA-256, so reading the table logs nobody in.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -121,7 +118,7 @@ impl FromRequestParts<AppState> for Authed {
                 Ok(authed)
             }
             Ok(None) => Err(to_login()),
-            Err(e) => Err(super::pages::store_failure(&e)),
+            Err(e) => Err(super::html::store_failure(&e)),
         }
     }
 }
@@ -133,6 +130,8 @@ impl FromRequestParts<AppState> for Authed {
 pub struct Change {
     pub authed: Authed,
     pub fields: Fields,
+    /// The user and address, as the audit log records them.
+    pub who: dugong_store::Actor,
 }
 
 impl FromRequest<AppState> for Change {
@@ -141,6 +140,7 @@ impl FromRequest<AppState> for Change {
     async fn from_request(request: Request, state: &AppState) -> Result<Change, Response> {
         let (mut parts, body) = request.into_parts();
         let authed = Authed::from_request_parts(&mut parts, state).await?;
+        let who = crate::audit::user(&authed.user, client_ip(&parts));
         if !same_origin(&parts.headers) {
             return Err(forbidden("This change came from another web site and was refused."));
         }
@@ -152,12 +152,12 @@ impl FromRequest<AppState> for Change {
         let fields = Fields(pairs);
         let presented = header_token.unwrap_or_else(|| fields.get("csrf").to_string());
         if !bool::from(presented.as_bytes().ct_eq(authed.csrf.as_bytes())) {
-            tracing::warn!(user = %authed.user, "console change refused: missing or wrong CSRF token");
+            tracing::warn!(user = %crate::audit::pseudonym(&authed.user), "console change refused: missing or wrong CSRF token");
             return Err(forbidden(
                 "This change was refused: its form had no valid security (CSRF) token. Reload the page and try again.",
             ));
         }
-        Ok(Change { authed, fields })
+        Ok(Change { authed, fields, who })
     }
 }
 
@@ -200,82 +200,9 @@ impl Fields {
     }
 }
 
-/// Failed logins per user name and client address: after `max` failures within
-/// `window`, that pair is refused until the oldest failure leaves the window.
-/// Kept in memory by each server (a restart forgets; several servers each
-/// count their own).
-pub struct LoginLimiter {
-    max: usize,
-    window: Duration,
-    failures: Mutex<HashMap<(String, IpAddr), Vec<Instant>>>,
-}
-
-/// Pairs tracked at most; beyond, the stalest are dropped first.
-const LIMITER_CAPACITY: usize = 10_000;
-
-impl LoginLimiter {
-    pub fn new(max: u32, window: Duration) -> LoginLimiter {
-        LoginLimiter { max: max.max(1) as usize, window, failures: Mutex::new(HashMap::new()) }
-    }
-
-    /// `Err(wait)` when this pair must wait before trying again.
-    pub fn check(&self, user: &str, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(times) = map.get_mut(&key(user, ip)) else {
-            return Ok(());
-        };
-        times.retain(|t| now.duration_since(*t) < self.window);
-        if times.len() < self.max {
-            return Ok(());
-        }
-        Err(self.window.saturating_sub(now.duration_since(times[0])).max(Duration::from_secs(1)))
-    }
-
-    pub fn failed(&self, user: &str, ip: IpAddr, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= LIMITER_CAPACITY {
-            let window = self.window;
-            map.retain(|_, times| times.last().is_some_and(|t| now.duration_since(*t) < window));
-            if map.len() >= LIMITER_CAPACITY {
-                map.clear();
-            }
-        }
-        map.entry(key(user, ip)).or_default().push(now);
-    }
-
-    pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key(user, ip));
-    }
-}
-
-/// The limiter's key: a user name longer than any real one (64 characters) is
-/// cut, so huge names cost no memory.
-fn key(user: &str, ip: IpAddr) -> (String, IpAddr) {
-    (user.chars().take(65).collect(), ip)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_logins_are_limited_per_user_and_address() {
-        let limiter = LoginLimiter::new(3, Duration::from_secs(60));
-        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.check("admin", a, t0).is_ok());
-            limiter.failed("admin", a, t0);
-        }
-        let wait = limiter.check("admin", a, t0 + Duration::from_secs(10)).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(50));
-        assert!(limiter.check("admin", b, t0).is_ok(), "another address is not blocked");
-        assert!(limiter.check("other", a, t0).is_ok(), "another user is not blocked");
-        assert!(limiter.check("admin", a, t0 + Duration::from_secs(61)).is_ok(), "the window passes");
-        limiter.failed("admin", b, t0);
-        limiter.succeeded("admin", b);
-        assert!(limiter.failures.lock().unwrap().get(&("admin".to_string(), b)).is_none());
-    }
 
     #[test]
     fn cookies_are_http_only_strict_and_secure_when_asked() {

@@ -5,7 +5,7 @@
 use axum::response::Response;
 
 use super::html::{self, esc, Cell, Notice, Section};
-use super::Ctx;
+use super::view::Ctx;
 
 /// Events listed.
 const RECENT_EVENTS: u32 = 20;

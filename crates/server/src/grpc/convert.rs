@@ -108,7 +108,7 @@ pub fn json(field: &str, text: &str) -> Result<serde_json::Value, ApiError> {
     if text.is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_str(text).map_err(|e| StoreError::invalid(field, format!("not JSON: {e}")).into())
+    Ok(dugong_store::validate::json_text(field, text)?)
 }
 
 /// The record a get returned, as the kind the service serves.

@@ -16,8 +16,8 @@ impl pb::events_server::Events for Api {
         &self,
         request: Request<pb::PostEventsRequest>,
     ) -> Result<Response<pb::PostEventsResponse>, Status> {
-        let (meta, _, req) = request.into_parts();
-        self.call("Events/PostEvents", Access::Write, &meta, async {
+        let (meta, ext, req) = request.into_parts();
+        self.call("Events/PostEvents", Access::Write, &meta, &ext, |_| async move {
             dugong_store::validate::event_count(req.events.len())?;
             let events = req.events.iter().enumerate().map(|(i, e)| input(i, e)).collect::<Result<Vec<_>, _>>()?;
             let posted = ops::post_events(&self.state, events).await?;
@@ -30,8 +30,8 @@ impl pb::events_server::Events for Api {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let (meta, _, req) = request.into_parts();
-        self.call("Events/ListEvents", Access::Read, &meta, async {
+        let (meta, ext, req) = request.into_parts();
+        self.call("Events/ListEvents", Access::Read, &meta, &ext, |_| async move {
             let page = ops::list_events(&self.state, req.page_size, &req.page_token).await?;
             Ok(pb::ListEventsResponse {
                 events: page.items.into_iter().map(convert::event).collect(),

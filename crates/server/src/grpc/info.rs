@@ -13,8 +13,8 @@ impl pb::info_server::Info for Api {
         &self,
         request: Request<pb::ServerInfoRequest>,
     ) -> Result<Response<pb::ServerInfoResponse>, Status> {
-        let (meta, _, _) = request.into_parts();
-        self.call("Info/ServerInfo", Access::Read, &meta, async {
+        let (meta, ext, _) = request.into_parts();
+        self.call("Info/ServerInfo", Access::Read, &meta, &ext, |_| async move {
             let info = ops::info(&self.state).await;
             Ok(pb::ServerInfoResponse {
                 site: info.site,

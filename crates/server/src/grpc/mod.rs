@@ -6,17 +6,30 @@
 //! - `events` — PostEvents, ListEvents; `info` — ServerInfo.
 //! - `watch` — the Watch stream.
 //!
-//! Every call goes through [`Api::call`]: authorization, then the work, then
-//! the metrics by method and status.
+//! - `deadline` — the request deadline (`grpc-timeout`, capped by the
+//!   server's); `decode` — malformed messages are INVALID_ARGUMENT.
+//!
+//! Every call goes through [`Api::call`]: authorization, then the work (for
+//! the caller the audit log names), then the metrics by method and status.
+//! [`service`] is every service as one tower service, which `crate::net`
+//! serves on the gRPC listener.
 
 mod convert;
+mod deadline;
+mod decode;
 mod events;
 mod info;
 mod records;
 mod watch;
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use axum::http;
+use dugong_store::Actor;
+use tonic::Extensions;
+use tower::ServiceExt;
 
 use dugong_proto::v1::apps_server::AppsServer;
 use dugong_proto::v1::contexts_server::ContextsServer;
@@ -28,9 +41,11 @@ use dugong_proto::v1::watch_server::WatchServer;
 use tonic::metadata::MetadataMap;
 use tonic::{Response, Status};
 
+use crate::audit;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::net::Peer;
 use crate::state::AppState;
 
 /// The implementation of every service.
@@ -40,21 +55,24 @@ pub struct Api {
 }
 
 impl Api {
-    /// Authorizes, runs `work`, records the call.
-    async fn call<T, F>(
+    /// Authorizes, runs `work` for the caller (as the audit log names it),
+    /// records the call.
+    async fn call<T, F, Fut>(
         &self,
         method: &'static str,
         access: Access,
         meta: &MetadataMap,
+        ext: &Extensions,
         work: F,
     ) -> Result<Response<T>, Status>
     where
-        F: Future<Output = Result<T, ApiError>>,
+        F: FnOnce(Actor) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
     {
         let started = Instant::now();
         let header = meta.get("authorization").map(|v| v.as_bytes());
         let result = match self.state.authorize(access, header) {
-            Ok(()) => work.await,
+            Ok(caller) => work(audit::actor(&caller, ext.get::<Peer>())).await,
             Err(e) => Err(e.into()),
         };
         let (status, out) = match result {
@@ -69,28 +87,23 @@ impl Api {
     }
 }
 
-/// Accepted connections with TCP_NODELAY: without it, a response written in
-/// several frames waits for the client's delayed ACK (about 40 ms).
-fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// The gRPC server on `listener` until `stop`: in-flight calls finish first
-/// (watch streams end on the drain signal before that).
-pub async fn serve(
+/// Every service of the gRPC API, with the request deadline and the mapping of
+/// malformed messages to INVALID_ARGUMENT.
+pub fn service(
     state: AppState,
-    listener: tokio::net::TcpListener,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> impl tower::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<tonic::body::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
     let limit = state.config.body_limit;
     let timeout = state.config.request_timeout;
     let api = Api { state };
-    tonic::transport::Server::builder()
-        .timeout(timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(AppsServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(FlowsServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(SettingsServer::new(api.clone()).max_decoding_message_size(limit))
@@ -98,6 +111,19 @@ pub async fn serve(
         .add_service(EventsServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(WatchServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(InfoServer::new(api).max_decoding_message_size(limit))
-        .serve_with_incoming_shutdown(incoming(listener), stop)
-        .await
+        .prepare();
+    tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let deadline = deadline::of(request.headers(), timeout);
+        let call = routes.clone().oneshot(request);
+        async move {
+            // The deadline bounds the answer's headers: a unary call, or the
+            // start of a stream (a watch outlives it).
+            let response = match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => Status::deadline_exceeded(format!("no answer within {deadline:?}")).into_http(),
+            };
+            Ok(decode::invalid_argument(response))
+        }
+    })
 }

@@ -19,8 +19,8 @@ impl pb::watch_server::Watch for Api {
     type WatchStream = Events;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Events>, Status> {
-        let (meta, _, req) = request.into_parts();
-        self.call("Watch/Watch", Access::Read, &meta, async {
+        let (meta, ext, req) = request.into_parts();
+        self.call("Watch/Watch", Access::Read, &meta, &ext, |_| async move {
             let kinds = req.resources.iter().map(|r| convert::kind(*r)).collect::<Result<Vec<_>, _>>()?;
             let rx = watch::open(&self.state, &req.position, kinds).await?;
             let events: Events = Box::pin(ReceiverStream::new(rx).flat_map(|m| stream::iter(to_events(m))));

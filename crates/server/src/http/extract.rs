@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::net::Peer;
 use crate::state::AppState;
 
 /// A JSON body of `T`, refused whole if anything about it is wrong.
@@ -40,6 +42,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ApiError::BadRequest(r.body_text())
             }
         })?;
+        dugong_store::validate::exact_integers(&bytes)
+            .map_err(|reason| ApiError::BadRequest(format!("invalid JSON body: {reason}")))?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -59,6 +63,19 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     Ok(value)
+}
+
+/// Who made a request, as the audit log names them: the caller the auth
+/// layer found, from the peer the listener saw.
+pub struct Who(pub dugong_store::Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let caller = parts.extensions.get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
+        Ok(Who(crate::audit::actor(&caller, parts.extensions.get::<Peer>())))
+    }
 }
 
 /// A query string of `T` (use `deny_unknown_fields` on `T`).

@@ -5,18 +5,19 @@
 //! - `extract` — JSON bodies, query strings and paths that fail with a 4xx
 //!   naming the problem; errors as JSON.
 //! - `records` — apps, flows, settings, contexts; `events`; `watch` (server-sent
-//!   events); `system` — info, health, OpenAPI, console.
+//!   events); `system` — info, health, OpenAPI, console; `audit` — the audit
+//!   log, for admin tokens.
 //!
 //! Routes are registered through [`Routes`], which also lists them, so a test
 //! can hold the OpenAPI document against exactly what is served.
 
+mod audit;
 mod events;
 mod extract;
 mod records;
 mod system;
 mod watch;
 
-use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -92,6 +93,7 @@ fn routes() -> Routes {
         .get("/api/v1/events", events::list)
         .post("/api/v1/events", events::post)
         .get("/api/v1/watch", watch::watch)
+        .get("/api/v1/audit", audit::list)
 }
 
 /// `(method, path)` of every route served, paths in axum's (and OpenAPI's)
@@ -117,42 +119,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `stop`; requests in flight finish.
-pub async fn serve(
-    router: Router,
-    listener: tokio::net::TcpListener,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // TCP_NODELAY: responses go out at once instead of waiting on delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    // The peer address feeds the console's limit on failed logins.
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(stop)
-        .await
-}
-
-/// Writes need a token; reads too with `protect_reads`. The OpenAPI document,
-/// health and the console are open.
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Writes need a token; reads too unless they are open; admin routes an
+/// admin token. The OpenAPI document, health and the console are open. The
+/// caller goes into the request's extensions for the audit log.
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
         return next.run(request).await;
     }
     let access = match *request.method() {
+        _ if ADMIN_PATHS.contains(&path) => Access::Admin,
         Method::GET | Method::HEAD | Method::OPTIONS => Access::Read,
         _ => Access::Write,
     };
     let header = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
     match state.authorize(access, header) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
+
+/// Routes for admin tokens only.
+const ADMIN_PATHS: &[&str] = &["/api/v1/audit"];
 
 /// Counts and times every request to a route, labelled by its template.
 async fn track(request: Request, next: Next) -> Response {

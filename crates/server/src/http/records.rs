@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::extract::{JsonBody, Key, Params};
+use super::extract::{JsonBody, Key, Params, Who};
 use crate::error::ApiError;
 use crate::ops;
 use crate::state::AppState;
@@ -165,19 +165,21 @@ pub async fn get_one<R: Resource>(State(state): State<AppState>, Key(key): Key) 
 
 pub async fn put<R: Resource>(
     State(state): State<AppState>,
+    Who(who): Who,
     Key(key): Key,
     JsonBody(body): JsonBody<R::Body>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let record = ops::put(&state, R::input(&key, &body), R::expected(&body)).await?;
+    let record = ops::put(&state, &who, R::input(&key, &body), R::expected(&body)).await?;
     let status = if record.version() == 1 { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(record_json(&record))))
 }
 
 pub async fn remove<R: Resource>(
     State(state): State<AppState>,
+    Who(who): Who,
     Key(key): Key,
     Params(p): Params<DeleteParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let version = ops::delete(&state, R::KIND, &key, p.expected_version).await?;
+    let version = ops::delete(&state, &who, R::KIND, &key, p.expected_version).await?;
     Ok(Json(json!({ "version": version })))
 }

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod console;
+pub mod raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,16 +63,7 @@ impl TestServer {
 
     /// Starts a server and waits until it answers `/healthz`.
     pub async fn start(config: ServerConfig) -> TestServer {
-        let (grpc, http, metrics) = (bind().await, bind().await, bind().await);
-        let (grpc_addr, http_addr, metrics_addr) =
-            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), metrics.local_addr().unwrap());
-        let db = config.db.clone();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let listeners = Listeners { grpc, http, metrics: Some(metrics) };
-        let task = tokio::spawn(dugong_server::run(listeners, config, async move { stop.cancelled().await }));
-        let server =
-            TestServer { grpc: grpc_addr, http: http_addr, metrics: metrics_addr, db, shutdown, task, _dir: None };
+        let server = TestServer::spawn(config).await;
         let client = reqwest::Client::new();
         let url = server.url("/healthz");
         wait_for("the server to answer /healthz", DEADLINE, || async {
@@ -79,6 +73,24 @@ impl TestServer {
         })
         .await;
         server
+    }
+
+    /// Starts a server on fresh loopback ports without waiting for it.
+    pub async fn spawn(config: ServerConfig) -> TestServer {
+        let (grpc, http, metrics) = (bind().await, bind().await, bind().await);
+        let (grpc_addr, http_addr, metrics_addr) =
+            (grpc.local_addr().unwrap(), http.local_addr().unwrap(), metrics.local_addr().unwrap());
+        let db = config.db.clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let listeners = Listeners { grpc, http, metrics: Some(metrics) };
+        let task = tokio::spawn(dugong_server::run(listeners, config, async move { stop.cancelled().await }));
+        TestServer { grpc: grpc_addr, http: http_addr, metrics: metrics_addr, db, shutdown, task, _dir: None }
+    }
+
+    /// Whether `run` has returned (it fails at start on a bad configuration).
+    pub fn finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -22,6 +22,25 @@ impl PgStore {
     pub(crate) async fn migrate(&self) -> Result<i64, StoreError> {
         let ctx = "migrating the schema";
         let mut conn = self.conn().await?;
+        // A schema already current needs no DDL: a role with only the data
+        // privileges (not the schema's owner) can run a migrated database.
+        let exists: bool = conn
+            .query_one("SELECT to_regclass('dugong_local.schema_migrations') IS NOT NULL", &[])
+            .await
+            .map_err(|e| from_pg(ctx, &e))?
+            .get(0);
+        let current = match exists {
+            true => Some(
+                conn.query_one("SELECT coalesce(max(version), 0) FROM dugong_local.schema_migrations", &[])
+                    .await
+                    .map_err(|e| from_pg(ctx, &e))?
+                    .get::<_, i64>(0),
+            ),
+            false => None,
+        };
+        if current == Some(latest()) {
+            return Ok(latest());
+        }
         let tx = conn.transaction().await.map_err(|e| from_pg(ctx, &e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK]).await.map_err(|e| from_pg(ctx, &e))?;
         tx.batch_execute(BOOKKEEPING).await.map_err(|e| from_pg("creating dugong_local.schema_migrations", &e))?;

@@ -8,11 +8,15 @@
 //! - `feed` — sequencing, reading and purging the change feed.
 //! - `migrate` — the schema steps and their bookkeeping.
 //! - `replication` — what `dugong replicate` records here, for server info.
+//! - `privileges` — the grants a server needs, checked at start.
+//! - `audit`, `console` — the audit log; console users and sessions.
 
+mod audit;
 mod console;
 mod events;
 mod feed;
 mod migrate;
+mod privileges;
 mod records;
 mod replication;
 
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{from_pg, StoreError};
 use crate::{PoolStatus, StoreOptions};
@@ -44,9 +49,11 @@ pub struct PgStore {
 impl PgStore {
     /// A pool that connects on demand: opening never fails for a database
     /// that is down, the first query does.
+    /// `tls`: the connector `sslmode` asks for, `None` for plain connections.
     pub(crate) fn new(
         mut config: tokio_postgres::Config,
         display: String,
+        tls: Option<MakeRustlsConnect>,
         options: &StoreOptions,
     ) -> Result<PgStore, StoreError> {
         config.connect_timeout(options.connect_timeout);
@@ -60,7 +67,11 @@ impl PgStore {
             _ => SESSION_OPTIONS.to_string(),
         };
         config.options(&session);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, recycling),
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)

@@ -5,8 +5,10 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::audit::{self, insert_from, literal};
 use super::{micros, PgStore};
-use crate::error::{from_pg, StoreError};
+use crate::audit::{Action, Actor, NewAudit};
+use crate::error::{from_pg, from_pg_write, StoreError};
 use crate::model::{Column, ColumnType, Expect, Input, Kind, ListQuery, Micros, Page, Record, Table};
 
 /// `dugong_app.<table>`.
@@ -99,7 +101,8 @@ impl PgStore {
         Ok(Page { items, next })
     }
 
-    pub(crate) async fn put(&self, input: &Input, expect: Expect) -> Result<Record, StoreError> {
+    /// Writes a record; with `who`, its audit entry in the same statement.
+    pub(crate) async fn put(&self, input: &Input, expect: Expect, who: Option<&Actor>) -> Result<Record, StoreError> {
         let kind = input.kind;
         let t = kind.table();
         let names: Vec<&str> = t.fields.iter().map(|c| c.name).collect();
@@ -137,6 +140,20 @@ impl PgStore {
         if let Expect::Version(_) = expect {
             params.push(&expected);
         }
+        let entry = who.map(|who| audit::Params::new(&self.site, &entry_of(who, kind, &input.key)));
+        let sql = match &entry {
+            Some(entry) => {
+                let action = format!(
+                    "CASE WHEN w.version = 1 THEN {} ELSE {} END",
+                    literal(Action::Create),
+                    literal(Action::Update)
+                );
+                let insert = insert_from("w", params.len() + 1, &action, "w.version");
+                params.extend(entry.refs());
+                format!("WITH w AS ({sql}), a AS ({insert}) SELECT * FROM w")
+            }
+            None => sql,
+        };
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(&sql).await.map_err(|e| from_pg("preparing a write", &e))?;
         let row = conn.query_opt(&stmt, &params).await.map_err(|e| write_error(kind, &e))?;
@@ -146,9 +163,16 @@ impl PgStore {
         }
     }
 
-    pub(crate) async fn delete(&self, kind: Kind, key: &str, expect: Expect) -> Result<i64, StoreError> {
+    /// Deletes a record; with `who`, its audit entry in the same statement.
+    pub(crate) async fn delete(
+        &self,
+        kind: Kind,
+        key: &str,
+        expect: Expect,
+        who: Option<&Actor>,
+    ) -> Result<i64, StoreError> {
         let t = kind.table();
-        let sql = format!(
+        let mut sql = format!(
             "DELETE FROM {} WHERE {} = {} AND ($2::int8 IS NULL OR version = $2) RETURNING version",
             qualified(t),
             t.key.name,
@@ -158,9 +182,16 @@ impl PgStore {
             Expect::Version(v) => Some(v),
             _ => None,
         };
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key, &expected];
+        let entry = who.map(|who| audit::Params::new(&self.site, &entry_of(who, kind, key)));
+        if let Some(entry) = &entry {
+            let insert = insert_from("w", 3, &literal(Action::Delete), "w.version");
+            params.extend(entry.refs());
+            sql = format!("WITH w AS ({sql}), a AS ({insert}) SELECT version FROM w");
+        }
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(&sql).await.map_err(|e| from_pg("preparing a delete", &e))?;
-        let row = conn.query_opt(&stmt, &[&key, &expected]).await.map_err(|e| write_error(kind, &e))?;
+        let row = conn.query_opt(&stmt, &params).await.map_err(|e| write_error(kind, &e))?;
         match row {
             Some(row) => Ok(row.get(0)),
             None => match expected {
@@ -184,10 +215,23 @@ impl PgStore {
     }
 }
 
+/// The entry of a change to `kind`/`key` by `who` (its action and version come
+/// from the statement's result).
+fn entry_of(who: &Actor, kind: Kind, key: &str) -> NewAudit {
+    NewAudit {
+        actor: who.clone(),
+        action: Action::Update,
+        resource: kind.as_str().to_string(),
+        key: key.to_string(),
+        version: None,
+        detail: String::new(),
+    }
+}
+
 /// A failed write: a flow whose app does not exist is the client's mistake.
 fn write_error(kind: Kind, err: &tokio_postgres::Error) -> StoreError {
     if err.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) && kind == Kind::Flow {
         return StoreError::invalid("app_id", "no app with this id");
     }
-    from_pg(&format!("writing {}", kind.as_str()), err)
+    from_pg_write(&format!("writing {}", kind.as_str()), err)
 }

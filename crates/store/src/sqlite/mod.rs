@@ -6,6 +6,7 @@
 //!
 //! - `records`, `events`, `feed`, `migrate`, `replication`: as for PostgreSQL.
 
+mod audit;
 mod console;
 mod events;
 mod feed;
@@ -13,7 +14,7 @@ mod migrate;
 mod records;
 mod replication;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::{from_sqlite, StoreError};
-use crate::{PoolStatus, StoreOptions};
+use crate::{PoolStatus, SqliteSync, StoreOptions};
 
 /// Connections kept open.
 const CONNECTIONS: usize = 4;
@@ -44,8 +45,10 @@ impl SqliteStore {
     pub(crate) async fn open(path: PathBuf, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let busy = options.connect_timeout.max(Duration::from_secs(1));
         let site = options.site.clone();
+        let sync = options.sqlite_sync;
         let conns = tokio::task::spawn_blocking(move || {
-            (0..CONNECTIONS).map(|_| open_one(&path, busy).map(Mutex::new)).collect::<Result<Vec<_>, _>>()
+            create_private(&path)?;
+            (0..CONNECTIONS).map(|_| open_one(&path, busy, sync).map(Mutex::new)).collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("opening SQLite: {e}")))??;
@@ -77,6 +80,14 @@ impl SqliteStore {
         self.run(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| from_sqlite("ping", &e))).await
     }
 
+    /// `PRAGMA synchronous` of a connection: 2 is FULL, 1 NORMAL.
+    pub(crate) async fn sync(&self) -> Result<SqliteSync, StoreError> {
+        let level: i64 = self
+            .run(|c, _| c.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(|e| from_sqlite("PRAGMA", &e)))
+            .await?;
+        Ok(if level >= 2 { SqliteSync::Full } else { SqliteSync::Normal })
+    }
+
     pub(crate) fn pool_status(&self) -> PoolStatus {
         let in_use = self.inner.in_use.load(Ordering::Relaxed).min(CONNECTIONS);
         PoolStatus { size: CONNECTIONS, idle: CONNECTIONS - in_use, waiting: 0, max: CONNECTIONS }
@@ -97,11 +108,38 @@ impl Inner {
     }
 }
 
-fn open_one(path: &std::path::Path, busy: Duration) -> Result<Connection, StoreError> {
+/// Creates the file readable and writable by its owner only (SQLite gives
+/// its `-wal` and `-shm` files the same mode), so the data, session hashes and
+/// audit log are not world-readable. A file that exists is left as it is,
+/// with a warning when others may read it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{mode:o}"),
+                        "the SQLite file may be read by other users; chmod 600 it"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(StoreError::Unavailable(format!("creating {}: {e}", path.display()))),
+    }
+}
+
+fn open_one(path: &Path, busy: Duration, sync: SqliteSync) -> Result<Connection, StoreError> {
     let ctx = format!("opening {}", path.display());
     let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{ctx}: {e}")))?;
     conn.busy_timeout(busy).map_err(|e| from_sqlite(&ctx, &e))?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .map_err(|e| from_sqlite(&ctx, &e))?;
+    let pragmas =
+        format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;", sync.as_str());
+    conn.execute_batch(&pragmas).map_err(|e| from_sqlite(&ctx, &e))?;
     Ok(conn)
 }

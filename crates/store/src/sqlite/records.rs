@@ -3,9 +3,10 @@
 //! integers).
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::SqliteStore;
+use super::{audit, SqliteStore};
+use crate::audit::{Action, Actor, NewAudit};
 use crate::error::{from_sqlite, StoreError};
 use crate::model::{Expect, Input, Kind, ListQuery, Micros, Page, Record, Table};
 
@@ -107,7 +108,8 @@ impl SqliteStore {
         Ok(Page { items, next })
     }
 
-    pub(crate) async fn put(&self, input: &Input, expect: Expect) -> Result<Record, StoreError> {
+    /// Writes a record; with `who`, its audit entry in the same transaction.
+    pub(crate) async fn put(&self, input: &Input, expect: Expect, who: Option<&Actor>) -> Result<Record, StoreError> {
         let kind = input.kind;
         let t = kind.table();
         let names: Vec<&str> = t.fields.iter().map(|c| c.name).collect();
@@ -150,21 +152,34 @@ impl SqliteStore {
             params.push(Value::Integer(v));
         }
         let key_text = input.key.clone();
-        self.run(move |c, _| {
-            let found = {
-                let mut stmt = c.prepare_cached(&sql).map_err(|e| write_error(kind, &e))?;
-                let mut rows = stmt.query(params_from_iter(params)).map_err(|e| write_error(kind, &e))?;
-                match rows.next().map_err(|e| write_error(kind, &e))? {
-                    Some(row) => Some(to_record(kind, row)?),
-                    None => None,
-                }
-            };
-            found.ok_or_else(|| conflict(c, kind, &key_text, expected))
+        let who = who.cloned();
+        self.run(move |c, site| {
+            audited(c, site, who, |c| {
+                let found = {
+                    let mut stmt = c.prepare_cached(&sql).map_err(|e| write_error(kind, &e))?;
+                    let mut rows = stmt.query(params_from_iter(params)).map_err(|e| write_error(kind, &e))?;
+                    match rows.next().map_err(|e| write_error(kind, &e))? {
+                        Some(row) => Some(to_record(kind, row)?),
+                        None => None,
+                    }
+                };
+                let record = found.ok_or_else(|| conflict(c, kind, &key_text, expected))?;
+                let version = record.version();
+                let action = if version == 1 { Action::Create } else { Action::Update };
+                Ok((record, entry(kind, &key_text, action, version)))
+            })
         })
         .await
     }
 
-    pub(crate) async fn delete(&self, kind: Kind, key: &str, expect: Expect) -> Result<i64, StoreError> {
+    /// Deletes a record; with `who`, its audit entry in the same transaction.
+    pub(crate) async fn delete(
+        &self,
+        kind: Kind,
+        key: &str,
+        expect: Expect,
+        who: Option<&Actor>,
+    ) -> Result<i64, StoreError> {
         let t = kind.table();
         let sql = format!(
             "DELETE FROM {} WHERE {} = ?1 AND (?2 IS NULL OR version = ?2) RETURNING version",
@@ -175,19 +190,62 @@ impl SqliteStore {
             _ => Value::Null,
         };
         let key = key.to_string();
-        self.run(move |c, _| {
-            let deleted: Option<i64> = c
-                .query_row(&sql, params_from_iter([Value::Text(key.clone()), expected.clone()]), |r| r.get(0))
-                .optional()
-                .map_err(|e| write_error(kind, &e))?;
-            match (deleted, expected) {
-                (Some(v), _) => Ok(v),
-                (None, Value::Integer(v)) => Err(conflict(c, kind, &key, v)),
-                (None, _) => Err(StoreError::NotFound { kind: kind.as_str(), key }),
-            }
+        let who = who.cloned();
+        self.run(move |c, site| {
+            audited(c, site, who, |c| {
+                let deleted: Option<i64> = c
+                    .query_row(&sql, params_from_iter([Value::Text(key.clone()), expected.clone()]), |r| r.get(0))
+                    .optional()
+                    .map_err(|e| write_error(kind, &e))?;
+                let version = match (deleted, expected) {
+                    (Some(v), _) => v,
+                    (None, Value::Integer(v)) => return Err(conflict(c, kind, &key, v)),
+                    (None, _) => return Err(StoreError::NotFound { kind: kind.as_str(), key: key.clone() }),
+                };
+                Ok((version, entry(kind, &key, Action::Delete, version)))
+            })
         })
         .await
     }
+}
+
+/// The audit entry of a change by an actor still to be named.
+struct Entry {
+    action: Action,
+    resource: &'static str,
+    key: String,
+    version: i64,
+}
+
+fn entry(kind: Kind, key: &str, action: Action, version: i64) -> Entry {
+    Entry { action, resource: kind.as_str(), key: key.to_string(), version }
+}
+
+/// Runs `write`; with `who`, inside an immediate transaction that also
+/// records the write's audit entry, so both commit or neither does.
+fn audited<T>(
+    c: &mut Connection,
+    site: &str,
+    who: Option<Actor>,
+    write: impl FnOnce(&Connection) -> Result<(T, Entry), StoreError>,
+) -> Result<T, StoreError> {
+    let Some(who) = who else {
+        return write(c).map(|(out, _)| out);
+    };
+    let ctx = "writing with its audit entry";
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| from_sqlite(ctx, &e))?;
+    let (out, e) = write(&tx)?;
+    let audit = NewAudit {
+        actor: who,
+        action: e.action,
+        resource: e.resource.to_string(),
+        key: e.key,
+        version: Some(e.version),
+        detail: String::new(),
+    };
+    audit::insert(&tx, site, &audit)?;
+    tx.commit().map_err(|e| from_sqlite(ctx, &e))?;
+    Ok(out)
 }
 
 fn opt(value: &Option<String>) -> Value {
