@@ -16,7 +16,7 @@ mod records;
 mod watch;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dugong_proto::v1::apps_server::AppsServer;
 use dugong_proto::v1::contexts_server::ContextsServer;
@@ -88,8 +88,9 @@ pub async fn serve(
     let api = Api { state };
     tonic::transport::Server::builder()
         .timeout(timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // The keepalive agreement with clients (they may ping every 500 ms while calls are open).
+        .http2_keepalive_interval(Some(dugong_proto::keepalive::SERVER_PING_INTERVAL))
+        .http2_keepalive_timeout(Some(dugong_proto::keepalive::SERVER_PING_TIMEOUT))
         .add_service(health)
         .add_service(AppsServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(FlowsServer::new(api.clone()).max_decoding_message_size(limit))
