@@ -59,7 +59,8 @@ fn main() -> ExitCode {
             Command::Replicate(args) => replicate::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
-            Command::Client(args) => dugong_client::cli::run(args).await,
+            // Prints its own errors: its exit code tells scripts why it failed.
+            Command::Client(args) => Ok(dugong_client::cli::run(args).await),
             Command::Serve(args) => serve::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use crate::ServerChannel;
 use futures_util::stream::{self, Stream, StreamExt};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::call::{classify, CallError, Client, Idempotency, Verdict};
@@ -55,7 +55,7 @@ where
     T: Send + 'static,
     P: Clone + Send + Sync + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
-    Open: FnMut(Channel, P) -> Fut + Send + 'static,
+    Open: FnMut(ServerChannel, P) -> Fut + Send + 'static,
     Fut: Future<Output = Result<S, Status>> + Send,
     Pos: FnMut(&T) -> Option<P> + Send + 'static,
 {
@@ -72,7 +72,7 @@ where
     T: Send + 'static,
     P: Clone + Send + Sync + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
-    Open: FnMut(Channel, P) -> Fut + Send + 'static,
+    Open: FnMut(ServerChannel, P) -> Fut + Send + 'static,
     Fut: Future<Output = Result<S, Status>> + Send,
     M: FnMut(&T) -> Mark<P> + Send + 'static,
 {
