@@ -467,22 +467,14 @@ impl Client {
         )
     }
 
-    /// Marks this session's server failed from outside a call (a broken watch stream).
-    pub(crate) fn report_failure(&self, addr: SocketAddr, cause: &str) {
-        let id = lock(&self.current).filter(|(a, _)| *a == addr).map(|(_, id)| id);
-        match id {
-            Some(id) => self.fail(addr, id, cause),
-            None => {
-                let mut state = lock(&self.shared.state);
-                let state = &mut *state;
-                if state.pool.is_live(addr) {
-                    if let Some(Link::Ready(_)) = state.links.get(&addr) {
-                        state.links.remove(&addr);
-                    }
-                    self.shared.quarantine(state, addr, cause);
-                }
-            }
-        }
+    /// The server this session is on and which connection to it, for [`Client::report_failure`].
+    pub(crate) fn current_link(&self) -> Option<(SocketAddr, u64)> {
+        *lock(&self.current)
+    }
+
+    /// Marks connection `id` to `addr` failed from outside a call (a broken watch stream).
+    pub(crate) fn report_failure(&self, (addr, id): (SocketAddr, u64), cause: &str) {
+        self.fail(addr, id, cause);
     }
 }
 

@@ -164,3 +164,86 @@ impl Drop for Refuser {
         self.task.abort();
     }
 }
+
+/// An HTTP/2 server that answers the first request of each connection with GOAWAY
+/// (last-stream-id 0, NO_ERROR): "going away, and I processed none of your streams" — what a
+/// draining server tells a client whose request crossed its GOAWAY. Written frame by frame
+/// (RFC 9113 §4.1): a 9-byte header of length, type, flags and stream id, then the payload.
+pub struct GoingAway {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Frame types (RFC 9113 §6).
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+
+impl GoingAway {
+    pub fn start(listener: TcpListener) -> GoingAway {
+        let addr = listener.local_addr().expect("a bound listener has an address");
+        let requests = Arc::new(AtomicU64::new(0));
+        let counter = requests.clone();
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                conns.spawn(go_away_on_first_request(socket, counter.clone()));
+            }
+        });
+        GoingAway { addr, requests, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests (HEADERS frames) answered with GOAWAY so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for GoingAway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+async fn go_away_on_first_request(mut socket: TcpStream, requests: Arc<AtomicU64>) {
+    let mut preface = [0u8; 24];
+    if socket.read_exact(&mut preface).await.is_err() {
+        return;
+    }
+    if socket.write_all(&frame(SETTINGS, 0, &[])).await.is_err() {
+        return;
+    }
+    let mut header = [0u8; 9];
+    while socket.read_exact(&mut header).await.is_ok() {
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if socket.read_exact(&mut payload).await.is_err() {
+            return;
+        }
+        match header[3] {
+            SETTINGS if header[4] & 0x1 == 0 => {
+                let _ = socket.write_all(&frame(SETTINGS, 0x1, &[])).await;
+            }
+            HEADERS => {
+                requests.fetch_add(1, Ordering::SeqCst);
+                // Last stream id 0, error code NO_ERROR: no stream of yours was processed.
+                let _ = socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await;
+            }
+            _ => {}
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use dugong_client::{CallError, Client, Idempotency};
 use futures_util::future::join_all;
 
-use crate::faults::Refuser;
+use crate::faults::{GoingAway, Refuser};
 use crate::pb::probe_client::ProbeClient;
 use crate::pb::AddRequest;
 use crate::server::{bind_same_port, ips, TestServer, World};
@@ -91,5 +91,24 @@ async fn a_refused_stream_is_sent_again_elsewhere_even_when_not_idempotent() {
         refused_calls += usize::from(refuser.refused() > before);
     }
     assert!(refused_calls > 0, "no seed drew the refusing server first");
+    assert_eq!(world.adds.load(Ordering::SeqCst), 12, "an Add ran twice or not at all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_a_goaway_says_was_not_processed_is_sent_again_even_when_not_idempotent() {
+    let world = World::new();
+    let ip = ips(78, 2);
+    let (_, mut listeners) = bind_same_port(&ip);
+    let b = TestServer::start(listeners.pop().unwrap(), "b", &world);
+    let leaving = GoingAway::start(listeners.pop().unwrap());
+    let config = list_config(&[leaving.addr(), b.addr()]).with_health_check(false);
+    let mut met_goaway = 0;
+    for seed in 0..12 {
+        let client = Client::new(config.clone().with_seed(seed)).await.unwrap();
+        let before = leaving.requests();
+        add(&client, 0).await.expect("a stream above the GOAWAY's last stream id was not processed: sent to b");
+        met_goaway += usize::from(leaving.requests() > before);
+    }
+    assert!(met_goaway > 0, "no seed drew the server going away first");
     assert_eq!(world.adds.load(Ordering::SeqCst), 12, "an Add ran twice or not at all");
 }
