@@ -14,7 +14,8 @@ Exit codes:
   2  configuration or usage error: bad flag, URL, --ca file, JSON value; a token refused for cleartext
   3  name resolution: none of the server names resolves
   4  all servers unavailable: none could take the call (refused, down, draining, TLS certificate
-     not accepted, deadline passed); the call did not run
+     not accepted, deadline passed); a call that is not idempotent did not run (an idempotent one
+     may have, on a server that failed: repeating it is harmless)
   5  authentication: the server refused the token (UNAUTHENTICATED, PERMISSION_DENIED)
   6  refused by the server: it answered with an error (NOT_FOUND, a version conflict, INVALID_ARGUMENT…)
   7  outcome unknown: a call that is not idempotent was sent and its server failed before answering;
