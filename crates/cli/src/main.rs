@@ -38,7 +38,7 @@ enum Command {
     /// Compare every synced table across the databases of each sync.
     Compare(compare::Args),
     /// HA client: which server answers, how sessions spread (failover and load balancing).
-    Client(dugong_client::cli::Args),
+    Client(Box<dugong_client::cli::Args>),
     /// Serve one site's application server: gRPC, REST + console, metrics.
     Serve(Box<serve::Args>),
     /// Console users and sessions of a site: list, create, set passwords,
@@ -64,7 +64,8 @@ fn main() -> ExitCode {
             Command::Replicate(args) => replicate::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Compare(args) => compare::run(args).await,
-            Command::Client(args) => dugong_client::cli::run(args).await,
+            // Prints its own errors: its exit code tells scripts why it failed.
+            Command::Client(args) => Ok(dugong_client::cli::run(*args).await),
             Command::Serve(args) => serve::run(*args).await,
             Command::Users(args) => users::run(args).await,
             Command::Demo(args) => demo::run(args).await,

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use crate::ServerChannel;
 use futures_util::stream::{self, Stream, StreamExt};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::call::{classify, CallError, Client, Idempotency, Verdict};
@@ -25,7 +25,7 @@ struct State<P, S, Open, M> {
     position: P,
     open: Open,
     mark: M,
-    stream: Option<(Option<SocketAddr>, S)>,
+    stream: Option<(Option<(SocketAddr, u64)>, S)>,
     empty_ends: u32,
     done: bool,
 }
@@ -55,7 +55,7 @@ where
     T: Send + 'static,
     P: Clone + Send + Sync + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
-    Open: FnMut(Channel, P) -> Fut + Send + 'static,
+    Open: FnMut(ServerChannel, P) -> Fut + Send + 'static,
     Fut: Future<Output = Result<S, Status>> + Send,
     Pos: FnMut(&T) -> Option<P> + Send + 'static,
 {
@@ -72,7 +72,7 @@ where
     T: Send + 'static,
     P: Clone + Send + Sync + 'static,
     S: Stream<Item = Result<T, Status>> + Send + Unpin + 'static,
-    Open: FnMut(Channel, P) -> Fut + Send + 'static,
+    Open: FnMut(ServerChannel, P) -> Fut + Send + 'static,
     Fut: Future<Output = Result<S, Status>> + Send,
     M: FnMut(&T) -> Mark<P> + Send + 'static,
 {
@@ -86,7 +86,7 @@ where
                 let position = st.position.clone();
                 let open = &mut st.open;
                 match st.client.call(Idempotency::Idempotent, |channel| open(channel, position.clone())).await {
-                    Ok(stream) => st.stream = Some((st.client.current_server(), stream)),
+                    Ok(stream) => st.stream = Some((st.client.current_link(), stream)),
                     Err(e) => {
                         st.done = true;
                         return Some((Err(e), st));
@@ -102,7 +102,7 @@ where
                         Mark::Keep => {}
                         Mark::Leave(reason) => {
                             st.stream = None;
-                            tracing::info!(server = ?server, %reason, "server going away; watching on another server");
+                            tracing::info!(server = ?server.map(|s| s.0), %reason, "server going away; watching on another server");
                             if let Some(server) = server {
                                 st.client.report_failure(server, &format!("going away: {reason}"));
                             }
@@ -116,11 +116,11 @@ where
                     match classify(status) {
                         Verdict::Answer(status) => {
                             st.done = true;
-                            let server = server.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                            let server = server.map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.0);
                             return Some((Err(CallError::Status { server, status }), st));
                         }
                         Verdict::NotSent(cause) | Verdict::Unknown(cause) => {
-                            tracing::warn!(server = ?server, error = %cause, "watch broke; resuming on another server");
+                            tracing::warn!(server = ?server.map(|s| s.0), error = %cause, "watch broke; resuming on another server");
                             if let Some(server) = server {
                                 st.client.report_failure(server, &cause);
                             }

@@ -121,15 +121,23 @@ impl Drop for Server {
     }
 }
 
-/// A client of `servers`, with timeouts for tests.
+/// A client of `servers` with the token, with timeouts for tests.
 async fn client(servers: &[&Server]) -> Client {
-    let config = ClientConfig::servers(servers.iter().map(|s| s.grpc.to_string()))
+    Client::new(config(servers).with_token(Token::new(TOKEN).unwrap())).await.expect("a client")
+}
+
+/// A client of `servers` without a token.
+async fn anonymous(servers: &[&Server]) -> Client {
+    Client::new(config(servers)).await.expect("a client")
+}
+
+fn config(servers: &[&Server]) -> ClientConfig {
+    ClientConfig::servers(servers.iter().map(|s| s.grpc.to_string()))
         .expect("good servers")
         .with_connect_timeout(Duration::from_millis(500))
         .with_request_timeout(Duration::from_secs(3))
         .with_deadline(Duration::from_secs(10))
-        .with_reconnect_delay(Duration::from_secs(60));
-    Client::new(config).await.expect("a client")
+        .with_reconnect_delay(Duration::from_secs(60))
 }
 
 #[derive(Parser)]
@@ -139,18 +147,18 @@ struct Dugong {
 }
 
 /// A `dugong client` command line (after the connection flags).
-fn command(argv: &[&str]) -> (Option<Token>, Command) {
+fn command(argv: &[&str]) -> (bool, Command) {
     let mut full = vec!["dugong-client", "--server", "127.0.0.1:1"];
     full.extend_from_slice(argv);
     let args = Dugong::try_parse_from(full).unwrap_or_else(|e| panic!("{e}")).args;
-    (args.token.map(|t| Token::new(&t).unwrap()), args.command)
+    (args.json, args.command)
 }
 
 /// Runs a command with `client` and returns its output as JSON.
 async fn json_of(client: &Client, argv: &[&str]) -> anyhow::Result<Value> {
-    let (token, command) = command(argv);
+    let (json, command) = command(argv);
     let mut out = Vec::new();
-    assert_eq!(run_with(client, token, command, &mut out).await?, ExitCode::SUCCESS);
+    assert_eq!(run_with(client, json, command, &mut out).await?, ExitCode::SUCCESS);
     Ok(serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{argv:?}: {e}: {}", String::from_utf8_lossy(&out))))
 }
 
@@ -180,7 +188,7 @@ fn spawn_watch(
     client: &Client,
     argv: &[&str],
 ) -> (mpsc::UnboundedReceiver<Value>, tokio::task::JoinHandle<anyhow::Result<ExitCode>>) {
-    let (token, command) = command(argv);
+    let (json, command) = command(argv);
     let (tx, mut lines) = mpsc::unbounded_channel::<String>();
     let (json_tx, json_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -194,7 +202,7 @@ fn spawn_watch(
     let client = client.clone();
     let task = tokio::spawn(async move {
         let mut out = Lines { tx, buf: Vec::new() };
-        run_with(&client, token, command, &mut out).await
+        run_with(&client, json, command, &mut out).await
     });
     (json_rx, task)
 }
@@ -235,76 +243,69 @@ async fn info_says_which_server_and_site_answered() {
 async fn records_round_trip_through_the_ha_client() {
     let (s0, s1) = (Server::sqlite("0").await, Server::sqlite("1").await);
     let client = client(&[&s0, &s1]).await;
-    fn with_token<'a>(argv: &[&'a str]) -> Vec<&'a str> {
-        [&["--token", TOKEN][..], argv].concat()
-    }
 
     // Settings: put, get, list, delete.
-    let put = json_of(&client, &with_token(&["settings", "put", "ui.theme", r#"{"a": 1}"#])).await.unwrap();
+    let put = json_of(&client, &["settings", "put", "ui.theme", r#"{"a": 1}"#]).await.unwrap();
     assert_eq!(
         (put["key"].as_str(), put["value"].clone(), put["version"].as_i64()),
         (Some("ui.theme"), json!({"a": 1}), Some(1))
     );
-    let put = json_of(&client, &with_token(&["settings", "put", "ui.theme", r#"{"a": 2}"#, "--expected-version", "1"]))
-        .await
-        .unwrap();
+    let put =
+        json_of(&client, &["settings", "put", "ui.theme", r#"{"a": 2}"#, "--expected-version", "1"]).await.unwrap();
     assert_eq!(put["version"], json!(2));
-    let err = json_of(&client, &with_token(&["settings", "put", "ui.theme", "3", "--expected-version", "1"]))
-        .await
-        .unwrap_err();
+    let err = json_of(&client, &["settings", "put", "ui.theme", "3", "--expected-version", "1"]).await.unwrap_err();
     assert!(format!("{err:#}").contains("Aborted"), "{err:#}");
-    json_of(&client, &with_token(&["settings", "put", "zoom", "1.5"])).await.unwrap();
+    json_of(&client, &["settings", "put", "zoom", "1.5"]).await.unwrap();
     let got = json_of(&client, &["settings", "get", "ui.theme"]).await.unwrap();
     assert_eq!((got["value"].clone(), got["version"].as_i64()), (json!({"a": 2}), Some(2)));
     let listed = json_of(&client, &["settings", "list", "--page-size", "1"]).await.unwrap();
     let keys: Vec<&str> = listed.as_array().unwrap().iter().map(|s| s["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["ui.theme", "zoom"], "every page");
-    let deleted = json_of(&client, &with_token(&["settings", "delete", "zoom"])).await.unwrap();
+    let deleted = json_of(&client, &["settings", "delete", "zoom"]).await.unwrap();
     assert_eq!(deleted, json!({"deleted": "zoom", "version": 1}));
     let err = json_of(&client, &["settings", "get", "zoom"]).await.unwrap_err();
     assert!(format!("{err:#}").contains("NotFound"), "{err:#}");
 
     // Writes need the token.
-    let err = json_of(&client, &["settings", "put", "k", "1"]).await.unwrap_err();
+    let err = json_of(&anonymous(&[&s0, &s1]).await, &["settings", "put", "k", "1"]).await.unwrap_err();
     assert!(format!("{err:#}").contains("Unauthenticated"), "{err:#}");
 
     // Apps and their flows, contexts.
     let app = dugong_client::api::new_id();
     let flow = dugong_client::api::new_id();
-    let a = json_of(&client, &with_token(&["apps", "put", &app, r#"{"name": "Journal"}"#, "--expected-version", "0"]))
-        .await
-        .unwrap();
+    let a =
+        json_of(&client, &["apps", "put", &app, r#"{"name": "Journal"}"#, "--expected-version", "0"]).await.unwrap();
     assert_eq!(
         (a["id"].as_str(), a["name"].as_str(), a["version"].as_i64()),
         (Some(app.as_str()), Some("Journal"), Some(1))
     );
     let flow_value = json!({"app_id": app, "name": "login", "script": "type(user)\n"}).to_string();
-    json_of(&client, &with_token(&["flows", "put", &flow, &flow_value])).await.unwrap();
+    json_of(&client, &["flows", "put", &flow, &flow_value]).await.unwrap();
     let flows = json_of(&client, &["flows", "list", "--app", &app]).await.unwrap();
     assert_eq!(flows[0]["script"], json!("type(user)\n"));
-    json_of(&client, &with_token(&["contexts", "put", "alice", r#"{"patient": "0101-1234"}"#])).await.unwrap();
+    json_of(&client, &["contexts", "put", "alice", r#"{"patient": "0101-1234"}"#]).await.unwrap();
     let ctx = json_of(&client, &["contexts", "get", "alice"]).await.unwrap();
     assert_eq!(ctx["values"], json!({"patient": "0101-1234"}));
     assert_eq!(json_of(&client, &["apps", "list"]).await.unwrap().as_array().unwrap().len(), 1);
-    json_of(&client, &with_token(&["apps", "delete", &app, "--expected-version", "1"])).await.unwrap();
+    json_of(&client, &["apps", "delete", &app, "--expected-version", "1"]).await.unwrap();
     let err = json_of(&client, &["flows", "get", &flow]).await.unwrap_err();
     assert!(format!("{err:#}").contains("NotFound"), "deleting an app deletes its flows: {err:#}");
 
     // Events: ids made by the client; the same batch again stores nothing twice.
     let posted = json_of(
         &client,
-        &with_token(&[
+        &[
             "events",
             "post",
             r#"[{"kind": "flow.started", "user": "alice"}, {"kind": "flow.ended", "payload": {"ok": true}}]"#,
-        ]),
+        ],
     )
     .await
     .unwrap();
     assert_eq!((posted["accepted"].as_u64(), posted["duplicates"].as_u64()), (Some(2), Some(0)));
     let ids = posted["ids"].as_array().unwrap();
     let again = json!([{"id": ids[0], "kind": "flow.started"}, {"id": ids[1], "kind": "flow.ended"}]).to_string();
-    let posted = json_of(&client, &with_token(&["events", "post", &again])).await.unwrap();
+    let posted = json_of(&client, &["events", "post", &again]).await.unwrap();
     assert_eq!((posted["accepted"].as_u64(), posted["duplicates"].as_u64()), (Some(0), Some(2)));
     let events = json_of(&client, &["events", "list"]).await.unwrap();
     assert_eq!(events.as_array().unwrap().len(), 2);
@@ -326,8 +327,7 @@ async fn calls_go_on_when_the_server_goes(how: fn(&mut Server)) {
     for i in 0..60 {
         ticks.tick().await;
         let started = Instant::now();
-        let info =
-            dugong_client::cli::server_info(&client, None).await.unwrap_or_else(|e| panic!("call {i} failed: {e:#}"));
+        let info = dugong_client::cli::server_info(&client).await.unwrap_or_else(|e| panic!("call {i} failed: {e:#}"));
         let server = info["server"].as_str().unwrap().to_string();
         if let Some((at, _)) = &killed {
             after_kill.push((started.duration_since(*at), started.elapsed() + started.duration_since(*at), server));
@@ -437,7 +437,7 @@ async fn a_reset_is_shown_and_the_watch_goes_on() {
     let reset = next_line(&mut lines).await;
     assert_eq!(reset["event"], "reset", "{reset}");
     assert!(reset["reason"].as_str().unwrap().contains("another database"), "{reset}");
-    json_of(&client, &["--token", TOKEN, "settings", "put", "after.reset", "true"]).await.unwrap();
+    json_of(&client, &["settings", "put", "after.reset", "true"]).await.unwrap();
     let change = next_line(&mut lines).await;
     assert_eq!(
         (change["event"].as_str(), change["key"].as_str(), change["record"]["value"].clone()),

@@ -113,8 +113,10 @@ impl Default for NetConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
+            // The keepalive agreement with clients (who may ping every 500 ms
+            // while calls are open).
+            keepalive_interval: dugong_proto::keepalive::SERVER_PING_INTERVAL,
+            keepalive_timeout: dugong_proto::keepalive::SERVER_PING_TIMEOUT,
             max_streams_per_connection: 256,
         }
     }

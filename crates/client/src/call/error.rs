@@ -17,20 +17,21 @@ pub struct ServerReport {
     pub cause: String,
 }
 
-/// Every server with its cause, printed one per line.
+/// Every server with its cause, on one line: ` ADDR (NAMES): CAUSE; ADDR: CAUSE`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServersReport(pub Vec<ServerReport>);
 
 impl fmt::Display for ServersReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for server in &self.0 {
+        for (i, server) in self.0.iter().enumerate() {
             let mut names = server.names.clone();
             names.dedup();
-            write!(f, "\n  {}", server.addr)?;
+            write!(f, "{} {}", if i == 0 { "" } else { ";" }, server.addr)?;
             if !names.is_empty() && names.iter().any(|n| *n != server.addr.ip().to_string()) {
                 write!(f, " ({})", names.join(", "))?;
             }
-            write!(f, ": {}", server.cause)?;
+            // One line, whatever a cause carries.
+            write!(f, ": {}", server.cause.replace(['\n', '\r'], " "))?;
         }
         Ok(())
     }
@@ -90,5 +91,42 @@ impl CallError {
             CallError::Status { status, .. } => Some(status),
             _ => None,
         }
+    }
+
+    /// Each server with its cause, when no server took the call.
+    pub fn servers(&self) -> Option<&ServersReport> {
+        match self {
+            CallError::AllServersDown { report, .. }
+            | CallError::DeadlineExceeded { report, .. }
+            | CallError::RetryBudgetExhausted { report } => Some(report),
+            CallError::Status { .. } | CallError::OutcomeUnknown { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_every_server_on_one_line() {
+        let report = ServersReport(vec![
+            ServerReport {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                names: vec!["0.ha.test".into(), "1.ha.test".into()],
+                cause: "connection refused".into(),
+            },
+            ServerReport {
+                addr: "127.0.0.2:1".parse().unwrap(),
+                names: vec!["127.0.0.2".into()],
+                cause: "a\nb".into(),
+            },
+        ]);
+        let err = CallError::AllServersDown { report, elapsed: Duration::from_millis(12) };
+        assert_eq!(
+            err.to_string(),
+            "no server could take the call (2 servers, after 12ms): 127.0.0.1:1 (0.ha.test, 1.ha.test): connection \
+             refused; 127.0.0.2:1: a b"
+        );
     }
 }

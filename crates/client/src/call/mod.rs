@@ -1,7 +1,8 @@
-//! The client and its calls: pick a server, connect, send, and on failure decide whether the
-//! call may go to another server.
+//! The client and its calls: pick a server, connect (racing the next server when the first is
+//! slow), send, and on failure decide whether the call may go to another server.
 //!
-//! - `connect` — a tonic channel per address with timeouts, keepalive and a health round trip.
+//! - `link` — one connection per address, made by attempts that every interested call shares.
+//! - `connect` — one attempt: the transport's connection and a health round trip.
 //! - `outcome` — what a failed attempt means (answer, never sent, unknown).
 //! - `error` — [`CallError`] and the per-server report.
 //!
@@ -11,6 +12,7 @@
 
 mod connect;
 mod error;
+mod link;
 mod outcome;
 
 use std::collections::{HashMap, HashSet};
@@ -18,20 +20,21 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::Status;
 
 pub use error::{CallError, ServerReport, ServersReport};
+use link::{AbortOnDrop, Attempt, Link, Linked, Reach};
 pub(crate) use outcome::{classify, human, Verdict};
 
 use crate::config::{ClientConfig, ConfigError};
 use crate::discovery::{self, Discovery, Lookup, Row};
-use crate::select::{Draw, Health, Pool, RetryBudget, ServerStatus};
+use crate::select::{Draw, Health, Mode, Pool, RetryBudget, ServerStatus};
+use crate::transport::{ServerChannel, Transport};
 
 /// Whether a call may run twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,47 +47,95 @@ pub enum Idempotency {
     NotIdempotent,
 }
 
-/// Aborts the background task it holds when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A connection slot per address; its async lock makes concurrent calls wait for one connect
-/// instead of each opening its own.
-type Slot = Arc<tokio::sync::Mutex<Option<Channel>>>;
-
 struct State {
     pool: Pool,
     rng: StdRng,
     budget: RetryBudget,
-    channels: HashMap<SocketAddr, Slot>,
+    links: HashMap<SocketAddr, Link>,
+    next_id: u64,
 }
 
 /// What every session of one client shares.
 pub(crate) struct Shared {
     config: ClientConfig,
+    transport: Arc<Transport>,
     state: Mutex<State>,
     /// Wakes the DNS refresh after a server failed.
     kick: Arc<Notify>,
+    /// Itself, for the connection attempts to report back to.
+    me: Weak<Shared>,
     _refresh: Option<AbortOnDrop>,
 }
 
 impl Shared {
-    /// A new server table from DNS: health is kept for addresses that stay, connections to
-    /// addresses that went are dropped.
+    /// A new server table from DNS: health is kept for addresses that stay, connections (and
+    /// attempts) to addresses that went are dropped.
     fn install(&self, table: Vec<Row>) {
         let mut state = lock(&self.state);
         let before: Vec<SocketAddr> = state.pool.statuses().iter().map(|s| s.addr).collect();
         state.pool.update(table);
         let after: Vec<SocketAddr> = state.pool.statuses().iter().map(|s| s.addr).collect();
-        state.channels.retain(|addr, _| after.contains(addr));
+        state.links.retain(|addr, _| after.contains(addr));
         if before != after {
             tracing::info!(servers = ?after, "server addresses changed in DNS");
         }
+    }
+
+    /// The link to `addr`: the connection, the attempt in flight, or a new attempt.
+    fn reach(&self, state: &mut State, addr: SocketAddr, mode: Mode) -> Reach {
+        if let Some(link) = state.links.get(&addr) {
+            return link.reach();
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        let name = state.pool.names(addr).into_iter().next();
+        let (transport, me) = (self.transport.clone(), self.me.clone());
+        let (timeout, health_check) = (self.config.connect_timeout, self.config.health_check);
+        let (link, attempt) = link::spawn(id, async move {
+            let result = connect::connect(&transport, addr, name.as_deref(), timeout, health_check).await;
+            if let Some(shared) = me.upgrade() {
+                shared.settle(addr, id, mode, &result);
+            }
+            result.map(|channel| Linked { channel, id })
+        });
+        state.links.insert(addr, link);
+        Reach::Pending(attempt)
+    }
+
+    /// A connection attempt ended: keep the connection and re-admit the server, or quarantine it.
+    fn settle(&self, addr: SocketAddr, id: u64, mode: Mode, result: &Result<ServerChannel, String>) {
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        let current = state.links.get(&addr).is_some_and(|link| link.is(id));
+        match result {
+            Ok(channel) => {
+                if current {
+                    state.links.insert(addr, Link::Ready(Linked { channel: channel.clone(), id }));
+                }
+                if state.pool.succeed(addr) {
+                    match mode {
+                        Mode::FailOpen { .. } => {
+                            tracing::warn!(server = %addr, "server answered while failing open; re-admitted at once")
+                        }
+                        _ => tracing::info!(server = %addr, "server re-admitted after its reconnect delay"),
+                    }
+                }
+            }
+            Err(cause) => {
+                if current {
+                    state.links.remove(&addr);
+                }
+                self.quarantine(state, addr, cause);
+            }
+        }
+    }
+
+    fn quarantine(&self, state: &mut State, addr: SocketAddr, cause: &str) {
+        let delay = self.config.reconnect_delay;
+        if let Some(hold) = state.pool.fail(addr, cause, delay, Instant::now(), &mut state.rng) {
+            tracing::warn!(server = %addr, error = %cause, "server failed; left out for {}", human(hold));
+        }
+        self.kick.notify_one();
     }
 }
 
@@ -92,7 +143,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    current: Arc<Mutex<Option<SocketAddr>>>,
+    /// The server this session is on, and which connection to it.
+    current: Arc<Mutex<Option<(SocketAddr, u64)>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,12 +152,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Where the connect phase of a call ended without a connection.
+enum Stop {
+    NoneLeft,
+    NoBudget,
+    Deadline,
+}
+
+enum Pick {
+    Server(SocketAddr, Reach),
+    NoneLeft,
+    NoBudget,
+}
+
 impl Client {
-    /// Validates `config` and resolves every server name. Fails when the configuration is bad or
-    /// no name resolves; names that do not resolve are skipped with a warning. No connection is
-    /// opened before the first call.
+    /// Validates `config` and resolves every server name. Fails when the configuration is bad,
+    /// no name resolves, or the token would go in cleartext beyond loopback; names that do not
+    /// resolve are skipped with a warning. No connection is opened before the first call.
     pub async fn new(config: ClientConfig) -> Result<Client, ConfigError> {
         config.validate()?;
+        let transport = Arc::new(Transport::new(&config)?);
         let mut discovery = Discovery::new(config.target.names(), config.dns_min_ttl, config.dns_max_ttl);
         let lookup = if discovery.is_static() { None } else { Some(Lookup::new(config.dns, config.connect_timeout)?) };
         let answers = match &lookup {
@@ -113,6 +179,9 @@ impl Client {
             None => discovery.hosts().iter().map(|h| discovery::literal(h)).collect(),
         };
         let resolved = discovery.apply(answers).map_err(ConfigError::NothingResolves)?;
+        for (addr, names, _) in &resolved.table {
+            transport.guard(*addr, names.first().map(String::as_str).unwrap_or_default())?;
+        }
         let now = Instant::now();
         let mut pool = Pool::default();
         pool.update(resolved.table);
@@ -121,7 +190,7 @@ impl Client {
             None => StdRng::from_os_rng(),
         };
         let budget = RetryBudget::new(config.retry_ratio, config.min_retries_per_sec, now);
-        let state = Mutex::new(State { pool, rng, budget, channels: HashMap::new() });
+        let state = Mutex::new(State { pool, rng, budget, links: HashMap::new(), next_id: 0 });
         let kick = Arc::new(Notify::new());
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let refresh = lookup.map(|lookup| {
@@ -133,16 +202,17 @@ impl Client {
                     }
                     None => false,
                 };
-                AbortOnDrop(discovery::spawn_refresh(
+                let task = discovery::spawn_refresh(
                     discovery,
                     lookup,
                     resolved.refresh_in,
                     config.dns_min_ttl,
                     kick.clone(),
                     publish,
-                ))
+                );
+                AbortOnDrop(task.abort_handle())
             });
-            Shared { config, state, kick, _refresh: refresh }
+            Shared { config, transport, state, kick, me: weak.clone(), _refresh: refresh }
         });
         Ok(Client { shared, current: Arc::new(Mutex::new(None)) })
     }
@@ -160,7 +230,7 @@ impl Client {
 
     /// The server this session is on (the last that answered it), if any.
     pub fn current_server(&self) -> Option<SocketAddr> {
-        *lock(&self.current)
+        lock(&self.current).map(|(addr, _)| addr)
     }
 
     /// Every known server with its names, weight and health.
@@ -169,7 +239,9 @@ impl Client {
     }
 
     /// Runs `f` with a channel to this session's server, failing over as [`Idempotency`] allows,
-    /// within the configured deadline. `f` may be called several times (once per attempt).
+    /// within the configured deadline. `f` may be called several times (once per attempt). A
+    /// call that surely never reached a server's application goes to another server whatever its
+    /// idempotency; one whose outcome is unknown only when it is idempotent.
     ///
     /// ```no_run
     /// # async fn demo(client: dugong_client::Client) -> Result<(), dugong_client::CallError> {
@@ -184,7 +256,7 @@ impl Client {
     /// ```
     pub async fn call<T, F, Fut>(&self, idempotency: Idempotency, mut f: F) -> Result<T, CallError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(ServerChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let config = &self.shared.config;
@@ -193,36 +265,26 @@ impl Client {
         let mut tried = HashSet::new();
         let mut failures: Vec<(SocketAddr, String)> = Vec::new();
         loop {
-            if Instant::now() >= deadline {
-                return Err(CallError::DeadlineExceeded { deadline: config.deadline, report: self.report(&failures) });
-            }
-            let draw = match self.pick(&tried, !failures.is_empty()) {
-                Pick::Server(draw) => draw,
-                Pick::NoneLeft => {
+            let (addr, linked) = match self.connect(&mut tried, &mut failures, deadline).await {
+                Ok(found) => found,
+                Err(Stop::NoneLeft) => {
                     return Err(CallError::AllServersDown {
                         report: self.report(&failures),
                         elapsed: started.elapsed(),
                     })
                 }
-                Pick::NoBudget => return Err(CallError::RetryBudgetExhausted { report: self.report(&failures) }),
-            };
-            let addr = draw.addr;
-            tried.insert(addr);
-            let mut claim = Claim { shared: &self.shared, addr, armed: draw.readmission };
-            let channel = match self.channel(draw, deadline).await {
-                Ok(channel) => channel,
-                Err(cause) => {
-                    claim.disarm();
-                    self.fail(addr, &cause);
-                    failures.push((addr, cause));
-                    continue;
+                Err(Stop::NoBudget) => return Err(CallError::RetryBudgetExhausted { report: self.report(&failures) }),
+                Err(Stop::Deadline) => {
+                    return Err(CallError::DeadlineExceeded {
+                        deadline: config.deadline,
+                        report: self.report(&failures),
+                    })
                 }
             };
-            claim.disarm();
             let attempt_end = deadline.min(Instant::now() + config.request_timeout);
-            let verdict = match tokio::time::timeout_at(attempt_end, f(channel)).await {
+            let verdict = match tokio::time::timeout_at(attempt_end, f(linked.channel.clone())).await {
                 Ok(Ok(value)) => {
-                    self.succeed(addr);
+                    self.succeed(addr, linked.id);
                     return Ok(value);
                 }
                 Ok(Err(status)) => classify(status),
@@ -245,15 +307,16 @@ impl Client {
             };
             match verdict {
                 Verdict::Answer(status) => {
-                    self.succeed(addr);
+                    self.succeed(addr, linked.id);
                     return Err(CallError::Status { server: addr, status });
                 }
                 Verdict::NotSent(cause) => {
-                    self.fail(addr, &cause);
+                    tracing::info!(server = %addr, error = %cause, "call never reached the server; sending it elsewhere");
+                    self.fail(addr, linked.id, &cause);
                     failures.push((addr, cause));
                 }
                 Verdict::Unknown(cause) => {
-                    self.fail(addr, &cause);
+                    self.fail(addr, linked.id, &cause);
                     if idempotency == Idempotency::NotIdempotent {
                         return Err(CallError::OutcomeUnknown { server: addr, cause });
                     }
@@ -263,95 +326,122 @@ impl Client {
         }
     }
 
-    /// The session's server while it is live, else a draw by weight among the servers this call
-    /// has not tried. A retry (not the first attempt) needs a token from the budget.
+    /// A connection for the next attempt of a call. The session's server while it is live, else
+    /// a draw by weight among the servers this call has not tried (failing open when every one
+    /// is left out). When the server drawn has not connected within the connect stagger, the
+    /// next is drawn and tried alongside it (Happy Eyeballs); the first to connect is used, and
+    /// one that fails makes room for the next at once.
+    async fn connect(
+        &self,
+        tried: &mut HashSet<SocketAddr>,
+        failures: &mut Vec<(SocketAddr, String)>,
+        deadline: Instant,
+    ) -> Result<(SocketAddr, Linked), Stop> {
+        let stagger = self.shared.config.connect_stagger;
+        let mut racing = FuturesUnordered::new();
+        let mut next_draw = Some(Instant::now());
+        loop {
+            if next_draw.is_some_and(|at| Instant::now() >= at) {
+                match self.pick(tried, !failures.is_empty()) {
+                    Pick::Server(addr, reach) => {
+                        tried.insert(addr);
+                        match reach {
+                            Reach::Ready(linked) => return Ok((addr, linked)),
+                            Reach::Pending(attempt) => racing.push(waiting(addr, attempt)),
+                        }
+                        next_draw = Some(Instant::now() + stagger);
+                    }
+                    Pick::NoneLeft | Pick::NoBudget if !racing.is_empty() => next_draw = None,
+                    Pick::NoneLeft => return Err(Stop::NoneLeft),
+                    Pick::NoBudget => return Err(Stop::NoBudget),
+                }
+            }
+            let wake = next_draw.unwrap_or(deadline).min(deadline);
+            tokio::select! {
+                Some((addr, outcome)) = racing.next() => match outcome {
+                    Ok(linked) => return Ok((addr, linked)),
+                    Err(cause) => {
+                        failures.push((addr, cause));
+                        next_draw = Some(Instant::now());
+                    }
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= deadline {
+                        return Err(Stop::Deadline);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session's server while it is live, else a draw; a retry (after a failure) needs a
+    /// token from the budget.
     fn pick(&self, tried: &HashSet<SocketAddr>, retry: bool) -> Pick {
         let now = Instant::now();
+        let config = &self.shared.config;
         let mut state = lock(&self.shared.state);
         let state = &mut *state;
         if retry && !state.budget.withdraw(now) {
             return Pick::NoBudget;
         }
-        if let Some(current) = *lock(&self.current) {
-            if !tried.contains(&current) && state.pool.is_live(current) {
-                return Pick::Server(Draw { addr: current, readmission: false });
+        let current = lock(&self.current).map(|(addr, _)| addr);
+        let draw = match current {
+            Some(addr) if !tried.contains(&addr) && state.pool.is_live(addr) => Some(Draw { addr, mode: Mode::Live }),
+            _ => state.pool.draw(&mut state.rng, now, tried),
+        };
+        let draw = match draw {
+            Some(draw) => draw,
+            None if config.fail_open => {
+                match state.pool.draw_fail_open(&mut state.rng, now, tried, config.fail_open_interval) {
+                    Some(draw) => {
+                        if let Mode::FailOpen { since, claimed: true } = draw.mode {
+                            tracing::warn!(
+                                server = %link::label(draw.addr, &state.pool.names(draw.addr)),
+                                failed_ago = %human(now.saturating_duration_since(since)),
+                                "every server is left out after failing: failing open onto the one that failed longest ago"
+                            );
+                        }
+                        draw
+                    }
+                    None => return Pick::NoneLeft,
+                }
+            }
+            None => return Pick::NoneLeft,
+        };
+        let reach = self.shared.reach(state, draw.addr, draw.mode);
+        Pick::Server(draw.addr, reach)
+    }
+
+    fn succeed(&self, addr: SocketAddr, id: u64) {
+        let mut state = lock(&self.shared.state);
+        state.budget.deposit(Instant::now());
+        state.pool.succeed(addr);
+        *lock(&self.current) = Some((addr, id));
+    }
+
+    /// The connection `id` to `addr` failed a call: drop it, quarantine the server and ask DNS
+    /// again (a moved server is found). A failure of an older connection than the one the client
+    /// has now says nothing about the new one.
+    fn fail(&self, addr: SocketAddr, id: u64, cause: &str) {
+        {
+            let mut current = lock(&self.current);
+            if current.is_some_and(|(a, _)| a == addr) {
+                *current = None;
             }
         }
-        match state.pool.draw(&mut state.rng, now, tried) {
-            Some(draw) => Pick::Server(draw),
-            None => Pick::NoneLeft,
-        }
-    }
-
-    /// The channel to `draw.addr`, connecting when there is none. Concurrent calls wait for one
-    /// connect; if it failed, they do not try again.
-    async fn channel(&self, draw: Draw, deadline: Instant) -> Result<Channel, String> {
-        let (slot, name) = {
-            let mut state = lock(&self.shared.state);
-            let slot = state.channels.entry(draw.addr).or_default().clone();
-            (slot, state.pool.names(draw.addr).into_iter().next())
-        };
-        let Ok(mut channel) = tokio::time::timeout_at(deadline, slot.lock()).await else {
-            return Err("still connecting when the call deadline passed".into());
-        };
-        if let Some(cached) = channel.as_ref() {
-            let cached = cached.clone();
-            if draw.readmission {
-                self.readmitted(draw.addr);
-            }
-            return Ok(cached);
-        }
-        if let Some(cause) = self.unusable(draw) {
-            return Err(cause);
-        }
-        let config = &self.shared.config;
-        let connect_end = deadline.min(Instant::now() + config.connect_timeout);
-        let fresh = connect::connect(draw.addr, name.as_deref(), config, connect_end).await?;
-        *channel = Some(fresh.clone());
-        self.readmitted(draw.addr);
-        Ok(fresh)
-    }
-
-    /// A working connection to `addr`: it is live (again).
-    fn readmitted(&self, addr: SocketAddr) {
-        if lock(&self.shared.state).pool.succeed(addr) {
-            tracing::info!(server = %addr, "server re-admitted after its reconnect delay");
-        }
-    }
-
-    /// Why `draw.addr` may not be used any more (it failed while this call waited), if so.
-    fn unusable(&self, draw: Draw) -> Option<String> {
-        let state = lock(&self.shared.state);
-        if state.pool.is_usable(draw.addr, draw.readmission) {
-            return None;
-        }
-        let health = state.pool.statuses().into_iter().find(|s| s.addr == draw.addr).map(|s| s.health);
-        Some(match health {
-            Some(Health::Quarantined { cause, .. }) | Some(Health::Readmitting { cause }) => cause,
-            _ => "no longer in DNS".to_string(),
-        })
-    }
-
-    fn succeed(&self, addr: SocketAddr) {
-        lock(&self.shared.state).budget.deposit(Instant::now());
-        self.readmitted(addr);
-        *lock(&self.current) = Some(addr);
-    }
-
-    /// Quarantines `addr`, drops its connection and asks DNS again (a moved server is found).
-    fn fail(&self, addr: SocketAddr, cause: &str) {
         let mut state = lock(&self.shared.state);
         let state = &mut *state;
-        state.channels.remove(&addr);
-        let delay = self.shared.config.reconnect_delay;
-        if let Some(hold) = state.pool.fail(addr, cause, delay, Instant::now(), &mut state.rng) {
-            tracing::warn!(server = %addr, error = %cause, "server failed; left out for {}", human(hold));
+        match state.links.get(&addr) {
+            Some(link) if link.is(id) => {
+                state.links.remove(&addr);
+            }
+            Some(_) => {
+                tracing::debug!(server = %addr, error = %cause, "an older connection failed; the newer one stays");
+                return;
+            }
+            None => {}
         }
-        let mut current = lock(&self.current);
-        if *current == Some(addr) {
-            *current = None;
-        }
-        self.shared.kick.notify_one();
+        self.shared.quarantine(state, addr, cause);
     }
 
     /// Every server with the cause this call saw, or its state.
@@ -364,11 +454,11 @@ impl Client {
                 .map(|s| {
                     let seen = failures.iter().rev().find(|(addr, _)| *addr == s.addr).map(|(_, c)| c.clone());
                     let cause = seen.unwrap_or_else(|| match s.health {
-                        Health::Quarantined { until, cause } => {
+                        Health::Quarantined { until, cause, .. } => {
                             let left = until.saturating_duration_since(now);
                             format!("failed earlier ({cause}); left out for another {}", human(left))
                         }
-                        Health::Readmitting { cause } => format!("failed earlier ({cause}); being retried"),
+                        Health::Probing { cause, .. } => format!("failed earlier ({cause}); being retried"),
                         Health::Live => "not tried".to_string(),
                     });
                     ServerReport { addr: s.addr, names: s.names, cause }
@@ -377,36 +467,18 @@ impl Client {
         )
     }
 
-    /// Marks `addr` failed from outside a call (a broken watch stream).
-    pub(crate) fn report_failure(&self, addr: SocketAddr, cause: &str) {
-        self.fail(addr, cause);
+    /// The server this session is on and which connection to it, for [`Client::report_failure`].
+    pub(crate) fn current_link(&self) -> Option<(SocketAddr, u64)> {
+        *lock(&self.current)
+    }
+
+    /// Marks connection `id` to `addr` failed from outside a call (a broken watch stream).
+    pub(crate) fn report_failure(&self, (addr, id): (SocketAddr, u64), cause: &str) {
+        self.fail(addr, id, cause);
     }
 }
 
-enum Pick {
-    Server(Draw),
-    NoneLeft,
-    NoBudget,
-}
-
-/// A claimed re-admission attempt; if the call is dropped before connecting, the claim is given
-/// back so the server is not left out forever.
-struct Claim<'a> {
-    shared: &'a Shared,
-    addr: SocketAddr,
-    armed: bool,
-}
-
-impl Claim<'_> {
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            lock(&self.shared.state).pool.release(self.addr, Instant::now());
-        }
-    }
+/// Waits for an attempt on behalf of one call.
+async fn waiting(addr: SocketAddr, attempt: Attempt) -> (SocketAddr, Result<Linked, String>) {
+    (addr, attempt.await)
 }

@@ -1,9 +1,12 @@
-//! What a failed attempt means: the server's own answer, a call that never reached the server,
-//! or a call whose outcome nobody knows.
+//! What a failed attempt means: the server's own answer, a call that surely never reached the
+//! server's application (safe to send anywhere, idempotent or not), or a call whose outcome
+//! nobody knows.
 
 use std::error::Error;
 
 use tonic::{Code, Status};
+
+use crate::transport::append_sources;
 
 /// The meaning of a `Status` from one attempt.
 #[derive(Debug)]
@@ -20,9 +23,19 @@ pub(crate) enum Verdict {
 /// Sorts a `Status` into a [`Verdict`].
 ///
 /// tonic gives a status built from a transport error a `source`; a status the server sent has
-/// none. A connect error (tonic reconnecting under the channel) and an HTTP/2 `REFUSED_STREAM`
-/// (the server refused the stream before its application saw it) mean "never reached". Any other
-/// transport error, and `UNAVAILABLE` sent by the server, mean the server failed mid-way.
+/// none. Never sent, by the HTTP/2 rules and the transport's own bookkeeping:
+///
+/// - a connect error, including the connection this client will not re-dial;
+/// - hyper's "canceled" — the request was still queued for a connection that closed (or was
+///   not ready) before its headers were handed to HTTP/2;
+/// - a GOAWAY from the server that covers the stream: the stream's id is above the GOAWAY's
+///   last-stream-id (RFC 9113 §6.8: not processed), or the stream could not even be opened
+///   because the server was already going away — what a draining server does to calls sent
+///   after it began to drain;
+/// - `REFUSED_STREAM` from the server (RFC 9113 §8.7: not processed).
+///
+/// Any other transport error (a reset, a broken pipe, a keepalive timeout) leaves the outcome
+/// unknown, and so does `UNAVAILABLE` sent by the server.
 pub(crate) fn classify(status: Status) -> Verdict {
     if status.source().is_none() {
         return match status.code() {
@@ -43,8 +56,16 @@ fn never_sent(status: &Status) -> bool {
         if err.is::<tonic::ConnectError>() {
             return true;
         }
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if hyper.is_canceled() {
+                return true;
+            }
+        }
         if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+            if h2.is_go_away() && h2.is_remote() {
+                return true;
+            }
+            if h2.is_remote() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
                 return true;
             }
         }
@@ -66,8 +87,6 @@ pub(crate) fn describe(status: &Status) -> String {
     text
 }
 
-const GENERIC: &str = "transport error";
-
 /// A duration as people write it: `300ms`, `2.5s`, `3m 5s`.
 pub(crate) fn human(d: std::time::Duration) -> String {
     if d < std::time::Duration::from_millis(1) {
@@ -78,27 +97,6 @@ pub(crate) fn human(d: std::time::Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
-    }
-}
-
-/// Any error with its chain of causes on one line.
-pub(crate) fn describe_error(err: &(dyn Error + 'static)) -> String {
-    let mut text = err.to_string();
-    append_sources(&mut text, err.source());
-    text
-}
-
-fn append_sources(text: &mut String, mut source: Option<&(dyn Error + 'static)>) {
-    while let Some(err) = source {
-        let part = err.to_string();
-        // tonic's wrapper says nothing the causes below it do not say better.
-        if text == GENERIC {
-            *text = part;
-        } else if !part.is_empty() && part != GENERIC && !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = err.source();
     }
 }
 
@@ -121,14 +119,20 @@ mod tests {
             Verdict::NotSent(cause) => assert!(cause.contains("connection refused"), "{cause}"),
             other => panic!("{other:?}"),
         }
-        let mut status = Status::unavailable("h2 protocol error");
-        status.set_source(Arc::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
-        assert!(matches!(classify(status), Verdict::NotSent(_)));
         let mut reset = Status::unknown("transport error");
         reset.set_source(Arc::new(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer")));
         match classify(reset) {
             Verdict::Unknown(cause) => assert_eq!(cause, "reset by peer"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_reset_we_made_ourselves_is_not_a_refusal_by_the_server() {
+        // h2::Error::from(Reason) is a reset initiated by this side (the user), not the server's
+        // REFUSED_STREAM: nothing says the server did not process it.
+        let mut status = Status::unavailable("h2 protocol error");
+        status.set_source(Arc::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        assert!(matches!(classify(status), Verdict::Unknown(_)));
     }
 }

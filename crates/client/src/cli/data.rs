@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::ServerChannel;
 use anyhow::Context;
 use clap::Subcommand;
 use dugong_proto::v1 as pb;
@@ -13,11 +14,10 @@ use pb::events_client::EventsClient;
 use pb::flows_client::FlowsClient;
 use pb::settings_client::SettingsClient;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
-use super::json;
-use crate::api::{put_idempotency, request, Token};
+use super::{json, BadInput};
+use crate::api::put_idempotency;
 use crate::{CallError, Client, Idempotency};
 
 /// The records `dugong client` reads and writes.
@@ -100,21 +100,20 @@ pub enum EventOp {
 /// One unary call through the HA client; also says how many attempts it took.
 async fn unary<Req, Resp, F, Fut>(
     client: &Client,
-    token: Option<&Token>,
     idempotency: Idempotency,
     message: Req,
     mut f: F,
 ) -> (Result<Resp, CallError>, u32)
 where
     Req: Clone,
-    F: FnMut(Channel, Request<Req>) -> Fut,
+    F: FnMut(ServerChannel, Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
     let mut attempts = 0;
     let result = client
         .call(idempotency, |channel| {
             attempts += 1;
-            f(channel, request(message.clone(), token))
+            f(channel, Request::new(message.clone()))
         })
         .await
         .map(Response::into_inner);
@@ -122,13 +121,13 @@ where
 }
 
 /// A read: idempotent, and the attempts do not matter.
-async fn read<Req, Resp, F, Fut>(client: &Client, token: Option<&Token>, message: Req, f: F) -> anyhow::Result<Resp>
+async fn read<Req, Resp, F, Fut>(client: &Client, message: Req, f: F) -> anyhow::Result<Resp>
 where
     Req: Clone,
-    F: FnMut(Channel, Request<Req>) -> Fut,
+    F: FnMut(ServerChannel, Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    Ok(unary(client, token, Idempotency::Idempotent, message, f).await.0?)
+    Ok(unary(client, Idempotency::Idempotent, message, f).await.0?)
 }
 
 /// A put's answer; a conflict found by a retry may be this very put's own write.
@@ -176,28 +175,30 @@ where
 }
 
 /// Runs `op` on `resource` and returns what to print.
-pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op: Op) -> anyhow::Result<Value> {
+pub async fn run(client: &Client, resource: Resource, op: Op) -> anyhow::Result<Value> {
     match (resource, op) {
         (Resource::Apps, Op::Get { key }) => {
-            let r = read(client, token, pb::GetAppRequest { id: key }, |c, r| async move {
-                AppsClient::new(c).get_app(r).await
-            });
+            let r =
+                read(client, pb::GetAppRequest { id: key }, |c, r| async move { AppsClient::new(c).get_app(r).await });
             Ok(json::app(&r.await?))
         }
         (Resource::Flows, Op::Get { key }) => {
-            let r = read(client, token, pb::GetFlowRequest { id: key }, |c, r| async move {
-                FlowsClient::new(c).get_flow(r).await
-            });
+            let r =
+                read(
+                    client,
+                    pb::GetFlowRequest { id: key },
+                    |c, r| async move { FlowsClient::new(c).get_flow(r).await },
+                );
             Ok(json::flow(&r.await?))
         }
         (Resource::Settings, Op::Get { key }) => {
-            let r = read(client, token, pb::GetSettingRequest { key }, |c, r| async move {
+            let r = read(client, pb::GetSettingRequest { key }, |c, r| async move {
                 SettingsClient::new(c).get_setting(r).await
             });
             Ok(json::setting(&r.await?))
         }
         (Resource::Contexts, Op::Get { key }) => {
-            let r = read(client, token, pb::GetContextRequest { user: key }, |c, r| async move {
+            let r = read(client, pb::GetContextRequest { user: key }, |c, r| async move {
                 ContextsClient::new(c).get_context(r).await
             });
             Ok(json::context(&r.await?))
@@ -205,59 +206,54 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
 
         (resource, Op::List { app, limit, page_size }) => {
             if app.is_some() && resource != Resource::Flows {
-                anyhow::bail!("--app lists only flows");
+                return Err(BadInput("--app lists only flows".into()).into());
             }
             let page_size = page_size.clamp(1, 1000);
-            let items =
-                match resource {
-                    Resource::Apps => {
-                        pages(limit, |page_token| async move {
+            let items = match resource {
+                Resource::Apps => {
+                    pages(limit, |page_token| async move {
+                        let r = read(client, pb::ListAppsRequest { page_size, page_token }, |c, r| async move {
+                            AppsClient::new(c).list_apps(r).await
+                        });
+                        let r = r.await?;
+                        Ok((r.apps.iter().map(json::app).collect(), r.next_page_token))
+                    })
+                    .await?
+                }
+                Resource::Flows => {
+                    let app_id = app.unwrap_or_default();
+                    pages(limit, |page_token| {
+                        let message = pb::ListFlowsRequest { app_id: app_id.clone(), page_size, page_token };
+                        async move {
                             let r =
-                                read(client, token, pb::ListAppsRequest { page_size, page_token }, |c, r| async move {
-                                    AppsClient::new(c).list_apps(r).await
-                                });
+                                read(client, message, |c, r| async move { FlowsClient::new(c).list_flows(r).await });
                             let r = r.await?;
-                            Ok((r.apps.iter().map(json::app).collect(), r.next_page_token))
-                        })
-                        .await?
-                    }
-                    Resource::Flows => {
-                        let app_id = app.unwrap_or_default();
-                        pages(limit, |page_token| {
-                            let message = pb::ListFlowsRequest { app_id: app_id.clone(), page_size, page_token };
-                            async move {
-                                let r = read(client, token, message, |c, r| async move {
-                                    FlowsClient::new(c).list_flows(r).await
-                                });
-                                let r = r.await?;
-                                Ok((r.flows.iter().map(json::flow).collect(), r.next_page_token))
-                            }
-                        })
-                        .await?
-                    }
-                    Resource::Settings => {
-                        pages(limit, |page_token| async move {
-                            let message = pb::ListSettingsRequest { page_size, page_token };
-                            let r = read(client, token, message, |c, r| async move {
-                                SettingsClient::new(c).list_settings(r).await
-                            });
-                            let r = r.await?;
-                            Ok((r.settings.iter().map(json::setting).collect(), r.next_page_token))
-                        })
-                        .await?
-                    }
-                    Resource::Contexts => {
-                        pages(limit, |page_token| async move {
-                            let message = pb::ListContextsRequest { page_size, page_token };
-                            let r = read(client, token, message, |c, r| async move {
-                                ContextsClient::new(c).list_contexts(r).await
-                            });
-                            let r = r.await?;
-                            Ok((r.contexts.iter().map(json::context).collect(), r.next_page_token))
-                        })
-                        .await?
-                    }
-                };
+                            Ok((r.flows.iter().map(json::flow).collect(), r.next_page_token))
+                        }
+                    })
+                    .await?
+                }
+                Resource::Settings => {
+                    pages(limit, |page_token| async move {
+                        let message = pb::ListSettingsRequest { page_size, page_token };
+                        let r =
+                            read(client, message, |c, r| async move { SettingsClient::new(c).list_settings(r).await });
+                        let r = r.await?;
+                        Ok((r.settings.iter().map(json::setting).collect(), r.next_page_token))
+                    })
+                    .await?
+                }
+                Resource::Contexts => {
+                    pages(limit, |page_token| async move {
+                        let message = pb::ListContextsRequest { page_size, page_token };
+                        let r =
+                            read(client, message, |c, r| async move { ContextsClient::new(c).list_contexts(r).await });
+                        let r = r.await?;
+                        Ok((r.contexts.iter().map(json::context).collect(), r.next_page_token))
+                    })
+                    .await?
+                }
+            };
             Ok(Value::Array(items))
         }
 
@@ -272,9 +268,8 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
                         description: v.description,
                         expected_version,
                     };
-                    let r = unary(client, token, idempotency, message, |c, r| async move {
-                        AppsClient::new(c).put_app(r).await
-                    });
+                    let r =
+                        unary(client, idempotency, message, |c, r| async move { AppsClient::new(c).put_app(r).await });
                     Ok(json::app(&put_result(r.await, &key)?))
                 }
                 Resource::Flows => {
@@ -286,9 +281,12 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
                         script: v.script,
                         expected_version,
                     };
-                    let r = unary(client, token, idempotency, message, |c, r| async move {
-                        FlowsClient::new(c).put_flow(r).await
-                    });
+                    let r = unary(
+                        client,
+                        idempotency,
+                        message,
+                        |c, r| async move { FlowsClient::new(c).put_flow(r).await },
+                    );
                     Ok(json::flow(&put_result(r.await, &key)?))
                 }
                 Resource::Settings => {
@@ -297,7 +295,7 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
                         value_json: json::setting_value(&value)?,
                         expected_version,
                     };
-                    let r = unary(client, token, idempotency, message, |c, r| async move {
+                    let r = unary(client, idempotency, message, |c, r| async move {
                         SettingsClient::new(c).put_setting(r).await
                     });
                     Ok(json::setting(&put_result(r.await, &key)?))
@@ -305,7 +303,7 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
                 Resource::Contexts => {
                     let values = json::context_values(&value)?;
                     let message = pb::PutContextRequest { user: key.clone(), values, expected_version };
-                    let r = unary(client, token, idempotency, message, |c, r| async move {
+                    let r = unary(client, idempotency, message, |c, r| async move {
                         ContextsClient::new(c).put_context(r).await
                     });
                     Ok(json::context(&put_result(r.await, &key)?))
@@ -315,47 +313,40 @@ pub async fn run(client: &Client, token: Option<&Token>, resource: Resource, op:
 
         (resource, Op::Delete { key, expected_version }) => {
             let i = Idempotency::Idempotent;
-            let result =
-                match resource {
-                    Resource::Apps => {
-                        let message = pb::DeleteAppRequest { id: key.clone(), expected_version };
-                        unary(client, token, i, message, |c, r| async move { AppsClient::new(c).delete_app(r).await })
-                            .await
-                    }
-                    Resource::Flows => {
-                        let message = pb::DeleteFlowRequest { id: key.clone(), expected_version };
-                        unary(client, token, i, message, |c, r| async move { FlowsClient::new(c).delete_flow(r).await })
-                            .await
-                    }
-                    Resource::Settings => {
-                        let message = pb::DeleteSettingRequest { key: key.clone(), expected_version };
-                        unary(client, token, i, message, |c, r| async move {
-                            SettingsClient::new(c).delete_setting(r).await
-                        })
+            let result = match resource {
+                Resource::Apps => {
+                    let message = pb::DeleteAppRequest { id: key.clone(), expected_version };
+                    unary(client, i, message, |c, r| async move { AppsClient::new(c).delete_app(r).await }).await
+                }
+                Resource::Flows => {
+                    let message = pb::DeleteFlowRequest { id: key.clone(), expected_version };
+                    unary(client, i, message, |c, r| async move { FlowsClient::new(c).delete_flow(r).await }).await
+                }
+                Resource::Settings => {
+                    let message = pb::DeleteSettingRequest { key: key.clone(), expected_version };
+                    unary(client, i, message, |c, r| async move { SettingsClient::new(c).delete_setting(r).await })
                         .await
-                    }
-                    Resource::Contexts => {
-                        let message = pb::DeleteContextRequest { user: key.clone(), expected_version };
-                        unary(client, token, i, message, |c, r| async move {
-                            ContextsClient::new(c).delete_context(r).await
-                        })
+                }
+                Resource::Contexts => {
+                    let message = pb::DeleteContextRequest { user: key.clone(), expected_version };
+                    unary(client, i, message, |c, r| async move { ContextsClient::new(c).delete_context(r).await })
                         .await
-                    }
-                };
+                }
+            };
             delete_result(result, &key)
         }
     }
 }
 
 /// Runs an `events` command and returns what to print.
-pub async fn events(client: &Client, token: Option<&Token>, op: EventOp) -> anyhow::Result<Value> {
+pub async fn events(client: &Client, op: EventOp) -> anyhow::Result<Value> {
     match op {
         EventOp::Post { events } => {
             let events = json::events(&events)?;
             let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
             let message = pb::PostEventsRequest { events };
             // Idempotent: the server stores each client-made id once.
-            let r = unary(client, token, Idempotency::Idempotent, message, |c, r| async move {
+            let r = unary(client, Idempotency::Idempotent, message, |c, r| async move {
                 EventsClient::new(c).post_events(r).await
             });
             let r = r.await.0.context("post events")?;
@@ -364,7 +355,7 @@ pub async fn events(client: &Client, token: Option<&Token>, op: EventOp) -> anyh
         EventOp::List { limit, page_size } => {
             let page_size = page_size.clamp(1, 1000);
             let items = pages(limit, |page_token| async move {
-                let r = read(client, token, pb::ListEventsRequest { page_size, page_token }, |c, r| async move {
+                let r = read(client, pb::ListEventsRequest { page_size, page_token }, |c, r| async move {
                     EventsClient::new(c).list_events(r).await
                 });
                 let r = r.await?;

@@ -4,7 +4,6 @@ use dugong_proto::v1 as pb;
 use pb::info_client::InfoClient;
 use serde_json::{json, Value};
 
-use crate::api::{request, Token};
 use crate::{Client, Idempotency};
 
 /// A site id as JSON: a number when it is one (`--site 0`), else the string.
@@ -17,10 +16,10 @@ pub fn site_json(site: &str) -> Value {
 
 /// Asks `Info.ServerInfo` through the HA client: `{"server": "IP:PORT", "names": [...], "site": …,
 /// "version", "engine", "database_reachable", "schema_version", "replication": [...]}`.
-pub async fn server_info(client: &Client, token: Option<&Token>) -> anyhow::Result<Value> {
+pub async fn server_info(client: &Client) -> anyhow::Result<Value> {
     let reply = client
         .call(Idempotency::Idempotent, |channel| async move {
-            InfoClient::new(channel).server_info(request(pb::ServerInfoRequest {}, token)).await
+            InfoClient::new(channel).server_info(pb::ServerInfoRequest {}).await
         })
         .await?
         .into_inner();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use dugong_proto::v1 as pb;
 use prost_types::Timestamp;
 use serde::Deserialize;
@@ -158,7 +158,10 @@ pub fn events(text: &str) -> anyhow::Result<Vec<pb::Event>> {
     let items = match value {
         Value::Array(items) => items,
         object @ Value::Object(_) => vec![object],
-        _ => bail!(r#"the events must be an object or an array of objects, e.g. [{{"kind": "flow.started"}}]"#),
+        _ => {
+            let wanted = r#"the events must be an object or an array of objects, e.g. [{"kind": "flow.started"}]"#;
+            return Err(super::BadInput(wanted.into()).into());
+        }
     };
     let now = SystemTime::now();
     items
@@ -168,8 +171,10 @@ pub fn events(text: &str) -> anyhow::Result<Vec<pb::Event>> {
             let e: EventValue = serde_json::from_value(item).with_context(|| format!("events[{i}]"))?;
             let occurred_at = match e.occurred_at {
                 None => now,
-                Some(text) => humantime::parse_rfc3339_weak(&text)
-                    .map_err(|err| anyhow!("events[{i}].occurred_at: {err} (write UTC, e.g. 2024-05-01T12:00:00Z)"))?,
+                Some(text) => humantime::parse_rfc3339_weak(&text).map_err(|err| {
+                    let reason = format!("events[{i}].occurred_at: {err} (write UTC, e.g. 2024-05-01T12:00:00Z)");
+                    anyhow!(super::BadInput(reason))
+                })?,
             };
             Ok(pb::Event {
                 id: e.id.unwrap_or_else(new_id),

@@ -6,8 +6,10 @@
 //! - `data` — `apps|flows|settings|contexts get|list|put|delete`, `events post|list`: values in
 //!   and records out as JSON (`json`), each call with its idempotency (see [`crate::api`]).
 //! - `watch` — changes as they come, resumed on another server from the last position.
+//! - `failure` — exit codes per class of failure, and errors as one line or JSON.
 
 mod data;
+mod failure;
 mod info;
 mod json;
 mod sessions;
@@ -20,22 +22,23 @@ use clap::Subcommand;
 use dugong_proto::v1 as pb;
 
 pub use data::{EventOp, Op, Resource};
+pub use failure::{BadInput, Failure, EXIT_CODES};
 pub use info::{server_info, site_json};
 pub use sessions::{count_sessions, Tally};
 
-use crate::api::Token;
 use crate::{Client, ConnectArgs};
 
 /// Talk to the application servers through the HA client (failover, load balancing).
 #[derive(clap::Args, Debug)]
+#[command(after_help = EXIT_CODES)]
 pub struct Args {
     /// Where the servers are and how to treat them.
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// The API token (one of the server's DUGONG_API_TOKENS), sent as `authorization: Bearer …`;
-    /// writes need one.
-    #[arg(long, env = "DUGONG_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    /// Print results as JSON (info, sessions, watch; the record commands always do), and errors
+    /// as one JSON object on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -44,24 +47,19 @@ pub struct Args {
 /// The `dugong client` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Ask a server who it is: which server (IP:PORT) and which site answered.
-    Info {
-        /// Print JSON: {"server": "IP:PORT", "names": [...], "site": 0, "version", "engine",
-        /// "database_reachable", "schema_version", "replication": [...]}.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Ask a server who it is: which server (IP:PORT) and which site answered. With --json:
+    /// {"server": "IP:PORT", "names": [...], "site": 0, "version", "engine", "database_reachable",
+    /// "schema_version", "replication": [...]}.
+    Info,
     /// Open N independent sessions, make one call in each, and count where they landed.
     Sessions {
         /// How many sessions.
         #[arg(long, default_value_t = 100)]
         count: usize,
-        /// How many sessions run at once.
+        /// How many sessions run at once. (With --json: {"servers": {"IP:PORT": count, ...},
+        /// "failures": n, "errors": {...}}.)
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
-        /// Print JSON: {"servers": {"IP:PORT": count, ...}, "failures": n, "errors": {...}}.
-        #[arg(long)]
-        json: bool,
     },
     /// Apps (records: {"id", "name", "description", "version", "updated_at"}).
     #[command(subcommand)]
@@ -86,12 +84,10 @@ pub enum Command {
         /// Only these: apps, flows, settings, contexts (repeat, or separate with commas).
         #[arg(long, value_delimiter = ',', value_parser = parse_resource)]
         resource: Vec<pb::Resource>,
-        /// Stop after this many changes.
+        /// Stop after this many changes. (With --json: one JSON object per line, {"event":
+        /// "started"|"change"|"reset"|"going_away", …}.)
         #[arg(long)]
         limit: Option<usize>,
-        /// One JSON object per line: {"event": "started"|"change"|"reset"|"going_away", …}.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -105,25 +101,42 @@ fn parse_resource(name: &str) -> Result<pb::Resource, String> {
     }
 }
 
-/// Runs `dugong client …`, printing to stdout.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = args.connect.to_config()?;
-    let token = args.token.as_deref().map(Token::new).transpose().map_err(anyhow::Error::msg)?;
-    let client = Client::new(config).await?;
-    let mut stdout = std::io::stdout();
-    run_with(&client, token, args.command, &mut stdout).await
+/// Runs `dugong client …`, printing results to stdout and a failure to stderr (one line, or one
+/// JSON object with `--json`); the exit code says which class of failure it was ([`EXIT_CODES`]).
+pub async fn run(args: Args) -> ExitCode {
+    let json = args.json;
+    match run_args(args).await {
+        Ok(code) => code,
+        Err(err) => {
+            let failure = Failure::of(&err);
+            if json {
+                eprintln!("{}", failure::json(&err));
+            } else {
+                eprintln!("dugong client: {}", failure::line(&err));
+            }
+            ExitCode::from(failure.code())
+        }
+    }
 }
 
-/// Runs one `dugong client` command with `client`, printing to `out`.
+/// [`run`], with the failure returned rather than printed.
+pub async fn run_args(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.connect.to_config()?;
+    let client = Client::new(config).await?;
+    let mut stdout = std::io::stdout();
+    run_with(&client, args.json, args.command, &mut stdout).await
+}
+
+/// Runs one `dugong client` command with `client` (which carries the token), printing to `out`.
 pub async fn run_with(
     client: &Client,
-    token: Option<Token>,
+    json: bool,
     command: Command,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let value = match command {
-        Command::Info { json } => {
-            let info = server_info(client, token.as_ref()).await?;
+        Command::Info => {
+            let info = server_info(client).await?;
             if json {
                 writeln!(out, "{info}")?;
             } else {
@@ -131,18 +144,18 @@ pub async fn run_with(
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Sessions { count, concurrency, json } => {
+        Command::Sessions { count, concurrency } => {
             return sessions::run(client, count, concurrency, json, out).await;
         }
-        Command::Watch { from, resource, limit, json } => {
-            watch::run(client, token, from, resource, limit, json, out).await?;
+        Command::Watch { from, resource, limit } => {
+            watch::run(client, from, resource, limit, json, out).await?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Apps(op) => data::run(client, token.as_ref(), Resource::Apps, op).await?,
-        Command::Flows(op) => data::run(client, token.as_ref(), Resource::Flows, op).await?,
-        Command::Settings(op) => data::run(client, token.as_ref(), Resource::Settings, op).await?,
-        Command::Contexts(op) => data::run(client, token.as_ref(), Resource::Contexts, op).await?,
-        Command::Events(op) => data::events(client, token.as_ref(), op).await?,
+        Command::Apps(op) => data::run(client, Resource::Apps, op).await?,
+        Command::Flows(op) => data::run(client, Resource::Flows, op).await?,
+        Command::Settings(op) => data::run(client, Resource::Settings, op).await?,
+        Command::Contexts(op) => data::run(client, Resource::Contexts, op).await?,
+        Command::Events(op) => data::events(client, op).await?,
     };
     writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
     Ok(ExitCode::SUCCESS)

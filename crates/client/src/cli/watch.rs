@@ -14,23 +14,16 @@ use pb::watch_event::Event;
 use serde_json::{json, Value};
 
 use super::json;
-use crate::api::{request, Token};
 use crate::watch::{resume_marked, Mark, Resumable};
 use crate::Client;
 
 /// The watch events from `from` (empty: from now) on, for `resources` (empty: all), resumed on
 /// another server whenever the current one fails or goes away.
-pub fn events(
-    client: &Client,
-    token: Option<Token>,
-    from: String,
-    resources: Vec<pb::Resource>,
-) -> Resumable<pb::WatchEvent> {
+pub fn events(client: &Client, from: String, resources: Vec<pb::Resource>) -> Resumable<pb::WatchEvent> {
     let resources: Vec<i32> = resources.into_iter().map(|r| r as i32).collect();
     let open = move |channel, position: String| {
         let message = pb::WatchRequest { position, resources: resources.clone() };
-        let req = request(message, token.as_ref());
-        async move { WatchClient::new(channel).watch(req).await.map(tonic::Response::into_inner) }
+        async move { WatchClient::new(channel).watch(message).await.map(tonic::Response::into_inner) }
     };
     resume_marked(client, from, open, mark)
 }
@@ -85,14 +78,13 @@ pub fn human(event: &Value) -> String {
 /// fails for good (no server left, or the server refused it).
 pub async fn run(
     client: &Client,
-    token: Option<Token>,
     from: String,
     resources: Vec<pb::Resource>,
     limit: Option<usize>,
     as_json: bool,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
-    let mut stream = events(client, token, from, resources);
+    let mut stream = events(client, from, resources);
     let mut server = None;
     let mut changes = 0;
     while limit.is_none_or(|limit| changes < limit) {

@@ -2,26 +2,39 @@
 //! variable, so library users get the same names through [`ClientConfig::from_env`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
-use super::{ClientConfig, ConfigError, Target};
+use super::{ClientConfig, ConfigError, Target, Token};
 
 /// Where the application servers are and how the client treats them.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ConnectArgs {
-    /// The servers as grpc://DOMAIN:PORT; with --servers N the names 0.DOMAIN … (N-1).DOMAIN
-    /// (several names on one site weight it), without it DOMAIN alone.
-    #[arg(long, env = "DUGONG_URL", value_name = "grpc://DOMAIN:PORT")]
+    /// The servers as grpc://DOMAIN:PORT (grpcs:// for TLS); with --servers N the names
+    /// 0.DOMAIN … (N-1).DOMAIN (several names on one site weight it), without it DOMAIN alone.
+    #[arg(long, env = "DUGONG_URL", value_name = "grpc[s]://DOMAIN:PORT")]
     pub url: Option<String>,
     /// How many numbered names --url stands for.
     #[arg(long, env = "DUGONG_SERVERS", value_name = "N")]
     pub servers: Option<usize>,
-    /// A server as HOST:PORT, instead of --url; repeat it (or separate with commas); a server
-    /// listed twice weighs twice.
+    /// A server as HOST:PORT (grpcs://HOST:PORT for TLS), instead of --url; repeat it (or
+    /// separate with commas); a server listed twice weighs twice.
     #[arg(long = "server", env = "DUGONG_SERVER", value_name = "HOST:PORT", value_delimiter = ',')]
     pub server: Vec<String>,
+    /// The API token (one of the servers' DUGONG_API_TOKENS), sent as `authorization: Bearer …`
+    /// with every call; writes need one. Never sent in cleartext beyond loopback (see --insecure).
+    #[arg(long, env = "DUGONG_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// grpcs:// only: check the servers' certificates against the CAs in this PEM file instead
+    /// of the system's.
+    #[arg(long, env = "DUGONG_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Allow sending the token over cleartext grpc:// to servers that are not on this machine
+    /// (loopback); without it such a call is refused.
+    #[arg(long, env = "DUGONG_INSECURE")]
+    pub insecure: bool,
     /// How long a failed server is left out before it is tried again, e.g. 180s; a bare number is
     /// seconds. [default: 180s]
     #[arg(long, env = "DUGONG_RECONNECT_DELAY", value_name = "DURATION", value_parser = parse_duration)]
@@ -47,10 +60,22 @@ pub struct ConnectArgs {
     /// Do not require grpc.health.v1 SERVING from new connections; a TCP connect is enough.
     #[arg(long, env = "DUGONG_NO_HEALTH_CHECK")]
     pub no_health_check: bool,
-    /// HTTP/2 keepalive ping interval while calls are open (servers refuse less than 5 minutes by
-    /// default). [default: 330s]
+    /// HTTP/2 keepalive: ping a server that sent nothing for this long while calls are open (at
+    /// least 500ms, what Dugong servers permit). [default: 1s]
     #[arg(long, env = "DUGONG_KEEPALIVE", value_name = "DURATION", value_parser = parse_duration)]
     pub keepalive: Option<Duration>,
+    /// A server that does not answer a keepalive ping within this is dead: its calls fail over
+    /// (with the default 1s a frozen server is found within 1.75s). [default: 750ms]
+    #[arg(long, env = "DUGONG_KEEPALIVE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_timeout: Option<Duration>,
+    /// Happy Eyeballs: when a server has not connected after this long, try the next one
+    /// alongside it; the first to connect takes the call. [default: 250ms]
+    #[arg(long, env = "DUGONG_CONNECT_STAGGER", value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_stagger: Option<Duration>,
+    /// When every server is left out after failing, try them anyway, the one that failed longest
+    /// ago first, instead of failing at once (each address at most once a second). [default: true]
+    #[arg(long, env = "DUGONG_FAIL_OPEN", value_name = "BOOL", action = ArgAction::Set)]
+    pub fail_open: Option<bool>,
 }
 
 /// `5s`, `300ms`, `3m` (humantime), or a bare number of seconds as the guide writes it (`5`).
@@ -86,6 +111,12 @@ impl ConnectArgs {
         };
         let mut config = ClientConfig::with_target(target).with_health_check(!self.no_health_check);
         config.dns = self.dns;
+        config.ca = self.ca.clone();
+        config.insecure = self.insecure;
+        config.token = self.token.as_deref().map(Token::new).transpose().map_err(ConfigError::BadToken)?;
+        if let Some(on) = self.fail_open {
+            config.fail_open = on;
+        }
         let set = |slot: &mut Duration, value: Option<Duration>| {
             if let Some(v) = value {
                 *slot = v;
@@ -98,6 +129,8 @@ impl ConnectArgs {
         set(&mut config.dns_min_ttl, self.dns_min_ttl);
         set(&mut config.dns_max_ttl, self.dns_max_ttl);
         set(&mut config.keepalive, self.keepalive);
+        set(&mut config.keepalive_timeout, self.keepalive_timeout);
+        set(&mut config.connect_stagger, self.connect_stagger);
         config.validate()?;
         Ok(config)
     }

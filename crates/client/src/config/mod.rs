@@ -6,12 +6,17 @@
 
 mod args;
 mod target;
+mod token;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use dugong_proto::keepalive::MIN_CLIENT_PING_INTERVAL;
+
 pub use args::{parse_duration, ConnectArgs};
-pub use target::{HostPort, Target};
+pub use target::{HostPort, Scheme, Target};
+pub use token::{Token, AUTHORIZATION};
 
 /// How long a failed server stays out before one attempt to re-admit it (the guide: about 180 s
 /// in production).
@@ -22,9 +27,19 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The bound on a whole call, failovers included.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
-/// HTTP/2 keepalive ping interval while calls are open. gRPC servers refuse pings more often
-/// than every 5 minutes by default (`GOAWAY too_many_pings`); this stays above that.
-pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(330);
+/// HTTP/2 keepalive ping interval while calls are open: a ping goes out when nothing was read
+/// from the server for this long. With [`DEFAULT_KEEPALIVE_TIMEOUT`] a frozen server is found
+/// within 1.75 s of its last byte. Dugong servers permit pings every 500 ms
+/// (`dugong_proto::keepalive`).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(1);
+/// How long a keepalive ping may go unanswered before the connection counts as dead.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(750);
+/// Happy Eyeballs: when the server a call is connecting to has not answered after this long, the
+/// next one is tried alongside it (RFC 8305's 250 ms).
+pub const DEFAULT_CONNECT_STAGGER: Duration = Duration::from_millis(250);
+/// When every server is quarantined and the client fails open, one server address is tried at
+/// most this often.
+pub const DEFAULT_FAIL_OPEN_INTERVAL: Duration = Duration::from_secs(1);
 /// Bounds on how often DNS is asked again: TTLs below are raised, TTLs above are cut.
 pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(5);
 /// See [`DEFAULT_DNS_MIN_TTL`].
@@ -36,8 +51,8 @@ pub enum ConfigError {
     /// `--servers 0`.
     #[error("--servers must be at least 1 (it is the number of names 0.DOMAIN … (N-1).DOMAIN), got 0")]
     ZeroServers,
-    /// A scheme other than `grpc://`.
-    #[error("unsupported scheme \"{scheme}\" in {url}: use grpc://DOMAIN:PORT")]
+    /// A scheme other than `grpc://` and `grpcs://`.
+    #[error("unsupported scheme \"{scheme}\" in {url}: use grpc://DOMAIN:PORT, or grpcs://DOMAIN:PORT for TLS")]
     BadScheme {
         /// The URL as given.
         url: String,
@@ -66,6 +81,50 @@ pub enum ConfigError {
     /// Both `--url` and `--server`.
     #[error("give either --url (with --servers) or --server, not both")]
     UrlAndList,
+    /// `--server` entries with different schemes.
+    #[error("the servers mix schemes ({first} and {other}): all are grpc:// or all are grpcs://")]
+    MixedSchemes {
+        /// The first entry.
+        first: String,
+        /// An entry with another scheme.
+        other: String,
+    },
+    /// `--ca` for cleartext servers.
+    #[error("--ca checks TLS certificates, but the servers are grpc:// (cleartext): use grpcs://")]
+    CaWithoutTls,
+    /// A `--ca` file that cannot be used.
+    #[error("--ca {}: {reason}", .path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No CA to check servers' certificates against.
+    #[error("grpcs:// checks the servers' certificates against the system's CAs, but {0}; give --ca FILE")]
+    NoSystemRoots(String),
+    /// The API token would travel in cleartext beyond this machine.
+    #[error(
+        "refusing to send the API token in cleartext to {addr} ({name}), which is not a loopback address: \
+         use grpcs:// (with --ca FILE for a private CA), or pass --insecure on a network you trust"
+    )]
+    CleartextToken {
+        /// The server's name as configured.
+        name: String,
+        /// The address it resolved to.
+        addr: SocketAddr,
+    },
+    /// `--keepalive` more often than servers permit.
+    #[error(
+        "--keepalive {given:?} pings more often than Dugong servers permit (at most every {min:?} while calls \
+         are open); a server would be entitled to close the connection: use --keepalive {min:?} or more"
+    )]
+    KeepaliveTooFrequent {
+        /// The interval asked for.
+        given: Duration,
+        /// The server's limit.
+        min: Duration,
+    },
     /// `--servers` without `--url`.
     #[error("--servers needs --url grpc://DOMAIN:PORT to number")]
     CountWithoutUrl,
@@ -83,6 +142,9 @@ pub enum ConfigError {
         /// The upper bound.
         max: Duration,
     },
+    /// An API token that cannot be sent.
+    #[error("--token: {0}")]
+    BadToken(String),
     /// A flag or environment variable that does not parse.
     #[error("{0}")]
     Invalid(String),
@@ -121,8 +183,25 @@ pub struct ClientConfig {
     /// Require `grpc.health.v1` SERVING on every new connection (a server without the health
     /// service counts as healthy once it answers). Off: a TCP connect and HTTP/2 handshake suffice.
     pub health_check: bool,
-    /// HTTP/2 keepalive ping interval while calls are open.
+    /// HTTP/2 keepalive ping interval while calls are open (at least
+    /// `dugong_proto::keepalive::MIN_CLIENT_PING_INTERVAL`).
     pub keepalive: Duration,
+    /// How long a keepalive ping may go unanswered before the connection counts as dead.
+    pub keepalive_timeout: Duration,
+    /// Happy Eyeballs: how long to wait for a server that is connecting before trying the next
+    /// alongside it.
+    pub connect_stagger: Duration,
+    /// When every server is quarantined, try them anyway (oldest failure first) instead of
+    /// failing the call.
+    pub fail_open: bool,
+    /// While failing open, one server address is tried at most this often.
+    pub fail_open_interval: Duration,
+    /// A PEM file of CAs to check servers' certificates against instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// The API token the client adds to every call.
+    pub token: Option<Token>,
+    /// Allow sending the token in cleartext to servers beyond loopback.
+    pub insecure: bool,
     /// Retries allowed as a share of successful calls (0.2 = 20 %) …
     pub retry_ratio: f64,
     /// … on top of this many retries per second.
@@ -159,6 +238,13 @@ impl ClientConfig {
             dns_max_ttl: DEFAULT_DNS_MAX_TTL,
             health_check: true,
             keepalive: DEFAULT_KEEPALIVE,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            connect_stagger: DEFAULT_CONNECT_STAGGER,
+            fail_open: true,
+            fail_open_interval: DEFAULT_FAIL_OPEN_INTERVAL,
+            ca: None,
+            token: None,
+            insecure: false,
             retry_ratio: 0.2,
             min_retries_per_sec: 10.0,
             seed: None,
@@ -219,6 +305,48 @@ impl ClientConfig {
         self
     }
 
+    /// Sets [`ClientConfig::keepalive_timeout`].
+    pub fn with_keepalive_timeout(mut self, timeout: Duration) -> Self {
+        self.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientConfig::connect_stagger`].
+    pub fn with_connect_stagger(mut self, stagger: Duration) -> Self {
+        self.connect_stagger = stagger;
+        self
+    }
+
+    /// Sets [`ClientConfig::fail_open`].
+    pub fn with_fail_open(mut self, on: bool) -> Self {
+        self.fail_open = on;
+        self
+    }
+
+    /// Sets [`ClientConfig::fail_open_interval`].
+    pub fn with_fail_open_interval(mut self, interval: Duration) -> Self {
+        self.fail_open_interval = interval;
+        self
+    }
+
+    /// Sets [`ClientConfig::ca`].
+    pub fn with_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.ca = Some(pem_file.into());
+        self
+    }
+
+    /// Sets [`ClientConfig::token`]: the client adds it to every call.
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Sets [`ClientConfig::insecure`].
+    pub fn with_insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
     /// Sets [`ClientConfig::seed`].
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -234,9 +362,18 @@ impl ClientConfig {
             ("--deadline", self.deadline),
             ("--dns-min-ttl", self.dns_min_ttl),
             ("--keepalive", self.keepalive),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--connect-stagger", self.connect_stagger),
+            ("the fail-open interval", self.fail_open_interval),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::ZeroDuration { field });
+        }
+        if self.keepalive < MIN_CLIENT_PING_INTERVAL {
+            return Err(ConfigError::KeepaliveTooFrequent { given: self.keepalive, min: MIN_CLIENT_PING_INTERVAL });
+        }
+        if self.ca.is_some() && !self.target.scheme().is_tls() {
+            return Err(ConfigError::CaWithoutTls);
         }
         if self.dns_min_ttl > self.dns_max_ttl {
             return Err(ConfigError::DnsTtlBounds { min: self.dns_min_ttl, max: self.dns_max_ttl });
@@ -265,5 +402,17 @@ mod tests {
         let e = base.clone().with_dns_ttl(Duration::from_secs(9), Duration::from_secs(1)).validate().unwrap_err();
         assert!(e.to_string().contains("above --dns-max-ttl"));
         base.validate().unwrap();
+    }
+
+    #[test]
+    fn keepalive_stays_within_what_servers_permit_and_ca_needs_tls() {
+        let base = ClientConfig::servers(["a.test:1"]).unwrap();
+        let e = base.clone().with_keepalive(Duration::from_millis(100)).validate().unwrap_err().to_string();
+        assert!(e.starts_with("--keepalive 100ms pings more often than Dugong servers permit"), "{e}");
+        base.clone().with_keepalive(MIN_CLIENT_PING_INTERVAL).validate().unwrap();
+        assert!(matches!(base.clone().with_ca("/ca.pem").validate(), Err(ConfigError::CaWithoutTls)));
+        let tls = ClientConfig::servers(["grpcs://a.test:1"]).unwrap();
+        assert_eq!(tls.target.scheme(), Scheme::Grpcs);
+        tls.with_ca("/ca.pem").validate().unwrap();
     }
 }

@@ -1,12 +1,46 @@
-//! Where the servers are: a `grpc://DOMAIN:PORT` URL expanded to numbered names, or a list.
+//! Where the servers are: a `grpc://DOMAIN:PORT` (or `grpcs://`) URL expanded to numbered names,
+//! or a list.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use super::ConfigError;
 
-/// The only URL scheme the guide's clients use: plain gRPC over HTTP/2.
-const SCHEME: &str = "grpc";
+/// How the servers are spoken to: the URL scheme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `grpc://`: gRPC over cleartext HTTP/2, as the guide's clients use it.
+    #[default]
+    Grpc,
+    /// `grpcs://`: gRPC over TLS; the server's certificate must name the DNS name connected to.
+    Grpcs,
+}
+
+impl Scheme {
+    /// The scheme of `scheme://…`, if it is one of ours.
+    fn parse(scheme: &str) -> Option<Scheme> {
+        if scheme.eq_ignore_ascii_case("grpc") {
+            Some(Scheme::Grpc)
+        } else if scheme.eq_ignore_ascii_case("grpcs") {
+            Some(Scheme::Grpcs)
+        } else {
+            None
+        }
+    }
+
+    /// True for `grpcs://`.
+    pub fn is_tls(self) -> bool {
+        self == Scheme::Grpcs
+    }
+
+    /// As written in a URL, without `://`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Grpc => "grpc",
+            Scheme::Grpcs => "grpcs",
+        }
+    }
+}
 
 /// A host (DNS name or IP literal) and a port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -74,19 +108,25 @@ pub enum Target {
         base: HostPort,
         /// `N`, or `None` for the URL's host alone.
         count: Option<usize>,
+        /// `grpc` or `grpcs`.
+        scheme: Scheme,
     },
     /// An explicit list of servers; a name listed twice weighs twice.
-    List(Vec<HostPort>),
+    List {
+        /// The servers in configuration order.
+        servers: Vec<HostPort>,
+        /// `grpc` (plain `HOST:PORT` entries) or `grpcs` (entries written `grpcs://HOST:PORT`).
+        scheme: Scheme,
+    },
 }
 
 impl Target {
-    /// Parses `grpc://DOMAIN:PORT`; `count` is `--servers`.
+    /// Parses `grpc://DOMAIN:PORT` or `grpcs://DOMAIN:PORT`; `count` is `--servers`.
     pub fn url(url: &str, count: Option<usize>) -> Result<Target, ConfigError> {
         let bad = |reason: &str| ConfigError::BadUrl { url: url.to_string(), reason: reason.to_string() };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected grpc://DOMAIN:PORT"))?;
-        if !scheme.eq_ignore_ascii_case(SCHEME) {
-            return Err(ConfigError::BadScheme { url: url.to_string(), scheme: scheme.to_string() });
-        }
+        let scheme = Scheme::parse(scheme)
+            .ok_or_else(|| ConfigError::BadScheme { url: url.to_string(), scheme: scheme.to_string() })?;
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') || authority.contains('?') || authority.contains('#') {
             return Err(bad("a server URL has no path, query or fragment"));
@@ -103,31 +143,57 @@ impl Target {
             Some(_) if base.is_ip() => {
                 Err(bad("--servers numbers DNS names (0.DOMAIN, 1.DOMAIN, …); an IP address has none"))
             }
-            _ => Ok(Target::Numbered { base, count }),
+            _ => Ok(Target::Numbered { base, count, scheme }),
         }
     }
 
-    /// An explicit list of `HOST:PORT`.
+    /// An explicit list of `HOST:PORT`, each optionally written `grpc://HOST:PORT` or
+    /// `grpcs://HOST:PORT`; all entries must use one scheme.
     pub fn list<I, S>(servers: I) -> Result<Target, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let list = servers.into_iter().map(|s| HostPort::parse(s.as_ref().trim())).collect::<Result<Vec<_>, _>>()?;
-        if list.is_empty() {
-            return Err(ConfigError::NoServers);
+        let mut schemes = Vec::new();
+        let mut list = Vec::new();
+        for value in servers {
+            let value = value.as_ref().trim();
+            let (scheme, rest) = match value.split_once("://") {
+                Some((scheme, rest)) => {
+                    let parsed = Scheme::parse(scheme)
+                        .ok_or_else(|| ConfigError::BadScheme { url: value.to_string(), scheme: scheme.to_string() })?;
+                    (parsed, rest.strip_suffix('/').unwrap_or(rest))
+                }
+                None => (Scheme::Grpc, value),
+            };
+            schemes.push((scheme, value.to_string()));
+            list.push(HostPort::parse(rest).map_err(|e| match e {
+                ConfigError::BadServer { reason, .. } => ConfigError::BadServer { value: value.to_string(), reason },
+                other => other,
+            })?);
         }
-        Ok(Target::List(list))
+        let Some((scheme, _)) = schemes.first().cloned() else { return Err(ConfigError::NoServers) };
+        if let Some((_, other)) = schemes.iter().find(|(s, _)| *s != scheme) {
+            return Err(ConfigError::MixedSchemes { first: schemes[0].1.clone(), other: other.clone() });
+        }
+        Ok(Target::List { servers: list, scheme })
     }
 
     /// Every server name in configuration order; duplicates are kept (they are the weights).
     pub fn names(&self) -> Vec<HostPort> {
         match self {
-            Target::Numbered { base, count: None } => vec![base.clone()],
-            Target::Numbered { base, count: Some(n) } => {
+            Target::Numbered { base, count: None, .. } => vec![base.clone()],
+            Target::Numbered { base, count: Some(n), .. } => {
                 (0..*n).map(|k| HostPort { host: format!("{k}.{}", base.host), port: base.port }).collect()
             }
-            Target::List(list) => list.clone(),
+            Target::List { servers, .. } => servers.clone(),
+        }
+    }
+
+    /// `grpc` or `grpcs`.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Target::Numbered { scheme, .. } | Target::List { scheme, .. } => *scheme,
         }
     }
 }
@@ -146,6 +212,23 @@ mod tests {
         assert_eq!(t.names(), vec![hp("0.ha.test", 8001), hp("1.ha.test", 8001), hp("2.ha.test", 8001)]);
         let single = Target::url("GRPC://0.ha.test:8001/", None).unwrap();
         assert_eq!(single.names(), vec![hp("0.ha.test", 8001)]);
+        assert_eq!(single.scheme(), Scheme::Grpc);
+        let tls = Target::url("grpcs://ha.test:8443", Some(2)).unwrap();
+        assert_eq!((tls.names()[1].clone(), tls.scheme()), (hp("1.ha.test", 8443), Scheme::Grpcs));
+    }
+
+    #[test]
+    fn a_list_takes_one_scheme_for_all_its_servers() {
+        let plain = Target::list(["a.test:1", "grpc://b.test:2"]).unwrap();
+        assert_eq!((plain.names(), plain.scheme()), (vec![hp("a.test", 1), hp("b.test", 2)], Scheme::Grpc));
+        let tls = Target::list(["grpcs://a.test:1", "grpcs://10.0.0.1:2/"]).unwrap();
+        assert_eq!(tls.scheme(), Scheme::Grpcs);
+        let e = Target::list(["grpcs://a.test:1", "b.test:2"]).unwrap_err().to_string();
+        assert!(e.contains("grpcs://a.test:1") && e.contains("b.test:2"), "{e}");
+        let e = Target::list(["https://a.test:1"]).unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme \"https\""), "{e}");
+        let e = Target::list(["grpcs://a.test"]).unwrap_err().to_string();
+        assert!(e.contains("grpcs://a.test") && e.contains("HOST:PORT"), "{e}");
     }
 
     #[test]

@@ -9,5 +9,5 @@ mod budget;
 mod pool;
 
 pub(crate) use budget::RetryBudget;
-pub(crate) use pool::{Draw, Pool};
+pub(crate) use pool::{Draw, Mode, Pool};
 pub use pool::{Health, ServerStatus};

@@ -3,8 +3,16 @@
 //! Health is kept per address, not per name: two names on one address are one server and fail
 //! together. A failed server is quarantined for the reconnect delay (with up to 20 % jitter, so
 //! clients that saw one failure together do not return together); after it, the server may be
-//! drawn again, and the first draw claims the one re-admission attempt, so that at most one
-//! attempt per quarantined server is made per delay, whatever the number of sessions.
+//! drawn again, and the first draw claims the one re-admission attempt (the server is `Probing`
+//! until it ends), so that at most one attempt per quarantined server is made per delay,
+//! whatever the number of sessions.
+//!
+//! Failing open: when no server may be drawn because every one is quarantined (or probing), a
+//! call would fail although a server may well be back — a site restarted sooner than the
+//! reconnect delay. [`Pool::draw_fail_open`] then offers the quarantined servers anyway, the one
+//! that failed longest ago first (those that failed within [`TIE`] of it are drawn among by
+//! weight), each at most once per fail-open interval; a server already being probed is offered
+//! too, so that the call waits for that one attempt instead of failing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -15,21 +23,29 @@ use tokio::time::Instant;
 
 /// Up to this share of the reconnect delay is added at random to each quarantine.
 const JITTER: f64 = 0.2;
+/// Servers that failed within this of each other count as failing together when failing open:
+/// one of them is drawn by weight rather than by a few milliseconds' difference.
+pub(crate) const TIE: Duration = Duration::from_millis(100);
 
 /// The health of one server address.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Health {
     /// Usable.
     Live,
-    /// Failed; not tried again before `until`.
+    /// Failed; not tried again before `until` (unless every server is, see the module docs).
     Quarantined {
+        /// When it failed.
+        since: Instant,
         /// When the one re-admission attempt may be made.
         until: Instant,
         /// Why it failed.
         cause: String,
     },
-    /// Its quarantine is over and one call is trying it; nobody else does meanwhile.
-    Readmitting {
+    /// One connection attempt is re-admitting it (its quarantine is over, or the client fails
+    /// open); no other attempt is made meanwhile.
+    Probing {
+        /// When it failed last.
+        since: Instant,
         /// Why it failed last.
         cause: String,
     },
@@ -48,13 +64,30 @@ pub struct ServerStatus {
     pub health: Health,
 }
 
+/// Why a server was drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// It is live.
+    Live,
+    /// Its quarantine is over: this draw claimed its one re-admission attempt.
+    Readmission,
+    /// Every server is out: this draw fails open onto it (and claimed its attempt, unless one
+    /// was already being made — then `since` says when it failed).
+    FailOpen {
+        /// When it failed last.
+        since: Instant,
+        /// True when this draw claimed the attempt (the server was quarantined, not probing).
+        claimed: bool,
+    },
+}
+
 /// The outcome of a draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Draw {
     /// The server drawn.
     pub addr: SocketAddr,
-    /// True when this draw claimed the re-admission attempt of a quarantined server.
-    pub readmission: bool,
+    /// Why.
+    pub mode: Mode,
 }
 
 #[derive(Debug)]
@@ -86,15 +119,6 @@ impl Pool {
         matches!(self.servers.get(&addr), Some(Entry { health: Health::Live, .. }))
     }
 
-    /// True when a call may use `addr` now: live, or re-admission claimed by that very call.
-    pub fn is_usable(&self, addr: SocketAddr, readmission: bool) -> bool {
-        match self.servers.get(&addr).map(|e| &e.health) {
-            Some(Health::Live) => true,
-            Some(Health::Readmitting { .. }) => readmission,
-            _ => false,
-        }
-    }
-
     /// Draws a server by weight among those that may be tried, leaving out `exclude` (those this
     /// call already tried). A server whose quarantine is over takes part, and drawing it claims
     /// its single re-admission attempt.
@@ -107,14 +131,51 @@ impl Pool {
             .collect();
         let addr = weighted_pick(rng, &candidates)?;
         let entry = self.servers.get_mut(&addr)?;
-        let readmission = match &entry.health {
-            Health::Quarantined { cause, .. } => {
-                entry.health = Health::Readmitting { cause: cause.clone() };
-                true
+        let mode = match &entry.health {
+            Health::Quarantined { since, cause, .. } => {
+                entry.health = Health::Probing { since: *since, cause: cause.clone() };
+                Mode::Readmission
             }
-            _ => false,
+            _ => Mode::Live,
         };
-        Some(Draw { addr, readmission })
+        Some(Draw { addr, mode })
+    }
+
+    /// When [`Pool::draw`] finds nothing: a quarantined server anyway, the one that failed longest
+    /// ago first (by weight among those within [`TIE`] of it), leaving out those tried again within
+    /// `interval`. A server being probed is offered as well (the caller joins that attempt).
+    pub fn draw_fail_open(
+        &mut self,
+        rng: &mut impl Rng,
+        now: Instant,
+        exclude: &HashSet<SocketAddr>,
+        interval: Duration,
+    ) -> Option<Draw> {
+        let candidates: Vec<(SocketAddr, f64, Instant)> = self
+            .servers
+            .iter()
+            .filter(|(addr, e)| !exclude.contains(addr) && e.weight > 0.0)
+            .filter_map(|(addr, e)| match &e.health {
+                Health::Quarantined { since, .. } if *since + interval <= now => Some((*addr, e.weight, *since)),
+                Health::Probing { since, .. } => Some((*addr, e.weight, *since)),
+                _ => None,
+            })
+            .collect();
+        let oldest = candidates.iter().map(|c| c.2).min()?;
+        let equals: Vec<(SocketAddr, f64)> =
+            candidates.iter().filter(|c| c.2 <= oldest + TIE).map(|c| (c.0, c.1)).collect();
+        let addr = weighted_pick(rng, &equals)?;
+        let entry = self.servers.get_mut(&addr)?;
+        let mode = match &entry.health {
+            Health::Quarantined { since, cause, .. } => {
+                let since = *since;
+                entry.health = Health::Probing { since, cause: cause.clone() };
+                Mode::FailOpen { since, claimed: true }
+            }
+            Health::Probing { since, .. } => Mode::FailOpen { since: *since, claimed: false },
+            Health::Live => Mode::Live,
+        };
+        Some(Draw { addr, mode })
     }
 
     /// Marks `addr` failed and quarantines it for `delay` plus jitter. Returns the quarantine, or
@@ -133,7 +194,7 @@ impl Pool {
             return None;
         }
         let hold = delay.mul_f64(1.0 + JITTER * rng.random::<f64>());
-        entry.health = Health::Quarantined { until: now + hold, cause: cause.to_string() };
+        entry.health = Health::Quarantined { since: now, until: now + hold, cause: cause.to_string() };
         Some(hold)
     }
 
@@ -145,15 +206,6 @@ impl Pool {
                 true
             }
             _ => false,
-        }
-    }
-
-    /// A claimed re-admission that never got to try (the call ended first): eligible again.
-    pub fn release(&mut self, addr: SocketAddr, now: Instant) {
-        if let Some(entry) = self.servers.get_mut(&addr) {
-            if let Health::Readmitting { cause } = &entry.health {
-                entry.health = Health::Quarantined { until: now, cause: cause.clone() };
-            }
         }
     }
 
@@ -181,7 +233,7 @@ impl Entry {
         match &self.health {
             Health::Live => true,
             Health::Quarantined { until, .. } => *until <= now,
-            Health::Readmitting { .. } => false,
+            Health::Probing { .. } => false,
         }
     }
 }
@@ -266,29 +318,79 @@ mod tests {
         let mut claims = 0;
         for _ in 0..1000 {
             let d = p.draw(&mut rng, Instant::now(), &none).unwrap();
-            claims += usize::from(d.readmission);
-            assert!(d.addr == addr(2) || d.readmission, "{d:?}");
+            claims += usize::from(d.mode == Mode::Readmission);
+            assert!(d.addr == addr(2) || d.mode == Mode::Readmission, "{d:?}");
         }
         assert_eq!(claims, 1);
-        assert!(p.is_usable(addr(1), true) && !p.is_usable(addr(1), false));
+        assert!(matches!(p.statuses()[0].health, Health::Probing { .. }));
         assert!(p.succeed(addr(1)));
         assert!(p.is_live(addr(1)));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_released_claim_is_eligible_again_and_a_failed_one_waits_a_full_delay() {
+    async fn a_failed_readmission_waits_a_full_delay_again() {
         let mut rng = StdRng::seed_from_u64(5);
         let mut p = pool(&[1.0]);
         let delay = Duration::from_secs(10);
         p.fail(addr(1), "refused", delay, Instant::now(), &mut rng).unwrap();
         assert!(p.draw(&mut rng, Instant::now(), &HashSet::new()).is_none());
         tokio::time::advance(delay.mul_f64(1.0 + JITTER)).await;
-        assert!(p.draw(&mut rng, Instant::now(), &HashSet::new()).unwrap().readmission);
-        p.release(addr(1), Instant::now());
-        assert!(p.draw(&mut rng, Instant::now(), &HashSet::new()).unwrap().readmission);
+        assert_eq!(p.draw(&mut rng, Instant::now(), &HashSet::new()).unwrap().mode, Mode::Readmission);
+        assert!(p.draw(&mut rng, Instant::now(), &HashSet::new()).is_none(), "one attempt at a time");
         p.fail(addr(1), "still refused", delay, Instant::now(), &mut rng).unwrap();
         tokio::time::advance(delay.mul_f64(0.99)).await;
         assert!(p.draw(&mut rng, Instant::now(), &HashSet::new()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_open_offers_the_oldest_failure_first_at_most_once_per_interval() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut p = pool(&[1.0, 1.0, 1.0]);
+        let delay = Duration::from_secs(180);
+        let every = Duration::from_secs(1);
+        let none = HashSet::new();
+        p.fail(addr(2), "refused", delay, Instant::now(), &mut rng);
+        tokio::time::advance(Duration::from_millis(500)).await;
+        p.fail(addr(1), "refused", delay, Instant::now(), &mut rng);
+        p.fail(addr(3), "refused", delay, Instant::now(), &mut rng);
+        assert!(p.draw(&mut rng, Instant::now(), &none).is_none());
+        // Within the interval of server 2's failure nothing is offered; then 2, the oldest.
+        assert!(p.draw_fail_open(&mut rng, Instant::now(), &none, every).is_none());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let d = p.draw_fail_open(&mut rng, Instant::now(), &none, every).unwrap();
+        assert_eq!(d.addr, addr(2));
+        assert!(matches!(d.mode, Mode::FailOpen { claimed: true, .. }), "{d:?}");
+        // Another call joins the attempt in flight rather than failing, or dialling a second time.
+        let joined = p.draw_fail_open(&mut rng, Instant::now(), &none, every).unwrap();
+        assert_eq!(
+            (joined.addr, joined.mode),
+            (
+                addr(2),
+                Mode::FailOpen {
+                    since: match d.mode {
+                        Mode::FailOpen { since, .. } => since,
+                        _ => unreachable!(),
+                    },
+                    claimed: false
+                }
+            )
+        );
+        // It fails again: now 1 and 3 (failed together) are the oldest, drawn among by weight.
+        p.fail(addr(2), "refused", delay, Instant::now(), &mut rng);
+        let exclude = HashSet::from([addr(2)]);
+        let mut seen = HashSet::new();
+        for _ in 0..64 {
+            let mut q = pool(&[1.0, 1.0, 1.0]);
+            q.fail(addr(1), "x", delay, Instant::now(), &mut rng);
+            q.fail(addr(3), "x", delay, Instant::now(), &mut rng);
+            q.fail(addr(2), "x", delay, Instant::now() + Duration::from_millis(200), &mut rng);
+            tokio::time::advance(every).await;
+            seen.insert(q.draw_fail_open(&mut rng, Instant::now(), &exclude, every).unwrap().addr);
+        }
+        assert_eq!(seen, HashSet::from([addr(1), addr(3)]));
+        // A success re-admits at once.
+        assert!(p.succeed(addr(2)));
+        assert_eq!(p.draw(&mut rng, Instant::now(), &none).unwrap().addr, addr(2));
     }
 
     #[test]

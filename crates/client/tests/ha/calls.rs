@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dugong_client::cli::{run, Args};
+use dugong_client::cli::{run_args, Args, Failure};
 
 use crate::dns_with;
 use crate::server::{bind_same_port, ips, TestServer, World};
@@ -32,7 +32,7 @@ async fn sessions_run_against_real_servers() {
     let (url, dns) = (format!("grpc://ha.test:{port}"), dns.addr().to_string());
     let common = ["--url", &url, "--servers", "2", "--dns", &dns, "--reconnect-delay", "5"];
     let sessions = parse(&[&common[..], &["sessions", "--count", "200", "--json"]].concat());
-    assert_eq!(run(sessions).await.unwrap(), ExitCode::SUCCESS);
+    assert_eq!(run_args(sessions).await.unwrap(), ExitCode::SUCCESS);
 }
 
 #[tokio::test]
@@ -48,7 +48,8 @@ async fn configuration_errors_are_refused_with_a_clear_message() {
         (&["info"], "no servers configured"),
     ];
     for (argv, expected) in cases {
-        let err = run(parse(argv)).await.expect_err("a configuration error");
+        let err = run_args(parse(argv)).await.expect_err("a configuration error");
         assert!(err.to_string().contains(expected), "{argv:?}: {err}");
+        assert_eq!(Failure::of(&err).code(), 2, "{argv:?}: {err}");
     }
 }

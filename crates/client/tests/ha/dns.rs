@@ -1,7 +1,5 @@
 //! Discovery through a real DNS server whose records change while the client runs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dugong_client::cli::count_sessions;
@@ -9,35 +7,11 @@ use dugong_client::{Client, ConfigError};
 use dugong_testkit::{wait_for, TestDns};
 
 use crate::server::{bind_same_port, ips, TestServer, World};
-use crate::{url_config, who};
+use crate::{url_config, who, Logs};
 
-/// Log lines written while a test runs on the current thread.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-// Current-thread runtime: the client's tasks log on this thread, into `Logs`.
 #[tokio::test]
 async fn a_name_that_does_not_resolve_is_skipped_with_one_warning() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = Logs::global();
 
     let world = World::new();
     let ip = ips(40, 2);
@@ -56,8 +30,9 @@ async fn a_name_that_does_not_resolve_is_skipped_with_one_warning() {
     let tally = count_sessions(&client, 300, 16).await;
     assert_eq!(tally.failures, 0, "{tally:?}");
     assert_eq!(tally.servers.len(), 2);
-    assert_eq!(logs.count("server name does not resolve"), 1, "{}", String::from_utf8_lossy(&logs.0.lock().unwrap()));
-    assert!(logs.count("1.ha.test") >= 1);
+    let name = format!("1.ha.test:{port}");
+    let warnings = logs.lines(&["server name does not resolve", &name]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use crate::{dns_with, list_config, refused, url_config, who};
 async fn add(client: &Client, amount: u64) -> Result<u64, CallError> {
     client
         .call(Idempotency::NotIdempotent, |channel| async move {
-            let request = AddRequest { amount, die_before_answer: false };
+            let request = AddRequest { amount, die_before_answer: false, millis: 0 };
             ProbeClient::new(channel).add(request).await.map(|r| r.into_inner().total)
         })
         .await
@@ -119,7 +119,7 @@ async fn a_call_that_is_not_idempotent_is_not_run_twice_when_its_server_dies_mid
     who(&client).await.unwrap();
     let result = client
         .call(Idempotency::NotIdempotent, |channel| async move {
-            let request = AddRequest { amount: 5, die_before_answer: true };
+            let request = AddRequest { amount: 5, die_before_answer: true, millis: 0 };
             ProbeClient::new(channel).add(request).await.map(|r| r.into_inner().total)
         })
         .await;

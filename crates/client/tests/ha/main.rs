@@ -3,16 +3,26 @@
 //!
 //! Each test uses its own `127.0.N.x` addresses (see `server::ips`), so they run in parallel.
 
+mod faults;
+mod pki;
 mod server;
 
 mod calls;
 mod dns;
+mod eyeballs;
+mod failopen;
 mod failover;
+mod frozen;
+mod outcomes;
 mod quarantine;
+mod storms;
+mod tls;
 mod watch;
 mod weights;
 
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dugong_client::{CallError, Client, ClientConfig, Idempotency};
@@ -67,4 +77,41 @@ pub fn list_config(servers: &[SocketAddr]) -> ClientConfig {
 pub fn refused(ip: Ipv4Addr) -> SocketAddr {
     let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a loopback address");
     listener.local_addr().expect("an address")
+}
+
+/// Every log line of this test binary, in memory. Tests run in parallel, so a test counts only
+/// the lines that carry something of its own (its addresses, its port).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// The log of this test binary (installed by the first caller).
+    pub fn global() -> Logs {
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+            tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+            logs
+        })
+        .clone()
+    }
+
+    /// The lines that contain every one of `needles`.
+    pub fn lines(&self, needles: &[&str]) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines().filter(|l| needles.iter().all(|n| l.contains(n))).map(str::to_string).collect()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::StreamExt;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -22,13 +23,15 @@ use super::pb::{AddReply, AddRequest, Event, SleepReply, SleepRequest, WatchRequ
 pub struct World {
     /// The sum of every `Add` ever executed, on any server.
     pub added: AtomicU64,
+    /// How many `Add` calls were executed, on any server.
+    pub adds: AtomicU64,
     /// The newest event number; events are 1..=newest.
     log: watch::Sender<u64>,
 }
 
 impl World {
     pub fn new() -> Arc<World> {
-        Arc::new(World { added: AtomicU64::new(0), log: watch::channel(0).0 })
+        Arc::new(World { added: AtomicU64::new(0), adds: AtomicU64::new(0), log: watch::channel(0).0 })
     }
 
     /// Appends an event and returns its number.
@@ -55,6 +58,8 @@ impl Probe for ProbeService {
     async fn add(&self, request: Request<AddRequest>) -> Result<Response<AddReply>, Status> {
         let request = request.into_inner();
         let total = self.world.added.fetch_add(request.amount, Ordering::SeqCst) + request.amount;
+        self.world.adds.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(request.millis)).await;
         if request.die_before_answer {
             self.die.notify_one();
             std::future::pending::<()>().await;
@@ -103,12 +108,22 @@ pub struct TestServer {
     served: Arc<AtomicU64>,
     health: HealthReporter,
     kill: Option<oneshot::Sender<()>>,
+    drain: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TestServer {
     /// Serves on `listener` (already bound, so the address is known and fixed).
     pub fn start(listener: TcpListener, name: &str, world: &Arc<World>) -> TestServer {
+        TestServer::start_with(listener, name, world, None)
+    }
+
+    /// Serves gRPC over TLS with `identity` (certificate chain and key).
+    pub fn start_tls(listener: TcpListener, name: &str, world: &Arc<World>, identity: Identity) -> TestServer {
+        TestServer::start_with(listener, name, world, Some(identity))
+    }
+
+    fn start_with(listener: TcpListener, name: &str, world: &Arc<World>, tls: Option<Identity>) -> TestServer {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let accepted = Arc::new(AtomicU64::new(0));
         let served = Arc::new(AtomicU64::new(0));
@@ -117,6 +132,7 @@ impl TestServer {
         let probe =
             ProbeService { name: name.to_string(), world: world.clone(), served: served.clone(), die: die.clone() };
         let (kill, killed) = oneshot::channel::<()>();
+        let (drain, drained) = oneshot::channel::<()>();
         let counter = accepted.clone();
         let thread = std::thread::Builder::new()
             .name(format!("server-{name}"))
@@ -129,10 +145,18 @@ impl TestServer {
                         counter.fetch_add(1, Ordering::SeqCst);
                         conn
                     });
-                    let serve = tonic::transport::Server::builder()
+                    let mut builder = tonic::transport::Server::builder();
+                    if let Some(identity) = tls {
+                        builder = builder.tls_config(ServerTlsConfig::new().identity(identity)).expect("a TLS config");
+                    }
+                    // Draining as servers do on SIGTERM: no new connections, GOAWAY on the open
+                    // ones, calls in flight answered.
+                    let serve = builder
                         .add_service(health_service)
                         .add_service(ProbeServer::new(probe))
-                        .serve_with_incoming(incoming);
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = drained.await;
+                        });
                     tokio::select! {
                         result = serve => result.expect("the test server runs"),
                         _ = killed => {}
@@ -143,7 +167,16 @@ impl TestServer {
                 drop(runtime);
             })
             .expect("a server thread");
-        TestServer { name: name.to_string(), addr, accepted, served, health, kill: Some(kill), thread: Some(thread) }
+        TestServer {
+            name: name.to_string(),
+            addr,
+            accepted,
+            served,
+            health,
+            kill: Some(kill),
+            drain: Some(drain),
+            thread: Some(thread),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -163,6 +196,13 @@ impl TestServer {
     pub async fn set_serving(&self, serving: bool) {
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         self.health.set_service_status("", status).await;
+    }
+
+    /// Starts draining (as on SIGTERM); returns at once.
+    pub fn drain(&mut self) {
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.send(());
+        }
     }
 
     /// Kills the server: listener and connections close; returns when they have.
