@@ -17,7 +17,7 @@
 //!   carry libpq keywords, `host.rs` reads them) or a Dugong `url`, with its
 //!   [`SslMode`] (`sslmode.rs`).
 //! - [`sync`](Sync): each sync, its `tables` (`tables.rs`) and its
-//!   `conflict_strategy` (`strategy.rs`).
+//!   `conflict_strategy` (`strategy.rs`) and `conflict_retention`.
 //! - `validate`: the rules that tie fields together ([`Config::validate`]).
 //! - [`ConfigError`] reports a broken rule; [`Secret`] keeps passwords out of
 //!   `Debug` and `Display`.
@@ -44,7 +44,7 @@ pub use database::{Database, Location, PgTarget};
 pub use error::ConfigError;
 pub use secret::Secret;
 pub use sslmode::SslMode;
-pub use sync::{OneTimeCopy, Sync};
+pub use sync::{OneTimeCopy, Sync, DEFAULT_CONFLICT_RETENTION};
 pub use tables::{TableRef, TableSelection};
 
 use database::Env;
