@@ -6,7 +6,7 @@ use super::node::Postgres;
 use super::upkeep;
 use crate::error::{describe_pg, ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
-use crate::record::{conflict_reason, epoch_seconds, excluded_entries, Replicator, RunOutcome};
+use crate::record::{epoch_seconds, excluded_entries, Replicator, RunOutcome};
 use crate::upkeep::Purge;
 use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
@@ -91,31 +91,41 @@ pub async fn commit(
 }
 
 /// Records every conflict of the run in each database's conflict log, in the
-/// run transaction.
+/// run transaction, with both versions of its row (a deleted one as JSON
+/// `null`). A conflict already logged under its id (a run repeated after a
+/// crash) is not logged twice.
 async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, outcome: &RunOutcome) -> Result<(), ReplicaError> {
     let records: Vec<serde_json::Value> = outcome
         .conflicts
         .iter()
-        .map(|(table, c)| {
+        .map(|c| {
             serde_json::json!({
-                "table_schema": table.schema,
-                "table_name": table.name,
+                "id": c.id,
+                "table_schema": c.table.schema,
+                "table_name": c.table.name,
                 "key": c.key,
+                "kind": c.kind.as_str(),
                 "winner": c.winner.to_string(),
                 "loser": c.loser.to_string(),
                 "winner_us": c.winner_time,
                 "loser_us": c.loser_time,
-                "reason": conflict_reason(c),
+                "winner_row": c.winner_row,
+                "loser_row": c.loser_row,
+                "reason": c.reason,
             })
         })
         .collect();
     let json = serde_json::Value::Array(records).to_string();
     let sync = plan.name().as_str();
-    let sql = "INSERT INTO dugong.conflict_log (sync, table_schema, table_name, key, winner, loser, winner_committed, loser_committed, reason)
-        SELECT $1, x.table_schema, x.table_name, x.key, x.winner, x.loser,
-               to_timestamp(x.winner_us / 1000000.0), to_timestamp(x.loser_us / 1000000.0), x.reason
-        FROM jsonb_to_recordset($2::text::jsonb) AS x(table_schema text, table_name text, key text[], winner text, loser text,
-                                                   winner_us bigint, loser_us bigint, reason text)";
+    let sql = "INSERT INTO dugong.conflict_log (conflict_id, sync, table_schema, table_name, key, kind, winner, loser,
+                                               winner_committed, loser_committed, winner_row, loser_row, reason)
+        SELECT x.id, $1, x.table_schema, x.table_name, x.key, x.kind, x.winner, x.loser,
+               to_timestamp(x.winner_us / 1000000.0), to_timestamp(x.loser_us / 1000000.0),
+               coalesce(x.winner_row, 'null'), coalesce(x.loser_row, 'null'), x.reason
+        FROM jsonb_to_recordset($2::text::jsonb) AS x(id text, table_schema text, table_name text, key text[], kind text,
+                                                   winner text, loser text, winner_us bigint, loser_us bigint,
+                                                   winner_row jsonb, loser_row jsonb, reason text)
+        ON CONFLICT (conflict_id) DO NOTHING";
     try_join_all(pg.nodes.iter().map(|n| {
         let json = &json;
         async move { n.client.execute(sql, &[&sync, json]).await.on_db(n.id, || "recording conflicts".into()) }

@@ -40,6 +40,7 @@ pub fn install_schema(conn: &mut Connection, db: DbId) -> Result<(), ReplicaErro
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .on_db(db, || "starting the install transaction".into())?;
     tx.execute_batch(SCHEMA_SQL).on_db(db, || "installing Dugong's tables".into())?;
+    super::conflicts::upgrade_log(&tx, db)?;
     tx.commit().on_db(db, || "committing the install".into())
 }
 
