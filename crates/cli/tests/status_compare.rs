@@ -163,13 +163,13 @@ async fn status_shows_pending_writes_and_unreachable_databases() {
     let dead = free_port();
     let broken = ConfigFile::new("st_pending_dead", &dbs, dead);
     let out = dugong(&["status"], &broken.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "a database unreachable: {}", show(&out));
     let text = stdout(&out);
     assert!(text.contains("\n sync0 | Bad    | "), "{text}");
     assert!(text.contains(&format!("sync0: databases: db0 reachable, db1 unreachable (127.0.0.1:{dead}/")), "{text}");
     assert!(text.contains("lag unknown (db1 unreachable), pending changes 2 (db0 2, db1 unknown)"), "{text}");
     let out = dugong(&["status", "--json", "sync0"], &broken.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["syncs"][0]["state"], "Bad");
     assert_eq!(json["syncs"][0]["databases"][1]["reachable"], false);
@@ -193,7 +193,7 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
         .await
         .unwrap();
     let out = dugong(&["compare", "--sync", "sync0", "--limit", "2"], &config.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(5), "sites differ: {}", show(&out));
     assert_eq!(
         stdout(&out).lines().next(),
         Some("public.t: DIFFERENT — db0 1 row, db1 3 rows; 2 keys missing on db0, 1 key differs"),
@@ -204,7 +204,7 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
     assert!(stdout(&out).ends_with("  … and 1 more key\n"), "{}", show(&out));
 
     let out = dugong(&["compare", "--json"], &config.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let t = &json["syncs"][0]["tables"][0];
     assert_eq!((json["identical"].as_bool(), t["table"].as_str()), (Some(false), Some("public.t")));
@@ -214,6 +214,6 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
 
     let broken = ConfigFile::new("cmp_cli_dead", &dbs, free_port());
     let out = dugong(&["compare"], &broken.path);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "a database unreachable: {}", show(&out));
     assert!(stdout(&out).starts_with("sync0: cannot compare: db1 is unreachable"), "{}", show(&out));
 }

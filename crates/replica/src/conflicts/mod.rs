@@ -153,19 +153,22 @@ pub async fn list(config: &Config, options: &ListOptions) -> Result<ConflictList
 async fn read(config: &Config, sync: &Sync, filter: &LogFilter) -> Result<Vec<LoggedConflict>, ConflictsError> {
     let (log, tried) = open_log(config, sync).await;
     let Some((db, log)) = log else {
-        if tried.iter().any(|(_, shape)| shape.is_ok()) {
-            if let Some((db, _)) = tried.iter().find(|(_, s)| matches!(s, Ok(LogShape::Old))) {
-                return Err(ConflictsError::Unreadable {
-                    sync: sync.name.to_string(),
-                    why: format!("the conflict log on {db} was made by an earlier Dugong; start `dugong replicate` once to upgrade it"),
-                    unreachable: false,
-                });
-            }
-            return Ok(Vec::new());
-        }
-        let why: Vec<String> =
+        // No current log answered. Only when every database answered without
+        // one has the sync no conflicts; one that did not answer may hold them.
+        let unanswered: Vec<String> =
             tried.iter().filter_map(|(db, s)| s.as_ref().err().map(|e| format!("{db} {e}"))).collect();
-        return Err(ConflictsError::Unreadable { sync: sync.name.to_string(), why: why.join("; "), unreachable: true });
+        if !unanswered.is_empty() {
+            let why = unanswered.join("; ");
+            return Err(ConflictsError::Unreadable { sync: sync.name.to_string(), why, unreachable: true });
+        }
+        if let Some((db, _)) = tried.iter().find(|(_, s)| matches!(s, Ok(LogShape::Old))) {
+            return Err(ConflictsError::Unreadable {
+                sync: sync.name.to_string(),
+                why: format!("the conflict log on {db} was made by an earlier Dugong; start `dugong replicate` once to upgrade it"),
+                unreachable: false,
+            });
+        }
+        return Ok(Vec::new());
     };
     let read = match log {
         Log::Postgres(client) => postgres::conflicts::read_log(&client, filter).await.map_err(|e| describe_pg(&e)),

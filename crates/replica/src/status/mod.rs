@@ -141,13 +141,9 @@ pub struct DatabaseStatus {
 }
 
 impl StatusReport {
-    /// The exit code monitoring relies on: 0 when healthy, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        if self.healthy {
-            0
-        } else {
-            1
-        }
+    /// Some database of a shown sync could not be reached.
+    pub fn unreachable(&self) -> bool {
+        self.syncs.iter().any(|s| s.databases.iter().any(|d| !d.reachable))
     }
 }
 
