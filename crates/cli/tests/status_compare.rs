@@ -217,3 +217,23 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
     assert_eq!(out.status.code(), Some(3), "a database unreachable: {}", show(&out));
     assert!(stdout(&out).starts_with("sync0: cannot compare: db1 is unreachable"), "{}", show(&out));
 }
+
+#[tokio::test]
+async fn last_i_d_reads_0_0_after_an_empty_run() {
+    let (_dbs, config) = replicated("st_empty").await;
+    let cells = |text: &str| text.lines().nth(3).map(|l| l.split('|').nth(4).unwrap_or("").trim().to_string());
+    let out = dugong(&["status"], &config.path);
+    assert_eq!(cells(&stdout(&out)).as_deref(), Some("0/1"), "the run that moved a row: {}", show(&out));
+    // A run with nothing to do, as Bucardo counts it: Last I/D is that run's.
+    let run = dugong(&["replicate", "--once"], &config.path);
+    assert!(run.status.success(), "{}", show(&run));
+    let out = dugong(&["status"], &config.path);
+    assert_eq!(cells(&stdout(&out)).as_deref(), Some("0/0"), "{}", show(&out));
+    let detail = stdout(&dugong(&["status", "sync0"], &config.path));
+    assert!(detail.lines().any(|l| l == "Rows deleted/inserted    : 0 / 0"), "{detail}");
+    let json: serde_json::Value = serde_json::from_slice(&dugong(&["status", "--json"], &config.path).stdout).unwrap();
+    assert_eq!(
+        (json["syncs"][0]["last_inserts"].as_i64(), json["syncs"][0]["rows_total"].as_i64()),
+        (Some(0), Some(1))
+    );
+}

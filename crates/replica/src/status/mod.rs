@@ -64,9 +64,11 @@ pub struct SyncStatus {
     pub healthy: bool,
     /// The last good run, empty runs included (as Bucardo counts them).
     pub last_good: Option<RunTimes>,
-    /// The last run that moved rows; `last_deletes`… are its counts.
+    /// The last run that moved rows.
     pub last_rows: Option<RunTimes>,
     pub last_bad: Option<RunTimes>,
+    /// Rows deleted, inserted, tables truncated and conflicts decided by the
+    /// last good run (Bucardo's Last I/D): 0 after an empty run.
     pub last_deletes: i64,
     pub last_inserts: i64,
     pub last_truncates: i64,
