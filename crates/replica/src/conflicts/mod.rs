@@ -142,7 +142,7 @@ pub async fn list(config: &Config, options: &ListOptions) -> Result<ConflictList
             Err(e) => return Err(e),
         }
     }
-    conflicts.sort_by(|a, b| b.at.cmp(&a.at));
+    conflicts.sort_by_key(|c| std::cmp::Reverse(c.at));
     let more = conflicts.len() > options.limit;
     conflicts.truncate(options.limit);
     Ok(ConflictList { conflicts, more, unreadable, unreachable })

@@ -19,6 +19,8 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 use std::time::Duration;
 
 /// A row as JSON text, as one database held it; `None`: no row (deleted).
@@ -137,6 +139,21 @@ impl RunConflict {
         conflict.id = conflict_id(plan.name(), &conflict);
         conflict
     }
+}
+
+/// The rows a run must read for its conflicts' versions: per (source, index
+/// of the table in the plan), every key that source won or lost, once.
+pub fn versions_wanted<K: Eq + Hash>(conflicts: &[TableConflict<K>]) -> BTreeMap<(DbId, usize), Vec<&K>> {
+    let mut seen: HashSet<(DbId, usize, &K), foldhash::fast::RandomState> = HashSet::default();
+    let mut wanted: BTreeMap<(DbId, usize), Vec<&K>> = BTreeMap::new();
+    for c in conflicts {
+        for db in [c.record.winner, c.record.loser] {
+            if seen.insert((db, c.table, &c.record.key)) {
+                wanted.entry((db, c.table)).or_default().push(&c.record.key);
+            }
+        }
+    }
+    wanted
 }
 
 /// The id of a conflict: 16 hex digits of an MD5 over everything it records

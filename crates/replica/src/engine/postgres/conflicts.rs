@@ -9,12 +9,13 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
 use crate::read::TextKey;
 use crate::record::conflict::{
-    json_null, utc, version_from_text, ConflictKind, LogFilter, LogShape, LoggedConflict, RunConflict, Side,
+    json_null, utc, version_from_text, versions_wanted, ConflictKind, LogFilter, LogShape, LoggedConflict, RunConflict,
+    Side,
 };
 use dugong_core::{quote_ident, DbId, TableName};
 use futures_util::future::try_join_all;
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
 
@@ -25,16 +26,7 @@ pub async fn versions(
     plan: &SyncPlan,
     conflicts: Vec<TableConflict<TextKey>>,
 ) -> Result<Vec<RunConflict>, ReplicaError> {
-    // Per (source, table): every key it won or lost, once.
-    let mut wanted: BTreeMap<(DbId, usize), Vec<&TextKey>> = BTreeMap::new();
-    for c in &conflicts {
-        for db in [c.record.winner, c.record.loser] {
-            let keys = wanted.entry((db, c.table)).or_default();
-            if !keys.contains(&&c.record.key) {
-                keys.push(&c.record.key);
-            }
-        }
-    }
+    let wanted = versions_wanted(&conflicts);
     let reads = wanted.iter().map(|((db, table), keys)| read_rows(pg.node(*db), &plan.tables[*table], keys));
     let found: Vec<HashMap<TextKey, Box<RawValue>>> = try_join_all(reads).await?;
     let rows: HashMap<(DbId, usize), HashMap<TextKey, Box<RawValue>>> = wanted.into_keys().zip(found).collect();

@@ -7,7 +7,6 @@
 //! JSON cannot hold a blob: a blob value is written as `{"blob": "<hex>"}`,
 //! which no other value produces, so a restore can tell it from text.
 
-use super::capture::NOW_US;
 use super::catalog::quoted;
 use super::node::Files;
 use super::value::SqliteKey;
@@ -17,13 +16,14 @@ use crate::engine::Engine;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{Column, SyncPlan};
 use crate::record::conflict::{
-    json_null, utc, version_from_text, ConflictKind, LogFilter, LogShape, LoggedConflict, RowVersion, RunConflict, Side,
+    json_null, utc, version_from_text, versions_wanted, ConflictKind, LogFilter, LogShape, LoggedConflict, RowVersion,
+    RunConflict, Side,
 };
 use crate::record::micros;
 use dugong_core::{quote_ident, quote_literal, DbId, TableName};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 /// Columns the log gained after its first version, with their types.
@@ -97,15 +97,7 @@ pub fn versions(
     plan: &SyncPlan,
     conflicts: Vec<TableConflict<SqliteKey>>,
 ) -> Result<Vec<RunConflict>, ReplicaError> {
-    let mut wanted: BTreeMap<(DbId, usize), Vec<&SqliteKey>> = BTreeMap::new();
-    for c in &conflicts {
-        for db in [c.record.winner, c.record.loser] {
-            let keys = wanted.entry((db, c.table)).or_default();
-            if !keys.contains(&&c.record.key) {
-                keys.push(&c.record.key);
-            }
-        }
-    }
+    let wanted = versions_wanted(&conflicts);
     let mut rows: HashMap<(DbId, usize, &SqliteKey), Box<RawValue>> = HashMap::new();
     for ((db, ti), keys) in &wanted {
         let table = &plan.tables[*ti];
@@ -215,10 +207,8 @@ pub fn read_log(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Vec<L
 /// Marks conflict `id` restored in this file's log. Returns whether it was there.
 pub fn mark_restored(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
     let n = conn.execute(
-        &format!(
-            "UPDATE dugong_conflict_log SET restored_at = {NOW_US} WHERE conflict_id = ?1 AND restored_at IS NULL"
-        ),
-        [id],
+        "UPDATE dugong_conflict_log SET restored_at = ?2 WHERE conflict_id = ?1 AND restored_at IS NULL",
+        rusqlite::params![id, micros(SystemTime::now())],
     )?;
     Ok(n > 0)
 }
