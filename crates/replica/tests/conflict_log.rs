@@ -284,3 +284,20 @@ async fn a_conflict_log_of_an_earlier_version_is_upgraded_keeping_its_rows() {
     assert_eq!(old.reason, "changed on both");
     assert!(by_key(&logged, "5").versions_recorded);
 }
+
+#[tokio::test]
+async fn keys_of_any_text_are_logged_and_restored_exactly() {
+    let sites = Sites::new("clog_keys", 2, "CREATE TABLE k (a text, b text, v text, PRIMARY KEY (a, b))").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    let insert = |v: &str| format!(r#"INSERT INTO k VALUES ('q"uo\te', 'NULL, {{x}}', '{v}')"#);
+    sites.client(0).batch_execute(&insert("first")).await.unwrap();
+    sites.client(1).batch_execute(&insert("second")).await.unwrap();
+    sync_all(&mut p).await;
+    let c = &list(&config, &all()).await[0];
+    assert_eq!(c.key, vec![r#"q"uo\te"#.to_string(), "NULL, {x}".to_string()]);
+    assert_eq!(c.kind, Some(ConflictKind::InsertInsert));
+    conflicts::restore(&config, None, c.id.as_deref().unwrap(), false).await.expect("restore");
+    sync_all(&mut p).await;
+    assert_eq!(sites.assert_same("SELECT a, b, v FROM k").await, vec![r#"q"uo\te|NULL, {x}|first"#]);
+}
