@@ -1,11 +1,12 @@
 //! `dugong compare`: every synced table across the databases of its sync —
 //! row counts and checksums, then the differing keys. Exits 0 when all are
-//! identical, 1 when something differs, 2 when something could not be
-//! compared (an unreachable database, a bad configuration).
+//! identical, 5 when something differs, 3 when a database cannot be reached,
+//! 1 when something else kept a sync from being compared (`crate::exit`).
 
+use crate::exit::Exit;
+use crate::stdout;
 use dugong_config::Config;
 use dugong_replica::compare::{self, DEFAULT_LIMIT};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let report = compare::compare(&config, args.sync.as_deref(), args.limit).await?;
     let text = if args.json { serde_json::to_string_pretty(&report)? + "\n" } else { compare::render_text(&report) };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(ExitCode::from(report.exit_code()))
+    stdout::write(&text)?;
+    Ok(if report.unreachable() {
+        Exit::Unreachable
+    } else if report.errors {
+        Exit::Failed
+    } else if !report.identical {
+        Exit::Differ
+    } else {
+        Exit::Ok
+    }
+    .into())
 }

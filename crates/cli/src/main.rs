@@ -2,16 +2,21 @@
 //! its own module and only orchestrates library crates.
 
 mod compare;
+mod conflicts;
 mod demo;
+mod exit;
 mod logging;
 mod metrics_http;
 mod operator;
 mod replicate;
 mod serve;
 mod status;
+mod stdout;
 mod users;
 
 use clap::{Parser, Subcommand};
+use exit::Exit;
+use std::future::Future;
 use std::process::ExitCode;
 
 /// Dugong: dual-center high availability — master-master replication, status and
@@ -32,11 +37,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the replication daemon for every sync of a Bucardo-style config.
+    #[command(after_help = exit::replicate_help())]
     Replicate(replicate::Args),
     /// Show the state of the syncs, in Bucardo's format (or JSON).
+    #[command(after_help = exit::status_help())]
     Status(status::Args),
     /// Compare every synced table across the databases of each sync.
+    #[command(after_help = exit::compare_help())]
     Compare(compare::Args),
+    /// List the conflicts the replicator decided, with both versions of each
+    /// row; `restore ID` writes a losing version back.
+    #[command(after_help = exit::conflicts_help())]
+    Conflicts(conflicts::Args),
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(Box<dugong_client::cli::Args>),
     /// Serve one site's application server: gRPC, REST + console, metrics.
@@ -59,23 +71,55 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         match cli.command {
-            Command::Replicate(args) => replicate::run(args).await,
-            Command::Status(args) => status::run(args).await,
-            Command::Compare(args) => compare::run(args).await,
+            // The operator commands exit with the codes of `exit`.
+            Command::Replicate(args) => with_exit_codes(replicate::run(args)).await,
+            Command::Status(args) => with_exit_codes(interruptible(status::run(args))).await,
+            Command::Compare(args) => with_exit_codes(interruptible(compare::run(args))).await,
+            Command::Conflicts(args) => with_exit_codes(interruptible(conflicts::run(args))).await,
             // Prints its own errors: its exit code tells scripts why it failed.
-            Command::Client(args) => Ok(dugong_client::cli::run(*args).await),
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Users(args) => users::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Client(args) => dugong_client::cli::run(*args).await,
+            Command::Serve(args) => exit_2_on_error(serve::run(*args).await),
+            Command::Users(args) => exit_2_on_error(users::run(args).await),
+            Command::Demo(args) => exit_2_on_error(demo::run(args).await),
         }
-    });
-    match result {
+    })
+}
+
+/// Prints an error as one report and exits with the code its kind has.
+async fn with_exit_codes(command: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    match command.await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("dugong: {e:#}");
-            ExitCode::from(2)
+            Exit::of_error(&e).into()
         }
     }
+}
+
+fn exit_2_on_error(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("dugong: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs a command that only reads until SIGINT or SIGTERM, which end it at
+/// once with [`Exit::Interrupted`] (its connections are simply dropped).
+async fn interruptible(command: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return command.await;
+    };
+    tokio::select! {
+        result = command => result,
+        _ = term.recv() => Ok(interrupted("SIGTERM")),
+        _ = int.recv() => Ok(interrupted("SIGINT")),
+    }
+}
+
+fn interrupted(signal: &str) -> ExitCode {
+    eprintln!("dugong: interrupted by {signal}");
+    Exit::Interrupted.into()
 }

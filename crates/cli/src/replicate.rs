@@ -1,5 +1,10 @@
-//! `dugong replicate`: the replication daemon.
+//! `dugong replicate`: the replication daemon. With `--once` it exits with
+//! the codes of `crate::exit`: 0 when every sync is Good, 3 when a database
+//! cannot be reached, 4 when a sync is Bad, 2 for bad configuration, 130 when
+//! a signal stopped it first. The daemon itself exits 0 when told to stop.
 
+use crate::exit::Exit;
+use crate::stdout;
 use dugong_config::Config;
 use dugong_replica::capture::Uninstalled;
 use dugong_replica::daemon::{self, DaemonOptions};
@@ -10,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
@@ -62,7 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    // Installed before any sync starts, so a signal is never missed.
+    let signals = tokio::spawn(wait_for_signal(Signals::install(), shutdown.clone()));
     let options = DaemonOptions {
         poll_interval: args.poll_interval,
         batch_rows: args.batch_rows.map(|n| n.max(1)),
@@ -73,44 +80,88 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(config = %args.config.display(), syncs = config.syncs.len(), "replicator starting");
     let reports = daemon::run(Arc::new(config), options, shutdown.clone()).await;
-    // Stopped by a signal, the daemon exits 0 whatever the syncs' state (the
-    // state stays recorded in the databases): a service manager's stop is not
-    // a failure. With --once, or when a sync could not start, the state decides.
-    let stopped_by_signal = signals.is_finished() && !args.once;
+    // The signal task has ended only if a signal came.
+    let signalled = if signals.is_finished() {
+        signals.await.unwrap_or(false)
+    } else {
+        signals.abort();
+        false
+    };
     shutdown.cancel();
-    signals.abort();
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    let mut all_good = true;
+    let mut worst = Exit::Ok;
+    let mut report = String::new();
     for r in &reports {
         if !r.good {
-            all_good = false;
+            let exit = r.class.map(Exit::of_class).unwrap_or(Exit::SyncBad);
+            // A database down outranks a Bad sync, and configuration both.
+            if rank(exit) > rank(worst) {
+                worst = exit;
+            }
             eprintln!(
                 "config file {}: {}: Bad: {}",
                 args.config.display(),
                 r.sync,
                 r.error.as_deref().unwrap_or("unknown error")
             );
-        } else if args.once {
-            println!("{}: Good", r.sync);
+        } else if args.once && !signalled {
+            report.push_str(&format!("{}: Good\n", r.sync));
         }
     }
+    stdout::write(&report)?;
     tracing::info!("replicator stopped");
-    Ok(if all_good || stopped_by_signal { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    if args.once && signalled {
+        eprintln!("dugong: interrupted by a signal before every sync caught up");
+        return Ok(Exit::Interrupted.into());
+    }
+    // Stopped by a signal, the daemon exits 0 whatever the syncs' state (the
+    // state stays recorded in the databases): a service manager's stop is not
+    // a failure. With --once, or when a sync could not start, the state decides.
+    if signalled {
+        return Ok(Exit::Ok.into());
+    }
+    Ok(worst.into())
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
+/// Which exit wins when syncs ended differently.
+fn rank(exit: Exit) -> u8 {
+    match exit {
+        Exit::Ok => 0,
+        Exit::SyncBad => 1,
+        Exit::Unreachable => 2,
+        Exit::Failed => 3,
+        _ => 4,
+    }
+}
+
+/// The handlers of SIGTERM and SIGINT.
+struct Signals(Option<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                Signals(None)
+            }
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and starts the shutdown; returns true when one came.
+async fn wait_for_signal(signals: Signals, shutdown: CancellationToken) -> bool {
+    let Some((mut term, mut int)) = signals.0 else {
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: finishing the run in progress, then stopping"),
         _ = int.recv() => tracing::info!("SIGINT: finishing the run in progress, then stopping"),
     }
     shutdown.cancel();
+    true
 }
 
 async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
@@ -120,25 +171,29 @@ async fn uninstall(config: &Config) -> anyhow::Result<ExitCode> {
             Some(dugong_config::Location::Sqlite(_)) => "Dugong's dugong_* tables",
             _ => "the dugong schema",
         };
-        failed |= !report_uninstall(id, what, result);
+        failed |= !report_uninstall(id, what, result)?;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Prints what uninstall did on one database; false when it failed.
-fn report_uninstall(db: dugong_core::DbId, what: &str, result: Result<Uninstalled, ReplicaError>) -> bool {
+fn report_uninstall(
+    db: dugong_core::DbId,
+    what: &str,
+    result: Result<Uninstalled, ReplicaError>,
+) -> std::io::Result<bool> {
     match result {
         Ok(u) if u.schema_dropped => {
-            println!("{db}: removed {what} and the capture triggers of {} table(s)", u.tables.len());
-            true
+            stdout::write(&format!("{db}: removed {what} and the capture triggers of {} table(s)\n", u.tables.len()))?;
+            Ok(true)
         }
         Ok(_) => {
-            println!("{db}: nothing installed");
-            true
+            stdout::write(&format!("{db}: nothing installed\n"))?;
+            Ok(true)
         }
         Err(e) => {
             eprintln!("{db}: {e}");
-            false
+            Ok(false)
         }
     }
 }

@@ -1,11 +1,12 @@
 //! `dugong status`: the state of the syncs, read from the databases, in
 //! Bucardo's summary and detail layouts or as JSON. Exits 0 when every shown
-//! sync is Good with all its databases reachable, 1 otherwise (for monitoring),
-//! 2 when the configuration is wrong.
+//! sync is Good with all its databases reachable, 3 when a database cannot be
+//! reached, 4 when a sync is not Good (for monitoring; `crate::exit`).
 
+use crate::exit::Exit;
+use crate::stdout;
 use dugong_config::Config;
 use dugong_replica::status::{self, render};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +36,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         render::summary_local(&report)
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(ExitCode::from(report.exit_code()))
+    stdout::write(&text)?;
+    Ok(if report.unreachable() {
+        Exit::Unreachable
+    } else if !report.healthy {
+        Exit::SyncBad
+    } else {
+        Exit::Ok
+    }
+    .into())
 }

@@ -101,7 +101,7 @@ fn once_status_and_compare_work_on_sqlite_syncs() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("main.items: identical (3 rows)"), "{}", text(&out));
 
     // A difference made behind the replicator's back (its own no-capture flag):
-    // compare names the key and exits 1.
+    // compare names the key and exits 5 (sites differ).
     sites
         .conn(1)
         .execute_batch(
@@ -110,7 +110,7 @@ fn once_status_and_compare_work_on_sqlite_syncs() {
         )
         .unwrap();
     let out = run(&["compare"], &sites.config);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(report.contains("main.items: DIFFERENT") && report.contains("1 key missing on db1"), "{report}");
     assert!(report.contains("(id)=(2)") && report.contains("(id)=(3)"), "{report}");
@@ -119,11 +119,12 @@ fn once_status_and_compare_work_on_sqlite_syncs() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["syncs"][0]["tables"][0]["different_keys"], 2, "{json}");
 
-    // A missing file: status says Bad and which file; compare cannot compare (2).
+    // A missing file: status says Bad and which file, and both exit 3 (a
+    // database unreachable).
     let moved = sites.dir.path().join("moved.db");
     std::fs::rename(&sites.paths[1], &moved).unwrap();
     let out = run(&["status"], &sites.config);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sync0 | Bad"), "{}", text(&out));
     let out = run(&["status", "--json"], &sites.config);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -131,7 +132,7 @@ fn once_status_and_compare_work_on_sqlite_syncs() {
     assert_eq!(db1["reachable"], false, "{json}");
     assert!(db1["error"].as_str().unwrap().contains("site1.db"), "{json}");
     let out = run(&["compare"], &sites.config);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("site1.db") && text(&out).contains("does not exist"), "{}", text(&out));
     assert!(!sites.paths[1].exists(), "status and compare never create a file");
     std::fs::rename(&moved, &sites.paths[1]).unwrap();

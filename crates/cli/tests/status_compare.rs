@@ -165,14 +165,14 @@ async fn status_shows_pending_writes_and_unreachable_databases() {
     let dead = free_port();
     let broken = ConfigFile::new("st_pending_dead", &dbs, dead);
     let out = dugong(&["status"], &broken.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "a database unreachable: {}", show(&out));
     let text = stdout(&out);
     assert!(text.contains("\n sync0 | Bad    | "), "{text}");
     assert!(text.contains(&format!("sync0: databases: db0 reachable, db1 unreachable (127.0.0.1:{dead}/")), "{text}");
     // What waits for db1 is known from db0; what waits for db0 is db1's to say.
     assert!(text.contains(" (db0: db1 unreachable), pending changes 2 (db0 unknown, db1 2)"), "{text}");
     let out = dugong(&["status", "--json", "sync0"], &broken.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["syncs"][0]["state"], "Bad");
     assert_eq!(json["syncs"][0]["databases"][1]["reachable"], false);
@@ -196,7 +196,7 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
         .await
         .unwrap();
     let out = dugong(&["compare", "--sync", "sync0", "--limit", "2"], &config.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(5), "sites differ: {}", show(&out));
     assert_eq!(
         stdout(&out).lines().next(),
         Some("public.t: DIFFERENT — db0 1 row, db1 3 rows; 2 keys missing on db0, 1 key differs"),
@@ -207,7 +207,7 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
     assert!(stdout(&out).ends_with("  … and 1 more key\n"), "{}", show(&out));
 
     let out = dugong(&["compare", "--json"], &config.path);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let t = &json["syncs"][0]["tables"][0];
     assert_eq!((json["identical"].as_bool(), t["table"].as_str()), (Some(false), Some("public.t")));
@@ -217,6 +217,26 @@ async fn compare_proves_identical_tables_and_names_differing_keys() {
 
     let broken = ConfigFile::new("cmp_cli_dead", &dbs, free_port());
     let out = dugong(&["compare"], &broken.path);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(3), "a database unreachable: {}", show(&out));
     assert!(stdout(&out).starts_with("sync0: cannot compare: db1 is unreachable"), "{}", show(&out));
+}
+
+#[tokio::test]
+async fn last_i_d_reads_0_0_after_an_empty_run() {
+    let (_dbs, config) = replicated("st_empty").await;
+    let cells = |text: &str| text.lines().nth(3).map(|l| l.split('|').nth(4).unwrap_or("").trim().to_string());
+    let out = dugong(&["status"], &config.path);
+    assert_eq!(cells(&stdout(&out)).as_deref(), Some("0/1"), "the run that moved a row: {}", show(&out));
+    // A run with nothing to do, as Bucardo counts it: Last I/D is that run's.
+    let run = dugong(&["replicate", "--once"], &config.path);
+    assert!(run.status.success(), "{}", show(&run));
+    let out = dugong(&["status"], &config.path);
+    assert_eq!(cells(&stdout(&out)).as_deref(), Some("0/0"), "{}", show(&out));
+    let detail = stdout(&dugong(&["status", "sync0"], &config.path));
+    assert!(detail.lines().any(|l| l == "Rows deleted/inserted    : 0 / 0"), "{detail}");
+    let json: serde_json::Value = serde_json::from_slice(&dugong(&["status", "--json"], &config.path).stdout).unwrap();
+    assert_eq!(
+        (json["syncs"][0]["last_inserts"].as_i64(), json["syncs"][0]["rows_total"].as_i64()),
+        (Some(0), Some(1))
+    );
 }

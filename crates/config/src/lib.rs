@@ -17,8 +17,8 @@
 //!   carry libpq keywords, `host.rs` reads them) or a Dugong `url`, with its
 //!   [`SslMode`] (`sslmode.rs`).
 //! - [`sync`](Sync): each sync, its `tables` (`tables.rs`), its
-//!   `conflict_strategy` (`strategy.rs`) and its [`OneTimeCopy`]
-//!   (`onetimecopy.rs`, which `raw` reads too).
+//!   `conflict_strategy` (`strategy.rs`), its `conflict_retention` and its
+//!   [`OneTimeCopy`] (`onetimecopy.rs`, which `raw` reads too).
 //! - `validate`: the rules that tie fields together ([`Config::validate`]).
 //! - [`ConfigError`] reports a broken rule; [`Secret`] keeps passwords out of
 //!   `Debug` and `Display`.
@@ -49,7 +49,7 @@ pub use error::ConfigError;
 pub use onetimecopy::OneTimeCopy;
 pub use secret::Secret;
 pub use sslmode::SslMode;
-pub use sync::Sync;
+pub use sync::{Sync, DEFAULT_CONFLICT_RETENTION};
 pub use tables::{TableRef, TableSelection};
 
 use database::Env;

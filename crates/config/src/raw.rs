@@ -75,6 +75,7 @@ pub(crate) struct RawSync {
     // Dugong's own.
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) conflict_strategy: Option<Spanned<RawStrategy>>,
+    pub(crate) conflict_retention: Option<Spanned<String>>,
     // Bucardo's own options: accepted and ignored.
     autokick: Option<IgnoredAny>,
     checktime: Option<IgnoredAny>,

@@ -1,6 +1,8 @@
 //! Syncs: which databases replicate which tables, how they first copy, and how
 //! they resolve conflicts.
 
+use std::time::Duration;
+
 use dugong_core::{ConflictStrategy, DbId, SyncName};
 
 use crate::error::Invalid;
@@ -27,7 +29,14 @@ pub struct Sync {
     pub onetimecopy: OneTimeCopy,
     /// How a key changed on several sources since the last run is resolved.
     pub conflict_strategy: ConflictStrategy,
+    /// How long the conflict log keeps a conflict: `conflict_retention`,
+    /// [`DEFAULT_CONFLICT_RETENTION`] unless written.
+    pub conflict_retention: Duration,
 }
+
+/// How long the conflict log keeps a conflict when a sync does not say: 30
+/// days, long enough to review a month's conflicts and restore a lost version.
+pub const DEFAULT_CONFLICT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Sync {
     /// Every database of the sync: sources, then targets (a database is never
@@ -52,6 +61,7 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
     spans.note(&field("tables"), &raw.tables);
     spans.note(&field("onetimecopy"), &raw.onetimecopy);
     spans.note_opt(&field("conflict_strategy"), &raw.conflict_strategy);
+    spans.note_opt(&field("conflict_retention"), &raw.conflict_retention);
 
     let name = match raw.name {
         Some(name) => SyncName(name.value),
@@ -62,6 +72,12 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
         Some(written) => strategy::parse(&field("conflict_strategy"), written.value, spans)?,
         None => ConflictStrategy::Latest,
     };
+    let conflict_retention = match raw.conflict_retention {
+        Some(written) => {
+            retention(&written.value).map_err(|reason| Invalid::new(field("conflict_retention"), reason))?
+        }
+        None => DEFAULT_CONFLICT_RETENTION,
+    };
     Ok(Sync {
         name,
         index,
@@ -70,7 +86,18 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
         tables,
         onetimecopy: raw.onetimecopy.value,
         conflict_strategy,
+        conflict_retention,
     })
+}
+
+/// Reads `conflict_retention`: a duration such as `30d`, `12h` or `90m`.
+fn retention(written: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(written.trim())
+        .map_err(|e| format!("must be a duration such as \"30d\", \"12h\" or \"90m\", not {written:?} ({e})"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero: a conflict log that keeps nothing cannot be reviewed".into());
+    }
+    Ok(d)
 }
 
 fn ids(field: &str, list: Spanned<Vec<Spanned<DbId>>>, spans: &mut Spans) -> Vec<DbId> {

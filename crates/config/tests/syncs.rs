@@ -2,8 +2,9 @@
 //! rule `validate` enforces, each error checked for its field, reason and line.
 
 use std::path::Path;
+use std::time::Duration;
 
-use dugong_config::{Config, ConfigError, OneTimeCopy, TableRef, TableSelection};
+use dugong_config::{Config, ConfigError, OneTimeCopy, TableRef, TableSelection, DEFAULT_CONFLICT_RETENTION};
 use dugong_core::{ConflictStrategy, DbId, SyncName};
 
 /// Three databases (ids 0, 1, 2) on lines 2-4, then `syncs` from line 5 on.
@@ -87,6 +88,30 @@ fn conflict_strategies() {
     assert_eq!(strategy("[2, 0]"), priority);
     assert_eq!(strategy(r#""db2 db0""#), priority);
     assert_eq!(strategy(r#""2,0""#), priority);
+}
+
+#[test]
+fn conflict_retention_defaults_to_thirty_days_and_reads_durations() {
+    let config = load(
+        r#"[{"sources": [0, 1], "tables": "all"},
+  {"sources": [1, 2], "tables": "all", "conflict_retention": "12h"}]"#,
+    )
+    .unwrap();
+    assert_eq!(config.syncs[0].conflict_retention, DEFAULT_CONFLICT_RETENTION);
+    assert_eq!(DEFAULT_CONFLICT_RETENTION, Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(config.syncs[1].conflict_retention, Duration::from_secs(12 * 3600));
+    let err = assert_error(
+        r#"[{"sources": [0, 1], "tables": "all",
+   "conflict_retention": "a month"}]"#,
+        "syncs[0].conflict_retention",
+        "must be a duration such as \"30d\"",
+    );
+    assert_eq!(err.line, Some(6));
+    assert_error(
+        r#"[{"sources": [0, 1], "tables": "all", "conflict_retention": "0s"}]"#,
+        "syncs[0].conflict_retention",
+        "must be longer than zero",
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRead, KeyRequest, KeySet, NewKeys, SourceRead};
 use crate::resolve::{self, ConflictRecord, Resolution, SourceChanges};
-use dugong_core::{DbId, TableName};
+use dugong_core::DbId;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
@@ -75,8 +75,18 @@ impl<K: Clone + Eq + Hash> TablePlan<K> {
     }
 }
 
-/// A conflict decided in a run, with its table.
-pub type TableConflict<K> = (TableName, ConflictRecord<K>);
+/// A conflict decided in a run, with what the conflict log needs beyond the
+/// decision: its table, and whether both sides only inserted the key.
+#[derive(Debug, Clone)]
+pub struct TableConflict<K> {
+    /// Index into the plan's tables.
+    pub table: usize,
+    pub record: ConflictRecord<K>,
+    /// The winner and the loser both only inserted the key in this run (an
+    /// insert/insert conflict, when both rows exist). Engines whose change
+    /// logs do not mark inserts (SQLite) never say so.
+    pub both_inserted: bool,
+}
 
 /// Resolves each table the run reads and plans what every database does for
 /// it. `keys` answer `requests` in order. Fails only under the `abort`
@@ -117,7 +127,13 @@ pub fn plan_tables<K: Clone + Eq + Hash>(
             .collect();
         let resolution = resolve::resolve(&plan.sync.conflict_strategy, &plan.order, &sources)
             .map_err(|aborted| resolve::abort_error(&table.name, &aborted))?;
-        conflicts.extend(resolution.conflicts.iter().map(|c| (table.name.clone(), c.clone())));
+        let only_inserted =
+            |db: DbId, key: &K| reads.iter().position(|r| r.db == db).is_some_and(|si| inserted[si].contains(key));
+        conflicts.extend(resolution.conflicts.iter().map(|c| TableConflict {
+            table: ti,
+            record: c.clone(),
+            both_inserted: only_inserted(c.winner, &c.key) && only_inserted(c.loser, &c.key),
+        }));
         let mut table_plan = TablePlan::new(ti, &sources, resolution);
         if new_keys == NewKeys::Trust && table_plan.truncate.is_none() {
             table_plan.fresh = fresh_keys(&sources, inserted);

@@ -77,6 +77,19 @@ pub enum ReplicaError {
     },
 }
 
+/// What an error means to an operator's script (`dugong` maps each class to
+/// an exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The configuration is wrong, or names what the databases don't have.
+    Configuration,
+    /// A database cannot be reached.
+    Unreachable,
+    /// The sync is Bad for another reason (a schema mismatch, a conflict
+    /// under `abort`, a failed statement).
+    Bad,
+}
+
 /// What the daemon does after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorPolicy {
@@ -119,6 +132,15 @@ impl ReplicaError {
                 | ReplicaError::Privilege { .. }
                 | ReplicaError::SqliteUnavailable { .. }
         )
+    }
+
+    /// The error's class, for exit codes.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ReplicaError::Config(_) => ErrorClass::Configuration,
+            e if e.is_unreachable() => ErrorClass::Unreachable,
+            _ => ErrorClass::Bad,
+        }
     }
 
     /// True when the error means a database is down or its connection broke.

@@ -17,13 +17,15 @@
 //! [`engine::postgres`] or [`engine::sqlite`] — both behind one seam,
 //! [`engine::Engine`]. [`run`] is the one run loop over either engine and
 //! [`daemon`] the one daemon: a task per sync, polling, backoff, self-healing,
-//! shutdown. The operator views, [`status`] and [`compare`], read the databases
+//! shutdown. The operator views, [`status`], [`compare`] and [`conflicts`]
+//! (the conflict log, and restoring a losing version), read the databases
 //! through the engines and render one report; [`uninstall`] removes it all.
 //! `error`: error kinds and the policy the daemon applies to each.
 
 pub mod apply;
 pub mod capture;
 pub mod compare;
+pub mod conflicts;
 pub mod daemon;
 pub mod diff;
 pub mod engine;
@@ -38,4 +40,4 @@ pub mod status;
 pub mod uninstall;
 pub mod upkeep;
 
-pub use error::{describe_pg, Backoff, ErrorPolicy, ReplicaError, StatementContext};
+pub use error::{describe_pg, Backoff, ErrorClass, ErrorPolicy, ReplicaError, StatementContext};

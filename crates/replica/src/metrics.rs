@@ -1,5 +1,5 @@
 //! Metric names of the replicator, in one place. Labels stay low-cardinality:
-//! `sync`, `db`, `result`.
+//! `sync`, `db`, `result`, `table` (the replicated tables of a sync).
 
 pub const ROWS_APPLIED: &str = "dugong_replica_rows_applied_total";
 pub const ROWS_DELETED: &str = "dugong_replica_rows_deleted_total";
@@ -25,7 +25,7 @@ pub fn describe() {
     metrics::describe_counter!(ROWS_APPLIED, "Rows copied from a source to the other databases of a sync");
     metrics::describe_counter!(ROWS_DELETED, "Rows deleted on databases written by a sync (changed or deleted keys)");
     metrics::describe_counter!(RUNS, "Sync runs that moved data or failed, by result");
-    metrics::describe_counter!(CONFLICTS, "Conflicts decided (same key changed on several sources)");
+    metrics::describe_counter!(CONFLICTS, "Conflicts decided (same key changed on several sources), by table");
     metrics::describe_gauge!(
         LAG_SECONDS,
         "Age of the oldest change not yet applied to the database (by commit time, else since it was first seen waiting); 0 only when nothing waits"

@@ -4,12 +4,15 @@
 //! it in their own tables (`dugong.sync_state` on PostgreSQL,
 //! `dugong_sync_state` on SQLite), in the run's transactions, together with
 //! the conflict log and, after every database committed, the sources'
-//! positions; and they read it back as a [`DbRead`].
+//! positions; and they read it back as a [`DbRead`]. [`conflict`]: what the
+//! conflict log keeps of each conflict.
+
+pub mod conflict;
 
 use crate::plan::Excluded;
-use crate::read::{CommitTime, TextKey};
-use crate::resolve::ConflictRecord;
-use dugong_core::{DbId, TableName};
+use crate::read::CommitTime;
+use conflict::RunConflict;
+use dugong_core::DbId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often a replicator writes its heartbeat unless told otherwise. Status
@@ -48,7 +51,8 @@ pub struct RunOutcome {
     pub deletes: u64,
     pub inserts: u64,
     pub truncates: u64,
-    pub conflicts: Vec<(TableName, ConflictRecord<TextKey>)>,
+    /// Every conflict decided, with both versions of its row.
+    pub conflicts: Vec<RunConflict>,
     /// The batch was bounded: more changes are waiting.
     pub more: bool,
     /// Age of the oldest change shipped, when commit times are known.
@@ -101,15 +105,6 @@ pub fn degraded(missing: &[Missing], live: &[DbId]) -> Option<String> {
 /// How a table left out by `tables: all` is listed in the state: `name (reason)`.
 pub fn excluded_entries(excluded: &[Excluded]) -> Vec<String> {
     excluded.iter().map(|e| format!("{} ({})", e.table, e.reason)).collect()
-}
-
-/// Why a conflict's loser lost, as the conflict log says it.
-pub fn conflict_reason<K>(c: &ConflictRecord<K>) -> &'static str {
-    if c.by_truncate {
-        "truncate"
-    } else {
-        "changed on both"
-    }
 }
 
 /// Microseconds since the Unix epoch.

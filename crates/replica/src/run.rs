@@ -82,7 +82,11 @@ async fn run_in_transactions<E: Engine>(
 
     // 2. Resolve each table, and plan what every database must do.
     let (plans, conflicts) = apply::plan_tables(&p.plan, &reads, &how, &requests, keys, new_keys)?;
-    outcome.conflicts = conflicts.into_iter().map(|(table, c)| (table, c.map_key(E::key_text))).collect();
+    // Keep both versions of each conflicted row for the conflict log: read
+    // now, before the apply overwrites the losers' versions.
+    if !conflicts.is_empty() {
+        outcome.conflicts = p.engine.conflict_versions(&p.plan, conflicts).await?;
+    }
 
     // 3. Apply on every database, in its run transaction.
     let totals = p.engine.apply(&p.plan, plans).await?;

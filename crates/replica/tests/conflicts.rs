@@ -35,13 +35,18 @@ async fn the_transaction_that_commits_last_wins_even_if_it_began_first() {
     let outcomes = sync_all(&mut p).await;
     assert_eq!(outcomes.iter().map(|o| o.conflicts.len()).sum::<usize>(), 1);
     assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 1").await, vec!["site0 committed last"]);
-    // The conflict log names table, key, winner, loser and both commit times, on both sites.
+    // The conflict log names table, key, kind, winner, loser, both commit
+    // times and both versions of the row, on both sites, under one id.
+    let mut ids = Vec::new();
     for i in 0..2 {
         let rows = sites
-            .rows(i, "SELECT table_schema, table_name, key::text, winner, loser, winner_committed > loser_committed, reason FROM dugong.conflict_log")
+            .rows(i, "SELECT table_schema, table_name, key::text, kind, winner, loser, winner_committed > loser_committed, reason,
+                             winner_row->>'v', loser_row->>'v' FROM dugong.conflict_log")
             .await;
-        assert_eq!(rows, vec!["public|t|{1}|db0|db1|t|changed on both"]);
+        assert_eq!(rows, vec!["public|t|{1}|update/update|db0|db1|t|later commit|site0 committed last|site1"]);
+        ids.extend(sites.rows(i, "SELECT conflict_id FROM dugong.conflict_log").await);
     }
+    assert!(ids[0].len() == 16 && ids[0] == ids[1], "the same id on every database: {ids:?}");
 }
 
 #[tokio::test]

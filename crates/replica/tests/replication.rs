@@ -528,7 +528,7 @@ async fn one_source_tables_ship_without_resolution_beside_contested_ones() {
     let outcomes = sync_all(&mut p).await;
     assert_eq!(outcomes.len(), 1, "one run: {outcomes:?}");
     assert_eq!(outcomes[0].conflicts.len(), 1, "only u's key 1 was contested");
-    assert_eq!(outcomes[0].conflicts[0].0.name, "u");
+    assert_eq!(outcomes[0].conflicts[0].table.name, "u");
     let t = sites.assert_same("SELECT id, v FROM t ORDER BY id").await;
     assert_eq!(t.len(), 50 + 100 - 5, "{t:?}");
     assert!(t.contains(&"1|updated".to_string()) && t.contains(&"1000|seed".to_string()));
@@ -748,6 +748,13 @@ async fn rows_written_after_a_truncate_elsewhere_survive_it() {
         sites.assert_same("SELECT id, v FROM t").await,
         vec!["100|after the truncate", "2|changed after the truncate"]
     );
-    let logged = sites.rows(0, "SELECT key::text || ':' || reason FROM dugong.conflict_log").await;
-    assert_eq!(logged, vec!["{1}:truncate"]);
+    let logged = sites
+        .rows(0, "SELECT key::text, kind, reason, winner_row::text, loser_row::text FROM dugong.conflict_log")
+        .await;
+    assert_eq!(
+        logged,
+        vec![
+            r#"{1}|update/delete|db0 truncated the table: later commit|null|{"v": "changed before the truncate", "id": 1}"#
+        ]
+    );
 }

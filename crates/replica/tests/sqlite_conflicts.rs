@@ -1,10 +1,13 @@
-//! Conflicts between SQLite files, under each strategy, with the conflict log.
+//! Conflicts between SQLite files, under each strategy, with the conflict
+//! log: both versions listed, a losing version restored.
 
 mod sqlite_sites;
 
+use dugong_replica::conflicts::{self, ListOptions};
+use dugong_replica::record::conflict::{ConflictKind, RestoreWrite};
 use dugong_replica::run::RunLimits;
 use dugong_replica::ReplicaError;
-use sqlite_sites::{prepare, sync_all, Sites};
+use sqlite_sites::{block_on, prepare, sync_all, Sites};
 
 const SCHEMA: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);";
 
@@ -24,7 +27,11 @@ fn later() {
 }
 
 fn log(sites: &Sites, i: usize) -> Vec<String> {
-    sites.rows(i, "SELECT table_name, key, winner, loser, reason, winner_changed > loser_changed FROM dugong_conflict_log ORDER BY id")
+    sites.rows(
+        i,
+        "SELECT table_name, key, kind, winner, loser, reason, winner_changed > loser_changed, winner_row, loser_row
+         FROM dugong_conflict_log ORDER BY id",
+    )
 }
 
 #[test]
@@ -49,8 +56,14 @@ fn latest_change_wins_per_row_and_is_logged_everywhere() {
         assert_eq!(
             entries,
             vec![
-                r#"Text("t")|Text("[\"1\"]")|Text("db1")|Text("db0")|Text("changed on both")|Integer(1)"#,
-                r#"Text("t")|Text("[\"2\"]")|Text("db0")|Text("db1")|Text("changed on both")|Integer(1)"#,
+                concat!(
+                    r#"Text("t")|Text("[\"1\"]")|Text("update/update")|Text("db1")|Text("db0")|Text("later commit")|Integer(1)"#,
+                    r#"|Text("{\"id\":1,\"v\":\"new on 1\"}")|Text("{\"id\":1,\"v\":\"old on 0\"}")"#
+                ),
+                concat!(
+                    r#"Text("t")|Text("[\"2\"]")|Text("update/update")|Text("db0")|Text("db1")|Text("later commit")|Integer(1)"#,
+                    r#"|Text("{\"id\":2,\"v\":\"new on 0\"}")|Text("{\"id\":2,\"v\":\"old on 1\"}")"#
+                ),
             ]
         );
     }
@@ -95,4 +108,36 @@ fn abort_applies_nothing_and_keeps_the_changes() {
     assert_eq!(sync_all(&mut p)[0].conflicts.len(), 1);
     assert_eq!(sites.assert_same("SELECT v FROM t"), vec![r#"Text("zero")"#]);
     assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 1, "the other tables' changes ship too");
+}
+
+#[test]
+fn a_losing_version_is_listed_and_restored_with_its_blobs_and_reals() {
+    let sites = Sites::new(
+        2,
+        "CREATE TABLE r (id INTEGER PRIMARY KEY, v TEXT, b BLOB, x REAL); INSERT INTO r VALUES (1, 'seed', NULL, 0);",
+    );
+    let config = sites.config("");
+    let mut p = prepare(&config);
+    sites.exec(0, "UPDATE r SET v = 'mine', b = x'00ff10', x = 0.1 WHERE id = 1");
+    later();
+    sites.exec(1, "UPDATE r SET v = 'theirs' WHERE id = 1");
+    sync_all(&mut p);
+    assert_eq!(sites.assert_same("SELECT v FROM r"), vec![r#"Text("theirs")"#]);
+    let list = block_on(conflicts::list(&config, &ListOptions { limit: 10, ..ListOptions::default() })).unwrap();
+    assert_eq!(list.conflicts.len(), 1, "{list:#?}");
+    let c = &list.conflicts[0];
+    assert_eq!(
+        (c.kind, c.table.as_str(), c.loser.database.as_str()),
+        (Some(ConflictKind::UpdateUpdate), "main.r", "db0")
+    );
+    assert_eq!(c.loser.row.get(), r#"{"id":1,"v":"mine","b":{"blob":"00ff10"},"x":0.1}"#);
+    assert_eq!(c.winner.row.get(), r#"{"id":1,"v":"theirs","b":null,"x":0.0}"#);
+
+    let restored = block_on(conflicts::restore(&config, None, c.id.as_deref().unwrap(), false)).unwrap();
+    assert_eq!(restored.write, RestoreWrite::Updated);
+    assert_eq!(sync_all(&mut p).iter().map(|o| o.conflicts.len()).sum::<usize>(), 0);
+    assert_eq!(sites.assert_same("SELECT v, b, x FROM r"), vec![r#"Text("mine")|Blob([0, 255, 16])|Real(0.1)"#]);
+    assert_eq!(sites.count(1, "SELECT count(*) FROM dugong_conflict_log WHERE restored_at IS NOT NULL"), 1);
+    let again = block_on(conflicts::restore(&config, None, c.id.as_deref().unwrap(), false)).unwrap_err();
+    assert!(again.to_string().contains("already holds the losing version"), "{again}");
 }

@@ -22,7 +22,7 @@ use crate::plan;
 use dugong_config::{Config, Sync};
 use serde::Serialize;
 
-pub use crate::diff::{KeyDifference, MissingCount, RowCount, TableComparison};
+pub use crate::diff::{KeyDifference, MissingCount, RowCount, TableComparison, Uncompared};
 pub use render::render_text;
 
 /// How many differing keys each table lists by default.
@@ -39,16 +39,9 @@ pub struct CompareReport {
 }
 
 impl CompareReport {
-    /// 0 when everything is identical, 1 when something differs, 2 when
-    /// something could not be compared.
-    pub fn exit_code(&self) -> u8 {
-        if self.errors {
-            2
-        } else if !self.identical {
-            1
-        } else {
-            0
-        }
+    /// Some sync could not be compared because a database could not be reached.
+    pub fn unreachable(&self) -> bool {
+        self.syncs.iter().any(|s| s.unreachable)
     }
 }
 
@@ -59,6 +52,8 @@ pub struct SyncComparison {
     pub databases: Vec<String>,
     /// Why the sync could not be compared (an unreachable database…).
     pub error: Option<String>,
+    /// It could not be compared because a database could not be reached.
+    pub unreachable: bool,
     pub tables: Vec<TableComparison>,
 }
 
@@ -84,16 +79,20 @@ pub async fn compare_sync(config: &Config, sync: &Sync, limit: usize) -> SyncCom
         name: sync.name.to_string(),
         databases: ids.iter().map(ToString::to_string).collect(),
         error: None,
+        unreachable: false,
         tables: Vec::new(),
     };
     let compared = match engine::kind_of(config, sync) {
         Ok(EngineKind::Sqlite) => sqlite::compare::compare_tables(config, sync, &ids, limit).await,
         Ok(EngineKind::Postgres) => postgres::compare::compare_tables(config, sync, &ids, limit).await,
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(Uncompared::from(e.to_string())),
     };
     match compared {
         Ok(tables) => result.tables = tables,
-        Err(e) => result.error = Some(e),
+        Err(e) => {
+            result.error = Some(e.why);
+            result.unreachable = e.unreachable;
+        }
     }
     result
 }

@@ -9,7 +9,7 @@ mod probe;
 use crate::engine::postgres::{Postgres, COMMIT_TIMESTAMP_ADVICE};
 use crate::engine::sqlite::Sqlite;
 use crate::engine::{self, Engine, EngineKind, Prepared};
-use crate::error::{Backoff, ErrorPolicy, ReplicaError};
+use crate::error::{Backoff, ErrorClass, ErrorPolicy, ReplicaError};
 use crate::metrics as m;
 use crate::read::RunLimits;
 use crate::record::{degraded, epoch_seconds, Replicator, RunOutcome, DEFAULT_HEARTBEAT};
@@ -62,12 +62,36 @@ impl Default for DaemonOptions {
     }
 }
 
+/// How often a running sync purges conflicts past their retention (and once
+/// whenever it is prepared).
+const CONFLICT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// How each sync ended (meaningful with `once`).
 #[derive(Debug, Clone)]
 pub struct SyncReport {
     pub sync: SyncName,
     pub good: bool,
     pub error: Option<String>,
+    /// What kind of problem the error is, when not good.
+    pub class: Option<ErrorClass>,
+}
+
+impl SyncReport {
+    fn good(sync: SyncName) -> SyncReport {
+        SyncReport { sync, good: true, error: None, class: None }
+    }
+
+    fn failed(sync: SyncName, e: &ReplicaError) -> SyncReport {
+        SyncReport { sync, good: false, error: Some(e.to_string()), class: Some(e.class()) }
+    }
+
+    fn bad(sync: SyncName, text: String) -> SyncReport {
+        SyncReport { sync, good: false, error: Some(text), class: Some(ErrorClass::Bad) }
+    }
+
+    fn unreachable(sync: SyncName, text: String) -> SyncReport {
+        SyncReport { sync, good: false, error: Some(text), class: Some(ErrorClass::Unreachable) }
+    }
 }
 
 /// Runs every sync of `config` until `shutdown` fires (or, with `once`, until
@@ -91,11 +115,7 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
     for h in handles {
         match h.await {
             Ok(r) => reports.push(r),
-            Err(e) => reports.push(SyncReport {
-                sync: SyncName("?".into()),
-                good: false,
-                error: Some(format!("sync task panicked: {e}")),
-            }),
+            Err(e) => reports.push(SyncReport::bad(SyncName("?".into()), format!("sync task panicked: {e}"))),
         }
     }
     reports
@@ -119,7 +139,7 @@ impl SyncTask {
                 // Bad configuration fails at start instead of retrying forever.
                 tracing::error!(sync = %self.sync.name, error = %e, "cannot start the sync");
                 self.shutdown.cancel();
-                SyncReport { sync: self.sync.name.clone(), good: false, error: Some(e.to_string()) }
+                SyncReport::failed(self.sync.name.clone(), &e)
             }
         }
     }
@@ -137,12 +157,12 @@ impl SyncTask {
         let mut batch_rows: Option<usize> = None;
         loop {
             if self.shutdown.is_cancelled() {
-                return SyncReport { sync: name, good: true, error: None };
+                return SyncReport::good(name);
             }
             let started = SystemTime::now();
             let prepared = tokio::select! {
                 p = self.prepare::<E>(&mut copied) => p,
-                _ = self.shutdown.cancelled() => return SyncReport { sync: name, good: true, error: None },
+                _ = self.shutdown.cancelled() => return SyncReport::good(name),
             };
             let mut p = match prepared {
                 Ok(p) => p,
@@ -157,10 +177,10 @@ impl SyncTask {
                     standby_waits += 1;
                     if self.options.once && standby_waits > 20 {
                         let text = format!("the sync is being replicated by {holder}");
-                        return SyncReport { sync: name, good: false, error: Some(text) };
+                        return SyncReport::bad(name, text);
                     }
                     if !self.wait(self.options.standby_retry).await {
-                        return SyncReport { sync: name, good: true, error: None };
+                        return SyncReport::good(name);
                     }
                     continue;
                 }
@@ -168,15 +188,15 @@ impl SyncTask {
                     // Bad configuration fails at start instead of retrying forever.
                     tracing::error!(sync = %name, error = %e, "cannot start the sync");
                     self.shutdown.cancel();
-                    return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                    return SyncReport::failed(name, &e);
                 }
                 Err(e) => {
                     self.bad::<E>(&e, started).await;
                     if self.options.once {
-                        return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                        return SyncReport::failed(name, &e);
                     }
                     if !self.wait(backoff.next_delay()).await {
-                        return SyncReport { sync: name, good: false, error: Some(e.to_string()) };
+                        return SyncReport::failed(name, &e);
                     }
                     continue;
                 }
@@ -209,8 +229,11 @@ impl SyncTask {
                     health.stop().await;
                     p.engine.record_stopped(&p.plan, &self.who).await;
                     let live: Vec<DbId> = p.engine.databases();
-                    let error = degraded(p.engine.missing(), &live);
-                    return SyncReport { sync: name, good: error.is_none(), error };
+                    return match degraded(p.engine.missing(), &live) {
+                        // Ran among fewer databases than the sync has.
+                        Some(why) => SyncReport::unreachable(name, why),
+                        None => SyncReport::good(name),
+                    };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
                     tracing::warn!(sync = %name, change = %what, "replicated tables changed; preparing the sync again");
@@ -227,7 +250,7 @@ impl SyncTask {
                     tracing::warn!(sync = %name, db = %db, holder = %holder, "another replicator took the sync over; standing by");
                     drop(p);
                     if !self.wait(self.options.standby_retry).await {
-                        return SyncReport { sync: name, good: true, error: None };
+                        return SyncReport::good(name);
                     }
                     continue;
                 }
@@ -241,11 +264,11 @@ impl SyncTask {
                         metrics::gauge!(m::DATABASE_UP, "sync" => name.to_string(), "db" => db.to_string()).set(0.0);
                     }
                     if self.options.once {
-                        return SyncReport { sync: name, good: false, error: Some(text) };
+                        return SyncReport::failed(name, &e);
                     }
                     drop(p);
                     if !self.wait(backoff.next_delay()).await {
-                        return SyncReport { sync: name, good: false, error: Some(text) };
+                        return SyncReport::failed(name, &e);
                     }
                 }
             }
@@ -270,7 +293,20 @@ impl SyncTask {
             p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown).await?;
             *copied = true;
         }
+        self.purge_conflicts(&mut p).await;
         Ok(p)
+    }
+
+    /// Deletes conflicts older than the sync's retention. A failure is only
+    /// logged: the next purge (or the next start) tries again.
+    async fn purge_conflicts<E: Engine>(&self, p: &mut Prepared<E>) {
+        match p.engine.purge_conflicts(&p.plan).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(sync = %p.plan.name(), purged = n, retention = %humantime::format_duration(p.plan.sync.conflict_retention), "purged conflicts past their retention")
+            }
+            Err(e) => tracing::warn!(sync = %p.plan.name(), error = %e, "could not purge old conflicts"),
+        }
     }
 
     /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
@@ -287,6 +323,7 @@ impl SyncTask {
         let name = p.plan.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
+        let mut last_conflict_purge = std::time::Instant::now();
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {
@@ -299,6 +336,10 @@ impl SyncTask {
             if last_schema_check.elapsed() >= self.options.schema_check {
                 p.engine.check_unchanged(&p.plan).await?;
                 last_schema_check = std::time::Instant::now();
+            }
+            if last_conflict_purge.elapsed() >= CONFLICT_PURGE_INTERVAL {
+                self.purge_conflicts(p).await;
+                last_conflict_purge = std::time::Instant::now();
             }
             match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
                 Ok(outcome) => {
@@ -360,10 +401,16 @@ impl SyncTask {
         metrics::counter!(m::RUNS, "sync" => sync.clone(), "result" => "good").increment(1);
         metrics::counter!(m::ROWS_APPLIED, "sync" => sync.clone()).increment(o.inserts);
         metrics::counter!(m::ROWS_DELETED, "sync" => sync.clone()).increment(o.deletes);
-        metrics::counter!(m::CONFLICTS, "sync" => sync.clone()).increment(o.conflicts.len() as u64);
+        let mut by_table: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for c in &o.conflicts {
+            *by_table.entry(c.table.display_name()).or_default() += 1;
+        }
+        for (table, n) in by_table {
+            metrics::counter!(m::CONFLICTS, "sync" => sync.clone(), "table" => table).increment(n);
+        }
         metrics::histogram!(m::RUN_DURATION_SECONDS, "sync" => sync).record(o.duration.as_secs_f64());
         if !o.conflicts.is_empty() {
-            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; see the conflict log (dugong.conflict_log, on SQLite dugong_conflict_log)");
+            tracing::info!(sync = %name, conflicts = o.conflicts.len(), "conflicts resolved; both versions are in the conflict log: dugong conflicts --sync {name}");
         }
         let ph = &o.phases;
         tracing::debug!(

@@ -9,6 +9,28 @@ pub(crate) mod merge;
 use crate::plan::TableInfo;
 use serde::Serialize;
 
+/// Why a sync's tables could not be compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncompared {
+    pub why: String,
+    /// A database could not be reached (or a SQLite file opened).
+    pub unreachable: bool,
+}
+
+impl From<String> for Uncompared {
+    fn from(why: String) -> Uncompared {
+        Uncompared { why, unreachable: false }
+    }
+}
+
+impl Uncompared {
+    /// The databases that could not be opened, each with why.
+    pub fn unreachable(failures: &[crate::ReplicaError]) -> Uncompared {
+        let why: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        Uncompared { why: why.join("; "), unreachable: failures.iter().any(|e| e.is_unreachable()) }
+    }
+}
+
 /// One table across the databases of a sync.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableComparison {

@@ -12,10 +12,11 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::apply::{TablePlan, Totals};
+use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
+use crate::record::conflict::RunConflict;
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
@@ -43,9 +44,10 @@ impl<E> Prepared<E> {
 }
 
 /// What the pipeline needs of a database engine. The run steps are called in
-/// order — `pending`, then `begin`, `read_keys`, `apply`, `commit` and
-/// `advance`, or `rollback` after a failure — and the engine keeps what
-/// `begin` read (each source's window) until the run ends.
+/// order — `pending`, then `begin`, `read_keys`, `conflict_versions` (when
+/// the run has conflicts), `apply`, `commit` and `advance`, or `rollback`
+/// after a failure — and the engine keeps what `begin` read (each source's
+/// window) until the run ends.
 pub trait Engine: Send + Sized + 'static {
     /// A changed key as this engine reads it from its change logs.
     type Key: Clone + Eq + Hash + Send + std::marker::Sync + 'static;
@@ -127,6 +129,16 @@ pub trait Engine: Send + Sized + 'static {
         requests: &[KeyRequest],
     ) -> impl Future<Output = Result<Vec<ChangedKeys<Self::Key>>, ReplicaError>> + Send;
 
+    /// Reads both versions of each conflicted row — the winner's and the
+    /// loser's, each from its own source in the run transaction, before
+    /// `apply` overwrites the loser's — with one query per source and table,
+    /// and returns the conflicts as the conflict log keeps them.
+    fn conflict_versions(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        conflicts: Vec<TableConflict<Self::Key>>,
+    ) -> impl Future<Output = Result<Vec<RunConflict>, ReplicaError>> + Send;
+
     /// Carries out every table plan on every database, in the run transactions.
     fn apply(
         &mut self,
@@ -181,6 +193,11 @@ pub trait Engine: Send + Sized + 'static {
         started: SystemTime,
         error: &str,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Deletes the sync's conflicts older than its `conflict_retention` from
+    /// every database's conflict log, between runs. Returns how many went
+    /// (counted on the sync's first database).
+    fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> impl Future<Output = Result<u64, ReplicaError>> + Send;
 
     /// Marks the sync as not running (the replicator `who` stops cleanly).
     fn record_stopped(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> impl Future<Output = ()> + Send;

@@ -46,7 +46,8 @@ pub struct Excluded {
 #[derive(Debug, Clone)]
 pub(crate) struct CatalogRow {
     pub name: TableName,
-    /// `r` table, `p` partitioned table (PostgreSQL), `v` virtual table (SQLite).
+    /// `r` table, `p` partitioned table, `f` foreign table, `m` materialized
+    /// view (PostgreSQL), `v` virtual table (SQLite).
     pub kind: String,
     pub partition: bool,
     pub columns: Vec<Column>,
@@ -67,6 +68,10 @@ pub(crate) struct CatalogRow {
 fn unsupported(row: &CatalogRow) -> Option<&'static str> {
     if row.kind == "p" {
         Some("partitioned tables are not supported yet")
+    } else if row.kind == "f" {
+        Some("foreign table: its rows live on another server")
+    } else if row.kind == "m" {
+        Some("materialized view: refresh it on each site")
     } else if row.kind == "v" {
         Some("virtual tables are not supported")
     } else if row.partition {
@@ -117,10 +122,8 @@ pub(crate) fn select_from(
                 let row = find(catalog, r)
                     .map_err(|why| ReplicaError::Config(format!("{field}: table {}: {why} on {db}", show_ref(r))))?;
                 if let Some(reason) = unsupported(row) {
-                    return Err(ReplicaError::Config(format!(
-                        "{field}: table {}: {reason} on {db}; every replicated table needs one",
-                        row.name
-                    )));
+                    let needs = if reason == "no primary key" { "; every replicated table needs one" } else { "" };
+                    return Err(ReplicaError::Config(format!("{field}: table {}: {reason} on {db}{needs}", row.name)));
                 }
                 if !tables.iter().any(|t| t.name == row.name) {
                     tables.push(to_info(row));

@@ -153,7 +153,12 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
             }),
         }
     });
-    let row = newest.map(|(s, _)| s.clone()).unwrap_or_default();
+    let mut row = newest.map(|(s, _)| s.clone()).unwrap_or_default();
+    if last_run_was_empty(&row) {
+        // Bucardo's Last I/D are the counts of the last run: an empty run,
+        // recorded as a good run after the last one that moved rows, is 0/0.
+        (row.last_deletes, row.last_inserts, row.last_truncates, row.last_conflicts) = (0, 0, 0, 0);
+    }
     let now = newest.map(|(_, n)| n).unwrap_or(0);
     let status = SyncStatus {
         name: sync.name.to_string(),
@@ -185,6 +190,15 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
     (status, clock)
 }
 
+/// The last good run ended after the last run that moved rows: it moved none.
+fn last_run_was_empty(row: &StateRow) -> bool {
+    match (row.last_good_ended, row.last_rows_ended) {
+        (Some(good), Some(rows)) => good > rows,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 /// The whole report: the replicator pid is the running one with the newest
 /// heartbeat; the check time is the newest database clock seen.
 pub(super) fn report(syncs: Vec<(SyncStatus, Option<i64>)>) -> StatusReport {
@@ -201,5 +215,47 @@ pub(super) fn report(syncs: Vec<(SyncStatus, Option<i64>)>) -> StatusReport {
         checked_at: clock.map(at).unwrap_or_else(Utc::now),
         healthy: syncs.iter().all(|s| s.healthy),
         syncs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dugong_config::{OneTimeCopy, TableSelection, DEFAULT_CONFLICT_RETENTION};
+    use dugong_core::{ConflictStrategy, SyncName};
+
+    fn read(good_ended: i64, rows_ended: Option<i64>) -> DbRead {
+        let state = StateRow {
+            state: "Good".into(),
+            last_good_ended: Some(good_ended),
+            last_rows_ended: rows_ended,
+            last_deletes: 2,
+            last_inserts: 5,
+            last_conflicts: 1,
+            ..StateRow::default()
+        };
+        DbRead { now_us: good_ended, installed: true, state: Some(state), ..DbRead::default() }
+    }
+
+    fn counts(read: DbRead) -> (i64, i64, i64) {
+        let sync = Sync {
+            name: SyncName("sync0".into()),
+            index: 0,
+            sources: vec![DbId(0)],
+            targets: vec![],
+            tables: TableSelection::All,
+            onetimecopy: OneTimeCopy::None,
+            conflict_strategy: ConflictStrategy::Latest,
+            conflict_retention: DEFAULT_CONFLICT_RETENTION,
+        };
+        let (s, _) = sync_status(&sync, vec![(DbId(0), Ok(read))]);
+        (s.last_deletes, s.last_inserts, s.last_conflicts)
+    }
+
+    #[test]
+    fn last_counts_are_zero_after_an_empty_run() {
+        assert_eq!(counts(read(1_000, Some(1_000))), (2, 5, 1), "the last run moved rows");
+        assert_eq!(counts(read(2_000, Some(1_000))), (0, 0, 0), "an empty run came after it");
+        assert_eq!(counts(read(2_000, None)), (0, 0, 0), "no run ever moved rows");
     }
 }

@@ -65,9 +65,11 @@ pub struct SyncStatus {
     pub healthy: bool,
     /// The last good run, empty runs included (as Bucardo counts them).
     pub last_good: Option<RunTimes>,
-    /// The last run that moved rows; `last_deletes`… are its counts.
+    /// The last run that moved rows.
     pub last_rows: Option<RunTimes>,
     pub last_bad: Option<RunTimes>,
+    /// Rows deleted, inserted, tables truncated and conflicts decided by the
+    /// last good run (Bucardo's Last I/D): 0 after an empty run.
     pub last_deletes: i64,
     pub last_inserts: i64,
     pub last_truncates: i64,
@@ -159,13 +161,9 @@ pub struct DatabaseStatus {
 }
 
 impl StatusReport {
-    /// The exit code monitoring relies on: 0 when healthy, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        if self.healthy {
-            0
-        } else {
-            1
-        }
+    /// Some database of a shown sync could not be reached.
+    pub fn unreachable(&self) -> bool {
+        self.syncs.iter().any(|s| s.databases.iter().any(|d| !d.reachable))
     }
 }
 

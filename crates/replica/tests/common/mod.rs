@@ -59,8 +59,13 @@ impl Sites {
 
     /// A master-master sync of every site, tables "all".
     pub fn master_master(&self) -> Config {
+        Config::from_str(&self.master_master_json(), Path::new("test.json")).expect("valid config")
+    }
+
+    /// [`Sites::master_master`] as the JSON file says it.
+    pub fn master_master_json(&self) -> String {
         let ids: Vec<String> = (0..self.dbs.len()).map(|i| i.to_string()).collect();
-        self.config(&format!(r#"{{"sources": [{}], "targets": [], "tables": "all", "onetimecopy": 0}}"#, ids.join(",")))
+        self.json(&format!(r#"{{"sources": [{}], "targets": [], "tables": "all", "onetimecopy": 0}}"#, ids.join(",")))
     }
 
     pub fn client(&self, site: usize) -> &Client {

@@ -280,11 +280,8 @@ fn capture_sql(id: i32, table: &TableInfo, index_now: bool) -> String {
     let key_function = format!("dugong.{}", quote_ident(&format!("capture_{id}_key")));
     let old_values: Vec<String> = src_cols.iter().map(|c| format!("OLD.{c}")).collect();
     let new_values: Vec<String> = src_cols.iter().map(|c| format!("NEW.{c}")).collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id(), dugong_inserted boolean);
-{txid_index}
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
+    let capture_body = format!(
+        "
 BEGIN
     IF TG_OP = 'DELETE' THEN
         {into} SELECT {src} FROM dugong_old;
@@ -294,14 +291,18 @@ BEGIN
         {into} SELECT {src} FROM dugong_new;
     END IF;
     RETURN NULL;
-END $dugong$;
-CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $dugong$
+END "
+    );
+    let key_body = format!(
+        "
 BEGIN
     {into} VALUES ({old_values});
     RETURN NULL;
-END $dugong$;
-DO $dugong$
+END ",
+        old_values = old_values.join(", "),
+    );
+    let install_body = format!(
+        "
 DECLARE
     rel oid := (quote_ident({lit_schema}) || '.' || quote_ident({lit_name}))::regclass;
 BEGIN
@@ -338,11 +339,34 @@ BEGIN
         CREATE TRIGGER dugong_capture_truncate AFTER TRUNCATE ON {qt}
             FOR EACH STATEMENT EXECUTE FUNCTION dugong.capture_truncate('{id}');
     END IF;
-END $dugong$;",
-        kdefs = kdefs.join(", "),
+END ",
         old_values = old_values.join(", "),
         new_values = new_values.join(", "),
+    );
+    format!(
+        "CREATE TABLE IF NOT EXISTS {delta} ({kdefs}, dugong_txid xid8 NOT NULL DEFAULT pg_current_xact_id(), dugong_inserted boolean);
+{txid_index}
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {capture};
+CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {key};
+DO {install};",
+        kdefs = kdefs.join(", "),
+        capture = dollar_quoted(&capture_body),
+        key = dollar_quoted(&key_body),
+        install = dollar_quoted(&install_body),
     )
+}
+
+/// `body` in dollar quotes whose tag occurs nowhere in it — `$dugong$`, else
+/// `$dugong1$`, `$dugong2$`… — so no table or column name inside (a table
+/// called `a$dugong$b`, say) can end the quote early.
+fn dollar_quoted(body: &str) -> String {
+    let tag = (0..)
+        .map(|n: u32| if n == 0 { "$dugong$".to_string() } else { format!("$dugong{n}$") })
+        .find(|tag| !body.contains(tag.as_str()))
+        .expect("some tag is missing from any finite text");
+    format!("{tag}{body}{tag}")
 }
 
 /// Removes the triggers from every captured table and drops the `dugong`
@@ -389,4 +413,16 @@ pub async fn uninstall(client: &mut Client, db: DbId) -> Result<Uninstalled, Rep
     tx.commit().await.on_db(db, || "committing the uninstall".into())?;
     out.schema_dropped = true;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dollar_quoted;
+
+    #[test]
+    fn the_dollar_quote_tag_never_occurs_in_the_body() {
+        assert_eq!(dollar_quoted("BEGIN END"), "$dugong$BEGIN END$dugong$");
+        let body = r#"INSERT INTO "a$dugong$b" VALUES ('$dugong1$')"#;
+        assert_eq!(dollar_quoted(body), format!("$dugong2${body}$dugong2$"));
+    }
 }

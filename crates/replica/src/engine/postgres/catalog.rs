@@ -2,6 +2,9 @@
 //! checking a sync's tables is the same code on every engine (`crate::plan`).
 //! Schemas `dugong` (the replicator's bookkeeping), `dugong_local` (state that
 //! never leaves its site), `bucardo` and the system's own are never replicated.
+//! Unlogged tables replicate like any table (their triggers fire the same);
+//! foreign tables and materialized views are listed so `tables: all` can say
+//! why it leaves them out. Temporary tables live in `pg_temp_*` schemas.
 
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::tables::{CatalogRow, Column};
@@ -30,7 +33,7 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relispartition,
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
-WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+WHERE c.relkind IN ('r', 'p', 'f', 'm') AND c.relpersistence IN ('p', 'u')
   AND n.nspname <> ALL($1::text[]) AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1, 2";
 

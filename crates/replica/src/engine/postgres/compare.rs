@@ -7,7 +7,7 @@
 use super::catalog;
 use super::connect::connect_as;
 use crate::diff::merge;
-use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison};
+use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison, Uncompared};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::TableInfo;
 use dugong_config::{Config, Sync};
@@ -22,7 +22,7 @@ pub async fn compare_tables(
     sync: &Sync,
     ids: &[DbId],
     limit: usize,
-) -> Result<Vec<TableComparison>, String> {
+) -> Result<Vec<TableComparison>, Uncompared> {
     // All at once, so dead databases cost one connect timeout in total.
     let connected = join_all(ids.iter().map(|id| connect_as(config, *id, "dugong compare"))).await;
     let mut clients = Vec::with_capacity(ids.len());
@@ -30,11 +30,11 @@ pub async fn compare_tables(
     for (id, c) in ids.iter().zip(connected) {
         match c {
             Ok(c) => clients.push((*id, c)),
-            Err(e) => failures.push(e.to_string()),
+            Err(e) => failures.push(e),
         }
     }
     if !failures.is_empty() {
-        return Err(failures.join("; "));
+        return Err(Uncompared::unreachable(&failures));
     }
     let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
     let selection = catalog::select(&refs, sync).await.map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dugong_config::{Config, Database, Location, PgTarget, SslMode};
 use dugong_core::DbId;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
 use super::tls;
 use crate::error::ReplicaError;
@@ -78,12 +78,32 @@ where
             ReplicaError::Unreachable { db, target, source }
         }
     })?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!(db = %db, error = %err, "connection closed");
-        }
-    });
+    tokio::spawn(drive(db, connection));
     Ok(client)
+}
+
+/// Drives a connection until it closes. The server's notices ("relation …
+/// already exists, skipping" at every start) go to DEBUG: driven as a plain
+/// future, the driver would log each one at INFO.
+async fn drive<S, T>(db: DbId, mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notice(notice))) => tracing::debug!(
+                db = %db, severity = notice.severity(), code = notice.code().code(), notice = notice.message(),
+                "server notice"
+            ),
+            Some(Ok(_)) => {}
+            Some(Err(err)) => {
+                tracing::debug!(db = %db, error = %err, "connection closed");
+                return;
+            }
+            None => return,
+        }
+    }
 }
 
 /// The target for messages, with the sslmode when it insists on TLS: a

@@ -13,12 +13,16 @@
 //!   and changed keys; `apply`: deletes and COPY streams; `record`: run
 //!   state, conflict log, commits and cursor advances; `upkeep`: purges and
 //!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`.
+//! - `conflicts`: both versions of conflicted rows, the conflict log's purge
+//!   and what `dugong conflicts` reads; `restore`: a losing version written
+//!   back.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
 
 mod apply;
 pub mod capture;
 mod catalog;
 pub(crate) mod compare;
+pub(crate) mod conflicts;
 mod connect;
 mod copy;
 mod format;
@@ -26,6 +30,7 @@ mod node;
 mod prepare;
 mod read;
 mod record;
+pub(crate) mod restore;
 pub mod snapshot;
 pub(crate) mod status;
 mod tls;
@@ -39,10 +44,11 @@ pub use node::{Node, Postgres};
 pub use prepare::COMMIT_TIMESTAMP_ADVICE;
 
 use super::{Engine, Prepared};
-use crate::apply::{TablePlan, Totals};
+use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
+use crate::record::conflict::RunConflict;
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
@@ -156,6 +162,14 @@ impl Engine for Postgres {
         read::read_keys(self, plan, requests).await
     }
 
+    async fn conflict_versions(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        conflicts: Vec<TableConflict<TextKey>>,
+    ) -> Result<Vec<RunConflict>, ReplicaError> {
+        conflicts::versions(self, plan, conflicts).await
+    }
+
     async fn apply(&mut self, plan: &Arc<SyncPlan>, tables: Vec<TablePlan<TextKey>>) -> Result<Totals, ReplicaError> {
         apply::apply_all(self, plan, &tables).await
     }
@@ -204,6 +218,10 @@ impl Engine for Postgres {
     async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
         let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
         record::record_bad(&clients, plan.name(), who, started, error).await;
+    }
+
+    async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {
+        conflicts::purge(self, plan).await
     }
 
     async fn record_stopped(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) {

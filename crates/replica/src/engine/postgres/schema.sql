@@ -80,7 +80,9 @@ CREATE TABLE IF NOT EXISTS dugong.heartbeat (
     PRIMARY KEY (sync, role)
 );
 
--- Every conflict decided, per row.
+-- Every conflict decided, per row: both versions of the row as JSON (a
+-- deleted one as JSON null), who won and why. conflict_id is derived from the
+-- content, so it is the same on every database of the sync.
 CREATE TABLE IF NOT EXISTS dugong.conflict_log (
     id               bigserial PRIMARY KEY,
     at               timestamptz NOT NULL DEFAULT now(),
@@ -94,7 +96,16 @@ CREATE TABLE IF NOT EXISTS dugong.conflict_log (
     loser_committed  timestamptz,
     reason           text NOT NULL
 );
+-- Logs made by earlier versions keep their rows and gain the new columns
+-- (NULL in old rows: no id, kind or versions were recorded then).
+ALTER TABLE dugong.conflict_log
+    ADD COLUMN IF NOT EXISTS conflict_id text,
+    ADD COLUMN IF NOT EXISTS kind        text,
+    ADD COLUMN IF NOT EXISTS winner_row  jsonb,
+    ADD COLUMN IF NOT EXISTS loser_row   jsonb,
+    ADD COLUMN IF NOT EXISTS restored_at timestamptz;
 CREATE INDEX IF NOT EXISTS conflict_log_sync_at ON dugong.conflict_log (sync, at);
+CREATE UNIQUE INDEX IF NOT EXISTS conflict_log_conflict_id ON dugong.conflict_log (conflict_id);
 
 CREATE OR REPLACE FUNCTION dugong.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

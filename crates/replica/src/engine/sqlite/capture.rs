@@ -42,6 +42,7 @@ pub fn install_schema(conn: &mut Connection, db: DbId) -> Result<(), ReplicaErro
     tx.execute_batch(SCHEMA_SQL).on_db(db, || "installing Dugong's tables".into())?;
     upgrade_cursor(&tx, db)?;
     upgrade_sync_state(&tx, db)?;
+    super::conflicts::upgrade_log(&tx, db)?;
     tx.commit().on_db(db, || "committing the install".into())
 }
 

@@ -9,7 +9,7 @@ use super::node::blocking;
 use super::value::{encode, text};
 use super::{catalog, open, path_of};
 use crate::diff::merge::{self, Entry};
-use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison};
+use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison, Uncompared};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{Selection, TableInfo};
 use dugong_config::{Config, Sync};
@@ -23,24 +23,27 @@ pub(crate) async fn compare_tables(
     sync: &Sync,
     ids: &[DbId],
     limit: usize,
-) -> Result<Vec<TableComparison>, String> {
+) -> Result<Vec<TableComparison>, Uncompared> {
     let mut files = Vec::with_capacity(ids.len());
     for id in ids {
         files.push((*id, path_of(config, *id).map_err(|e| e.to_string())?.to_path_buf()));
     }
+    let opened: Vec<(DbId, Result<Connection, ReplicaError>)> =
+        blocking(move || Ok(files.iter().map(|(id, path)| (*id, open::open_read_only(*id, path))).collect()))
+            .await
+            .map_err(|e| e.to_string())?;
+    let (mut conns, mut failures) = (Vec::with_capacity(ids.len()), Vec::new());
+    for (id, c) in opened {
+        match c {
+            Ok(c) => conns.push((id, c)),
+            Err(e) => failures.push(e),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Uncompared::unreachable(&failures));
+    }
     let sync = sync.clone();
     let per_table = blocking(move || {
-        let mut conns = Vec::with_capacity(files.len());
-        let mut failures = Vec::new();
-        for (id, path) in &files {
-            match open::open_read_only(*id, path) {
-                Ok(c) => conns.push((*id, c)),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(ReplicaError::Config(failures.join("; ")));
-        }
         let Selection { tables, problems, .. } = catalog::select(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
         let mut out = Vec::with_capacity(tables.len());
         for table in &tables {

@@ -11,6 +11,9 @@
 //! - `read`: the poll, each source's window and change counts, changed keys;
 //!   `apply`: deletes and upserts; `record`: run state, conflict log, commits
 //!   and cursor advances (purging with them); `copy`: `onetimecopy`.
+//! - `conflicts`: both versions of conflicted rows, the conflict log's
+//!   upgrade and purge, what `dugong conflicts` reads; `restore`: a losing
+//!   version written back.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
 //! - `value`: keys that hash, values as text, the encoding compare hashes.
 
@@ -18,12 +21,14 @@ mod apply;
 mod capture;
 mod catalog;
 pub(crate) mod compare;
+pub(crate) mod conflicts;
 mod copy;
 pub mod lease;
 mod node;
 pub mod open;
 mod read;
 mod record;
+pub(crate) mod restore;
 pub(crate) mod status;
 pub mod value;
 mod watch;
@@ -32,11 +37,12 @@ pub use capture::{delta_name, install_schema, uninstall};
 pub use node::{Files, Node, Sqlite};
 
 use super::{Engine, Prepared};
-use crate::apply::{TablePlan, Totals};
+use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::capture::Install;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
+use crate::record::conflict::RunConflict;
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::{DbId, SyncName};
@@ -260,6 +266,15 @@ impl Engine for Sqlite {
         self.with(move |f| read::read_keys(f, &plan, &requests)).await
     }
 
+    async fn conflict_versions(
+        &mut self,
+        plan: &Arc<SyncPlan>,
+        conflicts: Vec<TableConflict<SqliteKey>>,
+    ) -> Result<Vec<RunConflict>, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| conflicts::versions(f, &plan, conflicts)).await
+    }
+
     async fn apply(&mut self, plan: &Arc<SyncPlan>, tables: Vec<TablePlan<SqliteKey>>) -> Result<Totals, ReplicaError> {
         let plan = plan.clone();
         self.with(move |f| apply::apply_all(f, &plan, tables)).await
@@ -326,6 +341,11 @@ impl Engine for Sqlite {
                 Ok(())
             })
             .await;
+    }
+
+    async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| conflicts::purge(f, &plan)).await
     }
 
     async fn record_stopped(&mut self, plan: &Arc<SyncPlan>, _who: &Replicator) {

@@ -8,7 +8,7 @@ use super::lease;
 use super::node::{Files, Node};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
-use crate::record::{conflict_reason, excluded_entries, micros, Replicator, RunOutcome};
+use crate::record::{excluded_entries, micros, Replicator, RunOutcome};
 use dugong_core::{DbId, SyncName};
 use rusqlite::{params, Connection};
 use std::time::SystemTime;
@@ -144,29 +144,37 @@ pub fn record_stopped(files: &Files, sync: &SyncName) {
     }
 }
 
-/// Records the run's conflicts in every file's conflict log, in the run transaction.
+/// Records the run's conflicts in every file's conflict log, in the run
+/// transaction, with both versions of each row (a deleted one as JSON
+/// `null`). A conflict already logged under its id is not logged twice.
 fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result<(), ReplicaError> {
     let now = micros(SystemTime::now());
+    let version = |row: &crate::record::conflict::RowVersion| row.as_ref().map_or("null", |r| r.get()).to_string();
     for node in &files.nodes {
         let mut stmt = node
             .conn
             .prepare_cached(
-                "INSERT INTO dugong_conflict_log (at, sync, table_name, key, winner, loser, winner_changed, loser_changed, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT OR IGNORE INTO dugong_conflict_log (conflict_id, at, sync, table_name, key, kind, winner, loser,
+                                                          winner_changed, loser_changed, winner_row, loser_row, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .on_db(node.id, || "recording conflicts".into())?;
-        for (table, c) in &outcome.conflicts {
+        for c in &outcome.conflicts {
             let key = serde_json::to_string(&c.key).unwrap_or_default();
             stmt.execute(rusqlite::params![
+                c.id,
                 now,
                 plan.name().as_str(),
-                table.name,
+                c.table.name,
                 key,
+                c.kind.as_str(),
                 c.winner.to_string(),
                 c.loser.to_string(),
                 c.winner_time,
                 c.loser_time,
-                conflict_reason(c)
+                version(&c.winner_row),
+                version(&c.loser_row),
+                c.reason
             ])
             .on_db(node.id, || "recording conflicts".into())?;
         }

@@ -79,7 +79,11 @@ CREATE TABLE IF NOT EXISTS dugong_sync_state (
     standby_seen      INTEGER
 );
 
--- Every conflict decided, per row; the key as a JSON array of its values' text.
+-- Every conflict decided, per row; the key as a JSON array of its values' text,
+-- both versions of the row as JSON (a deleted one as JSON null). Files made by
+-- earlier versions gain conflict_id, kind, winner_row, loser_row and
+-- restored_at when the replicator starts (engine::sqlite::conflicts), which
+-- also indexes conflict_id.
 CREATE TABLE IF NOT EXISTS dugong_conflict_log (
     id               INTEGER PRIMARY KEY,
     at               INTEGER NOT NULL,
@@ -90,6 +94,11 @@ CREATE TABLE IF NOT EXISTS dugong_conflict_log (
     loser            TEXT NOT NULL,
     winner_changed   INTEGER,
     loser_changed    INTEGER,
-    reason           TEXT NOT NULL
+    reason           TEXT NOT NULL,
+    conflict_id      TEXT,
+    kind             TEXT,
+    winner_row       TEXT,
+    loser_row        TEXT,
+    restored_at      INTEGER
 );
 CREATE INDEX IF NOT EXISTS dugong_conflict_log_sync_at ON dugong_conflict_log (sync, at);
