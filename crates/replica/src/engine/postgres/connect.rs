@@ -27,8 +27,14 @@ pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Re
 /// by one server read back identically on another. No JIT and no parallel plans:
 /// after a backlog the change logs look huge to the planner, and its JIT and
 /// parallel workers cost tens of milliseconds for queries that take one.
-const SESSION_OPTIONS: &str =
-    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c jit=off -c max_parallel_workers_per_gather=0";
+///
+/// And the server probes the connection after 3 s of silence (every second,
+/// three times), and gives up on data the replicator has not acknowledged
+/// within 10 s: when a replicator's whole data center goes dark, its sessions
+/// on the other sites — and the claim on the sync they hold — end within
+/// seconds, not the two hours of the kernel's defaults, so the standby there
+/// takes over.
+const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c jit=off -c max_parallel_workers_per_gather=0 -c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
 
 /// Opens a connection to `db`, driving it on a task of the current runtime.
 pub async fn connect(db: &Database, application_name: &str) -> Result<Client, ReplicaError> {
