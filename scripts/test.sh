@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need (PostgreSQL's server
-# binaries, Chromium and chromedriver) when missing; the tests start their own
-# servers and browser on free ports.
+# binaries, Chromium and chromedriver, iproute2) when missing; the tests start
+# their own servers and browser on free ports, and the outage tests their own
+# network namespaces (as root, which CI is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# PostgreSQL's server binaries, and Chromium with its WebDriver for the
-# console's browser tests; each only when missing.
+# PostgreSQL's server binaries, Chromium with its WebDriver for the console's
+# browser tests, and iproute2's `ip` for the tests that cut network links
+# between namespaces; each only when missing.
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (the tests start their own servers and browser)" >&2
     sudo=""

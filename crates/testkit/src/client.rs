@@ -7,7 +7,6 @@ use tokio_postgres::NoTls;
 
 use crate::cluster::Cluster;
 use crate::error::TestkitError;
-use crate::settings::HOST;
 
 /// The superuser every test cluster is created with.
 const SUPERUSER: &str = "postgres";
@@ -25,16 +24,25 @@ const MAX_PREFIX: usize = 30;
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 
 impl Cluster {
-    /// Connection settings for `dbname` as the superuser, over TCP, without TLS.
+    /// Connection settings for `dbname` as the superuser, without TLS, for this process: over
+    /// TCP to `127.0.0.1`, or for a cluster in a network namespace over its Unix socket, which
+    /// no cut link touches.
     pub fn pg_config(&self, dbname: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config.host(HOST).port(self.port()).user(SUPERUSER).dbname(dbname).connect_timeout(CONNECT_TIMEOUT);
+        if self.namespace().is_some() {
+            config.host_path(self.socket_dir());
+        } else {
+            config.host(self.host());
+        }
+        config.port(self.port()).user(SUPERUSER).dbname(dbname).connect_timeout(CONNECT_TIMEOUT);
         config
     }
 
-    /// The same as a URL: `postgres://postgres@127.0.0.1:PORT/dbname`.
+    /// The server as a URL over TCP: `postgres://postgres@HOST:PORT/dbname`, where `HOST` is
+    /// `127.0.0.1`, or the namespace's address for a cluster in a test network (reachable
+    /// from the network's namespaces, not from this process).
     pub fn url(&self, dbname: &str) -> String {
-        format!("postgres://{SUPERUSER}@{HOST}:{}/{dbname}", self.port())
+        format!("postgres://{SUPERUSER}@{}:{}/{dbname}", self.host(), self.port())
     }
 
     /// Connects to `dbname` as the superuser. The connection runs as a task on the current

@@ -5,6 +5,10 @@
 //! written to `data/dugong_testkit.conf`, included from `postgresql.conf`, rather than passed
 //! as `-c` options: that way `restart()` brings the server back exactly as it was without
 //! remembering a command line, and values need no shell quoting.
+//!
+//! A cluster started in a test network's namespace ([`Cluster::start_in`]) listens on the
+//! namespace's address instead of `127.0.0.1`, and the test process talks to it over its Unix
+//! socket, which cutting the namespace's link leaves alone.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
 use crate::install::PgBinaries;
+use crate::network::Namespace;
 use crate::port::free_port;
 use crate::process::{self, RunAs};
 use crate::server_log;
@@ -35,7 +40,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Numbers the cluster directories of this process.
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
-/// A running PostgreSQL server on `127.0.0.1:<port>`, superuser `postgres`, trust auth.
+/// A running PostgreSQL server on `127.0.0.1:<port>` (or a test network namespace's address),
+/// superuser `postgres`, trust auth.
 ///
 /// Dropping it stops the server at once and removes its directory. A detached watchdog does
 /// the same if the test process dies first, so no server or directory outlives the tests.
@@ -43,7 +49,11 @@ static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 pub struct Cluster {
     dir: PathBuf,
     data_dir: PathBuf,
+    /// The address it listens on.
+    host: String,
     port: u16,
+    /// The namespace it runs in, if any; held so the network outlives the server.
+    netns: Option<Namespace>,
     bins: PgBinaries,
     run_as: RunAs,
     watchdog: Option<Watchdog>,
@@ -59,6 +69,19 @@ impl Cluster {
     ///
     /// Blocking: takes about a second.
     pub fn start(opts: ClusterOptions) -> Result<Cluster, TestkitError> {
+        Cluster::start_somewhere(opts, None)
+    }
+
+    /// Like [`Cluster::start`], but the server runs inside `netns` and listens on its address
+    /// (TCP from the other namespaces of the network: [`Cluster::url`]); this process reaches
+    /// it over its Unix socket ([`Cluster::connect`]), whatever happens to the links.
+    ///
+    /// TLS (`ClusterOptions::tls`) is not offered there: the certificate names `127.0.0.1`.
+    pub fn start_in(netns: &Namespace, opts: ClusterOptions) -> Result<Cluster, TestkitError> {
+        Cluster::start_somewhere(opts, Some(netns.clone()))
+    }
+
+    fn start_somewhere(opts: ClusterOptions, netns: Option<Namespace>) -> Result<Cluster, TestkitError> {
         let bins = PgBinaries::find()?;
         let run_as = RunAs::detect()?;
         let dir = create_cluster_dir(run_as)?;
@@ -66,10 +89,13 @@ impl Cluster {
         // The watchdog starts before anything can fail, and from here on an early return
         // drops `cluster`, which cleans up.
         let watchdog = Watchdog::spawn(&dir, &data_dir, &bins.program("pg_ctl"), run_as);
+        let host = netns.as_ref().map_or_else(|| HOST.to_owned(), |ns| ns.address().to_string());
         let mut cluster = Cluster {
             dir,
             data_dir,
+            host,
             port: free_port(),
+            netns,
             bins,
             run_as,
             watchdog: None,
@@ -78,6 +104,9 @@ impl Cluster {
         };
         cluster.watchdog = Some(watchdog?);
         cluster.initdb()?;
+        if opts.tls && cluster.netns.is_some() {
+            return Err(TestkitError::Unsupported("TLS for a cluster in a network namespace".into()));
+        }
         if opts.tls {
             cluster.tls = Some(tls::make(&cluster.dir, run_as)?);
         }
@@ -115,9 +144,19 @@ impl Cluster {
         self.port
     }
 
-    /// The host the server listens on: `127.0.0.1`.
+    /// The host the server listens on: `127.0.0.1`, or the address of its namespace.
     pub fn host(&self) -> &str {
-        HOST
+        &self.host
+    }
+
+    /// The namespace the server runs in, when started with [`Cluster::start_in`].
+    pub fn namespace(&self) -> Option<&Namespace> {
+        self.netns.as_ref()
+    }
+
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The PEM certificate of the CA that signed the server's certificate, for clients'
@@ -211,7 +250,7 @@ impl Cluster {
     /// Writes the settings file, for the current port.
     fn write_settings(&self, opts: &ClusterOptions) -> Result<(), TestkitError> {
         let path = self.data_dir.join(SETTINGS_FILE);
-        std::fs::write(&path, settings::render(opts, self.port, &self.dir, self.tls.as_ref()))
+        std::fs::write(&path, settings::render(opts, &self.host, self.port, &self.dir, self.tls.as_ref()))
             .map_err(|err| TestkitError::io(format!("writing {}", path.display()), err))?;
         self.run_as.chown(&path)
     }
@@ -219,7 +258,10 @@ impl Cluster {
     fn pg_ctl_start(&self) -> Result<(), StartFailure> {
         let log = self.log_path();
         let mark = server_log::mark(&log);
-        let mut cmd = self.run_as.command(&self.bins.program("pg_ctl"), &self.dir);
+        // Only the start runs in the namespace: the postmaster and its backends stay there,
+        // and stopping is by signal, from anywhere.
+        let netns = self.netns.as_ref().map(Namespace::name);
+        let mut cmd = self.run_as.command_in(netns, &self.bins.program("pg_ctl"), &self.dir);
         cmd.arg("-D").arg(&self.data_dir).arg("-l").arg(&log);
         cmd.args(["-w", "-t", &PG_CTL_TIMEOUT.as_secs().to_string(), "start"]);
         let reason = match process::run(cmd, "pg_ctl start") {

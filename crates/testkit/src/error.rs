@@ -81,6 +81,23 @@ pub enum TestkitError {
         after: Duration,
     },
 
+    /// A network namespace or link could not be made or changed: tests that cut links need
+    /// root and iproute2's `ip`, and fail (never skip) without them.
+    #[error(
+        "{what} failed: {output}\n(tests that cut network links create network namespaces with \
+         iproute2's `ip` as root; scripts/test.sh installs iproute2)"
+    )]
+    Network {
+        /// What was being done, e.g. the `ip` command line.
+        what: String,
+        /// What `ip` said, or why it could not run.
+        output: String,
+    },
+
+    /// Asked for a combination the testkit does not offer.
+    #[error("not supported by the testkit: {0}")]
+    Unsupported(String),
+
     /// A query or connection to the test server failed.
     #[error("{what}")]
     Postgres {

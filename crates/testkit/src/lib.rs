@@ -12,8 +12,8 @@
 //! - `port` — [`free_port`], picked below the kernel's ephemeral range.
 //! - `process` — runs server programs as `postgres` when we are root; process liveness from
 //!   `/proc`.
-//! - `watchdog` — a detached process that stops the server and removes its directory once the
-//!   test process is gone, however it went.
+//! - `watchdog` — detached processes that stop the server and remove its directory, or delete
+//!   a test network's namespaces, once the test process is gone, however it went.
 //! - `tls` — a CA and a server certificate for a TLS cluster (`ClusterOptions::tls`).
 //! - `settings` — [`ClusterOptions`] and the settings file they become.
 //! - `cluster` — [`Cluster`]: initdb, start, stop, kill9, restart, drop.
@@ -22,6 +22,8 @@
 //! - `wait` — [`wait_for`].
 //! - `dns` — [`TestDns`]: a DNS server in-process whose records tests change at run time.
 //! - `proxy` — [`FaultProxy`]: a TCP proxy that loses an answer on purpose.
+//! - `network` — [`TestNetwork`]: network namespaces joined by veth links that tests cut and
+//!   heal, PostgreSQL ([`Cluster::start_in`]) and programs ([`Namespace::command`]) inside.
 //! - `certs` — [`TestCa`]: CAs and certificates for TLS tests of our own servers.
 //! - `error` — [`TestkitError`].
 //!
@@ -41,6 +43,7 @@ mod cluster;
 pub mod dns;
 mod error;
 mod install;
+mod network;
 mod port;
 mod process;
 mod proxy;
@@ -55,6 +58,7 @@ pub use cluster::Cluster;
 pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
+pub use network::{Namespace, TestNetwork};
 pub use port::free_port;
 pub use proxy::FaultProxy;
 pub use settings::ClusterOptions;

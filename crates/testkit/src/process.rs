@@ -5,7 +5,7 @@
 //! `/proc`, treating zombies as dead: a SIGKILLed postmaster is reparented to PID 1, and the
 //! init of a container may never reap it.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,15 +51,23 @@ impl RunAs {
     /// A command running `program` as the server user, in `cwd` (which the server user can
     /// enter: the test's own working directory may not be), with no standard input.
     pub(crate) fn command(&self, program: &Path, cwd: &Path) -> Command {
-        let mut cmd = match self {
-            RunAs::CurrentUser => Command::new(program),
-            RunAs::Postgres { .. } => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", SERVER_USER, "--"]).arg(program);
-                cmd
-            }
-        };
-        cmd.current_dir(cwd).stdin(Stdio::null());
+        self.command_in(None, program, cwd)
+    }
+
+    /// Like [`RunAs::command`], inside network namespace `netns` when given (`ip netns exec`,
+    /// which needs root: namespaces are only made by root).
+    pub(crate) fn command_in(&self, netns: Option<&str>, program: &Path, cwd: &Path) -> Command {
+        let mut words: Vec<&OsStr> = Vec::new();
+        if let Some(netns) = netns {
+            words.push(crate::network::ip_program().as_os_str());
+            words.extend(["netns", "exec", netns].map(OsStr::new));
+        }
+        if self.is_root() {
+            words.extend(["runuser", "-u", SERVER_USER, "--"].map(OsStr::new));
+        }
+        words.push(program.as_os_str());
+        let mut cmd = Command::new(words[0]);
+        cmd.args(&words[1..]).current_dir(cwd).stdin(Stdio::null());
         cmd
     }
 

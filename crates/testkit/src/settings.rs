@@ -34,15 +34,21 @@ impl Default for ClusterOptions {
     }
 }
 
-/// The settings file for a server on `port` with its Unix socket in `socket_dir`, serving
-/// TLS with `certs` when given.
+/// The settings file for a server on `host:port` with its Unix socket in `socket_dir`,
+/// serving TLS with `certs` when given.
 ///
 /// Fast and disposable: fsync off, as tests may (benchmarks must not). Room for 300
 /// connections, since replication tests hold many at once.
-pub(crate) fn render(opts: &ClusterOptions, port: u16, socket_dir: &Path, certs: Option<&ServerCerts>) -> String {
+pub(crate) fn render(
+    opts: &ClusterOptions,
+    host: &str,
+    port: u16,
+    socket_dir: &Path,
+    certs: Option<&ServerCerts>,
+) -> String {
     let on_off = |on: bool| if on { "on" } else { "off" };
     let ours = [
-        ("listen_addresses", HOST.to_owned()),
+        ("listen_addresses", host.to_owned()),
         ("port", port.to_string()),
         ("unix_socket_directories", socket_dir.display().to_string()),
         ("fsync", "off".to_owned()),
@@ -81,7 +87,8 @@ mod tests {
             extra_settings: vec![("search_path".into(), r"it's a\b".into())],
             tls: false,
         };
-        let text = render(&opts, 15432, Path::new("/tmp/x"), None);
+        let text = render(&opts, "198.18.0.1", 15432, Path::new("/tmp/x"), None);
+        assert!(text.contains("listen_addresses = '198.18.0.1'\n"));
         assert!(text.contains("port = '15432'\n"));
         assert!(text.contains("unix_socket_directories = '/tmp/x'\n"));
         assert!(text.contains("track_commit_timestamp = 'off'\n"));
@@ -96,7 +103,7 @@ mod tests {
             cert: "/c/tls/server.crt".into(),
             key: "/c/tls/server.key".into(),
         };
-        let text = render(&ClusterOptions::default(), 15432, Path::new("/tmp/x"), Some(&certs));
+        let text = render(&ClusterOptions::default(), HOST, 15432, Path::new("/tmp/x"), Some(&certs));
         assert!(text.contains("ssl = 'on'\nssl_cert_file = '/c/tls/server.crt'\nssl_key_file = '/c/tls/server.key'\n"));
     }
 }
