@@ -14,8 +14,11 @@
 //! - [`workloads`]: catch-up, sustained, lag and capture-overhead measurements.
 //! - [`plan`]: the order of repetitions and systems.
 //! - [`stats`], [`report`]: medians, the table, the JSON and the targets.
+//! - [`campaign`]: the partition campaign (`dugong-bench campaign`), a fault campaign
+//!   rather than a measurement of speed.
 
 mod bucardo;
+mod campaign;
 mod cluster;
 mod dugong;
 mod native;
@@ -43,6 +46,9 @@ struct Cli {
 enum Command {
     /// Every workload against every system; prints the table and writes the JSON.
     All(options::Args),
+    /// The partition campaign: seeded runs of writers on every site under link cuts, kill -9
+    /// of the replicator and database crashes; checks every run and reports the figures.
+    Campaign(campaign::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +80,10 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; everything started was stopped")),
                 }
             }
+            Command::Campaign(args) => tokio::select! {
+                result = campaign::run(args) => result,
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; everything started was stopped")),
+            },
         }
     })
 }

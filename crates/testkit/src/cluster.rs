@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
 use crate::install::PgBinaries;
-use crate::network::Namespace;
+use crate::network::{Namespace, TEST_NETWORK};
 use crate::port::free_port;
 use crate::process::{self, RunAs};
 use crate::server_log;
@@ -244,7 +244,14 @@ impl Cluster {
         process::run(cmd, "initdb")?;
         let conf = self.data_dir.join("postgresql.conf");
         let include = format!("\n# Added by dugong-testkit.\ninclude '{SETTINGS_FILE}'\n");
-        append(&conf, &include).map_err(|err| TestkitError::io(format!("appending to {}", conf.display()), err))
+        append(&conf, &include).map_err(|err| TestkitError::io(format!("appending to {}", conf.display()), err))?;
+        if self.netns.is_some() {
+            // initdb trusts loopback only; in a test network the clients are its namespaces.
+            let hba = self.data_dir.join("pg_hba.conf");
+            let rule = format!("\n# Added by dugong-testkit: the test network.\nhost all all {TEST_NETWORK} trust\n");
+            append(&hba, &rule).map_err(|err| TestkitError::io(format!("appending to {}", hba.display()), err))?;
+        }
+        Ok(())
     }
 
     /// Writes the settings file, for the current port.

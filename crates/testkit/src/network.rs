@@ -36,6 +36,9 @@ use crate::watchdog::Watchdog;
 /// Where `ip netns` keeps the namespaces' names (bind mounts of their handles).
 const NETNS_DIR: &str = "/var/run/netns";
 
+/// The addresses every test network's members get theirs from (reserved for benchmarking).
+pub(crate) const TEST_NETWORK: &str = "198.18.0.0/15";
+
 /// Members get `198.18.0.<n>/24`, n from 1: room for this many in one network.
 const MAX_MEMBERS: usize = 250;
 

@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio_postgres::NoTls;
+
 use dugong_testkit::{wait_for, Cluster, ClusterOptions, Namespace, TestNetwork};
 
 /// Every network namespace on the machine.
@@ -25,6 +27,19 @@ fn serve_hello(ns: &Namespace) -> SocketAddr {
         }
     });
     addr
+}
+
+/// `SELECT count(*) FROM t` over TCP from inside `from`, with `config`'s user and database.
+async fn query_over_network(
+    from: &Namespace,
+    server: SocketAddr,
+    config: &tokio_postgres::Config,
+) -> Result<i64, Box<dyn std::error::Error>> {
+    let stream = from.connect(server, Duration::from_secs(2))?;
+    stream.set_nonblocking(true)?;
+    let (client, connection) = config.connect_raw(tokio::net::TcpStream::from_std(stream)?, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client.query_one("SELECT count(*) FROM t", &[]).await?.get(0))
 }
 
 fn greeting(from: &Namespace, addr: SocketAddr) -> std::io::Result<String> {
@@ -83,7 +98,8 @@ async fn a_cluster_in_a_namespace_serves_its_network_and_this_process_whatever_t
     let db = cluster.create_database("netns").await.unwrap();
     cluster.psql(&db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)").await.unwrap();
     let server: SocketAddr = (dc.address(), cluster.port()).into();
-    other.connect(server, Duration::from_secs(2)).expect("the network reaches the server");
+    let answer = query_over_network(&other, server, &cluster.pg_config(&db)).await;
+    assert_eq!(answer.expect("the network's other namespaces reach the server"), 1);
 
     dc.cut().unwrap();
     assert!(other.connect(server, Duration::from_secs(1)).is_err(), "cut off");
