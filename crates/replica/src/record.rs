@@ -9,7 +9,7 @@
 
 pub mod conflict;
 
-use crate::plan::Excluded;
+use crate::plan::{Excluded, SyncPlan};
 use crate::read::CommitTime;
 use conflict::RunConflict;
 use dugong_core::DbId;
@@ -100,6 +100,13 @@ pub fn degraded(missing: &[Missing], live: &[DbId]) -> Option<String> {
         _ => format!("replicating among {} meanwhile; changes for it wait in the change logs", live.join(", ")),
     };
     Some(format!("{}; {going_on}", why.join("; ")))
+}
+
+/// Why a sync that runs is not Good, if it is not: databases it runs
+/// without, tables it holds back.
+pub fn not_good(missing: &[Missing], live: &[DbId], plan: &SyncPlan) -> Option<String> {
+    let reasons: Vec<String> = degraded(missing, live).into_iter().chain(plan.held_reason()).collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// How a table left out by `tables: all` is listed in the state: `name (reason)`.

@@ -203,9 +203,17 @@ async fn read(
         })
     });
     let mut merged: Vec<LoggedConflict> = Vec::new();
-    for found in join_all(reads).await {
+    for (i, found) in join_all(reads).await.into_iter().enumerate() {
         for c in found? {
-            match merged.iter_mut().find(|m| m.id.is_some() && m.id == c.id) {
+            if c.id.is_none() {
+                // Logged by an earlier version, without an id to tell copies
+                // apart: from the first log only, as it listed them.
+                if i == 0 {
+                    merged.push(c);
+                }
+                continue;
+            }
+            match merged.iter_mut().find(|m| m.id == c.id) {
                 // Restored as soon as any database says so.
                 Some(m) => m.restored_at = m.restored_at.max(c.restored_at),
                 None => merged.push(c),

@@ -229,10 +229,12 @@ impl SyncTask {
                     health.stop().await;
                     p.engine.record_stopped(&p.plan, &self.who).await;
                     let live: Vec<DbId> = p.engine.databases();
-                    return match degraded(p.engine.missing(), &live) {
+                    return match (degraded(p.engine.missing(), &live), p.plan.held_reason()) {
                         // Ran among fewer databases than the sync has.
-                        Some(why) => SyncReport::unreachable(name, why),
-                        None => SyncReport::good(name),
+                        (Some(why), _) => SyncReport::unreachable(name, why),
+                        // Held tables back.
+                        (None, Some(why)) => SyncReport::bad(name, why),
+                        (None, None) => SyncReport::good(name),
                     };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
@@ -354,7 +356,7 @@ impl SyncTask {
                         p.engine.record_idle(&p.plan, &p.who).await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
-                    self.observe(&name, &outcome, !p.engine.missing().is_empty());
+                    self.observe(&name, &outcome, !p.engine.missing().is_empty() || !p.plan.held.is_empty());
                     if outcome.empty {
                         if self.options.once {
                             // Leave the change logs purged, as a daemon would.

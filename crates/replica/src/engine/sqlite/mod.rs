@@ -97,8 +97,11 @@ fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(Sync
         .collect();
     let mut nodes = Vec::with_capacity(opened.len());
     for (id, path, mut conn) in opened {
-        let what = Install::for_database(sync, &plan.tables, id);
-        let captures = capture::install(&mut conn, id, &what)?;
+        let what = Install::for_database(&plan, id);
+        for (table, reason) in &what.held {
+            tracing::warn!(db = %id, table = %table.name, reason = %reason, "table held: its changes wait until it matches in every file");
+        }
+        let installed = capture::install(&mut conn, id, &what)?;
         let positions = if what.source { read_positions(&conn, id, &sync.name)? } else { BTreeMap::new() };
         record::ensure_row(&conn, id, &sync.name)?;
         if what.source {
@@ -106,9 +109,24 @@ fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(Sync
                 tracing::warn!(db = %id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
             }
         }
-        let mut node = Node { id, path, conn, source: what.source, captures, positions, cursor: 0 };
+        let mut node = Node {
+            id,
+            path,
+            conn,
+            source: what.source,
+            captures: installed.captures,
+            held: installed.held,
+            sweep: installed.released,
+            positions,
+            cursor: 0,
+            schema_version: 0,
+        };
         node.cursor = node.window_start();
         nodes.push(node);
+    }
+    // Read last: installing capture changes the schema too.
+    for node in &mut nodes {
+        node.schema_version = read::schema_version(&node.conn, node.id)?;
     }
     Ok((plan, Files { nodes, owner, windows: Vec::new() }))
 }
@@ -193,7 +211,11 @@ impl Engine for Sqlite {
     async fn prepare(config: &Arc<Config>, sync: &Sync, who: &Replicator) -> Result<Prepared<Self>, ReplicaError> {
         let (config, sync, for_files) = (config.clone(), sync.clone(), who.clone());
         let (plan, files) = blocking(move || prepare_files(&config, &sync, &for_files)).await?;
-        Ok(Prepared::new(plan, who.clone(), Sqlite::new(files)))
+        // A table whose hold was lifted ships whole in the first run, due at once.
+        let sweep = files.nodes.iter().any(|n| !n.sweep.is_empty());
+        let mut prepared = Prepared::new(plan, who.clone(), Sqlite::new(files));
+        prepared.more_pending = sweep;
+        Ok(prepared)
     }
 
     async fn record_unprepared(
