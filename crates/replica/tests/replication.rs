@@ -8,7 +8,6 @@ use common::{initial_copy, prepare, run_until_idle, sync_all, Sites};
 use dugong_replica::engine::postgres::{self, Postgres};
 use dugong_replica::engine::{Engine, Prepared};
 use dugong_replica::run::{self, RunLimits};
-use dugong_replica::ReplicaError;
 
 const TYPES_SCHEMA: &str = r#"
 CREATE TABLE "Mixed Case Tàble" (
