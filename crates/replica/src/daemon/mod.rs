@@ -44,6 +44,9 @@ pub struct DaemonOptions {
     pub schema_check: Duration,
     /// How often a standby checks whether the active replicator is gone.
     pub standby_retry: Duration,
+    /// Tables the initial copy copies again although it has looked at them
+    /// before (`--recopy`): `schema.name` or `name`.
+    pub recopy: Vec<String>,
 }
 
 impl Default for DaemonOptions {
@@ -58,6 +61,7 @@ impl Default for DaemonOptions {
             progress: false,
             schema_check: Duration::from_secs(5),
             standby_retry: Duration::from_millis(500),
+            recopy: Vec::new(),
         }
     }
 }
@@ -98,6 +102,10 @@ impl SyncReport {
 /// each sync has run once). A run in progress finishes or rolls back first.
 pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: CancellationToken) -> Vec<SyncReport> {
     m::describe();
+    if let Err(e) = crate::plan::check_no_cascade(&config) {
+        tracing::error!(error = %e, "cannot start");
+        return config.syncs.iter().map(|s| SyncReport::failed(s.name.clone(), &e)).collect();
+    }
     let tracker = TaskTracker::new();
     let mut handles = Vec::new();
     for sync in &config.syncs {
@@ -292,7 +300,7 @@ impl SyncTask {
         }
         tracing::info!(sync = %name, tables = p.plan.tables.len(), excluded = p.plan.excluded.len(), strategy = %self.sync.conflict_strategy, engine = E::NAME, "sync prepared");
         if !*copied {
-            p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown).await?;
+            p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown, &self.options.recopy).await?;
             *copied = true;
         }
         self.purge_conflicts(&mut p).await;

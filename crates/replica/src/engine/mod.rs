@@ -165,13 +165,15 @@ pub trait Engine: Send + Sized + 'static {
     /// Finishes what waits for a lull, now (before exiting after `--once`).
     fn finish_upkeep(&mut self) -> impl Future<Output = ()> + Send;
 
-    /// The sync's initial copy (`onetimecopy`), when configured; rolled back
-    /// when `shutdown` comes first.
+    /// The sync's initial copy (`onetimecopy`), when configured: each table
+    /// once, ever, unless named in `recopy`; rolled back when `shutdown` comes
+    /// first.
     fn initial_copy(
         &mut self,
         plan: &Arc<SyncPlan>,
         progress: bool,
         shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> impl Future<Output = Result<(), ReplicaError>> + Send;
 
     /// Checks that the sync's tables still look as they did when it was

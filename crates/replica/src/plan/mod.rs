@@ -29,6 +29,53 @@ pub fn chosen_syncs<'c>(config: &'c Config, only: Option<&str>) -> Result<Vec<&'
     Ok(vec![sync])
 }
 
+/// Refuses a configuration in which a database receives one sync's changes
+/// and is a source of another sync over the same tables: rows a sync applies
+/// are applied without capture (that is what keeps them from echoing back),
+/// so the other sync would never pass them on — silently. Names the database,
+/// both syncs and what to do instead.
+pub fn check_no_cascade(config: &Config) -> Result<(), ReplicaError> {
+    for receiving in &config.syncs {
+        for db in receiving.databases() {
+            // It receives when another database of the sync is a source.
+            if !receiving.sources.iter().any(|s| *s != db) {
+                continue;
+            }
+            for sending in config.syncs.iter().filter(|s| s.index != receiving.index && s.sources.contains(&db)) {
+                if sending.databases().len() < 2 || !overlap(&receiving.tables, &sending.tables) {
+                    continue;
+                }
+                let onward: Vec<String> =
+                    sending.databases().into_iter().filter(|d| *d != db).map(|d| d.to_string()).collect();
+                return Err(ReplicaError::Config(format!(
+                    "{db} receives the changes of {} and is a source of {} over the same tables: rows {} applies to {db} are applied without capture (so they never echo back), so {} would never pass them on to {}. Put these databases in one sync (sources of one master-master sync), or let the two syncs replicate different tables",
+                    receiving.name,
+                    sending.name,
+                    receiving.name,
+                    sending.name,
+                    onward.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two table selections may name a common table.
+fn overlap(a: &TableSelection, b: &TableSelection) -> bool {
+    match (a, b) {
+        (TableSelection::List(a), TableSelection::List(b)) => a.iter().any(|x| {
+            b.iter().any(|y| {
+                x.name.eq_ignore_ascii_case(&y.name)
+                    && (x.schema.is_none()
+                        || y.schema.is_none()
+                        || x.schema.as_deref().map(str::to_lowercase) == y.schema.as_deref().map(str::to_lowercase))
+            })
+        }),
+        _ => true,
+    }
+}
+
 /// A sync as the replicator runs it: what it replicates and how ties go.
 #[derive(Debug, Clone)]
 pub struct SyncPlan {
@@ -195,5 +242,42 @@ impl DbOrder {
     /// The database's place in the order; databases not listed come last.
     pub fn rank(&self, db: DbId) -> usize {
         self.0.iter().position(|d| *d == db).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(syncs: &str) -> Config {
+        let json = format!(
+            r#"{{"databases": [{{"id": 0, "url": "sqlite:/a"}}, {{"id": 1, "url": "sqlite:/b"}}, {{"id": 2, "url": "sqlite:/c"}}],
+                "syncs": [{syncs}]}}"#
+        );
+        Config::from_str(&json, Path::new("t.json")).unwrap()
+    }
+
+    #[test]
+    fn a_database_passing_one_syncs_changes_on_to_another_is_refused_by_name() {
+        let chained = config(
+            r#"{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0},
+               {"sources": [1, 2], "targets": [], "tables": "all", "onetimecopy": 0}"#,
+        );
+        let err = check_no_cascade(&chained).unwrap_err().to_string();
+        assert!(err.contains("db1 receives the changes of sync0 and is a source of sync1"), "{err}");
+        assert!(err.contains("pass them on to db2"), "{err}");
+        let one_way = config(
+            r#"{"sources": [0], "targets": [1], "tables": "t", "onetimecopy": 0},
+               {"sources": [1], "targets": [2], "tables": "public.t", "onetimecopy": 0}"#,
+        );
+        assert!(check_no_cascade(&one_way).is_err(), "the same table, named two ways");
+        let disjoint = config(
+            r#"{"sources": [0, 1], "targets": [], "tables": "a", "onetimecopy": 0},
+               {"sources": [1, 2], "targets": [], "tables": "b", "onetimecopy": 0}"#,
+        );
+        assert!(check_no_cascade(&disjoint).is_ok(), "different tables never cascade");
+        let one = config(r#"{"sources": [0, 1, 2], "targets": [], "tables": "all", "onetimecopy": 0}"#);
+        assert!(check_no_cascade(&one).is_ok());
     }
 }

@@ -203,8 +203,9 @@ impl Engine for Postgres {
         plan: &Arc<SyncPlan>,
         progress: bool,
         shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> Result<(), ReplicaError> {
-        copy::initial_copy(plan, self, progress, shutdown).await
+        copy::initial_copy(plan, self, progress, shutdown, recopy).await
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {

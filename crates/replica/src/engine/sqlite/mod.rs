@@ -334,9 +334,10 @@ impl Engine for Sqlite {
         plan: &Arc<SyncPlan>,
         _progress: bool,
         _shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> Result<(), ReplicaError> {
-        let plan = plan.clone();
-        self.with(move |f| copy::initial_copy(f, &plan)).await
+        let (plan, recopy) = (plan.clone(), recopy.to_vec());
+        self.with(move |f| copy::initial_copy(f, &plan, &recopy)).await
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
