@@ -16,7 +16,7 @@ use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::conflict::RunConflict;
+use crate::record::conflict::{Orphan, RunConflict};
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
@@ -195,6 +195,13 @@ pub trait Engine: Send + Sized + 'static {
         started: SystemTime,
         error: &str,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Looks for foreign-key orphans among the sync's tables on every
+    /// database (a parent deleted on one site while a child was written for
+    /// it on another) and logs each new one as a conflict of kind foreign
+    /// key on every database. Between runs.
+    fn check_orphans(&mut self, plan: &Arc<SyncPlan>)
+        -> impl Future<Output = Result<Vec<Orphan>, ReplicaError>> + Send;
 
     /// Deletes the sync's conflicts older than its `conflict_retention` from
     /// every database's conflict log, between runs. Returns how many went

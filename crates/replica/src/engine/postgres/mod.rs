@@ -27,6 +27,7 @@ mod connect;
 mod copy;
 mod format;
 mod node;
+mod orphans;
 mod prepare;
 mod read;
 mod record;
@@ -48,7 +49,7 @@ use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
-use crate::record::conflict::RunConflict;
+use crate::record::conflict::{Orphan, RunConflict};
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
@@ -219,6 +220,10 @@ impl Engine for Postgres {
     async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
         let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
         record::record_bad(&clients, plan.name(), who, started, error).await;
+    }
+
+    async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        orphans::check(plan, self).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {

@@ -88,7 +88,7 @@ pub async fn commit(
     outcome: &RunOutcome,
 ) -> Result<(), ReplicaError> {
     if !outcome.conflicts.is_empty() {
-        if let Err(e) = log_conflicts(plan, pg, outcome).await {
+        if let Err(e) = log_conflicts(plan, pg, &outcome.conflicts).await {
             rollback_all(pg).await;
             return Err(e);
         }
@@ -115,10 +115,9 @@ pub async fn commit(
 /// run transaction, with both versions of its row (a deleted one as JSON
 /// `null`). A conflict already logged under its id (a run repeated after a
 /// crash) is not logged twice.
-async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+pub(crate) async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, cs: &[RunConflict]) -> Result<(), ReplicaError> {
     // One array per column, unnested by the server: about twice as fast as a
     // JSON array of records (20,000 conflicts in 0.25 s instead of 0.46 s).
-    let cs = &outcome.conflicts;
     let column = |f: &dyn Fn(&RunConflict) -> String| cs.iter().map(f).collect::<Vec<String>>();
     let ids = column(&|c| c.id.clone());
     let schemas = column(&|c| c.table.schema.clone());

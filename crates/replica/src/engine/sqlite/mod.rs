@@ -26,6 +26,7 @@ mod copy;
 pub mod lease;
 mod node;
 pub mod open;
+mod orphans;
 mod read;
 mod record;
 pub(crate) mod restore;
@@ -42,7 +43,7 @@ use crate::capture::Install;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::conflict::RunConflict;
+use crate::record::conflict::{Orphan, RunConflict};
 use crate::record::{Missing, Replicator, RunOutcome, Waiting};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::{DbId, SyncName};
@@ -364,6 +365,11 @@ impl Engine for Sqlite {
                 Ok(())
             })
             .await;
+    }
+
+    async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| orphans::check(f, &plan)).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {

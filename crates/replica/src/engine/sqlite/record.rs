@@ -8,6 +8,7 @@ use super::lease;
 use super::node::{Files, Node};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
+use crate::record::conflict::RunConflict;
 use crate::record::{excluded_entries, micros, Replicator, RunOutcome};
 use dugong_core::{DbId, SyncName};
 use rusqlite::{params, Connection};
@@ -55,7 +56,7 @@ pub(super) fn ensure_row(conn: &Connection, db: DbId, sync: &SyncName) -> Result
 pub fn commit(files: &Files, plan: &SyncPlan, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
     let committed = (|| {
         if !outcome.conflicts.is_empty() {
-            log_conflicts(files, plan, outcome)?;
+            log_conflicts(files, plan, &outcome.conflicts)?;
         }
         files.nodes.iter().try_for_each(|node| {
             record_good(plan, who, node, outcome)?;
@@ -162,7 +163,7 @@ pub fn record_stopped(files: &Files, sync: &SyncName) {
 /// Records the run's conflicts in every file's conflict log, in the run
 /// transaction, with both versions of each row (a deleted one as JSON
 /// `null`). A conflict already logged under its id is not logged twice.
-fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+pub(crate) fn log_conflicts(files: &Files, plan: &SyncPlan, conflicts: &[RunConflict]) -> Result<(), ReplicaError> {
     let now = micros(SystemTime::now());
     let version = |row: &crate::record::conflict::RowVersion| row.as_ref().map_or("null", |r| r.get()).to_string();
     for node in &files.nodes {
@@ -174,7 +175,7 @@ fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .on_db(node.id, || "recording conflicts".into())?;
-        for c in &outcome.conflicts {
+        for c in conflicts {
             let key = serde_json::to_string(&c.key).unwrap_or_default();
             stmt.execute(rusqlite::params![
                 c.id,
