@@ -125,7 +125,7 @@ async fn write(site: &Site, site_no: usize, from: i64, n: i64) {
 async fn started_with_one_of_two_sites_down_it_replicates_when_the_site_returns() {
     let s0 = Site::shared("one_of_two_0", SCHEMA).await;
     let s1 = Site::own("one_of_two_1", SCHEMA).await;
-    let config = mesh(&[&s0, &s1], "");
+    let config = mesh(&[&s0, &s1], r#", "backlog_alert": "256kB""#);
     s1.cluster.stop().unwrap();
     let daemon = Daemon::start(&config);
     // Capture is installed where it can be: rows written from then on wait.
@@ -151,17 +151,40 @@ async fn started_with_one_of_two_sites_down_it_replicates_when_the_site_returns(
         (lag >= first_lag + 1.0).then_some(())
     })
     .await;
+    // The backlog grows past the sync's alert: unhealthy, saying what to do;
+    // nothing is dropped.
+    let s = status(&config).await;
+    assert_eq!(s.databases[0].change_log_rows, Some(50), "{s:#?}");
+    assert!(s.advice.iter().all(|a| !a.contains("backlog_alert")), "under the alert: {:?}", s.advice);
+    write(&s0, 0, 5001, 5000).await;
+    let s = wait_for("the backlog past its alert", Duration::from_secs(30), || async {
+        let s = status(&config).await;
+        (s.databases[0].change_log_rows == Some(5050)).then_some(s)
+    })
+    .await;
+    let bytes = s.databases[0].change_log_bytes.expect("bytes known");
+    assert!(bytes > 256 * 1024, "{bytes}");
+    assert!(!s.healthy);
+    assert!(
+        s.advice.iter().any(|a| a.starts_with("db0's change logs hold")
+            && a.contains("(5050 rows) for db1, over backlog_alert (256.0 KiB)")),
+        "{:?}",
+        s.advice
+    );
+    assert_eq!(s.databases[1].change_log_rows, None, "db1 cannot say: {s:#?}");
 
     s1.cluster.restart().unwrap();
-    until_count(&s1, "SELECT count(*) FROM t", 50, "site 1 caught up").await;
+    until_count(&s1, "SELECT count(*) FROM t", 5050, "site 1 caught up").await;
     write(&s1, 1, 1001, 5).await;
-    until_count(&s0, "SELECT count(*) FROM t", 55, "site 1's writes replicated back").await;
+    until_count(&s0, "SELECT count(*) FROM t", 5055, "site 1's writes replicated back").await;
     let s = wait_for("the sync Good with nothing waiting", Duration::from_secs(30), || async {
         let s = status(&config).await;
         (s.state == "Good" && s.pending == Some(0)).then_some(s)
     })
     .await;
     assert!(s.databases.iter().all(|d| d.lag_seconds == Some(0.0)), "{s:#?}");
+    assert!(s.databases.iter().all(|d| d.change_log_rows == Some(0)), "{s:#?}");
+    assert!(s.advice.iter().all(|a| !a.contains("backlog_alert")), "nothing kept for anyone: {:?}", s.advice);
     let reports = daemon.stop().await;
     assert!(reports.iter().all(|r| r.good), "{reports:?}");
 }

@@ -209,6 +209,10 @@ async fn the_daemon_replicates_sqlite_syncs_and_stops_cleanly() {
     let report = dugong_replica::status::gather(&config, None).await.unwrap();
     assert_eq!(report.syncs[0].state, "Good");
     assert_eq!(report.replicator_pid, Some(std::process::id() as i32));
+    // The change logs' size, from SQLite's page statistics.
+    for db in &report.syncs[0].databases {
+        assert!(db.change_log_bytes.is_some_and(|b| b > 0), "{db:?}");
+    }
     shutdown.cancel();
     let reports = daemon.await.unwrap();
     assert!(reports[0].good, "{:?}", reports[0].error);

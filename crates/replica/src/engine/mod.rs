@@ -17,7 +17,7 @@ use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
 use crate::record::conflict::{Orphan, RunConflict};
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
 use std::future::Future;
@@ -90,9 +90,9 @@ pub trait Engine: Send + Sized + 'static {
     /// returns which did.
     fn heartbeat(watch: &mut Self::Watch, who: &Replicator) -> impl Future<Output = Vec<(DbId, bool)>> + Send;
 
-    /// What each source that answers has waiting for each of its targets
-    /// (`None`: not known there).
-    fn waiting(watch: &mut Self::Watch) -> impl Future<Output = Vec<(DbId, Option<Vec<Waiting>>)>> + Send;
+    /// What each source that answers has waiting for each of its targets,
+    /// and its change logs' size (`None`: not known there).
+    fn backlog(watch: &mut Self::Watch) -> impl Future<Output = Vec<(DbId, Option<Backlog>)>> + Send;
 
     /// Whether database `db` of the configuration answers now (a connection
     /// opens): a missing database that does is taken back in.

@@ -50,7 +50,7 @@ use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
 use crate::record::conflict::{Orphan, RunConflict};
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -117,8 +117,8 @@ impl Engine for Postgres {
         watch.heartbeat(who).await
     }
 
-    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
-        watch.waiting().await
+    async fn backlog(watch: &mut watch::Watch) -> Vec<(DbId, Option<Backlog>)> {
+        watch.backlog().await
     }
 
     fn key_text(key: &TextKey) -> TextKey {

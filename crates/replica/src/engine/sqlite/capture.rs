@@ -27,7 +27,12 @@ pub(super) const NOW_US: &str = "CAST((julianday('now') - 2440587.5) * 864000000
 
 /// `dugong_delta_<id>`, quoted.
 pub fn delta_name(id: i64) -> String {
-    quote_ident(&format!("dugong_delta_{id}"))
+    quote_ident(&delta_table(id))
+}
+
+/// The change log's table name, unquoted (as the catalog and `dbstat` name it).
+pub fn delta_table(id: i64) -> String {
+    format!("dugong_delta_{id}")
 }
 
 fn trigger_name(id: i64, op: &str) -> String {

@@ -44,7 +44,7 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
 use crate::record::conflict::{Orphan, RunConflict};
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::{DbId, SyncName};
 use node::blocking;
@@ -240,8 +240,8 @@ impl Engine for Sqlite {
         watch.heartbeat(who).await
     }
 
-    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
-        watch.waiting().await
+    async fn backlog(watch: &mut watch::Watch) -> Vec<(DbId, Option<Backlog>)> {
+        watch.backlog().await
     }
 
     fn key_text(key: &SqliteKey) -> TextKey {
