@@ -3,6 +3,7 @@
 
 mod compare;
 mod conflicts;
+mod ddl;
 mod demo;
 mod exit;
 mod logging;
@@ -49,6 +50,10 @@ enum Command {
     /// row; `restore ID` writes a losing version back.
     #[command(after_help = exit::conflicts_help())]
     Conflicts(conflicts::Args),
+    /// Apply a schema statement on every site of a sync, all or none, while
+    /// applications keep writing; tables it creates are captured at once.
+    #[command(after_help = exit::ddl_help())]
+    Ddl(ddl::Args),
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(Box<dugong_client::cli::Args>),
     /// Serve one site's application server: gRPC, REST + console, metrics.
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
             Command::Status(args) => with_exit_codes(interruptible(status::run(args))).await,
             Command::Compare(args) => with_exit_codes(interruptible(compare::run(args))).await,
             Command::Conflicts(args) => with_exit_codes(interruptible(conflicts::run(args))).await,
+            // Not interruptible: it ends its transactions itself.
+            Command::Ddl(args) => with_exit_codes(ddl::run(args)).await,
             // Prints its own errors: its exit code tells scripts why it failed.
             Command::Client(args) => dugong_client::cli::run(*args).await,
             Command::Serve(args) => exit_2_on_error(serve::run(*args).await),

@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// Serializes installs by concurrent replicators on one database.
-const INSTALL_LOCK: i64 = 0x6475_676f_6e67; // "dugong"
+pub(crate) const INSTALL_LOCK: i64 = 0x6475_676f_6e67; // "dugong"
 
 /// A table's change log on one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +159,11 @@ fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
     ReplicaError::Statement { db, context: "installing the dugong schema".into(), source }
 }
 
-/// Installs capture on one table. Returns its change log, and whether that has
+/// Installs capture on one table, in the transaction `tx` is in (the
+/// install's, or `dugong ddl`'s). Returns its change log, and whether that has
 /// its transaction-id index.
-async fn install_table(
-    tx: &tokio_postgres::Transaction<'_>,
+pub(crate) async fn install_table<C: tokio_postgres::GenericClient + Sync>(
+    tx: &C,
     db: DbId,
     table: &TableInfo,
 ) -> Result<(Capture, bool), ReplicaError> {

@@ -25,6 +25,7 @@ pub(crate) mod compare;
 pub(crate) mod conflicts;
 mod connect;
 mod copy;
+pub(crate) mod ddl;
 mod format;
 mod node;
 mod orphans;
