@@ -5,6 +5,8 @@ mod compare;
 mod completions;
 mod conflicts;
 mod demo;
+#[cfg(test)]
+mod deploy_files;
 mod exit;
 mod logging;
 mod man;
