@@ -1,7 +1,7 @@
 //! `dugong probe`, the health check of the image and the units: exit 0 on a
 //! 2xx answer, 1 on anything else with the reason on stderr — a refusal, a
 //! 503 or 404, a certificate it cannot trust — and `--wait` for a server that
-//! is still starting.
+//! is still starting; a client certificate for a server that demands one.
 
 use dugong_testkit::{free_port, wait_for, TestCa};
 use std::process::{Child, Command, Output, Stdio};
@@ -108,4 +108,27 @@ async fn checks_the_servers_certificate_over_https() {
     // Plain HTTP to the TLS port is answered, and not 2xx.
     let out = probe(&[&format!("http://127.0.0.1:{http}/readyz")]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn shows_a_client_certificate_to_a_server_that_demands_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "mutual").unwrap();
+    let cert = ca.server("site0", &["127.0.0.1"]).unwrap();
+    let client = ca.client("prometheus", "prometheus").unwrap();
+    let http = free_port();
+    let ca_path = ca.cert_path();
+    let ca_arg = ca_path.to_str().unwrap();
+    let tls = ["--tls-cert", cert.cert.to_str().unwrap(), "--tls-key", cert.key.to_str().unwrap()];
+    let _server = serve(dir.path(), http, &[&tls[..], &["--tls-client-ca", ca_arg]].concat());
+    let ready = format!("https://127.0.0.1:{http}/readyz");
+    let with_identity =
+        ["--ca", ca_arg, "--client-cert", client.cert.to_str().unwrap(), "--client-key", client.key.to_str().unwrap()];
+    let args: Vec<&str> = with_identity.iter().copied().chain([ready.as_str()]).collect();
+    wait_for("the mutual-TLS server ready", Duration::from_secs(30), || async {
+        probe(&args).status.success().then_some(())
+    })
+    .await;
+    let out = probe(&["--ca", ca_arg, &ready]);
+    assert_eq!(out.status.code(), Some(1), "no client certificate: {}", stderr(&out));
 }
