@@ -2,20 +2,26 @@
 //! its own module and only orchestrates library crates.
 
 mod compare;
+mod completions;
 mod conflicts;
 mod ddl;
 mod demo;
+#[cfg(test)]
+mod deploy_files;
 mod exit;
 mod logging;
+mod man;
 mod metrics_http;
 mod operator;
+mod probe;
 mod replicate;
 mod serve;
 mod status;
 mod stdout;
 mod users;
+mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use exit::Exit;
 use std::future::Future;
 use std::process::ExitCode;
@@ -23,7 +29,7 @@ use std::process::ExitCode;
 /// Dugong: dual-center high availability — master-master replication, status and
 /// consistency checks, Bucardo-compatible.
 #[derive(Parser)]
-#[command(name = "dugong", version, about)]
+#[command(name = "dugong", version = version::LONG, about)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `dugong_replica=debug`.
     #[arg(long, global = true, env = "DUGONG_LOG", default_value = "info")]
@@ -64,6 +70,13 @@ enum Command {
     /// The whole HA story on this machine, on embedded SQLite: two sites, replication both
     /// ways, a conflict, an HA client riding through the loss of a site.
     Demo(demo::Args),
+    /// GET a URL and exit 0 on a 2xx answer: the health check of images
+    /// without a shell, and systemd's wait for readiness.
+    Probe(probe::Args),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the manual page, or write one per command into a directory.
+    Man(man::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +103,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => exit_2_on_error(serve::run(*args).await),
             Command::Users(args) => exit_2_on_error(users::run(args).await),
             Command::Demo(args) => exit_2_on_error(demo::run(args).await),
+            Command::Probe(args) => exit_1_on_error(probe::run(args).await),
+            Command::Completions(args) => exit_2_on_error(completions::run(args, Cli::command())),
+            Command::Man(args) => exit_2_on_error(man::run(args, Cli::command())),
         }
     })
 }
@@ -109,6 +125,14 @@ fn exit_2_on_error(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("dugong: {e:#}");
         ExitCode::from(2)
+    })
+}
+
+/// Health checks read any exit but 0 and 1 as something else than "unhealthy".
+fn exit_1_on_error(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("dugong: {e:#}");
+        ExitCode::FAILURE
     })
 }
 
