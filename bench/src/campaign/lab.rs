@@ -92,7 +92,8 @@ impl<'a> Run<'a> {
             "syncs": [{"sources": (0..sites).collect::<Vec<_>>(), "targets": [], "tables": "all", "onetimecopy": 0}],
         });
         let path = lab.workdir.join(format!("{db}.json"));
-        std::fs::write(&path, serde_json::to_string_pretty(&config)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&config)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         let log = lab.workdir.join(format!("{db}.log"));
         Ok(Run { lab, sites, db: db.to_owned(), config: path, log, replicator: Mutex::new(None) })
     }

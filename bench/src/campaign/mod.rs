@@ -68,7 +68,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let workspace = bench_dir.parent().context("the bench crate has no parent directory")?;
     let dugong = args.dugong.clone().unwrap_or_else(|| workspace.join("target/release/dugong"));
-    anyhow::ensure!(dugong.is_file(), "no dugong binary at {}; build it with `cargo build --release -p dugong`", dugong.display());
+    anyhow::ensure!(
+        dugong.is_file(),
+        "no dugong binary at {}; build it with `cargo build --release -p dugong`",
+        dugong.display()
+    );
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 50 });
     let seed = args.seed.unwrap_or_else(|| rand::rng().random_range(0..1_000_000));
     let json = args.json.clone().unwrap_or_else(|| {
@@ -76,14 +80,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     let workdir = std::env::temp_dir().join(format!("dugong-campaign-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
-    eprintln!("[campaign] {runs} runs from seed {seed}; dugong {}; work directory {}", dugong.display(), workdir.display());
+    eprintln!(
+        "[campaign] {runs} runs from seed {seed}; dugong {}; work directory {}",
+        dugong.display(),
+        workdir.display()
+    );
 
     let lab = Lab::start(&dugong, &workdir, LAB_SITES).await?;
     let mut records = Vec::new();
     for i in 0..runs {
         let run_seed = seed + i as u64;
         let mut rng = StdRng::seed_from_u64(run_seed);
-        let sites = if args.quick { [2, 3, 3][i % 3] } else if rng.random_bool(0.4) { 3 } else { 2 };
+        let sites = if args.quick {
+            [2, 3, 3][i % 3]
+        } else if rng.random_bool(0.4) {
+            3
+        } else {
+            2
+        };
         let window = args.window.unwrap_or_else(|| {
             if args.quick {
                 Duration::from_secs(8)

@@ -57,7 +57,8 @@ impl RunRecord {
         replicator_log: &Path,
     ) -> RunRecord {
         let committed = || written.iter().flat_map(|w| &w.txns).filter(|t| t.outcome == Outcome::Committed);
-        let settled = |outcome| written.iter().flat_map(|w| &w.txns).filter(|t| t.settled && t.outcome == outcome).count();
+        let settled =
+            |outcome| written.iter().flat_map(|w| &w.txns).filter(|t| t.settled && t.outcome == outcome).count();
         RunRecord {
             run,
             seed,
@@ -193,7 +194,11 @@ impl Report {
     pub fn render(&self) -> String {
         let t = &self.totals;
         let mut out = String::new();
-        let _ = writeln!(out, "\nPartition campaign, seed {} ({} runs, {} with three sites)", self.seed, t.runs, t.runs_with_three_sites);
+        let _ = writeln!(
+            out,
+            "\nPartition campaign, seed {} ({} runs, {} with three sites)",
+            self.seed, t.runs, t.runs_with_three_sites
+        );
         let _ = writeln!(out, "faults injected:");
         for kind in FaultKind::ALL {
             let _ = writeln!(out, "  {:<24} {}", kind.label(), t.faults.get(&kind).copied().unwrap_or(0));

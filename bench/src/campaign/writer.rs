@@ -180,7 +180,8 @@ pub async fn hot_commit_times(c: &Client, written: &Written) -> anyhow::Result<V
         .zip(rows)
         .map(|((_, (key, value)), row)| {
             let at: Option<i64> = row.get(0);
-            let at = at.ok_or_else(|| anyhow::anyhow!("no commit timestamp for a hot write on site {}", written.site))?;
+            let at =
+                at.ok_or_else(|| anyhow::anyhow!("no commit timestamp for a hot write on site {}", written.site))?;
             Ok((*key, at, value.clone()))
         })
         .collect()

@@ -1,11 +1,16 @@
 //! The health watch of a sync, for as long as the replicator runs it or tries
-//! to: every heartbeat interval it writes the replicator's heartbeat to every
-//! database that answers (on connections of its own, so a long run or a
-//! backoff never silences it), and counts what waits for each database —
-//! the `dugong_replica_pending_rows` and `dugong_replica_lag_seconds` gauges,
-//! which rise through an outage and are 0 only when nothing waits — and what
-//! each source's change logs keep for them (`dugong_replica_change_log_rows`
-//! and `_bytes`, beside the sync's `backlog_alert`).
+//! to. Two loops, each on connections of its own beside the runs, so a long
+//! run or a backoff never silences them and neither holds up the other:
+//!
+//! - every heartbeat interval the beat writes the replicator's heartbeat to
+//!   every database that answers;
+//! - the count, as often as its cost allows, counts what waits for each
+//!   database — the `dugong_replica_pending_rows` and
+//!   `dugong_replica_lag_seconds` gauges, which rise through an outage (the
+//!   lag every interval, between counts too) and are 0 only when nothing
+//!   waits — and what each source's change logs keep for them
+//!   (`dugong_replica_change_log_rows` and `_bytes`, beside the sync's
+//!   `backlog_alert`).
 
 use crate::engine::Engine;
 use crate::metrics as m;
@@ -13,10 +18,9 @@ use crate::record::{epoch_seconds, Replicator, Waiting};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Counting what waits costs a scan of each change log's pending part: after
@@ -26,18 +30,20 @@ const COUNT_SPACING: u32 = 20;
 
 /// The running watch; stops when dropped.
 pub(super) struct Health {
-    active: Arc<AtomicBool>,
-    /// Wakes the watch at once when the replicator becomes active.
-    wake: Arc<Notify>,
+    /// Whether this replicator runs the sync; the loops wake when it changes.
+    active: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Health {
     pub(super) fn start<E: Engine>(config: Arc<Config>, sync: Sync, who: Replicator) -> Health {
-        let active = Arc::new(AtomicBool::new(false));
-        let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(watch::<E>(config, sync, who, active.clone(), wake.clone()));
-        Health { active, wake, task }
+        let (active, seen) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let beat = beat::<E>(E::watch(&config, &sync), &sync, &who, seen.clone());
+            let count = count::<E>(E::watch(&config, &sync), &sync, &who, seen);
+            tokio::join!(beat, count);
+        });
+        Health { active, task }
     }
 
     /// Stops the watch and waits until it has: nothing it writes can follow.
@@ -49,9 +55,7 @@ impl Health {
     /// Whether this replicator runs the sync (and so writes its heartbeat) or
     /// stands by for another.
     pub(super) fn set_active(&self, active: bool) {
-        if !self.active.swap(active, Ordering::Relaxed) && active {
-            self.wake.notify_one();
-        }
+        self.active.send_if_modified(|now| std::mem::replace(now, active) != active);
     }
 }
 
@@ -61,40 +65,76 @@ impl Drop for Health {
     }
 }
 
-async fn watch<E: Engine>(
-    config: Arc<Config>,
-    sync: Sync,
-    who: Replicator,
-    active: Arc<AtomicBool>,
-    wake: Arc<Notify>,
-) {
-    let name = sync.name.to_string();
-    let mut watch = E::watch(&config, &sync);
-    let mut next_count = Instant::now();
-    let mut waiting_since: HashMap<DbId, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(who.heartbeat);
+/// Waits for the next tick, or until this replicator becomes active (true
+/// then). Never returns false for a closed channel: the watch is aborted.
+async fn next(tick: &mut tokio::time::Interval, active: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tick.tick() => false,
+        Ok(()) = active.changed() => *active.borrow_and_update(),
+    }
+}
+
+fn interval(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Writes the heartbeat every interval while active.
+async fn beat<E: Engine>(mut watch: E::Watch, sync: &Sync, who: &Replicator, mut active: watch::Receiver<bool>) {
+    let name = sync.name.to_string();
+    let mut tick = interval(who.heartbeat);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = wake.notified() => next_count = Instant::now(),
-        }
-        let is_active = active.load(Ordering::Relaxed);
+        next(&mut tick, &mut active).await;
+        let is_active = *active.borrow();
         metrics::gauge!(m::ACTIVE, "sync" => name.clone()).set(if is_active { 1.0 } else { 0.0 });
         if !is_active {
             continue;
         }
-        for (db, up) in E::heartbeat(&mut watch, &who).await {
+        for (db, up) in E::heartbeat(&mut watch, who).await {
             let up = if up { 1.0 } else { 0.0 };
             metrics::gauge!(m::DATABASE_UP, "sync" => name.clone(), "db" => db.to_string()).set(up);
         }
         metrics::gauge!(m::HEARTBEAT_SECONDS, "sync" => name.clone()).set(epoch_seconds(SystemTime::now()));
+    }
+}
+
+/// What a count found waiting for one database.
+struct Counted {
+    rows: i64,
+    /// The age of the oldest change waiting, at the count.
+    lag: Duration,
+    at: Instant,
+}
+
+/// Counts what waits while active, spaced by what counting costs; between
+/// counts the lag of what still waits goes on rising with the clock.
+async fn count<E: Engine>(mut watch: E::Watch, sync: &Sync, who: &Replicator, mut active: watch::Receiver<bool>) {
+    let name = sync.name.to_string();
+    let mut tick = interval(who.heartbeat);
+    let mut next_count = Instant::now();
+    let mut waiting_since: HashMap<DbId, Instant> = HashMap::new();
+    let mut counted: HashMap<DbId, Counted> = HashMap::new();
+    loop {
+        if next(&mut tick, &mut active).await {
+            next_count = Instant::now();
+        }
+        if !*active.borrow() {
+            continue;
+        }
         if Instant::now() < next_count {
+            for (db, c) in counted.iter().filter(|(_, c)| c.rows > 0) {
+                let labels = [("sync", name.clone()), ("db", db.to_string())];
+                metrics::gauge!(m::LAG_SECONDS, &labels).set((c.lag + c.at.elapsed()).as_secs_f64());
+            }
             continue;
         }
         let clock = Instant::now();
         let backlog = E::backlog(&mut watch).await;
-        next_count = Instant::now() + clock.elapsed() * COUNT_SPACING;
+        // A count where a source did not answer measured the wait for it,
+        // not what counting costs: the next one comes at the next tick.
+        let all_answered = backlog.iter().all(|(_, b)| b.is_some());
+        next_count = if all_answered { Instant::now() + clock.elapsed() * COUNT_SPACING } else { Instant::now() };
         metrics::gauge!(m::BACKLOG_ALERT_BYTES, "sync" => name.clone()).set(sync.backlog_alert as f64);
         for (db, b) in &backlog {
             let labels = [("sync", name.clone()), ("db", db.to_string())];
@@ -104,13 +144,14 @@ async fn watch<E: Engine>(
         }
         let waiting: Vec<(DbId, Option<Vec<Waiting>>)> =
             backlog.into_iter().map(|(db, b)| (db, b.map(|b| b.waiting))).collect();
-        for (db, w) in per_target(&sync, &waiting) {
+        for (db, w) in per_target(sync, &waiting) {
             let labels = [("sync", name.clone()), ("db", db.to_string())];
             let Some(w) = w else {
                 // What waits for it is unknown (a source that feeds it does
                 // not answer): no number rather than a stale one.
                 metrics::gauge!(m::PENDING_ROWS, &labels).set(f64::NAN);
                 metrics::gauge!(m::LAG_SECONDS, &labels).set(f64::NAN);
+                counted.remove(&db);
                 continue;
             };
             metrics::gauge!(m::PENDING_ROWS, &labels).set(w.rows as f64);
@@ -125,6 +166,7 @@ async fn watch<E: Engine>(
                 None => since.elapsed(),
             };
             metrics::gauge!(m::LAG_SECONDS, &labels).set(lag.as_secs_f64());
+            counted.insert(db, Counted { rows: w.rows, lag, at: Instant::now() });
         }
     }
 }

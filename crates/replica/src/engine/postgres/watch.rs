@@ -1,6 +1,12 @@
 //! The health watch of a PostgreSQL sync: connections of its own beside the
 //! runs (whose connections sit in run transactions), to write the
 //! replicator's heartbeat and to count what waits for each database.
+//!
+//! A database that is away never holds up the others: connections are
+//! opened in the background (a link that drops packets takes the whole
+//! connect timeout to fail), and every write or count has a deadline, after
+//! which its connection is dropped and opened again later. So the heartbeat
+//! goes on every interval through an outage, and the counts go on rising.
 
 use super::connect::connect_as;
 use super::record;
@@ -10,34 +16,65 @@ use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_postgres::Client;
 
-/// How long the watch waits for one database before counting it down.
+/// How long the watch waits for one database's answer before counting it
+/// down (and at most one heartbeat interval for a heartbeat).
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long a count of what waits may take: a huge backlog takes a while to
+/// count, and the heartbeat does not wait for it (daemon/health.rs).
+const COUNT_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long a heartbeat or a count waits for connections being opened: a
+/// database that answers opens one well within this; one that takes longer
+/// goes on connecting in the background and is used from a later tick.
+const CONNECT_GRACE: Duration = Duration::from_millis(500);
+
+/// One database's connection, or the attempt to open one.
+struct Slot {
+    id: DbId,
+    client: Option<Client>,
+    connecting: Option<JoinHandle<Option<Client>>>,
+}
 
 /// The watch's connections, one per database of the sync, opened again
 /// whenever one broke.
 pub struct Watch {
     config: Arc<Config>,
     sync: Sync,
-    clients: Vec<(DbId, Option<Client>)>,
+    slots: Vec<Slot>,
 }
 
 impl Watch {
     pub fn new(config: Arc<Config>, sync: Sync) -> Watch {
-        let clients = sync.databases().into_iter().map(|id| (id, None)).collect();
-        Watch { config, sync, clients }
+        let slots = sync.databases().into_iter().map(|id| Slot { id, client: None, connecting: None }).collect();
+        Watch { config, sync, slots }
     }
 
-    /// Connects where there is no connection, all at once.
+    /// Starts a connection attempt wherever there is no open connection,
+    /// and takes in those that finished within [`CONNECT_GRACE`].
     async fn connect(&mut self) {
+        let deadline = Instant::now() + CONNECT_GRACE;
         let config = &self.config;
-        let attempts = self.clients.iter_mut().filter(|(_, c)| c.as_ref().is_none_or(|c| c.is_closed())).map(
-            |(id, slot)| async move {
-                let connect = connect_as(config, *id, "dugong replicate (watch)");
-                *slot = tokio::time::timeout(ANSWER_WITHIN, connect).await.ok().and_then(Result::ok);
-            },
-        );
+        let attempts = self.slots.iter_mut().filter(|s| s.client.as_ref().is_none_or(Client::is_closed)).map(|slot| {
+            if slot.connecting.is_none() {
+                let (config, id) = (config.clone(), slot.id);
+                slot.connecting = Some(tokio::spawn(async move {
+                    let connect = connect_as(&config, id, "dugong replicate (watch)");
+                    tokio::time::timeout(ANSWER_WITHIN, connect).await.ok().and_then(Result::ok)
+                }));
+            }
+            async move {
+                let Some(handle) = slot.connecting.as_mut() else { return };
+                if let Ok(done) = tokio::time::timeout_at(deadline, handle).await {
+                    slot.client = done.ok().flatten();
+                    slot.connecting = None;
+                }
+            }
+        });
         futures_util::future::join_all(attempts).await;
     }
 
@@ -45,17 +82,18 @@ impl Watch {
     pub async fn heartbeat(&mut self, who: &Replicator) -> Vec<(DbId, bool)> {
         self.connect().await;
         let sync = &self.sync.name;
-        let writes = self.clients.iter_mut().map(|(id, slot)| async move {
-            let Some(client) = slot.as_ref() else { return (*id, false) };
+        let within = ANSWER_WITHIN.min(who.heartbeat);
+        let writes = self.slots.iter_mut().map(|slot| async move {
+            let Some(client) = slot.client.as_ref() else { return (slot.id, false) };
             let write = record::heartbeat(client, sync, "active", who);
-            match tokio::time::timeout(ANSWER_WITHIN, write).await {
-                Ok(Ok(_)) => (*id, true),
+            match tokio::time::timeout(within, write).await {
+                Ok(Ok(_)) => (slot.id, true),
                 // An old schema (before the replicator's own install) answers
                 // with an error: the database is up all the same.
-                Ok(Err(e)) if e.as_db_error().is_some() => (*id, true),
+                Ok(Err(e)) if e.as_db_error().is_some() => (slot.id, true),
                 _ => {
-                    *slot = None;
-                    (*id, false)
+                    slot.client = None;
+                    (slot.id, false)
                 }
             }
         });
@@ -66,15 +104,33 @@ impl Watch {
     pub async fn backlog(&mut self) -> Vec<(DbId, Option<Backlog>)> {
         self.connect().await;
         let sync = &self.sync;
-        let counts = self.clients.iter().filter(|(id, _)| sync.sources.contains(id)).map(|(id, slot)| async move {
-            let Some(client) = slot.as_ref() else { return (*id, None) };
+        let counts = self.slots.iter_mut().filter(|s| sync.sources.contains(&s.id)).map(|slot| async move {
+            let Some(client) = slot.client.as_ref() else { return (slot.id, None) };
             let count = async {
                 let commit_timestamps: bool =
                     client.query_one("SELECT current_setting('track_commit_timestamp')::bool", &[]).await.ok()?.get(0);
-                status::backlog(client, *id, sync, commit_timestamps).await.ok().flatten()
+                status::backlog(client, slot.id, sync, commit_timestamps).await.ok().flatten()
             };
-            (*id, count.await)
+            match tokio::time::timeout(COUNT_WITHIN, count).await {
+                Ok(backlog) => (slot.id, backlog),
+                Err(_) => {
+                    // No answer: the connection may hang on a cut link for
+                    // minutes; a new one is opened in the background.
+                    slot.client = None;
+                    (slot.id, None)
+                }
+            }
         });
         futures_util::future::join_all(counts).await
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            if let Some(attempt) = &slot.connecting {
+                attempt.abort();
+            }
+        }
     }
 }
