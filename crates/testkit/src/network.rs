@@ -23,10 +23,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::TestkitError;
@@ -171,7 +171,7 @@ impl Namespace {
     /// arguments and environment as usual. `ip` execs the program, so the child's pid is the
     /// program's own, for `kill -9`.
     pub fn command(&self, program: impl AsRef<Path>) -> Command {
-        let mut cmd = Command::new(ip_program());
+        let mut cmd = Command::new(process::ip_program());
         cmd.args(["netns", "exec", &self.name]).arg(program.as_ref());
         cmd
     }
@@ -282,24 +282,10 @@ fn namespaces() -> Result<Vec<String>, TestkitError> {
     Ok(out.lines().filter_map(|line| line.split_whitespace().next()).map(str::to_owned).collect())
 }
 
-/// iproute2's `ip`: from `PATH`, or where Debian puts it (`/usr/sbin` is not on every
-/// user's `PATH`).
-pub(crate) fn ip_program() -> &'static Path {
-    static FOUND: OnceLock<PathBuf> = OnceLock::new();
-    FOUND.get_or_init(|| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-            .map(|dir| dir.join("ip"))
-            .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| PathBuf::from("ip"))
-    })
-}
-
 /// Runs `ip ARGS`; its output, or an error saying what failed and why.
 fn ip(args: &[&str]) -> Result<String, TestkitError> {
     let what = format!("ip {}", args.join(" "));
-    let out = Command::new(ip_program()).args(args).output().map_err(|err| TestkitError::Network {
+    let out = Command::new(process::ip_program()).args(args).output().map_err(|err| TestkitError::Network {
         what: what.clone(),
         output: format!("{err} (is iproute2 installed? `apt-get install -y iproute2`)"),
     })?;

@@ -8,6 +8,7 @@
 use std::ffi::{CString, OsStr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::TestkitError;
@@ -59,7 +60,7 @@ impl RunAs {
     pub(crate) fn command_in(&self, netns: Option<&str>, program: &Path, cwd: &Path) -> Command {
         let mut words: Vec<&OsStr> = Vec::new();
         if let Some(netns) = netns {
-            words.push(crate::network::ip_program().as_os_str());
+            words.push(ip_program().as_os_str());
             words.extend(["netns", "exec", netns].map(OsStr::new));
         }
         if self.is_root() {
@@ -199,4 +200,18 @@ mod tests {
         child.wait().unwrap();
         assert!(!processes_working_in(&dir).contains(&pid));
     }
+}
+
+/// iproute2's `ip`: from `PATH`, or where Debian puts it (`/usr/sbin` is not on every
+/// user's `PATH`).
+pub(crate) fn ip_program() -> &'static Path {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+            .map(|dir| dir.join("ip"))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from("ip"))
+    })
 }
