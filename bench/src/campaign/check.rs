@@ -133,6 +133,8 @@ pub struct Verdict {
     pub identical: bool,
     /// `dugong compare` said identical.
     pub compare_identical: bool,
+    /// How the replicator ended each time it exited by itself during the run.
+    pub replicator_exits: Vec<String>,
     /// A few examples of what was wrong.
     pub examples: Vec<String>,
 }
@@ -142,6 +144,7 @@ impl Verdict {
         self.lost + self.phantom + self.resurrected + self.hot_not_latest + self.wrong_value == 0
             && self.identical
             && self.compare_identical
+            && self.replicator_exits.is_empty()
     }
 
     fn example(&mut self, text: String) {

@@ -71,6 +71,8 @@ pub struct Run<'a> {
     config: PathBuf,
     log: PathBuf,
     replicator: Mutex<Option<Child>>,
+    /// How the replicator ended each time it exited by itself (no signal of ours).
+    exits: Mutex<Vec<String>>,
 }
 
 impl<'a> Run<'a> {
@@ -95,7 +97,15 @@ impl<'a> Run<'a> {
         std::fs::write(&path, serde_json::to_string_pretty(&config)?)
             .with_context(|| format!("writing {}", path.display()))?;
         let log = lab.workdir.join(format!("{db}.log"));
-        Ok(Run { lab, sites, db: db.to_owned(), config: path, log, replicator: Mutex::new(None) })
+        Ok(Run {
+            lab,
+            sites,
+            db: db.to_owned(),
+            config: path,
+            log,
+            replicator: Mutex::new(None),
+            exits: Mutex::new(Vec::new()),
+        })
     }
 
     /// The replicator's log (every start of this run appends to it).
@@ -103,9 +113,26 @@ impl<'a> Run<'a> {
         &self.log
     }
 
+    /// Takes a replicator that exited by itself out of `slot`, noting how it ended: a
+    /// replicator must run through every fault, so the run fails (its supervisor — systemd
+    /// in the guide's layout — starts it again, as the next start here does).
+    fn reap_exited(&self, slot: &mut Option<Child>) -> anyhow::Result<()> {
+        if let Some(status) = slot.as_mut().map(Child::try_wait).transpose()?.flatten() {
+            *slot = None;
+            self.exits.lock().unwrap_or_else(|e| e.into_inner()).push(status.to_string());
+        }
+        Ok(())
+    }
+
+    /// How the replicator ended each time it exited by itself.
+    pub fn exits(&self) -> Vec<String> {
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Starts `dugong replicate` in the replicator's namespace, unless it runs.
     pub fn start_replicator(&self) -> anyhow::Result<()> {
         let mut slot = self.replicator.lock().unwrap_or_else(|e| e.into_inner());
+        self.reap_exited(&mut slot)?;
         if slot.is_some() {
             return Ok(());
         }
@@ -125,7 +152,10 @@ impl<'a> Run<'a> {
 
     /// Kills the replicator with SIGKILL, if it runs, and reaps it.
     pub fn kill_replicator(&self) -> anyhow::Result<()> {
-        let child = self.replicator.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut slot = self.replicator.lock().unwrap_or_else(|e| e.into_inner());
+        self.reap_exited(&mut slot)?;
+        let child = slot.take();
+        drop(slot);
         if let Some(mut child) = child {
             child.kill().context("killing the replicator")?;
             child.wait().context("reaping the replicator")?;

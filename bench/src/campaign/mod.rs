@@ -153,6 +153,9 @@ async fn one_run(
         written.push(w.await.context("a writer panicked")?);
     }
     let injected = injected?;
+    // A replicator that exited by itself is started again, as its supervisor would, and
+    // the run fails for it.
+    run.start_replicator()?;
 
     // Settle lost commit answers and read the hot writes' commit times on each recovered site.
     let mut hot = Vec::new();
@@ -168,7 +171,8 @@ async fn one_run(
     // From the last repair, not from the first look: settling the writers' open commits
     // came in between.
     let since_repair = converged.map(|_| injected.last_repair.elapsed());
-    let verdict = check::check(&run, &expected).await?;
+    let mut verdict = check::check(&run, &expected).await?;
+    verdict.replicator_exits = run.exits();
     let record =
         RunRecord::new(index, seed, sites, window, &written, &expected, injected, since_repair, verdict, run.log());
     if record.passed() {

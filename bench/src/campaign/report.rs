@@ -108,6 +108,9 @@ impl RunRecord {
             v.compare_identical,
             if self.passed() { "ok" } else { "FAILED" }
         );
+        for exit in &v.replicator_exits {
+            let _ = write!(line, "\n    the replicator exited by itself: {exit}");
+        }
         for example in &v.examples {
             let _ = write!(line, "\n    {example}");
         }
@@ -146,6 +149,8 @@ pub struct Totals {
     pub hot_not_latest: usize,
     pub not_identical: usize,
     pub not_converged: usize,
+    /// Times the replicator exited by itself (each fails its run).
+    pub replicator_exits: usize,
     pub convergence_median_seconds: f64,
     pub convergence_p95_seconds: f64,
     pub convergence_max_seconds: f64,
@@ -179,6 +184,7 @@ impl Report {
             hot_not_latest: sum(|r| r.verdict.hot_not_latest),
             not_identical: runs.iter().filter(|r| !r.verdict.identical || !r.verdict.compare_identical).count(),
             not_converged: runs.iter().filter(|r| r.convergence_seconds.is_none()).count(),
+            replicator_exits: sum(|r| r.verdict.replicator_exits.len()),
             convergence_median_seconds: median(&times),
             convergence_p95_seconds: percentile(&times, 95.0),
             convergence_max_seconds: times.last().copied().unwrap_or(f64::NAN),
@@ -210,8 +216,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "checks: lost {}, phantom {}, resurrected {}, hot key not the latest write {}, runs not identical {}, runs not converged {}",
-            t.lost, t.phantom, t.resurrected, t.hot_not_latest, t.not_identical, t.not_converged
+            "checks: lost {}, phantom {}, resurrected {}, hot key not the latest write {}, runs not identical {}, runs not converged {}, replicator exits {}",
+            t.lost, t.phantom, t.resurrected, t.hot_not_latest, t.not_identical, t.not_converged, t.replicator_exits
         );
         let _ = writeln!(
             out,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use dugong_config::{Config, Database, Location, PgTarget, SslMode};
 use dugong_core::DbId;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
@@ -84,7 +85,7 @@ where
 {
     let (client, connection) = config.connect(tls).await.map_err(|source| {
         let target = describe(target);
-        if source.as_db_error().is_some() {
+        if source.as_db_error().is_some_and(|e| !turned_away_for_now(e.code())) {
             ReplicaError::Refused { db, target, source }
         } else {
             ReplicaError::Unreachable { db, target, source }
@@ -92,6 +93,16 @@ where
     })?;
     tokio::spawn(drive(db, connection));
     Ok(client)
+}
+
+/// Whether a server that answered a connection with this error turns
+/// everyone away for a while — starting up or recovering after a crash,
+/// shutting down, out of connection slots — rather than refusing this
+/// login: the database is unreachable for now (retried, never fatal at
+/// start), not misconfigured.
+fn turned_away_for_now(code: &SqlState) -> bool {
+    [SqlState::CANNOT_CONNECT_NOW, SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::TOO_MANY_CONNECTIONS]
+        .contains(code)
 }
 
 /// Drives a connection until it closes. The server's notices ("relation …
@@ -124,5 +135,20 @@ fn describe(target: &PgTarget) -> String {
     match target.sslmode {
         SslMode::Disable | SslMode::Prefer => target.display.clone(),
         mode => format!("{} sslmode={}", target.display, mode.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_starting_up_or_full_is_away_for_now_and_a_refused_login_is_not() {
+        for code in ["57P03", "57P01", "57P02", "53300"] {
+            assert!(turned_away_for_now(&SqlState::from_code(code)), "{code}");
+        }
+        for code in ["28P01", "28000", "3D000", "42501"] {
+            assert!(!turned_away_for_now(&SqlState::from_code(code)), "{code}");
+        }
     }
 }
