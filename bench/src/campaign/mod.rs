@@ -108,6 +108,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let record = one_run(&lab, i, run_seed, sites, window, args.deadline).await?;
         eprintln!("{}", record.line());
         records.push(record);
+        // Written after every run, so a campaign cut short keeps what it ran.
+        report::Report::new(seed, &dugong, std::mem::take(&mut records)).write_keeping(&json, &mut records)?;
     }
     drop(lab);
     let report = report::Report::new(seed, &dugong, records);

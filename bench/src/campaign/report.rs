@@ -231,6 +231,13 @@ impl Report {
         out
     }
 
+    /// Writes the JSON, then hands the runs back to `runs` for the next report.
+    pub fn write_keeping(self, path: &Path, runs: &mut Vec<RunRecord>) -> anyhow::Result<()> {
+        let written = self.write(path);
+        *runs = self.runs;
+        written
+    }
+
     /// Writes the JSON, creating its directory.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
