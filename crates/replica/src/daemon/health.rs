@@ -22,34 +22,48 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Counting what waits costs a scan of each change log's pending part: after
 /// a count that took `t`, the next waits at least this many times `t`, so a
 /// huge backlog is counted less often instead of loading its source.
 const COUNT_SPACING: u32 = 20;
 
+/// How long [`Health::stop`] lets a heartbeat write in progress finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The running watch; stops when dropped.
 pub(super) struct Health {
     /// Whether this replicator runs the sync; the loops wake when it changes.
     active: watch::Sender<bool>,
+    /// Ends the loops between two heartbeats (or counts).
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Health {
     pub(super) fn start<E: Engine>(config: Arc<Config>, sync: Sync, who: Replicator) -> Health {
         let (active, seen) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let loops = Loop { sync: sync.clone(), stop: stop.clone() };
         let task = tokio::spawn(async move {
-            let beat = beat::<E>(E::watch(&config, &sync), &sync, &who, seen.clone());
-            let count = count::<E>(E::watch(&config, &sync), &sync, &who, seen);
+            let beat = beat::<E>(E::watch(&config, &sync), &loops, &who, seen.clone());
+            let count = count::<E>(E::watch(&config, &sync), &loops, &who, seen);
             tokio::join!(beat, count);
         });
-        Health { active, task }
+        Health { active, stop, task }
     }
 
     /// Stops the watch and waits until it has: nothing it writes can follow.
+    /// A heartbeat being written is let finish rather than dropped halfway:
+    /// a statement already sent would still commit on the server, after the
+    /// state that says the replicator stopped.
     pub(super) async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        self.stop.cancel();
+        if tokio::time::timeout(STOP_GRACE, &mut self.task).await.is_err() {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 
     /// Whether this replicator runs the sync (and so writes its heartbeat) or
@@ -65,12 +79,28 @@ impl Drop for Health {
     }
 }
 
-/// Waits for the next tick, or until this replicator becomes active (true
-/// then). Never returns false for a closed channel: the watch is aborted.
-async fn next(tick: &mut tokio::time::Interval, active: &mut watch::Receiver<bool>) -> bool {
+/// What both loops share: the sync, and the token that ends them.
+struct Loop {
+    sync: Sync,
+    stop: CancellationToken,
+}
+
+/// What woke a loop.
+enum Wake {
+    Tick,
+    /// This replicator became active, or stood by.
+    Changed {
+        active: bool,
+    },
+    Stop,
+}
+
+/// Waits for the next tick, a change of role, or the end.
+async fn next(tick: &mut tokio::time::Interval, active: &mut watch::Receiver<bool>, stop: &CancellationToken) -> Wake {
     tokio::select! {
-        _ = tick.tick() => false,
-        Ok(()) = active.changed() => *active.borrow_and_update(),
+        _ = tick.tick() => Wake::Tick,
+        Ok(()) = active.changed() => Wake::Changed { active: *active.borrow_and_update() },
+        _ = stop.cancelled() => Wake::Stop,
     }
 }
 
@@ -81,11 +111,13 @@ fn interval(every: Duration) -> tokio::time::Interval {
 }
 
 /// Writes the heartbeat every interval while active.
-async fn beat<E: Engine>(mut watch: E::Watch, sync: &Sync, who: &Replicator, mut active: watch::Receiver<bool>) {
-    let name = sync.name.to_string();
+async fn beat<E: Engine>(mut watch: E::Watch, l: &Loop, who: &Replicator, mut active: watch::Receiver<bool>) {
+    let name = l.sync.name.to_string();
     let mut tick = interval(who.heartbeat);
     loop {
-        next(&mut tick, &mut active).await;
+        if let Wake::Stop = next(&mut tick, &mut active, &l.stop).await {
+            return;
+        }
         let is_active = *active.borrow();
         metrics::gauge!(m::ACTIVE, "sync" => name.clone()).set(if is_active { 1.0 } else { 0.0 });
         if !is_active {
@@ -109,15 +141,18 @@ struct Counted {
 
 /// Counts what waits while active, spaced by what counting costs; between
 /// counts the lag of what still waits goes on rising with the clock.
-async fn count<E: Engine>(mut watch: E::Watch, sync: &Sync, who: &Replicator, mut active: watch::Receiver<bool>) {
+async fn count<E: Engine>(mut watch: E::Watch, l: &Loop, who: &Replicator, mut active: watch::Receiver<bool>) {
+    let sync = &l.sync;
     let name = sync.name.to_string();
     let mut tick = interval(who.heartbeat);
     let mut next_count = Instant::now();
     let mut waiting_since: HashMap<DbId, Instant> = HashMap::new();
     let mut counted: HashMap<DbId, Counted> = HashMap::new();
     loop {
-        if next(&mut tick, &mut active).await {
-            next_count = Instant::now();
+        match next(&mut tick, &mut active, &l.stop).await {
+            Wake::Stop => return,
+            Wake::Changed { active: true } => next_count = Instant::now(),
+            Wake::Changed { active: false } | Wake::Tick => {}
         }
         if !*active.borrow() {
             continue;
