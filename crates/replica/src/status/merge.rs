@@ -71,6 +71,7 @@ fn incoming(sync: &Sync, target: DbId, reads: &[(DbId, Result<DbRead, ReadError>
 pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadError>)>) -> (SyncStatus, Option<i64>) {
     let mut databases = Vec::with_capacity(reads.len());
     let mut newest: Option<(&StateRow, i64)> = None;
+    let mut standby: Option<(&StateRow, i64)> = None;
     let (mut rows_total, mut conflicts_total) = (0i64, 0i64);
     let mut clock: Option<i64> = None;
     for (id, read) in &reads {
@@ -96,6 +97,12 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
                 if let Some(s) = &r.state {
                     if newest.is_none_or(|(n, _)| s.updated_at > n.updated_at) {
                         newest = Some((s, r.now_us));
+                    }
+                    // A standby leaves its mark only on the database where it
+                    // found the sync claimed, which need not hold the newest
+                    // state: the latest mark anywhere.
+                    if s.standby_seen.is_some() && standby.is_none_or(|(n, _)| s.standby_seen > n.standby_seen) {
+                        standby = Some((s, r.now_us));
                     }
                     rows_total = rows_total.max(s.rows_total);
                     conflicts_total = conflicts_total.max(s.conflicts_total);
@@ -147,7 +154,8 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
     let replicator = newest.map(|(s, now)| {
         let age = s.heartbeat.map(|h| seconds(now - h).max(0.0));
         let interval = s.heartbeat_interval_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
-        let standby_age = s.standby_seen.map(|t| seconds(now - t).max(0.0));
+        let (standby_row, standby_now) = standby.unwrap_or((s, now));
+        let standby_age = standby_row.standby_seen.map(|t| seconds(standby_now - t).max(0.0));
         let standing_by = standby_age.is_some_and(|a| a <= STANDBY_SEEN.as_secs_f64());
         ReplicatorStatus {
             pid: s.pid,
@@ -157,8 +165,8 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
             heartbeat_interval_seconds: interval.map(|i| i.as_secs_f64()),
             running: s.pid.is_some() && age.is_some_and(|a| Replicator::alive(Duration::from_secs_f64(a), interval)),
             standby: standing_by.then(|| StandbyStatus {
-                pid: s.standby_pid,
-                host: s.standby_host.clone(),
+                pid: standby_row.standby_pid,
+                host: standby_row.standby_host.clone(),
                 seen_seconds_ago: standby_age.unwrap_or_default(),
             }),
         }
@@ -346,5 +354,28 @@ mod tests {
             "{}",
             s.advice[0]
         );
+    }
+
+    #[test]
+    fn the_standby_shows_whichever_database_it_left_its_mark_on() {
+        let json = r#"{"databases": [{"id": 0, "url": "sqlite:/a"}, {"id": 1, "url": "sqlite:/b"}],
+                       "syncs": [{"sources": [0, 1], "tables": "all"}]}"#;
+        let sync = dugong_config::Config::from_str(json, std::path::Path::new("t.json")).unwrap().syncs[0].clone();
+        let active = |updated_at: i64| {
+            let mut r = read(1_000_000, None);
+            let state = r.state.as_mut().unwrap();
+            (state.pid, state.heartbeat, state.heartbeat_interval_ms, state.updated_at) =
+                (Some(10), Some(1_000_000), Some(3_000), updated_at);
+            r
+        };
+        // The standby found the sync claimed on db0; db1 holds the newer state.
+        let mut db0 = active(1);
+        let state = db0.state.as_mut().unwrap();
+        (state.standby_pid, state.standby_host, state.standby_seen) = (Some(20), Some("site1".into()), Some(999_000));
+        let (s, _) = sync_status(&sync, vec![(DbId(0), Ok(db0)), (DbId(1), Ok(active(2)))]);
+        let r = s.replicator.expect("a replicator");
+        assert_eq!(r.pid, Some(10));
+        let standby = r.standby.expect("the standby is shown");
+        assert_eq!((standby.pid, standby.host.as_deref()), (Some(20), Some("site1")));
     }
 }
