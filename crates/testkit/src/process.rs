@@ -167,6 +167,20 @@ pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -
     }
 }
 
+/// iproute2's `ip`: from `PATH`, or where Debian puts it (`/usr/sbin` is not on every
+/// user's `PATH`).
+pub(crate) fn ip_program() -> &'static Path {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+            .map(|dir| dir.join("ip"))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| PathBuf::from("ip"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,18 +214,4 @@ mod tests {
         child.wait().unwrap();
         assert!(!processes_working_in(&dir).contains(&pid));
     }
-}
-
-/// iproute2's `ip`: from `PATH`, or where Debian puts it (`/usr/sbin` is not on every
-/// user's `PATH`).
-pub(crate) fn ip_program() -> &'static Path {
-    static FOUND: OnceLock<PathBuf> = OnceLock::new();
-    FOUND.get_or_init(|| {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-            .map(|dir| dir.join("ip"))
-            .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| PathBuf::from("ip"))
-    })
 }
