@@ -24,6 +24,9 @@ pub struct RunRecord {
     /// Transactions whose COMMIT got no answer, settled afterwards: (committed, aborted).
     pub settled_committed: usize,
     pub settled_aborted: usize,
+    /// Of the settled aborted: ids the crash lost and the recovered server gave to another
+    /// transaction (`txid_status` said committed; the commit came after the failure).
+    pub settled_id_reused: usize,
     /// Rows inserted by committed transactions.
     pub rows_inserted: usize,
     /// Rows deleted by committed transactions (hot keys not included).
@@ -67,6 +70,7 @@ impl RunRecord {
             committed_txns: committed().count(),
             settled_committed: settled(Outcome::Committed),
             settled_aborted: settled(Outcome::Aborted),
+            settled_id_reused: written.iter().flat_map(|w| &w.txns).filter(|t| t.id_reused).count(),
             rows_inserted: committed().count(),
             rows_deleted: committed().filter(|t| t.delete.is_some()).count(),
             hot_writes: committed().filter(|t| t.hot.is_some()).count(),
@@ -140,6 +144,7 @@ pub struct Totals {
     pub committed_txns: usize,
     pub settled_committed: usize,
     pub settled_aborted: usize,
+    pub settled_id_reused: usize,
     pub rows_inserted: usize,
     pub rows_deleted: usize,
     pub hot_writes: usize,
@@ -175,6 +180,7 @@ impl Report {
             committed_txns: sum(|r| r.committed_txns),
             settled_committed: sum(|r| r.settled_committed),
             settled_aborted: sum(|r| r.settled_aborted),
+            settled_id_reused: sum(|r| r.settled_id_reused),
             rows_inserted: sum(|r| r.rows_inserted),
             rows_deleted: sum(|r| r.rows_deleted),
             hot_writes: sum(|r| r.hot_writes),
@@ -211,8 +217,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "written: {} committed transactions ({} of them settled after a crash took the answer to COMMIT; {} such turned out aborted), {} rows inserted, {} deleted, {} hot-key writes",
-            t.committed_txns, t.settled_committed, t.settled_aborted, t.rows_inserted, t.rows_deleted, t.hot_writes
+            "written: {} committed transactions ({} of them settled after a crash took the answer to COMMIT; {} such turned out aborted, {} of those by an id the server gave again after recovery), {} rows inserted, {} deleted, {} hot-key writes",
+            t.committed_txns, t.settled_committed, t.settled_aborted, t.settled_id_reused, t.rows_inserted, t.rows_deleted, t.hot_writes
         );
         let _ = writeln!(
             out,

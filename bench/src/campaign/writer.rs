@@ -6,7 +6,9 @@
 //! site's earlier committed rows, and mostly writes one of the hot keys every site shares:
 //! an upsert of a new value, or a delete. It reads its transaction id before `COMMIT`, so a
 //! commit whose answer was lost to a crash is settled afterwards with `txid_status` on the
-//! recovered server, not guessed.
+//! recovered server, not guessed — minding that a transaction none of whose WAL reached the
+//! disk leaves no trace, so after recovery the server may hand its id to a new transaction:
+//! a "committed" whose commit time is later than the failure is that other transaction's.
 
 use dugong_testkit::Cluster;
 use rand::rngs::StdRng;
@@ -52,6 +54,11 @@ pub struct Txn {
     pub outcome: Outcome,
     /// Its outcome was [`Outcome::Unknown`], settled by asking the server.
     pub settled: bool,
+    /// When its `COMMIT` failed without an answer (µs since the epoch).
+    pub failed_at_us: Option<i64>,
+    /// Settled as aborted because its id, lost in the crash, was given to a transaction
+    /// that committed after the failure.
+    pub id_reused: bool,
 }
 
 /// Everything one writer tried.
@@ -103,7 +110,16 @@ pub async fn write(site: usize, cluster: Arc<Cluster>, db: String, seed: u64, st
 
 /// Runs one transaction and says how it ended.
 async fn one(c: &Client, site: usize, id: i64, delete: Option<i64>, hot: Option<HotWrite>) -> Txn {
-    let mut txn = Txn { xid: None, insert: id, delete: None, hot: None, outcome: Outcome::Aborted, settled: false };
+    let mut txn = Txn {
+        xid: None,
+        insert: id,
+        delete: None,
+        hot: None,
+        outcome: Outcome::Aborted,
+        settled: false,
+        failed_at_us: None,
+        id_reused: false,
+    };
     let body = async {
         c.batch_execute("BEGIN").await?;
         let site = site as i32;
@@ -136,10 +152,13 @@ async fn one(c: &Client, site: usize, id: i64, delete: Option<i64>, hot: Option<
     }
     // Any failure of COMMIT leaves the outcome open: a server stopped with `-m immediate`
     // answers a COMMIT it may already have made durable with a FATAL error.
-    txn.outcome = match c.batch_execute("COMMIT").await {
-        Ok(()) => Outcome::Committed,
-        Err(_) => Outcome::Unknown,
-    };
+    match c.batch_execute("COMMIT").await {
+        Ok(()) => txn.outcome = Outcome::Committed,
+        Err(_) => {
+            txn.outcome = Outcome::Unknown;
+            txn.failed_at_us = Some(now_us());
+        }
+    }
     txn
 }
 
@@ -147,9 +166,17 @@ async fn one(c: &Client, site: usize, id: i64, delete: Option<i64>, hot: Option<
 pub async fn settle(c: &Client, written: &mut Written) -> anyhow::Result<()> {
     for txn in written.txns.iter_mut().filter(|t| t.outcome == Outcome::Unknown) {
         let xid = txn.xid.ok_or_else(|| anyhow::anyhow!("a commit without a transaction id"))?;
-        let status: Option<String> = c.query_one("SELECT txid_status($1)", &[&xid]).await?.get(0);
+        let sql = "SELECT txid_status($1),
+                          (extract(epoch from pg_xact_commit_timestamp(($1 % 4294967296)::text::xid)) * 1000000)::int8";
+        let row = c.query_one(sql, &[&xid]).await?;
+        let (status, committed_at): (Option<String>, Option<i64>) = (row.get(0), row.get(1));
         txn.settled = true;
+        let failed_at = txn.failed_at_us.ok_or_else(|| anyhow::anyhow!("an open commit without its failure time"))?;
+        // Commit times and the failure time are read from the one clock of this machine.
+        let reused = committed_at.is_some_and(|at| at > failed_at);
+        txn.id_reused = status.as_deref() == Some("committed") && reused;
         txn.outcome = match status.as_deref() {
+            Some("committed") if reused => Outcome::Aborted,
             Some("committed") => Outcome::Committed,
             Some("aborted") => Outcome::Aborted,
             other => anyhow::bail!("transaction {xid} on site {}: txid_status says {other:?}", written.site),
@@ -185,4 +212,10 @@ pub async fn hot_commit_times(c: &Client, written: &Written) -> anyhow::Result<V
             Ok((*key, at, value.clone()))
         })
         .collect()
+}
+
+/// Now, in µs since the epoch.
+fn now_us() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
