@@ -4,7 +4,7 @@
 
 mod dc;
 
-use dc::{insert, with_logs, DataCenters, Replicator};
+use dc::{database, insert, with_logs, DataCenters, Replicator};
 use dugong_testkit::wait_for;
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -55,6 +55,17 @@ async fn mesh(dcs: &DataCenters, c: &[Client], replicator: &Replicator) {
     }
     // Site 2 saw none of it.
     assert!(!has(&c[2], 10_001).await);
+    // And the operators on the surviving sites see what waits for it: 5 rounds of 40 rows.
+    let report = wait_for("status from site 0 to show 200 rows waiting for db2", Duration::from_secs(30), || async {
+        let (code, report) = dcs.status_json(0);
+        let db2 = database(&report, "db2");
+        (code == Some(3) && db2["reachable"] == false && db2["pending"] == 200).then_some(report)
+    })
+    .await;
+    assert!(database(&report, "db2")["lag_seconds"].as_f64().is_some_and(|l| l > 0.0), "{report}");
+    for db in ["db0", "db1"] {
+        assert_eq!(database(&report, db)["reachable"], true, "{db}: {report}");
+    }
 
     dcs.sites[2].ns.heal().unwrap();
     dcs.wait_converged(&want, 2, Duration::from_secs(120)).await;
