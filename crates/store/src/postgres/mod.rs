@@ -12,9 +12,12 @@
 //! - `audit`, `console` — the audit log; console users and sessions.
 
 mod audit;
+mod browse;
+mod conflicts;
 mod console;
 mod events;
 mod feed;
+mod history;
 mod migrate;
 mod privileges;
 mod records;
