@@ -291,10 +291,148 @@ async fn bad_input_is_refused_naming_the_problem_and_writes_nothing() {
     s.stop().await.unwrap();
 }
 
+/// Checks `doc` against the rules of OpenAPI 3.1 that a generator can
+/// break: the fixed fields, unique operation ids, path parameters declared
+/// for every `{name}` of a path (and only those), answers keyed by status
+/// code, and every schema (components and inline) a valid JSON Schema
+/// 2020-12 (OpenAPI 3.1's dialect), by the draft's own meta-schema.
+fn openapi_3_1(doc: &Value) {
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")), "openapi: {}", doc["openapi"]);
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string(), "info: {}", doc["info"]);
+    let schemes = doc["components"]["securitySchemes"].as_object().cloned().unwrap_or_default();
+    let mut ids = std::collections::HashSet::new();
+    let mut schemas: Vec<(String, Value)> = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("components.schemas") {
+        schemas.push((format!("components.schemas.{name}"), schema.clone()));
+    }
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        assert!(path.starts_with('/'), "{path}");
+        let in_path: std::collections::BTreeSet<String> =
+            path.split('{').skip(1).filter_map(|p| p.split_once('}').map(|(n, _)| n.to_string())).collect();
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{method} {path}");
+            assert!(["get", "put", "post", "delete"].contains(&method.as_str()), "{at}: not a method");
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{at}: no operationId"));
+            assert!(ids.insert(id.to_string()), "{at}: operationId {id} twice");
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared: std::collections::BTreeSet<String> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| {
+                    assert_eq!(p["required"], true, "{at}: path parameters are required");
+                    p["name"].as_str().unwrap().to_string()
+                })
+                .collect();
+            assert_eq!(declared, in_path, "{at}: path parameters");
+            for p in &params {
+                assert!(p["name"].is_string(), "{at}: {p}");
+                assert!(["query", "path", "header", "cookie"].contains(&p["in"].as_str().unwrap_or("")), "{at}: {p}");
+                schemas.push((format!("{at} parameter {}", p["name"]), p["schema"].clone()));
+            }
+            let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{at}: no responses"));
+            assert!(!responses.is_empty(), "{at}: no responses");
+            for (status, response) in responses {
+                assert!(
+                    status.len() == 3 && status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
+                    "{at}: {status}"
+                );
+                assert!(response["description"].is_string(), "{at} {status}: a response needs a description");
+                for (media, content) in response["content"].as_object().cloned().unwrap_or_default() {
+                    schemas.push((format!("{at} {status} {media}"), content["schema"].clone()));
+                }
+            }
+            if let Some(body) = op.get("requestBody") {
+                for (media, content) in body["content"].as_object().expect("requestBody.content") {
+                    schemas.push((format!("{at} body {media}"), content["schema"].clone()));
+                }
+            }
+            for requirement in op["security"].as_array().cloned().unwrap_or_default() {
+                for name in requirement.as_object().unwrap().keys() {
+                    assert!(schemes.contains_key(name), "{at}: security scheme {name} is not defined");
+                }
+            }
+        }
+    }
+    for (at, schema) in &schemas {
+        assert!(schema.is_object() || schema.is_boolean(), "{at}: no schema");
+        if let Err(e) = jsonschema::draft202012::meta::validate(schema) {
+            panic!("{at} is not a valid JSON Schema 2020-12: {e}: {schema}");
+        }
+    }
+}
+
+/// The schema the document gives `method path` answering `status`, with the
+/// document's components beside it so its references resolve.
+fn documented_schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
+    let op = &doc["paths"][path][method.to_lowercase()];
+    let schema = &op["responses"][status.to_string()]["content"]["application/json"]["schema"];
+    assert!(schema.is_object(), "{method} {path} documents no JSON answer for {status}");
+    json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "allOf": [schema], "components": doc["components"]})
+}
+
+/// Sends a request and checks the answer against the schema the document
+/// gives for its route and status.
+async fn conforms(
+    s: &TestServer,
+    doc: &Value,
+    method: &str,
+    path: &str,
+    concrete: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method_r = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let (status, answer) = send(s, method_r, concrete, body).await;
+    let schema = documented_schema(doc, method, path, status.as_u16());
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let problems: Vec<String> =
+        validator.iter_errors(&answer).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(
+        problems.is_empty(),
+        "{method} {concrete} answered {status} {answer} against its documented schema: {problems:?}"
+    );
+    (status.as_u16(), answer)
+}
+
 #[tokio::test]
-async fn the_openapi_document_matches_the_routes() {
+async fn the_openapi_document_is_valid_covers_every_route_and_matches_the_answers() {
     let s = TestServer::sqlite().await;
     let doc: Value = http().get(s.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    // A well-formed OpenAPI 3.1 document.
+    openapi_3_1(&doc);
+    // Every reference resolves.
+    let mut refs = Vec::new();
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r.clone()),
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    collect(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in &refs {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("{r} is not local"));
+        assert!(doc.pointer(pointer).is_some(), "{r} resolves to nothing");
+    }
+    // The limits it states are the server's own.
+    let schemas = &doc["components"]["schemas"];
+    use dugong_store::validate as v;
+    assert_eq!(schemas["PutApp"]["properties"]["name"]["maxLength"], v::MAX_NAME_CHARS);
+    assert_eq!(schemas["PutApp"]["properties"]["description"]["maxLength"], v::MAX_DESCRIPTION_CHARS);
+    assert_eq!(schemas["PutFlow"]["properties"]["name"]["maxLength"], v::MAX_NAME_CHARS);
+    assert_eq!(schemas["PutContext"]["properties"]["values"]["maxProperties"], v::MAX_CONTEXT_ENTRIES);
+    assert_eq!(schemas["PostEvents"]["properties"]["events"]["maxItems"], v::MAX_EVENTS_PER_POST);
+    assert_eq!(schemas["NewEvent"]["properties"]["kind"]["maxLength"], v::MAX_EVENT_KIND_CHARS);
+    assert_eq!(schemas["PutApp"]["additionalProperties"], false, "unknown fields are refused, and documented so");
+
+    // It documents exactly the routes served.
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -321,5 +459,59 @@ async fn the_openapi_document_matches_the_routes() {
             assert!(!body.contains("no_route"), "{method} {path} is documented but not served");
         }
     }
+
+    // The answers are what the document says they are: records, pages,
+    // errors, on each resource.
+    let app = uuid();
+    let app_path = format!("/api/v1/apps/{app}");
+    assert_eq!(
+        conforms(&s, &doc, "PUT", "/api/v1/apps/{id}", &app_path, Some(json!({"name": "Journal"}))).await.0,
+        201
+    );
+    conforms(&s, &doc, "PUT", "/api/v1/apps/{id}", &app_path, Some(json!({"name": "Journal", "expected_version": 1})))
+        .await;
+    let (status, _) = conforms(
+        &s,
+        &doc,
+        "PUT",
+        "/api/v1/apps/{id}",
+        &format!("/api/v1/apps/{}", uuid()),
+        Some(json!({"name": "journal"})),
+    )
+    .await;
+    assert_eq!(status, 409, "a taken name");
+    conforms(&s, &doc, "PUT", "/api/v1/apps/{id}", &app_path, Some(json!({"name": "x", "expected_version": 1}))).await;
+    conforms(&s, &doc, "PUT", "/api/v1/apps/{id}", &app_path, Some(json!({"nom": "x"}))).await;
+    conforms(&s, &doc, "GET", "/api/v1/apps", "/api/v1/apps?page_size=1", None).await;
+    conforms(&s, &doc, "GET", "/api/v1/apps/{id}", &app_path, None).await;
+    conforms(&s, &doc, "GET", "/api/v1/apps/{id}", &format!("/api/v1/apps/{}", uuid()), None).await;
+    let flow = format!("/api/v1/flows/{}", uuid());
+    conforms(&s, &doc, "PUT", "/api/v1/flows/{id}", &flow, Some(json!({"app_id": app, "name": "f", "script": "x"})))
+        .await;
+    conforms(&s, &doc, "GET", "/api/v1/flows", &format!("/api/v1/flows?app_id={app}"), None).await;
+    conforms(
+        &s,
+        &doc,
+        "PUT",
+        "/api/v1/settings/{key}",
+        "/api/v1/settings/ui",
+        Some(json!({"value": {"a": [1, null]}})),
+    )
+    .await;
+    conforms(&s, &doc, "GET", "/api/v1/settings", "/api/v1/settings", None).await;
+    conforms(&s, &doc, "PUT", "/api/v1/contexts/{user}", "/api/v1/contexts/alice", Some(json!({"values": {"p": "1"}})))
+        .await;
+    conforms(&s, &doc, "GET", "/api/v1/contexts/{user}", "/api/v1/contexts/alice", None).await;
+    conforms(&s, &doc, "DELETE", "/api/v1/contexts/{user}", "/api/v1/contexts/alice", None).await;
+    conforms(&s, &doc, "DELETE", "/api/v1/flows/{id}", &format!("{flow}?expected_version=9"), None).await;
+    let events =
+        json!({"events": [{"id": uuid(), "kind": "k", "payload": {"x": 1}, "occurred_at": "2024-05-01T12:00:00Z"}]});
+    conforms(&s, &doc, "POST", "/api/v1/events", "/api/v1/events", Some(events)).await;
+    conforms(&s, &doc, "GET", "/api/v1/events", "/api/v1/events", None).await;
+    conforms(&s, &doc, "GET", "/api/v1/events", "/api/v1/events?page_size=9999", None).await;
+    conforms(&s, &doc, "GET", "/api/v1/audit", "/api/v1/audit?resource=apps", None).await;
+    conforms(&s, &doc, "GET", "/api/v1/info", "/api/v1/info", None).await;
+    conforms(&s, &doc, "GET", "/healthz", "/healthz", None).await;
+    conforms(&s, &doc, "GET", "/readyz", "/readyz", None).await;
     s.stop().await.unwrap();
 }
