@@ -211,8 +211,14 @@ async fn an_operator_finds_every_record_sees_what_changed_and_both_sites_in_an_o
     assert!(loser.contains("Lost: db0 (site 0)") && loser.contains("written on site 0"), "{loser}");
     assert!(text_of(&browser, "#reason").await.contains("later commit"));
     shot(&browser, "conflict").await;
+    // Someone changes the setting after the conflict: a restore says so first.
+    put_setting(s0, "fleet.mode", "changed after the conflict").await;
     browser.click(&browser.find("#restore").await).await;
-    browser.wait_for_text("Restored: the record is now at version 2.", false).await;
+    browser.wait_for_text("The record changed since the conflict", false).await;
+    assert_eq!(setting(s0, "fleet.mode").await["value"], "changed after the conflict", "nothing was written");
+    assert_eq!(text_of(&browser, "#restore").await, "Restore the losing version anyway");
+    browser.click(&browser.find("#restore").await).await;
+    browser.wait_for_text("Restored: the record is now at version 3.", false).await;
     for s in [s0, s1] {
         wait_for("the losing version on both sites", DEADLINE, || async {
             (setting(s, "fleet.mode").await["value"] == "written on site 0").then_some(())
@@ -223,7 +229,7 @@ async fn an_operator_finds_every_record_sees_what_changed_and_both_sites_in_an_o
     let conflict_path =
         browser.url().await.split_once("/conflicts/").map(|(_, id)| id.split('?').next().unwrap().to_string());
     browser.goto(&s1.url(&format!("/conflicts/{}", conflict_path.unwrap()))).await;
-    browser.wait_for_text("The losing version was restored as version 2", true).await;
+    browser.wait_for_text("The losing version was restored as version 3", true).await;
 
     // Times in the reader's own zone with their age (the console's script).
     let time = browser.script("return document.querySelector('time').innerText;", vec![]).await;

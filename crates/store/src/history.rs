@@ -83,7 +83,7 @@ impl HistoryEntry {
 
 /// A record's fields as the JSON object the history keeps (JSON fields
 /// nested as JSON), as PostgreSQL's `jsonb_build_object` makes it there.
-pub(crate) fn content(record: &Record) -> String {
+pub fn content(record: &Record) -> String {
     let object = match record {
         Record::App(a) => serde_json::json!({"name": a.name, "description": a.description}),
         Record::Flow(f) => serde_json::json!({"app_id": f.app_id, "name": f.name, "script": f.script}),

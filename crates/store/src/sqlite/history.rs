@@ -83,7 +83,10 @@ pub(super) fn version(
 const SELECT: &str =
     "SELECT id, resource, key, version, action, at, site, actor, actor_kind, detail, content FROM history";
 
-fn entry(r: &Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, i64, [String; 4], Option<String>)> {
+/// The columns of a history row, as read.
+type Parts = (String, String, String, i64, String, i64, [String; 4], Option<String>);
+
+fn entry(r: &Row<'_>) -> rusqlite::Result<Parts> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -95,8 +98,6 @@ fn entry(r: &Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, 
         r.get(10)?,
     ))
 }
-
-type Parts = (String, String, String, i64, String, i64, [String; 4], Option<String>);
 
 fn to_entry((id, resource, key, version, action, at, who, content): Parts) -> Result<HistoryEntry, StoreError> {
     HistoryEntry::from_parts(id, resource, key, version, action, Micros(at), who, content.as_deref())
