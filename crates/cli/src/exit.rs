@@ -53,7 +53,7 @@ impl Exit {
             Exit::Unreachable => "a database could not be reached",
             Exit::SyncBad => "a sync is not Good (Bad, or never replicated)",
             Exit::Differ => "the databases of a sync differ",
-            Exit::Refused => "refused: the row changed since the conflict (restore without --force)",
+            Exit::Refused => "refused: the row changed since the conflict (restore without --force); a site refused the schema statement (ddl)",
             Exit::Interrupted => "interrupted (SIGINT or SIGTERM) before finishing",
         }
     }
@@ -68,6 +68,9 @@ impl Exit {
         }
         if let Some(e) = err.downcast_ref::<ConflictsError>() {
             return Exit::of_conflicts(e);
+        }
+        if let Some(e) = err.downcast_ref::<dugong_replica::ddl::DdlError>() {
+            return crate::ddl::exit_of(e);
         }
         Exit::Failed
     }
@@ -127,6 +130,11 @@ pub fn compare_help() -> String {
 /// The codes of `conflicts`.
 pub fn conflicts_help() -> String {
     help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
+}
+
+/// The codes of `ddl`.
+pub fn ddl_help() -> String {
+    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused])
 }
 
 #[cfg(test)]

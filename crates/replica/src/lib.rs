@@ -27,6 +27,7 @@ pub mod capture;
 pub mod compare;
 pub mod conflicts;
 pub mod daemon;
+pub mod ddl;
 pub mod diff;
 pub mod engine;
 mod error;
