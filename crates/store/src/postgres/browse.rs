@@ -3,8 +3,8 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::records::{param, qualified, select_list, to_record};
-use super::PgStore;
+use super::records::{param, select_list, to_record};
+use super::{qualified, PgStore};
 use crate::browse::{sort_column, Browse, BrowsePage, Cursor, From, Order, Sort};
 use crate::error::{from_pg, StoreError};
 use crate::model::{ColumnType, Kind};

@@ -9,8 +9,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::records::qualified;
-use super::{micros, PgStore};
+use super::{micros, qualified, PgStore};
 use crate::audit::AuditCursor;
 use crate::error::{from_pg, StoreError};
 use crate::history::{HistoryEntry, HistoryQuery, RECORDED};

@@ -40,6 +40,11 @@ fn micros(column: &str) -> String {
     format!("(extract(epoch from {column}) * 1000000)::int8")
 }
 
+/// `dugong_app.<table>`: the records' tables, as every module names them.
+fn qualified(table: &crate::model::Table) -> String {
+    format!("dugong_app.{}", table.name)
+}
+
 /// The store on one PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {

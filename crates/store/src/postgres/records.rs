@@ -13,15 +13,10 @@ use tokio_postgres::Row;
 
 use super::audit::{self, insert_from, literal};
 use super::history;
-use super::{micros, PgStore};
+use super::{micros, qualified, PgStore};
 use crate::audit::{Action, Actor, NewAudit};
 use crate::error::{from_pg, from_pg_write, StoreError};
 use crate::model::{Column, ColumnType, Expect, Input, Kind, ListQuery, Micros, Page, Record, Table};
-
-/// `dugong_app.<table>`.
-pub(super) fn qualified(table: &Table) -> String {
-    format!("dugong_app.{}", table.name)
-}
 
 /// A column read as text, under its own name.
 fn read(column: &Column) -> String {
