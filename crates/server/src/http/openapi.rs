@@ -94,7 +94,9 @@ impl Spec {
             .schema(Some(schema))
             .build();
         self.builder = self.builder.parameter(parameter);
-        self
+        // Every key is checked before anything is read: a bad one is refused
+        // (a body or query, declared later, words the 400 more broadly).
+        self.error(400, &format!("The {name} is not valid"))
     }
 
     /// A JSON body of `T`.
@@ -121,9 +123,11 @@ impl Spec {
         self
     }
 
-    /// An answer of another media type.
+    /// An answer without a Rust type of its own: a JSON object (this
+    /// document) for a JSON media type, text for any other.
     pub fn answer_as(mut self, status: u16, media_type: &str, description: &str) -> Spec {
-        let content = ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build();
+        let ty = if media_type.ends_with("json") { Type::Object } else { Type::String };
+        let content = ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(ty))).build();
         let response = ResponseBuilder::new().description(description).content(media_type, content).build();
         self.builder = self.builder.response(status.to_string(), response);
         self

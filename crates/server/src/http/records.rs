@@ -242,6 +242,7 @@ pub fn put_spec<R: Resource>() -> Spec {
         .body::<R::Body>()
         .answer::<R::Json>(200, "Replaced")
         .answer::<R::Json>(201, "Created")
+        .error(404, "An expected version (1 or more) was given and there is no such record")
         .error(
             409,
             "The record is not at the expected version (current_version says where it is), or the name is taken",

@@ -137,6 +137,37 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `text` percent-encoded for a URL's path or query (unreserved bytes kept).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Sends `method path` with the test token (and `body` as JSON): the status
+/// and the answer as JSON, or as a JSON string when it is not JSON.
+pub async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = http().request(method, server.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
 /// Two sites, each a database with its own server, and the real replicator
 /// (`dugong replicate`'s daemon) between them, already past its first good
 /// run on both databases.
