@@ -107,6 +107,18 @@ async fn an_operator_finds_every_record_sees_what_changed_and_both_sites_in_an_o
     // Paging: 50 a page, Next to the end and Previous back, in name order.
     browser.goto(&s0.url("/apps")).await;
     assert_eq!(text_of(&browser, "#count").await, format!("50 shown of {APPS} apps"));
+    let above = browser
+        .script(
+            "const n = document.querySelector('nav.pager'); \
+             return n.compareDocumentPosition(document.getElementById('apps')) & Node.DOCUMENT_POSITION_FOLLOWING \
+             ? n.innerText : '';",
+            vec![],
+        )
+        .await;
+    assert!(
+        above.as_str().unwrap_or_default().starts_with("50 shown of"),
+        "the count and Next above the list too: {above}"
+    );
     shot(&browser, "apps").await;
     let mut forward = first_cells(&browser, "#apps").await;
     let mut pages = 1;

@@ -89,17 +89,29 @@ pub fn search_form(path: &str, p: &ListParams, hint: &str, extra: Markup) -> Mar
     }
 }
 
-/// How many match, and the links to the pages before and after.
+/// How many match, and the links to the pages before and after: below the
+/// list (with the ids scripts and tests use).
 pub fn pager(path: &str, p: &ListParams, page: &BrowsePage, noun: &str) -> Markup {
+    pager_nav(path, p, page, noun, true)
+}
+
+/// [`pager`] above the list too, so a long page need not be scrolled to see
+/// how many match or to move on.
+pub fn pager_above(path: &str, p: &ListParams, page: &BrowsePage, noun: &str) -> Markup {
+    pager_nav(path, p, page, noun, false)
+}
+
+fn pager_nav(path: &str, p: &ListParams, page: &BrowsePage, noun: &str, ids: bool) -> Markup {
     let matching = if p.q.is_empty() { String::new() } else { format!(" matching “{}”", p.q) };
+    let id = |name: &'static str| ids.then_some(name);
     html! {
-        nav.pager aria-label="Pages" {
-            span.count #count { (page.items.len()) " shown of " (page.total) " " (noun) (matching) }
+        nav.pager aria-label=(if ids { "Pages" } else { "Pages (top)" }) {
+            span.count id=[id("count")] { (page.items.len()) " shown of " (page.total) " " (noun) (matching) }
             @if let Some(c) = &page.previous {
-                a #previous rel="prev" href=(p.link(path, ("before", &c.token()))) { "← Previous" }
+                a id=[id("previous")] rel="prev" href=(p.link(path, ("before", &c.token()))) { "← Previous" }
             }
             @if let Some(c) = &page.next {
-                a #next rel="next" href=(p.link(path, ("after", &c.token()))) { "Next →" }
+                a id=[id("next")] rel="next" href=(p.link(path, ("after", &c.token()))) { "Next →" }
             }
         }
     }

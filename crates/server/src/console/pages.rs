@@ -15,7 +15,7 @@ use maud::{html, Markup};
 
 use super::history;
 use super::html::{url_component, when, with_query, Notice, Section};
-use super::list::{pager, search_form, ListParams};
+use super::list::{pager, pager_above, search_form, ListParams};
 use super::session::Change;
 use super::view::{conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
@@ -73,6 +73,7 @@ pub async fn apps(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Respons
         @if page.items.is_empty() {
             p.empty { @if params.q.is_empty() { "No apps yet." } @else { "No app matches." } }
         } @else {
+            (pager_above("/apps", &params, &page, "apps"))
             div.scroll { table #apps {
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Description" }
@@ -164,6 +165,7 @@ pub async fn app(ctx: Ctx, Path(id): Path<String>, Query(q): Query<HashMap<Strin
         @if flows.items.is_empty() {
             p.empty { @if params.q.is_empty() { "No flows yet." } @else { "No flow matches." } }
         } @else {
+            (pager_above(&here, &params, &flows, "flows"))
             div.scroll { table #flows {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Version" } th scope="col" { "Updated" } } }
                 tbody { @for r in &flows.items { @if let Record::Flow(f) = r { tr {
@@ -262,6 +264,7 @@ pub async fn flows(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Respon
         @if page.items.is_empty() {
             p.empty { @if params.q.is_empty() { "No flows yet: open an app to make one." } @else { "No flow matches." } }
         } @else {
+            (pager_above("/flows", &params, &page, "flows"))
             div.scroll { table #flows {
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "App" }

@@ -12,7 +12,7 @@ use maud::{html, Markup};
 
 use super::history;
 use super::html::{url_component, when, with_query, Notice, Section};
-use super::list::{pager, search_form, ListParams};
+use super::list::{pager, pager_above, search_form, ListParams};
 use super::pages::{delete_form, notice_from, preview};
 use super::session::Change;
 use super::view::{conflict_page, failure, message_page, Ctx};
@@ -68,6 +68,7 @@ pub async fn settings(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Res
         @if page.items.is_empty() {
             p.empty { @if params.q.is_empty() { "No settings yet." } @else { "No setting matches." } }
         } @else {
+            (pager_above("/settings", &params, &page, "settings"))
             div.scroll { table #settings {
                 thead { tr {
                     th scope="col" { "Key" } th scope="col" { "Value" }
@@ -205,6 +206,7 @@ pub async fn contexts(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Res
         @if page.items.is_empty() {
             p.empty { @if params.q.is_empty() { "No contexts yet." } @else { "No context matches." } }
         } @else {
+            (pager_above("/contexts", &params, &page, "contexts"))
             div.scroll { table #contexts {
                 thead { tr {
                     th scope="col" { "User" } th scope="col" { "Entries" }
