@@ -70,7 +70,7 @@ impl Exit {
             return Exit::of_conflicts(e);
         }
         if let Some(e) = err.downcast_ref::<dugong_replica::ddl::DdlError>() {
-            return crate::ddl::exit_of(e);
+            return Exit::of_ddl(e);
         }
         Exit::Failed
     }
@@ -93,6 +93,19 @@ impl Exit {
             ConflictsError::NotRestorable { .. } => Exit::Refused,
             ConflictsError::Restore { source: RestoreError::ChangedSince { .. }, .. } => Exit::Refused,
             _ => Exit::Failed,
+        }
+    }
+
+    /// The exit code of a refused or failed `ddl` (kept here, not in
+    /// `ddl.rs`, so the command imports its codes and not the other way).
+    fn of_ddl(e: &dugong_replica::ddl::DdlError) -> Exit {
+        use dugong_replica::ddl::DdlError;
+        match e {
+            DdlError::Config(_) => Exit::Config,
+            DdlError::Unreachable(_) => Exit::Unreachable,
+            DdlError::Statement { .. } => Exit::Refused,
+            DdlError::Busy { .. } | DdlError::Partial { .. } => Exit::Failed,
+            DdlError::Replica(e) => Exit::of_class(e.class()),
         }
     }
 }
