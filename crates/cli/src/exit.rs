@@ -27,6 +27,8 @@ pub enum Exit {
     /// A restore was refused: the row changed since the conflict (or there is
     /// no losing version to write back).
     Refused,
+    /// A check of `verify` failed.
+    CheckFailed,
     /// Interrupted (SIGINT or SIGTERM) before the command finished.
     Interrupted,
 }
@@ -41,6 +43,7 @@ impl Exit {
             Exit::SyncBad => 4,
             Exit::Differ => 5,
             Exit::Refused => 6,
+            Exit::CheckFailed => 7,
             Exit::Interrupted => 130,
         }
     }
@@ -53,7 +56,10 @@ impl Exit {
             Exit::Unreachable => "a database could not be reached",
             Exit::SyncBad => "a sync is not Good (Bad, or never replicated)",
             Exit::Differ => "the databases of a sync differ",
-            Exit::Refused => "refused: the row changed since the conflict (restore without --force)",
+            Exit::Refused => {
+                "refused: a check failed (setup: a site is not ready, each problem printed with its fix; conflicts restore: the row changed since the conflict, use --force)"
+            }
+            Exit::CheckFailed => "a check failed (verify: its line says which, with a hint)",
             Exit::Interrupted => "interrupted (SIGINT or SIGTERM) before finishing",
         }
     }
@@ -129,6 +135,21 @@ pub fn conflicts_help() -> String {
     help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
 }
 
+/// The codes of `setup`.
+pub fn setup_help() -> String {
+    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
+}
+
+/// The codes of `verify`.
+pub fn verify_help() -> String {
+    help(&[Exit::Ok, Exit::Config, Exit::CheckFailed, Exit::Interrupted])
+}
+
+/// The codes of `repair` (5: a dry run found keys to repair).
+pub fn repair_help() -> String {
+    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +164,7 @@ mod tests {
             Exit::SyncBad,
             Exit::Differ,
             Exit::Refused,
+            Exit::CheckFailed,
             Exit::Interrupted,
         ];
         let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();

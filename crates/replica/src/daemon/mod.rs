@@ -44,6 +44,8 @@ pub struct DaemonOptions {
     pub schema_check: Duration,
     /// How often a standby checks whether the active replicator is gone.
     pub standby_retry: Duration,
+    /// The background consistency check (`crate::consistency`); `None`: off.
+    pub consistency: Option<crate::consistency::ConsistencyOptions>,
 }
 
 impl Default for DaemonOptions {
@@ -58,6 +60,7 @@ impl Default for DaemonOptions {
             progress: false,
             schema_check: Duration::from_secs(5),
             standby_retry: Duration::from_millis(500),
+            consistency: None,
         }
     }
 }
@@ -109,6 +112,10 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
             who: Replicator { heartbeat: options.heartbeat, ..Replicator::this_process() },
         };
         handles.push(tracker.spawn(task.run()));
+        // The consistency check only reads: a task of its own beside the sync's.
+        if let (Some(check), false) = (options.consistency, options.once) {
+            tracker.spawn(crate::consistency::run(config.clone(), sync.clone(), check, shutdown.clone()));
+        }
     }
     tracker.close();
     let mut reports = Vec::new();

@@ -17,11 +17,15 @@
 //!   and what `dugong conflicts` reads; `restore`: a losing version written
 //!   back.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
+//! - `setup`: `dugong setup`'s checks, schema copy, online copy and
+//!   sequences; `repair`: `dugong repair`; `consistency`: the background
+//!   consistency check; `rows`: rows read and written by key (for both).
 
 mod apply;
 pub mod capture;
 mod catalog;
 pub(crate) mod compare;
+pub mod consistency;
 pub(crate) mod conflicts;
 mod connect;
 mod copy;
@@ -30,7 +34,10 @@ mod node;
 mod prepare;
 mod read;
 mod record;
+pub(crate) mod repair;
 pub(crate) mod restore;
+mod rows;
+pub mod setup;
 pub mod snapshot;
 pub(crate) mod status;
 mod tls;
