@@ -281,14 +281,14 @@ async fn a_role_without_privileges_is_told_each_grant() {
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
-        &format!("db0: role {role} may not set session_replication_role"),
-        &format!("fix: GRANT SET ON PARAMETER session_replication_role TO \"{role}\";"),
-        &format!("may not create schemas in database {}", dbs[1]),
-        &format!("fix: GRANT CREATE ON DATABASE \"{}\" TO \"{role}\";", dbs[1]),
-        "lacks privileges on 3 table(s): public.customer (SELECT, TRIGGER)",
-        &format!("GRANT SELECT, INSERT, DELETE, TRIGGER ON ALL TABLES IN SCHEMA \"public\" TO \"{role}\";"),
+        format!("db0: role {role} may not set session_replication_role"),
+        format!("fix: GRANT SET ON PARAMETER session_replication_role TO \"{role}\";"),
+        format!("may not create schemas in database {}", dbs[1]),
+        format!("fix: GRANT CREATE ON DATABASE \"{}\" TO \"{role}\";", dbs[1]),
+        "lacks privileges on 3 table(s): public.customer (SELECT, TRIGGER)".to_string(),
+        format!("GRANT SELECT, INSERT, DELETE, TRIGGER ON ALL TABLES IN SCHEMA \"public\" TO \"{role}\";"),
     ] {
-        assert!(err.contains(expected.as_str()), "{expected:?} missing:\n{err}");
+        assert!(err.contains(&expected), "{expected:?} missing:\n{err}");
     }
 }
 

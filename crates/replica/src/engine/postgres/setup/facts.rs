@@ -51,15 +51,17 @@ pub(crate) async fn read(client: &Client, id: DbId, sync: &SyncName) -> Result<F
             with_rows.push((a.name.clone(), n));
         }
     }
-    let set_up_from = client
-        .query_one(
-            "SELECT CASE WHEN to_regclass('dugong.setup') IS NOT NULL
-                    THEN (SELECT origin FROM dugong.setup WHERE sync = $1) END",
-            &[&sync.as_str()],
-        )
-        .await
-        .on_db(id, || "reading the setup record".into())?
-        .get(0);
+    let ctx = || "reading the setup record".to_string();
+    let recorded: bool =
+        client.query_one("SELECT to_regclass('dugong.setup') IS NOT NULL", &[]).await.on_db(id, ctx)?.get(0);
+    let set_up_from = match recorded {
+        true => client
+            .query_opt("SELECT origin FROM dugong.setup WHERE sync = $1", &[&sync.as_str()])
+            .await
+            .on_db(id, ctx)?
+            .map(|r| r.get(0)),
+        false => None,
+    };
     Ok(Facts {
         id,
         version: row.get(0),

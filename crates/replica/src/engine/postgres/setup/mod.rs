@@ -328,15 +328,20 @@ async fn claim(client: &Client, id: DbId, sync: &Sync) -> Result<(), SetupError>
 /// the one row a server creates with its schema (with a feed id of its own).
 async fn copy_migrations(clients: &[(DbId, Client)], origin: DbId, target: DbId) -> Result<(), ReplicaError> {
     let client_of = |id: DbId| &clients.iter().find(|(i, _)| *i == id).expect("connected").1;
-    let steps: Option<String> = client_of(origin)
-        .query_one(
-            "SELECT CASE WHEN to_regclass('dugong_local.schema_migrations') IS NOT NULL
-                    THEN (SELECT json_agg(m)::text FROM dugong_local.schema_migrations m) END",
-            &[],
-        )
+    let ctx = || "reading the schema steps".to_string();
+    let kept: bool = client_of(origin)
+        .query_one("SELECT to_regclass('dugong_local.schema_migrations') IS NOT NULL", &[])
         .await
-        .on_db(origin, || "reading the schema steps".into())?
+        .on_db(origin, ctx)?
         .get(0);
+    let steps: Option<String> = match kept {
+        true => client_of(origin)
+            .query_one("SELECT json_agg(m)::text FROM dugong_local.schema_migrations m", &[])
+            .await
+            .on_db(origin, ctx)?
+            .get(0),
+        false => None,
+    };
     if let Some(steps) = steps {
         client_of(target)
             .execute(

@@ -26,22 +26,27 @@ async fn read(client: &Client, db: DbId) -> Result<Vec<Sequence>, ReplicaError> 
     let skipped: Vec<String> = SKIPPED_SCHEMAS.iter().map(|s| s.to_string()).collect();
     let rows = client
         .query(
-            "SELECT schemaname::text, sequencename::text, increment_by,
-                    coalesce(last_value + increment_by, start_value)
-             FROM pg_sequences
+            "SELECT schemaname::text, sequencename::text, increment_by FROM pg_sequences
              WHERE schemaname <> ALL($1::text[]) AND schemaname NOT LIKE 'pg\\_%'
              ORDER BY 1, 2",
             &[&skipped],
         )
         .await
         .on_db(db, || "reading the sequences".into())?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Sequence {
-            name: TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-            state: SequenceState { db, increment: r.get(2), next: r.get(3) },
-        })
-        .collect())
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = TableName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        let increment: i64 = r.get(2);
+        // The sequence itself knows what nextval hands out next (the view
+        // shows no last value after a RESTART).
+        let Ok(row) = client.query_one(&format!("SELECT last_value, is_called FROM {}", name.quoted()), &[]).await else {
+            continue;
+        };
+        let (last, called): (i64, bool) = (row.get(0), row.get(1));
+        let next = if called { last.saturating_add(increment) } else { last };
+        out.push(Sequence { name, state: SequenceState { db, increment, next } });
+    }
+    Ok(out)
 }
 
 /// Every sequence present on all of `clients` (in the sync's order) with its
