@@ -100,13 +100,19 @@ async fn replication_hint(path: &std::path::Path) -> String {
                 .syncs
                 .iter()
                 .map(|s| {
-                    let running = s.replicator.as_ref().is_some_and(|r| r.running);
+                    let replicator = match &s.replicator {
+                        Some(r) => format!(
+                            "{} replicator running (last heartbeat {})",
+                            if r.running { "a" } else { "no" },
+                            r.heartbeat_seconds_ago.map_or("never".to_string(), |a| format!("{a:.0}s ago"))
+                        ),
+                        None => "no replicator has run it".to_string(),
+                    };
                     format!(
-                        "{} is {} with {} replicator running{}",
+                        "{} is {}, {replicator}{}",
                         s.name,
                         s.state,
-                        if running { "a" } else { "no" },
-                        s.last_error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                        s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
                     )
                 })
                 .collect();
