@@ -41,7 +41,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("dugong: setup changes databases; run it with --yes when no terminal can answer its question");
         return Ok(Exit::Config.into());
     }
-    let options = SetupOptions { sync: args.sync.clone(), force: args.force, progress_bar: std::io::stderr().is_terminal() };
+    let options =
+        SetupOptions { sync: args.sync.clone(), force: args.force, progress_bar: std::io::stderr().is_terminal() };
     let json = args.json;
     let say = move |line: &str| {
         if json {

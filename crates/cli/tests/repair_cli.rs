@@ -68,9 +68,7 @@ fn show(o: &Output) -> String {
 
 /// A write the replicator never sees: what a manual fix or a restored backup does.
 async fn behind_its_back(c: &Client, sql: &str) {
-    c.batch_execute(&format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT"))
-        .await
-        .expect(sql);
+    c.batch_execute(&format!("BEGIN; SET LOCAL session_replication_role = replica; {sql}; COMMIT")).await.expect(sql);
 }
 
 async fn rows(c: &Client, sql: &str) -> Vec<String> {
@@ -136,7 +134,10 @@ async fn repair_settles_every_kind_of_difference_by_commit_time_and_logs_it() {
     for site in &c {
         assert_eq!(rows(site, "SELECT name FROM item WHERE id = 1").await, vec!["newer on db0"]);
         assert_eq!(rows(site, "SELECT qty::text FROM item WHERE id = 2").await, vec!["222"]);
-        assert_eq!(rows(site, "SELECT name FROM item WHERE id IN (3, 9001) ORDER BY id").await, vec!["item 3", "only on db1"]);
+        assert_eq!(
+            rows(site, "SELECT name FROM item WHERE id IN (3, 9001) ORDER BY id").await,
+            vec!["item 3", "only on db1"]
+        );
         assert_eq!(rows(site, "SELECT v FROM pair WHERE a = 'y'").await, vec!["three"]);
     }
     // Nothing echoed: the change logs hold nothing to ship.

@@ -109,9 +109,12 @@ async fn application(client: Client, stop: Arc<AtomicBool>) -> (Vec<i32>, Vec<i6
             .expect("the application's write");
         customers.push(row.get(0));
         orders.extend(row.get::<_, Vec<i64>>(1));
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             // Updates too, of rows the copy may already have taken.
-            client.execute("UPDATE customer SET name = name || '+' WHERE id = $1", &[&customers[customers.len() / 2]]).await.expect("update");
+            client
+                .execute("UPDATE customer SET name = name || '+' WHERE id = $1", &[&customers[customers.len() / 2]])
+                .await
+                .expect("update");
         }
     }
     (customers, orders)
@@ -162,7 +165,10 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
     assert_eq!(out.status.code(), Some(0), "every committed row is on both sites:\n{}", show(&out));
     let site1 = cluster.connect(&dbs[1]).await.unwrap();
     let max_customer = *customers.iter().max().unwrap();
-    assert_eq!(count(&site1, &format!("SELECT count(*) FROM customer WHERE id > 20000 AND id <= {max_customer}")).await, customers.len() as i64);
+    assert_eq!(
+        count(&site1, &format!("SELECT count(*) FROM customer WHERE id > 20000 AND id <= {max_customer}")).await,
+        customers.len() as i64
+    );
     assert_eq!(count(&site1, "SELECT count(*) FROM orders").await, 60000 + orders.len() as i64);
     // Interleaved: new rows on either site never collide.
     let steps: Vec<i64> = {
@@ -185,7 +191,11 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
     // Again: nothing changes, and it says so.
     let out = dugong(&["setup", "--yes"], &config.path);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sync0 is set up already: nothing changed."), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sync0 is set up already: nothing changed."),
+        "{}",
+        show(&out)
+    );
 
     // A third site joins the running pair the same way.
     site1.batch_execute("INSERT INTO tag VALUES ('c', 'written on site 1')").await.unwrap();
@@ -200,7 +210,12 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
     let out = dugong(&["replicate", "--once"], &config.path);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let out = dugong(&["compare"], &config.path);
-    assert_eq!(out.status.code(), Some(0), "three identical sites, site 1's unshipped change included:\n{}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "three identical sites, site 1's unshipped change included:\n{}",
+        show(&out)
+    );
     let site2 = cluster.connect(&dbs[2]).await.unwrap();
     assert_eq!(count(&site2, "SELECT count(*) FROM tag WHERE code = 'd'").await, 1);
     assert_eq!(count(&site2, "SELECT increment_by FROM pg_sequences WHERE sequencename = 'customer_id_seq'").await, 3);
@@ -247,10 +262,17 @@ async fn a_target_with_rows_is_refused_by_name_unless_forced() {
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("setup refused (1 problem); nothing was changed:"), "{err}");
-    assert!(err.contains("db1: is not empty: public.tag (2 rows); setup copies db0's rows into empty sites only"), "{err}");
+    assert!(
+        err.contains("db1: is not empty: public.tag (2 rows); setup copies db0's rows into empty sites only"),
+        "{err}"
+    );
     assert!(err.contains("fix: empty those tables, or run setup with --force"), "{err}");
     let site1 = cluster.connect(&dbs[1]).await.unwrap();
-    assert_eq!(count(&site1, "SELECT count(*) FROM pg_namespace WHERE nspname = 'dugong'").await, 0, "nothing installed");
+    assert_eq!(
+        count(&site1, "SELECT count(*) FROM pg_namespace WHERE nspname = 'dugong'").await,
+        0,
+        "nothing installed"
+    );
     // Without --yes and without a terminal, it does not start.
     let out = dugong(&["setup"], &config.path);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -273,7 +295,10 @@ async fn a_role_without_privileges_is_told_each_grant() {
     cluster.psql(&dbs[0], SCHEMA).await.unwrap();
     let role = format!("setup_weak_{}", std::process::id());
     cluster
-        .psql(&dbs[0], &format!("DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"))
+        .psql(
+            &dbs[0],
+            &format!("DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"),
+        )
         .await
         .unwrap();
     let config = ConfigFile::new("weak", cluster, &dbs, &role);

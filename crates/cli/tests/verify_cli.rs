@@ -122,7 +122,8 @@ async fn verify_keys(c: &Client) -> i64 {
 async fn setup_replicate_verify_then_verify_names_what_fails() {
     let cluster = Cluster::shared();
     let dir = tempfile::tempdir().unwrap();
-    let dbs = [cluster.create_database("verify_s0").await.unwrap(), cluster.create_database("verify_s1").await.unwrap()];
+    let dbs =
+        [cluster.create_database("verify_s0").await.unwrap(), cluster.create_database("verify_s1").await.unwrap()];
     let config = dir.path().join("bucardo.json");
     std::fs::write(
         &config,
@@ -151,7 +152,18 @@ async fn setup_replicate_verify_then_verify_names_what_fails() {
 
     let kill = format!("kill -9 $(cat {}/site{{site}}.pid)", dir.path().display());
     let out = dugong(
-        &["verify", "--config", config_arg, "--server", &site0.grpc, "--server", &site1.grpc, "--kill-cmd", &kill, "--json"],
+        &[
+            "verify",
+            "--config",
+            config_arg,
+            "--server",
+            &site0.grpc,
+            "--server",
+            &site1.grpc,
+            "--kill-cmd",
+            &kill,
+            "--json",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

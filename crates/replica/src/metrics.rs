@@ -53,5 +53,8 @@ pub fn describe() {
         ROWS_DIFFERING,
         "Rows known to differ between the sync's databases (found by the background consistency check, not explained by changes in flight); dugong repair settles them"
     );
-    metrics::describe_counter!(ROWS_CHECKED, "Rows the background consistency check compared across the sync's databases");
+    metrics::describe_counter!(
+        ROWS_CHECKED,
+        "Rows the background consistency check compared across the sync's databases"
+    );
 }

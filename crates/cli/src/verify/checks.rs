@@ -44,7 +44,15 @@ impl Check {
     }
 
     fn fail(number: u8, name: &str, detail: String, hint: String) -> Check {
-        Check { number, name: name.into(), outcome: Outcome::Fail, detail, seconds: None, hint: Some(hint), replication: false }
+        Check {
+            number,
+            name: name.into(),
+            outcome: Outcome::Fail,
+            detail,
+            seconds: None,
+            hint: Some(hint),
+            replication: false,
+        }
     }
 }
 
@@ -131,7 +139,12 @@ async fn delete(client: &Client, key: &str) -> Result<(), CallError> {
 }
 
 /// Polls `client` until the setting reads `want` (`None`: gone), within `deadline`.
-async fn wait_for_value(client: &Client, key: &str, want: Option<&str>, deadline: Duration) -> Result<Duration, String> {
+async fn wait_for_value(
+    client: &Client,
+    key: &str,
+    want: Option<&str>,
+    deadline: Duration,
+) -> Result<Duration, String> {
     let clock = Instant::now();
     let mut last = String::from("no answer yet");
     while clock.elapsed() < deadline {
@@ -180,7 +193,12 @@ pub async fn run_all(s: &Setting) -> Vec<Check> {
                 "are the servers running and reachable from here? (dugong client --server … info)".into(),
             ),
         },
-        Err(e) => Check::fail(5, "a client configured for HA reaches one of the sites", e.clone(), "check the --server values".into()),
+        Err(e) => Check::fail(
+            5,
+            "a client configured for HA reaches one of the sites",
+            e.clone(),
+            "check the --server values".into(),
+        ),
     });
     out.push(match (&s.kill_cmd, ha) {
         (None, _) => Check {
@@ -254,7 +272,13 @@ async fn reaches(client: &Result<Client, String>, number: u8, name: &str, server
         Ok((i, took)) if i.database_reachable => Check::pass(
             number,
             name,
-            format!("site {} answered in {} ms ({server}, dugong {}, {})", i.site, took.as_millis(), i.version, i.engine),
+            format!(
+                "site {} answered in {} ms ({server}, dugong {}, {})",
+                i.site,
+                took.as_millis(),
+                i.version,
+                i.engine
+            ),
             Some(took.as_secs_f64()),
         ),
         Ok((i, _)) => Check::fail(
@@ -289,6 +313,7 @@ fn unix_ms() -> u128 {
 }
 
 fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16)
 }

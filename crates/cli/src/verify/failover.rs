@@ -29,7 +29,11 @@ pub(super) async fn check(number: u8, client: &Client, kill_cmd: &str, deadline:
         Ok(out) if out.status.success() => {}
         Ok(out) => {
             return fail(
-                format!("the kill command for site {before} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "the kill command for site {before} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
                 "run the --kill-cmd by hand to see what it does",
             )
         }

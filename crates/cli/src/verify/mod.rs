@@ -66,13 +66,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(Exit::Config.into());
         }
     };
-    let setting = Setting { servers: args.servers, token, ca: args.ca, deadline: args.deadline, kill_cmd: args.kill_cmd };
+    let setting =
+        Setting { servers: args.servers, token, ca: args.ca, deadline: args.deadline, kill_cmd: args.kill_cmd };
     let mut results = checks::run_all(&setting).await;
     // A change that did not cross: what status sees now, after the wait.
     if results.iter().any(|c| c.replication && c.outcome == Outcome::Fail) {
         let hint = match &args.config {
             Some(path) => replication_hint(path).await,
-            None => "is the replicator running? (dugong status --config FILE; pass --config to have it checked here)".into(),
+            None => {
+                "is the replicator running? (dugong status --config FILE; pass --config to have it checked here)".into()
+            }
         };
         for c in results.iter_mut().filter(|c| c.replication && c.outcome == Outcome::Fail && c.hint.is_none()) {
             c.hint = Some(hint.clone());

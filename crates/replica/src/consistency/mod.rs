@@ -115,7 +115,8 @@ pub async fn run(config: Arc<Config>, sync: Sync, options: ConsistencyOptions, s
         match tick {
             Ok(counts) => {
                 for (table, known) in counts {
-                    metrics::gauge!(m::ROWS_DIFFERING, "sync" => sync.name.to_string(), "table" => table).set(known as f64);
+                    metrics::gauge!(m::ROWS_DIFFERING, "sync" => sync.name.to_string(), "table" => table)
+                        .set(known as f64);
                 }
             }
             Err(e) => {
@@ -142,7 +143,11 @@ mod tests {
     fn a_difference_is_known_only_when_it_holds_still_a_tick_later() {
         let mut s = Suspects::default();
         let none = HashSet::new();
-        s.update(&HashMap::new(), &none, vec![(key("1"), h(&[Some("a"), Some("b")])), (key("2"), h(&[Some("a"), None]))]);
+        s.update(
+            &HashMap::new(),
+            &none,
+            vec![(key("1"), h(&[Some("a"), Some("b")])), (key("2"), h(&[Some("a"), None]))],
+        );
         assert_eq!(s.known(), 0, "first seen: only suspects");
         let mut now = HashMap::new();
         now.insert(key("1"), h(&[Some("a"), Some("b")]));

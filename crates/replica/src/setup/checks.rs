@@ -128,11 +128,7 @@ pub fn judge(sync: &Sync, facts: &[Facts], force: bool) -> (Option<Roles>, Vec<P
         match plan::select(&catalogs, sync) {
             Ok(selection) if !selection.problems.is_empty() => problems.push(Problem::new(
                 Some(f.id),
-                format!(
-                    "already has tables, and they differ from {}'s: {}",
-                    origin.id,
-                    selection.problems.join("; ")
-                ),
+                format!("already has tables, and they differ from {}'s: {}", origin.id, selection.problems.join("; ")),
                 format!("drop them (or recreate the database empty) so setup can copy {}'s schema", origin.id),
             )),
             Ok(_) => {}
@@ -181,19 +177,32 @@ fn site_problems(f: &Facts, problems: &mut Vec<Problem>) {
     if !f.superuser && !f.can_create {
         problems.push(Problem::new(
             Some(f.id),
-            format!("role {} may not create schemas in database {} (the replicator keeps its change logs in schema dugong)", f.role, f.database),
-            format!("GRANT CREATE ON DATABASE {} TO {};", dugong_core::quote_ident(&f.database), dugong_core::quote_ident(&f.role)),
+            format!(
+                "role {} may not create schemas in database {} (the replicator keeps its change logs in schema dugong)",
+                f.role, f.database
+            ),
+            format!(
+                "GRANT CREATE ON DATABASE {} TO {};",
+                dugong_core::quote_ident(&f.database),
+                dugong_core::quote_ident(&f.role)
+            ),
         ));
     }
     if !f.replica_role {
         let fix = if f.version_num >= 150_000 {
-            format!("GRANT SET ON PARAMETER session_replication_role TO {}; (as a superuser)", dugong_core::quote_ident(&f.role))
+            format!(
+                "GRANT SET ON PARAMETER session_replication_role TO {}; (as a superuser)",
+                dugong_core::quote_ident(&f.role)
+            )
         } else {
             "connect as a superuser: before PostgreSQL 15 only superusers may set session_replication_role".to_string()
         };
         problems.push(Problem::new(
             Some(f.id),
-            format!("role {} may not set session_replication_role, which copies and applies rows without echoing them back", f.role),
+            format!(
+                "role {} may not set session_replication_role, which copies and applies rows without echoing them back",
+                f.role
+            ),
             fix,
         ));
     }
@@ -232,8 +241,11 @@ fn access_problems(origin: &Facts, roles: &Roles, facts: &[Facts], problems: &mu
         if lacking.is_empty() {
             continue;
         }
-        let named: Vec<String> =
-            lacking.iter().take(5).map(|(a, need)| format!("{} ({})", a.name.display_name(), need.join(", "))).collect();
+        let named: Vec<String> = lacking
+            .iter()
+            .take(5)
+            .map(|(a, need)| format!("{} ({})", a.name.display_name(), need.join(", ")))
+            .collect();
         let schemas: std::collections::BTreeSet<&str> = lacking.iter().map(|(a, _)| a.name.schema.as_str()).collect();
         let grants: Vec<String> = schemas
             .iter()

@@ -57,7 +57,8 @@ impl Checker {
     pub async fn tick(&mut self) -> Result<Vec<(String, usize)>, ReplicaError> {
         if self.clients.is_none() {
             let ids = self.sync.databases();
-            let all = join_all(ids.iter().map(|id| connect_as(&self.config, *id, "dugong replicate (consistency)"))).await;
+            let all =
+                join_all(ids.iter().map(|id| connect_as(&self.config, *id, "dugong replicate (consistency)"))).await;
             self.clients = Some(ids.into_iter().zip(all).map(|(id, c)| c.map(|c| (id, c))).collect::<Result<_, _>>()?);
         }
         let clients = self.clients.as_ref().expect("connected");

@@ -84,7 +84,11 @@ pub(crate) async fn repair_sync(
         let mut result = TableRepair {
             table: table.name.display_name(),
             key_columns: table.key.iter().map(|c| c.name.clone()).collect(),
-            writes: sites.ids.iter().map(|id| DatabaseWrites { database: id.to_string(), ..Default::default() }).collect(),
+            writes: sites
+                .ids
+                .iter()
+                .map(|id| DatabaseWrites { database: id.to_string(), ..Default::default() })
+                .collect(),
             ..Default::default()
         };
         if !mine.is_empty() {
@@ -155,9 +159,13 @@ async fn settle(
         }
     }
     let settled = async {
-        let versions = try_join_all(sites.writers.iter().zip(&sites.commit_times).map(|((id, c), times)| {
-            rows::versions(c, *id, table, keys, *times, write)
-        }))
+        let versions = try_join_all(
+            sites
+                .writers
+                .iter()
+                .zip(&sites.commit_times)
+                .map(|((id, c), times)| rows::versions(c, *id, table, keys, *times, write)),
+        )
         .await?;
         let mut changing: HashSet<TextKey> = HashSet::new();
         for (id, c) in &sites.writers {
@@ -253,7 +261,8 @@ impl Plan {
             if let Some((_, json)) = &version {
                 self.inserts[i].push(json.clone());
             }
-            let as_raw = |v: &Option<(Option<i64>, String)>| v.as_ref().and_then(|(_, j)| RawValue::from_string(j.clone()).ok());
+            let as_raw =
+                |v: &Option<(Option<i64>, String)>| v.as_ref().and_then(|(_, j)| RawValue::from_string(j.clone()).ok());
             let winner_row = as_raw(&version);
             let loser_row = as_raw(&loser.version);
             let mut c = RunConflict {

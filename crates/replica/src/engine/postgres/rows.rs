@@ -89,8 +89,11 @@ pub(crate) async fn versions(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let committed =
-        if commit_times { "(extract(epoch FROM pg_xact_commit_timestamp(r.xmin)) * 1000000)::int8" } else { "NULL::int8" };
+    let committed = if commit_times {
+        "(extract(epoch FROM pg_xact_commit_timestamp(r.xmin)) * 1000000)::int8"
+    } else {
+        "NULL::int8"
+    };
     let sql = format!(
         "SELECT {key}, {committed}, to_jsonb(r.*)::text, md5({row}) FROM ONLY {qt} AS r WHERE {matching}{lock}",
         key = key_text(table, "r"),
@@ -153,9 +156,10 @@ pub(crate) async fn in_flight(
     let pending = "EXISTS (SELECT 1 FROM dugong.cursor c WHERE c.sync = $1 AND c.target <> '*'
                            AND NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
     let truncated: bool = client
-        .query_one(&format!("SELECT EXISTS (SELECT 1 FROM dugong.truncate_log d WHERE d.table_id = $2 AND {pending})"), &[
-            &sync, &id,
-        ])
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM dugong.truncate_log d WHERE d.table_id = $2 AND {pending})"),
+            &[&sync, &id],
+        )
         .await
         .on_db(db, ctx)?
         .get(0);
@@ -187,7 +191,8 @@ pub(crate) async fn delete(
     if keys.is_empty() {
         return Ok(0);
     }
-    let sql = format!("DELETE FROM ONLY {} AS r WHERE {}", table.name.quoted(), keys_in(table, &quoted_key(table, "r"), 1));
+    let sql =
+        format!("DELETE FROM ONLY {} AS r WHERE {}", table.name.quoted(), keys_in(table, &quoted_key(table, "r"), 1));
     let params = key_params(table, keys);
     let typed: Vec<(&(dyn ToSql + Sync), Type)> =
         params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::TEXT_ARRAY)).collect();
@@ -209,10 +214,8 @@ pub(crate) async fn insert_json(
     let array = format!("[{}]", rows.join(","));
     let qt = table.name.quoted();
     let cols = columns(table);
-    let sql = format!("INSERT INTO {qt} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{qt}, $1::text::jsonb)");
-    client
-        .query_typed(&sql, &[(&array, Type::TEXT)])
-        .await
-        .on_db(db, || format!("writing rows of {}", table.name))?;
+    let sql =
+        format!("INSERT INTO {qt} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{qt}, $1::text::jsonb)");
+    client.query_typed(&sql, &[(&array, Type::TEXT)]).await.on_db(db, || format!("writing rows of {}", table.name))?;
     Ok(rows.len() as u64)
 }

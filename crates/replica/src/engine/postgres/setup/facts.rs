@@ -30,7 +30,8 @@ pub(crate) async fn read(client: &Client, id: DbId, sync: &SyncName) -> Result<F
         )
         .await
         .on_db(id, ctx)?;
-    let replica_role = match client.batch_execute("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK").await {
+    let replica_role = match client.batch_execute("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK").await
+    {
         Ok(()) => true,
         Err(e) if e.code().map(|c| c.code()) == Some("42501") => {
             let _ = client.batch_execute("ROLLBACK").await;

@@ -84,7 +84,9 @@ pub(crate) async fn run(
         let each: Vec<String> = roles
             .targets
             .iter()
-            .map(|(id, schema)| format!("{id} ({})", if *schema { "schema and rows" } else { "rows; its schema is there" }))
+            .map(|(id, schema)| {
+                format!("{id} ({})", if *schema { "schema and rows" } else { "rows; its schema is there" })
+            })
             .collect();
         let what = format!(
             "set up {}: copy {} into {}, with {} live throughout{}",
@@ -118,7 +120,8 @@ pub(crate) async fn run(
     };
 
     if let Some(tools) = &tools {
-        let dir = tempfile::tempdir().map_err(|e| SetupError::Tool(format!("cannot make a temporary directory: {e}")))?;
+        let dir =
+            tempfile::tempdir().map_err(|e| SetupError::Tool(format!("cannot make a temporary directory: {e}")))?;
         let origin_db = config.database(roles.origin).expect("configured");
         for (id, _) in roles.targets.iter().filter(|(_, schema)| *schema) {
             say(&format!("copying the schema of {} to {id} (pg_dump {} --schema-only)", roles.origin, tools.major));
@@ -183,7 +186,10 @@ async fn copy_sites(
     for (id, client) in clients.iter() {
         claim(client, *id, sync).await?;
     }
-    say(&format!("installing capture on every site before copying (from now on {}'s writes are kept for the new sites)", roles.origin));
+    say(&format!(
+        "installing capture on every site before copying (from now on {}'s writes are kept for the new sites)",
+        roles.origin
+    ));
     for (id, client) in clients.iter_mut() {
         capture::install(client, *id, &Install::for_database(sync, &plan.tables, *id)).await?;
         client.batch_execute(facts::SETUP_TABLE_SQL).await.on_db(*id, || "creating dugong.setup".into())?;

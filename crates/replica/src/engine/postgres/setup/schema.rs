@@ -42,8 +42,11 @@ pub(crate) async fn find_tools(server_major: u32, origin: DbId) -> Result<Tools,
         .collect();
     installed.sort();
     dirs.extend(installed.into_iter().rev().map(|(_, dir)| dir));
-    let mut candidates: Vec<(PathBuf, PathBuf)> =
-        dirs.iter().map(|d| (d.join("pg_dump"), d.join("pg_restore"))).filter(|(d, r)| d.exists() && r.exists()).collect();
+    let mut candidates: Vec<(PathBuf, PathBuf)> = dirs
+        .iter()
+        .map(|d| (d.join("pg_dump"), d.join("pg_restore")))
+        .filter(|(d, r)| d.exists() && r.exists())
+        .collect();
     candidates.push((PathBuf::from("pg_dump"), PathBuf::from("pg_restore")));
     let mut found_older = None;
     for (pg_dump, pg_restore) in candidates {

@@ -39,7 +39,8 @@ async fn read(client: &Client, db: DbId) -> Result<Vec<Sequence>, ReplicaError> 
         let increment: i64 = r.get(2);
         // The sequence itself knows what nextval hands out next (the view
         // shows no last value after a RESTART).
-        let Ok(row) = client.query_one(&format!("SELECT last_value, is_called FROM {}", name.quoted()), &[]).await else {
+        let Ok(row) = client.query_one(&format!("SELECT last_value, is_called FROM {}", name.quoted()), &[]).await
+        else {
             continue;
         };
         let (last, called): (i64, bool) = (row.get(0), row.get(1));
@@ -126,8 +127,11 @@ async fn interleave_locked(clients: &[(DbId, &Client)], todo: &[TableName]) -> R
             max_value = max_value.min(row.get::<_, Option<i64>>(1).unwrap_or(i64::MAX));
             for (table, column) in fed_columns(client, *id, name).await? {
                 let sql = format!("SELECT max({})::int8 FROM ONLY {}", quote_ident(&column), table.quoted());
-                let max: Option<i64> =
-                    client.query_one(&sql, &[]).await.on_db(*id, || format!("reading the largest {table}.{column}"))?.get(0);
+                let max: Option<i64> = client
+                    .query_one(&sql, &[])
+                    .await
+                    .on_db(*id, || format!("reading the largest {table}.{column}"))?
+                    .get(0);
                 above = above.max(max.unwrap_or(0));
             }
         }
