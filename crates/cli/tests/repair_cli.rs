@@ -3,68 +3,14 @@
 //! which capture does not see), in each way rows can differ; a dry run that
 //! changes nothing, a repair by commit time, and `--source`.
 
+mod operator;
+
 use dugong_testkit::Cluster;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use operator::{show, ConfigFile};
 use tokio_postgres::Client;
 
 const SCHEMA: &str = "CREATE TABLE item (id int PRIMARY KEY, name text, qty int);
 CREATE TABLE pair (a text, b int, v text, PRIMARY KEY (a, b));";
-
-struct ConfigFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(name: &str, dbs: &[String]) -> ConfigFile {
-        let port = Cluster::shared().port();
-        let entries: Vec<String> = dbs
-            .iter()
-            .enumerate()
-            .map(|(i, db)| {
-                format!(r#"{{"id": {i}, "dbname": "{db}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}}"#)
-            })
-            .collect();
-        let json = format!(
-            r#"{{"databases": [{}], "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
-            entries.join(", ")
-        );
-        let dir = std::env::temp_dir().join(format!("dugong-repair-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("bucardo.json");
-        std::fs::write(&path, json).expect("write config");
-        ConfigFile { dir, path }
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn dugong(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dugong"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("DUGONG_LOG", "warn")
-        .env_remove("DUGONG_SYNC")
-        .env_remove("DUGONG_JSON")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dugong")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A write the replicator never sees: what a manual fix or a restored backup does.
 async fn behind_its_back(c: &Client, sql: &str) {
@@ -86,8 +32,8 @@ async fn pair(name: &str) -> (Vec<Client>, ConfigFile) {
         clients.push(cluster.connect(&db).await.unwrap());
         dbs.push(db);
     }
-    let config = ConfigFile::new(name, &dbs);
-    assert_eq!(dugong(&["replicate", "--once"], &config.path).status.code(), Some(0));
+    let config = ConfigFile::new(name, cluster, &dbs, "postgres");
+    assert_eq!(config.dugong(&["replicate", "--once"]).status.code(), Some(0));
     clients[0]
         .batch_execute(
             "INSERT INTO item SELECT g, 'item ' || g, g FROM generate_series(1, 5000) g;
@@ -95,9 +41,9 @@ async fn pair(name: &str) -> (Vec<Client>, ConfigFile) {
         )
         .await
         .unwrap();
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(dugong(&["compare"], &config.path).status.code(), Some(0));
+    assert_eq!(config.dugong(&["compare"]).status.code(), Some(0));
     (clients, config)
 }
 
@@ -114,22 +60,22 @@ async fn repair_settles_every_kind_of_difference_by_commit_time_and_logs_it() {
     behind_its_back(&c[1], "DELETE FROM item WHERE id = 3").await;
     behind_its_back(&c[1], "INSERT INTO item VALUES (9001, 'only on db1', 1)").await;
     behind_its_back(&c[0], "DELETE FROM pair WHERE a = 'y' AND b = 1").await;
-    let out = dugong(&["compare"], &config.path);
+    let out = config.dugong(&["compare"]);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
 
-    let out = dugong(&["repair", "--dry-run"], &config.path);
+    let out = config.dugong(&["repair", "--dry-run"]);
     assert_eq!(out.status.code(), Some(5), "a dry run that finds work exits 5: {}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("public.item: 4 keys differed; db0 would take 1 missing rows, 1 newer versions; db1 would take 1 missing rows, 1 newer versions"), "{text}");
     assert!(text.contains("(id)=(1): db0's version to db1 (dugong repair: later commit)"), "{text}");
     assert!(text.contains("public.pair: 1 keys differed; db0 would take 1 missing rows"), "{text}");
     assert!(text.contains("dry run: 5 keys would be repaired; nothing was written"), "{text}");
-    assert_eq!(dugong(&["compare"], &config.path).status.code(), Some(5), "the dry run wrote nothing");
+    assert_eq!(config.dugong(&["compare"]).status.code(), Some(5), "the dry run wrote nothing");
 
-    let out = dugong(&["repair"], &config.path);
+    let out = config.dugong(&["repair"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("repaired 5 keys"), "{}", show(&out));
-    let out = dugong(&["compare"], &config.path);
+    let out = config.dugong(&["compare"]);
     assert_eq!(out.status.code(), Some(0), "identical after the repair: {}", show(&out));
     for site in &c {
         assert_eq!(rows(site, "SELECT name FROM item WHERE id = 1").await, vec!["newer on db0"]);
@@ -141,10 +87,10 @@ async fn repair_settles_every_kind_of_difference_by_commit_time_and_logs_it() {
         assert_eq!(rows(site, "SELECT v FROM pair WHERE a = 'y'").await, vec!["three"]);
     }
     // Nothing echoed: the change logs hold nothing to ship.
-    let status = dugong(&["status"], &config.path);
+    let status = config.dugong(&["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("pending changes 0 (db0 0, db1 0)"), "{}", show(&status));
     // Every change is in the conflict log, like a conflict.
-    let out = dugong(&["conflicts", "--json"], &config.path);
+    let out = config.dugong(&["conflicts", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let logged = list["conflicts"].as_array().unwrap();
     assert_eq!(logged.len(), 5, "{list}");
@@ -153,7 +99,7 @@ async fn repair_settles_every_kind_of_difference_by_commit_time_and_logs_it() {
     assert_eq!((one["winner"]["database"].as_str(), one["loser"]["database"].as_str()), (Some("db0"), Some("db1")));
     assert_eq!(one["loser"]["row"]["name"], "older on db1");
     // And a second repair finds nothing.
-    let out = dugong(&["repair", "--dry-run"], &config.path);
+    let out = config.dugong(&["repair", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
@@ -163,16 +109,16 @@ async fn with_a_source_its_rows_win_and_rows_it_lacks_are_deleted() {
     behind_its_back(&c[0], "UPDATE item SET name = 'newer, but db0 is not the source' WHERE id = 10").await;
     behind_its_back(&c[0], "INSERT INTO item VALUES (9002, 'only on db0', 1)").await;
     behind_its_back(&c[1], "DELETE FROM item WHERE id = 11").await;
-    let out = dugong(&["repair", "--source", "db1", "--table", "item"], &config.path);
+    let out = config.dugong(&["repair", "--source", "db1", "--table", "item"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("db0 took 1 newer versions, 2 deletions"), "{text}");
-    assert_eq!(dugong(&["compare"], &config.path).status.code(), Some(0));
+    assert_eq!(config.dugong(&["compare"]).status.code(), Some(0));
     for site in &c {
         assert_eq!(rows(site, "SELECT name FROM item WHERE id = 10").await, vec!["item 10"]);
         assert!(rows(site, "SELECT name FROM item WHERE id IN (11, 9002)").await.is_empty());
     }
-    let out = dugong(&["repair", "--source", "7"], &config.path);
+    let out = config.dugong(&["repair", "--source", "7"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source db7: sync0 has no database db7"), "{}", show(&out));
 }

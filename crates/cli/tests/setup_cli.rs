@@ -3,9 +3,10 @@
 //! `compare`. Also: running it again, a third site joining, sequences that
 //! status warns about, and each refusal with its message.
 
+mod operator;
+
 use dugong_testkit::{Cluster, ClusterOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use operator::{show, ConfigFile};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_postgres::Client;
@@ -20,72 +21,6 @@ CREATE TABLE orders (
 );
 CREATE INDEX orders_customer ON orders (customer_id);
 CREATE TABLE tag (code text PRIMARY KEY, label text);";
-
-/// A config file in its own directory, removed at the end of the test.
-struct ConfigFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    /// A master-master sync of `dbs` on `cluster`, as `user`.
-    fn new(name: &str, cluster: &Cluster, dbs: &[String], user: &str) -> ConfigFile {
-        let dir = std::env::temp_dir().join(format!("dugong-setup-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("bucardo.json");
-        let file = ConfigFile { dir, path };
-        file.write(cluster, dbs, user);
-        file
-    }
-
-    fn write(&self, cluster: &Cluster, dbs: &[String], user: &str) {
-        let entries: Vec<String> = dbs
-            .iter()
-            .enumerate()
-            .map(|(i, db)| {
-                format!(
-                    r#"{{"id": {i}, "dbname": "{db}", "host": "127.0.0.1 port={}", "user": "{user}", "pass": ""}}"#,
-                    cluster.port()
-                )
-            })
-            .collect();
-        let ids: Vec<String> = (0..dbs.len()).map(|i| i.to_string()).collect();
-        let json = format!(
-            r#"{{"databases": [{}], "syncs": [{{"sources": [{}], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
-            entries.join(", "),
-            ids.join(", ")
-        );
-        std::fs::write(&self.path, json).expect("write config");
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn dugong(args: &[&str], config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dugong"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("DUGONG_LOG", "warn")
-        .env_remove("DUGONG_SYNC")
-        .env_remove("DUGONG_JSON")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dugong")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 async fn count(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
@@ -141,8 +76,10 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(application(cluster.connect(&dbs[0]).await.unwrap(), stop.clone()));
-    let path = config.path.clone();
-    let out = tokio::task::spawn_blocking(move || dugong(&["setup", "--yes"], &path)).await.unwrap();
+    let (path, dir) = (config.path.to_str().unwrap().to_string(), config.dir.clone());
+    let out = tokio::task::spawn_blocking(move || operator::dugong(&["setup", "--yes", "--config", &path], &dir))
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     for step in [
@@ -159,9 +96,9 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
     stop.store(true, Ordering::Relaxed);
     let (customers, orders) = writer.await.unwrap();
     assert!(!customers.is_empty(), "the application wrote during setup");
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let out = dugong(&["compare"], &config.path);
+    let out = config.dugong(&["compare"]);
     assert_eq!(out.status.code(), Some(0), "every committed row is on both sites:\n{}", show(&out));
     let site1 = cluster.connect(&dbs[1]).await.unwrap();
     let max_customer = *customers.iter().max().unwrap();
@@ -184,12 +121,12 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
             .await
             .expect("inserts on both sites after setup");
     }
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "no key collides: {}", show(&out));
-    assert_eq!(dugong(&["compare"], &config.path).status.code(), Some(0));
+    assert_eq!(config.dugong(&["compare"]).status.code(), Some(0));
 
     // Again: nothing changes, and it says so.
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("sync0 is set up already: nothing changed."),
@@ -199,17 +136,17 @@ async fn setup_online_under_writes_then_again_then_a_third_site() {
 
     // A third site joins the running pair the same way.
     site1.batch_execute("INSERT INTO tag VALUES ('c', 'written on site 1')").await.unwrap();
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     site1.batch_execute("INSERT INTO tag VALUES ('d', 'on site 1, not yet shipped')").await.unwrap();
     config.write(cluster, &dbs, "postgres");
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("db2: set up from db0"), "{text}");
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let out = dugong(&["compare"], &config.path);
+    let out = config.dugong(&["compare"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -232,17 +169,17 @@ async fn status_warns_about_sequences_until_setup_interleaves_them() {
     }
     cluster.psql(&dbs[0], "INSERT INTO customer (name) VALUES ('one'), ('two')").await.unwrap();
     let config = ConfigFile::new("seq", cluster, &dbs, "postgres");
-    let out = dugong(&["replicate", "--once"], &config.path);
+    let out = config.dugong(&["replicate", "--once"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let out = dugong(&["status"], &config.path);
+    let out = config.dugong(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("sequence(s) not interleaved"), "{text}");
     assert!(text.contains("public.customer_id_seq (db0 step 1 next 3, db1 step 1 next 1)"), "{text}");
     // db1 has the schema and no rows: setup copies the rows and interleaves.
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("db1: set up from db0 (3 tables"), "{}", show(&out));
-    let out = dugong(&["status"], &config.path);
+    let out = config.dugong(&["status"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("not interleaved"), "{}", show(&out));
 }
 
@@ -258,7 +195,7 @@ async fn a_target_with_rows_is_refused_by_name_unless_forced() {
     cluster.psql(&dbs[0], "INSERT INTO tag VALUES ('a', 'live')").await.unwrap();
     cluster.psql(&dbs[1], "INSERT INTO tag VALUES ('x', 'stale'), ('y', 'stale')").await.unwrap();
     let config = ConfigFile::new("full", cluster, &dbs, "postgres");
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("setup refused (1 problem); nothing was changed:"), "{err}");
@@ -274,11 +211,11 @@ async fn a_target_with_rows_is_refused_by_name_unless_forced() {
         "nothing installed"
     );
     // Without --yes and without a terminal, it does not start.
-    let out = dugong(&["setup"], &config.path);
+    let out = config.dugong(&["setup"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run it with --yes"), "{}", show(&out));
 
-    let out = dugong(&["setup", "--yes", "--force"], &config.path);
+    let out = config.dugong(&["setup", "--yes", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let tags: Vec<String> =
         site1.query("SELECT code FROM tag ORDER BY 1", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
@@ -302,7 +239,7 @@ async fn a_role_without_privileges_is_told_each_grant() {
         .await
         .unwrap();
     let config = ConfigFile::new("weak", cluster, &dbs, &role);
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -326,7 +263,7 @@ async fn track_commit_timestamp_off_is_refused_with_the_fix() {
     }
     cluster.psql(&dbs[0], SCHEMA).await.unwrap();
     let config = ConfigFile::new("nots", &cluster, &dbs, "postgres");
-    let out = dugong(&["setup", "--yes"], &config.path);
+    let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("setup refused (2 problems)"), "one per site:\n{err}");

@@ -5,13 +5,14 @@
 //! failing, naming the check: with the replicator stopped, and with one
 //! application server down. It leaves no test data behind.
 
+mod operator;
+
 use dugong_testkit::{free_port, wait_for, Cluster};
+use operator::{dugong, show, ConfigFile, TOKEN};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_postgres::Client;
-
-const TOKEN: &str = "verify-test-token-0123456789";
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A `dugong` child process, killed when dropped.
@@ -79,27 +80,6 @@ impl Server {
     }
 }
 
-fn dugong(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dugong"))
-        .args(args)
-        .env("DUGONG_TOKEN", TOKEN)
-        .env("DUGONG_LOG", "warn")
-        .env_remove("DUGONG_JSON")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dugong")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn replicator(config: &Path, dir: &Path) -> Process {
     let log = std::fs::File::create(dir.join("replicate.log")).unwrap();
     Process(
@@ -124,20 +104,8 @@ async fn setup_replicate_verify_then_verify_names_what_fails() {
     let dir = tempfile::tempdir().unwrap();
     let dbs =
         [cluster.create_database("verify_s0").await.unwrap(), cluster.create_database("verify_s1").await.unwrap()];
-    let config = dir.path().join("bucardo.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"databases": [
-                {{"id": 0, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}},
-                {{"id": 1, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}}],
-               "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
-            dbs[0],
-            dbs[1],
-            port = cluster.port()
-        ),
-    )
-    .unwrap();
+    let file = ConfigFile::new("verify", cluster, &dbs, "postgres");
+    let config = file.path.clone();
     let config_arg = config.to_str().unwrap();
 
     // Site 0 is live: its server made its schema, and it holds data.

@@ -39,11 +39,11 @@ pub struct Check {
 }
 
 impl Check {
-    fn pass(number: u8, name: &str, detail: String, seconds: Option<f64>) -> Check {
+    pub(super) fn pass(number: u8, name: &str, detail: String, seconds: Option<f64>) -> Check {
         Check { number, name: name.into(), outcome: Outcome::Pass, detail, seconds, hint: None, replication: false }
     }
 
-    fn fail(number: u8, name: &str, detail: String, hint: String) -> Check {
+    pub(super) fn fail(number: u8, name: &str, detail: String, hint: String) -> Check {
         Check {
             number,
             name: name.into(),
@@ -70,7 +70,7 @@ pub struct Setting {
 
 impl Setting {
     /// A client for `servers`, failing fast so checks report quickly.
-    async fn client(&self, servers: &[String]) -> Result<Client, String> {
+    pub(super) async fn client(&self, servers: &[String]) -> Result<Client, String> {
         let mut config = ClientConfig::servers(servers)
             .map_err(|e| e.to_string())?
             .with_token(self.token.clone())
@@ -158,67 +158,9 @@ async fn wait_for_value(
     Err(last)
 }
 
-/// Runs the six checks in order.
-pub async fn run_all(s: &Setting) -> Vec<Check> {
-    let run = format!("{}-{:08x}", std::process::id(), rand_u32());
-    let mut direct = Vec::with_capacity(2);
-    for server in &s.servers[..2] {
-        direct.push(s.client(std::slice::from_ref(server)).await);
-    }
-    let mut out = Vec::with_capacity(6);
-    let mut written: Vec<(usize, String)> = Vec::new();
-    for (number, from, to) in [(1u8, 0usize, 1usize), (2, 1, 0)] {
-        let name = format!("a change made through site {from} shows on site {to}");
-        let key = format!("dugong-verify:{run}:site{from}");
-        out.push(replicates(s, &direct, number, &name, from, to, &key, &mut written).await);
-    }
-    clean_up(s, &direct, &written).await;
-    for (number, site) in [(3u8, 0usize), (4, 1)] {
-        let name = format!("a client configured for site {site} only reaches site {site}");
-        out.push(reaches(&direct[site], number, &name, &s.servers[site]).await);
-    }
-    let ha = s.client(&s.servers).await;
-    out.push(match &ha {
-        Ok(client) => match info(client).await {
-            Ok((i, took)) => Check::pass(
-                5,
-                "a client configured for HA reaches one of the sites",
-                format!("site {} answered in {} ms", i.site, took.as_millis()),
-                Some(took.as_secs_f64()),
-            ),
-            Err(e) => Check::fail(
-                5,
-                "a client configured for HA reaches one of the sites",
-                e.to_string(),
-                "are the servers running and reachable from here? (dugong client --server … info)".into(),
-            ),
-        },
-        Err(e) => Check::fail(
-            5,
-            "a client configured for HA reaches one of the sites",
-            e.clone(),
-            "check the --server values".into(),
-        ),
-    });
-    out.push(match (&s.kill_cmd, ha) {
-        (None, _) => Check {
-            number: 6,
-            name: "the HA client fails over when its site is killed".into(),
-            outcome: Outcome::Skip,
-            detail: "not run: give --kill-cmd to kill the HA client's site (e.g. --kill-cmd 'ssh {site}.ha.test docker stop deploy_kwanza_1')".into(),
-            seconds: None,
-            hint: None,
-            replication: false,
-        },
-        (Some(cmd), Ok(client)) => super::failover::check(6, &client, cmd, s.deadline).await,
-        (Some(_), Err(e)) => Check::fail(6, "the HA client fails over when its site is killed", e, "check the --server values".into()),
-    });
-    out
-}
-
 /// Checks 1 and 2: a setting written through site `from` shows on site `to`.
 #[allow(clippy::too_many_arguments)]
-async fn replicates(
+pub(super) async fn replicates(
     s: &Setting,
     direct: &[Result<Client, String>],
     number: u8,
@@ -263,7 +205,7 @@ async fn replicates(
 }
 
 /// Checks 3 and 4: a client for one site reaches it.
-async fn reaches(client: &Result<Client, String>, number: u8, name: &str, server: &str) -> Check {
+pub(super) async fn reaches(client: &Result<Client, String>, number: u8, name: &str, server: &str) -> Check {
     let client = match client {
         Ok(c) => c,
         Err(e) => return Check::fail(number, name, e.clone(), "check the --server values".into()),
@@ -293,7 +235,7 @@ async fn reaches(client: &Result<Client, String>, number: u8, name: &str, server
 
 /// Deletes the settings the checks wrote and waits until the deletions show
 /// everywhere they can.
-async fn clean_up(s: &Setting, direct: &[Result<Client, String>], written: &[(usize, String)]) {
+pub(super) async fn clean_up(s: &Setting, direct: &[Result<Client, String>], written: &[(usize, String)]) {
     for (site, key) in written {
         let Ok(client) = &direct[*site] else { continue };
         if let Err(e) = delete(client, key).await {
@@ -312,7 +254,7 @@ fn unix_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
-fn rand_u32() -> u32 {
+pub(super) fn rand_u32() -> u32 {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16)

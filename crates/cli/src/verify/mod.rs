@@ -9,7 +9,7 @@ mod failover;
 
 use crate::exit::Exit;
 use crate::stdout;
-use checks::{Check, Outcome, Setting};
+use checks::{clean_up, info, rand_u32, reaches, replicates, Check, Outcome, Setting};
 use dugong_client::Token;
 use dugong_config::Config;
 use serde::Serialize;
@@ -68,7 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let setting =
         Setting { servers: args.servers, token, ca: args.ca, deadline: args.deadline, kill_cmd: args.kill_cmd };
-    let mut results = checks::run_all(&setting).await;
+    let mut results = run_all(&setting).await;
     // A change that did not cross: what status sees now, after the wait.
     if results.iter().any(|c| c.replication && c.outcome == Outcome::Fail) {
         let hint = match &args.config {
@@ -89,6 +89,64 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     stdout::write(&text)?;
     Ok(if passed { Exit::Ok } else { Exit::CheckFailed }.into())
+}
+
+/// Runs the six checks in order.
+async fn run_all(s: &Setting) -> Vec<Check> {
+    let run = format!("{}-{:08x}", std::process::id(), rand_u32());
+    let mut direct = Vec::with_capacity(2);
+    for server in &s.servers[..2] {
+        direct.push(s.client(std::slice::from_ref(server)).await);
+    }
+    let mut out = Vec::with_capacity(6);
+    let mut written: Vec<(usize, String)> = Vec::new();
+    for (number, from, to) in [(1u8, 0usize, 1usize), (2, 1, 0)] {
+        let name = format!("a change made through site {from} shows on site {to}");
+        let key = format!("dugong-verify:{run}:site{from}");
+        out.push(replicates(s, &direct, number, &name, from, to, &key, &mut written).await);
+    }
+    clean_up(s, &direct, &written).await;
+    for (number, site) in [(3u8, 0usize), (4, 1)] {
+        let name = format!("a client configured for site {site} only reaches site {site}");
+        out.push(reaches(&direct[site], number, &name, &s.servers[site]).await);
+    }
+    let ha = s.client(&s.servers).await;
+    out.push(match &ha {
+        Ok(client) => match info(client).await {
+            Ok((i, took)) => Check::pass(
+                5,
+                "a client configured for HA reaches one of the sites",
+                format!("site {} answered in {} ms", i.site, took.as_millis()),
+                Some(took.as_secs_f64()),
+            ),
+            Err(e) => Check::fail(
+                5,
+                "a client configured for HA reaches one of the sites",
+                e.to_string(),
+                "are the servers running and reachable from here? (dugong client --server … info)".into(),
+            ),
+        },
+        Err(e) => Check::fail(
+            5,
+            "a client configured for HA reaches one of the sites",
+            e.clone(),
+            "check the --server values".into(),
+        ),
+    });
+    out.push(match (&s.kill_cmd, ha) {
+        (None, _) => Check {
+            number: 6,
+            name: "the HA client fails over when its site is killed".into(),
+            outcome: Outcome::Skip,
+            detail: "not run: give --kill-cmd to kill the HA client's site (e.g. --kill-cmd 'ssh {site}.ha.test docker stop deploy_kwanza_1')".into(),
+            seconds: None,
+            hint: None,
+            replication: false,
+        },
+        (Some(cmd), Ok(client)) => failover::check(6, &client, cmd, s.deadline).await,
+        (Some(_), Err(e)) => Check::fail(6, "the HA client fails over when its site is killed", e, "check the --server values".into()),
+    });
+    out
 }
 
 /// What `dugong status` says of the syncs, for a replication check that failed.

@@ -1,7 +1,7 @@
 //! The text report of `dugong repair`: per table what differed and what each
 //! database took, then the first keys settled, in `compare`'s notation.
 
-use super::{RepairReport, TableRepair};
+use super::report::{RepairReport, TableRepair};
 
 /// The whole report.
 pub fn render_text(report: &RepairReport) -> String {
@@ -83,7 +83,7 @@ fn table_text(t: &TableRepair, verb: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repair::{DatabaseWrites, KeyRepair, SyncRepair};
+    use crate::repair::report::{DatabaseWrites, KeyRepair, SyncRepair};
 
     #[test]
     fn tables_list_what_each_database_took_and_the_keys() {

@@ -7,7 +7,7 @@ use super::catalog;
 use super::compare::{key_streams, sums};
 use super::connect::connect_as;
 use super::rows;
-use crate::consistency::{Hashes, Suspects};
+use crate::consistency::suspects::{Hashes, Suspects};
 use crate::diff::merge::Merge;
 use crate::error::{ReplicaError, StatementContext};
 use crate::metrics as m;

@@ -18,8 +18,8 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{DbOrder, TableInfo};
 use crate::read::TextKey;
 use crate::record::conflict::{conflict_id, ConflictKind, RunConflict};
-use crate::repair::decide::{decide, Decision, Held};
-use crate::repair::{DatabaseWrites, KeyRepair, RepairOptions, TableRepair, LISTED_KEYS};
+use crate::repair::decide::{decide, Decision, Held, Loser};
+use crate::repair::report::{DatabaseWrites, KeyRepair, RepairOptions, TableRepair, LISTED_KEYS};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use futures_util::future::{join_all, try_join_all};
@@ -241,7 +241,7 @@ impl Plan {
         key: &TextKey,
         winner: DbId,
         version: Option<(Option<i64>, String)>,
-        losers: Vec<crate::repair::decide::Loser>,
+        losers: Vec<Loser>,
         result: &mut TableRepair,
     ) {
         result.settled += 1;

@@ -25,9 +25,9 @@ use crate::compare;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::run::{self, RunLimits};
-use crate::setup::checks::{self, Problem, Roles};
+use crate::setup::checks::{judge, Problem, Roles};
 use crate::setup::progress::CopyProgress;
-use crate::setup::{SetupError, SetupOptions, SetupReport, SiteCopy};
+use crate::setup::report::{SetupError, SetupOptions, SetupReport, SiteCopy};
 use dugong_config::{Config, OneTimeCopy, Sync};
 use dugong_core::DbId;
 use futures_util::future::join_all;
@@ -67,7 +67,7 @@ pub(crate) async fn run(
     for (id, c) in &clients {
         facts.push(facts::read(c, *id, &sync.name).await?);
     }
-    let (roles, mut more) = checks::judge(sync, &facts, options.force);
+    let (roles, mut more) = judge(sync, &facts, options.force);
     problems.append(&mut more);
     let roles = match roles {
         Some(r) if problems.is_empty() => r,

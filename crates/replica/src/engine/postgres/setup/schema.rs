@@ -7,7 +7,8 @@
 //! The tools take the connection from `PG*` environment variables, so the
 //! password never appears on a command line.
 
-use crate::setup::{Problem, SetupError};
+use crate::setup::checks::Problem;
+use crate::setup::report::SetupError;
 use dugong_config::{Database, Location, PgTarget};
 use dugong_core::DbId;
 use std::path::{Path, PathBuf};
