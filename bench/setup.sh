@@ -79,11 +79,15 @@ pids+=($!)
 writer=$!
 
 start=$(date +%s.%N)
-DUGONG_LOG=warn "$DUGONG_BIN" setup --config "$work/bucardo.json" --yes >"$work/setup.out"
+# Each step's line with the seconds since the start, to see where the time goes.
+DUGONG_LOG=warn "$DUGONG_BIN" setup --config "$work/bucardo.json" --yes | while IFS= read -r line; do
+    printf '%6.1fs %s\n' "$(awk "BEGIN { print $(date +%s.%N) - $start }")" "$line"
+done >"$work/setup.out"
 end=$(date +%s.%N)
 kill "$writer" 2>/dev/null || true
 copied=$(grep -o 'copied [0-9]* rows in [0-9.]*s ([0-9]* rows/s)' "$work/setup.out" || true)
 printf 'setup of %s rows (online, writes on site 0 throughout): %.1f s wall; %s\n' "$ROWS" "$(awk "BEGIN { print $end - $start }")" "$copied"
+grep '==>' "$work/setup.out"
 
 serve 1 site1 "$grpc1"
 DUGONG_LOG=warn "$DUGONG_BIN" replicate --config "$work/bucardo.json" 2>>"$work/replicate.log" &
