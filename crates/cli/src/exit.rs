@@ -57,7 +57,7 @@ impl Exit {
             Exit::SyncBad => "a sync is not Good (Bad, or never replicated)",
             Exit::Differ => "the databases of a sync differ",
             Exit::Refused => {
-                "refused: a check failed (setup: a site is not ready, each problem printed with its fix; conflicts restore: the row changed since the conflict, use --force)"
+                "refused: setup found a site not ready (each problem printed with its fix); conflicts restore: the row changed since the conflict (use --force); ddl: a site refused the schema statement"
             }
             Exit::CheckFailed => "a check failed (verify: its line says which, with a hint)",
             Exit::Interrupted => "interrupted (SIGINT or SIGTERM) before finishing",
@@ -74,6 +74,9 @@ impl Exit {
         }
         if let Some(e) = err.downcast_ref::<ConflictsError>() {
             return Exit::of_conflicts(e);
+        }
+        if let Some(e) = err.downcast_ref::<dugong_replica::ddl::DdlError>() {
+            return crate::ddl::exit_of(e);
         }
         Exit::Failed
     }
@@ -148,6 +151,11 @@ pub fn verify_help() -> String {
 /// The codes of `repair` (5: a dry run found keys to repair).
 pub fn repair_help() -> String {
     help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted])
+}
+
+/// The codes of `ddl`.
+pub fn ddl_help() -> String {
+    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused])
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Logging setup: tracing to stderr, text or JSON; colors only when stderr is a terminal (a log
-//! file or a pipe gets plain text).
+//! file or a pipe gets plain text) and `NO_COLOR` is not set (no-color.org).
 //!
 //! Whatever the filter asks for, DEBUG and TRACE events are kept only from Dugong's own crates
 //! and rustls: other libraries log what passes through them at those levels (tokio-postgres
@@ -42,14 +42,29 @@ fn directives(filter: &str) -> String {
 
 pub fn init(filter: &str, json: bool) {
     let filter = EnvFilter::try_new(directives(filter)).unwrap_or_else(|_| EnvFilter::new(format!("info,{DRIVER}")));
-    let base = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(std::io::stderr().is_terminal());
+    let ansi = colors(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
+    let base = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     let layer = if json { base.json().boxed() } else { base.boxed() };
     tracing_subscriber::registry().with(layer.with_filter(filter).with_filter(filter_fn(safe))).init();
+}
+
+/// Whether to color the log: on a terminal, unless `NO_COLOR` is set to
+/// anything but the empty string.
+fn colors(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_turns_colors_off_on_a_terminal() {
+        assert!(colors(true, None));
+        assert!(!colors(true, Some("1".into())));
+        assert!(colors(true, Some("".into())), "an empty NO_COLOR counts as unset");
+        assert!(!colors(false, None));
+    }
 
     #[test]
     fn the_driver_is_quiet_unless_named() {

@@ -2,12 +2,18 @@
 //! its own module and only orchestrates library crates.
 
 mod compare;
+mod completions;
 mod conflicts;
+mod ddl;
 mod demo;
+#[cfg(test)]
+mod deploy_files;
 mod exit;
 mod logging;
+mod man;
 mod metrics_http;
 mod operator;
+mod probe;
 mod repair;
 mod replicate;
 mod serve;
@@ -16,8 +22,9 @@ mod status;
 mod stdout;
 mod users;
 mod verify;
+mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use exit::Exit;
 use std::future::Future;
 use std::process::ExitCode;
@@ -25,7 +32,7 @@ use std::process::ExitCode;
 /// Dugong: dual-center high availability — master-master replication, status and
 /// consistency checks, Bucardo-compatible.
 #[derive(Parser)]
-#[command(name = "dugong", version, about)]
+#[command(name = "dugong", version = version::LONG, about)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `dugong_replica=debug`.
     #[arg(long, global = true, env = "DUGONG_LOG", default_value = "info")]
@@ -64,6 +71,10 @@ enum Command {
     /// sites, through their servers' API (token from DUGONG_TOKEN).
     #[command(after_help = exit::verify_help())]
     Verify(verify::Args),
+    /// Apply a schema statement on every site of a sync, all or none, while
+    /// applications keep writing; tables it creates are captured at once.
+    #[command(after_help = exit::ddl_help())]
+    Ddl(ddl::Args),
     /// HA client: which server answers, how sessions spread (failover and load balancing).
     Client(Box<dugong_client::cli::Args>),
     /// Serve one site's application server: gRPC, REST + console, metrics.
@@ -74,6 +85,13 @@ enum Command {
     /// The whole HA story on this machine, on embedded SQLite: two sites, replication both
     /// ways, a conflict, an HA client riding through the loss of a site.
     Demo(demo::Args),
+    /// GET a URL and exit 0 on a 2xx answer: the health check of images
+    /// without a shell, and systemd's wait for readiness.
+    Probe(probe::Args),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the manual page, or write one per command into a directory.
+    Man(man::Args),
 }
 
 fn main() -> ExitCode {
@@ -96,11 +114,16 @@ fn main() -> ExitCode {
             Command::Setup(args) => with_exit_codes(interruptible(setup::run(args))).await,
             Command::Repair(args) => with_exit_codes(interruptible(repair::run(args))).await,
             Command::Verify(args) => with_exit_codes(interruptible(verify::run(args))).await,
+            // Not interruptible: it ends its transactions itself.
+            Command::Ddl(args) => with_exit_codes(ddl::run(args)).await,
             // Prints its own errors: its exit code tells scripts why it failed.
             Command::Client(args) => dugong_client::cli::run(*args).await,
             Command::Serve(args) => exit_2_on_error(serve::run(*args).await),
             Command::Users(args) => exit_2_on_error(users::run(args).await),
             Command::Demo(args) => exit_2_on_error(demo::run(args).await),
+            Command::Probe(args) => exit_1_on_error(probe::run(args).await),
+            Command::Completions(args) => exit_2_on_error(completions::run(args, Cli::command())),
+            Command::Man(args) => exit_2_on_error(man::run(args, Cli::command())),
         }
     })
 }
@@ -120,6 +143,14 @@ fn exit_2_on_error(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("dugong: {e:#}");
         ExitCode::from(2)
+    })
+}
+
+/// Health checks read any exit but 0 and 1 as something else than "unhealthy".
+fn exit_1_on_error(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("dugong: {e:#}");
+        ExitCode::FAILURE
     })
 }
 

@@ -1,4 +1,5 @@
-//! Serves Prometheus metrics at `/metrics` on an address of its own.
+//! Serves Prometheus metrics at `/metrics` on an address of its own: the
+//! replicator's, `dugong_build_info` and the `process_*` metrics.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let handle: PrometheusHandle = PrometheusBuilder::new().set_buckets(buckets)?.install_recorder()?;
+    crate::version::record_build_info();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
@@ -19,7 +21,7 @@ pub async fn serve(
         "/metrics",
         axum::routing::get(move || {
             let handle = handle.clone();
-            async move { handle.render() }
+            async move { dugong_server::metrics::render(&handle) }
         }),
     );
     Ok(tokio::spawn(async move {

@@ -50,6 +50,12 @@ pub struct Args {
     /// How many rows (by primary key) one consistency check compares.
     #[arg(long, env = "DUGONG_CONSISTENCY_CHUNK", default_value_t = 10_000)]
     consistency_chunk: usize,
+    /// Copy this table again in the initial copy (`onetimecopy`), although the
+    /// copy looked at it before: `schema.name` or `name`, repeatable. Without
+    /// it, each table is copied once, ever, so a restart with `onetimecopy`
+    /// still in the file never brings back rows a site deleted meanwhile.
+    #[arg(long, env = "DUGONG_RECOPY", value_delimiter = ',', value_name = "TABLE")]
+    recopy: Vec<String>,
     /// The longest wait between retries of a Bad sync.
     #[arg(long, env = "DUGONG_MAX_BACKOFF", default_value = "30s", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
@@ -84,6 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         batch_rows: args.batch_rows.map(|n| n.max(1)),
         once: args.once,
         backoff_max: args.max_backoff,
+        recopy: args.recopy.clone(),
         progress: std::io::stderr().is_terminal(),
         consistency: (!args.consistency_interval.is_zero()).then_some(ConsistencyOptions {
             interval: args.consistency_interval,

@@ -181,6 +181,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         http: bind("--http", args.http).await?,
         metrics: Some(bind("--metrics", args.metrics).await?),
     };
+    // The server's recorder, installed now so the build can be recorded in it.
+    dugong_server::metrics::handle();
+    crate::version::record_build_info();
     dugong_server::run(listeners, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -258,6 +258,9 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
         "dugong_replica_heartbeat_timestamp_seconds",
         "dugong_replica_run_duration_seconds_bucket",
         "dugong_replica_last_good_timestamp_seconds",
+        "dugong_replica_change_log_rows",
+        "dugong_replica_change_log_bytes",
+        "dugong_replica_backlog_alert_bytes{sync=\"sync0\"} 10737418240",
     ];
     let body = wait_for("metrics", Duration::from_secs(10), || async {
         scrape(metrics_port).await.filter(|buf| names.iter().all(|n| buf.contains(n)))
@@ -268,9 +271,12 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
     }
     // Both sites caught up: nothing waits for either.
     for db in ["db0", "db1"] {
-        let line = format!("dugong_replica_pending_rows{{sync=\"sync0\",db=\"{db}\"}} 0");
+        let lines = [
+            format!("dugong_replica_pending_rows{{sync=\"sync0\",db=\"{db}\"}} 0"),
+            format!("dugong_replica_change_log_rows{{sync=\"sync0\",db=\"{db}\"}} 0"),
+        ];
         wait_for("nothing pending", Duration::from_secs(10), || async {
-            scrape(metrics_port).await.filter(|buf| buf.contains(&line)).map(|_| ())
+            scrape(metrics_port).await.filter(|buf| lines.iter().all(|l| buf.contains(l))).map(|_| ())
         })
         .await;
     }

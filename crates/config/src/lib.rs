@@ -17,7 +17,8 @@
 //!   carry libpq keywords, `host.rs` reads them) or a Dugong `url`, with its
 //!   [`SslMode`] (`sslmode.rs`).
 //! - [`sync`](Sync): each sync, its `tables` (`tables.rs`), its
-//!   `conflict_strategy` (`strategy.rs`), its `conflict_retention` and its
+//!   `conflict_strategy` (`strategy.rs`), its `conflict_retention`, its
+//!   `backlog_alert` and its
 //!   [`OneTimeCopy`] (`onetimecopy.rs`, which `raw` reads too).
 //! - `validate`: the rules that tie fields together ([`Config::validate`]).
 //! - [`ConfigError`] reports a broken rule; [`Secret`] keeps passwords out of
@@ -49,7 +50,7 @@ pub use error::ConfigError;
 pub use onetimecopy::OneTimeCopy;
 pub use secret::Secret;
 pub use sslmode::SslMode;
-pub use sync::{Sync, DEFAULT_CONFLICT_RETENTION};
+pub use sync::{size, Sync, DEFAULT_BACKLOG_ALERT, DEFAULT_CONFLICT_RETENTION};
 pub use tables::{TableRef, TableSelection};
 
 use database::Env;

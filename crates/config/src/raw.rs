@@ -76,6 +76,7 @@ pub(crate) struct RawSync {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) conflict_strategy: Option<Spanned<RawStrategy>>,
     pub(crate) conflict_retention: Option<Spanned<String>>,
+    pub(crate) backlog_alert: Option<Spanned<String>>,
     // Bucardo's own options: accepted and ignored.
     autokick: Option<IgnoredAny>,
     checktime: Option<IgnoredAny>,

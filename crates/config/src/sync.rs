@@ -32,11 +32,20 @@ pub struct Sync {
     /// How long the conflict log keeps a conflict: `conflict_retention`,
     /// [`DEFAULT_CONFLICT_RETENTION`] unless written.
     pub conflict_retention: Duration,
+    /// The size, in bytes, past which a source's change logs holding
+    /// changes a database has not applied yet make the sync unhealthy:
+    /// `backlog_alert`, [`DEFAULT_BACKLOG_ALERT`] unless written. Nothing is
+    /// ever dropped: the operator decides (see docs/operations.md).
+    pub backlog_alert: u64,
 }
 
 /// How long the conflict log keeps a conflict when a sync does not say: 30
 /// days, long enough to review a month's conflicts and restore a lost version.
 pub const DEFAULT_CONFLICT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The change-log size that makes a sync unhealthy when a sync does not say:
+/// 10 GiB, about a day of a thousand changed rows a second.
+pub const DEFAULT_BACKLOG_ALERT: u64 = 10 << 30;
 
 impl Sync {
     /// Every database of the sync: sources, then targets (a database is never
@@ -62,6 +71,7 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
     spans.note(&field("onetimecopy"), &raw.onetimecopy);
     spans.note_opt(&field("conflict_strategy"), &raw.conflict_strategy);
     spans.note_opt(&field("conflict_retention"), &raw.conflict_retention);
+    spans.note_opt(&field("backlog_alert"), &raw.backlog_alert);
 
     let name = match raw.name {
         Some(name) => SyncName(name.value),
@@ -78,6 +88,10 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
         }
         None => DEFAULT_CONFLICT_RETENTION,
     };
+    let backlog_alert = match raw.backlog_alert {
+        Some(written) => size(&written.value).map_err(|reason| Invalid::new(field("backlog_alert"), reason))?,
+        None => DEFAULT_BACKLOG_ALERT,
+    };
     Ok(Sync {
         name,
         index,
@@ -87,6 +101,7 @@ pub(crate) fn from_raw(prefix: &str, index: usize, raw: Spanned<RawSync>, spans:
         onetimecopy: raw.onetimecopy.value,
         conflict_strategy,
         conflict_retention,
+        backlog_alert,
     })
 }
 
@@ -98,6 +113,29 @@ fn retention(written: &str) -> Result<Duration, String> {
         return Err("must be longer than zero: a conflict log that keeps nothing cannot be reviewed".into());
     }
     Ok(d)
+}
+
+/// Reads a size such as `10GB`, `512MB` or `4096` (bytes); units are
+/// powers of 1024, as PostgreSQL's.
+pub fn size(written: &str) -> Result<u64, String> {
+    let bad = || format!("must be a size such as \"10GB\", \"512MB\" or \"4096\" (bytes), not {written:?}");
+    let text = written.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kb" | "k" => 10,
+        "mb" | "m" => 20,
+        "gb" | "g" => 30,
+        "tb" | "t" => 40,
+        _ => return Err(bad()),
+    };
+    let bytes = number.checked_mul(1u64 << shift).ok_or_else(bad)?;
+    if bytes == 0 {
+        return Err("must be larger than zero".into());
+    }
+    Ok(bytes)
 }
 
 fn ids(field: &str, list: Spanned<Vec<Spanned<DbId>>>, spans: &mut Spans) -> Vec<DbId> {

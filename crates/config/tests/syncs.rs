@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dugong_config::{Config, ConfigError, OneTimeCopy, TableRef, TableSelection, DEFAULT_CONFLICT_RETENTION};
+use dugong_config::{
+    Config, ConfigError, OneTimeCopy, TableRef, TableSelection, DEFAULT_BACKLOG_ALERT, DEFAULT_CONFLICT_RETENTION,
+};
 use dugong_core::{ConflictStrategy, DbId, SyncName};
 
 /// Three databases (ids 0, 1, 2) on lines 2-4, then `syncs` from line 5 on.
@@ -111,6 +113,37 @@ fn conflict_retention_defaults_to_thirty_days_and_reads_durations() {
         r#"[{"sources": [0, 1], "tables": "all", "conflict_retention": "0s"}]"#,
         "syncs[0].conflict_retention",
         "must be longer than zero",
+    );
+}
+
+#[test]
+fn backlog_alert_defaults_to_ten_gibibytes_and_reads_sizes() {
+    let config = load(
+        r#"[{"sources": [0, 1], "tables": "all"},
+  {"sources": [1, 2], "tables": "all", "backlog_alert": "512MB"},
+  {"sources": [0, 2], "tables": "all", "backlog_alert": "4096"}]"#,
+    )
+    .unwrap();
+    assert_eq!(config.syncs[0].backlog_alert, DEFAULT_BACKLOG_ALERT);
+    assert_eq!(DEFAULT_BACKLOG_ALERT, 10 * 1024 * 1024 * 1024);
+    assert_eq!(config.syncs[1].backlog_alert, 512 * 1024 * 1024);
+    assert_eq!(config.syncs[2].backlog_alert, 4096);
+    let err = assert_error(
+        r#"[{"sources": [0, 1], "tables": "all",
+   "backlog_alert": "ten gigs"}]"#,
+        "syncs[0].backlog_alert",
+        "must be a size such as \"10GB\"",
+    );
+    assert_eq!(err.line, Some(6));
+    assert_error(
+        r#"[{"sources": [0, 1], "tables": "all", "backlog_alert": "0GB"}]"#,
+        "syncs[0].backlog_alert",
+        "larger than zero",
+    );
+    assert_error(
+        r#"[{"sources": [0, 1], "tables": "all", "backlog_alert": "99999999999TB"}]"#,
+        "syncs[0].backlog_alert",
+        "must be a size",
     );
 }
 

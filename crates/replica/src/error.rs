@@ -137,7 +137,7 @@ impl ReplicaError {
     /// The error's class, for exit codes.
     pub fn class(&self) -> ErrorClass {
         match self {
-            ReplicaError::Config(_) => ErrorClass::Configuration,
+            ReplicaError::Config(_) | ReplicaError::Refused { .. } => ErrorClass::Configuration,
             e if e.is_unreachable() => ErrorClass::Unreachable,
             _ => ErrorClass::Bad,
         }

@@ -32,6 +32,7 @@ pub mod compare;
 pub mod conflicts;
 pub mod consistency;
 pub mod daemon;
+pub mod ddl;
 pub mod diff;
 pub mod engine;
 mod error;

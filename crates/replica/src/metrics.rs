@@ -8,6 +8,8 @@ pub const CONFLICTS: &str = "dugong_replica_conflicts_total";
 pub const LAG_SECONDS: &str = "dugong_replica_lag_seconds";
 pub const PENDING_ROWS: &str = "dugong_replica_pending_rows";
 pub const CHANGE_LOG_BYTES: &str = "dugong_replica_change_log_bytes";
+pub const CHANGE_LOG_ROWS: &str = "dugong_replica_change_log_rows";
+pub const BACKLOG_ALERT_BYTES: &str = "dugong_replica_backlog_alert_bytes";
 pub const HEARTBEAT_SECONDS: &str = "dugong_replica_heartbeat_timestamp_seconds";
 pub const ACTIVE: &str = "dugong_replica_active";
 pub const LAST_GOOD_SECONDS: &str = "dugong_replica_last_good_timestamp_seconds";
@@ -39,6 +41,14 @@ pub fn describe() {
     metrics::describe_gauge!(
         CHANGE_LOG_BYTES,
         "Size of the database's change logs: changes not yet delivered everywhere, and delivered ones awaiting a purge"
+    );
+    metrics::describe_gauge!(
+        CHANGE_LOG_ROWS,
+        "Change rows the database's change logs keep for the sync's database that has applied the least of them"
+    );
+    metrics::describe_gauge!(
+        BACKLOG_ALERT_BYTES,
+        "The sync's backlog_alert: change logs larger than this make it unhealthy (nothing is dropped)"
     );
     metrics::describe_gauge!(
         HEARTBEAT_SECONDS,

@@ -9,7 +9,7 @@
 
 pub mod conflict;
 
-use crate::plan::Excluded;
+use crate::plan::{Excluded, SyncPlan};
 use crate::read::CommitTime;
 use conflict::RunConflict;
 use dugong_core::DbId;
@@ -102,6 +102,13 @@ pub fn degraded(missing: &[Missing], live: &[DbId]) -> Option<String> {
     Some(format!("{}; {going_on}", why.join("; ")))
 }
 
+/// Why a sync that runs is not Good, if it is not: databases it runs
+/// without, tables it holds back.
+pub fn not_good(missing: &[Missing], live: &[DbId], plan: &SyncPlan) -> Option<String> {
+    let reasons: Vec<String> = degraded(missing, live).into_iter().chain(plan.held_reason()).collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
 /// How a table left out by `tables: all` is listed in the state: `name (reason)`.
 pub fn excluded_entries(excluded: &[Excluded]) -> Vec<String> {
     excluded.iter().map(|e| format!("{} ({})", e.table, e.reason)).collect()
@@ -143,9 +150,9 @@ pub struct DbRead {
     pub commit_timestamps: bool,
     /// The sync's row of `dugong.sync_state`, if the replicator ever wrote one.
     pub state: Option<StateRow>,
-    /// This source's changes not yet delivered, per target (sources whose
-    /// positions exist only).
-    pub waiting: Option<Vec<Waiting>>,
+    /// This source's change logs: what each target has not applied yet,
+    /// and their size (sources whose positions exist only).
+    pub backlog: Option<Backlog>,
     /// A part that could not be read although the database answered.
     pub problem: Option<String>,
 }
@@ -178,6 +185,24 @@ pub struct StateRow {
     pub standby_pid: Option<i32>,
     pub standby_host: Option<String>,
     pub standby_seen: Option<i64>,
+}
+
+/// What one source's change logs hold for a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Per target, the changes it has not applied yet.
+    pub waiting: Vec<Waiting>,
+    /// The change logs' size on disk, in bytes: changes not applied
+    /// everywhere yet, and applied ones awaiting the next purge. The logs
+    /// are per table, shared by every sync of the table.
+    pub bytes: i64,
+}
+
+impl Backlog {
+    /// The change rows kept for the database that has applied the least.
+    pub fn rows(&self) -> i64 {
+        self.waiting.iter().map(|w| w.rows).max().unwrap_or(0)
+    }
 }
 
 /// Changes of one source not yet delivered to one target database.

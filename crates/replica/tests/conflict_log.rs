@@ -106,9 +106,12 @@ async fn every_conflict_keeps_both_versions_and_is_listed_from_any_database() {
     let unknown = conflicts::list(&config, &ListOptions { sync: Some("nope".into()), ..all() }).await;
     assert!(matches!(unknown, Err(ConflictsError::Replica(_))), "an unknown sync is a configuration error");
 
-    // Every database holds the same log under the same ids: with db0 down,
-    // db1 answers the same.
-    let from_db1 = list(&config_without_db0(&sites), &all()).await;
+    // Every database that took part in a run logs its conflicts under the same
+    // ids: with db0 down, db1 answers the same, and says db0 did not answer
+    // (a database that was down for a while lacks what was logged meanwhile).
+    let partial = conflicts::list(&config_without_db0(&sites), &all()).await.expect("list conflicts");
+    assert!(partial.unreachable && partial.unreadable[0].contains("db0"), "{:?}", partial.unreadable);
+    let from_db1 = partial.conflicts;
     let ids = |l: &[LoggedConflict]| {
         let mut ids: Vec<String> = l.iter().map(|c| c.id.clone().expect("an id")).collect();
         ids.sort();
@@ -300,4 +303,44 @@ async fn keys_of_any_text_are_logged_and_restored_exactly() {
     conflicts::restore(&config, None, c.id.as_deref().unwrap(), false).await.expect("restore");
     sync_all(&mut p).await;
     assert_eq!(sites.assert_same("SELECT a, b, v FROM k").await, vec![r#"q"uo\te|NULL, {x}|first"#]);
+}
+
+/// Runs apply rows without foreign-key checks (related rows arrive in any
+/// order), so a parent deleted on one site while a child was written for it
+/// on the other leaves the child orphaned on both. The daemon finds it and
+/// logs it once, as a foreign-key conflict naming both rows; restore refuses
+/// it with the reason.
+#[tokio::test]
+async fn a_child_written_for_a_parent_deleted_elsewhere_is_logged_as_a_foreign_key_conflict() {
+    let sites = Sites::new(
+        "clog_orphan",
+        2,
+        "CREATE TABLE parent (id int PRIMARY KEY, v text);
+         CREATE TABLE child (id int PRIMARY KEY, parent int REFERENCES parent (id));
+         INSERT INTO parent VALUES (1, 'one'), (2, 'two');",
+    )
+    .await;
+    let config = sites.master_master();
+    drop(prepare(&config).await);
+    sites.client(0).batch_execute("DELETE FROM parent WHERE id = 1").await.unwrap();
+    sites.client(1).batch_execute("INSERT INTO child VALUES (7, 1), (8, 2)").await.unwrap();
+    let options = dugong_replica::daemon::DaemonOptions { once: true, ..Default::default() };
+    for _ in 0..2 {
+        let reports =
+            dugong_replica::daemon::run(std::sync::Arc::new(config.clone()), options.clone(), Default::default()).await;
+        assert!(reports.iter().all(|r| r.good), "{reports:?}");
+    }
+    sites.assert_same("SELECT * FROM child ORDER BY id").await;
+    assert_eq!(sites.rows(0, "SELECT count(*) FROM parent WHERE id = 1").await, vec!["0"]);
+
+    let list = list(&config, &all()).await;
+    assert_eq!(list.len(), 1, "logged once however often it is found: {list:#?}");
+    let c = by_key(&list, "7");
+    assert_eq!(c.kind, Some(ConflictKind::ForeignKey));
+    assert_eq!(c.table, "public.child");
+    assert!(c.reason.contains("public.parent (1)"), "{}", c.reason);
+    assert_eq!(field(c, "winner", "parent"), serde_json::json!(1));
+    let id = c.id.clone().unwrap();
+    let e = conflicts::restore(&config, None, &id, false).await.expect_err("not restorable");
+    assert!(e.to_string().contains("repair them by hand"), "{e}");
 }

@@ -141,3 +141,44 @@ fn a_losing_version_is_listed_and_restored_with_its_blobs_and_reals() {
     let again = block_on(conflicts::restore(&config, None, c.id.as_deref().unwrap(), false)).unwrap_err();
     assert!(again.to_string().contains("already holds the losing version"), "{again}");
 }
+
+/// A parent deleted in one file while a child was written for it in the
+/// other: both files end with the orphaned child, and the orphan is logged
+/// once, in every file, as a foreign-key conflict naming both rows.
+#[test]
+fn a_child_written_for_a_parent_deleted_elsewhere_is_logged_as_a_foreign_key_conflict() {
+    use dugong_replica::engine::Engine;
+    let sites = Sites::new(
+        2,
+        "CREATE TABLE parent (id INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id));
+         INSERT INTO parent VALUES (1, 'one'), (2, 'two');",
+    );
+    let config = sites.config("");
+    let mut p = prepare(&config);
+    sites.exec(0, "DELETE FROM parent WHERE id = 1");
+    sites.exec(1, "INSERT INTO child VALUES (7, 1), (8, 2)");
+    sync_all(&mut p);
+    sites.assert_same("SELECT id, parent FROM child ORDER BY id");
+    assert_eq!(sites.count(1, "SELECT count(*) FROM parent WHERE id = 1"), 0);
+
+    for _ in 0..2 {
+        let found = block_on(p.engine.check_orphans(&p.plan)).expect("look for orphans");
+        assert_eq!(found.iter().map(|o| o.key.clone()).collect::<Vec<_>>(), vec![vec!["7".to_string()]]);
+    }
+    for i in 0..2 {
+        assert_eq!(
+            sites.count(i, "SELECT count(*) FROM dugong_conflict_log WHERE kind = 'foreign key'"),
+            1,
+            "file {i}"
+        );
+    }
+    let list = block_on(conflicts::list(&config, &ListOptions { limit: 10, ..ListOptions::default() })).unwrap();
+    let c = &list.conflicts[0];
+    assert_eq!(
+        (c.kind, c.table.as_str(), c.key.clone()),
+        (Some(ConflictKind::ForeignKey), "main.child", vec!["7".to_string()])
+    );
+    assert!(c.reason.contains("main.parent (1)"), "{}", c.reason);
+    assert_eq!(c.winner.row.get(), r#"{"id":7,"parent":1}"#);
+}

@@ -47,18 +47,24 @@ fn files_that_cannot_be_used_are_named_with_the_reason() {
     assert!(text.contains("is a directory"), "{text}");
 }
 
+/// Tables shaped differently in the files are held, naming table and column,
+/// while the others replicate.
 #[test]
 fn schema_mismatches_name_table_and_column() {
     let sites = Sites::new(2, SCHEMA);
     sites.exec(1, "ALTER TABLE t ADD COLUMN extra INTEGER; CREATE TABLE only_here (id INTEGER PRIMARY KEY);");
-    let text = prepare_err(&sites.config("")).to_string();
-    assert!(text.contains("schema mismatch"), "{text}");
-    assert!(text.contains("table main.t: column \"extra\" exists on db1 but not on db0"), "{text}");
+    let p = prepare(&sites.config(""));
+    let text = p.plan.held_reason().expect("held tables");
+    assert!(text.contains("table main.t held: column \"extra\" exists on db1 but not on db0"), "{text}");
+    assert!(text.contains("table main.only_here held: missing on db0"), "{text}");
+    drop(p);
 
     let sites = Sites::new(2, SCHEMA);
     sites.exec(1, "DROP TABLE t; CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);");
-    let text = prepare_err(&sites.config("")).to_string();
+    let p = prepare(&sites.config(""));
+    let text = p.plan.held_reason().expect("a held table");
     assert!(text.contains("column \"v\" is TEXT on db0 but BLOB on db1"), "{text}");
+    drop(p);
 
     // A listed table without a primary key is a configuration error.
     let sites = Sites::new(2, "CREATE TABLE nk (v TEXT);");
@@ -203,6 +209,10 @@ async fn the_daemon_replicates_sqlite_syncs_and_stops_cleanly() {
     let report = dugong_replica::status::gather(&config, None).await.unwrap();
     assert_eq!(report.syncs[0].state, "Good");
     assert_eq!(report.replicator_pid, Some(std::process::id() as i32));
+    // The change logs' size, from SQLite's page statistics.
+    for db in &report.syncs[0].databases {
+        assert!(db.change_log_bytes.is_some_and(|b| b > 0), "{db:?}");
+    }
     shutdown.cancel();
     let reports = daemon.await.unwrap();
     assert!(reports[0].good, "{:?}", reports[0].error);

@@ -204,7 +204,7 @@ fn onetimecopy_2_fills_empty_files_from_the_one_with_rows() {
     sites.exec(0, "INSERT INTO t VALUES (1, x'01'), (2, NULL); INSERT INTO u VALUES (1);");
     sites.exec(1, "INSERT INTO u VALUES (1);");
     let mut p = prepare(&sites.config(r#", "onetimecopy": 2"#));
-    sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default())).unwrap();
+    sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default(), &[])).unwrap();
     assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").len(), 2);
     assert_eq!(sites.count(1, "SELECT count(*) FROM u"), 1, "tables with rows everywhere are left alone");
     assert_eq!(sites.change_rows(1), 0, "copied rows are not captured");
@@ -215,8 +215,9 @@ fn onetimecopy_2_fills_empty_files_from_the_one_with_rows() {
     sites.exec(0, "INSERT INTO t VALUES (1)");
     sites.exec(1, "INSERT INTO t VALUES (2)");
     let mut p = prepare(&sites.config(r#", "onetimecopy": 2"#));
-    let err =
-        sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default())).unwrap_err().to_string();
+    let err = sqlite_sites::block_on(p.engine.initial_copy(&p.plan, false, &Default::default(), &[]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("table main.t is empty somewhere and has rows on db0 and db1"), "{err}");
     assert_eq!(sites.count(2, "SELECT count(*) FROM t"), 0, "nothing copied");
 }

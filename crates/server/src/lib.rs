@@ -99,12 +99,13 @@ pub async fn run(
     if config.auth.reads == auth::ReadAccess::Open && !config.auth.tokens().is_empty() {
         tracing::warn!("--open-reads: anyone who can reach this server may read every app, flow and setting");
     }
+    // The recorder first: loading the certificates records their expiry.
+    let handle = metrics::handle();
     let tls = config.tls.clone().map(net::tls::Tls::load).transpose()?;
     if tls.is_none() {
         tracing::warn!("no --tls-cert: API tokens, console passwords and data cross the network in the clear");
     }
     limits::check_file_descriptors(&config);
-    let handle = metrics::handle();
     let options = StoreOptions {
         site: config.site.clone(),
         pool_size: config.pool_size,

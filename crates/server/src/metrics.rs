@@ -1,12 +1,24 @@
 //! Metric names (all prefixed `dugong_`), the Prometheus recorder, and the
 //! `/metrics` route served on its own address (6060 by default).
+//!
+//! - [`process`] — `dugong_build_info` and the `process_*` metrics, which
+//!   `dugong replicate --metrics` exports too.
+//! - [`certificate`] — when the served TLS certificate expires.
+//!
+//! Every metric is described in `docs/metrics.md` (a test holds the two
+//! together).
+
+pub mod certificate;
+pub mod process;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Calls answered, by `api` (`grpc`, `http`), `method` and `status`.
+/// Calls answered, by `api` (`grpc`, `http`), `method` (the HTTP method, or
+/// the gRPC method's name), `route` (the route template, or the gRPC path) and
+/// `status` (the HTTP status, or the gRPC code's name).
 pub const REQUESTS: &str = "dugong_api_requests_total";
 /// Call latency, same labels.
 pub const REQUEST_SECONDS: &str = "dugong_api_request_duration_seconds";
@@ -34,6 +46,9 @@ pub const CONNECTIONS_OPEN: &str = "dugong_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "dugong_connections_refused_total";
 /// Certificate reloads, by `outcome` (`ok`, `failed`).
 pub const TLS_RELOADS: &str = "dugong_tls_reloads_total";
+/// When the served certificate (the leaf of `--tls-cert`, as last loaded)
+/// expires, in seconds since the Unix epoch.
+pub const TLS_CERT_EXPIRY: &str = "dugong_tls_certificate_expiry_timestamp_seconds";
 /// Audit entries recorded, by `action`.
 pub const AUDIT_ENTRIES: &str = "dugong_audit_entries_total";
 
@@ -71,7 +86,7 @@ pub fn handle() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!(REQUESTS, "API calls answered, by api, method and status");
+    metrics::describe_counter!(REQUESTS, "API calls answered, by api, method, route and status");
     metrics::describe_histogram!(REQUEST_SECONDS, metrics::Unit::Seconds, "API call latency");
     metrics::describe_gauge!(WATCHES_OPEN, "Watch streams open");
     metrics::describe_counter!(WATCH_CHANGES, "Changes sent to watchers");
@@ -83,12 +98,34 @@ fn describe() {
     metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open, by listener");
     metrics::describe_counter!(CONNECTIONS_REFUSED, "Connections closed before being served, by listener and reason");
     metrics::describe_counter!(TLS_RELOADS, "TLS certificate reloads, by outcome");
+    metrics::describe_gauge!(TLS_CERT_EXPIRY, "When the served TLS certificate expires (Unix time)");
     metrics::describe_counter!(AUDIT_ENTRIES, "Audit entries recorded, by action");
 }
 
-/// Records one answered call.
-pub fn record_call(api: &'static str, method: &str, status: &str, elapsed: Duration) {
-    let labels = [("api", api.to_string()), ("method", method.to_string()), ("status", status.to_string())];
+/// Records one answered HTTP request: its method (`GET`) and the template of
+/// the route it matched (`/api/v1/settings/{key}`, `unmatched`), so neither
+/// keys nor stray paths make new series.
+pub fn record_http_call(method: &str, route: &str, status: &str, elapsed: Duration) {
+    record_call("http", method, route, status, elapsed);
+}
+
+/// Records one answered gRPC call, named `Service/Method` (`Settings/GetSetting`):
+/// `method` is `GetSetting`, `route` the request's path, `/dugong.v1.Settings/GetSetting`.
+pub fn record_grpc_call(call: &str, code: &str, elapsed: Duration) {
+    let method = call.rsplit('/').next().unwrap_or(call);
+    record_call("grpc", method, &format!("/{GRPC_PACKAGE}.{call}"), code, elapsed);
+}
+
+/// The protobuf package of the gRPC services.
+const GRPC_PACKAGE: &str = "dugong.v1";
+
+fn record_call(api: &'static str, method: &str, route: &str, status: &str, elapsed: Duration) {
+    let labels = [
+        ("api", api.to_string()),
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(REQUEST_SECONDS, &labels).record(elapsed.as_secs_f64());
 }
@@ -117,6 +154,14 @@ pub fn tls_reload(outcome: &'static str) {
     metrics::counter!(TLS_RELOADS, "outcome" => outcome).increment(1);
 }
 
+/// The certificate just loaded expires at `not_after` (Unix seconds); `None`
+/// when its validity could not be read, which leaves the gauge as it was.
+pub fn tls_certificate_loaded(not_after: Option<i64>) {
+    if let Some(t) = not_after {
+        metrics::gauge!(TLS_CERT_EXPIRY).set(t as f64);
+    }
+}
+
 pub fn audit_entry(action: &'static str) {
     metrics::counter!(AUDIT_ENTRIES, "action" => action).increment(1);
 }
@@ -127,7 +172,17 @@ pub fn router(handle: PrometheusHandle) -> axum::Router {
         "/metrics",
         axum::routing::get(move || {
             let handle = handle.clone();
-            async move { handle.render() }
+            async move { render(&handle) }
         }),
     )
+}
+
+/// The `/metrics` page: the recorder's metrics, then the process's.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut page = handle.render();
+    if !page.is_empty() && !page.ends_with('\n') {
+        page.push('\n');
+    }
+    page.push_str(&process::render());
+    page
 }

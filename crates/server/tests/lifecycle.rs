@@ -165,12 +165,14 @@ async fn metrics_count_calls_watches_and_the_database() {
     let text = wait_for("metrics to show it all", DEADLINE, || async {
         let text = http().get(&url).send().await.ok()?.text().await.ok()?;
         let all = [
-            "dugong_api_requests_total{api=\"http\",method=\"GET /api/v1/settings/{key}\",status=\"404\"}",
-            "dugong_api_requests_total{api=\"grpc\",method=\"Settings/GetSetting\",status=\"NotFound\"}",
-            "dugong_api_request_duration_seconds_bucket{api=\"grpc\",method=\"Settings/GetSetting\",status=\"NotFound\",le=\"0.005\"}",
+            "dugong_api_requests_total{api=\"http\",method=\"GET\",route=\"/api/v1/settings/{key}\",status=\"404\"}",
+            "dugong_api_requests_total{api=\"grpc\",method=\"GetSetting\",route=\"/dugong.v1.Settings/GetSetting\",status=\"NotFound\"}",
+            "dugong_api_request_duration_seconds_bucket{api=\"grpc\",method=\"GetSetting\",route=\"/dugong.v1.Settings/GetSetting\",status=\"NotFound\",le=\"0.005\"}",
             "dugong_watches_open",
             "dugong_db_up 1",
             "dugong_db_pool_connections{state=\"idle\"}",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
         ];
         all.iter().all(|m| text.contains(m)).then_some(text)
     })

@@ -4,7 +4,7 @@
 //!
 //! Every database of a sync holds the same log (each run writes its
 //! conflicts to all of them, under ids derived from the content), so
-//! [`list`] reads the first database of each sync that answers. [`restore`]
+//! [`list`] reads every database of each sync that answers and merges their logs. [`restore`]
 //! finds the conflict the same way, then writes the losing version on the
 //! database that lost, as an ordinary write the replicator captures and
 //! ships to the others (`engine::*::restore`). `render`: the readable table.
@@ -117,8 +117,8 @@ enum Log {
     Sqlite(PathBuf),
 }
 
-/// Lists the conflicts `options` asks for, newest first, each sync's read
-/// from the first of its databases that answers.
+/// Lists the conflicts `options` asks for, newest first, each sync's merged
+/// from the logs of every database that answers.
 pub async fn list(config: &Config, options: &ListOptions) -> Result<ConflictList, ConflictsError> {
     let syncs = plan::chosen_syncs(config, options.sync.as_deref())?;
     let mut conflicts = Vec::new();
@@ -134,7 +134,13 @@ pub async fn list(config: &Config, options: &ListOptions) -> Result<ConflictList
             limit: options.limit.saturating_add(1),
         };
         match read(config, sync, &filter).await {
-            Ok(mut found) => conflicts.append(&mut found),
+            Ok((mut found, unanswered)) => {
+                conflicts.append(&mut found);
+                if let Some(why) = unanswered {
+                    unreadable.push(format!("{}: {why}", sync.name));
+                    unreachable = true;
+                }
+            }
             Err(ConflictsError::Unreadable { sync, why, unreachable: down }) => {
                 unreadable.push(format!("{sync}: {why}"));
                 unreachable |= down;
@@ -148,17 +154,24 @@ pub async fn list(config: &Config, options: &ListOptions) -> Result<ConflictList
     Ok(ConflictList { conflicts, more, unreadable, unreachable })
 }
 
-/// Reads `filter`'s conflicts of `sync` from the first database that answers
-/// with a current log. No log anywhere (never replicated): no conflicts.
-async fn read(config: &Config, sync: &Sync, filter: &LogFilter) -> Result<Vec<LoggedConflict>, ConflictsError> {
-    let (log, tried) = open_log(config, sync).await;
-    let Some((db, log)) = log else {
-        // No current log answered. Only when every database answered without
-        // one has the sync no conflicts; one that did not answer may hold them.
-        let unanswered: Vec<String> =
-            tried.iter().filter_map(|(db, s)| s.as_ref().err().map(|e| format!("{db} {e}"))).collect();
-        if !unanswered.is_empty() {
-            let why = unanswered.join("; ");
+/// Reads `filter`'s conflicts of `sync` from every database that answers with
+/// a current log, each conflict once (its id is the same everywhere). Every
+/// database logs the conflicts of the runs it took part in, so one that was
+/// down for a while lacks some and the others lack the ones logged while they
+/// were: only all of them together are the whole log. Also says which
+/// databases did not answer (the list may then be incomplete). No log
+/// anywhere (never replicated): no conflicts.
+async fn read(
+    config: &Config,
+    sync: &Sync,
+    filter: &LogFilter,
+) -> Result<(Vec<LoggedConflict>, Option<String>), ConflictsError> {
+    let (logs, tried) = open_logs(config, sync).await;
+    let unanswered: Vec<String> =
+        tried.iter().filter_map(|(db, s)| s.as_ref().err().map(|e| format!("{db} {e}"))).collect();
+    let unanswered = (!unanswered.is_empty()).then(|| unanswered.join("; "));
+    if logs.is_empty() {
+        if let Some(why) = unanswered {
             return Err(ConflictsError::Unreadable { sync: sync.name.to_string(), why, unreachable: true });
         }
         if let Some((db, _)) = tried.iter().find(|(_, s)| matches!(s, Ok(LogShape::Old))) {
@@ -168,45 +181,66 @@ async fn read(config: &Config, sync: &Sync, filter: &LogFilter) -> Result<Vec<Lo
                 unreachable: false,
             });
         }
-        return Ok(Vec::new());
-    };
-    let read = match log {
-        Log::Postgres(client) => postgres::conflicts::read_log(&client, filter).await.map_err(|e| describe_pg(&e)),
-        Log::Sqlite(path) => {
-            let filter = filter.clone();
-            tokio::task::spawn_blocking(move || {
-                let conn = sqlite::open::open_read_only(db, &path).map_err(|e| e.to_string())?;
-                sqlite::conflicts::read_log(&conn, &filter).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("reading failed: {e}")))
+        return Ok((Vec::new(), None));
+    }
+    let reads = logs.into_iter().map(|(db, log)| async move {
+        let read = match log {
+            Log::Postgres(client) => postgres::conflicts::read_log(&client, filter).await.map_err(|e| describe_pg(&e)),
+            Log::Sqlite(path) => {
+                let filter = filter.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = sqlite::open::open_read_only(db, &path).map_err(|e| e.to_string())?;
+                    sqlite::conflicts::read_log(&conn, &filter).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("reading failed: {e}")))
+            }
+        };
+        read.map_err(|why| ConflictsError::Unreadable {
+            sync: sync.name.to_string(),
+            why: format!("{db}: {why}"),
+            unreachable: false,
+        })
+    });
+    let mut merged: Vec<LoggedConflict> = Vec::new();
+    for (i, found) in join_all(reads).await.into_iter().enumerate() {
+        for c in found? {
+            if c.id.is_none() {
+                // Logged by an earlier version, without an id to tell copies
+                // apart: from the first log only, as it listed them.
+                if i == 0 {
+                    merged.push(c);
+                }
+                continue;
+            }
+            match merged.iter_mut().find(|m| m.id == c.id) {
+                // Restored as soon as any database says so.
+                Some(m) => m.restored_at = m.restored_at.max(c.restored_at),
+                None => merged.push(c),
+            }
         }
-    };
-    read.map_err(|why| ConflictsError::Unreadable {
-        sync: sync.name.to_string(),
-        why: format!("{db}: {why}"),
-        unreachable: false,
-    })
+    }
+    Ok((merged, unanswered))
 }
 
-/// Connects to every database of `sync` at once and picks the first, in the
-/// sync's order, whose conflict log is current; with what each one said.
+/// Connects to every database of `sync` at once: those whose conflict log is
+/// current, and what each one said.
 #[allow(clippy::type_complexity)]
-async fn open_log(config: &Config, sync: &Sync) -> (Option<(DbId, Log)>, Vec<(DbId, Result<LogShape, String>)>) {
+async fn open_logs(config: &Config, sync: &Sync) -> (Vec<(DbId, Log)>, Vec<(DbId, Result<LogShape, String>)>) {
     let opened = join_all(sync.databases().into_iter().map(|id| async move { (id, open_one(config, id).await) })).await;
-    let mut chosen = None;
+    let mut logs = Vec::new();
     let mut tried = Vec::new();
     for (id, result) in opened {
         match result {
-            Ok((LogShape::Current, log)) if chosen.is_none() => {
-                chosen = Some((id, log));
+            Ok((LogShape::Current, log)) => {
+                logs.push((id, log));
                 tried.push((id, Ok(LogShape::Current)));
             }
             Ok((shape, _)) => tried.push((id, Ok(shape))),
             Err(why) => tried.push((id, Err(why))),
         }
     }
-    (chosen, tried)
+    (logs, tried)
 }
 
 async fn open_one(config: &Config, id: DbId) -> Result<(LogShape, Log), String> {
@@ -264,7 +298,9 @@ pub async fn restore(config: &Config, sync: Option<&str>, id: &str, force: bool)
     for sync in &syncs {
         let filter =
             LogFilter { sync: sync.name.to_string(), id_prefix: Some(id.clone()), limit: 2, ..LogFilter::default() };
-        found.extend(read(config, sync, &filter).await?.into_iter().map(|c| (*sync, c)));
+        // A conflict one answering database knows is enough to restore it.
+        let (logged, _) = read(config, sync, &filter).await?;
+        found.extend(logged.into_iter().map(|c| (*sync, c)));
     }
     let mut ids: Vec<&str> = found.iter().filter_map(|(_, c)| c.id.as_deref()).collect();
     ids.dedup();

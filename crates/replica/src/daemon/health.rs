@@ -3,7 +3,9 @@
 //! database that answers (on connections of its own, so a long run or a
 //! backoff never silences it), and counts what waits for each database —
 //! the `dugong_replica_pending_rows` and `dugong_replica_lag_seconds` gauges,
-//! which rise through an outage and are 0 only when nothing waits.
+//! which rise through an outage and are 0 only when nothing waits — and what
+//! each source's change logs keep for them (`dugong_replica_change_log_rows`
+//! and `_bytes`, beside the sync's `backlog_alert`).
 
 use crate::engine::Engine;
 use crate::metrics as m;
@@ -91,8 +93,17 @@ async fn watch<E: Engine>(
             continue;
         }
         let clock = Instant::now();
-        let waiting = E::waiting(&mut watch).await;
+        let backlog = E::backlog(&mut watch).await;
         next_count = Instant::now() + clock.elapsed() * COUNT_SPACING;
+        metrics::gauge!(m::BACKLOG_ALERT_BYTES, "sync" => name.clone()).set(sync.backlog_alert as f64);
+        for (db, b) in &backlog {
+            let labels = [("sync", name.clone()), ("db", db.to_string())];
+            let (rows, bytes) = b.as_ref().map_or((f64::NAN, f64::NAN), |b| (b.rows() as f64, b.bytes as f64));
+            metrics::gauge!(m::CHANGE_LOG_ROWS, &labels).set(rows);
+            metrics::gauge!(m::CHANGE_LOG_BYTES, &labels).set(bytes);
+        }
+        let waiting: Vec<(DbId, Option<Vec<Waiting>>)> =
+            backlog.into_iter().map(|(db, b)| (db, b.map(|b| b.waiting))).collect();
         for (db, w) in per_target(&sync, &waiting) {
             let labels = [("sync", name.clone()), ("db", db.to_string())];
             let Some(w) = w else {

@@ -46,6 +46,14 @@ pub struct DaemonOptions {
     pub standby_retry: Duration,
     /// The background consistency check (`crate::consistency`); `None`: off.
     pub consistency: Option<crate::consistency::ConsistencyOptions>,
+    /// Tables the initial copy copies again although it has looked at them
+    /// before (`--recopy`): `schema.name` or `name`.
+    pub recopy: Vec<String>,
+    /// How often a running sync that applied changes since its last look
+    /// looks for foreign-key orphans (a parent deleted on one site while a
+    /// child was written for it on another). Each look reads every child
+    /// table of a foreign key between replicated tables.
+    pub orphan_check: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -61,6 +69,8 @@ impl Default for DaemonOptions {
             schema_check: Duration::from_secs(5),
             standby_retry: Duration::from_millis(500),
             consistency: None,
+            recopy: Vec::new(),
+            orphan_check: Duration::from_secs(300),
         }
     }
 }
@@ -101,6 +111,10 @@ impl SyncReport {
 /// each sync has run once). A run in progress finishes or rolls back first.
 pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: CancellationToken) -> Vec<SyncReport> {
     m::describe();
+    if let Err(e) = crate::plan::check_no_cascade(&config) {
+        tracing::error!(error = %e, "cannot start");
+        return config.syncs.iter().map(|s| SyncReport::failed(s.name.clone(), &e)).collect();
+    }
     let tracker = TaskTracker::new();
     let mut handles = Vec::new();
     for sync in &config.syncs {
@@ -110,6 +124,7 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
             options: options.clone(),
             shutdown: shutdown.clone(),
             who: Replicator { heartbeat: options.heartbeat, ..Replicator::this_process() },
+            orphans_reported: Default::default(),
         };
         handles.push(tracker.spawn(task.run()));
         // The consistency check only reads: a task of its own beside the sync's.
@@ -134,6 +149,8 @@ struct SyncTask {
     options: DaemonOptions,
     shutdown: CancellationToken,
     who: Replicator,
+    /// Ids of the orphans already reported by this process.
+    orphans_reported: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl SyncTask {
@@ -236,10 +253,12 @@ impl SyncTask {
                     health.stop().await;
                     p.engine.record_stopped(&p.plan, &self.who).await;
                     let live: Vec<DbId> = p.engine.databases();
-                    return match degraded(p.engine.missing(), &live) {
+                    return match (degraded(p.engine.missing(), &live), p.plan.held_reason()) {
                         // Ran among fewer databases than the sync has.
-                        Some(why) => SyncReport::unreachable(name, why),
-                        None => SyncReport::good(name),
+                        (Some(why), _) => SyncReport::unreachable(name, why),
+                        // Held tables back.
+                        (None, Some(why)) => SyncReport::bad(name, why),
+                        (None, None) => SyncReport::good(name),
                     };
                 }
                 Err(ReplicaError::SchemaChanged(what)) => {
@@ -297,7 +316,7 @@ impl SyncTask {
         }
         tracing::info!(sync = %name, tables = p.plan.tables.len(), excluded = p.plan.excluded.len(), strategy = %self.sync.conflict_strategy, engine = E::NAME, "sync prepared");
         if !*copied {
-            p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown).await?;
+            p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown, &self.options.recopy).await?;
             *copied = true;
         }
         self.purge_conflicts(&mut p).await;
@@ -316,6 +335,29 @@ impl SyncTask {
         }
     }
 
+    /// Looks for foreign-key orphans; each one found for the first time by
+    /// this process is logged as a warning and counted as a conflict (the
+    /// conflict log holds it once, whoever found it). A failure is only
+    /// logged: the next look tries again.
+    async fn check_orphans<E: Engine>(&self, p: &mut Prepared<E>) {
+        match p.engine.check_orphans(&p.plan).await {
+            Ok(orphans) => {
+                let name = p.plan.name();
+                let mut reported = self.orphans_reported.lock().unwrap_or_else(|e| e.into_inner());
+                for o in orphans {
+                    let id = o.conflict(name).id;
+                    if !reported.insert(id.clone()) {
+                        continue;
+                    }
+                    tracing::warn!(sync = %name, table = %o.table, parent = %o.parent, conflict = %id, "row refers to a parent row that no longer exists; see dugong conflicts");
+                    metrics::counter!(m::CONFLICTS, "sync" => name.to_string(), "table" => o.table.display_name())
+                        .increment(1);
+                }
+            }
+            Err(e) => tracing::warn!(sync = %p.plan.name(), error = %e, "could not look for foreign-key orphans"),
+        }
+    }
+
     /// Runs a prepared sync until shutdown (or, with `once`, until caught up).
     /// `batch_rows` shrinks while runs fail on data (a constraint violated on
     /// apply) so everything before the failing source transaction still ships,
@@ -331,6 +373,8 @@ impl SyncTask {
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
         let mut last_conflict_purge = std::time::Instant::now();
+        let mut last_orphan_check: Option<std::time::Instant> = None;
+        let mut applied_since_orphan_check = false;
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {
@@ -348,12 +392,21 @@ impl SyncTask {
                 self.purge_conflicts(p).await;
                 last_conflict_purge = std::time::Instant::now();
             }
+            // Orphans come only from runs that applied something: an idle
+            // sync does not scan its tables again.
+            if last_orphan_check.is_none_or(|t| applied_since_orphan_check && t.elapsed() >= self.options.orphan_check)
+            {
+                self.check_orphans(p).await;
+                last_orphan_check = Some(std::time::Instant::now());
+                applied_since_orphan_check = false;
+            }
             match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
                 Ok(outcome) => {
                     retries = 0;
                     backoff.reset();
                     if !outcome.empty {
                         *batch_rows = (*batch_rows * 2).min(configured);
+                        applied_since_orphan_check = true;
                     }
                     if !outcome.empty {
                         last_heartbeat = Some(std::time::Instant::now());
@@ -361,10 +414,13 @@ impl SyncTask {
                         p.engine.record_idle(&p.plan, &p.who).await?;
                         last_heartbeat = Some(std::time::Instant::now());
                     }
-                    self.observe(&name, &outcome, !p.engine.missing().is_empty());
+                    self.observe(&name, &outcome, !p.engine.missing().is_empty() || !p.plan.held.is_empty());
                     if outcome.empty {
                         if self.options.once {
-                            // Leave the change logs purged, as a daemon would.
+                            // Caught up: report what the runs left orphaned,
+                            // and leave the change logs purged, as a daemon
+                            // would.
+                            self.check_orphans(p).await;
                             p.engine.finish_upkeep().await;
                             return Ok(());
                         }

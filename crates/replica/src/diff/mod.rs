@@ -6,7 +6,7 @@
 
 pub(crate) mod merge;
 
-use crate::plan::TableInfo;
+use crate::plan::{Held, TableInfo};
 use serde::Serialize;
 
 /// Why a sync's tables could not be compared.
@@ -79,10 +79,10 @@ pub struct KeyDifference {
     pub differs: Vec<Vec<String>>,
 }
 
-/// Whether a schema problem of the tables' check names this table.
-pub(crate) fn is_about(problem: &str, table: &TableInfo) -> bool {
-    let prefix = format!("table {}", table.name);
-    problem.strip_prefix(&prefix).is_some_and(|rest| rest.starts_with([' ', ':']))
+/// A table held because it is not alike everywhere: not compared row by row.
+pub(crate) fn held(h: &Held) -> TableComparison {
+    let table = &h.on[0].1;
+    TableComparison { problem: Some(format!("schema differs: {}", h.reason)), ..empty(table, false) }
 }
 
 pub(crate) fn empty(table: &TableInfo, identical: bool) -> TableComparison {

@@ -16,8 +16,8 @@ use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::conflict::RunConflict;
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::conflict::{Orphan, RunConflict};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::DbId;
 use std::future::Future;
@@ -90,9 +90,9 @@ pub trait Engine: Send + Sized + 'static {
     /// returns which did.
     fn heartbeat(watch: &mut Self::Watch, who: &Replicator) -> impl Future<Output = Vec<(DbId, bool)>> + Send;
 
-    /// What each source that answers has waiting for each of its targets
-    /// (`None`: not known there).
-    fn waiting(watch: &mut Self::Watch) -> impl Future<Output = Vec<(DbId, Option<Vec<Waiting>>)>> + Send;
+    /// What each source that answers has waiting for each of its targets,
+    /// and its change logs' size (`None`: not known there).
+    fn backlog(watch: &mut Self::Watch) -> impl Future<Output = Vec<(DbId, Option<Backlog>)>> + Send;
 
     /// Whether database `db` of the configuration answers now (a connection
     /// opens): a missing database that does is taken back in.
@@ -165,13 +165,15 @@ pub trait Engine: Send + Sized + 'static {
     /// Finishes what waits for a lull, now (before exiting after `--once`).
     fn finish_upkeep(&mut self) -> impl Future<Output = ()> + Send;
 
-    /// The sync's initial copy (`onetimecopy`), when configured; rolled back
-    /// when `shutdown` comes first.
+    /// The sync's initial copy (`onetimecopy`), when configured: each table
+    /// once, ever, unless named in `recopy`; rolled back when `shutdown` comes
+    /// first.
     fn initial_copy(
         &mut self,
         plan: &Arc<SyncPlan>,
         progress: bool,
         shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> impl Future<Output = Result<(), ReplicaError>> + Send;
 
     /// Checks that the sync's tables still look as they did when it was
@@ -193,6 +195,13 @@ pub trait Engine: Send + Sized + 'static {
         started: SystemTime,
         error: &str,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Looks for foreign-key orphans among the sync's tables on every
+    /// database (a parent deleted on one site while a child was written for
+    /// it on another) and logs each new one as a conflict of kind foreign
+    /// key on every database. Between runs.
+    fn check_orphans(&mut self, plan: &Arc<SyncPlan>)
+        -> impl Future<Output = Result<Vec<Orphan>, ReplicaError>> + Send;
 
     /// Deletes the sync's conflicts older than its `conflict_retention` from
     /// every database's conflict log, between runs. Returns how many went

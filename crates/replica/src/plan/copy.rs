@@ -27,6 +27,16 @@ pub fn copy_mode(sync: &Sync, has_tables: bool) -> Result<Option<OneTimeCopy>, R
     Ok(Some(mode))
 }
 
+/// Whether the initial copy looks at `table` this time: once per sync and
+/// table, ever — the databases record each table the copy has looked at — so
+/// that a restart with `onetimecopy` still in the file never copies again
+/// (it would bring back rows a site deleted meanwhile), unless the operator
+/// names the table in `recopy` (`dugong replicate --recopy TABLE`).
+pub fn wanted(table: &TableName, done: &[TableName], recopy: &[String]) -> bool {
+    let named = recopy.iter().any(|r| *r == table.display_name() || *r == table.name || *r == table.to_string());
+    named || !done.contains(table)
+}
+
 /// Where one table's rows go in an initial copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -124,6 +134,15 @@ mod tests {
         let empty_only = route(&s, OneTimeCopy::EmptyOnly, &t(), &DBS, &[true, true, false]).unwrap().unwrap();
         assert_eq!(empty_only.into, vec![DbId(2)], "mode 2 leaves tables with rows alone");
         assert_eq!(route(&s, OneTimeCopy::EmptyOnly, &t(), &DBS, &[false, false, false]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_table_is_copied_once_unless_named_again() {
+        let t = t();
+        assert!(wanted(&t, &[], &[]));
+        assert!(!wanted(&t, std::slice::from_ref(&t), &[]), "recorded: never again");
+        assert!(wanted(&t, std::slice::from_ref(&t), &["public.t".into()]));
+        assert!(wanted(&t, std::slice::from_ref(&t), &["t".into()]));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use crate::error::ReplicaError;
 use dugong_config::{TableRef, TableSelection};
 use dugong_core::{DbId, TableName};
-use std::collections::BTreeMap;
 
 /// One column that the replicator copies (generated columns are left out: the
 /// target computes them itself).
@@ -134,7 +133,83 @@ pub(crate) fn select_from(
     }
 }
 
-fn show_ref(r: &TableRef) -> String {
+/// What one database offers of the sync's tables, leniently: the listed
+/// tables it lacks are returned, not refused (another database may have them).
+pub(crate) struct Offer {
+    pub tables: Vec<TableInfo>,
+    pub excluded: Vec<Excluded>,
+    /// Listed tables this database does not have.
+    pub lacks: Vec<TableRef>,
+}
+
+/// [`select_from`], but a listed table this database lacks is noted, and one
+/// it cannot replicate is excluded with its reason, for the caller to weigh
+/// against the other databases.
+pub(crate) fn offer(catalog: &[CatalogRow], selection: &TableSelection) -> Offer {
+    match selection {
+        TableSelection::All => {
+            let mut offer = Offer { tables: Vec::new(), excluded: Vec::new(), lacks: Vec::new() };
+            for row in catalog {
+                match unsupported(row) {
+                    None => offer.tables.push(to_info(row)),
+                    Some(reason) => {
+                        offer.excluded.push(Excluded { table: row.name.display_name(), reason: reason.into() })
+                    }
+                }
+            }
+            offer
+        }
+        TableSelection::List(list) => {
+            let mut offer = Offer { tables: Vec::new(), excluded: Vec::new(), lacks: Vec::new() };
+            for r in list {
+                match find(catalog, r) {
+                    Err(_) => offer.lacks.push(r.clone()),
+                    Ok(row) => match unsupported(row) {
+                        Some(reason) => {
+                            offer.excluded.push(Excluded { table: row.name.display_name(), reason: reason.into() })
+                        }
+                        None if !offer.tables.iter().any(|t| t.name == row.name) => offer.tables.push(to_info(row)),
+                        None => {}
+                    },
+                }
+            }
+            offer
+        }
+    }
+}
+
+/// How `other` (on database `db`) differs from `table` (on `reference_db`):
+/// columns, their types, the primary key; each difference named.
+pub(crate) fn table_differences(table: &TableInfo, reference_db: DbId, other: &TableInfo, db: DbId) -> Vec<String> {
+    let mut problems = Vec::new();
+    for col in &table.columns {
+        match other.columns.iter().find(|c| c.name == col.name) {
+            None => problems.push(format!("column \"{}\" is missing on {db}", col.name)),
+            Some(c) if c.type_sql != col.type_sql => problems.push(format!(
+                "column \"{}\" is {} on {reference_db} but {} on {db}",
+                col.name, col.type_sql, c.type_sql
+            )),
+            Some(_) => {}
+        }
+    }
+    for c in &other.columns {
+        if !table.columns.iter().any(|col| col.name == c.name) {
+            problems.push(format!("column \"{}\" exists on {db} but not on {reference_db}", c.name));
+        }
+    }
+    let want: Vec<&str> = table.key.iter().map(|c| c.name.as_str()).collect();
+    let key: Vec<&str> = other.key.iter().map(|c| c.name.as_str()).collect();
+    if key != want {
+        problems.push(format!(
+            "primary key is ({}) on {reference_db} but ({}) on {db}",
+            want.join(", "),
+            key.join(", ")
+        ));
+    }
+    problems
+}
+
+pub(crate) fn show_ref(r: &TableRef) -> String {
     match &r.schema {
         Some(s) => format!("{s}.{}", r.name),
         None => r.name.clone(),
@@ -166,54 +241,6 @@ fn find<'a>(catalog: &'a [CatalogRow], r: &TableRef) -> Result<&'a CatalogRow, S
             Err(format!("is ambiguous (schemas {}); qualify it with a schema", schemas.join(", ")))
         }
     }
-}
-
-/// Checks that `catalog` (of database `db`) describes every table of
-/// `reference` the same way: same columns with the same types and the same
-/// primary key. Returns every difference, each naming the table and column.
-pub(crate) fn differences(
-    catalog: &[CatalogRow],
-    db: DbId,
-    reference_db: DbId,
-    reference: &[TableInfo],
-) -> Vec<String> {
-    let by_name: BTreeMap<&TableName, &CatalogRow> = catalog.iter().map(|r| (&r.name, r)).collect();
-    let mut problems = Vec::new();
-    for table in reference {
-        let Some(row) = by_name.get(&table.name) else {
-            problems.push(format!("table {} exists on {reference_db} but not on {db}", table.name));
-            continue;
-        };
-        for col in &table.columns {
-            match row.columns.iter().find(|c| c.name == col.name) {
-                None => problems.push(format!("table {}: column \"{}\" is missing on {db}", table.name, col.name)),
-                Some(c) if c.type_sql != col.type_sql => problems.push(format!(
-                    "table {}: column \"{}\" is {} on {reference_db} but {} on {db}",
-                    table.name, col.name, col.type_sql, c.type_sql
-                )),
-                Some(_) => {}
-            }
-        }
-        for c in &row.columns {
-            if !table.columns.iter().any(|col| col.name == c.name) {
-                problems.push(format!(
-                    "table {}: column \"{}\" exists on {db} but not on {reference_db}",
-                    table.name, c.name
-                ));
-            }
-        }
-        let key: Option<Vec<&str>> = row.key.as_ref().map(|(_, k)| k.iter().map(String::as_str).collect());
-        let want: Vec<&str> = table.key.iter().map(|c| c.name.as_str()).collect();
-        if key.as_ref() != Some(&want) {
-            problems.push(format!(
-                "table {}: primary key is ({}) on {reference_db} but {} on {db}",
-                table.name,
-                want.join(", "),
-                key.map(|k| format!("({})", k.join(", "))).unwrap_or_else(|| "missing".into())
-            ));
-        }
-    }
-    problems
 }
 
 /// The error for a table selection that changed while replicating: which tables came or went,

@@ -141,6 +141,47 @@ impl RunConflict {
     }
 }
 
+/// A row whose foreign key points at a parent row that no longer exists, as
+/// found on the sync's databases (the first, in the sync's order, names it).
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub db: DbId,
+    pub table: TableName,
+    pub key: TextKey,
+    /// The child row, as JSON.
+    pub row: RowVersion,
+    pub parent: TableName,
+    /// The parent key it refers to, as text.
+    pub parent_key: TextKey,
+}
+
+impl Orphan {
+    /// The orphan as a conflict of kind foreign key: the child's row is the
+    /// version kept, the parent's (gone) the other. Its id is stable from one
+    /// look to the next, so it is logged once.
+    pub fn conflict(&self, sync: &SyncName) -> RunConflict {
+        let mut c = RunConflict {
+            id: String::new(),
+            table: self.table.clone(),
+            key: self.key.clone(),
+            kind: ConflictKind::ForeignKey,
+            winner: self.db,
+            winner_time: None,
+            winner_row: self.row.clone(),
+            loser: self.db,
+            loser_time: None,
+            loser_row: None,
+            reason: format!(
+                "its row refers to {} ({}), which no longer exists: the parent was deleted on one site while this row was written on another; restore the parent or delete this row",
+                self.parent,
+                self.parent_key.join(", ")
+            ),
+        };
+        c.id = conflict_id(sync, &c);
+        c
+    }
+}
+
 /// The rows a run must read for its conflicts' versions: per (source, index
 /// of the table in the plan), every key that source won or lost, once.
 pub fn versions_wanted<K: Eq + Hash>(conflicts: &[TableConflict<K>]) -> BTreeMap<(DbId, usize), Vec<&K>> {

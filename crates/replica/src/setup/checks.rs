@@ -126,9 +126,9 @@ pub fn judge(sync: &Sync, facts: &[Facts], force: bool) -> (Option<Roles>, Vec<P
         }
         let catalogs = vec![(origin.id, origin.catalog.clone()), (f.id, f.catalog.clone())];
         match plan::select(&catalogs, sync) {
-            Ok(selection) if !selection.problems.is_empty() => problems.push(Problem::new(
+            Ok(selection) if !selection.held.is_empty() => problems.push(Problem::new(
                 Some(f.id),
-                format!("already has tables, and they differ from {}'s: {}", origin.id, selection.problems.join("; ")),
+                format!("already has tables, and they differ from {}'s: {}", origin.id, selection.problems().join("; ")),
                 format!("drop them (or recreate the database empty) so setup can copy {}'s schema", origin.id),
             )),
             Ok(_) => {}

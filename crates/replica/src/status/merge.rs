@@ -37,7 +37,7 @@ fn incoming(sync: &Sync, target: DbId, reads: &[(DbId, Result<DbRead, ReadError>
     let mut unknown = Vec::new();
     for (source, read) in reads.iter().filter(|(id, _)| *id != target && sync.sources.contains(id)) {
         let w = match read {
-            Ok(r) => r.waiting.as_ref().and_then(|w| w.iter().find(|w| w.target == target)),
+            Ok(r) => r.backlog.as_ref().and_then(|b| b.waiting.iter().find(|w| w.target == target)),
             Err(ReadError::Unreachable(_)) => {
                 unknown.push(format!("{source} unreachable"));
                 continue;
@@ -86,6 +86,9 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
             lag_seconds: None,
             unknown: None,
             commit_timestamps: None,
+            change_log_rows: None,
+            change_log_bytes: None,
+            change_log_for: Vec::new(),
         };
         match read {
             Ok(r) => {
@@ -100,6 +103,10 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
                 db.installed = r.installed;
                 db.error = r.problem.clone();
                 db.commit_timestamps = Some(r.commit_timestamps);
+                if let Some(b) = &r.backlog {
+                    (db.change_log_rows, db.change_log_bytes) = (Some(b.rows()), Some(b.bytes));
+                    db.change_log_for = b.waiting.iter().filter(|w| w.rows > 0).map(|w| w.target.to_string()).collect();
+                }
             }
             Err(ReadError::Unreachable(why)) => {
                 db.reachable = false;
@@ -134,6 +141,9 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
     if !off.is_empty() {
         advice.push(format!("{}: {COMMIT_TIMESTAMP_ADVICE}", off.join(", ")));
     }
+    let over_alert = backlog_advice(sync, &databases);
+    let backlog_ok = over_alert.is_empty();
+    advice.extend(over_alert);
     let replicator = newest.map(|(s, now)| {
         let age = s.heartbeat.map(|h| seconds(now - h).max(0.0));
         let interval = s.heartbeat_interval_ms.map(|ms| Duration::from_millis(ms.max(0) as u64));
@@ -162,7 +172,7 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
     let now = newest.map(|(_, n)| n).unwrap_or(0);
     let status = SyncStatus {
         name: sync.name.to_string(),
-        healthy: all_reachable && all_readable && state == "Good",
+        healthy: all_reachable && all_readable && backlog_ok && state == "Good",
         state,
         stored_state: stored,
         last_good: run_times(row.last_good_started, row.last_good_ended, now),
@@ -186,8 +196,48 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
         replicator,
         databases,
         advice,
+        backlog_alert_bytes: sync.backlog_alert,
     };
     (status, clock)
+}
+
+/// What to do about each source whose change logs grew past the sync's
+/// `backlog_alert` while keeping changes some database has not applied:
+/// nothing is ever dropped, so the operator decides. (Logs whose changes
+/// were all applied give their pages back at the next purge.)
+fn backlog_advice(sync: &Sync, databases: &[DatabaseStatus]) -> Vec<String> {
+    let alert = i64::try_from(sync.backlog_alert).unwrap_or(i64::MAX);
+    databases
+        .iter()
+        .filter(|d| d.change_log_bytes.is_some_and(|b| b > alert) && d.change_log_rows.is_some_and(|r| r > 0))
+        .map(|d| {
+            format!(
+                "{}'s change logs hold {} ({} rows) for {}, over backlog_alert ({}): nothing is dropped; if a database stays away longer than {}'s disk allows, see \"A site away for long\" in docs/operations.md",
+                d.name,
+                pretty_bytes(d.change_log_bytes.unwrap_or(0)),
+                d.change_log_rows.map_or("?".into(), |r| r.to_string()),
+                d.change_log_for.join(", "),
+                pretty_bytes(alert),
+                d.name
+            )
+        })
+        .collect()
+}
+
+/// A size in bytes as `12.3 MiB`.
+pub(crate) fn pretty_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes.max(0) as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The last good run ended after the last run that moved rows: it moved none.
@@ -247,6 +297,7 @@ mod tests {
             onetimecopy: OneTimeCopy::None,
             conflict_strategy: ConflictStrategy::Latest,
             conflict_retention: DEFAULT_CONFLICT_RETENTION,
+            backlog_alert: dugong_config::DEFAULT_BACKLOG_ALERT,
         };
         let (s, _) = sync_status(&sync, vec![(DbId(0), Ok(read))]);
         (s.last_deletes, s.last_inserts, s.last_conflicts)
@@ -257,5 +308,43 @@ mod tests {
         assert_eq!(counts(read(1_000, Some(1_000))), (2, 5, 1), "the last run moved rows");
         assert_eq!(counts(read(2_000, Some(1_000))), (0, 0, 0), "an empty run came after it");
         assert_eq!(counts(read(2_000, None)), (0, 0, 0), "no run ever moved rows");
+    }
+
+    #[test]
+    fn change_logs_past_the_backlog_alert_make_the_sync_unhealthy_and_say_what_to_do() {
+        let json = r#"{"databases": [{"id": 0, "url": "sqlite:/a"}, {"id": 1, "url": "sqlite:/b"}],
+                       "syncs": [{"sources": [0, 1], "tables": "all", "backlog_alert": "1MB"}]}"#;
+        let sync = dugong_config::Config::from_str(json, std::path::Path::new("t.json")).unwrap().syncs[0].clone();
+        let source = |bytes: i64, waiting: Vec<crate::record::Waiting>| {
+            let mut r = read(1_000, Some(500));
+            r.commit_timestamps = true;
+            r.backlog = Some(crate::record::Backlog { waiting, bytes });
+            r
+        };
+        let w = |target: u32, rows: i64| crate::record::Waiting { target: DbId(target), rows, oldest_age_us: Some(9) };
+        let (s, _) = sync_status(
+            &sync,
+            vec![(DbId(0), Ok(source(4096, vec![w(1, 0)]))), (DbId(1), Ok(source(4096, vec![w(0, 0)])))],
+        );
+        assert!(s.healthy && s.advice.is_empty(), "{:?}", s.advice);
+        assert_eq!((s.databases[0].change_log_bytes, s.databases[0].change_log_rows), (Some(4096), Some(0)));
+        let (s, _) = sync_status(
+            &sync,
+            vec![(DbId(0), Ok(source(3 << 20, vec![w(1, 0)]))), (DbId(1), Ok(source(4096, vec![w(0, 0)])))],
+        );
+        assert!(s.healthy, "large logs whose changes were all applied await their purge: {:?}", s.advice);
+
+        let (s, _) = sync_status(
+            &sync,
+            vec![(DbId(0), Ok(source(3 << 20, vec![w(1, 120_000)]))), (DbId(1), Ok(source(4096, vec![w(0, 0)])))],
+        );
+        assert!(!s.healthy, "over the alert");
+        assert_eq!(s.state, "Good", "the runs are good: the state says so, health does not");
+        assert_eq!(s.advice.len(), 1);
+        assert!(
+            s.advice[0].starts_with("db0's change logs hold 3.0 MiB (120000 rows) for db1, over backlog_alert (1.0 MiB): nothing is dropped"),
+            "{}",
+            s.advice[0]
+        );
     }
 }

@@ -95,6 +95,9 @@ pub struct SyncStatus {
     pub commit_timestamps: Option<bool>,
     pub replicator: Option<ReplicatorStatus>,
     pub databases: Vec<DatabaseStatus>,
+    /// The sync's `backlog_alert`: a source's change logs larger than this
+    /// make it unhealthy (nothing is dropped).
+    pub backlog_alert_bytes: u64,
     /// Advice for the operator (e.g. turn on commit timestamps).
     pub advice: Vec<String>,
 }
@@ -158,6 +161,14 @@ pub struct DatabaseStatus {
     pub unknown: Option<String>,
     /// Its `track_commit_timestamp`.
     pub commit_timestamps: Option<bool>,
+    /// On a source: the change rows its logs keep for the database that has
+    /// applied the least of them; unknown when it cannot say.
+    pub change_log_rows: Option<i64>,
+    /// On a source: its change logs' size on disk, in bytes.
+    pub change_log_bytes: Option<i64>,
+    /// On a source: the databases its change logs keep changes for (that
+    /// have not applied them yet).
+    pub change_log_for: Vec<String>,
 }
 
 impl StatusReport {

@@ -97,6 +97,7 @@ fn extra_lines(s: &SyncStatus) -> String {
         pending_text(s),
         s.conflicts_total
     ));
+    out.push_str(&format!("{name}: change logs: {}\n", change_logs_text(s)));
     out.push_str(&format!("{name}: excluded tables: {}\n", excluded_text(s)));
     let standby = s.replicator.as_ref().is_some_and(|r| r.standby.is_some());
     if !s.replicator.as_ref().is_some_and(|r| r.running) || standby {
@@ -158,6 +159,7 @@ fn detail_block<Tz: TimeZone>(s: &SyncStatus, tz: &Tz) -> String {
     add("Databases", databases_line(&s.databases));
     add("Lag", lag_text(s));
     add("Pending changes", pending_text(s));
+    add("Change logs", change_logs_text(s));
     add("Excluded tables", excluded_text(s));
     add(
         "Commit timestamps",
@@ -229,6 +231,23 @@ fn pending_text(s: &SyncStatus) -> String {
         .map(|d| format!("{} {}", d.name, d.pending.map(pretty_number).unwrap_or_else(|| "unknown".into())))
         .collect();
     format!("{total} ({})", each.join(", "))
+}
+
+/// Per source, what its change logs keep: `db0 1.2 MiB (3,400 rows)`.
+fn change_logs_text(s: &SyncStatus) -> String {
+    let each: Vec<String> = sources(s)
+        .map(|d| match (d.change_log_bytes, d.change_log_rows) {
+            (Some(bytes), Some(rows)) => {
+                format!("{} {} ({} rows)", d.name, super::merge::pretty_bytes(bytes), pretty_number(rows))
+            }
+            _ => format!("{} unknown", d.name),
+        })
+        .collect();
+    format!(
+        "{} (alert at {})",
+        each.join(", "),
+        super::merge::pretty_bytes(s.backlog_alert_bytes.min(i64::MAX as u64) as i64)
+    )
 }
 
 fn excluded_text(s: &SyncStatus) -> String {

@@ -31,6 +31,9 @@ fn db(id: u32, role: &'static str) -> DatabaseStatus {
         lag_seconds: Some(0.0),
         unknown: None,
         commit_timestamps: Some(true),
+        change_log_rows: (role == "source").then_some(0),
+        change_log_bytes: (role == "source").then_some(16384),
+        change_log_for: vec![],
     }
 }
 
@@ -70,6 +73,7 @@ fn idle_sync(now: &str) -> SyncStatus {
         }),
         databases: vec![db(0, "source"), db(1, "source")],
         advice: vec![],
+        backlog_alert_bytes: dugong_config::DEFAULT_BACKLOG_ALERT,
     }
 }
 
@@ -93,6 +97,7 @@ fn summary_matches_bucardos_idle_capture() {
         "
 sync0: databases: db0 reachable, db1 reachable
 sync0: lag 0s, pending changes 0 (db0 0, db1 0), conflicts 0
+sync0: change logs: db0 16.0 KiB (0 rows), db1 16.0 KiB (0 rows) (alert at 10.0 GiB)
 sync0: excluded tables: none
 "
     );
@@ -222,6 +227,7 @@ const DUGONG_LABELS: &[&str] = &[
     "Lag ",
     "Pending changes",
     "Excluded tables",
+    "Change logs",
     "Commit timestamps",
     "Replicator",
 ];
@@ -260,6 +266,7 @@ Last error:              :
         "Lag                      : 0s",
         "Pending changes          : 0 (db0 0, db1 0)",
         "Excluded tables          : none",
+        "Change logs              : db0 16.0 KiB (0 rows), db1 16.0 KiB (0 rows) (alert at 10.0 GiB)",
         "Commit timestamps        : on",
         "Replicator               : 13321@site0 running (last heartbeat 1s ago)",
     ] {

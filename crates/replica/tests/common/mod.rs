@@ -131,5 +131,5 @@ pub async fn sync_all(p: &mut Prepared<Postgres>) -> Vec<RunOutcome> {
 
 /// The sync's initial copy (`onetimecopy`), as the daemon does it at start.
 pub async fn initial_copy(p: &mut Prepared<Postgres>) -> Result<(), ReplicaError> {
-    p.engine.initial_copy(&p.plan, false, &Default::default()).await
+    p.engine.initial_copy(&p.plan, false, &Default::default(), &[]).await
 }

@@ -82,7 +82,7 @@ impl Api {
                 (format!("{:?}", s.code()), Err(s))
             }
         };
-        metrics::record_call("grpc", method, &status, started.elapsed());
+        metrics::record_grpc_call(method, &status, started.elapsed());
         out
     }
 }

@@ -151,7 +151,7 @@ async fn track(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let response = next.run(request).await;
-    metrics::record_call("http", &format!("{method} {route}"), response.status().as_str(), started.elapsed());
+    metrics::record_http_call(method.as_str(), &route, response.status().as_str(), started.elapsed());
     response
 }
 

@@ -111,6 +111,7 @@ fn stamps(files: &TlsConfig) -> Vec<Option<SystemTime>> {
 fn load(files: &TlsConfig) -> Result<Loaded, ConfigError> {
     let stamp = stamps(files);
     let chain = certificates(&files.cert, "--tls-cert")?;
+    let not_after = chain.first().and_then(|c| metrics::certificate::not_after(c));
     let key = private_key(&files.key)?;
     let provider = ring();
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -143,6 +144,7 @@ fn load(files: &TlsConfig) -> Result<Loaded, ConfigError> {
         c.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         Arc::new(c)
     };
+    metrics::tls_certificate_loaded(not_after);
     Ok(Loaded { http1: with_alpn(&[b"http/1.1"]), h2: with_alpn(&[b"h2"]), stamp })
 }
 

@@ -52,8 +52,8 @@ fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source
         key_list(table),
         kcols.join(", "),
         capture.delta,
-        not_shipped(&window.cursor),
-        window.bound,
+        not_shipped(window.range(&table.name).0),
+        window.range(&table.name).1,
     );
     if let Some(lost) = plan.lost.get(&source.id) {
         let values: Vec<String> = lost

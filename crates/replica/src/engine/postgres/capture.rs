@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
 /// Serializes installs by concurrent replicators on one database.
-const INSTALL_LOCK: i64 = 0x6475_676f_6e67; // "dugong"
+pub(crate) const INSTALL_LOCK: i64 = 0x6475_676f_6e67; // "dugong"
 
 /// A table's change log on one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,11 @@ pub struct Capture {
 #[derive(Debug, Default)]
 pub struct Installed {
     pub captures: HashMap<TableName, Capture>,
+    /// Change logs of the held tables: not shipped, never purged while held.
+    pub held: HashMap<TableName, Capture>,
+    /// Replicated tables a hold was written down for earlier: their change
+    /// logs are shipped whole by the next run, which lifts the hold.
+    pub released: Vec<TableName>,
     /// Change logs made by an earlier version, without their transaction-id
     /// index (or with one a failed build left invalid): [`build_txid_indexes`]
     /// builds them without blocking the application's writes.
@@ -55,13 +60,20 @@ pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Resul
         .on_db(db, || "waiting for the install lock".into())?;
     tx.batch_execute(SCHEMA_SQL).await.map_err(|e| install_error(db, e))?;
     let mut installed = Installed::default();
-    for table in what.tables {
+    let held: Vec<&TableInfo> = what.held.iter().map(|(t, _)| t).collect();
+    for table in what.tables.iter().chain(held) {
         let (capture, indexed) = install_table(&tx, db, table).await?;
         if !indexed {
             installed.unindexed.push(capture.clone());
         }
-        installed.captures.insert(table.name.clone(), capture);
+        if what.held.iter().any(|(t, _)| t.name == table.name) {
+            installed.held.insert(table.name.clone(), capture);
+        } else {
+            installed.captures.insert(table.name.clone(), capture);
+        }
     }
+    hold(&tx, db, what).await?;
+    installed.released = released(&tx, db, what).await?;
     if what.source {
         // Each target's position starts where the sync's single cursor of an
         // earlier version was, or now; then that cursor has served.
@@ -86,6 +98,54 @@ pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Resul
     Ok(installed)
 }
 
+/// Writes down the holds of `what` (and lifts none: a replicated table's hold
+/// goes with the run that ships its change log whole).
+async fn hold(tx: &tokio_postgres::Transaction<'_>, db: DbId, what: &Install<'_>) -> Result<(), ReplicaError> {
+    for (table, reason) in &what.held {
+        tx.execute(
+            "INSERT INTO dugong.held (sync, table_schema, table_name, reason) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sync, table_schema, table_name) DO UPDATE SET reason = excluded.reason",
+            &[&what.sync.as_str(), &table.name.schema, &table.name.name, reason],
+        )
+        .await
+        .on_db(db, || format!("holding {}", table.name))?;
+    }
+    Ok(())
+}
+
+/// The replicated tables of `what` that a hold was written down for.
+async fn released(
+    tx: &tokio_postgres::Transaction<'_>,
+    db: DbId,
+    what: &Install<'_>,
+) -> Result<Vec<TableName>, ReplicaError> {
+    let rows = tx
+        .query("SELECT table_schema, table_name FROM dugong.held WHERE sync = $1", &[&what.sync.as_str()])
+        .await
+        .on_db(db, || "reading the holds".into())?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .filter(|t| what.tables.iter().any(|table| table.name == *t))
+        .collect())
+}
+
+/// The statement that lifts the holds of `tables` once their change logs
+/// shipped whole, for the run's commit.
+pub fn release_sql(sync: &str, tables: &[TableName]) -> String {
+    tables
+        .iter()
+        .map(|t| {
+            format!(
+                "DELETE FROM dugong.held WHERE sync = {} AND table_schema = {} AND table_name = {};\n",
+                quote_literal(sync),
+                quote_literal(&t.schema),
+                quote_literal(&t.name)
+            )
+        })
+        .collect()
+}
+
 fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
     if source.code().map(|c| c.code()) == Some("42501") {
         return ReplicaError::Privilege {
@@ -99,10 +159,11 @@ fn install_error(db: DbId, source: tokio_postgres::Error) -> ReplicaError {
     ReplicaError::Statement { db, context: "installing the dugong schema".into(), source }
 }
 
-/// Installs capture on one table. Returns its change log, and whether that has
+/// Installs capture on one table, in the transaction `tx` is in (the
+/// install's, or `dugong ddl`'s). Returns its change log, and whether that has
 /// its transaction-id index.
-async fn install_table(
-    tx: &tokio_postgres::Transaction<'_>,
+pub(crate) async fn install_table<C: tokio_postgres::GenericClient + Sync>(
+    tx: &C,
     db: DbId,
     table: &TableInfo,
 ) -> Result<(Capture, bool), ReplicaError> {

@@ -8,7 +8,7 @@ use super::catalog;
 use super::connect::connect_as;
 use super::rows;
 use crate::diff::merge;
-use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison, Uncompared};
+use crate::diff::{empty, fill_differences, held, RowCount, TableComparison, Uncompared};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::TableInfo;
 use dugong_config::{Config, Sync};
@@ -40,19 +40,11 @@ pub async fn compare_tables(
     }
     let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
     let selection = catalog::select(&refs, sync).await.map_err(|e| e.to_string())?;
-    let (tables, problems) = (selection.tables, selection.problems);
-    let mut out = Vec::with_capacity(tables.len());
-    for table in &tables {
-        let mine: Vec<&str> = problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();
-        if mine.is_empty() {
-            out.push(compare_table(&clients, table, limit).await.map_err(|e| e.to_string())?);
-        } else {
-            out.push(TableComparison {
-                problem: Some(format!("schema differs: {}", mine.join("; "))),
-                ..empty(table, false)
-            });
-        }
+    let mut out = Vec::with_capacity(selection.tables.len() + selection.held.len());
+    for table in &selection.tables {
+        out.push(compare_table(&clients, table, limit).await.map_err(|e| e.to_string())?);
     }
+    out.extend(selection.held.iter().map(held));
     Ok(out)
 }
 

@@ -13,7 +13,7 @@ use crate::plan::copy::{self, copy_mode};
 use crate::plan::{SyncPlan, TableInfo};
 use bytes::Bytes;
 use dugong_config::OneTimeCopy;
-use dugong_core::{quote_ident, DbId};
+use dugong_core::{quote_ident, DbId, TableName};
 use futures_util::future::try_join_all;
 use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,6 +60,7 @@ pub async fn initial_copy(
     pg: &Postgres,
     progress: bool,
     shutdown: &CancellationToken,
+    recopy: &[String],
 ) -> Result<(), ReplicaError> {
     let Some(mode) = copy_mode(&plan.sync, !plan.tables.is_empty())? else {
         return Ok(());
@@ -69,7 +70,7 @@ pub async fn initial_copy(
         Err(_) => None,
     };
     let result = tokio::select! {
-        r = copy_tables(plan, pg, mode, progress, reporter.as_ref()) => r,
+        r = copy_tables(plan, pg, mode, progress, reporter.as_ref(), recopy) => r,
         _ = shutdown.cancelled() => Err(ReplicaError::Config("initial copy interrupted by shutdown; rolled back".into())),
     };
     match result {
@@ -92,6 +93,7 @@ async fn copy_tables(
     mode: OneTimeCopy,
     progress: bool,
     reporter: Option<&StatusReporter>,
+    recopy: &[String],
 ) -> Result<(), ReplicaError> {
     for n in &pg.nodes {
         n.client
@@ -99,15 +101,45 @@ async fn copy_tables(
             .await
             .on_db(n.id, || "starting the initial copy".into())?;
     }
+    let sync = plan.name().as_str();
+    let done: Vec<TableName> = try_join_all(pg.nodes.iter().map(|n| copied(n, sync))).await?.concat();
     let dbs: Vec<DbId> = pg.nodes.iter().map(|n| n.id).collect();
-    for table in &plan.tables {
+    for table in plan.tables.iter().filter(|t| copy::wanted(&t.name, &done, recopy)) {
         let with_rows = try_join_all(pg.nodes.iter().map(|n| has_rows(n, table))).await?;
-        let Some(route) = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)? else { continue };
-        let into: Vec<&Node> = route.into.iter().map(|id| pg.node(*id)).collect();
-        let format = pg.copy_format(table);
-        copy_table(pg.node(route.from), &into, table, format, route.empty_first, progress, reporter).await?;
+        let route = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)?;
+        if let Some(route) = &route {
+            let into: Vec<&Node> = route.into.iter().map(|id| pg.node(*id)).collect();
+            let format = pg.copy_format(table);
+            copy_table(pg.node(route.from), &into, table, format, route.empty_first, progress, reporter).await?;
+        }
+        // Looked at, copied or not: never again (in the copy's transactions).
+        let source = route.map(|r| r.from.to_string());
+        try_join_all(pg.nodes.iter().map(|n| {
+            let source = &source;
+            async move {
+                n.client
+                    .execute(
+                        "INSERT INTO dugong.copied (sync, table_schema, table_name, source) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (sync, table_schema, table_name) DO UPDATE SET copied_at = now(), source = excluded.source",
+                        &[&sync, &table.name.schema, &table.name.name, source],
+                    )
+                    .await
+                    .on_db(n.id, || format!("recording the initial copy of {}", table.name))
+            }
+        }))
+        .await?;
     }
     Ok(())
+}
+
+/// The tables the sync's initial copy has looked at, as `n` records them.
+async fn copied(n: &Node, sync: &str) -> Result<Vec<TableName>, ReplicaError> {
+    let rows = n
+        .client
+        .query("SELECT table_schema, table_name FROM dugong.copied WHERE sync = $1", &[&sync])
+        .await
+        .on_db(n.id, || "reading which tables were copied".into())?;
+    Ok(rows.iter().map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect())
 }
 
 async fn has_rows(n: &Node, table: &TableInfo) -> Result<bool, ReplicaError> {

@@ -29,8 +29,10 @@ pub(crate) mod conflicts;
 mod connect;
 pub mod consistency;
 mod copy;
+pub(crate) mod ddl;
 mod format;
 mod node;
+mod orphans;
 mod prepare;
 mod read;
 mod record;
@@ -55,8 +57,8 @@ use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
-use crate::record::conflict::RunConflict;
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::conflict::{Orphan, RunConflict};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -123,8 +125,8 @@ impl Engine for Postgres {
         watch.heartbeat(who).await
     }
 
-    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
-        watch.waiting().await
+    async fn backlog(watch: &mut watch::Watch) -> Vec<(DbId, Option<Backlog>)> {
+        watch.backlog().await
     }
 
     fn key_text(key: &TextKey) -> TextKey {
@@ -210,8 +212,9 @@ impl Engine for Postgres {
         plan: &Arc<SyncPlan>,
         progress: bool,
         shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> Result<(), ReplicaError> {
-        copy::initial_copy(plan, self, progress, shutdown).await
+        copy::initial_copy(plan, self, progress, shutdown, recopy).await
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
@@ -225,6 +228,10 @@ impl Engine for Postgres {
     async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
         let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
         record::record_bad(&clients, plan.name(), who, started, error).await;
+    }
+
+    async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        orphans::check(plan, self).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {

@@ -66,6 +66,11 @@ pub struct Node {
     pub source: bool,
     /// Change logs of the sync's tables (sources only).
     pub captures: HashMap<TableName, Capture>,
+    /// Change logs of its held tables: not shipped while held, never purged.
+    pub held: HashMap<TableName, Capture>,
+    /// Replicated tables whose hold was lifted: the next run ships their
+    /// change logs whole (what was captured while held), then lifts it.
+    pub sweep: Vec<TableName>,
     /// What this sync has delivered of this database's changes to each other
     /// database of the sync, reachable or not (sources only).
     pub positions: BTreeMap<DbId, Snapshot>,
@@ -80,6 +85,8 @@ pub struct Node {
     pub poll: Option<tokio_postgres::Statement>,
     /// Where the next batches of a backlog end (sources only).
     pub batch_bounds: BatchBounds,
+    /// The replicated tables' columns as prepared, checked by every run.
+    pub shape: Shape,
     /// What the change logs' upkeep has waiting (sources only)...
     pub upkeep: Upkeep,
     /// ...and the background task doing it, at most one at a time.
@@ -118,6 +125,40 @@ impl Node {
     }
 }
 
+/// A fingerprint of the replicated tables' columns on one database, as the
+/// sync was prepared, and the query that reads it again. Every run reads it
+/// in its own transaction: a column added, dropped or retyped since makes the
+/// run stop before it ships a row, and the sync prepare again.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// Yields one text: the fingerprint.
+    pub sql: String,
+    pub expected: String,
+}
+
+impl Shape {
+    /// The shape query for tables of these OIDs (`pg_class.oid`).
+    pub fn of(oids: &[u32]) -> String {
+        let list: Vec<String> = oids.iter().map(ToString::to_string).collect();
+        format!(
+            "SELECT md5(coalesce(string_agg(a.attrelid::text || '.' || a.attnum || '.' || a.attname || '.' || a.atttypid
+                                              || '.' || a.atttypmod || '.' || a.attisdropped, ',' ORDER BY a.attrelid, a.attnum), ''))
+             FROM pg_attribute a WHERE a.attrelid = ANY('{{{}}}'::oid[]) AND a.attnum > 0",
+            list.join(",")
+        )
+    }
+
+    /// Checks what a run read against what was prepared.
+    pub fn check(&self, db: DbId, read: Option<&str>) -> Result<(), crate::error::ReplicaError> {
+        match read {
+            Some(now) if now == self.expected => Ok(()),
+            _ => Err(crate::error::ReplicaError::SchemaChanged(format!(
+                "the columns of a replicated table changed on {db}"
+            ))),
+        }
+    }
+}
+
 /// The change window a source is read in during a run: its changes after the
 /// cursor and below the batch bound, as visible in the run's snapshot.
 #[derive(Debug, Clone)]
@@ -135,11 +176,27 @@ pub(crate) struct Window {
     pub shipped: u64,
     /// The reachable targets this window delivers to.
     pub targets: Vec<DbId>,
+    /// Tables read whole this run (their holds were lifted).
+    pub sweep: Vec<TableName>,
 }
+
+/// A cursor that covers no transaction: a change log read from it is read
+/// whole.
+const NOTHING_SHIPPED: &str = "1:1:";
 
 impl Window {
     /// No batch bound held this source's changes back.
     pub fn caught_up(&self) -> bool {
         self.bound >= self.snapshot.xmax
+    }
+
+    /// The cursor and bound `table` is read between: the window's, or for a
+    /// table read whole, from nothing shipped up to the run's snapshot.
+    pub fn range(&self, table: &TableName) -> (&str, u64) {
+        if self.sweep.contains(table) {
+            (NOTHING_SHIPPED, self.snapshot.xmax)
+        } else {
+            (&self.cursor, self.bound)
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::capture::{self, Capture};
 use super::catalog;
 use super::connect::{self, connect_to};
-use super::node::{Node, Postgres};
+use super::node::{Node, Postgres, Shape};
 use super::read;
 use super::record;
 use super::snapshot::Snapshot;
@@ -67,8 +67,7 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
     let plan = SyncPlan::new(config, sync, catalog::select(&refs, sync).await?)?;
     let mut nodes =
-        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, sync, &plan.tables, id, client)))
-            .await?;
+        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, &plan, id, client))).await?;
     for i in 0..nodes.len() {
         if nodes[i].source {
             let (cursor, _) = nodes[i].window_start(&nodes);
@@ -83,20 +82,23 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
         }
     }
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
-    Ok(Prepared::new(plan, who.clone(), Postgres { nodes, missing, same_major_version, windows: Vec::new() }))
+    // A table whose hold was lifted ships whole in the first run, due at once.
+    let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
+    let mut prepared =
+        Prepared::new(plan, who.clone(), Postgres { nodes, missing, same_major_version, windows: Vec::new() });
+    prepared.more_pending = sweep;
+    Ok(prepared)
 }
 
 /// Checks and installs what one database of the sync needs, and reads where
 /// its changes were delivered up to.
-async fn set_up_node(
-    config: &Config,
-    sync: &Sync,
-    tables: &[TableInfo],
-    id: DbId,
-    mut client: Client,
-) -> Result<Node, ReplicaError> {
+async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Client) -> Result<Node, ReplicaError> {
+    let sync = &plan.sync;
     check_replication_role(&client, id).await?;
-    let what = Install::for_database(sync, tables, id);
+    let what = Install::for_database(plan, id);
+    for (table, reason) in &what.held {
+        tracing::warn!(db = %id, table = %table.name, reason = %reason, "table held: its changes wait until it matches on every database");
+    }
     let installed = capture::install(&mut client, id, &what).await?;
     let database = config.database(id).expect("every database of a sync is configured").clone();
     if !installed.unindexed.is_empty() {
@@ -111,6 +113,7 @@ async fn set_up_node(
         .on_db(id, || "reading track_commit_timestamp and the server version".into())?;
     let (commit_timestamps, major_version): (bool, i32) = (settings.get(0), settings.get(1));
     let positions = if what.source { read_positions(&client, id, &sync.name).await? } else { BTreeMap::new() };
+    let shape = read_shape(&client, id, &plan.tables).await?;
     client
         .execute(
             "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
@@ -124,15 +127,35 @@ async fn set_up_node(
         client,
         source: what.source,
         captures: installed.captures,
+        held: installed.held,
+        sweep: installed.released,
         positions,
         cursor: Snapshot { xmin: 0, xmax: 0, xip: vec![] },
         commit_timestamps,
         major_version,
         poll: None,
         batch_bounds: Default::default(),
+        shape,
         upkeep: Upkeep::default(),
         upkeep_task: None,
     })
+}
+
+/// The fingerprint of `tables`' columns on this database, for every run to
+/// check.
+async fn read_shape(client: &Client, id: DbId, tables: &[TableInfo]) -> Result<Shape, ReplicaError> {
+    let names: Vec<String> = tables.iter().map(|t| t.name.quoted()).collect();
+    let oids: Vec<u32> = client
+        .query("SELECT n::regclass::oid FROM unnest($1::text[]) AS n", &[&names])
+        .await
+        .on_db(id, || "reading the replicated tables' columns".into())?
+        .iter()
+        .map(|r| r.get::<_, u32>(0))
+        .collect();
+    let sql = Shape::of(&oids);
+    let expected: String =
+        client.query_one(&sql, &[]).await.on_db(id, || "reading the replicated tables' columns".into())?.get(0);
+    Ok(Shape { sql, expected })
 }
 
 /// What a source needs once its window start is known: the upkeep left by

@@ -58,7 +58,8 @@ pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
         ));
     }
     if parts.is_empty() {
-        return "SELECT false".into();
+        // No table to poll (all held): the cursor parameter is still bound.
+        return "SELECT false FROM (SELECT $1::text) AS nothing".into();
     }
     format!("SELECT {}", parts.join(" OR "))
 }
@@ -72,10 +73,20 @@ pub(crate) const BEGIN_RUN: &str =
 /// start theirs while reading).
 async fn begin_targets(pg: &Postgres) -> Result<(), ReplicaError> {
     try_join_all(pg.nodes.iter().filter(|n| !n.source).map(|n| async move {
-        n.client.batch_execute(BEGIN_RUN).await.on_db(n.id, || "starting the run transaction".into())
+        let sql = format!("{BEGIN_RUN}; SELECT ({})", n.shape.sql);
+        let messages = n.client.simple_query(&sql).await.on_db(n.id, || "starting the run transaction".into())?;
+        n.shape.check(n.id, first_row(&messages).and_then(|r| r.get(0)))
     }))
     .await?;
     Ok(())
+}
+
+/// The first row of a simple query's answer.
+fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// Starts the run transaction on every database and reads each source's
@@ -143,15 +154,14 @@ async fn read_source(
             n = limits.batch_rows.max(1)
         )
     };
-    let sql = format!("{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}");
+    // The tables' shape is read after the snapshot is taken: a column added
+    // before the run's snapshot shows here, so no row written into it ships
+    // with the old column list.
+    let sql = format!("{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})", node.shape.sql);
     let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
+    let row = first_row(&messages)
         .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
+    node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
     let (nth, later) = match cached {
@@ -168,9 +178,12 @@ async fn read_source(
     };
     let bound = choose_bound(nth, &node.cursor, &snapshot);
     let bound_text = bound.to_string();
+    let whole = format!("{}", snapshot.xmax);
     let reads = plan.tables.iter().map(|table| {
-        let cursor = &cursor;
-        let bound_text = &bound_text;
+        // A table whose hold was lifted is read whole, up to the snapshot.
+        let swept = node.sweep.contains(&table.name);
+        let cursor = if swept { "1:1:" } else { cursor.as_str() };
+        let bound_text = if swept { &whole } else { &bound_text };
         async move {
             let Some(capture) = node.captures.get(&table.name) else { return Ok(TableSummary::default()) };
             let (mut summary, truncated) = futures_util::future::try_join(
@@ -186,7 +199,10 @@ async fn read_source(
     let shipped = summaries.iter().map(|s| s.changes.max(0) as u64).sum();
     let (_, uneven) = node.window_start(&pg.nodes);
     let targets = node.live_targets(&pg.nodes).collect();
-    let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets };
+    let sweep = node.sweep.clone();
+    // What is read whole was partly shipped before the hold: delete first.
+    let uneven = uneven || !sweep.is_empty();
+    let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets, sweep };
     let read = SourceRead { db: id, more: !window.caught_up(), uneven, summaries };
     Ok((window, read))
 }
@@ -250,7 +266,8 @@ async fn read_table_keys(
     how: KeyRead,
     only_rewritten: bool,
 ) -> Result<ChangedKeys<TextKey>, ReplicaError> {
-    let (cursor, bound) = (window.cursor.as_str(), window.bound.to_string());
+    let (cursor, bound) = window.range(&table.name);
+    let bound = bound.to_string();
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
     let (extra, having) = match how {

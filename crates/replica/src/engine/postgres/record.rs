@@ -2,13 +2,14 @@
 //! (`dugong.sync_state` on every database of the sync), the conflict log, the
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
+use super::capture;
 use super::node::Postgres;
 use super::snapshot::Snapshot;
 use super::upkeep;
 use crate::error::{describe_pg, ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::record::conflict::{RowVersion, RunConflict};
-use crate::record::{degraded, epoch_seconds, excluded_entries, Replicator, RunOutcome};
+use crate::record::{epoch_seconds, excluded_entries, not_good, Replicator, RunOutcome};
 use crate::upkeep::Purge;
 use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
@@ -24,7 +25,7 @@ const UPSERT: &str = "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLI
 fn run_columns(plan: &SyncPlan, pg: &Postgres, who: &Replicator, started: &str) -> String {
     let excluded: Vec<String> = excluded_entries(&plan.excluded).iter().map(|e| quote_literal(e)).collect();
     let live: Vec<DbId> = pg.nodes.iter().map(|n| n.id).collect();
-    let state = match degraded(&pg.missing, &live) {
+    let state = match not_good(&pg.missing, &live, plan) {
         None => format!("state = 'Good', last_good_started = {started}, last_good_ended = now()"),
         Some(why) => format!(
             "state = 'Bad', last_bad_started = coalesce(CASE WHEN state = 'Bad' THEN last_bad_started END, {started}),
@@ -87,17 +88,18 @@ pub async fn commit(
     outcome: &RunOutcome,
 ) -> Result<(), ReplicaError> {
     if !outcome.conflicts.is_empty() {
-        if let Err(e) = log_conflicts(plan, pg, outcome).await {
+        if let Err(e) = log_conflicts(plan, pg, &outcome.conflicts).await {
             rollback_all(pg).await;
             return Err(e);
         }
     }
-    let sql = format!("{};\nCOMMIT", good_run_sql(plan, pg, who, outcome));
-    let committed = try_join_all(
-        pg.nodes
-            .iter()
-            .map(|n| async { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }),
-    )
+    let sql = good_run_sql(plan, pg, who, outcome);
+    let committed = try_join_all(pg.nodes.iter().map(|n| {
+        // A source whose held tables shipped whole lifts their holds with the run.
+        let sweep = pg.windows.iter().find(|w| w.db == n.id).map(|w| w.sweep.as_slice()).unwrap_or_default();
+        let sql = format!("{sql};\n{}COMMIT", capture::release_sql(plan.name().as_str(), sweep));
+        async move { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }
+    }))
     .await;
     if let Err(e) = committed {
         // A statement before COMMIT failed: that transaction is aborted, not
@@ -113,13 +115,14 @@ pub async fn commit(
 /// run transaction, with both versions of its row (a deleted one as JSON
 /// `null`). A conflict already logged under its id (a run repeated after a
 /// crash) is not logged twice.
-async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+pub(crate) async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, cs: &[RunConflict]) -> Result<(), ReplicaError> {
     let clients: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
-    insert_conflicts(&clients, plan.name().as_str(), &outcome.conflicts).await
+    insert_conflicts(&clients, plan.name().as_str(), cs).await
 }
 
 /// Inserts conflicts into the conflict log of each database of `clients`, in
-/// whatever transaction each is in (a run's, or `dugong repair`'s).
+/// whatever transaction each is in (a run's, `dugong repair`'s or the orphan
+/// look's).
 pub(crate) async fn insert_conflicts(
     clients: &[(DbId, &Client)],
     sync: &str,
@@ -226,6 +229,8 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         let (cursor, _) = pg.nodes[i].window_start(&pg.nodes);
         let node = &mut pg.nodes[i];
         node.cursor = cursor;
+        // Shipped whole and released with the commit.
+        node.sweep.retain(|t| !w.sweep.contains(t));
         let caught_up = w.caught_up();
         node.batch_bounds = w.later;
         upkeep::after_run(node, purge, caught_up, w.shipped);

@@ -13,7 +13,7 @@ use super::connect::connect_as;
 use super::record::insert_conflicts;
 use super::rows::{self, Version};
 use crate::capture::Install;
-use crate::diff::{is_about, merge::Merge};
+use crate::diff::merge::Merge;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{DbOrder, TableInfo};
 use crate::read::TextKey;
@@ -67,20 +67,28 @@ pub(crate) async fn repair_sync(
     if !options.dry_run {
         // The conflict log lives in Dugong's schema.
         for (id, c) in writers.iter_mut() {
-            let schema_only = Install { source: false, tables: &[], sync: sync.name.clone(), targets: Vec::new() };
+            let schema_only = Install { source: false, tables: &[], held: Vec::new(), sync: sync.name.clone(), targets: Vec::new() };
             capture::install(c, *id, &schema_only).await?;
         }
     }
     let refs: Vec<(DbId, &Client)> = readers.iter().map(|(id, c)| (*id, c)).collect();
     let selection = catalog::select(&refs, sync).await?;
-    let chosen: Vec<&TableInfo> = selection.tables.iter().filter(|t| wanted(t, options.table.as_deref())).collect();
+    // A held table (its schema differs somewhere) is reported, not repaired.
+    let held: Vec<(&TableInfo, Option<&str>)> =
+        selection.held.iter().map(|h| (&h.on[0].1, Some(h.reason.as_str()))).collect();
+    let chosen: Vec<(&TableInfo, Option<&str>)> = selection
+        .tables
+        .iter()
+        .map(|t| (t, None))
+        .chain(held)
+        .filter(|(t, _)| wanted(t, options.table.as_deref()))
+        .collect();
     if let (Some(name), true) = (&options.table, chosen.is_empty()) {
         return Err(ReplicaError::Config(format!("{} replicates no table named {name:?}", sync.name)));
     }
     let sites = Sites { ids, readers, writers, commit_times };
     let mut out = Vec::with_capacity(chosen.len());
-    for table in chosen {
-        let mine: Vec<&str> = selection.problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();
+    for (table, held) in chosen {
         let mut result = TableRepair {
             table: table.name.display_name(),
             key_columns: table.key.iter().map(|c| c.name.clone()).collect(),
@@ -91,8 +99,8 @@ pub(crate) async fn repair_sync(
                 .collect(),
             ..Default::default()
         };
-        if !mine.is_empty() {
-            result.problem = Some(format!("schema differs: {}", mine.join("; ")));
+        if let Some(reason) = held {
+            result.problem = Some(format!("schema differs: {reason}"));
         } else {
             repair_table(&sites, sync, table, options, order, &mut result).await?;
         }

@@ -66,6 +66,32 @@ CREATE TABLE IF NOT EXISTS dugong.sync_state (
     commit_timestamps    boolean,
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
+-- Tables the initial copy (onetimecopy) of a sync has looked at, copied or
+-- not: it looks at each once, ever (a restart with onetimecopy still in the
+-- file copies nothing again, unless dugong replicate --recopy TABLE).
+CREATE TABLE IF NOT EXISTS dugong.copied (
+    sync          text NOT NULL,
+    table_schema  text NOT NULL,
+    table_name    text NOT NULL,
+    copied_at     timestamptz NOT NULL DEFAULT now(),
+    source        text,
+    PRIMARY KEY (sync, table_schema, table_name)
+);
+
+-- Tables a sync holds back because they are not alike on every database
+-- (missing somewhere, a column or the key different). Their change rows are
+-- never purged while a hold stands, whichever sync purges; when the table
+-- matches again, the first run ships every change row the log still has, then
+-- the hold goes.
+CREATE TABLE IF NOT EXISTS dugong.held (
+    sync          text NOT NULL,
+    table_schema  text NOT NULL,
+    table_name    text NOT NULL,
+    reason        text NOT NULL,
+    since         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sync, table_schema, table_name)
+);
+
 -- The replicators' heartbeats, written beside the runs: the active one's every
 -- interval (status calls it not running after three intervals without one),
 -- and the last one seen standing by. A row of their own, so that a heartbeat

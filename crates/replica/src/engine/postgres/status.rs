@@ -6,7 +6,7 @@
 use super::capture::delta_name;
 use super::catalog;
 use crate::error::describe_pg;
-use crate::record::{DbRead, ReadError, StateRow, Waiting};
+use crate::record::{Backlog, DbRead, ReadError, StateRow, Waiting};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use tokio_postgres::Client;
@@ -43,8 +43,8 @@ pub async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, R
     }
     read.state = read_state(client, sync).await.map_err(classify)?;
     if sync.sources.contains(&id) {
-        match waiting(client, id, sync, read.commit_timestamps).await {
-            Ok(w) => read.waiting = w,
+        match backlog(client, id, sync, read.commit_timestamps).await {
+            Ok(b) => read.backlog = b,
             Err(ReadError::Failed(why)) => read.problem = Some(format!("pending changes: {why}")),
             Err(e) => return Err(e),
         }
@@ -126,16 +126,16 @@ async fn read_state(client: &Client, sync: &Sync) -> Result<Option<StateRow>, to
 }
 
 /// Counts, per target, the change rows of the sync's tables that its position
-/// there does not cover, and the age of the oldest by commit time. `None`
-/// when the sync has no position here (it was never prepared on this
-/// database). A position of an earlier version ('*') stands for every target
-/// without one of its own.
-pub async fn waiting(
+/// there does not cover, and the age of the oldest by commit time; and the
+/// change logs' size. `None` when the sync has no position here (it was
+/// never prepared on this database). A position of an earlier version ('*')
+/// stands for every target without one of its own.
+pub async fn backlog(
     client: &Client,
     id: DbId,
     sync: &Sync,
     commit_timestamps: bool,
-) -> Result<Option<Vec<Waiting>>, ReadError> {
+) -> Result<Option<Backlog>, ReadError> {
     let positions = client
         .query("SELECT target FROM dugong.cursor WHERE sync = $1", &[&sync.name.as_str()])
         .await
@@ -178,6 +178,16 @@ pub async fn waiting(
         parts.join(" UNION ALL ")
     );
     let rows = client.query(&sql, &[&sync.name.as_str(), &ids]).await.map_err(classify)?;
+    let mut logs: Vec<String> = ids.iter().map(|i| delta_name(*i)).collect();
+    logs.push("dugong.truncate_log".into());
+    let bytes: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0)::int8 FROM unnest($1::text[]) t",
+            &[&logs],
+        )
+        .await
+        .map_err(classify)?
+        .get(0);
     let mut waiting = Vec::new();
     let mut legacy = None;
     for row in rows {
@@ -195,5 +205,5 @@ pub async fn waiting(
             waiting.push(Waiting { target, rows: rows_waiting, oldest_age_us });
         }
     }
-    Ok(Some(waiting))
+    Ok(Some(Backlog { waiting, bytes }))
 }

@@ -9,7 +9,7 @@ use super::snapshot::Snapshot;
 use crate::error::{ReplicaError, StatementContext};
 use crate::upkeep::{Purge, INLINE_PURGE_ROWS};
 use dugong_config::Database;
-use dugong_core::TableName;
+use dugong_core::{quote_literal, TableName};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -115,14 +115,28 @@ fn start(node: &mut Node, purge: bool) {
 /// than every cursor's xmin is shipped by all: one comparison decides nearly
 /// every row, and only the rest pay for checking each cursor (which halves the
 /// purge after a backlog of 200,000 changes).
+///
+/// A table some sync holds is never purged: its change rows are what ships
+/// when the hold is lifted.
 pub(crate) fn purge_sql(node: &Node) -> String {
-    let shipped_by_all = "d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
-         OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot))";
+    let shipped_by_all = "(d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
+         OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot)))";
     let mut sql = String::new();
-    for c in node.captures.values() {
-        sql.push_str(&format!("DELETE FROM {} d WHERE {shipped_by_all};\n", c.delta));
+    for (table, c) in &node.captures {
+        sql.push_str(&format!(
+            "DELETE FROM {} d WHERE {shipped_by_all}
+               AND NOT EXISTS (SELECT 1 FROM dugong.held h WHERE h.table_schema = {} AND h.table_name = {});\n",
+            c.delta,
+            quote_literal(&table.schema),
+            quote_literal(&table.name)
+        ));
     }
-    sql.push_str(&format!("DELETE FROM dugong.truncate_log d WHERE {shipped_by_all};\n"));
+    sql.push_str(&format!(
+        "DELETE FROM dugong.truncate_log d WHERE {shipped_by_all}
+           AND NOT EXISTS (SELECT 1 FROM dugong.held h JOIN dugong.captured t
+                             ON t.table_schema = h.table_schema AND t.table_name = h.table_name
+                           WHERE t.id = d.table_id);\n"
+    ));
     sql
 }
 

@@ -5,7 +5,7 @@
 use super::connect::connect_as;
 use super::record;
 use super::status;
-use crate::record::{Replicator, Waiting};
+use crate::record::{Backlog, Replicator};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ impl Watch {
     }
 
     /// What each source that answers has waiting for each of its targets.
-    pub async fn waiting(&mut self) -> Vec<(DbId, Option<Vec<Waiting>>)> {
+    pub async fn backlog(&mut self) -> Vec<(DbId, Option<Backlog>)> {
         self.connect().await;
         let sync = &self.sync;
         let counts = self.clients.iter().filter(|(id, _)| sync.sources.contains(id)).map(|(id, slot)| async move {
@@ -71,7 +71,7 @@ impl Watch {
             let count = async {
                 let commit_timestamps: bool =
                     client.query_one("SELECT current_setting('track_commit_timestamp')::bool", &[]).await.ok()?.get(0);
-                status::waiting(client, *id, sync, commit_timestamps).await.ok().flatten()
+                status::backlog(client, *id, sync, commit_timestamps).await.ok().flatten()
             };
             (*id, count.await)
         });

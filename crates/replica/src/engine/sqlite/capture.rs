@@ -27,7 +27,12 @@ pub(super) const NOW_US: &str = "CAST((julianday('now') - 2440587.5) * 864000000
 
 /// `dugong_delta_<id>`, quoted.
 pub fn delta_name(id: i64) -> String {
-    quote_ident(&format!("dugong_delta_{id}"))
+    quote_ident(&delta_table(id))
+}
+
+/// The change log's table name, unquoted (as the catalog and `dbstat` name it).
+pub fn delta_table(id: i64) -> String {
+    format!("dugong_delta_{id}")
 }
 
 fn trigger_name(id: i64, op: &str) -> String {
@@ -93,16 +98,51 @@ fn upgrade_cursor(tx: &rusqlite::Transaction<'_>, db: DbId) -> Result<(), Replic
     .on_db(db, ctx)
 }
 
-/// Installs (or confirms) the capture `what` asks for, and starts its
-/// positions at the current sequence when they have none. Returns each
-/// table's capture id.
-pub fn install(conn: &mut Connection, db: DbId, what: &Install<'_>) -> Result<HashMap<TableName, i64>, ReplicaError> {
+/// What `install` set up on one file.
+#[derive(Debug, Default)]
+pub struct Installed {
+    /// The capture id of each of the sync's tables.
+    pub captures: HashMap<TableName, i64>,
+    /// Change logs of the held tables: not shipped, never purged while held.
+    pub held: HashMap<TableName, i64>,
+    /// Replicated tables a hold was written down for earlier: their change
+    /// logs ship whole in the next run, which lifts the hold.
+    pub released: Vec<TableName>,
+}
+
+/// Installs (or confirms) the capture `what` asks for, writes its holds down,
+/// and starts its positions at the current sequence when they have none.
+pub fn install(conn: &mut Connection, db: DbId, what: &Install<'_>) -> Result<Installed, ReplicaError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .on_db(db, || "starting the install transaction".into())?;
-    let mut ids = HashMap::new();
+    let mut installed = Installed::default();
     for table in what.tables {
-        ids.insert(table.name.clone(), install_table(&tx, db, table)?);
+        installed.captures.insert(table.name.clone(), install_table(&tx, db, table)?);
+    }
+    for (table, reason) in &what.held {
+        installed.held.insert(table.name.clone(), install_table(&tx, db, table)?);
+        tx.execute(
+            &format!(
+                "INSERT INTO dugong_held (sync, table_name, reason, since) VALUES (?1, ?2, ?3, {NOW_US})
+                 ON CONFLICT (sync, table_name) DO UPDATE SET reason = excluded.reason"
+            ),
+            [what.sync.as_str(), &table.name.name, reason],
+        )
+        .on_db(db, || format!("holding {}", table.name))?;
+    }
+    if what.source {
+        let mut stmt = tx
+            .prepare("SELECT table_name FROM dugong_held WHERE sync = ?1")
+            .on_db(db, || "reading the holds".into())?;
+        let names =
+            stmt.query_map([what.sync.as_str()], |r| r.get::<_, String>(0)).on_db(db, || "reading the holds".into())?;
+        for name in names {
+            let name = name.on_db(db, || "reading the holds".into())?;
+            if let Some(t) = what.tables.iter().find(|t| t.name.name == name) {
+                installed.released.push(t.name.clone());
+            }
+        }
     }
     if what.source {
         // Each target's position starts where the sync's single cursor of an
@@ -125,7 +165,7 @@ pub fn install(conn: &mut Connection, db: DbId, what: &Install<'_>) -> Result<Ha
         }
     }
     tx.commit().on_db(db, || "committing the install".into())?;
-    Ok(ids)
+    Ok(installed)
 }
 
 fn install_table(tx: &rusqlite::Transaction<'_>, db: DbId, table: &TableInfo) -> Result<i64, ReplicaError> {

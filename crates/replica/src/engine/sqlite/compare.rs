@@ -9,7 +9,7 @@ use super::node::blocking;
 use super::value::{encode, text};
 use super::{catalog, open, path_of};
 use crate::diff::merge::{self, Entry};
-use crate::diff::{empty, fill_differences, is_about, RowCount, TableComparison, Uncompared};
+use crate::diff::{empty, fill_differences, held, RowCount, TableComparison, Uncompared};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{Selection, TableInfo};
 use dugong_config::{Config, Sync};
@@ -44,15 +44,10 @@ pub(crate) async fn compare_tables(
     }
     let sync = sync.clone();
     let per_table = blocking(move || {
-        let Selection { tables, problems, .. } = catalog::select(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
-        let mut out = Vec::with_capacity(tables.len());
+        let Selection { tables, held: held_tables, .. } = catalog::select(conns.iter().map(|(id, c)| (*id, c)), &sync)?;
+        let mut out = Vec::with_capacity(tables.len() + held_tables.len());
+        out.extend(held_tables.iter().map(|h| (held(h), None)));
         for table in &tables {
-            let mine: Vec<&str> = problems.iter().filter(|p| is_about(p, table)).map(String::as_str).collect();
-            if !mine.is_empty() {
-                let problem = Some(format!("schema differs: {}", mine.join("; ")));
-                out.push((TableComparison { problem, ..empty(table, false) }, None));
-                continue;
-            }
             let sums: Vec<(i64, u128)> =
                 conns.iter().map(|(id, c)| checksum(c, *id, table)).collect::<Result<_, _>>()?;
             let mut cmp = empty(table, sums.iter().all(|s| *s == sums[0]));

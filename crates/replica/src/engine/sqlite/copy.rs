@@ -10,12 +10,12 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::plan::copy;
 use crate::plan::{SyncPlan, TableInfo};
 use dugong_config::OneTimeCopy;
-use dugong_core::{quote_ident, DbId};
+use dugong_core::{quote_ident, DbId, TableName};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Statement};
 
 /// Does the sync's initial copy, if it has one. Blocking.
-pub fn initial_copy(files: &Files, plan: &SyncPlan) -> Result<(), ReplicaError> {
+pub fn initial_copy(files: &Files, plan: &SyncPlan, recopy: &[String]) -> Result<(), ReplicaError> {
     let Some(mode) = copy::copy_mode(&plan.sync, !plan.tables.is_empty())? else {
         return Ok(());
     };
@@ -24,7 +24,7 @@ pub fn initial_copy(files: &Files, plan: &SyncPlan) -> Result<(), ReplicaError> 
             .execute_batch("BEGIN IMMEDIATE; INSERT OR IGNORE INTO dugong_applying (id) VALUES (1);")
             .on_db(node.id, || "starting the initial copy".into())?;
     }
-    let result = copy_tables(files, plan, mode);
+    let result = copy_tables(files, plan, mode, recopy);
     if result.is_ok() {
         for node in &files.nodes {
             if let Err(e) = node
@@ -42,13 +42,46 @@ pub fn initial_copy(files: &Files, plan: &SyncPlan) -> Result<(), ReplicaError> 
     result
 }
 
-fn copy_tables(files: &Files, plan: &SyncPlan, mode: OneTimeCopy) -> Result<(), ReplicaError> {
+fn copy_tables(files: &Files, plan: &SyncPlan, mode: OneTimeCopy, recopy: &[String]) -> Result<(), ReplicaError> {
+    let sync = plan.name().as_str();
+    let mut done = Vec::new();
+    for n in &files.nodes {
+        let mut stmt = n
+            .conn
+            .prepare("SELECT table_name FROM dugong_copied WHERE sync = ?1")
+            .on_db(n.id, || "reading which tables were copied".into())?;
+        let names = stmt
+            .query_map([sync], |r| r.get::<_, String>(0))
+            .on_db(n.id, || "reading which tables were copied".into())?;
+        for name in names {
+            done.push(TableName::new(
+                super::catalog::MAIN,
+                name.on_db(n.id, || "reading which tables were copied".into())?,
+            ));
+        }
+    }
     let dbs: Vec<DbId> = files.nodes.iter().map(|n| n.id).collect();
-    for table in &plan.tables {
+    for table in plan.tables.iter().filter(|t| copy::wanted(&t.name, &done, recopy)) {
         let with_rows = files.nodes.iter().map(|n| has_rows(n, table)).collect::<Result<Vec<bool>, _>>()?;
-        let Some(route) = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)? else { continue };
-        let into: Vec<&Node> = route.into.iter().map(|id| files.node(*id)).collect();
-        copy_table(files.node(route.from), &into, table, route.empty_first)?;
+        let route = copy::route(&plan.sync, mode, &table.name, &dbs, &with_rows)?;
+        if let Some(route) = &route {
+            let into: Vec<&Node> = route.into.iter().map(|id| files.node(*id)).collect();
+            copy_table(files.node(route.from), &into, table, route.empty_first)?;
+        }
+        // Looked at, copied or not: never again (in the copy's transactions).
+        let source = route.map(|r| r.from.to_string());
+        for n in &files.nodes {
+            n.conn
+                .execute(
+                    &format!(
+                        "INSERT INTO dugong_copied (sync, table_name, copied_at, source) VALUES (?1, ?2, {}, ?3)
+                         ON CONFLICT (sync, table_name) DO UPDATE SET copied_at = excluded.copied_at, source = excluded.source",
+                        super::capture::NOW_US
+                    ),
+                    rusqlite::params![sync, table.name.name, source],
+                )
+                .on_db(n.id, || format!("recording the initial copy of {}", table.name))?;
+        }
     }
     Ok(())
 }

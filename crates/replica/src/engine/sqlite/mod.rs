@@ -26,6 +26,7 @@ mod copy;
 pub mod lease;
 mod node;
 pub mod open;
+mod orphans;
 mod read;
 mod record;
 pub(crate) mod restore;
@@ -42,8 +43,8 @@ use crate::capture::Install;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey};
-use crate::record::conflict::RunConflict;
-use crate::record::{Missing, Replicator, RunOutcome, Waiting};
+use crate::record::conflict::{Orphan, RunConflict};
+use crate::record::{Backlog, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Location, Sync};
 use dugong_core::{DbId, SyncName};
 use node::blocking;
@@ -97,8 +98,11 @@ fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(Sync
         .collect();
     let mut nodes = Vec::with_capacity(opened.len());
     for (id, path, mut conn) in opened {
-        let what = Install::for_database(sync, &plan.tables, id);
-        let captures = capture::install(&mut conn, id, &what)?;
+        let what = Install::for_database(&plan, id);
+        for (table, reason) in &what.held {
+            tracing::warn!(db = %id, table = %table.name, reason = %reason, "table held: its changes wait until it matches in every file");
+        }
+        let installed = capture::install(&mut conn, id, &what)?;
         let positions = if what.source { read_positions(&conn, id, &sync.name)? } else { BTreeMap::new() };
         record::ensure_row(&conn, id, &sync.name)?;
         if what.source {
@@ -106,9 +110,24 @@ fn prepare_files(config: &Config, sync: &Sync, who: &Replicator) -> Result<(Sync
                 tracing::warn!(db = %id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
             }
         }
-        let mut node = Node { id, path, conn, source: what.source, captures, positions, cursor: 0 };
+        let mut node = Node {
+            id,
+            path,
+            conn,
+            source: what.source,
+            captures: installed.captures,
+            held: installed.held,
+            sweep: installed.released,
+            positions,
+            cursor: 0,
+            schema_version: 0,
+        };
         node.cursor = node.window_start();
         nodes.push(node);
+    }
+    // Read last: installing capture changes the schema too.
+    for node in &mut nodes {
+        node.schema_version = read::schema_version(&node.conn, node.id)?;
     }
     Ok((plan, Files { nodes, owner, windows: Vec::new() }))
 }
@@ -193,7 +212,11 @@ impl Engine for Sqlite {
     async fn prepare(config: &Arc<Config>, sync: &Sync, who: &Replicator) -> Result<Prepared<Self>, ReplicaError> {
         let (config, sync, for_files) = (config.clone(), sync.clone(), who.clone());
         let (plan, files) = blocking(move || prepare_files(&config, &sync, &for_files)).await?;
-        Ok(Prepared::new(plan, who.clone(), Sqlite::new(files)))
+        // A table whose hold was lifted ships whole in the first run, due at once.
+        let sweep = files.nodes.iter().any(|n| !n.sweep.is_empty());
+        let mut prepared = Prepared::new(plan, who.clone(), Sqlite::new(files));
+        prepared.more_pending = sweep;
+        Ok(prepared)
     }
 
     async fn record_unprepared(
@@ -217,8 +240,8 @@ impl Engine for Sqlite {
         watch.heartbeat(who).await
     }
 
-    async fn waiting(watch: &mut watch::Watch) -> Vec<(DbId, Option<Vec<Waiting>>)> {
-        watch.waiting().await
+    async fn backlog(watch: &mut watch::Watch) -> Vec<(DbId, Option<Backlog>)> {
+        watch.backlog().await
     }
 
     fn key_text(key: &SqliteKey) -> TextKey {
@@ -312,9 +335,10 @@ impl Engine for Sqlite {
         plan: &Arc<SyncPlan>,
         _progress: bool,
         _shutdown: &CancellationToken,
+        recopy: &[String],
     ) -> Result<(), ReplicaError> {
-        let plan = plan.clone();
-        self.with(move |f| copy::initial_copy(f, &plan)).await
+        let (plan, recopy) = (plan.clone(), recopy.to_vec());
+        self.with(move |f| copy::initial_copy(f, &plan, &recopy)).await
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
@@ -341,6 +365,11 @@ impl Engine for Sqlite {
                 Ok(())
             })
             .await;
+    }
+
+    async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        let plan = plan.clone();
+        self.with(move |f| orphans::check(f, &plan)).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {

@@ -75,11 +75,20 @@ pub struct Node {
     pub source: bool,
     /// The capture id (`dugong_delta_<id>`) of each of the sync's tables (sources only).
     pub captures: HashMap<TableName, i64>,
+    /// Capture ids of its held tables: not shipped while held, never purged.
+    pub held: HashMap<TableName, i64>,
+    /// Replicated tables whose hold was lifted: the next run ships their
+    /// change logs whole, then lifts it.
+    pub sweep: Vec<TableName>,
     /// The sequence number up to which this sync delivered this file's
     /// changes to each other file of the sync (sources only).
     pub positions: BTreeMap<DbId, i64>,
     /// Where a run starts reading: what every target has (sources only).
     pub cursor: i64,
+    /// The file's `PRAGMA schema_version` once prepared: every run checks it
+    /// under the file's write lock, so a column added since never ships with
+    /// the old column list.
+    pub schema_version: i64,
 }
 
 impl Node {
@@ -96,12 +105,24 @@ impl Node {
 }
 
 /// The changes a source ships in a run: sequence numbers after `from`, up to
-/// and including `to`.
-#[derive(Debug, Clone, Copy)]
+/// and including `to`; the tables in `sweep` whole (from 0).
+#[derive(Debug, Clone)]
 pub(crate) struct Window {
     pub db: DbId,
     pub from: i64,
     pub to: i64,
+    pub sweep: Vec<TableName>,
+}
+
+impl Window {
+    /// The sequence numbers `table` is read between.
+    pub fn range(&self, table: &TableName) -> (i64, i64) {
+        if self.sweep.contains(table) {
+            (0, self.to)
+        } else {
+            (self.from, self.to)
+        }
+    }
 }
 
 /// Runs blocking SQLite work off the async threads.

@@ -43,6 +43,11 @@ fn counter(node: &Node) -> Result<i64, ReplicaError> {
 /// every lock soon lets go of all of them and is retried at once.
 const LATER_LOCK_WAIT: Duration = Duration::from_millis(100);
 
+/// The file's schema counter, which every schema change moves.
+pub(super) fn schema_version(conn: &rusqlite::Connection, db: dugong_core::DbId) -> Result<i64, ReplicaError> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).on_db(db, || "reading the schema version".into())
+}
+
 /// Takes one file's write lock for the run.
 fn lock(node: &Node, first: bool) -> Result<(), ReplicaError> {
     let ctx = || "starting the run transaction (waiting for the file's write lock)".to_string();
@@ -61,6 +66,9 @@ fn lock(node: &Node, first: bool) -> Result<(), ReplicaError> {
 pub fn begin(files: &mut Files, plan: &SyncPlan, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
     for (i, node) in files.nodes.iter().enumerate() {
         lock(node, i == 0)?;
+        if schema_version(&node.conn, node.id)? != node.schema_version {
+            return Err(ReplicaError::SchemaChanged(format!("the schema of {} changed", node.id)));
+        }
         lease::renew(&node.conn, node.id, plan.name(), &files.owner)?;
         // From here on, nothing this transaction writes is captured.
         node.conn
@@ -72,7 +80,7 @@ pub fn begin(files: &mut Files, plan: &SyncPlan, limits: RunLimits) -> Result<Ve
     for node in files.nodes.iter().filter(|n| n.source) {
         let head = counter(node)?;
         let to = batch_bound(plan, node, limits)?.unwrap_or(head);
-        let window = Window { db: node.id, from: node.cursor, to };
+        let window = Window { db: node.id, from: node.cursor, to, sweep: node.sweep.clone() };
         let summaries = plan
             .tables
             .iter()
@@ -81,7 +89,9 @@ pub fn begin(files: &mut Files, plan: &SyncPlan, limits: RunLimits) -> Result<Ve
                 None => Ok(TableSummary::default()),
             })
             .collect::<Result<_, _>>()?;
-        reads.push(SourceRead { db: node.id, more: to < head, uneven: node.uneven(), summaries });
+        // What is read whole was partly shipped before the hold.
+        let uneven = node.uneven() || !window.sweep.is_empty();
+        reads.push(SourceRead { db: node.id, more: to < head, uneven, summaries });
         windows.push(window);
     }
     files.windows = windows;
@@ -95,8 +105,9 @@ fn summarize(node: &Node, table: &TableInfo, id: i64, window: &Window) -> Result
     let sql = format!("SELECT count(*), min(at) FROM {} WHERE seq > ?1 AND seq <= ?2", delta_name(id));
     let ctx = || format!("counting the changes of {}", table.name);
     let mut stmt = node.conn.prepare_cached(&sql).on_db(node.id, ctx)?;
-    let (changes, oldest): (i64, Option<i64>) =
-        stmt.query_row([window.from, window.to], |r| Ok((r.get(0)?, r.get(1)?))).on_db(node.id, ctx)?;
+    let (changes, oldest): (i64, Option<i64>) = stmt
+        .query_row(<[i64; 2]>::from(window.range(&table.name)), |r| Ok((r.get(0)?, r.get(1)?)))
+        .on_db(node.id, ctx)?;
     Ok(TableSummary { changes, rewritten: changes, oldest, truncated: None })
 }
 
@@ -153,7 +164,7 @@ fn read_table_keys(
     let ctx = || format!("reading the changes of {}", table.name);
     let mut stmt = node.conn.prepare_cached(&sql).on_db(node.id, ctx)?;
     let rows = stmt
-        .query_map([window.from, window.to], |r| {
+        .query_map(<[i64; 2]>::from(window.range(&table.name)), |r| {
             let key: SqliteKey = (0..n).map(|i| r.get_ref(i).map(KeyValue::from)).collect::<Result<_, _>>()?;
             Ok((key, r.get::<_, Option<i64>>(n)?))
         })

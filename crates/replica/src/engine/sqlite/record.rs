@@ -8,6 +8,7 @@ use super::lease;
 use super::node::{Files, Node};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::SyncPlan;
+use crate::record::conflict::RunConflict;
 use crate::record::{excluded_entries, micros, Replicator, RunOutcome};
 use dugong_core::{DbId, SyncName};
 use rusqlite::{params, Connection};
@@ -23,6 +24,19 @@ fn alive_columns(who: &Replicator) -> String {
          standby_pid = CASE WHEN standby_pid = ?2 AND standby_host = ?3 THEN NULL ELSE standby_pid END",
         who.heartbeat.as_millis()
     )
+}
+
+/// The state a run records: Good from `started` (SQL), or — while tables are
+/// held — Bad with the reason, the other tables going on.
+fn state_columns(plan: &SyncPlan, started: &str) -> String {
+    match plan.held_reason() {
+        None => format!("state = 'Good', last_good_started = {started}, last_good_ended = {NOW_US}"),
+        Some(why) => format!(
+            "state = 'Bad', last_bad_started = coalesce(CASE WHEN state = 'Bad' THEN last_bad_started END, {started}),
+             last_bad_ended = {NOW_US}, last_error = {}",
+            dugong_core::quote_literal(&why)
+        ),
+    }
 }
 
 fn excluded_json(plan: &SyncPlan) -> String {
@@ -42,7 +56,7 @@ pub(super) fn ensure_row(conn: &Connection, db: DbId, sync: &SyncName) -> Result
 pub fn commit(files: &Files, plan: &SyncPlan, who: &Replicator, outcome: &RunOutcome) -> Result<(), ReplicaError> {
     let committed = (|| {
         if !outcome.conflicts.is_empty() {
-            log_conflicts(files, plan, outcome)?;
+            log_conflicts(files, plan, &outcome.conflicts)?;
         }
         files.nodes.iter().try_for_each(|node| {
             record_good(plan, who, node, outcome)?;
@@ -65,13 +79,14 @@ fn record_good(plan: &SyncPlan, who: &Replicator, node: &Node, outcome: &RunOutc
     node.conn
         .execute(
             &format!(
-                "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, state = 'Good',
-                    last_good_started = ?4, last_good_ended = {NOW_US}, last_rows_started = ?4, last_rows_ended = {NOW_US},
+                "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, {state},
+                    last_rows_started = ?4, last_rows_ended = {NOW_US},
                     last_deletes = ?5, last_inserts = ?6, last_truncates = ?7, last_conflicts = ?8,
                     tables = ?9, excluded = ?10, rows_total = rows_total + ?5 + ?6, conflicts_total = conflicts_total + ?8,
                     updated_at = {NOW_US}
                  WHERE sync = ?1",
-                alive = alive_columns(who)
+                alive = alive_columns(who),
+                state = state_columns(plan, "?4"),
             ),
             params![plan.name().as_str(), who.pid, who.host, started, d, i, t, c, plan.tables.len() as i64, excluded_json(plan)],
         )
@@ -96,10 +111,11 @@ pub fn record_idle(files: &Files, plan: &SyncPlan, who: &Replicator) -> Result<(
             node.conn
                 .execute(
                     &format!(
-                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, state = 'Good',
-                            last_good_started = {NOW_US}, last_good_ended = {NOW_US}, tables = ?4, excluded = ?5, updated_at = {NOW_US}
+                        "UPDATE dugong_sync_state SET replicator_pid = ?2, replicator_host = ?3, {alive}, {state},
+                            tables = ?4, excluded = ?5, updated_at = {NOW_US}
                          WHERE sync = ?1",
-                        alive = alive_columns(who)
+                        alive = alive_columns(who),
+                        state = state_columns(plan, NOW_US),
                     ),
                     params![plan.name().as_str(), who.pid, who.host, plan.tables.len() as i64, excluded_json(plan)],
                 )
@@ -147,7 +163,7 @@ pub fn record_stopped(files: &Files, sync: &SyncName) {
 /// Records the run's conflicts in every file's conflict log, in the run
 /// transaction, with both versions of each row (a deleted one as JSON
 /// `null`). A conflict already logged under its id is not logged twice.
-fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result<(), ReplicaError> {
+pub(crate) fn log_conflicts(files: &Files, plan: &SyncPlan, conflicts: &[RunConflict]) -> Result<(), ReplicaError> {
     let now = micros(SystemTime::now());
     let version = |row: &crate::record::conflict::RowVersion| row.as_ref().map_or("null", |r| r.get()).to_string();
     for node in &files.nodes {
@@ -159,7 +175,7 @@ fn log_conflicts(files: &Files, plan: &SyncPlan, outcome: &RunOutcome) -> Result
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .on_db(node.id, || "recording conflicts".into())?;
-        for c in &outcome.conflicts {
+        for c in conflicts {
             let key = serde_json::to_string(&c.key).unwrap_or_default();
             stmt.execute(rusqlite::params![
                 c.id,
@@ -197,11 +213,17 @@ pub fn advance(files: &mut Files, sync: &SyncName) -> Result<(), ReplicaError> {
                     rusqlite::params![sync.as_str(), a.to],
                 )
                 .on_db(node.id, ctx)?;
-            for id in node.captures.values() {
+            // A table some sync holds is never purged: its change rows are
+            // what ships when the hold is lifted.
+            for (table, id) in &node.captures {
                 node.conn
                     .execute(
-                        &format!("DELETE FROM {} WHERE seq <= (SELECT min(seq) FROM dugong_cursor)", delta_name(*id)),
-                        [],
+                        &format!(
+                            "DELETE FROM {} WHERE seq <= (SELECT min(seq) FROM dugong_cursor)
+                               AND NOT EXISTS (SELECT 1 FROM dugong_held WHERE table_name = ?1)",
+                            delta_name(*id)
+                        ),
+                        [&table.name],
                     )
                     .on_db(node.id, || "purging the change logs".into())?;
             }
@@ -211,6 +233,7 @@ pub fn advance(files: &mut Files, sync: &SyncName) -> Result<(), ReplicaError> {
         for p in node.positions.values_mut() {
             *p = (*p).max(a.to);
         }
+        node.sweep.retain(|t| !a.sweep.contains(t));
         node.cursor = node.window_start();
     }
     Ok(())

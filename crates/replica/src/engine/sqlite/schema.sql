@@ -48,6 +48,28 @@ CREATE TABLE IF NOT EXISTS dugong_lease (
     heartbeat INTEGER NOT NULL
 );
 
+-- Tables the initial copy (onetimecopy) of a sync has looked at, copied or
+-- not: it looks at each once, ever (unless dugong replicate --recopy TABLE).
+CREATE TABLE IF NOT EXISTS dugong_copied (
+    sync        TEXT NOT NULL,
+    table_name  TEXT NOT NULL,
+    copied_at   INTEGER NOT NULL,
+    source      TEXT,
+    PRIMARY KEY (sync, table_name)
+);
+
+-- Tables a sync holds back because they are not alike in every file (missing
+-- somewhere, a column or the key different): their change rows are never
+-- purged while a hold stands; when the table matches again, the first run
+-- ships every change row the log still has, then the hold goes.
+CREATE TABLE IF NOT EXISTS dugong_held (
+    sync        TEXT NOT NULL,
+    table_name  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    since       INTEGER NOT NULL,
+    PRIMARY KEY (sync, table_name)
+);
+
 -- What `dugong status` shows (the same fields as on PostgreSQL).
 CREATE TABLE IF NOT EXISTS dugong_sync_state (
     sync              TEXT PRIMARY KEY,

@@ -1,10 +1,10 @@
 //! What `dugong status` reads from a SQLite file, in the shape the shared
 //! status code merges and renders (`crate::status`). The file is opened read-only.
 
-use super::capture::delta_name;
+use super::capture::{delta_name, delta_table};
 use super::{catalog, open};
 use crate::record::micros;
-use crate::record::{DbRead, ReadError, StateRow, Waiting};
+use crate::record::{Backlog, DbRead, ReadError, StateRow, Waiting};
 use dugong_config::Sync;
 use dugong_core::DbId;
 use rusqlite::{Connection, OptionalExtension};
@@ -26,8 +26,8 @@ pub fn read_db(path: &Path, id: DbId, sync: &Sync) -> Result<DbRead, ReadError> 
     }
     read.state = read_state(&conn, sync).map_err(failed)?;
     if sync.sources.contains(&id) {
-        match waiting(&conn, id, sync, read.now_us) {
-            Ok(w) => read.waiting = w,
+        match backlog(&conn, id, sync, read.now_us) {
+            Ok(b) => read.backlog = b,
             Err(why) => read.problem = Some(format!("pending changes: {why}")),
         }
     }
@@ -86,9 +86,10 @@ fn read_state(conn: &Connection, sync: &Sync) -> rusqlite::Result<Option<StateRo
 }
 
 /// Per target, the change rows of the sync's tables past its position there,
-/// and the age of the oldest. A position of an earlier version ('*') stands
-/// for every target without one of its own.
-pub(crate) fn waiting(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result<Option<Vec<Waiting>>, String> {
+/// and the age of the oldest; and the change logs' size (SQLite's `dbstat`).
+/// A position of an earlier version ('*') stands for every target without
+/// one of its own.
+pub(crate) fn backlog(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> Result<Option<Backlog>, String> {
     let positions: Vec<(String, i64)> = {
         let mut stmt =
             conn.prepare("SELECT target, seq FROM dugong_cursor WHERE sync = ?1").map_err(|e| e.to_string())?;
@@ -100,6 +101,7 @@ pub(crate) fn waiting(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> 
     }
     let tables = catalog::select([(id, conn)], sync).map_err(|e| e.to_string())?.tables;
     let mut parts = Vec::new();
+    let mut logs = Vec::new();
     for t in &tables {
         let capture: Option<i64> = conn
             .query_row("SELECT id FROM dugong_captured WHERE table_name = ?1", [&t.name.name], |r| r.get(0))
@@ -107,6 +109,7 @@ pub(crate) fn waiting(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> 
             .map_err(|e| e.to_string())?;
         if let Some(cid) = capture {
             parts.push(format!("SELECT at FROM {} WHERE seq > ?1", delta_name(cid)));
+            logs.push(delta_table(cid));
         }
     }
     let count = |seq: i64| -> Result<(i64, Option<i64>), String> {
@@ -134,5 +137,16 @@ pub(crate) fn waiting(conn: &Connection, id: DbId, sync: &Sync, now_us: i64) -> 
             out.push(Waiting { target, rows, oldest_age_us });
         }
     }
-    Ok(Some(out))
+    let bytes = if logs.is_empty() {
+        0
+    } else {
+        let names: Vec<String> = logs.iter().map(|l| dugong_core::quote_literal(l)).collect();
+        conn.query_row(
+            &format!("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ({})", names.join(", ")),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?
+    };
+    Ok(Some(Backlog { waiting: out, bytes }))
 }

@@ -4,7 +4,7 @@
 use super::capture::NOW_US;
 use super::node::blocking;
 use super::{open, path_of, status};
-use crate::record::{micros, Replicator, Waiting};
+use crate::record::{micros, Backlog, Replicator};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::{Arc, Mutex};
@@ -72,13 +72,13 @@ impl Watch {
     }
 
     /// What each source file has waiting for each of its targets.
-    pub async fn waiting(&mut self) -> Vec<(DbId, Option<Vec<Waiting>>)> {
+    pub async fn backlog(&mut self) -> Vec<(DbId, Option<Backlog>)> {
         let counts = self
             .each(|id, conn, sync| {
                 if !sync.sources.contains(&id) {
                     return Ok(None);
                 }
-                status::waiting(conn, id, sync, micros(SystemTime::now()))
+                status::backlog(conn, id, sync, micros(SystemTime::now()))
             })
             .await;
         counts.into_iter().filter(|(id, _)| self.sync.sources.contains(id)).map(|(id, w)| (id, w.flatten())).collect()

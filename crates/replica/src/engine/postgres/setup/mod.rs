@@ -238,7 +238,7 @@ async fn copy_sites(
         roles.origin
     ));
     for (id, client) in clients.iter_mut() {
-        capture::install(client, *id, &Install::for_database(sync, &plan.tables, *id)).await?;
+        capture::install(client, *id, &Install::for_database(plan, *id)).await?;
         client.batch_execute(facts::SETUP_TABLE_SQL).await.on_db(*id, || "creating dugong.setup".into())?;
     }
     let origin = roles.origin;
