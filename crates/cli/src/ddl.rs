@@ -6,7 +6,7 @@ use crate::exit::Exit;
 use crate::stdout;
 use dugong_config::Config;
 use dugong_core::DbId;
-use dugong_replica::ddl::{self, DdlError, DdlOptions};
+use dugong_replica::ddl::{self, DdlOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,15 +53,4 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     stdout::write(&text)?;
     let waiting = settled.iter().any(|s| s.replicator_running && !s.shipped);
     Ok(if waiting { Exit::SyncBad } else { Exit::Ok }.into())
-}
-
-/// The exit code of a refused or failed change.
-pub fn exit_of(e: &DdlError) -> Exit {
-    match e {
-        DdlError::Config(_) => Exit::Config,
-        DdlError::Unreachable(_) => Exit::Unreachable,
-        DdlError::Statement { .. } => Exit::Refused,
-        DdlError::Busy { .. } | DdlError::Partial { .. } => Exit::Failed,
-        DdlError::Replica(e) => Exit::of_class(e.class()),
-    }
 }

@@ -1,9 +1,11 @@
-//! The exit codes of `dugong replicate --once`, `status`, `compare` and
-//! `conflicts`, defined once, so scripts and monitoring can act on them. Each
-//! command's `--help` lists the ones it uses, and README.md the table.
+//! The exit codes of `dugong replicate --once`, `status`, `compare`,
+//! `conflicts`, `setup`, `repair`, `verify` and `ddl`, defined once, so
+//! scripts and monitoring can act on them. Each command's `--help` lists the
+//! ones it uses, and README.md the table.
 
 use dugong_config::ConfigError;
 use dugong_replica::conflicts::ConflictsError;
+use dugong_replica::ddl::DdlError;
 use dugong_replica::record::conflict::RestoreError;
 use dugong_replica::{ErrorClass, ReplicaError};
 use std::process::ExitCode;
@@ -56,10 +58,8 @@ impl Exit {
             Exit::Unreachable => "a database could not be reached",
             Exit::SyncBad => "a sync is not Good (Bad, or never replicated)",
             Exit::Differ => "the databases of a sync differ",
-            Exit::Refused => {
-                "refused: setup found a site not ready (each problem printed with its fix); conflicts restore: the row changed since the conflict (use --force); ddl: a site refused the schema statement"
-            }
-            Exit::CheckFailed => "a check failed (verify: its line says which, with a hint)",
+            Exit::Refused => "refused (the message says why and what to do)",
+            Exit::CheckFailed => "a check failed (its line says which, with a hint)",
             Exit::Interrupted => "interrupted (SIGINT or SIGTERM) before finishing",
         }
     }
@@ -75,8 +75,8 @@ impl Exit {
         if let Some(e) = err.downcast_ref::<ConflictsError>() {
             return Exit::of_conflicts(e);
         }
-        if let Some(e) = err.downcast_ref::<dugong_replica::ddl::DdlError>() {
-            return crate::ddl::exit_of(e);
+        if let Some(e) = err.downcast_ref::<DdlError>() {
+            return Exit::of_ddl(e);
         }
         Exit::Failed
     }
@@ -86,6 +86,18 @@ impl Exit {
             ErrorClass::Configuration => Exit::Config,
             ErrorClass::Unreachable => Exit::Unreachable,
             ErrorClass::Bad => Exit::SyncBad,
+        }
+    }
+
+    /// The exit code of a refused or failed `dugong ddl` (here, not in
+    /// `ddl`, so this module imports no command module).
+    fn of_ddl(e: &DdlError) -> Exit {
+        match e {
+            DdlError::Config(_) => Exit::Config,
+            DdlError::Unreachable(_) => Exit::Unreachable,
+            DdlError::Statement { .. } => Exit::Refused,
+            DdlError::Busy { .. } | DdlError::Partial { .. } => Exit::Failed,
+            DdlError::Replica(e) => Exit::of_class(e.class()),
         }
     }
 
@@ -111,9 +123,15 @@ impl From<Exit> for ExitCode {
 
 /// The `--help` paragraph listing `codes`.
 pub fn help(codes: &[Exit]) -> String {
+    help_with(codes, &[])
+}
+
+/// [`help`], with what some codes mean for this command in its own words.
+fn help_with(codes: &[Exit], own: &[(Exit, &str)]) -> String {
     let mut out = String::from("Exit codes:\n");
     for c in codes {
-        out.push_str(&format!("  {:<4} {}\n", c.code(), c.meaning()));
+        let meaning = own.iter().find(|(e, _)| e == c).map_or_else(|| c.meaning(), |(_, m)| m);
+        out.push_str(&format!("  {:<4} {meaning}\n", c.code()));
     }
     out
 }
@@ -135,27 +153,58 @@ pub fn compare_help() -> String {
 
 /// The codes of `conflicts`.
 pub fn conflicts_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
+        &[(Exit::Refused, "restore refused: the row changed since the conflict (--force writes it anyway), or there is no losing version to write back")],
+    )
 }
 
 /// The codes of `setup`.
 pub fn setup_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
+        &[
+            (Exit::Ok, "set up (or already set up: nothing changed)"),
+            (Exit::Config, "configuration or usage error (the file, a flag, --sync; without a terminal, --yes is needed)"),
+            (Exit::Unreachable, "a site could not be reached (the message names it and what to check)"),
+            (Exit::Refused, "refused: a site is not ready, each problem printed with its exact fix (or the question was answered no)"),
+        ],
+    )
 }
 
 /// The codes of `verify`.
 pub fn verify_help() -> String {
-    help(&[Exit::Ok, Exit::Config, Exit::CheckFailed, Exit::Interrupted])
+    help_with(
+        &[Exit::Ok, Exit::Config, Exit::CheckFailed, Exit::Interrupted],
+        &[
+            (Exit::Ok, "every check passed (the failover check may be skipped without --kill-cmd)"),
+            (Exit::Config, "configuration or usage error (--server twice, DUGONG_TOKEN, --config)"),
+            (Exit::CheckFailed, "a check failed: its FAIL line says which, why, and a hint"),
+        ],
+    )
 }
 
 /// The codes of `repair` (5: a dry run found keys to repair).
 pub fn repair_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted],
+        &[
+            (Exit::Ok, "repaired, or nothing to repair (a dry run: nothing would change)"),
+            (Exit::Failed, "a table could not be repaired (its line says why, e.g. its schema differs between sites), or another error"),
+            (Exit::Differ, "a dry run found keys to repair"),
+        ],
+    )
 }
 
 /// The codes of `ddl`.
 pub fn ddl_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused],
+        &[
+            (Exit::SyncBad, "applied on every site, but what was written around it had not shipped within --wait"),
+            (Exit::Refused, "a site refused the schema statement: no site changed (the message names the site and why)"),
+        ],
+    )
 }
 
 #[cfg(test)]

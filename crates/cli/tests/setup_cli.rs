@@ -6,7 +6,7 @@
 mod operator;
 
 use dugong_testkit::{Cluster, ClusterOptions};
-use operator::{show, ConfigFile};
+use operator::{show, stdout, ConfigFile};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_postgres::Client;
@@ -269,4 +269,53 @@ async fn track_commit_timestamp_off_is_refused_with_the_fix() {
     assert!(err.contains("setup refused (2 problems)"), "one per site:\n{err}");
     assert!(err.contains("db0: track_commit_timestamp is off"), "{err}");
     assert!(err.contains("fix: run ALTER SYSTEM SET track_commit_timestamp = on; on db1 as a superuser, then restart PostgreSQL there"), "{err}");
+}
+
+/// The runbook's "restoring a site": a site lost after it was set up and
+/// recreated as an empty database is set up again from the live one, with
+/// what the live site wrote while it was gone, and changes that reached it
+/// before it was lost come back with the copy.
+#[tokio::test]
+async fn a_lost_site_recreated_empty_is_set_up_again() {
+    let cluster = Cluster::shared();
+    let mut dbs = Vec::new();
+    for i in 0..2 {
+        dbs.push(cluster.create_database(&format!("setup_lost{i}")).await.unwrap());
+    }
+    let site0 = cluster.connect(&dbs[0]).await.unwrap();
+    site0.batch_execute(SCHEMA).await.unwrap();
+    site0.batch_execute("INSERT INTO customer (name) SELECT 'c' || g FROM generate_series(1, 500) g").await.unwrap();
+    let config = ConfigFile::new("lost", cluster, &dbs, "postgres");
+    let out = config.dugong(&["setup", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let site1 = cluster.connect(&dbs[1]).await.unwrap();
+    site1.batch_execute("INSERT INTO customer (name) VALUES ('written on site 1')").await.unwrap();
+    let out = config.dugong(&["replicate", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    drop(site1);
+
+    // Site 1 is lost; site 0 goes on meanwhile.
+    site0.batch_execute("INSERT INTO customer (name) VALUES ('while site 1 was gone')").await.unwrap();
+    site0.batch_execute("UPDATE customer SET name = 'changed while gone' WHERE id = 7").await.unwrap();
+    cluster
+        .psql("postgres", &format!("DROP DATABASE \"{0}\" WITH (FORCE); CREATE DATABASE \"{0}\"", dbs[1]))
+        .await
+        .unwrap();
+    let out = config.dugong(&["setup", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stdout(&out).contains("db1: set up from db0 (schema, 3 tables"), "{}", show(&out));
+
+    site0.batch_execute("INSERT INTO customer (name) VALUES ('after the restore')").await.unwrap();
+    let out = config.dugong(&["replicate", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = config.dugong(&["compare"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let site1 = cluster.connect(&dbs[1]).await.unwrap();
+    assert_eq!(count(&site1, "SELECT count(*) FROM customer").await, 503);
+    assert_eq!(count(&site1, "SELECT count(*) FROM customer WHERE name = 'changed while gone'").await, 1);
+    // Inserts on the rebuilt site do not collide with the live site's.
+    site1.batch_execute("INSERT INTO customer (name) VALUES ('new on site 1')").await.unwrap();
+    let out = config.dugong(&["replicate", "--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(config.dugong(&["compare"]).status.code(), Some(0));
 }
