@@ -297,10 +297,9 @@ async fn a_lost_site_recreated_empty_is_set_up_again() {
     // Site 1 is lost; site 0 goes on meanwhile.
     site0.batch_execute("INSERT INTO customer (name) VALUES ('while site 1 was gone')").await.unwrap();
     site0.batch_execute("UPDATE customer SET name = 'changed while gone' WHERE id = 7").await.unwrap();
-    cluster
-        .psql("postgres", &format!("DROP DATABASE \"{0}\" WITH (FORCE); CREATE DATABASE \"{0}\"", dbs[1]))
-        .await
-        .unwrap();
+    // One statement each: neither may run in a transaction block.
+    cluster.psql("postgres", &format!("DROP DATABASE \"{}\" WITH (FORCE)", dbs[1])).await.unwrap();
+    cluster.psql("postgres", &format!("CREATE DATABASE \"{}\"", dbs[1])).await.unwrap();
     let out = config.dugong(&["setup", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(stdout(&out).contains("db1: set up from db0 (schema, 3 tables"), "{}", show(&out));
