@@ -155,7 +155,7 @@ pub fn compare_help() -> String {
 pub fn conflicts_help() -> String {
     help_with(
         &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
-        &[(Exit::Refused, "restore refused: the row changed since the conflict (--force writes it anyway), or there is no losing version to write back")],
+        &[(Exit::Refused, "refused: the row changed since the conflict (restore --force writes it anyway), or there is no losing version to write back")],
     )
 }
 
@@ -164,9 +164,9 @@ pub fn setup_help() -> String {
     help_with(
         &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
         &[
-            (Exit::Ok, "set up (or already set up: nothing changed)"),
+            (Exit::Ok, "done: set up, or set up already (nothing changed)"),
             (Exit::Config, "configuration or usage error (the file, a flag, --sync; without a terminal, --yes is needed)"),
-            (Exit::Unreachable, "a site could not be reached (the message names it and what to check)"),
+            (Exit::Unreachable, "a database could not be reached (the message names the site and what to check)"),
             (Exit::Refused, "refused: a site is not ready, each problem printed with its exact fix (or the question was answered no)"),
         ],
     )
@@ -177,7 +177,7 @@ pub fn verify_help() -> String {
     help_with(
         &[Exit::Ok, Exit::Config, Exit::CheckFailed, Exit::Interrupted],
         &[
-            (Exit::Ok, "every check passed (the failover check may be skipped without --kill-cmd)"),
+            (Exit::Ok, "done: every check passed (the failover check is skipped without --kill-cmd)"),
             (Exit::Config, "configuration or usage error (--server twice, DUGONG_TOKEN, --config)"),
             (Exit::CheckFailed, "a check failed: its FAIL line says which, why, and a hint"),
         ],
@@ -189,7 +189,7 @@ pub fn repair_help() -> String {
     help_with(
         &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted],
         &[
-            (Exit::Ok, "repaired, or nothing to repair (a dry run: nothing would change)"),
+            (Exit::Ok, "done: repaired, or nothing to repair (a dry run: nothing would change)"),
             (Exit::Failed, "a table could not be repaired (its line says why, e.g. its schema differs between sites), or another error"),
             (Exit::Differ, "a dry run found keys to repair"),
         ],
@@ -202,7 +202,7 @@ pub fn ddl_help() -> String {
         &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused],
         &[
             (Exit::SyncBad, "applied on every site, but what was written around it had not shipped within --wait"),
-            (Exit::Refused, "a site refused the schema statement: no site changed (the message names the site and why)"),
+            (Exit::Refused, "refused: a site rejected the schema statement, so no site changed (the message names the site and why)"),
         ],
     )
 }

@@ -22,6 +22,7 @@ pub use suspects::{Hashes, Suspects, KNOWN_CAP};
 use crate::engine::{self, postgres, EngineKind};
 use crate::metrics as m;
 use dugong_config::{Config, Sync};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -41,10 +42,18 @@ impl Default for ConsistencyOptions {
     }
 }
 
-/// Runs the check of `sync` until `shutdown`: a tick every `options.interval`.
-/// Failures (a database down) are logged at debug level and the next tick
-/// tries again: the replicator reports those itself.
-pub async fn run(config: Arc<Config>, sync: Sync, options: ConsistencyOptions, shutdown: CancellationToken) {
+/// Runs the check of `sync` until `shutdown`: a tick every `options.interval`
+/// while `active` (this replicator runs the sync; a standby leaves the reads
+/// to the active one, as it does the runs). Failures (a database down) are
+/// logged at debug level and the next tick tries again: the replicator
+/// reports those itself.
+pub async fn run(
+    config: Arc<Config>,
+    sync: Sync,
+    options: ConsistencyOptions,
+    active: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
     match engine::kind_of(&config, &sync) {
         Ok(EngineKind::Postgres) => {}
         _ => {
@@ -57,6 +66,11 @@ pub async fn run(config: Arc<Config>, sync: Sync, options: ConsistencyOptions, s
         tokio::select! {
             _ = tokio::time::sleep(options.interval) => {}
             _ = shutdown.cancelled() => return,
+        }
+        if !active.load(Ordering::Relaxed) {
+            // No connections held while standing by.
+            checker.disconnect();
+            continue;
         }
         let tick = tokio::select! {
             t = checker.tick() => t,

@@ -33,8 +33,14 @@ pub(super) struct Health {
 }
 
 impl Health {
-    pub(super) fn start<E: Engine>(config: Arc<Config>, sync: Sync, who: Replicator) -> Health {
-        let active = Arc::new(AtomicBool::new(false));
+    /// Starts the watch; `active` is shared with whoever must know whether
+    /// this replicator runs the sync (the consistency check).
+    pub(super) fn start<E: Engine>(
+        config: Arc<Config>,
+        sync: Sync,
+        who: Replicator,
+        active: Arc<AtomicBool>,
+    ) -> Health {
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(watch::<E>(config, sync, who, active.clone(), wake.clone()));
         Health { active, wake, task }

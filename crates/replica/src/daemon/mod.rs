@@ -125,12 +125,15 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
             shutdown: shutdown.clone(),
             who: Replicator { heartbeat: options.heartbeat, ..Replicator::this_process() },
             orphans_reported: Default::default(),
+            active: Default::default(),
         };
-        handles.push(tracker.spawn(task.run()));
-        // The consistency check only reads: a task of its own beside the sync's.
+        // The consistency check only reads: a task of its own beside the
+        // sync's, checking while this replicator is the sync's active one.
         if let (Some(check), false) = (options.consistency, options.once) {
-            tracker.spawn(crate::consistency::run(config.clone(), sync.clone(), check, shutdown.clone()));
+            let active = task.active.clone();
+            tracker.spawn(crate::consistency::run(config.clone(), sync.clone(), check, active, shutdown.clone()));
         }
+        handles.push(tracker.spawn(task.run()));
     }
     tracker.close();
     let mut reports = Vec::new();
@@ -151,6 +154,8 @@ struct SyncTask {
     who: Replicator,
     /// Ids of the orphans already reported by this process.
     orphans_reported: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether this replicator runs the sync now (not standing by).
+    active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SyncTask {
@@ -170,7 +175,8 @@ impl SyncTask {
 
     async fn drive<E: Engine>(&self) -> SyncReport {
         let name = self.sync.name.clone();
-        let health = health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone());
+        let health =
+            health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone(), self.active.clone());
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
         let mut prepared_once = false;
