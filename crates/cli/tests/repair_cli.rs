@@ -146,7 +146,15 @@ async fn the_replicators_consistency_check_counts_rows_known_to_differ_until_rep
     let metrics = format!("127.0.0.1:{}", dugong_testkit::free_port());
     let _replicator = Replicator(
         std::process::Command::new(env!("CARGO_BIN_EXE_dugong"))
-            .args(["replicate", "--metrics", &metrics, "--consistency-interval", "100ms", "--consistency-chunk", "2000"])
+            .args([
+                "replicate",
+                "--metrics",
+                &metrics,
+                "--consistency-interval",
+                "100ms",
+                "--consistency-chunk",
+                "2000",
+            ])
             .arg("--config")
             .arg(&config.path)
             .env("DUGONG_LOG", "warn")

@@ -128,7 +128,11 @@ pub fn judge(sync: &Sync, facts: &[Facts], force: bool) -> (Option<Roles>, Vec<P
         match plan::select(&catalogs, sync) {
             Ok(selection) if !selection.held.is_empty() => problems.push(Problem::new(
                 Some(f.id),
-                format!("already has tables, and they differ from {}'s: {}", origin.id, selection.problems().join("; ")),
+                format!(
+                    "already has tables, and they differ from {}'s: {}",
+                    origin.id,
+                    selection.problems().join("; ")
+                ),
                 format!("drop them (or recreate the database empty) so setup can copy {}'s schema", origin.id),
             )),
             Ok(_) => {}

@@ -67,7 +67,8 @@ pub(crate) async fn repair_sync(
     if !options.dry_run {
         // The conflict log lives in Dugong's schema.
         for (id, c) in writers.iter_mut() {
-            let schema_only = Install { source: false, tables: &[], held: Vec::new(), sync: sync.name.clone(), targets: Vec::new() };
+            let schema_only =
+                Install { source: false, tables: &[], held: Vec::new(), sync: sync.name.clone(), targets: Vec::new() };
             capture::install(c, *id, &schema_only).await?;
         }
     }
