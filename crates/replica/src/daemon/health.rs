@@ -18,15 +18,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Counting what waits costs a scan of each change log's pending part: after
 /// a count that took `t`, the next waits at least this many times `t`, so a
 /// huge backlog is counted less often instead of loading its source.
 const COUNT_SPACING: u32 = 20;
 
+/// How long [`Health::stop`] lets a heartbeat write in progress finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The running watch; stops when dropped.
 pub(super) struct Health {
     active: Arc<AtomicBool>,
+    /// Ends the watch between two heartbeats.
+    stop: CancellationToken,
     /// Wakes the watch at once when the replicator becomes active.
     wake: Arc<Notify>,
     task: JoinHandle<()>,
@@ -42,14 +48,21 @@ impl Health {
         active: Arc<AtomicBool>,
     ) -> Health {
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(watch::<E>(config, sync, who, active.clone(), wake.clone()));
-        Health { active, wake, task }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch::<E>(config, sync, who, active.clone(), wake.clone(), stop.clone()));
+        Health { active, stop, wake, task }
     }
 
     /// Stops the watch and waits until it has: nothing it writes can follow.
+    /// A heartbeat being written is let finish rather than dropped halfway:
+    /// a statement already sent would still commit on the server, after the
+    /// state that says the replicator stopped.
     pub(super) async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        self.stop.cancel();
+        if tokio::time::timeout(STOP_GRACE, &mut self.task).await.is_err() {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 
     /// Whether this replicator runs the sync (and so writes its heartbeat) or
@@ -73,6 +86,7 @@ async fn watch<E: Engine>(
     who: Replicator,
     active: Arc<AtomicBool>,
     wake: Arc<Notify>,
+    stop: CancellationToken,
 ) {
     let name = sync.name.to_string();
     let mut watch = E::watch(&config, &sync);
@@ -84,6 +98,7 @@ async fn watch<E: Engine>(
         tokio::select! {
             _ = tick.tick() => {}
             _ = wake.notified() => next_count = Instant::now(),
+            _ = stop.cancelled() => return,
         }
         let is_active = active.load(Ordering::Relaxed);
         metrics::gauge!(m::ACTIVE, "sync" => name.clone()).set(if is_active { 1.0 } else { 0.0 });

@@ -233,12 +233,18 @@ fn pending_text(s: &SyncStatus) -> String {
     format!("{total} ({})", each.join(", "))
 }
 
-/// Per source, what its change logs keep: `db0 1.2 MiB (3,400 rows)`.
+/// Per source, what its change logs keep and for whom:
+/// `db0 1.2 MiB (3,400 rows kept for db1)`.
 fn change_logs_text(s: &SyncStatus) -> String {
     let each: Vec<String> = sources(s)
         .map(|d| match (d.change_log_bytes, d.change_log_rows) {
             (Some(bytes), Some(rows)) => {
-                format!("{} {} ({} rows)", d.name, super::merge::pretty_bytes(bytes), pretty_number(rows))
+                let kept = if d.change_log_for.is_empty() {
+                    String::new()
+                } else {
+                    format!(" kept for {}", d.change_log_for.join(", "))
+                };
+                format!("{} {} ({} rows{kept})", d.name, super::merge::pretty_bytes(bytes), pretty_number(rows))
             }
             _ => format!("{} unknown", d.name),
         })

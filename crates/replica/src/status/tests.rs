@@ -325,3 +325,17 @@ fn json_field_names_are_stable() {
     assert_eq!(s["databases"][1]["lag_seconds"], 0.0);
     assert_eq!(s["excluded"], serde_json::json!([]));
 }
+
+#[test]
+fn change_logs_name_the_database_they_keep_changes_for() {
+    let now = "2026-11-27T11:33:49Z";
+    let mut s = idle_sync(now);
+    s.databases[0].change_log_rows = Some(3_400_000);
+    s.databases[0].change_log_bytes = Some(1_288_490_189);
+    s.databases[0].change_log_for = vec!["db1".into()];
+    let out = summary(&report(now, vec![s]), &Utc);
+    assert!(
+        out.contains("sync0: change logs: db0 1.2 GiB (3,400,000 rows kept for db1), db1 16.0 KiB (0 rows) (alert at 10.0 GiB)\n"),
+        "got:\n{out}"
+    );
+}
