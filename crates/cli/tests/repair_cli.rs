@@ -123,16 +123,6 @@ async fn with_a_source_its_rows_win_and_rows_it_lacks_are_deleted() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source db7: sync0 has no database db7"), "{}", show(&out));
 }
 
-/// The replicator, serving its metrics, killed when dropped.
-struct Replicator(std::process::Child);
-
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `dugong_replica_rows_differing` of `table` on the replicator's `/metrics`.
 async fn differing(metrics: &str, table: &str) -> Option<u64> {
     let text = reqwest::get(format!("http://{metrics}/metrics")).await.ok()?.text().await.ok()?;
@@ -144,24 +134,15 @@ async fn differing(metrics: &str, table: &str) -> Option<u64> {
 async fn the_replicators_consistency_check_counts_rows_known_to_differ_until_repaired() {
     let (c, config) = pair("repair_metric").await;
     let metrics = format!("127.0.0.1:{}", dugong_testkit::free_port());
-    let _replicator = Replicator(
-        std::process::Command::new(env!("CARGO_BIN_EXE_dugong"))
-            .args([
-                "replicate",
-                "--metrics",
-                &metrics,
-                "--consistency-interval",
-                "100ms",
-                "--consistency-chunk",
-                "2000",
-            ])
-            .arg("--config")
-            .arg(&config.path)
-            .env("DUGONG_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("dugong replicate"),
-    );
+    let _replicator = config.spawn(&[
+        "replicate",
+        "--metrics",
+        &metrics,
+        "--consistency-interval",
+        "100ms",
+        "--consistency-chunk",
+        "2000",
+    ]);
     let deadline = std::time::Duration::from_secs(60);
     dugong_testkit::wait_for("the first check of public.item", deadline, || differing(&metrics, "public.item")).await;
     behind_its_back(&c[1], "UPDATE item SET name = 'fixed by hand' WHERE id IN (10, 4000)").await;

@@ -318,3 +318,46 @@ async fn a_lost_site_recreated_empty_is_set_up_again() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(config.dugong(&["compare"]).status.code(), Some(0));
 }
+
+/// A site added while a replicator runs the sync: setup names the replicator
+/// and how to go on, and changes nothing (not even the new site's schema)
+/// until it is stopped.
+#[tokio::test]
+async fn a_running_replicator_is_named_and_nothing_changes_until_it_stops() {
+    let cluster = Cluster::shared();
+    let mut dbs = Vec::new();
+    for i in 0..3 {
+        dbs.push(cluster.create_database(&format!("setup_busy{i}")).await.unwrap());
+    }
+    let site0 = cluster.connect(&dbs[0]).await.unwrap();
+    site0.batch_execute(SCHEMA).await.unwrap();
+    site0.batch_execute("INSERT INTO tag VALUES ('a', 'live')").await.unwrap();
+    let config = ConfigFile::new("busy", cluster, &dbs[..2], "postgres");
+    let out = config.dugong(&["setup", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let replicator = config.spawn(&["replicate"]);
+    let claimed = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = '{}'",
+        dbs[0]
+    );
+    dugong_testkit::wait_for("the replicator's claim", std::time::Duration::from_secs(30), || async {
+        (count(&site0, &claimed).await > 0).then_some(())
+    })
+    .await;
+
+    config.write(cluster, &dbs, "postgres");
+    let out = config.dugong(&["setup", "--yes"]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is running sync0; setup copies only while none does"), "{err}");
+    assert!(err.contains("fix: stop the replicators of this sync"), "{err}");
+    let site2 = cluster.connect(&dbs[2]).await.unwrap();
+    let tables = "SELECT count(*) FROM pg_tables WHERE schemaname IN ('public', 'dugong')";
+    assert_eq!(count(&site2, tables).await, 0, "nothing was changed on the new site");
+
+    drop(replicator);
+    let out = config.dugong(&["setup", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stdout(&out).contains("db2: set up from db0"), "{}", show(&out));
+}

@@ -6,7 +6,7 @@
 
 use dugong_testkit::Cluster;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The API token the tests' application servers accept.
 pub const TOKEN: &str = "operator-test-token-0123456789";
@@ -49,12 +49,37 @@ impl ConfigFile {
         std::fs::write(&self.path, json).expect("write config");
     }
 
+    /// `dugong ARGS --config FILE` in the background (a replicator), killed
+    /// when the returned value is dropped.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let child = Command::new(env!("CARGO_BIN_EXE_dugong"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.path)
+            .env("DUGONG_LOG", "warn")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start dugong");
+        Background(child)
+    }
+
     /// `dugong ARGS --config FILE`.
     pub fn dugong(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         let path = self.path.to_str().expect("a UTF-8 path");
         all.extend(["--config", path]);
         dugong(&all, &self.dir)
+    }
+}
+
+/// A `dugong` process started by [`ConfigFile::spawn`].
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

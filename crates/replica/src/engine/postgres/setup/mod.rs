@@ -81,6 +81,14 @@ pub(crate) async fn run(
         None
     };
     if !roles.targets.is_empty() {
+        // Claimed before anything changes (and before asking): a replicator
+        // running with the old configuration would not ship to the new
+        // sites, and refusing after the schema copy would leave it half done.
+        // The claims are held until the connections are dropped, after the
+        // copy.
+        for (id, client) in &clients {
+            claim(client, *id, sync).await?;
+        }
         let each: Vec<String> = roles
             .targets
             .iter()
@@ -217,8 +225,8 @@ fn names(ids: &[DbId]) -> String {
 }
 
 /// Installs capture everywhere, then copies the live site's rows into every
-/// new site, holding the sync's claim meanwhile so no replicator with the
-/// old configuration runs.
+/// new site, while the sync's claim (taken by `run`) keeps any replicator
+/// with the old configuration out.
 #[allow(clippy::too_many_arguments)]
 async fn copy_sites(
     sync: &Sync,
@@ -230,9 +238,6 @@ async fn copy_sites(
     say: &(dyn Fn(&str) + std::marker::Sync),
     report: &mut SetupReport,
 ) -> Result<(), SetupError> {
-    for (id, client) in clients.iter() {
-        claim(client, *id, sync).await?;
-    }
     say(&format!(
         "installing capture on every site before copying (from now on {}'s writes are kept for the new sites)",
         roles.origin
@@ -368,8 +373,8 @@ async fn claim(client: &Client, id: DbId, sync: &Sync) -> Result<(), SetupError>
     Err(SetupError::Refused {
         problems: vec![Problem::new(
             Some(id),
-            format!("a replicator ({holder}) runs {}, with a configuration that lacks the new site", sync.name),
-            "stop the replicators of this sync while setup copies (the applications' changes wait in the change logs), then start them with the new configuration",
+            format!("a replicator ({holder}) is running {}; setup copies only while none does", sync.name),
+            "stop the replicators of this sync (the applications keep writing; their changes wait in the change logs), run setup again, then start the replicators with this configuration",
         )],
     })
 }
