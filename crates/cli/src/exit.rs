@@ -5,7 +5,6 @@
 
 use dugong_config::ConfigError;
 use dugong_replica::conflicts::ConflictsError;
-use dugong_replica::ddl::DdlError;
 use dugong_replica::record::conflict::RestoreError;
 use dugong_replica::{ErrorClass, ReplicaError};
 use std::process::ExitCode;
@@ -75,7 +74,7 @@ impl Exit {
         if let Some(e) = err.downcast_ref::<ConflictsError>() {
             return Exit::of_conflicts(e);
         }
-        if let Some(e) = err.downcast_ref::<DdlError>() {
+        if let Some(e) = err.downcast_ref::<dugong_replica::ddl::DdlError>() {
             return Exit::of_ddl(e);
         }
         Exit::Failed
@@ -89,18 +88,6 @@ impl Exit {
         }
     }
 
-    /// The exit code of a refused or failed `dugong ddl` (here, not in
-    /// `ddl`, so this module imports no command module).
-    fn of_ddl(e: &DdlError) -> Exit {
-        match e {
-            DdlError::Config(_) => Exit::Config,
-            DdlError::Unreachable(_) => Exit::Unreachable,
-            DdlError::Statement { .. } => Exit::Refused,
-            DdlError::Busy { .. } | DdlError::Partial { .. } => Exit::Failed,
-            DdlError::Replica(e) => Exit::of_class(e.class()),
-        }
-    }
-
     fn of_conflicts(e: &ConflictsError) -> Exit {
         match e {
             _ if e.is_unreachable() => Exit::Unreachable,
@@ -111,6 +98,19 @@ impl Exit {
             ConflictsError::NotRestorable { .. } => Exit::Refused,
             ConflictsError::Restore { source: RestoreError::ChangedSince { .. }, .. } => Exit::Refused,
             _ => Exit::Failed,
+        }
+    }
+
+    /// The exit code of a refused or failed `ddl` (kept here, not in
+    /// `ddl.rs`, so the command imports its codes and not the other way).
+    fn of_ddl(e: &dugong_replica::ddl::DdlError) -> Exit {
+        use dugong_replica::ddl::DdlError;
+        match e {
+            DdlError::Config(_) => Exit::Config,
+            DdlError::Unreachable(_) => Exit::Unreachable,
+            DdlError::Statement { .. } => Exit::Refused,
+            DdlError::Busy { .. } | DdlError::Partial { .. } => Exit::Failed,
+            DdlError::Replica(e) => Exit::of_class(e.class()),
         }
     }
 }

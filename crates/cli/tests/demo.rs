@@ -56,7 +56,10 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         "apps written on site 0, each on site 1 within",
         "apps written on site 1, each on site 0 within",
         "made on site 0, logs in on site 1's console",
-        "ok both sites settled on \"pricing (edited on site",
+        "site 0 saved \"pricing (edited on site 0)\" as version 2 at 20",
+        "ok both sites settled on \"pricing (edited on site 1, later)\"",
+        "the later commit won",
+        "site 1 won over site 0 (later commit; its change at 20",
         "ok the session is on site 0",
         "site 0's server killed with SIGKILL",
         "ok the client carried on at site 1: first answer from site 1",
@@ -68,6 +71,11 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         assert!(text.contains(promise), "the demo's output lacks {promise:?}:\n{text}");
     }
     assert!(!text.contains("!!"), "the demo reported a failure:\n{text}");
+    // It points at the Conflicts page, with the conflict's id; times read as times, not epochs.
+    let page = after(&text, "a button that restores the losing one: ").expect("a link to the Conflicts page");
+    let id = page.split("/conflicts/").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or("");
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a conflict id in {page:?}");
+    assert!(text.contains(" UTC"), "readable times:\n{text}");
 
     // Every process it started is gone: nothing listens on the sites' addresses any more.
     for site in ["site 0", "site 1"] {

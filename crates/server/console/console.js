@@ -77,6 +77,33 @@
     }
   });
 
+  // Times: the server writes UTC; show them in the reader's own time zone,
+  // with how long ago (or how far ahead) they are, kept up to date.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function age(ms) {
+    const future = ms < 0;
+    const s = Math.round(Math.abs(ms) / 1000);
+    let text;
+    if (s < 60) text = s + " s";
+    else if (s < 3600) text = Math.round(s / 60) + " min";
+    else if (s < 48 * 3600) text = Math.round(s / 3600) + " h";
+    else text = Math.round(s / 86400) + " days";
+    return future ? "in " + text : text + " ago";
+  }
+  function showTimes() {
+    const now = Date.now();
+    document.querySelectorAll("time[datetime]").forEach(function (t) {
+      const d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d.getTime())) return;
+      if (!t.title) t.title = t.textContent;
+      const local = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+        pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+      t.textContent = local + " (" + age(now - d.getTime()) + ")";
+    });
+  }
+  showTimes();
+  window.setInterval(showTimes, 5000);
+
   // Deleting asks first.
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (e) {

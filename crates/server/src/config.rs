@@ -164,6 +164,10 @@ pub struct ConsoleConfig {
     /// `login_window` before that pair must wait.
     pub login_attempts: u32,
     pub login_window: Duration,
+    /// How often the server samples replication for the status page's
+    /// chart of the last hour (and refreshes what it shows while the
+    /// database is down).
+    pub sample_every: Duration,
 }
 
 impl Default for ConsoleConfig {
@@ -173,6 +177,7 @@ impl Default for ConsoleConfig {
             secure_cookie: true,
             login_attempts: 5,
             login_window: Duration::from_secs(300),
+            sample_every: Duration::from_secs(10),
         }
     }
 }
@@ -211,11 +216,15 @@ impl ServerConfig {
         if self.watch_poll.is_zero() || self.health_interval.is_zero() {
             return Err(ConfigError::Invalid { setting: "intervals", reason: "must be longer than zero".into() });
         }
-        if self.console.session_ttl.is_zero() || self.console.login_window.is_zero() || self.console.login_attempts == 0
+        let console = &self.console;
+        if console.session_ttl.is_zero()
+            || console.login_window.is_zero()
+            || console.login_attempts == 0
+            || console.sample_every.is_zero()
         {
             return Err(ConfigError::Invalid {
                 setting: "console",
-                reason: "session lifetime, login window and attempts must be more than zero".into(),
+                reason: "session lifetime, login window, attempts and sampling interval must be more than zero".into(),
             });
         }
         if self.body_limit < 1024 {

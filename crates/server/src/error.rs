@@ -48,6 +48,7 @@ impl ApiError {
             ApiError::Store(StoreError::Invalid { .. }) | ApiError::BadRequest(_) => "invalid_argument",
             ApiError::Store(StoreError::NotFound { .. }) => "not_found",
             ApiError::Store(StoreError::Conflict { .. }) => "conflict",
+            ApiError::Store(StoreError::Duplicate { .. }) => "already_exists",
             ApiError::Store(StoreError::Unavailable(_)) | ApiError::ShuttingDown => "unavailable",
             // The write may have committed: not "unavailable", which invites
             // a blind retry.
@@ -65,7 +66,7 @@ impl ApiError {
         match self.code() {
             "invalid_argument" => StatusCode::BAD_REQUEST,
             "not_found" | "no_route" => StatusCode::NOT_FOUND,
-            "conflict" => StatusCode::CONFLICT,
+            "conflict" | "already_exists" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "unauthenticated" => StatusCode::UNAUTHORIZED,
             "permission_denied" => StatusCode::FORBIDDEN,
@@ -82,6 +83,7 @@ impl ApiError {
             "not_found" | "no_route" => Code::NotFound,
             // AIP-154: a failed version check is ABORTED (re-read, then retry).
             "conflict" => Code::Aborted,
+            "already_exists" => Code::AlreadyExists,
             "unavailable" => Code::Unavailable,
             "unauthenticated" => Code::Unauthenticated,
             "permission_denied" => Code::PermissionDenied,

@@ -1,12 +1,15 @@
 //! The health task: asks the database every `health_interval`, and reports
 //! what it learns to the gRPC health service (`grpc.health.v1`), the
-//! `dugong_db_up` and the pool metrics.
+//! `dugong_db_up` and the pool metrics. And the replication sampler, which
+//! reads the replication state every `console.sample_every` for the status
+//! page's chart.
 
 use tokio_util::sync::CancellationToken;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::metrics as m;
+use crate::ops;
 use crate::state::AppState;
 
 /// The gRPC services whose health follows the database's.
@@ -65,5 +68,22 @@ pub async fn set_all(reporter: &HealthReporter, serving: bool) {
     let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
     for service in SERVICES {
         reporter.set_service_status(*service, status).await;
+    }
+}
+
+/// Runs until `stop`: reads server info every `console.sample_every` (which
+/// keeps the last replication state and any outage in the monitor) and adds
+/// a point to the chart.
+pub async fn sample_replication(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.console.sample_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let info = ops::info(&state).await;
+        let syncs = info.database_reachable.then_some(info.replication.as_slice());
+        state.replication.sample(syncs);
     }
 }

@@ -16,7 +16,10 @@
 //! - [`auth`] — named bearer tokens, compared in constant time; admin tokens;
 //!   reads need a token beyond loopback. `audit` — callers as the audit log
 //!   names them, and its log lines.
-//! - `health` — the database health task; `state` — what handlers share;
+//! - `health` — the database health task and the replication sampler;
+//!   `replication` — what the server saw of replication lately, kept in
+//!   memory for the status page (through an outage too); `state` — what
+//!   handlers share;
 //!   `limits` — file descriptors against the connection limits.
 //! - [`config`] — [`ServerConfig`]; `error` — [`ServerError`], [`ApiError`].
 //!
@@ -48,6 +51,7 @@ mod limits;
 pub mod metrics;
 pub mod net;
 mod ops;
+mod replication;
 mod state;
 mod watch;
 
@@ -121,8 +125,10 @@ pub async fn run(
     tracing::info!(site = %config.site, db = %db, schema_version, "database ready");
 
     let login_limiter = console::LoginLimiter::new(config.console.login_attempts, config.console.login_window);
+    let replication = replication::Monitor::new(config.console.sample_every);
     let state: AppState = Arc::new(Shared {
         login_limiter,
+        replication,
         feed: Feed::new(store.clone()),
         store,
         config,
@@ -135,6 +141,7 @@ pub async fn run(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::set_all(&reporter, true).await;
     background.spawn(health::run(state.clone(), reporter.clone(), stop_background.clone()));
+    background.spawn(health::sample_replication(state.clone(), stop_background.clone()));
     background.spawn(state.feed.clone().run(
         feed_start,
         state.config.watch_poll,

@@ -73,6 +73,23 @@ pub async fn put(
     Ok(record)
 }
 
+/// [`put`] with a note in the audit entry and history row ("restored
+/// version 3").
+pub async fn put_noted(
+    state: &AppState,
+    who: &Actor,
+    input: Result<Input, StoreError>,
+    expected: Option<i64>,
+    note: &str,
+) -> Result<Record, ApiError> {
+    let input = input?;
+    let expect = Expect::from_option(expected)?;
+    let record = state.store.put_noted(who, &input, expect, note).await?;
+    let action = if record.version() == 1 { Action::Create } else { Action::Update };
+    audit::changed(who, action, input.kind().as_str(), record.key(), record.version());
+    Ok(record)
+}
+
 /// Deletes a record for `who`; the audit entry is written with it.
 pub async fn delete(
     state: &AppState,
@@ -165,33 +182,46 @@ pub struct Info {
     pub version: &'static str,
     pub engine: &'static str,
     pub database_reachable: bool,
+    /// Why the database did not answer.
+    pub database_error: Option<String>,
     pub schema_version: i64,
     pub replication: Vec<SyncHealth>,
+    /// Why the replication state could not be read although the database
+    /// answered (privileges, a replicator upgrading its tables).
+    pub replication_error: Option<String>,
 }
 
 /// Who this server is and how its site looks now. Never fails: what can't be
-/// read is reported as such.
+/// read is reported as such. What it learns goes into the replication
+/// monitor, which keeps the last state through an outage.
 pub async fn info(state: &AppState) -> Info {
-    let database_reachable = state.probe().await.is_ok();
-    let replication = if database_reachable {
-        match tokio::time::timeout(PROBE_TIMEOUT, state.store.replication()).await {
-            Ok(Ok(r)) => r,
+    let probe = state.probe().await;
+    let mut replication = Vec::new();
+    let mut replication_error = None;
+    match &probe {
+        Ok(()) => match tokio::time::timeout(PROBE_TIMEOUT, state.store.replication()).await {
+            Ok(Ok(r)) => {
+                state.replication.seen(&r);
+                replication = r;
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "replication state unreadable");
-                Vec::new()
+                state.replication.reachable();
+                replication_error = Some(e.to_string());
             }
-            Err(_) => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    };
+            Err(_) => replication_error = Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        },
+        Err(e) => state.replication.unreachable(&e.to_string()),
+    }
     Info {
         site: state.config.site.clone(),
         version: env!("CARGO_PKG_VERSION"),
         engine: state.store.engine(),
-        database_reachable,
+        database_reachable: probe.is_ok(),
+        database_error: probe.err().map(|e| e.to_string()),
         schema_version: state.schema_version,
         replication,
+        replication_error,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::auth::{Access, AuthError, Caller};
 use crate::config::ServerConfig;
 use crate::console::limiter::LoginLimiter;
 use crate::feed::Feed;
+use crate::replication::Monitor;
 
 /// How long a readiness or info check waits for the database.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,6 +31,8 @@ pub struct Shared {
     pub tasks: TaskTracker,
     /// The console's failed logins.
     pub login_limiter: LoginLimiter,
+    /// Replication as this server saw it lately (kept through an outage).
+    pub replication: Monitor,
 }
 
 impl Shared {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::console::{client_from, Session};
 use common::{http, TestServer, TOKEN};
 use reqwest::header::{HeaderMap, CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE, X_FRAME_OPTIONS};
 use reqwest::StatusCode;
@@ -135,7 +136,8 @@ async fn pages_escape_data_and_forbid_inline_script_and_framing() {
         assert!(!body.contains("<script>") && !body.contains("style="), "{path}: no inline script or style");
     }
     let body = client().get(s.url("/apps")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
-    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"), "{body}");
+    // maud escapes text and attribute values (always double-quoted): a single quote can stay.
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;"), "{body}");
     // The assets are in the binary.
     for asset in ["/console/assets/console.css", "/console/assets/console.js", "/console/site.css"] {
         assert_eq!(client().get(s.url(asset)).send().await.unwrap().status(), StatusCode::OK, "{asset}");
@@ -167,5 +169,79 @@ async fn settings_are_checked_as_json_before_they_are_saved() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let v: Value = http().get(s.url("/api/v1/settings/good")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["value"], json!({"a": [1, 2]}));
+    s.stop().await.unwrap();
+}
+
+/// The `/history/<id>` link of the oldest entry of `version` on a page (a
+/// deletion is listed before the content it deleted).
+fn version_link(page: &str, version: i64) -> String {
+    let marker = format!(">version {version}</a>");
+    let before = &page[..page.rfind(&marker).unwrap_or_else(|| panic!("no version {version} in {page}"))];
+    let href = before.rsplit("href=\"").next().unwrap();
+    href.split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn restores_refuse_a_stale_page_and_bad_list_queries_are_named() {
+    let s = TestServer::sqlite().await;
+    with_admin(&s).await;
+    let session = Session::open(&s, "admin", PASSWORD).await;
+    let (status, to) = session.post(&s, "/apps", &[("name", "Ledger"), ("description", "one")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let app = to.trim_start_matches("/apps/").split('?').next().unwrap().to_string();
+    for (version, text) in [("1", "two"), ("2", "three")] {
+        let (status, _) = session
+            .post(&s, &format!("/apps/{app}"), &[("name", "Ledger"), ("description", text), ("version", version)])
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let (_, page) = session.get(&s, &format!("/apps/{app}")).await;
+    let first = version_link(&page, 1);
+    // The page was made at version 2; the app is at 3 now: nothing is written.
+    let (status, _) = session.post(&s, &format!("{first}/restore"), &[("version", "2")]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let r = client_from(None)
+        .post(s.url(&format!("{first}/restore")))
+        .header("cookie", &session.cookie)
+        .form(&[("version", "2"), ("csrf", &session.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("changed (now version 3) after you opened this page"));
+    let (status, to) = session.post(&s, &format!("{first}/restore"), &[("version", "3")]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, format!("/apps/{app}?saved=4").as_str()));
+    let (_, page) = session.get(&s, &format!("/apps/{app}")).await;
+    assert!(page.contains("restored version 1 of "), "the note of the restore");
+
+    // A taken name, in any case, is refused on the form.
+    let (status, _) = session.post(&s, "/apps", &[("name", "LEDGER")]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Bad list queries and ids are named, not served as errors of the server.
+    for (path, needle) in [
+        ("/apps?sort=size", "sort: &quot;size&quot; is not an order"),
+        ("/apps?after=garbage", "after: not a position in this list"),
+        ("/settings?size=100000", "size: &quot;100000&quot; is not a page size"),
+        ("/history?kind=contexts&key=x", "kind: one of apps, flows, settings"),
+        ("/conflicts/not-hex!", "not a conflict id"),
+    ] {
+        let (status, page) = session.get(&s, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(page.contains(needle), "{path}: {page}");
+    }
+    let (status, _) = session.get(&s, "/conflicts/abcd1234abcd1234").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, page) = session.get(&s, "/conflicts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No conflicts logged."), "a site that never replicated has none");
+    // A deleted app's page offers its history, so the deletion can be undone.
+    let (_, page) = session.get(&s, &format!("/apps/{app}")).await;
+    let version = page.split("name=\"version\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _) = session.post(&s, &format!("/apps/{app}/delete"), &[("version", &version)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page) = session.get(&s, &format!("/apps/{app}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let last = version_link(&page, 4);
+    let (status, to) = session.post(&s, &format!("{last}/restore"), &[("version", "0")]).await;
+    assert_eq!((status, to.as_str()), (StatusCode::SEE_OTHER, format!("/apps/{app}?saved=1").as_str()));
     s.stop().await.unwrap();
 }

@@ -12,7 +12,7 @@ mod common;
 
 use common::console::{add_user, Session, PASSWORD};
 use common::raw::RawCodec;
-use common::{authed, TestServer, TOKEN};
+use common::{authed, urlencode, TestServer, TOKEN};
 use dugong_proto::v1 as pb;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
@@ -76,18 +76,6 @@ fn rest() -> impl Strategy<Value = (&'static str, String, String)> {
     ];
     let body = prop_oneof![json().prop_map(|v| v.to_string()), ".{0,80}"];
     (prop::sample::select(vec!["PUT", "POST", "DELETE", "GET"]), path, body)
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// The change feed's head: it moves whenever anything is written.

@@ -106,6 +106,35 @@ async fn versions_guard_writes(s: &TestServer) {
     assert_eq!(err.unwrap_err().code(), Code::Aborted);
 }
 
+/// App names, and one app's flow names, are unique ignoring case: a taken
+/// one is ALREADY_EXISTS naming it, and nothing is written.
+async fn taken_names_are_refused(s: &TestServer) {
+    let ch = s.channel().await;
+    let (mut apps, mut flows) = (AppsClient::new(ch.clone()), FlowsClient::new(ch));
+    let app = |id: &str, name: &str| pb::PutAppRequest { id: id.into(), name: name.into(), ..Default::default() };
+    let first = uuid();
+    apps.put_app(authed(app(&first, "Billing"))).await.unwrap();
+    let second = uuid();
+    let err = apps.put_app(authed(app(&second, "BILLING"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains("\"BILLING\" is taken"), "{}", err.message());
+    let gone = apps.get_app(pb::GetAppRequest { id: second.clone() }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "nothing written");
+    apps.put_app(authed(app(&first, "billing"))).await.expect("an app may change the case of its own name");
+
+    let flow = |id: &str, app_id: &str| pb::PutFlowRequest {
+        id: id.into(),
+        app_id: app_id.into(),
+        name: "Login".into(),
+        ..Default::default()
+    };
+    flows.put_flow(authed(flow(&uuid(), &first))).await.unwrap();
+    let err = flows.put_flow(authed(flow(&uuid(), &first))).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    apps.put_app(authed(app(&second, "Other"))).await.unwrap();
+    flows.put_flow(authed(flow(&uuid(), &second))).await.expect("another app's flow may share the name");
+}
+
 async fn retried_event_posts_store_nothing_twice(s: &TestServer) {
     let mut events = EventsClient::new(s.channel().await);
     let batch: Vec<pb::Event> = (0..3)
@@ -133,6 +162,7 @@ async fn grpc_end_to_end_on_postgres() {
     let s = TestServer::postgres("grpc_e2e").await;
     every_service_round_trips(&s).await;
     versions_guard_writes(&s).await;
+    taken_names_are_refused(&s).await;
     retried_event_posts_store_nothing_twice(&s).await;
     s.stop().await.unwrap();
 }
@@ -142,6 +172,7 @@ async fn grpc_end_to_end_on_sqlite() {
     let s = TestServer::sqlite().await;
     every_service_round_trips(&s).await;
     versions_guard_writes(&s).await;
+    taken_names_are_refused(&s).await;
     retried_event_posts_store_nothing_twice(&s).await;
     s.stop().await.unwrap();
 }

@@ -338,8 +338,8 @@ async fn a_watch_sees_changes_replicated_between_sqlite_sites() {
         .collect();
     assert_eq!(
         captured,
-        ["apps", "audit_log", "console_users", "contexts", "events", "flows", "settings"],
-        "application tables (console users and the audit log too) replicate; dugong_local_* stay site-local"
+        ["apps", "audit_log", "console_users", "contexts", "events", "flows", "history", "settings"],
+        "application tables (console users, the audit log and the history too) replicate; dugong_local_* stay site-local"
     );
 
     let mut on1 = open(&s1, "", vec![]).await;

@@ -16,6 +16,10 @@ pub enum StoreError {
     /// version the write expected; nothing was written.
     #[error("version conflict on {kind} {key:?}: expected version {expected}, the current version is {current}")]
     Conflict { kind: &'static str, key: String, expected: i64, current: i64 },
+    /// Another app (or flow of the same app) has the name; nothing was
+    /// written. `scope` is "" or " in this app".
+    #[error("{kind} name {name:?} is taken{scope} (by {holder}): names are unique, choose another")]
+    Duplicate { kind: &'static str, name: String, holder: String, scope: &'static str },
     /// The database could not be reached or dropped the connection; another
     /// server (or a retry later) may succeed.
     #[error("the database is unavailable: {0}")]

@@ -11,6 +11,13 @@
 //!   (site-local).
 //! - [`audit`]: who changed what and from where, and every login, recorded
 //!   with the change itself.
+//! - [`browse`]: lists for people — search, order by name or last change,
+//!   keyset pages with a total.
+//! - [`history`]: every version of apps, flows and settings, written with
+//!   the change, restorable as a new change.
+//! - [`conflict`]: the replicator's conflict log as this database holds it.
+//! - [`replication`]: the replicator's state, heartbeats and this database's
+//!   backlog per target, for server info and the status page.
 //! - [`feed`]: the change feed behind Watch — positions, resuming, resets.
 //! - [`migrate`]: numbered schema steps applied at start; a newer database is
 //!   refused.
@@ -25,13 +32,17 @@
 //! `dugong_local`, which the replicator never touches.
 
 pub mod audit;
+pub mod browse;
+pub mod conflict;
 pub mod console;
 mod error;
 pub mod event;
 pub mod feed;
+pub mod history;
 pub mod migrate;
 pub mod model;
 mod postgres;
+pub mod replication;
 mod sqlite;
 pub mod url;
 pub mod validate;
@@ -39,11 +50,15 @@ pub mod validate;
 use std::time::Duration;
 
 pub use audit::{Action, Actor, ActorKind, AuditCursor, AuditEntry, AuditQuery, NewAudit};
+pub use browse::{Browse, BrowsePage, Cursor, Sort};
+pub use conflict::{ConflictCursor, ConflictQuery, ConflictSide, LoggedConflict};
 pub use console::{ConsoleUser, NewSession, RecentEvent, Session, SessionInfo, UserUpdate};
 pub use error::StoreError;
 pub use event::{Event, EventInput, Posted};
 pub use feed::{ChangeRow, FeedHead, Position, Resume};
+pub use history::{HistoryEntry, HistoryQuery};
 pub use model::{App, Context, Expect, Flow, Input, Kind, ListQuery, Micros, Page, Record, Setting};
+pub use replication::{Backlog, Heartbeat, SyncHealth};
 pub use url::DbUrl;
 
 /// How a store is opened.
@@ -115,19 +130,6 @@ pub struct PoolStatus {
     /// Callers waiting for one.
     pub waiting: usize,
     pub max: usize,
-}
-
-/// One replicated sync as this database records it (written by
-/// `dugong replicate`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyncHealth {
-    pub sync: String,
-    pub state: String,
-    /// Age of the oldest change made here and not yet shipped, when commit
-    /// times are tracked.
-    pub lag: Option<Duration>,
-    /// Time since the last good run ended.
-    pub last_good_age: Option<Duration>,
 }
 
 /// A site's database, cheap to clone (connections are shared).
@@ -220,18 +222,36 @@ impl Store {
         dispatch!(self, s => s.list(kind, query).await)
     }
 
+    /// A page of a list for people: searched, by name or last change, with
+    /// the total that matches.
+    pub async fn browse(&self, kind: Kind, browse: &Browse) -> Result<BrowsePage, StoreError> {
+        dispatch!(self, s => s.browse(kind, browse).await)
+    }
+
     /// Creates or replaces a record, bumping its version, if its current
     /// version is what `expect` says; otherwise [`StoreError::Conflict`].
     /// Records no audit entry: for tools and tests; servers use
     /// [`Store::put_as`].
     pub async fn put(&self, input: &Input, expect: Expect) -> Result<Record, StoreError> {
-        dispatch!(self, s => s.put(input, expect, None).await)
+        dispatch!(self, s => s.put(input, expect, None, "").await)
     }
 
     /// [`Store::put`], with its audit entry (`create` or `update`, by `who`)
     /// committed together with the change.
     pub async fn put_as(&self, who: &Actor, input: &Input, expect: Expect) -> Result<Record, StoreError> {
-        dispatch!(self, s => s.put(input, expect, Some(who)).await)
+        dispatch!(self, s => s.put(input, expect, Some(who), "").await)
+    }
+
+    /// [`Store::put_as`] with a note in its audit entry and history row
+    /// ("restored version 3"; never a value).
+    pub async fn put_noted(
+        &self,
+        who: &Actor,
+        input: &Input,
+        expect: Expect,
+        detail: &str,
+    ) -> Result<Record, StoreError> {
+        dispatch!(self, s => s.put(input, expect, Some(who), detail).await)
     }
 
     /// Deletes a record if its version is what `expect` says; returns the
@@ -240,7 +260,7 @@ impl Store {
         if expect == Expect::Absent {
             return Err(StoreError::invalid("expected_version", "0 means \"must not exist\": nothing to delete"));
         }
-        dispatch!(self, s => s.delete(kind, key, expect, None).await)
+        dispatch!(self, s => s.delete(kind, key, expect, None, "").await)
     }
 
     /// [`Store::delete`], with its audit entry committed together with it.
@@ -248,7 +268,64 @@ impl Store {
         if expect == Expect::Absent {
             return Err(StoreError::invalid("expected_version", "0 means \"must not exist\": nothing to delete"));
         }
-        dispatch!(self, s => s.delete(kind, key, expect, Some(who)).await)
+        dispatch!(self, s => s.delete(kind, key, expect, Some(who), "").await)
+    }
+
+    /// [`Store::delete_as`] with a note in its audit entry and history row.
+    pub async fn delete_noted(
+        &self,
+        who: &Actor,
+        kind: Kind,
+        key: &str,
+        expect: Expect,
+        detail: &str,
+    ) -> Result<i64, StoreError> {
+        if expect == Expect::Absent {
+            return Err(StoreError::invalid("expected_version", "0 means \"must not exist\": nothing to delete"));
+        }
+        dispatch!(self, s => s.delete(kind, key, expect, Some(who), detail).await)
+    }
+
+    /// A page of one record's history, newest first.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Page<HistoryEntry>, StoreError> {
+        dispatch!(self, s => s.history(query).await)
+    }
+
+    /// One version from the history, by its id.
+    pub async fn history_entry(&self, id: &str) -> Result<Option<HistoryEntry>, StoreError> {
+        let id = validate::uuid("version", id)?;
+        dispatch!(self, s => s.history_entry(&id).await)
+    }
+
+    /// A page of the replicator's conflict log here, newest first (empty
+    /// when this database was never replicated).
+    pub async fn conflicts(&self, query: &ConflictQuery) -> Result<Page<LoggedConflict>, StoreError> {
+        dispatch!(self, s => s.conflicts(query).await)
+    }
+
+    /// The conflict logged under `id`.
+    pub async fn conflict(&self, id: &str) -> Result<Option<LoggedConflict>, StoreError> {
+        dispatch!(self, s => s.logged_conflict(id).await)
+    }
+
+    /// The losing version of `conflict` as a record of the server's, when
+    /// the conflict's table is one of its kinds and the loser had a row.
+    pub fn losing_record(&self, conflict: &LoggedConflict) -> Result<Option<Record>, StoreError> {
+        self.logged_record(conflict, &conflict.loser)
+    }
+
+    /// `side`'s version of `conflict` as a record of the server's.
+    pub fn logged_record(&self, conflict: &LoggedConflict, side: &ConflictSide) -> Result<Option<Record>, StoreError> {
+        match (conflict.kind, &side.row) {
+            (Some(kind), Some(row)) => LoggedConflict::record_of(kind, row, matches!(self, Store::Sqlite(_))).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Marks conflict `id` restored in this database's log; `false` when it
+    /// was marked already (or is not there).
+    pub async fn mark_conflict_restored(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.mark_conflict_restored(id).await)
     }
 
     /// Stores the events whose ids are new; the others count as duplicates.

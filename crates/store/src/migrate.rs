@@ -38,6 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("postgres/v3.sql"),
         sqlite: include_str!("sqlite/v3.sql"),
     },
+    Migration {
+        version: 4,
+        name: "lists by name and by last change; the history of apps, flows and settings",
+        postgres: include_str!("postgres/v4.sql"),
+        sqlite: include_str!("sqlite/v4.sql"),
+    },
 ];
 
 /// The schema version this build creates.

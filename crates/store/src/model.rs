@@ -70,6 +70,29 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    /// Whether every change of a record of this kind is kept in the history
+    /// (`dugong_app.history`). Contexts are not: clients rewrite them all the
+    /// time, and their values (the patient on screen) are no configuration.
+    pub fn keeps_history(self) -> bool {
+        matches!(self, Kind::App | Kind::Flow | Kind::Setting)
+    }
+
+    /// The name people know a record by, when it is not the key: apps and
+    /// flows have one, unique among apps and among the flows of one app.
+    pub fn title_field(self) -> Option<&'static str> {
+        self.table().title
+    }
+
+    /// `app`, `flow`, …: the kind in a sentence.
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::App => "app",
+            Kind::Flow => "flow",
+            Kind::Setting => "setting",
+            Kind::Context => "context",
+        }
+    }
+
     /// How the kind is stored.
     pub(crate) fn table(self) -> &'static Table {
         match self {
@@ -104,6 +127,9 @@ pub(crate) struct Table {
     pub name: &'static str,
     pub key: Column,
     pub fields: &'static [Column],
+    /// The field people name records by (searched, sorted, unique), when it
+    /// is not the key.
+    pub title: Option<&'static str>,
 }
 
 const fn col(name: &'static str, ty: ColumnType) -> Column {
@@ -114,16 +140,26 @@ static APPS: Table = Table {
     name: "apps",
     key: col("id", ColumnType::Uuid),
     fields: &[col("name", ColumnType::Text), col("description", ColumnType::Text)],
+    title: Some("name"),
 };
 static FLOWS: Table = Table {
     name: "flows",
     key: col("id", ColumnType::Uuid),
     fields: &[col("app_id", ColumnType::Uuid), col("name", ColumnType::Text), col("script", ColumnType::Text)],
+    title: Some("name"),
 };
-static SETTINGS: Table =
-    Table { name: "settings", key: col("key", ColumnType::Text), fields: &[col("value", ColumnType::Json)] };
-static CONTEXTS: Table =
-    Table { name: "contexts", key: col("user_id", ColumnType::Text), fields: &[col("entries", ColumnType::Json)] };
+static SETTINGS: Table = Table {
+    name: "settings",
+    key: col("key", ColumnType::Text),
+    fields: &[col("value", ColumnType::Json)],
+    title: None,
+};
+static CONTEXTS: Table = Table {
+    name: "contexts",
+    key: col("user_id", ColumnType::Text),
+    fields: &[col("entries", ColumnType::Json)],
+    title: None,
+};
 
 /// An application that clients automate.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +237,36 @@ impl Record {
         }
     }
 
+    pub fn updated_at(&self) -> Micros {
+        match self {
+            Record::App(a) => a.updated_at,
+            Record::Flow(f) => f.updated_at,
+            Record::Setting(s) => s.updated_at,
+            Record::Context(c) => c.updated_at,
+        }
+    }
+
+    /// What people call the record: an app's or flow's name, else its key.
+    pub fn title(&self) -> &str {
+        match self {
+            Record::App(a) => &a.name,
+            Record::Flow(f) => &f.name,
+            Record::Setting(s) => &s.key,
+            Record::Context(c) => &c.user,
+        }
+    }
+
+    /// The write that puts this record's content back (checked like any
+    /// other write).
+    pub fn to_input(&self) -> Result<Input, StoreError> {
+        match self {
+            Record::App(a) => Input::app(&a.id, &a.name, &a.description),
+            Record::Flow(f) => Input::flow(&f.id, &f.app_id, &f.name, &f.script),
+            Record::Setting(s) => Input::setting(&s.key, &s.value),
+            Record::Context(c) => Input::context(&c.user, &c.values),
+        }
+    }
+
     /// Builds a record from a row: key, fields in [`Table`] order, version and
     /// time. Fields that fail to parse mean a damaged row.
     pub(crate) fn from_row(
@@ -257,6 +323,19 @@ impl Input {
     /// The record's key, normalized (UUIDs lowercase with hyphens).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The value of field `name` (of the kind's [`Table`]), as written.
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        let at = self.kind.table().fields.iter().position(|c| c.name == name)?;
+        self.fields.get(at).map(String::as_str)
+    }
+
+    /// The record's name when its kind has one that must be unique (apps,
+    /// flows), with the scope it is unique in (a flow's app).
+    pub(crate) fn unique_title(&self) -> Option<(&str, Option<&str>)> {
+        let title = self.field(self.kind.title_field()?)?;
+        Some((title, self.field("app_id")))
     }
 }
 

@@ -98,7 +98,8 @@ async fn lists_page_in_key_order_and_flows_filter_by_app() {
 
         let (a, b) = (uuid(), uuid());
         for app in [&a, &b] {
-            s.put(&Input::app(app, "x", "").unwrap(), Expect::Any).await.unwrap();
+            // App names are unique: each its own.
+            s.put(&Input::app(app, app, "").unwrap(), Expect::Any).await.unwrap();
             s.put(&Input::flow(&uuid(), app, "f", "").unwrap(), Expect::Any).await.unwrap();
         }
         let page = s.list(Kind::Flow, &ListQuery { limit: 10, app_id: Some(a.clone()), ..Default::default() }).await;

@@ -139,6 +139,29 @@ impl Sites {
         Ok(())
     }
 
+    /// Holds the replicator still (SIGSTOP), as a slow link between the sites would hold their
+    /// changes up: writes on both sites then meet as a conflict when it goes on.
+    pub fn pause_replicator(&mut self) -> anyhow::Result<()> {
+        self.signal_replicator(libc::SIGSTOP)
+    }
+
+    /// Lets a paused replicator go on (SIGCONT).
+    pub fn resume_replicator(&mut self) -> anyhow::Result<()> {
+        self.signal_replicator(libc::SIGCONT)
+    }
+
+    fn signal_replicator(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        let Some(id) = self.replicator.as_ref().and_then(|child| child.id()) else {
+            bail!("the replicator is not running")
+        };
+        let pid = libc::pid_t::try_from(id).context("the replicator's pid")?;
+        // SAFETY: kill(2) with the pid of our own child, which we have not yet waited for.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("cannot signal the replicator: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Fails, with the end of its log, if the replicator has exited.
     pub fn check_replicator(&mut self) -> anyhow::Result<()> {
         if let Some(child) = &mut self.replicator {

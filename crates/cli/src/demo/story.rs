@@ -142,51 +142,54 @@ async fn arrival(sites: &mut Sites, to: usize, token: &Token, id: &str, name: &s
     }
 }
 
-/// Tries to edit one app on both sites before either edit crosses.
-const CONFLICT_ATTEMPTS: usize = 10;
+/// How long apart the two sites commit their edits: enough that the later commit is clearly
+/// later (never a tie of the same millisecond).
+const EDIT_GAP: Duration = Duration::from_millis(5);
 
-/// Edits one app on both sites at once and shows how the sites settle; the outcome in words.
+/// Edits one app on both sites before either edit can cross: site 0 commits first, site 1 a few
+/// milliseconds later; the replicator then finds the conflict and the later commit wins. The
+/// outcome in words.
 async fn conflict(sites: &mut Sites, token: &Token, say: &Say) -> anyhow::Result<String> {
-    for attempt in 1..=CONFLICT_ATTEMPTS {
-        let id = write_app(&sites.sites[0], token, "pricing").await?;
-        arrival(sites, 1, token, &id, "pricing").await?;
-        let base = sites.sites[1].get_app(token, &id).await?.context("the app vanished")?;
-        say.info(&format!("app \"pricing\" (version {}) is on both sites", base.version));
-        let edit = |site: &Site, name: String| {
-            let put = pb::PutAppRequest {
-                id: id.clone(),
-                name,
-                description: String::new(),
-                expected_version: Some(base.version),
-            };
-            let mut apps = site.apps();
-            async move { apps.put_app(request(put, Some(token))).await.map(|r| r.into_inner()) }
+    let id = write_app(&sites.sites[0], token, "pricing").await?;
+    arrival(sites, 1, token, &id, "pricing").await?;
+    let base = sites.sites[1].get_app(token, &id).await?.context("the app vanished")?;
+    say.info(&format!("app \"pricing\" (version {}) is on both sites", base.version));
+    let edit = |site: &Site, name: &str| {
+        let put = pb::PutAppRequest {
+            id: id.clone(),
+            name: name.to_string(),
+            description: String::new(),
+            expected_version: Some(base.version),
         };
-        let (a, b) = tokio::join!(
-            edit(&sites.sites[0], "pricing (edited on site 0)".into()),
-            edit(&sites.sites[1], "pricing (edited on site 1)".into())
-        );
-        match (a, b) {
-            (Ok(a), Ok(b)) => {
-                for (site, app) in [(0, &a), (1, &b)] {
-                    say.info(&format!(
-                        "site {site} accepted \"{}\" as version {} at {}",
-                        app.name,
-                        app.version,
-                        stamp(app.updated_at.as_ref())
-                    ));
-                }
-                return settle(sites, token, say, &id, &base.name).await;
-            }
-            (Err(e), _) | (_, Err(e)) if e.code() == tonic::Code::Aborted && attempt < CONFLICT_ATTEMPTS => {
-                // One edit crossed before the other began: the optimistic check refused the
-                // second, which is right, but it is not the story. Again, with a new record.
-                say.info(&format!("one edit arrived before the other began ({}); again", e.message()));
-            }
-            (Err(e), _) | (_, Err(e)) => bail!("editing the app on both sites: {}", e.message()),
-        }
+        let mut apps = site.apps();
+        async move { apps.put_app(request(put, Some(token))).await.map(|r| r.into_inner()) }
+    };
+    // Both edits commit before either crosses: the replicator is held still for that moment, as a
+    // slow link would hold it, and let go whatever happened.
+    sites.pause_replicator()?;
+    say.info("the replicator is paused for a moment, as a slow link between the sites would hold it up");
+    let first = edit(&sites.sites[0], "pricing (edited on site 0)").await;
+    tokio::time::sleep(EDIT_GAP).await;
+    let second = edit(&sites.sites[1], "pricing (edited on site 1, later)").await;
+    sites.resume_replicator()?;
+    let (first, second) = match (first, second) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => bail!("editing the app on both sites: {}", e.message()),
+    };
+    for (site, app) in [(0, &first), (1, &second)] {
+        say.info(&format!(
+            "site {site} saved \"{}\" as version {} at {}",
+            app.name,
+            app.version,
+            stamp(app.updated_at.as_ref())
+        ));
     }
-    unreachable!("the last attempt returns or fails")
+    let outcome = settle(sites, token, say, &id, &base.name).await?;
+    let now = sites.sites[0].get_app(token, &id).await?.context("the app vanished")?;
+    if now.name != second.name {
+        bail!("the earlier edit (site 0) won over the later one (site 1): {outcome}");
+    }
+    Ok(outcome)
 }
 
 /// Waits until both sites show the same edit of app `id`; then what the replicator logged.
@@ -206,27 +209,31 @@ async fn settle(sites: &mut Sites, token: &Token, say: &Say, id: &str, before: &
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let took = started.elapsed();
-    say.ok(&format!("both sites settled on \"{}\" within {}", settled.name, ms(took)));
-    let logged = match last_conflict(&sites.sites[0].db, id) {
+    say.ok(&format!("both sites settled on \"{}\" within {}: the later commit won", settled.name, ms(took)));
+    let (logged, conflict_id) = match last_conflict(&sites.sites[0].db, id) {
         Ok(Some(c)) => c,
         Ok(None) => bail!("the conflict was resolved but not recorded in site 0's conflict log"),
         Err(e) => bail!("cannot read site 0's conflict log: {e}"),
     };
     say.info(&format!("conflict log on site 0: {logged}"));
+    say.info(&format!(
+        "both versions, and a button that restores the losing one: {}conflicts/{conflict_id} (either site's console)",
+        sites.sites[0].console()
+    ));
     Ok(format!("settled on \"{}\" in {}; {logged}", settled.name, ms(took)))
 }
 
-/// The replicator's record of the last conflict on app `id`, in words: who won, both change
-/// times, and the rule that decided.
-fn last_conflict(db: &std::path::Path, id: &str) -> rusqlite::Result<Option<String>> {
+/// The replicator's record of the last conflict on app `id`, in words (who won, both change
+/// times, and the rule that decided), and its id.
+fn last_conflict(db: &std::path::Path, id: &str) -> rusqlite::Result<Option<(String, String)>> {
     use rusqlite::{OpenFlags, OptionalExtension};
     let conn = rusqlite::Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let key = serde_json::json!([id]).to_string();
     let row = conn
         .query_row(
-            "SELECT winner, loser, winner_changed, loser_changed, reason FROM dugong_conflict_log
-              WHERE table_name = 'apps' AND key = ?1 ORDER BY id DESC LIMIT 1",
+            "SELECT winner, loser, winner_changed, loser_changed, reason, coalesce(conflict_id, '')
+             FROM dugong_conflict_log WHERE table_name = 'apps' AND key = ?1 ORDER BY id DESC LIMIT 1",
             [&key],
             |r| {
                 Ok((
@@ -235,27 +242,43 @@ fn last_conflict(db: &std::path::Path, id: &str) -> rusqlite::Result<Option<Stri
                     r.get::<_, Option<i64>>(2)?,
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             },
         )
         .optional()?;
-    Ok(row.map(|(winner, loser, won_at, lost_at, reason)| {
+    Ok(row.map(|(winner, loser, won_at, lost_at, reason, conflict_id)| {
         let site = |db: &str| db.strip_prefix("db").map(|n| format!("site {n}")).unwrap_or_else(|| db.to_string());
         let rule = match (won_at, lost_at) {
-            (Some(w), Some(l)) if w > l => {
-                format!("its change was {} later", ms(Duration::from_micros((w - l) as u64)))
-            }
+            (Some(w), Some(l)) if w > l => format!(
+                "its change at {} came {} after the other's at {}",
+                micros_time(w),
+                ms(Duration::from_micros((w - l) as u64)),
+                micros_time(l)
+            ),
             (Some(w), Some(l)) if w == l => "same change time: the tie goes to the first database".into(),
             _ => "by the sync's conflict strategy".into(),
         };
-        format!("{} won over {} ({reason}; {rule})", site(&winner), site(&loser))
+        (format!("{} won over {} ({reason}; {rule})", site(&winner), site(&loser)), conflict_id)
     }))
+}
+
+/// A time for people: `2024-05-01 12:00:00.123 UTC`.
+fn readable(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string().replace('T', " ").replace('Z', " UTC")
+}
+
+/// Microseconds since the epoch, for people.
+fn micros_time(us: i64) -> String {
+    readable(std::time::UNIX_EPOCH + Duration::from_micros(us.max(0) as u64))
 }
 
 fn stamp(t: Option<&prost_types::Timestamp>) -> String {
     match t {
-        Some(t) => format!("{}.{:06}", t.seconds, t.nanos / 1000),
-        None => "?".into(),
+        Some(t) if t.seconds >= 0 => {
+            readable(std::time::UNIX_EPOCH + Duration::new(t.seconds as u64, t.nanos.clamp(0, 999_999_999) as u32))
+        }
+        _ => "?".into(),
     }
 }
 
@@ -280,8 +303,9 @@ async fn ha_story(sites: &mut Sites, token: &Token, say: &Say, summary: &mut Sum
     say.info(&format!("client configured with both servers: {} and {}", addrs[0], addrs[1]));
     // Each session draws its first server at random; take one that drew site 0, the one to lose.
     let mut session = client.new_session();
-    for _ in 0..64 {
-        create(&session, token, "warm-up").await.map_err(|e| anyhow::anyhow!(e))?;
+    for n in 0..64 {
+        // App names are unique: one per try.
+        create(&session, token, &format!("warm-up {n}")).await.map_err(|e| anyhow::anyhow!(e))?;
         if session.current_server() == Some(addrs[0]) {
             break;
         }

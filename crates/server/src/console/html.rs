@@ -1,34 +1,18 @@
-//! The console's HTML: escaping, links and list tables, and the page around
-//! every view — the banner that names the site, the server and its version and
-//! shows replication health, the navigation, and a message line.
+//! The page around every view, in maud templates (checked when the server
+//! is compiled; every value spliced in is escaped unless marked otherwise,
+//! and nothing here is): the banner that names the site, the server and its
+//! version and shows replication health, the navigation, and a message line.
+//! Also the small pieces every page uses: times, links with query strings.
 //!
-//! Every value that did not come from this file goes through [`esc`] (text and
-//! attribute values alike); pages carry no inline script or style, so the
-//! Content-Security-Policy can forbid both.
+//! Pages carry no inline script or style, so the Content-Security-Policy
+//! forbids both; inline SVG (the status chart) is styled from the sheet.
 
 use std::fmt::Write;
 
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use dugong_store::StoreError;
-
-use crate::error::ApiError;
-
-/// `text` safe in HTML text and in double- or single-quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use axum::response::{IntoResponse, Response};
+use dugong_store::{Micros, StoreError};
+use maud::{html, Markup, DOCTYPE};
 
 /// `text` percent-encoded for a query value or path segment.
 pub fn url_component(text: &str) -> String {
@@ -41,6 +25,20 @@ pub fn url_component(text: &str) -> String {
         }
     }
     out
+}
+
+/// `path?k=v&…` with each value encoded; empty values are left out.
+pub fn with_query(path: &str, params: &[(&str, &str)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{}={}", url_component(k), url_component(v)))
+        .collect();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
 }
 
 /// The hue (0–359) of a site's color: the same for a site id everywhere, and
@@ -61,18 +59,45 @@ pub fn site_hue(site: &str) -> u32 {
 }
 
 /// The site's color sheet, served at `/console/site.css` (a file, not an inline
-/// style, to keep the Content-Security-Policy strict).
+/// style, to keep the Content-Security-Policy strict), for light and dark.
 pub fn site_css(site: &str) -> String {
     let hue = site_hue(site);
     format!(
-        ":root {{ --site: hsl({hue} 70% 30%); --site-light: hsl({hue} 80% 95%); --site-mid: hsl({hue} 60% 45%); }}\n"
+        ":root {{ --site: hsl({hue} 70% 30%); --site-light: hsl({hue} 80% 95%); --site-mid: hsl({hue} 60% 45%); }}\n\
+         @media (prefers-color-scheme: dark) {{\n  \
+         :root {{ --site: hsl({hue} 55% 32%); --site-light: hsl({hue} 30% 17%); --site-mid: hsl({hue} 75% 70%); }}\n}}\n"
     )
 }
 
-/// What the banner shows about replication.
+/// How the banner rates the site and its replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The database answers, every sync is Good and its replicator runs.
+    Good,
+    /// Replication is not running against this database at all.
+    Unknown,
+    /// A replicator stopped or its heartbeat is stale: changes wait.
+    Warning,
+    /// The site's database, or a database of a sync, is unreachable (or a
+    /// sync is Bad).
+    Degraded,
+}
+
+impl Level {
+    /// The banner's color class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Level::Good => "good",
+            Level::Unknown => "unknown",
+            Level::Warning => "warn",
+            Level::Degraded => "bad",
+        }
+    }
+}
+
+/// What the banner shows about the site's health.
 pub struct Health {
-    /// `good`, `bad` or `unknown`: the banner's color class.
-    pub class: &'static str,
+    pub level: Level,
     pub text: String,
 }
 
@@ -91,13 +116,26 @@ pub struct Frame {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Apps,
+    Flows,
     Settings,
     Contexts,
+    Conflicts,
     Status,
     Users,
     Audit,
     None,
 }
+
+const NAVIGATION: [(Section, &str, &str); 8] = [
+    (Section::Apps, "/apps", "Apps"),
+    (Section::Flows, "/flows", "Flows"),
+    (Section::Settings, "/settings", "Settings"),
+    (Section::Contexts, "/contexts", "Contexts"),
+    (Section::Conflicts, "/conflicts", "Conflicts"),
+    (Section::Status, "/status", "Status"),
+    (Section::Users, "/users", "Users"),
+    (Section::Audit, "/audit", "Audit log"),
+];
 
 /// A message above the page's content.
 pub enum Notice {
@@ -106,161 +144,134 @@ pub enum Notice {
     Error(String),
 }
 
+fn head(title: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        meta name="color-scheme" content="light dark";
+        title { (title) }
+        link rel="stylesheet" href="/console/assets/console.css";
+        link rel="stylesheet" href="/console/site.css";
+        script src="/console/assets/console.js" defer {}
+    }
+}
+
 /// A whole page.
-pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body: &str) -> Html<String> {
-    let mut out = String::with_capacity(body.len() + 2048);
-    head(&mut out, &format!("{title} · site {} · Dugong", frame.site));
-    out.push_str("<a class=\"skip\" href=\"#main\">Skip to content</a>\n");
-    let _ = write!(
-        out,
-        "<header class=\"banner\" id=\"banner\">\
-         <div class=\"who\"><span class=\"site-label\">Site</span> <strong class=\"site-id\" id=\"site-id\">{site}</strong>\
-         <span class=\"addr\" title=\"Server address\">{host}</span>\
-         <span class=\"ver\">dugong {version}</span></div>\
-         <a class=\"health health-{class}\" id=\"replication\" href=\"/status\">{health}</a>",
-        site = esc(&frame.site),
-        host = esc(&frame.host),
-        version = esc(frame.version),
-        class = frame.health.class,
-        health = esc(&frame.health.text),
-    );
-    if let Some((user, csrf)) = &frame.user {
-        let _ = write!(
-            out,
-            "<form class=\"logout\" method=\"post\" action=\"/logout\"><a class=\"user\" href=\"/account\">{}</a>\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
-            esc(user),
-            esc(csrf)
-        );
-    }
-    out.push_str("</header>\n");
-    if frame.user.is_some() {
-        out.push_str("<nav class=\"sections\" aria-label=\"Sections\">");
-        for (s, href, label) in [
-            (Section::Apps, "/apps", "Apps"),
-            (Section::Settings, "/settings", "Settings"),
-            (Section::Contexts, "/contexts", "Contexts"),
-            (Section::Status, "/status", "Status"),
-            (Section::Users, "/users", "Users"),
-            (Section::Audit, "/audit", "Audit log"),
-        ] {
-            let current = if s == section { " aria-current=\"page\"" } else { "" };
-            let _ = write!(out, "<a href=\"{href}\"{current}>{label}</a>");
-        }
-        out.push_str("</nav>\n");
-    }
-    let _ = writeln!(out, "<main id=\"main\" tabindex=\"-1\"><h1>{}</h1>", esc(title));
-    match notice {
-        Notice::None => {}
-        Notice::Ok(m) => {
-            let _ = writeln!(out, "<p class=\"notice ok\" role=\"status\" id=\"notice\">{}</p>", esc(m));
-        }
-        Notice::Error(m) => {
-            let _ = writeln!(out, "<p class=\"notice error\" role=\"alert\" id=\"notice\">{}</p>", esc(m));
+pub fn page(frame: &Frame, section: Section, title: &str, notice: &Notice, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(&format!("{title} · site {} · Dugong", frame.site))) }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.banner #banner {
+                    div.who {
+                        span.site-label { "Site" } " "
+                        strong.site-id #site-id { (frame.site) }
+                        span.addr title="Server address" { (frame.host) }
+                        span.ver { "dugong " (frame.version) }
+                    }
+                    a #replication href="/status" class={ "health health-" (frame.health.level.class()) } {
+                        (frame.health.text)
+                    }
+                    @if let Some((user, csrf)) = &frame.user {
+                        form.logout method="post" action="/logout" {
+                            a.user href="/account" { (user) }
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                @if frame.user.is_some() {
+                    nav.sections aria-label="Sections" {
+                        @for (s, href, label) in NAVIGATION {
+                            a href=(href) aria-current=[(s == section).then_some("page")] { (label) }
+                        }
+                    }
+                }
+                main #main tabindex="-1" {
+                    h1 { (title) }
+                    @match notice {
+                        Notice::None => {}
+                        Notice::Ok(m) => p.notice.ok role="status" #notice { (m) },
+                        Notice::Error(m) => p.notice.error role="alert" #notice { (m) },
+                    }
+                    (body)
+                }
+            }
         }
     }
-    out.push_str(body);
-    out.push_str("\n</main>\n</body>\n</html>\n");
-    Html(out)
 }
 
 /// A page without the banner (refusals before a session is known).
-pub fn bare_page(title: &str, body: &str) -> Html<String> {
-    let mut out = String::new();
-    head(&mut out, &format!("{title} · Dugong"));
-    let _ = write!(
-        out,
-        "<main id=\"main\"><h1>{}</h1>{body}<p><a href=\"/apps\">Back to the console</a></p></main></body></html>",
-        esc(title)
-    );
-    Html(out)
+pub fn bare_page(title: &str, message: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(&format!("{title} · Dugong"))) }
+            body {
+                main #main {
+                    h1 { (title) }
+                    p role="alert" { (message) }
+                    p { a href="/apps" { "Back to the console" } }
+                }
+            }
+        }
+    }
 }
 
-/// A store failure before a page could be framed.
+/// A store failure where no page could be framed. An unreachable database
+/// gets a page that says so and leads to the status page, which still works.
 pub fn store_failure(e: &StoreError) -> Response {
-    let api = ApiError::Store(StoreError::Unavailable(String::new()));
-    let status = if e.is_unavailable() { api.http_status() } else { StatusCode::INTERNAL_SERVER_ERROR };
-    let message = if e.is_unavailable() {
-        "The site's database does not answer. Try again, or use another site's console.".to_string()
-    } else {
-        tracing::error!(error = %e, "console request failed");
-        "Internal error (logged on the server).".to_string()
-    };
-    (status, bare_page("Unavailable", &format!("<p role=\"alert\">{}</p>", esc(&message)))).into_response()
+    if e.is_unavailable() {
+        let body = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head { (head("Site database down · Dugong")) }
+                body {
+                    main #main {
+                        h1 { "The site's database is down" }
+                        p.notice.error role="alert" #notice {
+                            "This site's database does not answer, so nothing can be read or changed here "
+                            "and nobody can log in until it is back. "
+                            "The other site's console still works: changes made there reach this site when its database returns."
+                        }
+                        p { "Error: " code #db-error { (e.to_string()) } }
+                        p { a href="/status" { "Status page" } " (works without the database: the replication state last seen)" }
+                    }
+                }
+            }
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    tracing::error!(error = %e, "console request failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, bare_page("Error", "Internal error (logged on the server).")).into_response()
 }
 
-fn head(out: &mut String, title: &str) {
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n\
-         <link rel=\"stylesheet\" href=\"/console/assets/console.css\">\n\
-         <link rel=\"stylesheet\" href=\"/console/site.css\">\n\
-         <script src=\"/console/assets/console.js\" defer></script>\n</head>\n<body>\n",
-        esc(title)
-    );
+/// A time as UTC text in a `<time>` element, which the console's script
+/// shows in the reader's own time zone with its age ("3 s ago").
+pub fn when(at: Micros) -> Markup {
+    html! { time datetime=(at.to_rfc3339()) { (utc(at)) } }
 }
 
 /// A microsecond time as `2024-05-01 12:00:00 UTC`.
-pub fn time(at: dugong_store::Micros) -> String {
+pub fn utc(at: Micros) -> String {
     let text = humantime::format_rfc3339_seconds(at.to_system_time()).to_string();
     text.replace('T', " ").replace('Z', " UTC")
 }
 
-/// One cell of a [`table`]: its HTML (text in it already went through
-/// [`esc`]) and the class of its `<td>`, when it has one.
-pub struct Cell {
-    html: String,
-    class: Option<&'static str>,
-}
-
-impl Cell {
-    /// A cell with a class (`good`, `bad`: the state colors).
-    pub fn classed(class: &'static str, html: String) -> Cell {
-        Cell { html, class: Some(class) }
+/// A duration for people: `0.4 s`, `12 s`, `3 min 5 s`, `2 h 10 min`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{} min {} s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{} h {} min", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
     }
-}
-
-impl From<String> for Cell {
-    fn from(html: String) -> Cell {
-        Cell { html, class: None }
-    }
-}
-
-/// A link to `href` (a path made here) showing `text`.
-pub fn link(href: &str, text: &str) -> String {
-    format!("<a href=\"{}\">{}</a>", esc(href), esc(text))
-}
-
-/// A list as a table: `id` names it (for scripts and tests), `columns` are
-/// the header cells as plain text, and each row has one cell per column.
-pub fn table(id: &str, columns: &[&str], rows: impl IntoIterator<Item = Vec<Cell>>) -> String {
-    let mut out = format!("<table id=\"{}\"><thead><tr>", esc(id));
-    for c in columns {
-        let _ = write!(out, "<th scope=\"col\">{}</th>", esc(c));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for cell in row {
-            match cell.class {
-                Some(class) => {
-                    let _ = write!(out, "<td class=\"{}\">{}</td>", esc(class), cell.html);
-                }
-                None => {
-                    let _ = write!(out, "<td>{}</td>", cell.html);
-                }
-            }
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-/// A hidden form field.
-pub fn hidden(name: &str, value: &str) -> String {
-    format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", esc(name), esc(value))
 }
 
 #[cfg(test)]
@@ -268,12 +279,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_text_and_attributes() {
-        assert_eq!(
-            esc(r#"<a href="x" onclick='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
+    fn queries_are_encoded_and_empty_values_left_out() {
         assert_eq!(url_component("/apps?x=1 2"), "%2Fapps%3Fx%3D1%202");
+        assert_eq!(with_query("/apps", &[("q", "a&b"), ("sort", ""), ("after", "n\nk")]), "/apps?q=a%26b&after=n%0Ak");
+        assert_eq!(with_query("/apps", &[("q", "")]), "/apps");
     }
 
     #[test]
@@ -281,17 +290,7 @@ mod tests {
         assert_eq!(site_hue("0"), 215);
         assert_eq!(site_hue("1"), 25);
         assert_eq!(site_hue("paris"), site_hue("paris"));
-        assert!(site_css("x").contains("--site:"));
-    }
-
-    #[test]
-    fn tables_have_a_header_row_and_a_row_per_item() {
-        let rows = vec![vec![Cell::from(esc("<a>")), Cell::classed("good", "Good".into())]];
-        assert_eq!(
-            table("t", &["Name", "State"], rows),
-            "<table id=\"t\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">State</th></tr></thead>\
-             <tbody><tr><td>&lt;a&gt;</td><td class=\"good\">Good</td></tr></tbody></table>"
-        );
+        assert!(site_css("x").contains("prefers-color-scheme: dark"));
     }
 
     #[test]
@@ -300,12 +299,23 @@ mod tests {
             site: "0".into(),
             host: "<h>".into(),
             version: "1",
-            health: Health { class: "good", text: "<ok>".into() },
+            health: Health { level: Level::Good, text: "<ok>".into() },
             user: Some(("<u>".into(), "\"<c>".into())),
         };
-        let html = page(&frame, Section::Apps, "<t>", &Notice::Ok("<n>".into()), "").0;
-        for raw in ["<h>", "<ok>", "<u>", "\"<c>", "<t>", "<n>"] {
+        let html = page(&frame, Section::Apps, "<t>", &Notice::Ok("<n>".into()), html! { p { ("<b>") } }).0;
+        for raw in ["<h>", "<ok>", "<u>", "\"<c>", "<t>", "<n>", "<b>"] {
             assert!(!html.contains(raw), "{raw} unescaped in {html}");
         }
+        assert!(html.contains("&lt;b&gt;"));
+        assert!(html.contains("aria-current=\"page\">Apps</a>"), "{html}");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        let s = std::time::Duration::from_secs_f64;
+        assert_eq!(duration(s(0.42)), "0.4 s");
+        assert_eq!(duration(s(45.0)), "45 s");
+        assert_eq!(duration(s(185.0)), "3 min 5 s");
+        assert_eq!(duration(s(7800.0)), "2 h 10 min");
     }
 }

@@ -9,9 +9,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use dugong_store::{Action, Actor, NewAudit};
+use maud::html;
 use serde::Deserialize;
 
-use super::html::{self, esc, Frame, Notice, Section};
+use super::html::{self, Frame, Notice, Section};
 use super::password;
 use super::session::{self, Change};
 use super::view::frame;
@@ -24,22 +25,31 @@ pub struct LoginQuery {
 }
 
 pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    let frame = frame(&state, &headers, None).await;
-    login_form(&frame, &q.next, "", &Notice::None, StatusCode::OK)
+    let (frame, info) = frame(&state, &headers, None).await;
+    let notice = match &info.database_error {
+        Some(e) => Notice::Error(format!(
+            "This site's database is down ({e}): nobody can log in here until it is back. The status page still \
+             works, and the other site's console does too."
+        )),
+        None => Notice::None,
+    };
+    login_form(&frame, &q.next, "", &notice, StatusCode::OK)
 }
 
 fn login_form(frame: &Frame, next: &str, name: &str, notice: &Notice, status: StatusCode) -> Response {
-    let body = format!(
-        "<form class=\"login\" method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <p><label for=\"name\">User name</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required value=\"{name}\" autofocus></p>\
-         <p><label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
-         <p><button type=\"submit\" id=\"login\">Log in</button></p></form>\
-         <p class=\"hint\">Console users are made with <code>dugong serve … --create-admin NAME</code>; they exist on every site (replicated), a login holds on the site where it was made.</p>",
-        next = esc(next),
-        name = esc(name),
-    );
-    (status, html::page(frame, Section::None, "Log in", notice, &body)).into_response()
+    let body = html! {
+        form.login method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            p { label for="name" { "User name" } input #name name="name" autocomplete="username" required value=(name) autofocus; }
+            p { label for="password" { "Password" } input #password name="password" type="password" autocomplete="current-password" required; }
+            p { button #login type="submit" { "Log in" } }
+        }
+        p.hint {
+            "Console users are made with " code { "dugong serve … --create-admin NAME" } "; they exist on every site "
+            "(replicated), a login holds on the site where it was made. " a href="/status" { "Status page" }
+        }
+    };
+    (status, html::page(frame, Section::None, "Log in", notice, body)).into_response()
 }
 
 pub async fn login(State(state): State<AppState>, request: Request) -> Response {
@@ -67,7 +77,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
     if let Err((wait, scope)) = limiter.check(account, ip, Instant::now()) {
         tracing::info!(client = %ip, scope = scope.as_str(), "console login refused: too many failures");
         let notice = Notice::Error(format!("Too many failed logins. Try again in {} s.", wait.as_secs().max(1)));
-        let frame = frame(&state, &headers, None).await;
+        let (frame, _) = frame(&state, &headers, None).await;
         return login_form(&frame, &next, &name, &notice, StatusCode::TOO_MANY_REQUESTS);
     }
     // An unknown user costs a hash check too, so timing does not tell which
@@ -98,7 +108,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
             crate::audit::record(&state, entry(&who, Action::Lockout, account.unwrap_or(""), scope.as_str())).await;
         }
         let notice = Notice::Error("Wrong user name or password.".into());
-        let frame = frame(&state, &headers, None).await;
+        let (frame, _) = frame(&state, &headers, None).await;
         return login_form(&frame, &next, &name, &notice, StatusCode::UNAUTHORIZED);
     }
     limiter.succeeded(&name, ip);

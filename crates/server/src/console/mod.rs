@@ -4,26 +4,35 @@
 //! From the bottom up:
 //! - [`password`] — argon2id hashes of console passwords (also used by
 //!   `dugong serve --create-admin`); `limiter` — the limit on failed logins.
-//! - `html` — escaping, list tables and the page frame: the banner (site,
-//!   server, version, replication health, colored per site), navigation and
-//!   messages.
+//! - `html` — the page frame in maud templates (compile-time checked,
+//!   escaping by default): the banner (site, server, version, health,
+//!   colored per site), navigation and messages; times and links.
 //! - `session` — the session cookie, the signed-in user, the CSRF check on
 //!   every change.
-//! - `view` — what a signed-in page is rendered with, and the message,
-//!   failure and conflict pages every section shares.
-//! - `login` — logging in and out; `pages` — apps and their flows (with the
-//!   script editor); `records` — settings, contexts; `status` — database and
-//!   replication; `users` — users, sessions, one's own password; `audit` —
-//!   the audit log.
+//! - `view` — what a signed-in page is rendered with, how the banner rates
+//!   health, and the message, failure and conflict pages every section
+//!   shares; `list` — search, order and pages of every list.
+//! - `login` — logging in and out; `pages` — apps and flows (with the
+//!   script editor); `records` — settings, contexts; `history` — every
+//!   version of a record, restorable; `conflicts` — cross-site conflicts with
+//!   both versions, restorable; `status` (with `chart`) — database,
+//!   replication and its last hour, also while the database is down; `users`
+//!   — users, sessions, one's own password; `audit` — the audit log.
 //!
 //! Plain HTML forms do all the work (the pages work without JavaScript);
-//! `assets/console.js` adds the editor's line numbers and Tab key, and checks
-//! JSON while it is typed. Everything is embedded in the binary, and every
-//! response forbids inline script, framing and foreign origins.
+//! `assets/console.js` adds the editor's line numbers and Tab key, checks
+//! JSON while it is typed, and shows times in the reader's time zone with
+//! their age. Everything is embedded in the binary, and every response
+//! forbids inline script, framing and foreign origins. The style sheet
+//! follows the browser's dark mode and fits a 360-pixel screen.
 
 mod audit;
+mod chart;
+mod conflicts;
+mod history;
 mod html;
 pub(crate) mod limiter;
+mod list;
 mod login;
 mod pages;
 pub mod password;
@@ -63,6 +72,7 @@ pub fn routes() -> Router<AppState> {
         .route("/apps/{id}/delete", post(pages::delete_app))
         .route("/apps/{id}/flows", post(pages::create_flow))
         .route("/apps/{id}/flows/new", get(pages::new_flow))
+        .route("/flows", get(pages::flows))
         .route("/flows/{id}", get(pages::flow).post(pages::save_flow))
         .route("/flows/{id}/delete", post(pages::delete_flow))
         .route("/settings", get(records::settings).post(records::create_setting))
@@ -70,6 +80,12 @@ pub fn routes() -> Router<AppState> {
         .route("/settings/{key}/delete", post(records::delete_setting))
         .route("/contexts", get(records::contexts))
         .route("/contexts/{user}", get(records::context))
+        .route("/history", get(history::list))
+        .route("/history/{id}", get(history::version))
+        .route("/history/{id}/restore", post(history::restore))
+        .route("/conflicts", get(conflicts::list))
+        .route("/conflicts/{id}", get(conflicts::conflict))
+        .route("/conflicts/{id}/restore", post(conflicts::restore))
         .route("/status", get(status::status))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{name}", get(users::user))

@@ -1,5 +1,6 @@
-//! Settings (JSON values, checked before they are saved) and contexts (each
-//! user's shared desktop context, read-only here).
+//! Settings (JSON values, checked before they are saved; searched by key and
+//! value; with their history) and contexts (each user's shared desktop
+//! context, read-only here).
 
 use std::collections::HashMap;
 
@@ -7,15 +8,16 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use dugong_store::{Input, Kind, Record, StoreError};
+use maud::{html, Markup};
 
-use super::html::{self, esc, Notice, Section};
+use super::history;
+use super::html::{url_component, when, with_query, Notice, Section};
+use super::list::{pager, pager_above, search_form, ListParams};
+use super::pages::{delete_form, notice_from, preview};
 use super::session::Change;
-use super::view::{all, conflict_page, failure, message_page, Ctx};
+use super::view::{conflict_page, failure, message_page, Ctx};
 use crate::error::ApiError;
 use crate::ops;
-
-/// Longest value shown in the settings list before it is cut.
-const PREVIEW_CHARS: usize = 120;
 
 /// A setting's key in its form: typed in for a new setting, fixed for one that exists.
 enum KeyField<'a> {
@@ -24,68 +26,74 @@ enum KeyField<'a> {
     Fixed(&'a str),
 }
 
-fn setting_form(ctx: &Ctx, action: &str, key: KeyField, value: &str, version: Option<i64>, button: &str) -> String {
-    let key_field = match key {
-        KeyField::New(typed) => format!(
-            "<p><label for=\"key\">Key</label><input id=\"key\" name=\"key\" value=\"{typed}\" required maxlength=\"200\" \
-             pattern=\"[\\p{{L}}\\p{{N}}._:@\\-]+\" aria-describedby=\"key-help\">\
-             <span class=\"hint\" id=\"key-help\">Letters, digits and . _ - : @</span></p>",
-            typed = esc(typed),
-        ),
-        KeyField::Fixed(k) => html::hidden("key", k),
-    };
-    format!(
-        "<form method=\"post\" action=\"{action}\" class=\"record setting\">{csrf}{version}{key_field}\
-         <p><label for=\"value\">Value (JSON)</label>\
-         <span class=\"hint\" id=\"value-help\">Any JSON: a string needs its quotes, like \"on\".</span></p>\
-         <textarea id=\"value\" name=\"value\" class=\"code json\" rows=\"8\" spellcheck=\"false\" \
-         aria-describedby=\"value-help value-check\">\n{value}</textarea>\
-         <p class=\"json-check\" id=\"value-check\" aria-live=\"polite\"></p>\
-         <p><button type=\"submit\" id=\"save\">{button}</button></p></form>",
-        action = esc(action),
-        csrf = ctx.csrf(),
-        version = version.map_or(String::new(), |v| html::hidden("version", &v.to_string())),
-        value = esc(value),
-        button = esc(button),
-    )
+fn setting_form(ctx: &Ctx, action: &str, key: KeyField, value: &str, version: Option<i64>, button: &str) -> Markup {
+    html! {
+        form.record.setting method="post" action=(action) {
+            (ctx.csrf())
+            @if let Some(v) = version { input type="hidden" name="version" value=(v); }
+            @match key {
+                KeyField::New(typed) => {
+                    p {
+                        label for="key" { "Key" }
+                        input #key name="key" value=(typed) required maxlength="200"
+                            pattern="[\\p{L}\\p{N}._:@\\-]+" aria-describedby="key-help";
+                        span.hint #key-help { "Letters, digits and . _ - : @" }
+                    }
+                }
+                KeyField::Fixed(k) => { input type="hidden" name="key" value=(k); }
+            }
+            p {
+                label for="value" { "Value (JSON)" }
+                span.hint #value-help { "Any JSON: a string needs its quotes, like \"on\"." }
+            }
+            textarea #value name="value" class="code json" rows="8" spellcheck="false"
+                aria-describedby="value-help value-check" { "\n" (value) }
+            p.json-check #value-check aria-live="polite" {}
+            p { button #save type="submit" { (button) } }
+        }
+    }
 }
 
 pub async fn settings(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
-    let settings = match all(&ctx.state, Kind::Setting, None).await {
-        Ok(s) => s,
-        Err(e) => return failure(&ctx, &e),
+    let params = match ListParams::parse(&q) {
+        Ok(p) => p,
+        Err(m) => return message_page(&ctx, StatusCode::BAD_REQUEST, "Not accepted", &m),
     };
-    let mut body = String::new();
-    if settings.is_empty() {
-        body.push_str("<p class=\"empty\">No settings yet.</p>");
-    } else {
-        let rows = settings.iter().filter_map(|r| match r {
-            Record::Setting(s) => {
-                let mut value = s.value.to_string();
-                if value.chars().count() > PREVIEW_CHARS {
-                    value = value.chars().take(PREVIEW_CHARS).chain("…".chars()).collect();
-                }
-                Some(vec![
-                    html::link(&format!("/settings/{}", html::url_component(&s.key)), &s.key).into(),
-                    format!("<code>{}</code>", esc(&value)).into(),
-                    s.version.to_string().into(),
-                    html::time(s.updated_at).into(),
-                ])
-            }
-            _ => None,
-        });
-        body.push_str(&html::table("settings", &["Key", "Value", "Version", "Updated"], rows));
-    }
-    body.push_str("<h2>New setting</h2>");
-    body.push_str(&setting_form(&ctx, "/settings", KeyField::New(""), "", None, "Create setting"));
+    let page = match ctx.state.store.browse(Kind::Setting, &params.browse(None)).await {
+        Ok(p) => p,
+        Err(e) => return failure(&ctx, &e.into()),
+    };
+    let body = html! {
+        (search_form("/settings", &params, "part of a key or value", html! {}))
+        @if page.items.is_empty() {
+            p.empty { @if params.q.is_empty() { "No settings yet." } @else { "No setting matches." } }
+        } @else {
+            (pager_above("/settings", &params, &page, "settings"))
+            div.scroll { table #settings {
+                thead { tr {
+                    th scope="col" { "Key" } th scope="col" { "Value" }
+                    th scope="col" { "Version" } th scope="col" { "Updated" }
+                } }
+                tbody { @for r in &page.items { @if let Record::Setting(s) = r { tr {
+                    td { a href=(format!("/settings/{}", url_component(&s.key))) { (s.key) } }
+                    td { code { (preview(&s.value.to_string())) } }
+                    td { (s.version) }
+                    td { (when(s.updated_at)) }
+                } } } }
+            } }
+        }
+        (pager("/settings", &params, &page, "settings"))
+        h2 { "New setting" }
+        (setting_form(&ctx, "/settings", KeyField::New(""), "", None, "Create setting"))
+    };
     let notice = match q.get("deleted") {
         Some(k) => Notice::Ok(format!("Deleted {k}.")),
         None => Notice::None,
     };
-    ctx.page(Section::Settings, "Settings", &notice, &body)
+    ctx.page(Section::Settings, "Settings", &notice, body)
 }
 
-/// The JSON of a form's `value`, or the page that says what is wrong with it.
+/// The JSON of a form's `value`, or what is wrong with it.
 fn parse_value(text: &str) -> Result<serde_json::Value, String> {
     // Integers beyond 64 bits are refused rather than saved as approximate floats.
     dugong_store::validate::exact_integers(text.as_bytes())
@@ -97,7 +105,7 @@ pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
     let (key, text) = (change.fields.get("key").to_string(), change.fields.text("value"));
     let refuse = |message: String| {
         let body = setting_form(&ctx, "/settings", KeyField::New(&key), &text, None, "Create setting");
-        (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, "New setting", &Notice::Error(message), &body))
+        (StatusCode::BAD_REQUEST, ctx.page(Section::Settings, "New setting", &Notice::Error(message), body))
             .into_response()
     };
     let value = match parse_value(&text) {
@@ -105,9 +113,7 @@ pub async fn create_setting(ctx: Ctx, change: Change) -> Response {
         Err(m) => return refuse(m),
     };
     match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), Some(0)).await {
-        Ok(r) => {
-            Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
-        }
+        Ok(r) => Redirect::to(&format!("/settings/{}?saved={}", url_component(r.key()), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Invalid { field, reason })) => refuse(format!("{field}: {reason}")),
         Err(ApiError::Store(StoreError::Conflict { .. })) => {
             refuse(format!("A setting {key:?} exists already: open it from the list to change it."))
@@ -120,63 +126,52 @@ pub async fn setting(ctx: Ctx, Path(key): Path<String>, Query(q): Query<HashMap<
     let s = match ops::get(&ctx.state, Kind::Setting, &key).await {
         Ok(Record::Setting(s)) => s,
         Ok(_) => return message_page(&ctx, StatusCode::NOT_FOUND, "Not found", "no such setting"),
+        Err(ApiError::Store(StoreError::NotFound { .. })) => {
+            let body = html! {
+                p { a href="/settings" { "All settings" } }
+                (history::section(&ctx, Kind::Setting, &key).await)
+            };
+            let notice = Notice::Error("no such setting".into());
+            return (StatusCode::NOT_FOUND, ctx.page(Section::Settings, "Not found", &notice, body)).into_response();
+        }
         Err(e) => return failure(&ctx, &e),
     };
     let pretty = serde_json::to_string_pretty(&s.value).unwrap_or_default();
-    let mut body = format!(
-        "<p class=\"meta\"><a href=\"/settings\">All settings</a> · Version <strong id=\"version\">{}</strong>, saved {}.</p>",
-        s.version,
-        html::time(s.updated_at)
-    );
-    let action = format!("/settings/{}", html::url_component(&s.key));
-    body.push_str(&setting_form(&ctx, &action, KeyField::Fixed(&s.key), &pretty, Some(s.version), "Save setting"));
-    body.push_str(&format!(
-        "<form method=\"post\" action=\"{}/delete\" class=\"danger\" data-confirm=\"Delete this setting?\">{}{}\
-         <button type=\"submit\" class=\"delete\">Delete setting</button></form>",
-        esc(&action),
-        ctx.csrf(),
-        html::hidden("version", &s.version.to_string())
-    ));
-    let notice = match q.get("saved") {
-        Some(v) => Notice::Ok(format!("Saved: version {v}.")),
-        None => Notice::None,
+    let action = format!("/settings/{}", url_component(&s.key));
+    let body = html! {
+        p.meta { a href="/settings" { "All settings" } " · Version " strong #version { (s.version) } ", saved " (when(s.updated_at)) "." }
+        (setting_form(&ctx, &action, KeyField::Fixed(&s.key), &pretty, Some(s.version), "Save setting"))
+        (history::section(&ctx, Kind::Setting, &s.key).await)
+        (delete_form(&ctx, &format!("{action}/delete"), s.version, "Delete setting"))
     };
-    ctx.page(Section::Settings, &format!("Setting {}", s.key), &notice, &body)
+    ctx.page(Section::Settings, &format!("Setting {}", s.key), &notice_from(&q), body)
 }
 
 pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> Response {
     let text = change.fields.text("value");
     let expected = change.fields.get("version").trim().parse().ok();
-    let action = format!("/settings/{}", html::url_component(&key));
+    let action = format!("/settings/{}", url_component(&key));
     let value = match parse_value(&text) {
         Ok(v) => v,
         Err(m) => {
             let body = setting_form(&ctx, &action, KeyField::Fixed(&key), &text, expected, "Save setting");
-            return (
-                StatusCode::BAD_REQUEST,
-                ctx.page(Section::Settings, &format!("Setting {key}"), &Notice::Error(m), &body),
-            )
-                .into_response();
+            let page = ctx.page(Section::Settings, &format!("Setting {key}"), &Notice::Error(m), body);
+            return (StatusCode::BAD_REQUEST, page).into_response();
         }
     };
     match ops::put(&ctx.state, &change.who, Input::setting(&key, &value), expected).await {
-        Ok(r) => {
-            Redirect::to(&format!("/settings/{}?saved={}", html::url_component(r.key()), r.version())).into_response()
-        }
+        Ok(r) => Redirect::to(&format!("/settings/{}?saved={}", url_component(r.key()), r.version())).into_response(),
         Err(ApiError::Store(StoreError::Conflict { .. } | StoreError::NotFound { .. })) => {
             let (version, theirs) = match ops::get(&ctx.state, Kind::Setting, &key).await {
                 Ok(Record::Setting(s)) => (
                     Some(s.version),
-                    format!(
-                        "<pre class=\"code saved\" tabindex=\"0\">{}</pre>",
-                        esc(&serde_json::to_string_pretty(&s.value).unwrap_or_default())
-                    ),
+                    html! { pre.code.saved tabindex="0" { (serde_json::to_string_pretty(&s.value).unwrap_or_default()) } },
                 ),
-                _ => (None, "<p>The setting was deleted.</p>".to_string()),
+                _ => (None, html! { p { "The setting was deleted." } }),
             };
             let mine =
                 setting_form(&ctx, &action, KeyField::Fixed(&key), &text, version.or(Some(0)), "Save mine over theirs");
-            conflict_page(&ctx, "setting", version, &mine, &theirs)
+            conflict_page(&ctx, "setting", version, mine, theirs)
         }
         Err(e) => failure(&ctx, &e),
     }
@@ -185,7 +180,7 @@ pub async fn save_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> 
 pub async fn delete_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -> Response {
     let expected = change.fields.get("version").trim().parse().ok();
     match ops::delete(&ctx.state, &change.who, Kind::Setting, &key, expected).await {
-        Ok(_) => Redirect::to(&format!("/settings?deleted={}", html::url_component(&key))).into_response(),
+        Ok(_) => Redirect::to(&with_query("/settings", &[("deleted", &key)])).into_response(),
         Err(ApiError::Store(StoreError::Conflict { current, .. })) => message_page(
             &ctx,
             StatusCode::CONFLICT,
@@ -196,28 +191,38 @@ pub async fn delete_setting(ctx: Ctx, Path(key): Path<String>, change: Change) -
     }
 }
 
-pub async fn contexts(ctx: Ctx) -> Response {
-    let contexts = match all(&ctx.state, Kind::Context, None).await {
-        Ok(c) => c,
-        Err(e) => return failure(&ctx, &e),
+pub async fn contexts(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
+    let params = match ListParams::parse(&q) {
+        Ok(p) => p,
+        Err(m) => return message_page(&ctx, StatusCode::BAD_REQUEST, "Not accepted", &m),
     };
-    let mut body =
-        String::from("<p class=\"hint\">Each user's shared desktop context, as clients set it. Read-only here.</p>");
-    if contexts.is_empty() {
-        body.push_str("<p class=\"empty\">No contexts yet.</p>");
-    } else {
-        let rows = contexts.iter().filter_map(|r| match r {
-            Record::Context(c) => Some(vec![
-                html::link(&format!("/contexts/{}", html::url_component(&c.user)), &c.user).into(),
-                c.values.len().to_string().into(),
-                c.version.to_string().into(),
-                html::time(c.updated_at).into(),
-            ]),
-            _ => None,
-        });
-        body.push_str(&html::table("contexts", &["User", "Entries", "Version", "Updated"], rows));
-    }
-    ctx.page(Section::Contexts, "Contexts", &Notice::None, &body)
+    let page = match ctx.state.store.browse(Kind::Context, &params.browse(None)).await {
+        Ok(p) => p,
+        Err(e) => return failure(&ctx, &e.into()),
+    };
+    let body = html! {
+        p.hint { "Each user's shared desktop context, as clients set it. Read-only here." }
+        (search_form("/contexts", &params, "part of a user name", html! {}))
+        @if page.items.is_empty() {
+            p.empty { @if params.q.is_empty() { "No contexts yet." } @else { "No context matches." } }
+        } @else {
+            (pager_above("/contexts", &params, &page, "contexts"))
+            div.scroll { table #contexts {
+                thead { tr {
+                    th scope="col" { "User" } th scope="col" { "Entries" }
+                    th scope="col" { "Version" } th scope="col" { "Updated" }
+                } }
+                tbody { @for r in &page.items { @if let Record::Context(c) = r { tr {
+                    td { a href=(format!("/contexts/{}", url_component(&c.user))) { (c.user) } }
+                    td { (c.values.len()) }
+                    td { (c.version) }
+                    td { (when(c.updated_at)) }
+                } } } }
+            } }
+        }
+        (pager("/contexts", &params, &page, "contexts"))
+    };
+    ctx.page(Section::Contexts, "Contexts", &Notice::None, body)
 }
 
 pub async fn context(ctx: Ctx, Path(user): Path<String>) -> Response {
@@ -226,16 +231,12 @@ pub async fn context(ctx: Ctx, Path(user): Path<String>) -> Response {
         Ok(_) => return message_page(&ctx, StatusCode::NOT_FOUND, "Not found", "no such context"),
         Err(e) => return failure(&ctx, &e),
     };
-    let mut body = format!(
-        "<p class=\"meta\"><a href=\"/contexts\">All contexts</a> · Version <strong id=\"version\">{}</strong>, updated {}.</p>",
-        c.version,
-        html::time(c.updated_at)
-    );
-    if c.values.is_empty() {
-        body.push_str("<p class=\"empty\">No entries.</p>");
-    } else {
-        let rows = c.values.iter().map(|(k, v)| vec![esc(k).into(), esc(v).into()]);
-        body.push_str(&html::table("entries", &["Name", "Value"], rows));
-    }
-    ctx.page(Section::Contexts, &format!("Context of {}", c.user), &Notice::None, &body)
+    let record = Record::Context(c.clone());
+    let conflicts = with_query("/conflicts", &[("kind", "contexts"), ("key", &c.user)]);
+    let body = html! {
+        p.meta { a href="/contexts" { "All contexts" } " · Version " strong #version { (c.version) } ", updated " (when(c.updated_at)) "." }
+        @if c.values.is_empty() { p.empty { "No entries." } } @else { (history::content(&record)) }
+        p { a #record-conflicts href=(conflicts) { "Cross-site conflicts of this context" } }
+    };
+    ctx.page(Section::Contexts, &format!("Context of {}", c.user), &Notice::None, body)
 }

@@ -180,8 +180,7 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 
 /// A 403 page for a refused change.
 pub fn forbidden(message: &str) -> Response {
-    let body = super::html::bare_page("Refused", &format!("<p role=\"alert\">{}</p>", super::html::esc(message)));
-    (StatusCode::FORBIDDEN, body).into_response()
+    (StatusCode::FORBIDDEN, super::html::bare_page("Refused", message)).into_response()
 }
 
 /// A form's fields, in order.

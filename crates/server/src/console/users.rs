@@ -13,8 +13,9 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use dugong_store::{Action, ConsoleUser, StoreError, UserUpdate};
+use maud::{html, Markup};
 
-use super::html::{self, esc, Cell, Notice, Section};
+use super::html::{self, url_component, when, Notice, Section};
 use super::password;
 use super::session::Change;
 use super::view::{message_page, Ctx};
@@ -40,11 +41,13 @@ async fn hash(password: String) -> Result<String, String> {
     }
 }
 
-fn password_fields() -> &'static str {
-    "<p><label for=\"password\">New password</label>\
-     <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required minlength=\"10\"></p>\
-     <p><label for=\"password2\">Again</label>\
-     <input id=\"password2\" name=\"password2\" type=\"password\" autocomplete=\"new-password\" required minlength=\"10\"></p>"
+fn password_fields() -> Markup {
+    html! {
+        p { label for="password" { "New password" }
+            input #password name="password" type="password" autocomplete="new-password" required minlength="10"; }
+        p { label for="password2" { "Again" }
+            input #password2 name="password2" type="password" autocomplete="new-password" required minlength="10"; }
+    }
 }
 
 pub async fn users(ctx: Ctx, notice: Option<Notice>) -> Response {
@@ -52,50 +55,50 @@ pub async fn users(ctx: Ctx, notice: Option<Notice>) -> Response {
         (Ok(u), Ok(s)) => (u, s),
         (Err(e), _) | (_, Err(e)) => return html::store_failure(&e),
     };
-    let rows = users.iter().map(|u| {
-        let state = if u.disabled { Cell::classed("bad", "disabled".into()) } else { "active".to_string().into() };
-        vec![
-            html::link(&format!("/users/{}", html::url_component(&u.name)), &u.name).into(),
-            state,
-            html::time(u.updated_at).into(),
-        ]
-    });
-    let mut body = html::table("users", &["User", "State", "Changed"], rows);
-    body.push_str(&format!(
-        "<h2>New user</h2><form method=\"post\" action=\"/users\" class=\"record\">{csrf}\
-         <p><label for=\"name\">User name</label><input id=\"name\" name=\"name\" required maxlength=\"64\" autocomplete=\"off\"></p>\
-         {pw}<p><button type=\"submit\" id=\"create-user\">Create user</button></p></form>",
-        csrf = ctx.csrf(),
-        pw = password_fields()
-    ));
-    body.push_str("<h2>Sessions on this site</h2>");
-    if sessions.is_empty() {
-        body.push_str("<p class=\"empty\">No live sessions.</p>");
-    } else {
-        let rows = sessions.iter().map(|s| {
-            let revoke = format!(
-                "<form method=\"post\" action=\"/sessions/{hash}/revoke\" class=\"inline\">{csrf}{user}\
-                 <button type=\"submit\" class=\"delete\">Revoke</button></form>",
-                hash = esc(&s.token_hash),
-                csrf = ctx.csrf(),
-                user = html::hidden("user", &s.user),
-            );
-            let mine = if s.token_hash == ctx.authed.token_hash { " (this one)" } else { "" };
-            vec![
-                format!("{}{mine}", esc(&s.user)).into(),
-                esc(&s.peer).into(),
-                html::time(s.created_at).into(),
-                html::time(s.expires_at).into(),
-                revoke.into(),
-            ]
-        });
-        body.push_str(&html::table("sessions", &["User", "From", "Since", "Until", ""], rows));
-    }
-    body.push_str(
-        "<p class=\"hint\">Users are shared by every site (replicated); a session holds on the site where it was \
-         made. A new password, disabling a user or ending its sessions ends them on every site.</p>",
-    );
-    ctx.page(Section::Users, "Users", &notice.unwrap_or(Notice::None), &body)
+    let body = html! {
+        div.scroll { table #users {
+            thead { tr { th scope="col" { "User" } th scope="col" { "State" } th scope="col" { "Changed" } } }
+            tbody { @for u in &users { tr {
+                td { a href=(format!("/users/{}", url_component(&u.name))) { (u.name) } }
+                @if u.disabled { td.bad { "disabled" } } @else { td { "active" } }
+                td { (when(u.updated_at)) }
+            } } }
+        } }
+        h2 { "New user" }
+        form.record method="post" action="/users" {
+            (ctx.csrf())
+            p { label for="name" { "User name" } input #name name="name" required maxlength="64" autocomplete="off"; }
+            (password_fields())
+            p { button #create-user type="submit" { "Create user" } }
+        }
+        h2 { "Sessions on this site" }
+        @if sessions.is_empty() {
+            p.empty { "No live sessions." }
+        } @else {
+            div.scroll { table #sessions {
+                thead { tr {
+                    th scope="col" { "User" } th scope="col" { "From" } th scope="col" { "Since" }
+                    th scope="col" { "Until" } th scope="col" { "" }
+                } }
+                tbody { @for s in &sessions { tr {
+                    td { (s.user) @if s.token_hash == ctx.authed.token_hash { " (this one)" } }
+                    td { (s.peer) }
+                    td { (when(s.created_at)) }
+                    td { (when(s.expires_at)) }
+                    td { form.inline method="post" action=(format!("/sessions/{}/revoke", s.token_hash)) {
+                        (ctx.csrf())
+                        input type="hidden" name="user" value=(s.user);
+                        button.delete type="submit" { "Revoke" }
+                    } }
+                } } }
+            } }
+        }
+        p.hint {
+            "Users are shared by every site (replicated); a session holds on the site where it was made. "
+            "A new password, disabling a user or ending its sessions ends them on every site."
+        }
+    };
+    ctx.page(Section::Users, "Users", &notice.unwrap_or(Notice::None), body)
 }
 
 pub async fn list(ctx: Ctx) -> Response {
@@ -121,7 +124,7 @@ pub async fn create(ctx: Ctx, change: Change) -> Response {
     match ctx.state.store.create_console_user(&name, &hash, &change.who).await {
         Ok(u) => {
             crate::audit::changed(&change.who, Action::Create, dugong_store::audit::USERS, &u.name, u.version);
-            Redirect::to(&format!("/users/{}?done=created", html::url_component(&name))).into_response()
+            Redirect::to(&format!("/users/{}?done=created", url_component(&name))).into_response()
         }
         Err(StoreError::Conflict { .. }) => refuse(ctx, format!("A user {name:?} exists already.")).await,
         Err(e) => html::store_failure(&e),
@@ -145,42 +148,38 @@ pub async fn user(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let action = |path: &str| format!("/users/{}/{path}", html::url_component(&u.name));
+    let action = |path: &str| format!("/users/{}/{path}", url_component(&u.name));
     let button = |path: &str, id: &str, label: &str, danger: bool| {
-        format!(
-            "<form method=\"post\" action=\"{}\" class=\"{}\"{}>{}<button type=\"submit\" id=\"{id}\"{}>{}</button></form>",
-            esc(&action(path)),
-            if danger { "danger" } else { "inline" },
-            if danger { format!(" data-confirm=\"{}?\"", esc(label)) } else { String::new() },
-            ctx.csrf(),
-            if danger { " class=\"delete\"" } else { "" },
-            esc(label)
-        )
+        html! {
+            form method="post" action=(action(path)) class=(if danger { "danger" } else { "inline" })
+                data-confirm=[danger.then(|| format!("{label}?"))] {
+                (ctx.csrf())
+                button type="submit" id=(id) class=[danger.then_some("delete")] { (label) }
+            }
+        }
     };
-    let mut body = format!(
-        "<p class=\"meta\"><a href=\"/users\">All users</a> · {}, changed {}.</p>",
-        if u.disabled { "<strong class=\"bad\">disabled</strong>" } else { "active" },
-        html::time(u.updated_at)
-    );
-    body.push_str(&format!(
-        "<h2>Reset the password</h2><form method=\"post\" action=\"{}\" class=\"record\">{}{}\
-         <p><button type=\"submit\" id=\"reset\">Set password</button></p></form>",
-        esc(&action("password")),
-        ctx.csrf(),
-        password_fields()
-    ));
-    body.push_str("<h2>Access</h2>");
-    body.push_str(&button("sessions/end", "end-sessions", "End every session (all sites)", false));
-    if u.name != ctx.authed.user {
-        body.push_str(&if u.disabled {
-            button("enable", "enable", "Enable", false)
-        } else {
-            button("disable", "disable", "Disable (ends every session)", false)
-        });
-        body.push_str(&button("delete", "delete", &format!("Delete user {}", u.name), true));
-    } else {
-        body.push_str("<p class=\"hint\">This is you: another user disables or deletes this account.</p>");
-    }
+    let body = html! {
+        p.meta {
+            a href="/users" { "All users" } " · "
+            @if u.disabled { strong.bad { "disabled" } } @else { "active" }
+            ", changed " (when(u.updated_at)) "."
+        }
+        h2 { "Reset the password" }
+        form.record method="post" action=(action("password")) {
+            (ctx.csrf())
+            (password_fields())
+            p { button #reset type="submit" { "Set password" } }
+        }
+        h2 { "Access" }
+        (button("sessions/end", "end-sessions", "End every session (all sites)", false))
+        @if u.name != ctx.authed.user {
+            @if u.disabled { (button("enable", "enable", "Enable", false)) }
+            @else { (button("disable", "disable", "Disable (ends every session)", false)) }
+            (button("delete", "delete", &format!("Delete user {}", u.name), true))
+        } @else {
+            p.hint { "This is you: another user disables or deletes this account." }
+        }
+    };
     let notice = match q.get("done").map(String::as_str) {
         Some("created") => Notice::Ok("User created.".into()),
         Some("password") => Notice::Ok("Password set; the user's sessions have ended on every site.".into()),
@@ -189,7 +188,7 @@ pub async fn user(
         Some("ended") => Notice::Ok("Every session of the user has ended, on every site.".into()),
         _ => Notice::None,
     };
-    ctx.page(Section::Users, &format!("User {}", u.name), &notice, &body)
+    ctx.page(Section::Users, &format!("User {}", u.name), &notice, body)
 }
 
 /// Runs `update` on user `name` and goes back to its page saying `done`.
@@ -203,7 +202,7 @@ async fn apply(ctx: &Ctx, change: &Change, name: &str, update: UserUpdate, done:
     match ctx.state.store.update_console_user(name, &update, &change.who).await {
         Ok(u) => {
             crate::audit::changed(&change.who, action, dugong_store::audit::USERS, &u.name, u.version);
-            Redirect::to(&format!("/users/{}?done={done}", html::url_component(name))).into_response()
+            Redirect::to(&format!("/users/{}?done={done}", url_component(name))).into_response()
         }
         Err(StoreError::NotFound { .. }) => message_page(ctx, StatusCode::NOT_FOUND, "Not found", "no such user"),
         Err(e) => html::store_failure(&e),
@@ -262,16 +261,17 @@ pub async fn revoke(ctx: Ctx, Path(hash): Path<String>, change: Change) -> Respo
 }
 
 pub async fn account(ctx: Ctx) -> Response {
-    let body = format!(
-        "<form method=\"post\" action=\"/account/password\" class=\"record\">{}\
-         <p><label for=\"current\">Current password</label>\
-         <input id=\"current\" name=\"current\" type=\"password\" autocomplete=\"current-password\" required></p>\
-         {}<p><button type=\"submit\" id=\"change\">Change password</button></p></form>\
-         <p class=\"hint\">Changing it ends your sessions on every site, this one included.</p>",
-        ctx.csrf(),
-        password_fields()
-    );
-    ctx.page(Section::None, "Your password", &Notice::None, &body)
+    let body = html! {
+        form.record method="post" action="/account/password" {
+            (ctx.csrf())
+            p { label for="current" { "Current password" }
+                input #current name="current" type="password" autocomplete="current-password" required; }
+            (password_fields())
+            p { button #change type="submit" { "Change password" } }
+        }
+        p.hint { "Changing it ends your sessions on every site, this one included." }
+    };
+    ctx.page(Section::None, "Your password", &Notice::None, body)
 }
 
 pub async fn change_password(ctx: Ctx, change: Change) -> Response {

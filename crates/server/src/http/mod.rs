@@ -4,17 +4,21 @@
 //!
 //! - `extract` — JSON bodies, query strings and paths that fail with a 4xx
 //!   naming the problem; errors as JSON.
+//! - `schema` — the JSON read and written, as types; `openapi` — the OpenAPI
+//!   document generated from them and the routes.
 //! - `records` — apps, flows, settings, contexts; `events`; `watch` (server-sent
 //!   events); `system` — info, health, OpenAPI, console; `audit` — the audit
 //!   log, for admin tokens.
 //!
-//! Routes are registered through [`Routes`], which also lists them, so a test
-//! can hold the OpenAPI document against exactly what is served.
+//! Routes are registered through [`Routes`] with their OpenAPI operation, so
+//! the served document and the router cannot disagree.
 
 mod audit;
 mod events;
 mod extract;
+mod openapi;
 mod records;
+mod schema;
 mod system;
 mod watch;
 
@@ -33,73 +37,139 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
 
-pub use system::OPENAPI_JSON;
+use openapi::{Caller, Spec};
+use schema::{AuditPage, EventPage, Healthz, InfoJson, PostEvents, Posted, Readyz};
 
-/// The router being built, and the `(method, path)` of every route in it.
+pub use openapi::document_json as openapi_json;
+
+/// The router being built, and every route in it with its OpenAPI operation.
 struct Routes {
     router: Router<AppState>,
-    table: Vec<(&'static str, &'static str)>,
+    specs: Vec<(&'static str, &'static str, Spec)>,
 }
 
 impl Routes {
-    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<AppState>) -> Routes {
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<AppState>, spec: Spec) -> Routes {
         self.router = self.router.route(path, route);
-        self.table.push((method, path));
+        self.specs.push((method, path, spec));
         self
     }
 
-    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
-        self.add("GET", path, routing::get(handler))
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H, spec: Spec) -> Routes {
+        self.add("GET", path, routing::get(handler), spec)
     }
 
-    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
-        self.add("PUT", path, routing::put(handler))
+    fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H, spec: Spec) -> Routes {
+        self.add("PUT", path, routing::put(handler), spec)
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
-        self.add("POST", path, routing::post(handler))
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H, spec: Spec) -> Routes {
+        self.add("POST", path, routing::post(handler), spec)
     }
 
-    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Routes {
-        self.add("DELETE", path, routing::delete(handler))
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H, spec: Spec) -> Routes {
+        self.add("DELETE", path, routing::delete(handler), spec)
+    }
+
+    /// The four operations of a kind of record at `/api/v1/<kind>`.
+    fn resource<R: records::Resource>(self, list: &'static str, one: &'static str) -> Routes {
+        use records::{get_one, list as list_all, put, remove};
+        self.get(list, list_all::<R>, records::list_spec::<R>())
+            .get(one, get_one::<R>, records::get_spec::<R>())
+            .put(one, put::<R>, records::put_spec::<R>())
+            .delete(one, remove::<R>, records::delete_spec::<R>())
     }
 }
 
 /// Every route. The one place they are declared.
 fn routes() -> Routes {
-    use records::{get_one, list, put, remove, Apps, Contexts, Flows, Settings};
-    Routes { router: Router::new(), table: Vec::new() }
-        .get("/", crate::console::root)
-        .get("/healthz", system::healthz)
-        .get("/readyz", system::readyz)
-        .get("/api/v1/openapi.json", system::openapi)
-        .get("/api/v1/info", system::info)
-        .get("/api/v1/apps", list::<Apps>)
-        .get("/api/v1/apps/{id}", get_one::<Apps>)
-        .put("/api/v1/apps/{id}", put::<Apps>)
-        .delete("/api/v1/apps/{id}", remove::<Apps>)
-        .get("/api/v1/flows", list::<Flows>)
-        .get("/api/v1/flows/{id}", get_one::<Flows>)
-        .put("/api/v1/flows/{id}", put::<Flows>)
-        .delete("/api/v1/flows/{id}", remove::<Flows>)
-        .get("/api/v1/settings", list::<Settings>)
-        .get("/api/v1/settings/{key}", get_one::<Settings>)
-        .put("/api/v1/settings/{key}", put::<Settings>)
-        .delete("/api/v1/settings/{key}", remove::<Settings>)
-        .get("/api/v1/contexts", list::<Contexts>)
-        .get("/api/v1/contexts/{user}", get_one::<Contexts>)
-        .put("/api/v1/contexts/{user}", put::<Contexts>)
-        .delete("/api/v1/contexts/{user}", remove::<Contexts>)
-        .get("/api/v1/events", events::list)
-        .post("/api/v1/events", events::post)
-        .get("/api/v1/watch", watch::watch)
-        .get("/api/v1/audit", audit::list)
+    use records::{Apps, Contexts, Flows, Settings};
+    Routes { router: Router::new(), specs: Vec::new() }
+        .get(
+            "/",
+            crate::console::root,
+            Spec::new("console", "console", "The admin console (HTML)", Caller::Anyone)
+                .redirect("To the console's apps page"),
+        )
+        .get(
+            "/healthz",
+            system::healthz,
+            Spec::new("healthz", "health", "The process answers", Caller::Anyone).answer::<Healthz>(200, "Alive"),
+        )
+        .get(
+            "/readyz",
+            system::readyz,
+            Spec::new("readyz", "health", "The database answers and no shutdown has begun", Caller::Anyone)
+                .answer::<Readyz>(200, "Ready")
+                .answer::<Readyz>(503, "Not ready, and why"),
+        )
+        .get(
+            "/api/v1/openapi.json",
+            system::openapi,
+            Spec::new("openapi", "system", "This document", Caller::Anyone).answer_as(
+                200,
+                "application/json",
+                "OpenAPI 3.1",
+            ),
+        )
+        .get(
+            "/api/v1/info",
+            system::info,
+            Spec::new("info", "system", "Who the server is; its database and replication", Caller::Reader)
+                .answer::<InfoJson>(200, "Server info"),
+        )
+        .resource::<Apps>("/api/v1/apps", "/api/v1/apps/{id}")
+        .resource::<Flows>("/api/v1/flows", "/api/v1/flows/{id}")
+        .resource::<Settings>("/api/v1/settings", "/api/v1/settings/{key}")
+        .resource::<Contexts>("/api/v1/contexts", "/api/v1/contexts/{user}")
+        .get(
+            "/api/v1/events",
+            events::list,
+            Spec::new("list_events", "events", "Events in id order, a page at a time", Caller::Reader)
+                .query::<events::ListParams>()
+                .answer::<EventPage>(200, "A page")
+                .database(),
+        )
+        .post(
+            "/api/v1/events",
+            events::post,
+            Spec::new("post_events", "events", "Stores events; ids seen before count as duplicates", Caller::Writer)
+                .body::<PostEvents>()
+                .answer::<Posted>(200, "How many were new")
+                .database(),
+        )
+        .get(
+            "/api/v1/watch",
+            watch::watch,
+            Spec::new(
+                "watch",
+                "watch",
+                "Changes as server-sent events (started, change, reset, going_away, failed)",
+                Caller::Reader,
+            )
+            .query::<watch::WatchParams>()
+            .answer_as(200, "text/event-stream", "An endless stream of events")
+            .database(),
+        )
+        .get(
+            "/api/v1/audit",
+            audit::list,
+            Spec::new("audit", "audit", "The audit log, newest first", Caller::Admin)
+                .query::<audit::AuditParams>()
+                .answer::<AuditPage>(200, "A page")
+                .database(),
+        )
 }
 
 /// `(method, path)` of every route served, paths in axum's (and OpenAPI's)
 /// `{param}` syntax.
 pub fn route_table() -> Vec<(&'static str, &'static str)> {
-    routes().table
+    routes().specs.into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
+/// The OpenAPI document of every route.
+fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document(routes().specs)
 }
 
 /// The HTTP application with its layers: timeouts, body limit, auth, metrics.

@@ -6,50 +6,49 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 
+use super::schema::{Healthz, InfoJson, Readyz, SyncJson};
 use crate::ops;
 use crate::state::AppState;
 
-/// The OpenAPI 3 document of this HTTP API (checked against the routes by a test).
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
-
-pub async fn info(State(state): State<AppState>) -> Json<Value> {
+pub async fn info(State(state): State<AppState>) -> Json<InfoJson> {
     let info = ops::info(&state).await;
-    let replication: Vec<Value> = info
+    let replication = info
         .replication
         .iter()
-        .map(|s| {
-            json!({
-                "sync": s.sync, "state": s.state,
-                "lag_seconds": s.lag.map(ops::secs),
-                "last_good_age_seconds": s.last_good_age.map(ops::secs),
-            })
+        .map(|s| SyncJson {
+            sync: s.sync.clone(),
+            state: s.state.clone(),
+            lag_seconds: s.lag.map(ops::secs),
+            last_good_age_seconds: s.last_good_age.map(ops::secs),
+            replicator_running: s.running(),
+            pending_rows: s.pending(),
         })
         .collect();
-    Json(json!({
-        "site": info.site,
-        "version": info.version,
-        "engine": info.engine,
-        "database_reachable": info.database_reachable,
-        "schema_version": info.schema_version,
-        "replication": replication,
-    }))
+    Json(InfoJson {
+        site: info.site,
+        version: info.version.to_string(),
+        engine: info.engine.to_string(),
+        database_reachable: info.database_reachable,
+        schema_version: info.schema_version,
+        replication,
+    })
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Healthz> {
+    Json(Healthz { status: "ok".into() })
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.ready().await {
-        Ok(()) => Json(json!({"ready": true})).into_response(),
+        Ok(()) => Json(Readyz { ready: true, reason: None }).into_response(),
         Err(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": reason}))).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Readyz { ready: false, reason: Some(reason) })).into_response()
         }
     }
 }
 
+/// The OpenAPI document, generated once from the routes and their types.
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::document_json()).into_response()
 }

@@ -11,16 +11,19 @@ use futures_util::stream::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::IntoParams;
 
 use super::extract::Params;
-use super::records::record_json;
+use super::schema::record_json;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::watch::{self, WatchMessage};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchParams {
+    /// Where to resume (a `change` event's id); empty: from now.
     #[serde(default)]
     position: String,
     /// Comma-separated kinds; all when absent.

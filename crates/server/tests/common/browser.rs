@@ -107,6 +107,14 @@ impl Browser {
         self.call("POST", "/window/rect", json!({"width": width, "height": height})).await;
     }
 
+    /// Renders pages as a browser set to dark mode (`prefers-color-scheme:
+    /// dark`) would, or light; through Chromium's DevTools protocol.
+    pub async fn prefer_dark(&self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        let params = json!({"features": [{"name": "prefers-color-scheme", "value": value}]});
+        self.call("POST", "/goog/cdp/execute", json!({"cmd": "Emulation.setEmulatedMedia", "params": params})).await;
+    }
+
     /// Runs a script in the page; returns what it returns.
     pub async fn script(&self, script: &str, args: Vec<Value>) -> Value {
         self.call("POST", "/execute/sync", json!({"script": script, "args": args})).await

@@ -137,20 +137,80 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// Two sites, each a database of the shared cluster with its own server, and
-/// the real replicator (`dugong replicate`'s daemon) between them, already past
-/// its first good run on both databases.
+/// `text` percent-encoded for a URL's path or query (unreserved bytes kept).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Sends `method path` with the test token (and `body` as JSON): the status
+/// and the answer as JSON, or as a JSON string when it is not JSON.
+pub async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut request = http().request(method, server.url(path)).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Two sites, each a database with its own server, and the real replicator
+/// (`dugong replicate`'s daemon) between them, already past its first good
+/// run on both databases.
 pub struct TwoSites {
     pub sites: [TestServer; 2],
     pub dbs: [DbUrl; 2],
-    stop: CancellationToken,
-    replicator: tokio::task::JoinHandle<Vec<dugong_replica::daemon::SyncReport>>,
+    config: std::sync::Arc<dugong_config::Config>,
+    options: dugong_replica::daemon::DaemonOptions,
+    /// The running replicator and what stops it (a test stops and starts it
+    /// while it holds the sites).
+    replicator: std::sync::Mutex<Option<Replicator>>,
+}
+
+type Replicator = (CancellationToken, tokio::task::JoinHandle<Vec<dugong_replica::daemon::SyncReport>>);
+
+/// A test database's name.
+pub fn dbname(url: &DbUrl) -> String {
+    let DbUrl::Postgres { config, .. } = url else { panic!("PostgreSQL sites") };
+    config.get_dbname().expect("dbname").to_string()
 }
 
 impl TwoSites {
-    /// Sites named `0` and `1`, with `tweak` applied to both configurations.
+    /// Sites named `0` and `1` on the shared cluster, with `tweak` applied to
+    /// both configurations.
     pub async fn start(prefix: &str, tweak: impl Fn(&mut ServerConfig)) -> TwoSites {
-        let dbs = [postgres_url(&format!("{prefix}_s0")).await, postgres_url(&format!("{prefix}_s1")).await];
+        let shared = Cluster::shared();
+        TwoSites::start_on(prefix, [shared, shared], Default::default(), tweak).await
+    }
+
+    /// Sites on the given clusters (one that a test stops, say), the
+    /// replicator run with `options`.
+    pub async fn start_on(
+        prefix: &str,
+        clusters: [&Cluster; 2],
+        options: dugong_replica::daemon::DaemonOptions,
+        tweak: impl Fn(&mut ServerConfig),
+    ) -> TwoSites {
+        let mut dbs = Vec::new();
+        for (i, cluster) in clusters.iter().enumerate() {
+            let db = cluster.create_database(&format!("{prefix}_s{i}")).await.expect("create database");
+            dbs.push(cluster.url(&db).parse::<DbUrl>().expect("url"));
+        }
+        let dbs: [DbUrl; 2] = dbs.try_into().expect("two databases");
         let mut servers = Vec::new();
         for (i, db) in dbs.iter().enumerate() {
             let mut cfg = config(db.clone());
@@ -158,29 +218,23 @@ impl TwoSites {
             tweak(&mut cfg);
             servers.push(TestServer::start(cfg).await);
         }
-        let dbname = |url: &DbUrl| {
-            let DbUrl::Postgres { config, .. } = url else { panic!("PostgreSQL sites") };
-            config.get_dbname().expect("dbname").to_string()
-        };
-        let port = Cluster::shared().port();
         let json = format!(
             r#"{{"databases": [
-                {{"id": 0, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}},
-                {{"id": 1, "dbname": "{}", "host": "127.0.0.1 port={port}", "user": "postgres", "pass": ""}}],
+                {{"id": 0, "dbname": "{}", "host": "127.0.0.1 port={}", "user": "postgres", "pass": ""}},
+                {{"id": 1, "dbname": "{}", "host": "127.0.0.1 port={}", "user": "postgres", "pass": ""}}],
                "syncs": [{{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}}]}}"#,
             dbname(&dbs[0]),
-            dbname(&dbs[1])
+            clusters[0].port(),
+            dbname(&dbs[1]),
+            clusters[1].port(),
         );
-        let replica_config =
+        let config =
             std::sync::Arc::new(dugong_config::Config::from_str(&json, std::path::Path::new("test.json")).unwrap());
-        let stop = CancellationToken::new();
-        let replicator = tokio::spawn(dugong_replica::daemon::run(
-            replica_config,
-            dugong_replica::daemon::DaemonOptions::default(),
-            stop.clone(),
-        ));
-        for db in &dbs {
-            let client = Cluster::shared().connect(&dbname(db)).await.unwrap();
+        let [s0, s1]: [TestServer; 2] = servers.try_into().ok().expect("two servers");
+        let sites = TwoSites { sites: [s0, s1], dbs, config, options, replicator: std::sync::Mutex::new(None) };
+        sites.start_replicator();
+        for (db, cluster) in sites.dbs.iter().zip(clusters) {
+            let client = cluster.connect(&dbname(db)).await.unwrap();
             wait_for("the replicator's first good run", DEADLINE, || async {
                 let row =
                     client.query_opt("SELECT state FROM dugong.sync_state WHERE state = 'Good'", &[]).await.ok()?;
@@ -188,15 +242,32 @@ impl TwoSites {
             })
             .await;
         }
-        let [s0, s1]: [TestServer; 2] = servers.try_into().ok().expect("two servers");
-        TwoSites { sites: [s0, s1], dbs, stop, replicator }
+        sites
+    }
+
+    /// Starts the replicator (again).
+    pub fn start_replicator(&self) {
+        let mut running = self.replicator.lock().unwrap();
+        assert!(running.is_none(), "the replicator runs already");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(dugong_replica::daemon::run(self.config.clone(), self.options.clone(), stop.clone()));
+        *running = Some((stop, task));
+    }
+
+    /// Stops the replicator (cleanly, as an operator's Ctrl-C would); its reports.
+    pub async fn stop_replicator(&self) -> Vec<dugong_replica::daemon::SyncReport> {
+        let (stop, task) = self.replicator.lock().unwrap().take().expect("the replicator runs");
+        stop.cancel();
+        task.await.expect("replicator task")
     }
 
     /// Stops the replicator (checking its runs went well) and both servers.
     pub async fn stop(self) {
-        self.stop.cancel();
-        let reports = self.replicator.await.expect("replicator task");
-        assert!(reports.iter().all(|r| r.good), "{reports:?}");
+        let running = self.replicator.lock().unwrap().is_some();
+        if running {
+            let reports = self.stop_replicator().await;
+            assert!(reports.iter().all(|r| r.good), "{reports:?}");
+        }
         let [s0, s1] = self.sites;
         s0.stop().await.unwrap();
         s1.stop().await.unwrap();

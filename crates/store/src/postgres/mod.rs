@@ -12,9 +12,12 @@
 //! - `audit`, `console` — the audit log; console users and sessions.
 
 mod audit;
+mod browse;
+mod conflicts;
 mod console;
 mod events;
 mod feed;
+mod history;
 mod migrate;
 mod privileges;
 mod records;
@@ -35,6 +38,11 @@ const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c statement_timeout=30s -c idle_
 /// `updated_at`-style columns as microseconds since the epoch.
 fn micros(column: &str) -> String {
     format!("(extract(epoch from {column}) * 1000000)::int8")
+}
+
+/// `dugong_app.<table>`: the records' tables, as every module names them.
+fn qualified(table: &crate::model::Table) -> String {
+    format!("dugong_app.{}", table.name)
 }
 
 /// The store on one PostgreSQL database.

@@ -14,6 +14,7 @@ const NEEDED: &[(&str, &str)] = &[
     ("dugong_app.events", "SELECT, INSERT"),
     ("dugong_app.console_users", "SELECT, INSERT, UPDATE, DELETE"),
     ("dugong_app.audit_log", "SELECT, INSERT"),
+    ("dugong_app.history", "SELECT, INSERT"),
     ("dugong_local.schema_migrations", "SELECT"),
     // `SELECT … FOR UPDATE` locks the feed's row, which needs UPDATE.
     ("dugong_local.feed", "SELECT, UPDATE"),

@@ -7,9 +7,12 @@
 //! - `records`, `events`, `feed`, `migrate`, `replication`: as for PostgreSQL.
 
 mod audit;
+mod browse;
+mod conflicts;
 mod console;
 mod events;
 mod feed;
+mod history;
 mod migrate;
 mod records;
 mod replication;

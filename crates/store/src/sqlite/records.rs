@@ -5,12 +5,12 @@
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{audit, SqliteStore};
+use super::{audit, history, SqliteStore};
 use crate::audit::{Action, Actor, NewAudit};
 use crate::error::{from_sqlite, StoreError};
 use crate::model::{Expect, Input, Kind, ListQuery, Micros, Page, Record, Table};
 
-fn select_list(table: &Table) -> String {
+pub(super) fn select_list(table: &Table) -> String {
     let mut cols = vec![table.key.name];
     cols.extend(table.fields.iter().map(|c| c.name));
     cols.push("version");
@@ -30,7 +30,7 @@ fn to_record(kind: Kind, row: &Row<'_>) -> Result<Record, StoreError> {
 }
 
 /// Runs a query returning records.
-fn query(conn: &Connection, kind: Kind, sql: &str, params: Vec<Value>) -> Result<Vec<Record>, StoreError> {
+pub(super) fn query(conn: &Connection, kind: Kind, sql: &str, params: Vec<Value>) -> Result<Vec<Record>, StoreError> {
     let ctx = format!("reading {}", kind.as_str());
     let mut stmt = conn.prepare_cached(sql).map_err(|e| from_sqlite(&ctx, &e))?;
     let mut rows = stmt.query(params_from_iter(params)).map_err(|e| from_sqlite(&ctx, &e))?;
@@ -56,6 +56,35 @@ fn conflict(conn: &Connection, kind: Kind, key: &str, expected: i64) -> StoreErr
         Ok(0) if expected > 0 => StoreError::NotFound { kind: kind.as_str(), key: key.to_string() },
         Ok(current) => StoreError::Conflict { kind: kind.as_str(), key: key.to_string(), expected, current },
         Err(e) => e,
+    }
+}
+
+/// Fails with [`StoreError::Duplicate`] when another app (or another flow of
+/// app `scope`) is named `title`, ignoring case; a record keeping the name
+/// it has passes. Inside the write's immediate transaction, so no other
+/// writer can take the name meanwhile.
+fn name_free(c: &Connection, kind: Kind, key: &str, title: &str, scope: Option<&str>) -> Result<(), StoreError> {
+    let t = kind.table();
+    let in_scope = if scope.is_some() { "app_id = ?3" } else { "?3 IS NULL" };
+    let sql = format!(
+        "SELECT {k} FROM {n} WHERE lower(name) = lower(?1) AND {k} <> ?2 AND {in_scope}
+           AND NOT EXISTS (SELECT 1 FROM {n} WHERE {k} = ?2 AND lower(name) = lower(?1) AND {in_scope})
+         LIMIT 1",
+        k = t.key.name,
+        n = t.name
+    );
+    let holder: Option<String> = c
+        .query_row(&sql, (title, key, scope), |r| r.get(0))
+        .optional()
+        .map_err(|e| from_sqlite("checking the name is free", &e))?;
+    match holder {
+        None => Ok(()),
+        Some(holder) => Err(StoreError::Duplicate {
+            kind: kind.singular(),
+            name: title.to_string(),
+            holder,
+            scope: if scope.is_some() { " in this app" } else { "" },
+        }),
     }
 }
 
@@ -108,8 +137,16 @@ impl SqliteStore {
         Ok(Page { items, next })
     }
 
-    /// Writes a record; with `who`, its audit entry in the same transaction.
-    pub(crate) async fn put(&self, input: &Input, expect: Expect, who: Option<&Actor>) -> Result<Record, StoreError> {
+    /// Writes a record, in one immediate transaction with (given `who`) its
+    /// audit entry and history rows; an app or flow only when its name is
+    /// free.
+    pub(crate) async fn put(
+        &self,
+        input: &Input,
+        expect: Expect,
+        who: Option<&Actor>,
+        detail: &str,
+    ) -> Result<Record, StoreError> {
         let kind = input.kind;
         let t = kind.table();
         let names: Vec<&str> = t.fields.iter().map(|c| c.name).collect();
@@ -151,10 +188,13 @@ impl SqliteStore {
         if let Expect::Version(v) = expect {
             params.push(Value::Integer(v));
         }
-        let key_text = input.key.clone();
-        let who = who.cloned();
+        let input = input.clone();
+        let change = who.map(|who| (who.clone(), detail.to_string()));
         self.run(move |c, site| {
-            audited(c, site, who, |c| {
+            written(c, site, change, kind, input.key.clone(), |c| {
+                if let Some((title, scope)) = input.unique_title() {
+                    name_free(c, kind, &input.key, title, scope)?;
+                }
                 let found = {
                     let mut stmt = c.prepare_cached(&sql).map_err(|e| write_error(kind, &e))?;
                     let mut rows = stmt.query(params_from_iter(params)).map_err(|e| write_error(kind, &e))?;
@@ -163,22 +203,24 @@ impl SqliteStore {
                         None => None,
                     }
                 };
-                let record = found.ok_or_else(|| conflict(c, kind, &key_text, expected))?;
-                let version = record.version();
-                let action = if version == 1 { Action::Create } else { Action::Update };
-                Ok((record, entry(kind, &key_text, action, version)))
+                let record = found.ok_or_else(|| conflict(c, kind, &input.key, expected))?;
+                let action = if record.version() == 1 { Action::Create } else { Action::Update };
+                Ok((record.clone(), Written { action, version: record.version(), after: Some(record) }))
             })
         })
         .await
     }
 
-    /// Deletes a record; with `who`, its audit entry in the same transaction.
+    /// Deletes a record, in one immediate transaction with (given `who`) its
+    /// audit entry and history rows (an app's flows go with it, and into the
+    /// history too).
     pub(crate) async fn delete(
         &self,
         kind: Kind,
         key: &str,
         expect: Expect,
         who: Option<&Actor>,
+        detail: &str,
     ) -> Result<i64, StoreError> {
         let t = kind.table();
         let sql = format!(
@@ -190,9 +232,18 @@ impl SqliteStore {
             _ => Value::Null,
         };
         let key = key.to_string();
-        let who = who.cloned();
+        let change = who.map(|who| (who.clone(), detail.to_string()));
+        let by = change.as_ref().map(|(who, _)| who.clone());
         self.run(move |c, site| {
-            audited(c, site, who, |c| {
+            written(c, site, change, kind, key.clone(), |c| {
+                // The flows the cascade takes along go into the history too.
+                let flows = match (&by, kind) {
+                    (Some(_), Kind::App) => {
+                        let sql = format!("SELECT {} FROM flows WHERE app_id = ?1", select_list(Kind::Flow.table()));
+                        query(c, Kind::Flow, &sql, vec![Value::Text(key.clone())])?
+                    }
+                    _ => Vec::new(),
+                };
                 let deleted: Option<i64> = c
                     .query_row(&sql, params_from_iter([Value::Text(key.clone()), expected.clone()]), |r| r.get(0))
                     .optional()
@@ -202,48 +253,68 @@ impl SqliteStore {
                     (None, Value::Integer(v)) => return Err(conflict(c, kind, &key, v)),
                     (None, _) => return Err(StoreError::NotFound { kind: kind.as_str(), key: key.clone() }),
                 };
-                Ok((version, entry(kind, &key, Action::Delete, version)))
+                if let Some(who) = &by {
+                    for flow in &flows {
+                        history::baseline(c, flow)?;
+                        let gone = history::Version { action: "delete", version: flow.version(), record: None };
+                        history::version(c, site, who, Kind::Flow, flow.key(), &gone, "deleted with its app")?;
+                    }
+                }
+                Ok((version, Written { action: Action::Delete, version, after: None }))
             })
         })
         .await
     }
 }
 
-/// The audit entry of a change by an actor still to be named.
-struct Entry {
+/// What a write did, for its audit entry and history row.
+struct Written {
     action: Action,
-    resource: &'static str,
-    key: String,
     version: i64,
+    /// The record as written; `None` after a delete.
+    after: Option<Record>,
 }
 
-fn entry(kind: Kind, key: &str, action: Action, version: i64) -> Entry {
-    Entry { action, resource: kind.as_str(), key: key.to_string(), version }
-}
-
-/// Runs `write`; with `who`, inside an immediate transaction that also
-/// records the write's audit entry, so both commit or neither does.
-fn audited<T>(
+/// Runs `write` in an immediate transaction; with a change (`who`, a note),
+/// records its audit entry and (for kinds that keep one) its history, so all
+/// commit or none does.
+fn written<T>(
     c: &mut Connection,
     site: &str,
-    who: Option<Actor>,
-    write: impl FnOnce(&Connection) -> Result<(T, Entry), StoreError>,
+    change: Option<(Actor, String)>,
+    kind: Kind,
+    key: String,
+    write: impl FnOnce(&Connection) -> Result<(T, Written), StoreError>,
 ) -> Result<T, StoreError> {
-    let Some(who) = who else {
-        return write(c).map(|(out, _)| out);
-    };
     let ctx = "writing with its audit entry";
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| from_sqlite(ctx, &e))?;
-    let (out, e) = write(&tx)?;
-    let audit = NewAudit {
-        actor: who,
-        action: e.action,
-        resource: e.resource.to_string(),
-        key: e.key,
-        version: Some(e.version),
-        detail: String::new(),
+    let before = match (&change, kind.keeps_history()) {
+        (Some(_), true) => {
+            let t = kind.table();
+            let sql = format!("SELECT {} FROM {} WHERE {} = ?1", select_list(t), t.name, t.key.name);
+            query(&tx, kind, &sql, vec![Value::Text(key.clone())])?.pop()
+        }
+        _ => None,
     };
-    audit::insert(&tx, site, &audit)?;
+    let (out, w) = write(&tx)?;
+    if let Some((who, detail)) = change {
+        let audit = NewAudit {
+            actor: who.clone(),
+            action: w.action,
+            resource: kind.as_str().to_string(),
+            key: key.clone(),
+            version: Some(w.version),
+            detail: detail.clone(),
+        };
+        audit::insert(&tx, site, &audit)?;
+        if kind.keeps_history() {
+            if let Some(before) = &before {
+                history::baseline(&tx, before)?;
+            }
+            let version = history::Version { action: w.action.as_str(), version: w.version, record: w.after.as_ref() };
+            history::version(&tx, site, &who, kind, &key, &version, &detail)?;
+        }
+    }
     tx.commit().map_err(|e| from_sqlite(ctx, &e))?;
     Ok(out)
 }
