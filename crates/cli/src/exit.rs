@@ -1,6 +1,7 @@
-//! The exit codes of `dugong replicate --once`, `status`, `compare` and
-//! `conflicts`, defined once, so scripts and monitoring can act on them. Each
-//! command's `--help` lists the ones it uses, and README.md the table.
+//! The exit codes of `dugong replicate --once`, `status`, `compare`,
+//! `conflicts`, `setup`, `repair`, `verify` and `ddl`, defined once, so
+//! scripts and monitoring can act on them. Each command's `--help` lists the
+//! ones it uses, and README.md the table.
 
 use dugong_config::ConfigError;
 use dugong_replica::conflicts::ConflictsError;
@@ -27,6 +28,8 @@ pub enum Exit {
     /// A restore was refused: the row changed since the conflict (or there is
     /// no losing version to write back).
     Refused,
+    /// A check of `verify` failed.
+    CheckFailed,
     /// Interrupted (SIGINT or SIGTERM) before the command finished.
     Interrupted,
 }
@@ -41,6 +44,7 @@ impl Exit {
             Exit::SyncBad => 4,
             Exit::Differ => 5,
             Exit::Refused => 6,
+            Exit::CheckFailed => 7,
             Exit::Interrupted => 130,
         }
     }
@@ -53,7 +57,8 @@ impl Exit {
             Exit::Unreachable => "a database could not be reached",
             Exit::SyncBad => "a sync is not Good (Bad, or never replicated)",
             Exit::Differ => "the databases of a sync differ",
-            Exit::Refused => "refused: the row changed since the conflict (restore without --force); a site refused the schema statement (ddl)",
+            Exit::Refused => "refused (the message says why and what to do)",
+            Exit::CheckFailed => "a check failed (its line says which, with a hint)",
             Exit::Interrupted => "interrupted (SIGINT or SIGTERM) before finishing",
         }
     }
@@ -118,9 +123,15 @@ impl From<Exit> for ExitCode {
 
 /// The `--help` paragraph listing `codes`.
 pub fn help(codes: &[Exit]) -> String {
+    help_with(codes, &[])
+}
+
+/// [`help`], with what some codes mean for this command in its own words.
+fn help_with(codes: &[Exit], own: &[(Exit, &str)]) -> String {
     let mut out = String::from("Exit codes:\n");
     for c in codes {
-        out.push_str(&format!("  {:<4} {}\n", c.code(), c.meaning()));
+        let meaning = own.iter().find(|(e, _)| e == c).map_or_else(|| c.meaning(), |(_, m)| m);
+        out.push_str(&format!("  {:<4} {meaning}\n", c.code()));
     }
     out
 }
@@ -142,12 +153,58 @@ pub fn compare_help() -> String {
 
 /// The codes of `conflicts`.
 pub fn conflicts_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
+        &[(Exit::Refused, "refused: the row changed since the conflict (restore --force writes it anyway), or there is no losing version to write back")],
+    )
+}
+
+/// The codes of `setup`.
+pub fn setup_help() -> String {
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Refused, Exit::Interrupted],
+        &[
+            (Exit::Ok, "done: set up, or set up already (nothing changed)"),
+            (Exit::Config, "configuration or usage error (the file, a flag, --sync; without a terminal, --yes is needed)"),
+            (Exit::Unreachable, "a database could not be reached (the message names the site and what to check)"),
+            (Exit::Refused, "refused: a site is not ready, each problem printed with its exact fix (or the question was answered no)"),
+        ],
+    )
+}
+
+/// The codes of `verify`.
+pub fn verify_help() -> String {
+    help_with(
+        &[Exit::Ok, Exit::Config, Exit::CheckFailed, Exit::Interrupted],
+        &[
+            (Exit::Ok, "done: every check passed (the failover check is skipped without --kill-cmd)"),
+            (Exit::Config, "configuration or usage error (--server twice, DUGONG_TOKEN, --config)"),
+            (Exit::CheckFailed, "a check failed: its FAIL line says which, why, and a hint"),
+        ],
+    )
+}
+
+/// The codes of `repair` (5: a dry run found keys to repair).
+pub fn repair_help() -> String {
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::Differ, Exit::Interrupted],
+        &[
+            (Exit::Ok, "done: repaired, or nothing to repair (a dry run: nothing would change)"),
+            (Exit::Failed, "a table could not be repaired (its line says why, e.g. its schema differs between sites), or another error"),
+            (Exit::Differ, "a dry run found keys to repair"),
+        ],
+    )
 }
 
 /// The codes of `ddl`.
 pub fn ddl_help() -> String {
-    help(&[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused])
+    help_with(
+        &[Exit::Ok, Exit::Failed, Exit::Config, Exit::Unreachable, Exit::SyncBad, Exit::Refused],
+        &[
+            (Exit::SyncBad, "applied on every site, but what was written around it had not shipped within --wait"),
+            (Exit::Refused, "refused: a site rejected the schema statement, so no site changed (the message names the site and why)"),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -164,6 +221,7 @@ mod tests {
             Exit::SyncBad,
             Exit::Differ,
             Exit::Refused,
+            Exit::CheckFailed,
             Exit::Interrupted,
         ];
         let mut codes: Vec<u8> = all.iter().map(|e| e.code()).collect();

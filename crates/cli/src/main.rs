@@ -14,11 +14,14 @@ mod man;
 mod metrics_http;
 mod operator;
 mod probe;
+mod repair;
 mod replicate;
 mod serve;
+mod setup;
 mod status;
 mod stdout;
 mod users;
+mod verify;
 mod version;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -56,6 +59,18 @@ enum Command {
     /// row; `restore ID` writes a losing version back.
     #[command(after_help = exit::conflicts_help())]
     Conflicts(conflicts::Args),
+    /// Set up a sync online: from one live site and empty databases to
+    /// master-master, while the application keeps writing.
+    #[command(after_help = exit::setup_help())]
+    Setup(setup::Args),
+    /// Make diverged databases of a sync identical (later commit wins; or
+    /// --source), recording every change in the conflict log.
+    #[command(after_help = exit::repair_help())]
+    Repair(repair::Args),
+    /// Prove the HA setup: the deployment guide's six checks against live
+    /// sites, through their servers' API (token from DUGONG_TOKEN).
+    #[command(after_help = exit::verify_help())]
+    Verify(verify::Args),
     /// Apply a schema statement on every site of a sync, all or none, while
     /// applications keep writing; tables it creates are captured at once.
     #[command(after_help = exit::ddl_help())]
@@ -96,6 +111,9 @@ fn main() -> ExitCode {
             Command::Status(args) => with_exit_codes(interruptible(status::run(args))).await,
             Command::Compare(args) => with_exit_codes(interruptible(compare::run(args))).await,
             Command::Conflicts(args) => with_exit_codes(interruptible(conflicts::run(args))).await,
+            Command::Setup(args) => with_exit_codes(interruptible(setup::run(args))).await,
+            Command::Repair(args) => with_exit_codes(interruptible(repair::run(args))).await,
+            Command::Verify(args) => with_exit_codes(interruptible(verify::run(args))).await,
             // Not interruptible: it ends its transactions itself.
             Command::Ddl(args) => with_exit_codes(ddl::run(args)).await,
             // Prints its own errors: its exit code tells scripts why it failed.

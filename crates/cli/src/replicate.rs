@@ -7,6 +7,7 @@ use crate::exit::Exit;
 use crate::stdout;
 use dugong_config::Config;
 use dugong_replica::capture::Uninstalled;
+use dugong_replica::consistency::ConsistencyOptions;
 use dugong_replica::daemon::{self, DaemonOptions};
 use dugong_replica::ReplicaError;
 use std::io::IsTerminal;
@@ -41,6 +42,14 @@ pub struct Args {
     /// lock].
     #[arg(long, env = "DUGONG_BATCH_ROWS")]
     batch_rows: Option<usize>,
+    /// How often the background consistency check compares a chunk of a
+    /// table across the databases (exported as
+    /// dugong_replica_rows_differing); `0s` turns it off.
+    #[arg(long, env = "DUGONG_CONSISTENCY_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    consistency_interval: Duration,
+    /// How many rows (by primary key) one consistency check compares.
+    #[arg(long, env = "DUGONG_CONSISTENCY_CHUNK", default_value_t = 10_000)]
+    consistency_chunk: usize,
     /// Copy this table again in the initial copy (`onetimecopy`), although the
     /// copy looked at it before: `schema.name` or `name`, repeatable. Without
     /// it, each table is copied once, ever, so a restart with `onetimecopy`
@@ -83,6 +92,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         backoff_max: args.max_backoff,
         recopy: args.recopy.clone(),
         progress: std::io::stderr().is_terminal(),
+        consistency: (!args.consistency_interval.is_zero()).then_some(ConsistencyOptions {
+            interval: args.consistency_interval,
+            chunk_rows: args.consistency_chunk.max(1),
+        }),
         ..DaemonOptions::default()
     };
     tracing::info!(config = %args.config.display(), syncs = config.syncs.len(), "replicator starting");

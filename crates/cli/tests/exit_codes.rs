@@ -95,6 +95,8 @@ fn every_command_lists_its_exit_codes_in_its_help() {
         ("status", "4    a sync is not Good"),
         ("compare", "5    the databases of a sync differ"),
         ("conflicts", "6    refused: the row changed since the conflict"),
+        ("setup", "6    refused: a site is not ready, each problem printed with its exact fix"),
+        ("repair", "5    a dry run found keys to repair"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_dugong")).args([command, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);

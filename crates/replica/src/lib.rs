@@ -20,12 +20,17 @@
 //! shutdown. The operator views, [`status`], [`compare`] and [`conflicts`]
 //! (the conflict log, and restoring a losing version), read the databases
 //! through the engines and render one report; [`uninstall`] removes it all.
+//! The operator tools: [`setup`] (a live site and empty ones to
+//! master-master, online), [`repair`] (diverged databases made identical,
+//! every change in the conflict log) and [`consistency`] (the daemon's
+//! background check, exporting rows known to differ).
 //! `error`: error kinds and the policy the daemon applies to each.
 
 pub mod apply;
 pub mod capture;
 pub mod compare;
 pub mod conflicts;
+pub mod consistency;
 pub mod daemon;
 pub mod ddl;
 pub mod diff;
@@ -35,8 +40,10 @@ pub mod metrics;
 pub mod plan;
 pub mod read;
 pub mod record;
+pub mod repair;
 pub mod resolve;
 pub mod run;
+pub mod setup;
 pub mod status;
 pub mod uninstall;
 pub mod upkeep;

@@ -16,6 +16,11 @@ pub const LAST_GOOD_SECONDS: &str = "dugong_replica_last_good_timestamp_seconds"
 pub const RUN_DURATION_SECONDS: &str = "dugong_replica_run_duration_seconds";
 pub const DATABASE_UP: &str = "dugong_replica_database_up";
 pub const SYNC_GOOD: &str = "dugong_replica_sync_good";
+/// Rows the background consistency check knows to differ between the
+/// databases of a sync (`consistency`), per table.
+pub const ROWS_DIFFERING: &str = "dugong_replica_rows_differing";
+/// Rows the background consistency check compared, per sync.
+pub const ROWS_CHECKED: &str = "dugong_replica_consistency_rows_checked_total";
 
 /// Buckets for run durations: a caught-up run takes milliseconds, a backlog
 /// batch up to seconds.
@@ -54,4 +59,12 @@ pub fn describe() {
     metrics::describe_histogram!(RUN_DURATION_SECONDS, "Duration of runs that moved data");
     metrics::describe_gauge!(DATABASE_UP, "1 when the replicator reaches the database, 0 when not");
     metrics::describe_gauge!(SYNC_GOOD, "1 when the sync's last run was good, 0 when bad");
+    metrics::describe_gauge!(
+        ROWS_DIFFERING,
+        "Rows known to differ between the sync's databases (found by the background consistency check, not explained by changes in flight); dugong repair settles them"
+    );
+    metrics::describe_counter!(
+        ROWS_CHECKED,
+        "Rows the background consistency check compared across the sync's databases"
+    );
 }

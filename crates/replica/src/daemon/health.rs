@@ -18,6 +18,7 @@ use crate::record::{epoch_seconds, Replicator, Waiting};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -36,14 +37,23 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub(super) struct Health {
     /// Whether this replicator runs the sync; the loops wake when it changes.
     active: watch::Sender<bool>,
+    /// The same, for whoever else must know (the consistency check).
+    shared: Arc<AtomicBool>,
     /// Ends the loops between two heartbeats (or counts).
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Health {
-    pub(super) fn start<E: Engine>(config: Arc<Config>, sync: Sync, who: Replicator) -> Health {
-        let (active, seen) = watch::channel(false);
+    /// Starts the watch; `shared` is kept up to date for whoever must know
+    /// whether this replicator runs the sync (the consistency check).
+    pub(super) fn start<E: Engine>(
+        config: Arc<Config>,
+        sync: Sync,
+        who: Replicator,
+        shared: Arc<AtomicBool>,
+    ) -> Health {
+        let (active, seen) = watch::channel(shared.load(Ordering::Relaxed));
         let stop = CancellationToken::new();
         let loops = Loop { sync: sync.clone(), stop: stop.clone() };
         let task = tokio::spawn(async move {
@@ -51,7 +61,7 @@ impl Health {
             let count = count::<E>(E::watch(&config, &sync), &loops, &who, seen);
             tokio::join!(beat, count);
         });
-        Health { active, stop, task }
+        Health { active, shared, stop, task }
     }
 
     /// Stops the watch and waits until it has: nothing it writes can follow.
@@ -69,6 +79,7 @@ impl Health {
     /// Whether this replicator runs the sync (and so writes its heartbeat) or
     /// stands by for another.
     pub(super) fn set_active(&self, active: bool) {
+        self.shared.store(active, Ordering::Relaxed);
         self.active.send_if_modified(|now| std::mem::replace(now, active) != active);
     }
 }

@@ -44,6 +44,8 @@ pub struct DaemonOptions {
     pub schema_check: Duration,
     /// How often a standby checks whether the active replicator is gone.
     pub standby_retry: Duration,
+    /// The background consistency check (`crate::consistency`); `None`: off.
+    pub consistency: Option<crate::consistency::ConsistencyOptions>,
     /// Tables the initial copy copies again although it has looked at them
     /// before (`--recopy`): `schema.name` or `name`.
     pub recopy: Vec<String>,
@@ -66,6 +68,7 @@ impl Default for DaemonOptions {
             progress: false,
             schema_check: Duration::from_secs(5),
             standby_retry: Duration::from_millis(500),
+            consistency: None,
             recopy: Vec::new(),
             orphan_check: Duration::from_secs(300),
         }
@@ -122,7 +125,14 @@ pub async fn run(config: Arc<Config>, options: DaemonOptions, shutdown: Cancella
             shutdown: shutdown.clone(),
             who: Replicator { heartbeat: options.heartbeat, ..Replicator::this_process() },
             orphans_reported: Default::default(),
+            active: Default::default(),
         };
+        // The consistency check only reads: a task of its own beside the
+        // sync's, checking while this replicator is the sync's active one.
+        if let (Some(check), false) = (options.consistency, options.once) {
+            let active = task.active.clone();
+            tracker.spawn(crate::consistency::run(config.clone(), sync.clone(), check, active, shutdown.clone()));
+        }
         handles.push(tracker.spawn(task.run()));
     }
     tracker.close();
@@ -144,6 +154,8 @@ struct SyncTask {
     who: Replicator,
     /// Ids of the orphans already reported by this process.
     orphans_reported: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether this replicator runs the sync now (not standing by).
+    active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SyncTask {
@@ -163,7 +175,8 @@ impl SyncTask {
 
     async fn drive<E: Engine>(&self) -> SyncReport {
         let name = self.sync.name.clone();
-        let health = health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone());
+        let health =
+            health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone(), self.active.clone());
         let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
         let mut copied = false;
         let mut prepared_once = false;

@@ -38,47 +38,78 @@ pub(crate) struct Diff {
 }
 
 /// Walks the streams in key-hash order and collects the differing keys.
-pub(crate) async fn diff<S, E>(mut streams: Vec<S>, limit: usize) -> Result<Diff, E>
+pub(crate) async fn diff<S, E>(streams: Vec<S>, limit: usize) -> Result<Diff, E>
 where
     S: Stream<Item = Result<Entry, E>> + Unpin,
 {
     let n = streams.len();
-    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(n);
-    for s in streams.iter_mut() {
-        heads.push(s.next().await.transpose()?);
-    }
+    let mut merge = Merge::start(streams).await?;
     let mut out = Diff { missing: vec![0; n], ..Diff::default() };
-    while let Some(min) = heads.iter().flatten().map(|e| e.key_hash.as_str()).min().map(str::to_owned) {
-        let present: Vec<usize> = (0..n).filter(|&i| heads[i].as_ref().is_some_and(|e| e.key_hash == min)).collect();
-        let missing_on: Vec<usize> = (0..n).filter(|i| !present.contains(i)).collect();
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for &i in &present {
-            let hash = &heads[i].as_ref().expect("present").row_hash;
-            match groups.iter_mut().find(|(h, _)| h == hash) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((hash.clone(), vec![i])),
-            }
+    while let Some(found) = merge.next_difference().await? {
+        out.total += 1;
+        out.differing += u64::from(!found.groups.is_empty());
+        for &i in &found.missing_on {
+            out.missing[i] += 1;
         }
-        let differs = groups.len() > 1;
-        if differs || !missing_on.is_empty() {
-            out.total += 1;
-            out.differing += u64::from(differs);
-            for &i in &missing_on {
-                out.missing[i] += 1;
-            }
-            if out.found.len() < limit {
-                out.found.push(Found {
-                    key: heads[present[0]].as_ref().expect("present").key.clone(),
-                    missing_on,
-                    groups: if differs { groups.into_iter().map(|(_, m)| m).collect() } else { Vec::new() },
-                });
-            }
-        }
-        for &i in &present {
-            heads[i] = streams[i].next().await.transpose()?;
+        if out.found.len() < limit {
+            out.found.push(found);
         }
     }
     Ok(out)
+}
+
+/// The merge in progress: the streams and the row each one is at. Callers
+/// that act on every difference (`repair`, the consistency check) take them
+/// one at a time with [`Merge::next_difference`].
+pub(crate) struct Merge<S> {
+    streams: Vec<S>,
+    heads: Vec<Option<Entry>>,
+}
+
+impl<S, E> Merge<S>
+where
+    S: Stream<Item = Result<Entry, E>> + Unpin,
+{
+    /// Reads the first row of every stream.
+    pub(crate) async fn start(mut streams: Vec<S>) -> Result<Merge<S>, E> {
+        let mut heads = Vec::with_capacity(streams.len());
+        for s in streams.iter_mut() {
+            heads.push(s.next().await.transpose()?);
+        }
+        Ok(Merge { streams, heads })
+    }
+
+    /// The next key that is missing somewhere or differs; `None` at the end.
+    pub(crate) async fn next_difference(&mut self) -> Result<Option<Found>, E> {
+        let n = self.streams.len();
+        while let Some(min) = self.heads.iter().flatten().map(|e| e.key_hash.as_str()).min().map(str::to_owned) {
+            let heads = &self.heads;
+            let present: Vec<usize> =
+                (0..n).filter(|&i| heads[i].as_ref().is_some_and(|e| e.key_hash == min)).collect();
+            let missing_on: Vec<usize> = (0..n).filter(|i| !present.contains(i)).collect();
+            let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+            for &i in &present {
+                let hash = &heads[i].as_ref().expect("present").row_hash;
+                match groups.iter_mut().find(|(h, _)| h == hash) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((hash.clone(), vec![i])),
+                }
+            }
+            let differs = groups.len() > 1;
+            let found = (differs || !missing_on.is_empty()).then(|| Found {
+                key: heads[present[0]].as_ref().expect("present").key.clone(),
+                missing_on,
+                groups: if differs { groups.into_iter().map(|(_, m)| m).collect() } else { Vec::new() },
+            });
+            for &i in &present {
+                self.heads[i] = self.streams[i].next().await.transpose()?;
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -234,7 +234,20 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
             }
         }))
         .await;
-        statuses.push(merge::sync_status(sync, reads));
+        let mut status = merge::sync_status(sync, reads);
+        // Sites that insert on their own need interleaved sequences.
+        if sync.sources.len() > 1 {
+            let pg: Vec<(DbId, &Client)> = sync
+                .databases()
+                .into_iter()
+                .filter_map(|id| match &clients[&id] {
+                    Ok(Conn::Postgres(c)) => Some((id, c)),
+                    _ => None,
+                })
+                .collect();
+            status.0.advice.extend(postgres::setup::sequences::advice(&pg, sync.databases().len()).await);
+        }
+        statuses.push(status);
     }
     Ok(merge::report(statuses))
 }

@@ -6,6 +6,7 @@
 
 use super::catalog;
 use super::connect::connect_as;
+use super::rows;
 use crate::diff::merge;
 use crate::diff::{empty, fill_differences, held, RowCount, TableComparison, Uncompared};
 use crate::error::{ReplicaError, StatementContext};
@@ -13,7 +14,8 @@ use crate::plan::TableInfo;
 use dugong_config::{Config, Sync};
 use dugong_core::{quote_ident, DbId};
 use futures_util::future::{join_all, try_join_all};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use std::pin::Pin;
 use tokio_postgres::Client;
 
 /// Compares the tables of a PostgreSQL sync across its databases.
@@ -46,47 +48,66 @@ pub async fn compare_tables(
     Ok(out)
 }
 
-/// The row as text, columns in name order so column order on disk never matters.
-fn row_text(table: &TableInfo) -> String {
-    let mut names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    let cols: Vec<String> = names.into_iter().map(quote_ident).collect();
-    format!("ROW({})::text", cols.join(", "))
-}
-
 /// Compares one table whose schema agrees on every database.
 pub async fn compare_table(
     clients: &[(DbId, Client)],
     table: &TableInfo,
     limit: usize,
 ) -> Result<TableComparison, ReplicaError> {
-    let qt = table.name.quoted();
-    let row = row_text(table);
-    let sums_sql = format!(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint::numeric), 0)::text FROM ONLY {qt}"
-    );
-    let sums = try_join_all(clients.iter().map(|(id, c)| {
-        let sql = &sums_sql;
-        async move {
-            let r = c.query_one(sql.as_str(), &[]).await.on_db(*id, || format!("counting {}", table.name))?;
-            Ok::<_, ReplicaError>((r.get::<_, i64>(0), r.get::<_, String>(1)))
-        }
-    }))
-    .await?;
+    let sums = sums(clients, table, "").await?;
     let mut out = empty(table, sums.iter().all(|s| *s == sums[0]));
     out.rows =
         clients.iter().zip(&sums).map(|((id, _), (n, _))| RowCount { database: id.to_string(), rows: *n }).collect();
     if out.identical {
         return Ok(out);
     }
+    let diff = merge::diff(key_streams(clients, table, "").await?, limit).await?;
+    let names: Vec<String> = clients.iter().map(|(id, _)| id.to_string()).collect();
+    fill_differences(&mut out, diff, &names);
+    Ok(out)
+}
+
+/// Each database's row count and order-independent checksum of the table's
+/// rows that match `filter` (an SQL condition, or empty for all).
+pub(crate) async fn sums(
+    clients: &[(DbId, Client)],
+    table: &TableInfo,
+    filter: &str,
+) -> Result<Vec<(i64, String)>, ReplicaError> {
+    let qt = table.name.quoted();
+    let row = rows::row_text(table, "");
+    let filter = if filter.is_empty() { String::new() } else { format!(" WHERE {filter}") };
+    let sums_sql = format!(
+        "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint::numeric), 0)::text FROM ONLY {qt}{filter}"
+    );
+    try_join_all(clients.iter().map(|(id, c)| {
+        let sql = &sums_sql;
+        async move {
+            let r = c.query_one(sql.as_str(), &[]).await.on_db(*id, || format!("counting {}", table.name))?;
+            Ok::<_, ReplicaError>((r.get::<_, i64>(0), r.get::<_, String>(1)))
+        }
+    }))
+    .await
+}
+
+/// A row stream of the merge per database: `(md5 of key, md5 of row, key)`
+/// of the rows matching `filter` (or all), ordered by the key's md5.
+pub(crate) async fn key_streams<'a>(
+    clients: &'a [(DbId, Client)],
+    table: &TableInfo,
+    filter: &str,
+) -> Result<Vec<Pin<Box<dyn Stream<Item = Result<merge::Entry, ReplicaError>> + Send + 'a>>>, ReplicaError> {
     let keys: Vec<String> = table.key.iter().map(|c| quote_ident(&c.name)).collect();
     let key_texts: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
+    let filter = if filter.is_empty() { String::new() } else { format!(" WHERE {filter}") };
     let sql = format!(
-        "SELECT md5(ROW({})::text) COLLATE \"C\", md5({row}), ARRAY[{}]::text[] FROM ONLY {qt} ORDER BY 1",
+        "SELECT md5(ROW({})::text) COLLATE \"C\", md5({}), ARRAY[{}]::text[] FROM ONLY {}{filter} ORDER BY 1",
         keys.join(", "),
-        key_texts.join(", ")
+        rows::row_text(table, ""),
+        key_texts.join(", "),
+        table.name.quoted()
     );
-    let streams = try_join_all(clients.iter().map(|(id, c)| {
+    try_join_all(clients.iter().map(|(id, c)| {
         let sql = &sql;
         async move {
             let rows = c
@@ -95,15 +116,13 @@ pub async fn compare_table(
                 .on_db(*id, || format!("reading the keys of {}", table.name))?;
             let id = *id;
             let name = table.name.clone();
-            Ok::<_, ReplicaError>(Box::pin(rows.map(move |r| {
-                r.map(|r| merge::Entry { key_hash: r.get(0), row_hash: r.get(1), key: r.get(2) })
-                    .on_db(id, || format!("reading the keys of {name}"))
-            })))
+            let stream: Pin<Box<dyn Stream<Item = Result<merge::Entry, ReplicaError>> + Send + 'a>> =
+                Box::pin(rows.map(move |r| {
+                    r.map(|r| merge::Entry { key_hash: r.get(0), row_hash: r.get(1), key: r.get(2) })
+                        .on_db(id, || format!("reading the keys of {name}"))
+                }));
+            Ok::<_, ReplicaError>(stream)
         }
     }))
-    .await?;
-    let diff = merge::diff(streams, limit).await?;
-    let names: Vec<String> = clients.iter().map(|(id, _)| id.to_string()).collect();
-    fill_differences(&mut out, diff, &names);
-    Ok(out)
+    .await
 }

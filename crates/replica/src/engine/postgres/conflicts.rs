@@ -82,18 +82,7 @@ pub(super) fn key_texts(table: &TableInfo) -> String {
 
 /// `(key columns) IN (…)` over text arrays of key values, parameters `$first…`.
 fn keys_in_arrays(table: &TableInfo, first: usize) -> String {
-    let n = table.key.len();
-    let columns: Vec<String> = table.key.iter().map(|c| format!("dugong_row.{}", quote_ident(&c.name))).collect();
-    let params: Vec<String> = (first..first + n).map(|i| format!("${i}::text[]")).collect();
-    let names: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
-    let casts: Vec<String> = table.key.iter().enumerate().map(|(i, c)| format!("u{i}::{}", c.type_sql)).collect();
-    format!(
-        "({}) IN (SELECT {} FROM unnest({}) AS u({}))",
-        columns.join(", "),
-        casts.join(", "),
-        params.join(", "),
-        names.join(", ")
-    )
+    super::rows::keys_in(table, &super::rows::quoted_key(table, "dugong_row"), first)
 }
 
 /// Deletes the sync's conflicts older than its retention on every database.

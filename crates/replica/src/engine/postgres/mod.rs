@@ -17,6 +17,9 @@
 //!   and what `dugong conflicts` reads; `restore`: a losing version written
 //!   back.
 //! - `status`, `compare`: what `dugong status` and `dugong compare` read.
+//! - `setup`: `dugong setup`'s checks, schema copy, online copy and
+//!   sequences; `repair`: `dugong repair`; `consistency`: the background
+//!   consistency check; `rows`: rows read and written by key (for both).
 
 mod apply;
 pub mod capture;
@@ -24,6 +27,7 @@ mod catalog;
 pub(crate) mod compare;
 pub(crate) mod conflicts;
 mod connect;
+pub mod consistency;
 mod copy;
 pub(crate) mod ddl;
 mod format;
@@ -32,7 +36,10 @@ mod orphans;
 mod prepare;
 mod read;
 mod record;
+pub(crate) mod repair;
 pub(crate) mod restore;
+mod rows;
+pub mod setup;
 pub mod snapshot;
 pub(crate) mod status;
 mod tls;
