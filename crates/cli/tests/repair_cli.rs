@@ -160,3 +160,61 @@ async fn the_replicators_consistency_check_counts_rows_known_to_differ_until_rep
     })
     .await;
 }
+
+/// The incident of a replicator started on sites that already differ: rows
+/// written on one site before capture was first installed are never
+/// replicated, and status used to say Good. The consistency check finds them,
+/// status names the table, the rows and what to run (exit 4), and once
+/// `dugong repair` settled them a whole pass clears the finding.
+#[tokio::test]
+async fn rows_written_before_capture_existed_are_reported_by_status_until_repaired() {
+    let cluster = Cluster::shared();
+    let mut dbs = Vec::new();
+    let mut c = Vec::new();
+    for i in 0..2 {
+        let db = cluster.create_database(&format!("repair_before{i}")).await.unwrap();
+        cluster.psql(&db, SCHEMA).await.unwrap();
+        c.push(cluster.connect(&db).await.unwrap());
+        dbs.push(db);
+    }
+    // Site 0 had rows before any replicator ran; onetimecopy is 0.
+    c[0].batch_execute("INSERT INTO item SELECT g, 'early ' || g, g FROM generate_series(1, 3) g").await.unwrap();
+    let config = operator::ConfigFile::new("repair_before", cluster, &dbs, "postgres");
+    let replicator = config.spawn(&["replicate", "--consistency-interval", "100ms"]);
+    let status = || async {
+        let out = config.dugong(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some((out.status.code(), json["syncs"][0].clone()))
+    };
+    let deadline = std::time::Duration::from_secs(60);
+    let (code, sync) = dugong_testkit::wait_for("status to report the rows only site 0 has", deadline, || async {
+        status().await.filter(|(_, s)| s["differing"].as_array().is_some_and(|d| !d.is_empty()))
+    })
+    .await;
+    assert_eq!(code, Some(4), "{sync:#}");
+    assert_eq!(sync["healthy"], false, "{sync:#}");
+    assert_eq!(sync["differing"][0]["table"], "public.item", "{sync:#}");
+    assert_eq!(sync["differing"][0]["rows"], 3, "{sync:#}");
+    let advice: Vec<&str> = sync["advice"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert!(
+        advice.iter().any(|a| a.starts_with("3 rows of public.item differ")
+            && a.contains("dugong repair --sync sync0 --table public.item")),
+        "{advice:?}"
+    );
+    let text = config.dugong(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("sync0: rows differing: public.item 3 (since "),
+        "{}",
+        show(&text)
+    );
+
+    let out = config.dugong(&["repair"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (_, sync) = dugong_testkit::wait_for("status Good again after the repair", deadline, || async {
+        status().await.filter(|(code, s)| *code == Some(0) && s["differing"].as_array().is_some_and(|d| d.is_empty()))
+    })
+    .await;
+    assert_eq!(sync["healthy"], true, "{sync:#}");
+    assert_eq!(rows(&c[1], "SELECT name FROM item ORDER BY id").await, ["early 1", "early 2", "early 3"]);
+    drop(replicator);
+}

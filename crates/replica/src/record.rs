@@ -214,3 +214,16 @@ pub struct Waiting {
     /// none waits); `None` when commit times are not tracked.
     pub oldest_age_us: Option<i64>,
 }
+
+/// Rows of one table that the background consistency check
+/// (`crate::consistency`) found different between the databases, as
+/// recorded in them for `dugong status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    /// `schema.name`.
+    pub table: String,
+    /// Rows known to differ (the largest count any database holds).
+    pub rows: i64,
+    /// When they were first found.
+    pub found_at: chrono::DateTime<chrono::Utc>,
+}

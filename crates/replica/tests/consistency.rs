@@ -15,7 +15,8 @@ async fn known(checker: &mut Checker, ticks: usize) -> usize {
     let mut last = 0;
     for _ in 0..ticks {
         let counts = checker.tick().await.expect("tick");
-        last = counts.iter().find(|(t, _)| t == "public.t").map(|(_, n)| *n).expect("public.t is checked");
+        last =
+            counts.iter().find(|c| c.table.display_name() == "public.t").map(|c| c.known).expect("public.t is checked");
     }
     last
 }

@@ -19,6 +19,8 @@ pub mod suspects;
 
 pub use suspects::{Hashes, Suspects, KNOWN_CAP};
 
+pub use crate::record::Divergence;
+
 use crate::engine::{self, postgres, EngineKind};
 use crate::metrics as m;
 use dugong_config::{Config, Sync};
@@ -77,10 +79,15 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
         };
         match tick {
-            Ok(counts) => {
-                for (table, known) in counts {
+            Ok(checks) => {
+                for c in &checks {
+                    let table = c.table.display_name();
                     metrics::gauge!(m::ROWS_DIFFERING, "sync" => sync.name.to_string(), "table" => table)
-                        .set(known as f64);
+                        .set(c.known as f64);
+                }
+                if let Err(e) = checker.record(&checks).await {
+                    tracing::warn!(sync = %sync.name, error = %e, "could not record the rows found different");
+                    checker.disconnect();
                 }
             }
             Err(e) => {

@@ -205,6 +205,7 @@ pub(super) fn sync_status(sync: &Sync, reads: Vec<(DbId, Result<DbRead, ReadErro
         databases,
         advice,
         backlog_alert_bytes: sync.backlog_alert,
+        differing: Vec::new(),
     };
     (status, clock)
 }

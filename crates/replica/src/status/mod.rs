@@ -98,6 +98,10 @@ pub struct SyncStatus {
     /// The sync's `backlog_alert`: a source's change logs larger than this
     /// make it unhealthy (nothing is dropped).
     pub backlog_alert_bytes: u64,
+    /// Tables with rows the replicator's background consistency check found
+    /// different between the databases (PostgreSQL); any makes the sync
+    /// unhealthy until `dugong repair` settles them.
+    pub differing: Vec<crate::record::Divergence>,
     /// Advice for the operator (e.g. turn on commit timestamps).
     pub advice: Vec<String>,
 }
@@ -235,21 +239,38 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
         }))
         .await;
         let mut status = merge::sync_status(sync, reads);
+        let pg: Vec<(DbId, &Client)> = sync
+            .databases()
+            .into_iter()
+            .filter_map(|id| match &clients[&id] {
+                Ok(Conn::Postgres(c)) => Some((id, c)),
+                _ => None,
+            })
+            .collect();
         // Sites that insert on their own need interleaved sequences.
         if sync.sources.len() > 1 {
-            let pg: Vec<(DbId, &Client)> = sync
-                .databases()
-                .into_iter()
-                .filter_map(|id| match &clients[&id] {
-                    Ok(Conn::Postgres(c)) => Some((id, c)),
-                    _ => None,
-                })
-                .collect();
             status.0.advice.extend(postgres::setup::sequences::advice(&pg, sync.databases().len()).await);
         }
+        differing(&mut status.0, &pg, sync).await;
         statuses.push(status);
     }
     Ok(merge::report(statuses))
+}
+
+/// Rows the replicator's consistency check recorded as different: the sync
+/// is not healthy while any are, and the advice says how to settle them.
+async fn differing(status: &mut SyncStatus, pg: &[(DbId, &Client)], sync: &dugong_config::Sync) {
+    if pg.is_empty() {
+        return;
+    }
+    status.differing = postgres::consistency::recorded(pg, sync.name.as_str()).await;
+    for d in &status.differing {
+        status.healthy = false;
+        status.advice.push(format!(
+            "{} rows of {} differ between the databases (found by the replicator's consistency check; not changes in flight): `dugong repair --sync {} --table {} --dry-run` lists them, and without --dry-run settles them (the later commit wins)",
+            d.rows, d.table, sync.name, d.table
+        ));
+    }
 }
 
 /// A database status reads: a PostgreSQL connection, or a SQLite file.

@@ -30,7 +30,7 @@ pub fn summary<Tz: TimeZone>(report: &StatusReport, tz: &Tz) -> String {
     out.push_str(&table(report, tz));
     out.push('\n');
     for sync in &report.syncs {
-        out.push_str(&extra_lines(sync));
+        out.push_str(&extra_lines(sync, tz));
     }
     out
 }
@@ -88,7 +88,7 @@ fn last_counts(s: &SyncStatus, sep: &str) -> String {
 }
 
 /// Dugong's lines under the table for one sync.
-fn extra_lines(s: &SyncStatus) -> String {
+fn extra_lines<Tz: TimeZone>(s: &SyncStatus, tz: &Tz) -> String {
     let name = &s.name;
     let mut out = format!("{name}: databases: {}\n", databases_line(&s.databases));
     out.push_str(&format!(
@@ -99,6 +99,9 @@ fn extra_lines(s: &SyncStatus) -> String {
     ));
     out.push_str(&format!("{name}: change logs: {}\n", change_logs_text(s)));
     out.push_str(&format!("{name}: excluded tables: {}\n", excluded_text(s)));
+    if !s.differing.is_empty() {
+        out.push_str(&format!("{name}: rows differing: {}\n", differing_text(s, tz)));
+    }
     let standby = s.replicator.as_ref().is_some_and(|r| r.standby.is_some());
     if !s.replicator.as_ref().is_some_and(|r| r.running) || standby {
         out.push_str(&format!("{name}: replicator {}\n", replicator_text(s)));
@@ -174,6 +177,9 @@ fn detail_block<Tz: TimeZone>(s: &SyncStatus, tz: &Tz) -> String {
         },
     );
     add("Replicator", replicator_text(s));
+    if !s.differing.is_empty() {
+        add("Rows differing", differing_text(s, tz));
+    }
     add("Last error:", s.last_error.clone().unwrap_or_default());
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
     let rule = "=".repeat(70);
@@ -254,6 +260,17 @@ fn change_logs_text(s: &SyncStatus) -> String {
         each.join(", "),
         super::merge::pretty_bytes(s.backlog_alert_bytes.min(i64::MAX as u64) as i64)
     )
+}
+
+/// `public.items 12 (since 10:02:03)`, per table the consistency check
+/// found rows different in.
+fn differing_text<Tz: TimeZone>(s: &SyncStatus, tz: &Tz) -> String {
+    let each: Vec<String> = s
+        .differing
+        .iter()
+        .map(|d| format!("{} {} (since {})", d.table, pretty_number(d.rows), long_time(d.found_at, tz)))
+        .collect();
+    each.join(", ")
 }
 
 fn excluded_text(s: &SyncStatus) -> String {

@@ -74,6 +74,7 @@ fn idle_sync(now: &str) -> SyncStatus {
         databases: vec![db(0, "source"), db(1, "source")],
         advice: vec![],
         backlog_alert_bytes: dugong_config::DEFAULT_BACKLOG_ALERT,
+        differing: vec![],
     }
 }
 

@@ -13,6 +13,7 @@ use crate::error::{ReplicaError, StatementContext};
 use crate::metrics as m;
 use crate::plan::TableInfo;
 use crate::read::TextKey;
+use crate::record::Divergence;
 use dugong_config::{Config, Sync};
 use dugong_core::{quote_literal, DbId, TableName};
 use futures_util::future::join_all;
@@ -31,6 +32,22 @@ pub struct Checker {
     suspects: HashMap<TableName, Suspects>,
     /// The table the next chunk is taken from, by position.
     next_table: usize,
+    /// Tables this checker has walked to the end at least once.
+    passed: HashSet<TableName>,
+    /// What was last written to `dugong.divergence` per table.
+    recorded: HashMap<TableName, usize>,
+}
+
+/// One table's result of a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCheck {
+    pub table: TableName,
+    /// Rows known to differ now.
+    pub known: usize,
+    /// The whole table has been compared at least once by this checker, so
+    /// `known` covers all of it (rows recorded by an earlier replicator are
+    /// cleared only then).
+    pub full_pass: bool,
 }
 
 impl Checker {
@@ -43,6 +60,8 @@ impl Checker {
             cursors: HashMap::new(),
             suspects: HashMap::new(),
             next_table: 0,
+            passed: HashSet::new(),
+            recorded: HashMap::new(),
         }
     }
 
@@ -54,7 +73,7 @@ impl Checker {
     /// Checks the suspects and known keys of every table again, then one
     /// chunk of the next table. Returns every table's count of rows known to
     /// differ.
-    pub async fn tick(&mut self) -> Result<Vec<(String, usize)>, ReplicaError> {
+    pub async fn tick(&mut self) -> Result<Vec<TableCheck>, ReplicaError> {
         if self.clients.is_none() {
             let ids = self.sync.databases();
             let all =
@@ -76,6 +95,7 @@ impl Checker {
                 let (found, next) = chunk(clients, table, cursor, self.chunk_rows, self.sync.name.as_str()).await?;
                 if next.is_none() {
                     self.next_table += 1;
+                    self.passed.insert(table.name.clone());
                 }
                 self.cursors.insert(table.name.clone(), next);
                 found
@@ -91,10 +111,107 @@ impl Checker {
                 moving.extend(rows::in_flight(c, *id, self.sync.name.as_str(), table, &recheck).await?);
             }
             state.update(&now, &moving, found);
-            counts.push((table.name.display_name(), state.known()));
+            counts.push(TableCheck {
+                table: table.name.clone(),
+                known: state.known(),
+                full_pass: self.passed.contains(&table.name),
+            });
         }
         Ok(counts)
     }
+
+    /// Writes what changed since the last call to `dugong.divergence` on
+    /// every database, so `dugong status` reports it (and an operator learns
+    /// of rows that differ without watching metrics): a table with rows known
+    /// to differ is recorded with their count; a record is removed once a
+    /// whole pass over the table found none.
+    pub async fn record(&mut self, checks: &[TableCheck]) -> Result<(), ReplicaError> {
+        let Some(clients) = self.clients.as_ref() else { return Ok(()) };
+        let mut set: Vec<(&TableName, i64)> = Vec::new();
+        let mut clear: Vec<&TableName> = Vec::new();
+        for c in checks {
+            let before = self.recorded.get(&c.table).copied();
+            if c.known > 0 && before != Some(c.known) {
+                set.push((&c.table, c.known as i64));
+            } else if c.known == 0 && c.full_pass && before != Some(0) {
+                clear.push(&c.table);
+            }
+        }
+        if set.is_empty() && clear.is_empty() {
+            return Ok(());
+        }
+        let sync = self.sync.name.as_str();
+        let (set_schemas, set_names, set_rows): (Vec<&str>, Vec<&str>, Vec<i64>) =
+            set.iter().fold((Vec::new(), Vec::new(), Vec::new()), |(mut s, mut n, mut r), (t, rows)| {
+                s.push(t.schema.as_str());
+                n.push(t.name.as_str());
+                r.push(*rows);
+                (s, n, r)
+            });
+        let clear_schemas: Vec<&str> = clear.iter().map(|t| t.schema.as_str()).collect();
+        let clear_names: Vec<&str> = clear.iter().map(|t| t.name.as_str()).collect();
+        for (id, c) in clients {
+            let ctx = || "recording the rows the consistency check found different".to_string();
+            c.execute(
+                "INSERT INTO dugong.divergence (sync, table_schema, table_name, rows)
+                 SELECT $1, s, n, r FROM unnest($2::text[], $3::text[], $4::int8[]) AS x(s, n, r)
+                 ON CONFLICT (sync, table_schema, table_name)
+                 DO UPDATE SET rows = EXCLUDED.rows, checked_at = now()",
+                &[&sync, &set_schemas, &set_names, &set_rows],
+            )
+            .await
+            .on_db(*id, ctx)?;
+            c.execute(
+                "DELETE FROM dugong.divergence d USING unnest($2::text[], $3::text[]) AS x(s, n)
+                 WHERE d.sync = $1 AND d.table_schema = x.s AND d.table_name = x.n",
+                &[&sync, &clear_schemas, &clear_names],
+            )
+            .await
+            .on_db(*id, ctx)?;
+        }
+        for (t, rows) in set {
+            self.recorded.insert(t.clone(), rows as usize);
+        }
+        for t in clear {
+            self.recorded.insert(t.clone(), 0);
+            tracing::info!(sync = %sync, table = %t, "no rows differ any more");
+        }
+        Ok(())
+    }
+}
+
+/// Rows recorded as differing, per table of `sync`, merged over the
+/// databases that answer (the largest count, the earliest finding): what
+/// `dugong status` reports. A database without the record table (a
+/// replicator of an earlier version installed it) has none.
+pub async fn recorded(clients: &[(DbId, &Client)], sync: &str) -> Vec<Divergence> {
+    let mut out: Vec<Divergence> = Vec::new();
+    for (_, c) in clients {
+        let Ok(rows) = c
+            .query(
+                "SELECT table_schema, table_name, rows, (extract(epoch FROM found_at) * 1000000)::int8 FROM dugong.divergence
+                 WHERE sync = $1",
+                &[&sync],
+            )
+            .await
+        else {
+            continue;
+        };
+        for r in rows {
+            let table = TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)).display_name();
+            let rows: i64 = r.get(2);
+            let found_at = chrono::DateTime::from_timestamp_micros(r.get(3)).unwrap_or_default();
+            match out.iter_mut().find(|d| d.table == table) {
+                Some(d) => {
+                    d.rows = d.rows.max(rows);
+                    d.found_at = d.found_at.min(found_at);
+                }
+                None => out.push(Divergence { table, rows, found_at }),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.table.cmp(&b.table));
+    out
 }
 
 /// Every database's row hash for each of `keys`, in the sync's order.

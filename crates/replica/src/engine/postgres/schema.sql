@@ -92,6 +92,21 @@ CREATE TABLE IF NOT EXISTS dugong.held (
     PRIMARY KEY (sync, table_schema, table_name)
 );
 
+-- Per sync and table: rows the replicator's background consistency check
+-- found different between the databases (still different a check later, with
+-- no change of them in flight), so `dugong status` says so until they agree
+-- again (`dugong repair`). A record goes only when a whole pass over the
+-- table finds none.
+CREATE TABLE IF NOT EXISTS dugong.divergence (
+    sync          text NOT NULL,
+    table_schema  text NOT NULL,
+    table_name    text NOT NULL,
+    rows          bigint NOT NULL,
+    found_at      timestamptz NOT NULL DEFAULT now(),
+    checked_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sync, table_schema, table_name)
+);
+
 -- The replicators' heartbeats, written beside the runs: the active one's every
 -- interval (status calls it not running after three intervals without one),
 -- and the last one seen standing by. A row of their own, so that a heartbeat
