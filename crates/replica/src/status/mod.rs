@@ -260,9 +260,6 @@ pub async fn gather(config: &Config, only: Option<&str>) -> Result<StatusReport,
 /// Rows the replicator's consistency check recorded as different: the sync
 /// is not healthy while any are, and the advice says how to settle them.
 async fn differing(status: &mut SyncStatus, pg: &[(DbId, &Client)], sync: &dugong_config::Sync) {
-    if pg.is_empty() {
-        return;
-    }
     status.differing = postgres::consistency::recorded(pg, sync.name.as_str()).await;
     for d in &status.differing {
         status.healthy = false;

@@ -141,13 +141,9 @@ impl Checker {
             return Ok(());
         }
         let sync = self.sync.name.as_str();
-        let (set_schemas, set_names, set_rows): (Vec<&str>, Vec<&str>, Vec<i64>) =
-            set.iter().fold((Vec::new(), Vec::new(), Vec::new()), |(mut s, mut n, mut r), (t, rows)| {
-                s.push(t.schema.as_str());
-                n.push(t.name.as_str());
-                r.push(*rows);
-                (s, n, r)
-            });
+        let set_schemas: Vec<&str> = set.iter().map(|(t, _)| t.schema.as_str()).collect();
+        let set_names: Vec<&str> = set.iter().map(|(t, _)| t.name.as_str()).collect();
+        let set_rows: Vec<i64> = set.iter().map(|(_, rows)| *rows).collect();
         let clear_schemas: Vec<&str> = clear.iter().map(|t| t.schema.as_str()).collect();
         let clear_names: Vec<&str> = clear.iter().map(|t| t.name.as_str()).collect();
         for (id, c) in clients {
