@@ -22,6 +22,8 @@
 //! - `wait` — [`wait_for`].
 //! - `dns` — [`TestDns`]: a DNS server in-process whose records tests change at run time.
 //! - `proxy` — [`FaultProxy`]: a TCP proxy that loses an answer on purpose.
+//! - `link` — [`DelayLink`]: a WAN on loopback, every chunk delivered a fixed delay late,
+//!   counting round trips.
 //! - `network` — [`TestNetwork`]: network namespaces joined by veth links that tests cut and
 //!   heal, PostgreSQL ([`Cluster::start_in`]) and programs ([`Namespace::command`]) inside.
 //! - `certs` — [`TestCa`]: CAs and certificates for TLS tests of our own servers.
@@ -43,6 +45,7 @@ mod cluster;
 pub mod dns;
 mod error;
 mod install;
+mod link;
 mod network;
 mod port;
 mod process;
@@ -58,6 +61,7 @@ pub use cluster::Cluster;
 pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
+pub use link::{DelayLink, LinkCounts};
 pub use network::{Namespace, TestNetwork};
 pub use port::free_port;
 pub use proxy::FaultProxy;
