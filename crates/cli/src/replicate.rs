@@ -34,9 +34,14 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "DUGONG_METRICS")]
     metrics: Option<SocketAddr>,
-    /// How often an idle sync polls its change logs.
-    #[arg(long, env = "DUGONG_POLL_INTERVAL", default_value = "5ms", value_parser = humantime::parse_duration)]
+    /// How often a busy sync (one that moved rows in the last second) polls
+    /// its change logs.
+    #[arg(long, env = "DUGONG_POLL_INTERVAL", default_value = "1ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
+    /// The slowest an idle sync polls: the interval doubles from
+    /// --poll-interval with every empty poll, up to this.
+    #[arg(long, env = "DUGONG_IDLE_POLL_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]
+    idle_poll_interval: Duration,
     /// About how many change rows one run ships per source [default: 50000
     /// on PostgreSQL, 20000 on SQLite files, whose runs hold the files' write
     /// lock].
@@ -87,6 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let signals = tokio::spawn(wait_for_signal(Signals::install(), shutdown.clone()));
     let options = DaemonOptions {
         poll_interval: args.poll_interval,
+        idle_poll_interval: args.idle_poll_interval,
         batch_rows: args.batch_rows.map(|n| n.max(1)),
         once: args.once,
         backoff_max: args.max_backoff,

@@ -24,8 +24,12 @@ use tokio_util::task::TaskTracker;
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
-    /// How often an idle sync polls its change logs.
+    /// How often a busy sync polls its change logs: one that moved rows in
+    /// the last second ([`BUSY_FOR`]).
     pub poll_interval: Duration,
+    /// How often a sync idle for longer polls at least: the interval doubles
+    /// from `poll_interval` with every empty poll, up to this.
+    pub idle_poll_interval: Duration,
     /// How often the replicator writes its heartbeat (status reports it as not
     /// running after three intervals without one), and an idle sync refreshes
     /// "last good" in its state.
@@ -59,7 +63,8 @@ pub struct DaemonOptions {
 impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
-            poll_interval: Duration::from_millis(5),
+            poll_interval: Duration::from_millis(1),
+            idle_poll_interval: Duration::from_millis(20),
             heartbeat: DEFAULT_HEARTBEAT,
             batch_rows: None,
             once: false,
@@ -383,6 +388,7 @@ impl SyncTask {
         let mut applied_since_orphan_check = false;
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
+        let mut poll = Poll::new(self.options.poll_interval, self.options.idle_poll_interval);
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
@@ -413,6 +419,7 @@ impl SyncTask {
                     if !outcome.empty {
                         *batch_rows = (*batch_rows * 2).min(configured);
                         applied_since_orphan_check = true;
+                        poll.moved();
                     }
                     if !outcome.empty {
                         last_heartbeat = Some(std::time::Instant::now());
@@ -430,7 +437,7 @@ impl SyncTask {
                             p.engine.finish_upkeep().await;
                             return Ok(());
                         }
-                        if !self.wait(self.options.poll_interval).await {
+                        if !self.wait(poll.next_wait()).await {
                             return Ok(());
                         }
                     }
@@ -508,5 +515,58 @@ impl SyncTask {
             _ = tokio::time::sleep(d) => true,
             _ = self.shutdown.cancelled() => false,
         }
+    }
+}
+
+/// How long after its last run that moved rows a sync counts as busy.
+pub const BUSY_FOR: Duration = Duration::from_secs(1);
+
+/// The poll's pace: every `busy` while rows moved in the last [`BUSY_FOR`],
+/// then slower with every empty poll, up to `idle`. A busy sync notices a
+/// change within about a millisecond; an idle one costs its databases and
+/// itself a few dozen cheap queries a second.
+struct Poll {
+    busy: Duration,
+    idle: Duration,
+    last_moved: std::time::Instant,
+    wait: Duration,
+}
+
+impl Poll {
+    fn new(busy: Duration, idle: Duration) -> Poll {
+        Poll { busy, idle: idle.max(busy), last_moved: std::time::Instant::now(), wait: busy }
+    }
+
+    /// A run moved rows.
+    fn moved(&mut self) {
+        self.last_moved = std::time::Instant::now();
+        self.wait = self.busy;
+    }
+
+    /// How long to wait after an empty poll.
+    fn next_wait(&mut self) -> Duration {
+        if self.last_moved.elapsed() < BUSY_FOR {
+            return self.busy;
+        }
+        let wait = self.wait;
+        self.wait = (self.wait * 2).min(self.idle);
+        wait
+    }
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_sync_polls_ever_slower_up_to_the_idle_interval_and_a_run_makes_it_busy_again() {
+        let mut poll = Poll::new(Duration::from_millis(1), Duration::from_millis(20));
+        // Busy since start: the busy pace.
+        assert_eq!(poll.next_wait(), Duration::from_millis(1));
+        poll.last_moved -= BUSY_FOR;
+        let waits: Vec<u128> = (0..7).map(|_| poll.next_wait().as_millis()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 20, 20]);
+        poll.moved();
+        assert_eq!(poll.next_wait(), Duration::from_millis(1));
     }
 }
