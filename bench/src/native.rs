@@ -3,25 +3,44 @@
 //! `copy_data = false`. Stopping the replicator disables the subscription (its
 //! slot keeps the WAL, so a backlog builds); finishing drops it, so its slot
 //! does not hold WAL while the other systems are measured.
+//!
+//! The subscription reaches its publisher by the replicator's route: site 0's
+//! own port, or a delay link in front of it (the subscriber runs at site 1 and
+//! pulls across the link).
 
 use crate::cluster::Sites;
+use crate::replicators::Route;
 use crate::system::System;
-use anyhow::Context;
+use anyhow::{bail, Context};
+use std::time::{Duration, Instant};
 
 const PUBLICATION: &str = "bench_pub";
 const SUBSCRIPTION: &str = "bench_sub";
 
+/// How long a disabled subscription's apply worker may take to exit.
+const WORKER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The subscription's state.
-#[derive(Default)]
 pub struct Native {
     subscribed: bool,
+    /// The publisher's port as the subscriber on site 1 reaches it.
+    publisher_port: u16,
 }
 
 impl Native {
     /// Creates the publication on site 0.
-    pub async fn setup(sites: &Sites) -> anyhow::Result<Native> {
+    pub async fn setup(sites: &Sites, route: Route) -> anyhow::Result<Native> {
         sites.exec(0, System::Native.db(), &format!("CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES")).await?;
-        Ok(Native::default())
+        Ok(Native { subscribed: false, publisher_port: route.ports[0] })
+    }
+
+    /// The route of the next subscription; the current one must be finished.
+    pub fn reroute(&mut self, route: Route) -> anyhow::Result<()> {
+        if self.subscribed {
+            bail!("native LR: finish the subscription before changing its route");
+        }
+        self.publisher_port = route.ports[0];
+        Ok(())
     }
 
     /// Creates the subscription (and its slot), or enables it again.
@@ -33,7 +52,7 @@ impl Native {
             format!(
                 "CREATE SUBSCRIPTION {SUBSCRIPTION} CONNECTION 'host=127.0.0.1 port={} dbname={db} user=postgres' \
                  PUBLICATION {PUBLICATION} WITH (copy_data = false)",
-                sites.port(0)
+                self.publisher_port
             )
         };
         sites.exec(1, db, &sql).await.context("starting native logical replication")?;
@@ -41,12 +60,35 @@ impl Native {
         Ok(())
     }
 
-    /// Disables the subscription; changes queue in the slot on site 0.
+    /// Disables the subscription and waits until its apply worker has exited;
+    /// changes queue in the slot on site 0. Without the wait, a worker still
+    /// streaming would deliver rows written "while stopped".
     pub async fn stop(&mut self, sites: &Sites) -> anyhow::Result<()> {
-        if self.subscribed {
-            sites.exec(1, System::Native.db(), &format!("ALTER SUBSCRIPTION {SUBSCRIPTION} DISABLE")).await?;
+        if !self.subscribed {
+            return Ok(());
         }
-        Ok(())
+        let client = sites.connect(1, System::Native.db()).await?;
+        client
+            .batch_execute(&format!("ALTER SUBSCRIPTION {SUBSCRIPTION} DISABLE"))
+            .await
+            .context("disabling the subscription")?;
+        let deadline = Instant::now() + WORKER_EXIT_TIMEOUT;
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_subscription WHERE subname = $1 AND pid IS NOT NULL",
+                    &[&SUBSCRIPTION],
+                )
+                .await
+                .context("looking for the subscription's apply worker")?;
+            if row.get::<_, i64>(0) == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the disabled subscription's apply worker did not exit within {WORKER_EXIT_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Drops the subscription and its slot.
