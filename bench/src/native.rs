@@ -20,9 +20,18 @@ const SUBSCRIPTION: &str = "bench_sub";
 /// How long a disabled subscription's apply worker may take to exit.
 const WORKER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Added to `wal_retrieve_retry_interval` before a subscription is enabled again.
+const LAUNCHER_MARGIN: Duration = Duration::from_millis(200);
+
 /// The subscription's state.
 pub struct Native {
     subscribed: bool,
+    /// When the subscription was last created or enabled: PostgreSQL's
+    /// launcher starts apply workers at most once per
+    /// `wal_retrieve_retry_interval`, so a start sooner than that after the
+    /// previous one waits in the launcher (up to 5 s by default) — time that
+    /// is not replication. `stop` waits it out, outside any clock.
+    last_start: Option<Instant>,
     /// The publisher's port as the subscriber on site 1 reaches it.
     publisher_port: u16,
 }
@@ -31,7 +40,7 @@ impl Native {
     /// Creates the publication on site 0.
     pub async fn setup(sites: &Sites, route: Route) -> anyhow::Result<Native> {
         sites.exec(0, System::Native.db(), &format!("CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES")).await?;
-        Ok(Native { subscribed: false, publisher_port: route.ports[0] })
+        Ok(Native { subscribed: false, last_start: None, publisher_port: route.ports[0] })
     }
 
     /// The route of the next subscription; the current one must be finished.
@@ -57,6 +66,7 @@ impl Native {
         };
         sites.exec(1, db, &sql).await.context("starting native logical replication")?;
         self.subscribed = true;
+        self.last_start = Some(Instant::now());
         Ok(())
     }
 
@@ -82,13 +92,23 @@ impl Native {
                 .await
                 .context("looking for the subscription's apply worker")?;
             if row.get::<_, i64>(0) == 0 {
-                return Ok(());
+                break;
             }
             if Instant::now() >= deadline {
                 bail!("the disabled subscription's apply worker did not exit within {WORKER_EXIT_TIMEOUT:?}");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if let Some(last) = self.last_start {
+            let row = client
+                .query_one("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'", &[])
+                .await
+                .context("reading wal_retrieve_retry_interval")?;
+            // Milliseconds; a margin for the launcher's own clock reading.
+            let interval = Duration::from_millis(row.get::<_, i64>(0).max(0) as u64) + LAUNCHER_MARGIN;
+            tokio::time::sleep_until((last + interval).into()).await;
+        }
+        Ok(())
     }
 
     /// Drops the subscription and its slot.

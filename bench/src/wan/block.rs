@@ -61,8 +61,10 @@ impl Block<'_> {
         replicators.start_and_wait(sites, system, PROBE_TIMEOUT).await?;
 
         let before = link.counts();
+        let lag_started = Instant::now();
         let l = lag::run(sites, system, scale, rep).await?;
         let during = link.counts().since(&before);
+        let per_s = during.round_trips as f64 / lag_started.elapsed().as_secs_f64().max(1e-9);
         let complete = l.arrived == l.rows;
         let per_tx = during.round_trips as f64 / l.rows.max(1) as f64;
         self.log(&format!(
@@ -75,6 +77,7 @@ impl Block<'_> {
             (WanMetric::LagP99, l.p99_ms),
             (WanMetric::LagMax, l.max_ms),
             (WanMetric::RoundTripsPerTx, per_tx),
+            (WanMetric::LagRoundTripsPerS, per_s),
         ] {
             self.add(results, metric, Sample { value, complete });
         }

@@ -21,6 +21,7 @@ pub enum WanMetric {
     LagMax,
     LagWriterRate,
     RoundTripsPerTx,
+    LagRoundTripsPerS,
     FirstRowMs,
     FirstRowRoundTrips,
     IdleRoundTripsPerS,
@@ -28,7 +29,7 @@ pub enum WanMetric {
 }
 
 impl WanMetric {
-    pub const ALL: [WanMetric; 12] = [
+    pub const ALL: [WanMetric; 13] = [
         WanMetric::CatchUp,
         WanMetric::CatchUpRoundTrips,
         WanMetric::LagP50,
@@ -37,6 +38,7 @@ impl WanMetric {
         WanMetric::LagMax,
         WanMetric::LagWriterRate,
         WanMetric::RoundTripsPerTx,
+        WanMetric::LagRoundTripsPerS,
         WanMetric::FirstRowMs,
         WanMetric::FirstRowRoundTrips,
         WanMetric::IdleRoundTripsPerS,
@@ -54,6 +56,7 @@ impl WanMetric {
             WanMetric::LagMax => "lag_max_ms",
             WanMetric::LagWriterRate => "lag_writer_tps",
             WanMetric::RoundTripsPerTx => "round_trips_per_tx",
+            WanMetric::LagRoundTripsPerS => "round_trips_per_s_at_200_tx_per_s",
             WanMetric::FirstRowMs => "first_row_after_start_ms",
             WanMetric::FirstRowRoundTrips => "first_row_round_trips",
             WanMetric::IdleRoundTripsPerS => "idle_round_trips_per_s",
@@ -71,6 +74,7 @@ impl WanMetric {
             WanMetric::LagMax => "lag max (ms)",
             WanMetric::LagWriterRate => "  lag writer's rate (tx/s)",
             WanMetric::RoundTripsPerTx => "round trips per transaction at 200 tx/s",
+            WanMetric::LagRoundTripsPerS => "  round trips per second meanwhile",
             WanMetric::FirstRowMs => "first row after start (ms)",
             WanMetric::FirstRowRoundTrips => "  round trips until the first row",
             WanMetric::IdleRoundTripsPerS => "idle round trips per second",
