@@ -45,6 +45,8 @@ async fn run_and_record(config: &Config, dbs: &[String], rows: i32) {
     client.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, $1) g", &[&rows]).await.expect("insert");
     let outcome = run::run_once(&mut p, RunLimits::default()).await.expect("run");
     assert_eq!(outcome.inserts, rows as u64);
+    // The daemon's next poll, which carries the run's position advance.
+    assert!(run::run_once(&mut p, RunLimits::default()).await.expect("poll").empty);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 
 use super::format::{CopyFormat, RowCounter};
 use super::node::{Node, Postgres, Window};
-use super::read::not_shipped;
+use super::read::{not_shipped, opened};
 use crate::apply::{TablePlan, Totals};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
@@ -77,17 +77,23 @@ fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source
 async fn stream_copy(
     from: (&tokio_postgres::Client, DbId),
     out_sql: &str,
-    targets: &[(&tokio_postgres::Client, DbId)],
+    targets: &[(&Node, DbId)],
     in_sql: &str,
     table: &TableInfo,
     format: CopyFormat,
 ) -> Result<u64, ReplicaError> {
-    let mut sinks = Vec::with_capacity(targets.len());
-    for (client, id) in targets {
-        let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(*id, table, e))?;
-        sinks.push((*id, Box::pin(sink)));
-    }
-    let stream = from.0.copy_out(out_sql).await.on_db(from.1, || format!("reading rows of {}", table.name))?;
+    // Every target's COPY starts while the source's starts: one round trip
+    // for all of them.
+    let sinks = try_join_all(targets.iter().map(|(node, id)| async move {
+        let statement = copy_in_statement(node, table, in_sql).await?;
+        let sink = opened(node, async {
+            node.client.copy_in::<_, Bytes>(&statement).await.map_err(|e| apply_error(*id, table, e))
+        })
+        .await?;
+        Ok::<_, ReplicaError>((*id, Box::pin(sink)))
+    }));
+    let stream = async { from.0.copy_out(out_sql).await.on_db(from.1, || format!("reading rows of {}", table.name)) };
+    let (mut sinks, stream) = futures_util::future::try_join(sinks, stream).await?;
     futures_util::pin_mut!(stream);
     let mut rows = RowCounter::new(format);
     // The server sends one message per row; the targets parse fewer, larger
@@ -148,12 +154,15 @@ pub async fn apply_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]
             if plan.truncate.is_some_and(|t| t != node.id) {
                 // DELETE, not TRUNCATE: foreign keys pointing here would make
                 // TRUNCATE fail, and replica mode already skips their triggers.
-                node.client
-                    .execute(&format!("DELETE FROM {}", table.name.quoted()), &[])
-                    .await
-                    .on_db(node.id, || format!("emptying {} after a truncate", table.name))?;
+                let empty = async {
+                    node.client
+                        .execute(&format!("DELETE FROM {}", table.name.quoted()), &[])
+                        .await
+                        .on_db(node.id, || format!("emptying {} after a truncate", table.name))
+                };
+                opened(node, empty).await?;
             } else {
-                deletes += delete_keys(node.id, &node.client, table, plan, node.id).await?;
+                deletes += delete_keys(node, table, plan).await?;
             }
         }
         Ok::<u64, ReplicaError>(deletes)
@@ -172,14 +181,13 @@ pub async fn apply_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]
                 // Every database takes these rows: the others as usual, the
                 // source itself because the truncate emptied it.
                 for n in &pg.nodes {
-                    copy_in(&n.client, n.id, &in_sql, table, fetched).await?;
+                    copy_in(n, &in_sql, table, fetched).await?;
                 }
                 inserts += fetched.rows;
                 continue;
             }
             let from = pg.node(*source);
-            let targets: Vec<(&tokio_postgres::Client, DbId)> =
-                pg.nodes.iter().filter(|n| n.id != *source).map(|n| (&n.client, n.id)).collect();
+            let targets: Vec<(&Node, DbId)> = pg.nodes.iter().filter(|n| n.id != *source).map(|n| (n, n.id)).collect();
             let out_sql = fetch_sql(pg, table, plan, from, pg.window(*source));
             inserts += stream_copy((&from.client, from.id), &out_sql, &targets, &in_sql, table, format).await?;
         }
@@ -190,13 +198,8 @@ pub async fn apply_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]
 
 /// Deletes on database `me` every key whose winner is another database, but
 /// the plan's fresh keys.
-async fn delete_keys(
-    db: DbId,
-    client: &tokio_postgres::Client,
-    table: &TableInfo,
-    plan: &TablePlan<TextKey>,
-    me: DbId,
-) -> Result<u64, ReplicaError> {
+async fn delete_keys(node: &Node, table: &TableInfo, plan: &TablePlan<TextKey>) -> Result<u64, ReplicaError> {
+    let (db, me) = (node.id, node.id);
     let n = table.key.len();
     let mut columns: Vec<Vec<&str>> = vec![Vec::new(); n];
     for (key, winner) in &plan.winners {
@@ -233,21 +236,38 @@ async fn delete_keys(
     let sql = format!("WITH d AS ({sql} RETURNING 1) SELECT count(*) FROM d");
     let params: Vec<(&(dyn ToSql + Sync), Type)> =
         columns.iter().map(|c| (c as &(dyn ToSql + Sync), Type::TEXT_ARRAY)).collect();
-    let rows = client.query_typed(&sql, &params).await.map_err(|e| apply_error(db, table, e))?;
+    let rows =
+        opened(node, async { node.client.query_typed(&sql, &params).await.map_err(|e| apply_error(db, table, e)) })
+            .await?;
     Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
 }
 
-async fn copy_in(
-    client: &tokio_postgres::Client,
-    db: DbId,
-    in_sql: &str,
+/// The prepared `COPY … FROM STDIN` of `table` on `node`: prepared on first
+/// use and kept, so a run's COPY costs no round trip to prepare it.
+async fn copy_in_statement(
+    node: &Node,
     table: &TableInfo,
-    fetched: &Fetched,
-) -> Result<(), ReplicaError> {
+    in_sql: &str,
+) -> Result<tokio_postgres::Statement, ReplicaError> {
+    let kept = node.copy_in.lock().unwrap_or_else(|p| p.into_inner()).get(&table.name).cloned();
+    if let Some(statement) = kept {
+        return Ok(statement);
+    }
+    let statement = node.client.prepare(in_sql).await.map_err(|e| apply_error(node.id, table, e))?;
+    node.copy_in.lock().unwrap_or_else(|p| p.into_inner()).insert(table.name.clone(), statement.clone());
+    Ok(statement)
+}
+
+async fn copy_in(node: &Node, in_sql: &str, table: &TableInfo, fetched: &Fetched) -> Result<(), ReplicaError> {
+    let db = node.id;
     if fetched.rows == 0 {
         return Ok(());
     }
-    let sink = client.copy_in::<_, Bytes>(in_sql).await.map_err(|e| apply_error(db, table, e))?;
+    let statement = copy_in_statement(node, table, in_sql).await?;
+    let sink = opened(node, async {
+        node.client.copy_in::<_, Bytes>(&statement).await.map_err(|e| apply_error(db, table, e))
+    })
+    .await?;
     futures_util::pin_mut!(sink);
     for chunk in &fetched.chunks {
         sink.feed(chunk.clone()).await.map_err(|e| apply_error(db, table, e))?;

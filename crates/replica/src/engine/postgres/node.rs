@@ -91,6 +91,23 @@ pub struct Node {
     pub upkeep: Upkeep,
     /// ...and the background task doing it, at most one at a time.
     pub(crate) upkeep_task: Option<JoinHandle<()>>,
+    /// What the last poll found here (sources only): `Some(false)`, nothing
+    /// new, so the next run only delivers to this database and opens no
+    /// snapshot on it; `None`, no poll since the last run (a bounded run left
+    /// more), so the run reads it.
+    pub(crate) polled: Option<bool>,
+    /// The last run's position advance (and purge), not sent yet: it travels
+    /// with the next statement this database gets — the poll or the next run —
+    /// instead of costing a round trip of its own. Losing it in a crash only
+    /// means delivering that run again, which is idempotent.
+    pub(crate) deferred: Option<String>,
+    /// The run transaction's opening, when this run does not read the
+    /// database and has not sent it a statement yet: it goes right before the
+    /// first one ([`super::read::opened`]), in the same round trip.
+    pub(crate) opening: std::sync::Mutex<Option<String>>,
+    /// `COPY … FROM STDIN` of each replicated table, prepared once on this
+    /// connection and kept across runs.
+    pub(crate) copy_in: std::sync::Mutex<HashMap<TableName, tokio_postgres::Statement>>,
 }
 
 impl Node {

@@ -138,6 +138,10 @@ async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Cli
         shape,
         upkeep: Upkeep::default(),
         upkeep_task: None,
+        polled: None,
+        deferred: None,
+        opening: Default::default(),
+        copy_in: Default::default(),
     })
 }
 

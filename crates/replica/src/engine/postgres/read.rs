@@ -11,6 +11,7 @@ use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
 use crate::read::{ChangedKeys, CommitTime, KeyRead, KeyRequest, KeySet, RunLimits, SourceRead, TableSummary, TextKey};
+use dugong_core::DbId;
 use futures_util::future::try_join_all;
 use tokio_postgres::types::Type;
 
@@ -27,16 +28,69 @@ pub(crate) fn not_shipped(cursor: &str) -> String {
 }
 
 /// Whether any source has changes this sync has not shipped. One cheap query per
-/// source; this is the poll that replaces Bucardo's NOTIFY kick.
-pub async fn pending(pg: &Postgres) -> Result<bool, ReplicaError> {
-    let checks = pg.delivering().map(|node| async move {
-        let cursor = node.cursor.to_string();
-        let statement = node.poll.as_ref().expect("sources have a poll statement");
-        let row =
-            node.client.query_one(statement, &[&cursor]).await.on_db(node.id, || "polling the change logs".into())?;
-        Ok::<bool, ReplicaError>(row.get(0))
-    });
-    Ok(try_join_all(checks).await?.into_iter().any(|b| b))
+/// source; this is the poll that replaces Bucardo's NOTIFY kick. Each source
+/// remembers its answer, so the run reads only those with something new; the
+/// last run's position advance rides along with the poll.
+pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
+    let deferred: Vec<(DbId, String)> =
+        pg.nodes.iter_mut().filter_map(|n| n.deferred.take().map(|sql| (n.id, sql))).collect();
+    let delivering: Vec<DbId> = pg.delivering().map(|n| n.id).collect();
+    let nodes = &pg.nodes;
+    let checks =
+        nodes.iter().filter(|n| delivering.contains(&n.id) || deferred.iter().any(|(d, _)| *d == n.id)).map(|node| {
+            let deferred = deferred.iter().find(|(d, _)| *d == node.id).map(|(_, sql)| sql.as_str());
+            let poll = delivering.contains(&node.id);
+            async move {
+                let cursor = node.cursor.to_string();
+                // Sent one after the other without waiting: one round trip.
+                let advance = async {
+                    match deferred {
+                        Some(sql) => {
+                            node.client.batch_execute(sql).await.on_db(node.id, || "advancing the positions".into())
+                        }
+                        None => Ok(()),
+                    }
+                };
+                let check = async {
+                    if !poll {
+                        return Ok(None);
+                    }
+                    let statement = node.poll.as_ref().expect("sources have a poll statement");
+                    let row = node
+                        .client
+                        .query_one(statement, &[&cursor])
+                        .await
+                        .on_db(node.id, || "polling the change logs".into())?;
+                    Ok::<_, ReplicaError>(Some(row.get::<_, bool>(0)))
+                };
+                let ((), found) = futures_util::future::try_join(advance, check).await?;
+                Ok::<_, ReplicaError>((node.id, found))
+            }
+        });
+    let answers = match try_join_all(checks).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            // A failed advance leaves its transaction open: end it.
+            super::record::rollback_all(pg).await;
+            // Sent again with the next statement (a later advance covers it).
+            for (id, sql) in deferred {
+                if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
+                    n.deferred.get_or_insert(sql);
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut any = false;
+    for (id, found) in answers {
+        if let Some(found) = found {
+            any |= found;
+            if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
+                n.polled = Some(found);
+            }
+        }
+    }
+    Ok(any)
 }
 
 /// The poll query of a source: is any change of the sync's tables not visible
@@ -69,16 +123,41 @@ pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
 pub(crate) const BEGIN_RUN: &str =
     "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica";
 
-/// Starts the run transaction of the databases that are only targets (sources
-/// start theirs while reading).
-async fn begin_targets(pg: &Postgres) -> Result<(), ReplicaError> {
-    try_join_all(pg.nodes.iter().filter(|n| !n.source).map(|n| async move {
-        let sql = format!("{BEGIN_RUN}; SELECT ({})", n.shape.sql);
-        let messages = n.client.simple_query(&sql).await.on_db(n.id, || "starting the run transaction".into())?;
-        n.shape.check(n.id, first_row(&messages).and_then(|r| r.get(0)))
-    }))
-    .await?;
-    Ok(())
+/// Opens the run transaction of the databases this run does not read —
+/// targets, and sources whose poll found nothing new (a run opens no snapshot
+/// there) — when the run first needs them: see [`opened`].
+fn begin_targets(pg: &Postgres, read: &[DbId]) {
+    for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
+        let sql = format!("{}{BEGIN_RUN}; SELECT ({})", n.deferred.as_deref().unwrap_or_default(), n.shape.sql);
+        *n.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql);
+    }
+}
+
+/// Runs `work` on `node` in the run transaction: when the transaction is not
+/// open yet, its opening is sent just before `work`'s first statement, and
+/// both take one round trip. Nothing sent behind a failed opening takes
+/// effect: the server refuses every statement in a failed transaction block,
+/// and the run rolls back. The opening also checks the tables' shape, before
+/// the run commits anything there.
+pub(crate) async fn opened<T>(
+    node: &Node,
+    work: impl std::future::Future<Output = Result<T, ReplicaError>>,
+) -> Result<T, ReplicaError> {
+    let opening = node.opening.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(sql) = opening else { return work.await };
+    let open = async {
+        let messages = node.client.simple_query(&sql).await.on_db(node.id, || "starting the run transaction".into())?;
+        node.shape.check(node.id, first_row(&messages).and_then(|r| r.get(0)))
+    };
+    // Polled in order: the opening is sent first.
+    let ((), out) = futures_util::future::try_join(open, work).await?;
+    Ok(out)
+}
+
+/// The opening of the run transaction on `node` when not sent yet, to put in
+/// front of a simple query (the run's commit).
+pub(crate) fn take_opening(node: &Node) -> String {
+    node.opening.lock().unwrap_or_else(|p| p.into_inner()).take().map(|s| format!("{s};\n")).unwrap_or_default()
 }
 
 /// The first row of a simple query's answer.
@@ -93,8 +172,19 @@ fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<&tokio_p
 /// window: its snapshot, batch bound and change counts per table. The windows
 /// stay with the engine until the run ends.
 pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
-    let sources = pg.delivering().map(|node| read_source(plan, pg, node, limits));
-    let ((), reads) = futures_util::future::try_join(begin_targets(pg), try_join_all(sources)).await?;
+    // Read: the sources whose poll found changes, or that were not polled
+    // since a bounded run, and those with held tables to ship whole.
+    let read: Vec<DbId> =
+        pg.delivering().filter(|n| n.polled != Some(false) || !n.sweep.is_empty()).map(|n| n.id).collect();
+    let sources = pg.nodes.iter().filter(|n| read.contains(&n.id)).map(|node| read_source(plan, pg, node, limits));
+    begin_targets(pg, &read);
+    let result = try_join_all(sources).await;
+    for n in &mut pg.nodes {
+        n.polled = None;
+        // Sent with the run's first statement, committed or not.
+        n.deferred = None;
+    }
+    let reads = result?;
     let (windows, reads): (Vec<Window>, Vec<SourceRead>) = reads.into_iter().unzip();
     pg.windows = windows;
     Ok(reads)
@@ -157,13 +247,25 @@ async fn read_source(
     // The tables' shape is read after the snapshot is taken: a column added
     // before the run's snapshot shows here, so no row written into it ships
     // with the old column list.
-    let sql = format!("{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})", node.shape.sql);
-    let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
+    let sql = format!(
+        "{}{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})",
+        node.deferred.as_deref().unwrap_or_default(),
+        node.shape.sql
+    );
+    // The counts go right behind, in the same round trip: bounded by what
+    // the batch bounds already say, else by the run's snapshot (the bound of
+    // every run that is not a backlog's). A backlog counted just now bounds
+    // the batch lower, and is counted again below.
+    let early_bound = cached.as_ref().and_then(|(nth, _)| *nth).map(|nth| nth.saturating_add(1).max(node.cursor.xmax));
+    let begin = async { node.client.simple_query(&sql).await.on_db(id, || "starting the run".into()) };
+    let counts = summaries(plan, node, &cursor, early_bound.map(|b| b.to_string()));
+    let (messages, early) = futures_util::future::try_join(begin, counts).await?;
     let row = first_row(&messages)
         .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
     node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
+    let counted_now = cached.is_none();
     let (nth, later) = match cached {
         Some(next) => next,
         None => {
@@ -177,25 +279,11 @@ async fn read_source(
         }
     };
     let bound = choose_bound(nth, &node.cursor, &snapshot);
-    let bound_text = bound.to_string();
-    let whole = format!("{}", snapshot.xmax);
-    let reads = plan.tables.iter().map(|table| {
-        // A table whose hold was lifted is read whole, up to the snapshot.
-        let swept = node.sweep.contains(&table.name);
-        let cursor = if swept { "1:1:" } else { cursor.as_str() };
-        let bound_text = if swept { &whole } else { &bound_text };
-        async move {
-            let Some(capture) = node.captures.get(&table.name) else { return Ok(TableSummary::default()) };
-            let (mut summary, truncated) = futures_util::future::try_join(
-                summarize(node, table, &capture.delta, cursor, bound_text),
-                read_truncate(node, capture.table_id, cursor, bound_text),
-            )
-            .await?;
-            summary.truncated = truncated;
-            Ok::<_, ReplicaError>(summary)
-        }
-    });
-    let summaries: Vec<TableSummary> = try_join_all(reads).await?;
+    let summaries = if counted_now && nth.is_some() {
+        summaries(plan, node, &cursor, Some(bound.to_string())).await?
+    } else {
+        early
+    };
     let shipped = summaries.iter().map(|s| s.changes.max(0) as u64).sum();
     let (_, uneven) = node.window_start(&pg.nodes);
     let targets = node.live_targets(&pg.nodes).collect();
@@ -207,6 +295,37 @@ async fn read_source(
     Ok((window, read))
 }
 
+/// Counts every table's changes after `cursor` and below `bound` (or the run's
+/// snapshot), with its truncates.
+async fn summaries(
+    plan: &SyncPlan,
+    node: &Node,
+    cursor: &str,
+    bound: Option<String>,
+) -> Result<Vec<TableSummary>, ReplicaError> {
+    let bound = bound.as_deref();
+    let reads = plan.tables.iter().map(|table| {
+        // A table whose hold was lifted is read whole, up to the snapshot.
+        let swept = node.sweep.contains(&table.name);
+        let cursor = if swept { "1:1:" } else { cursor };
+        let bound = if swept { None } else { bound };
+        async move {
+            let Some(capture) = node.captures.get(&table.name) else { return Ok(TableSummary::default()) };
+            let (mut summary, truncated) = futures_util::future::try_join(
+                summarize(node, table, &capture.delta, cursor, bound),
+                read_truncate(node, capture.table_id, cursor, bound),
+            )
+            .await?;
+            summary.truncated = truncated;
+            Ok::<_, ReplicaError>(summary)
+        }
+    });
+    try_join_all(reads).await
+}
+
+/// Below `$2`, or below the run's snapshot when `$2` is NULL (or higher).
+const BELOW_BOUND: &str = "dugong_txid < least($2::text::xid8, pg_snapshot_xmax(pg_current_snapshot()))";
+
 /// Counts a table's changes in the window (after `cursor`, below `bound`) and
 /// finds the oldest one's commit time, in one pass over the change log.
 async fn summarize(
@@ -214,12 +333,12 @@ async fn summarize(
     table: &TableInfo,
     delta: &str,
     cursor: &str,
-    bound: &str,
+    bound: Option<&str>,
 ) -> Result<TableSummary, ReplicaError> {
     let sql = format!(
         "SELECT sum(g.c)::int8, sum(g.r)::int8, {}
          FROM (SELECT dugong_txid AS t, count(*) AS c, count(*) FILTER (WHERE dugong_inserted IS NOT TRUE) AS r
-               FROM {delta} WHERE {NOT_SHIPPED} AND dugong_txid < $2::text::xid8 GROUP BY dugong_txid) g",
+               FROM {delta} WHERE {NOT_SHIPPED} AND {BELOW_BOUND} GROUP BY dugong_txid) g",
         commit_time_expr(node, "g.t", "min")
     );
     let row = node
@@ -308,10 +427,10 @@ async fn read_truncate(
     node: &Node,
     table_id: i32,
     cursor: &str,
-    bound: &str,
+    bound: Option<&str>,
 ) -> Result<Option<CommitTime>, ReplicaError> {
     let sql = format!(
-        "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND dugong_txid < $2::text::xid8",
+        "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND {BELOW_BOUND}",
         commit_time_expr(node, "dugong_txid", "max")
     );
     let rows = node

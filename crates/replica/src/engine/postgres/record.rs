@@ -4,6 +4,7 @@
 
 use super::capture;
 use super::node::Postgres;
+use super::read;
 use super::snapshot::Snapshot;
 use super::upkeep;
 use crate::error::{describe_pg, ReplicaError, StatementContext};
@@ -97,7 +98,8 @@ pub async fn commit(
     let committed = try_join_all(pg.nodes.iter().map(|n| {
         // A source whose held tables shipped whole lifts their holds with the run.
         let sweep = pg.windows.iter().find(|w| w.db == n.id).map(|w| w.sweep.as_slice()).unwrap_or_default();
-        let sql = format!("{sql};\n{}COMMIT", capture::release_sql(plan.name().as_str(), sweep));
+        let sql =
+            format!("{}{sql};\n{}COMMIT", read::take_opening(n), capture::release_sql(plan.name().as_str(), sweep));
         async move { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }
     }))
     .await;
@@ -116,6 +118,19 @@ pub async fn commit(
 /// `null`). A conflict already logged under its id (a run repeated after a
 /// crash) is not logged twice.
 pub(crate) async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, cs: &[RunConflict]) -> Result<(), ReplicaError> {
+    // Databases the run has not written yet open their run transaction first.
+    for n in &pg.nodes {
+        let opening = read::take_opening(n);
+        if !opening.is_empty() {
+            let messages =
+                n.client.simple_query(&opening).await.on_db(n.id, || "starting the run transaction".into())?;
+            let shape = messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
+                _ => None,
+            });
+            n.shape.check(n.id, shape)?;
+        }
+    }
     let clients: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
     insert_conflicts(&clients, plan.name().as_str(), cs).await
 }
@@ -178,6 +193,8 @@ fn array_literal(values: &[String]) -> String {
 /// Best effort: a broken connection rolls back by itself.
 pub(crate) async fn rollback_all(pg: &Postgres) {
     for n in &pg.nodes {
+        // Never opened: nothing to end.
+        read::take_opening(n);
         if !n.client.is_closed() {
             let _ = n.client.batch_execute("ROLLBACK").await;
         }
@@ -203,26 +220,25 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
             .collect();
         advances.push((positions, purge));
     }
-    let work = windows.iter().zip(&advances).map(|(w, (positions, purge))| {
+    for (w, (positions, purge)) in windows.iter().zip(&advances) {
         let node = pg.node(w.db);
-        async move {
-            // A position lost in a crash only means delivering again, which is
-            // idempotent: no need to wait for the flush.
-            let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
-            for (target, position) in positions {
-                sql.push_str(&format!(
-                    "UPDATE dugong.cursor SET snapshot = '{position}'::pg_snapshot, updated_at = now() WHERE sync = {} AND target = '{target}';\n",
-                    quote_literal(sync.as_str())
-                ));
-            }
-            if *purge == Purge::Inline {
-                sql.push_str(&upkeep::purge_sql(node));
-            }
-            sql.push_str("COMMIT;");
-            node.client.batch_execute(&sql).await.on_db(node.id, || "advancing the positions".into())
+        // A position lost in a crash only means delivering again, which is
+        // idempotent: no need to wait for the flush, nor for the answer — the
+        // statement goes with the next one this database gets.
+        let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
+        for (target, position) in positions {
+            sql.push_str(&format!(
+                "UPDATE dugong.cursor SET snapshot = '{position}'::pg_snapshot, updated_at = now() WHERE sync = {} AND target = '{target}';\n",
+                quote_literal(sync.as_str())
+            ));
         }
-    });
-    try_join_all(work).await?;
+        if *purge == Purge::Inline {
+            sql.push_str(&upkeep::purge_sql(node));
+        }
+        sql.push_str("COMMIT;\n");
+        let i = pg.nodes.iter().position(|n| n.id == w.db).expect("every window is a node's");
+        pg.nodes[i].deferred = Some(sql);
+    }
     for (w, (positions, purge)) in windows.into_iter().zip(advances) {
         let i = pg.nodes.iter().position(|n| n.id == w.db).expect("every window is a node's");
         pg.nodes[i].positions.extend(positions);
@@ -268,8 +284,9 @@ pub async fn record_bad(
 }
 
 /// Marks the sync as not running on every database (the replicator stopped),
-/// and takes its heartbeat away.
-pub async fn record_stopped(pg: &Postgres, sync: &SyncName, who: &Replicator) {
+/// and takes its heartbeat away; sends the last run's position advance first.
+pub async fn record_stopped(pg: &mut Postgres, sync: &SyncName, who: &Replicator) {
+    flush_deferred(pg).await;
     for node in &pg.nodes {
         let _ = node
             .client
@@ -285,6 +302,19 @@ pub async fn record_stopped(pg: &Postgres, sync: &SyncName, who: &Replicator) {
                 &[&sync.as_str(), &who.pid, &who.host],
             )
             .await;
+    }
+}
+
+/// Sends every database's deferred position advance now. Best effort: one
+/// not sent only means delivering that run again.
+pub(crate) async fn flush_deferred(pg: &mut Postgres) {
+    for node in &mut pg.nodes {
+        if let Some(sql) = node.deferred.take() {
+            if let Err(e) = node.client.batch_execute(&sql).await {
+                let _ = node.client.batch_execute("ROLLBACK").await;
+                tracing::debug!(db = %node.id, error = %describe_pg(&e), "could not advance the positions");
+            }
+        }
     }
 }
 
