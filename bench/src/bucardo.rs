@@ -14,6 +14,7 @@
 //! killed.
 
 use crate::cluster::Sites;
+use crate::replicators::Route;
 use crate::system::System;
 use anyhow::{bail, Context};
 use std::io::Write as _;
@@ -76,8 +77,9 @@ pub async fn ensure_installed() -> anyhow::Result<()> {
 
 impl Bucardo {
     /// Installs Bucardo's control database on the control cluster, and adds
-    /// both sites' `kwanza_bucardo` and the sync (which installs its triggers).
-    pub async fn setup(sites: &Sites, workdir: &Path) -> anyhow::Result<Bucardo> {
+    /// both sites' `kwanza_bucardo`, reached by `route`, and the sync (which
+    /// installs its triggers).
+    pub async fn setup(sites: &Sites, route: Route, workdir: &Path) -> anyhow::Result<Bucardo> {
         let ctl = sites.ctl().context("Bucardo needs its control cluster")?;
         let dir = workdir.join("bucardo");
         for sub in ["run", "log"] {
@@ -105,7 +107,7 @@ impl Bucardo {
                     &format!("db{site}"),
                     &format!("dbname={}", System::Bucardo.db()),
                     "host=127.0.0.1",
-                    &format!("port={}", sites.port(site)),
+                    &format!("port={}", route.ports[site]),
                     "user=postgres",
                 ])
                 .await?;

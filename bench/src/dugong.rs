@@ -2,7 +2,7 @@
 //! Bucardo-style `bucardo.json` (the deployment guide's master-master sync) and
 //! default options, started and stopped as a child process.
 
-use crate::cluster::Sites;
+use crate::replicators::Route;
 use crate::system::System;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -23,11 +23,25 @@ pub struct DugongReplicator {
 }
 
 impl DugongReplicator {
-    /// Writes the configuration for `kwanza_dugong` on both sites.
-    pub fn new(bin: &Path, workdir: &Path, sites: &Sites) -> anyhow::Result<DugongReplicator> {
+    /// Writes the configuration for `kwanza_dugong` on both sites, reached by `route`.
+    pub fn new(bin: &Path, workdir: &Path, route: Route) -> anyhow::Result<DugongReplicator> {
+        let replicator = DugongReplicator {
+            bin: bin.to_path_buf(),
+            config: workdir.join("bucardo.json"),
+            workdir: workdir.to_path_buf(),
+            child: None,
+            starts: 0,
+        };
+        replicator.write_config(route)?;
+        Ok(replicator)
+    }
+
+    /// Rewrites the configuration so the next start reaches the sites by `route`
+    /// (the replicator's state lives in the databases, not in the addresses).
+    pub fn write_config(&self, route: Route) -> anyhow::Result<()> {
         let db = |id: usize| {
             serde_json::json!({
-                "id": id, "dbname": System::Dugong.db(), "host": format!("127.0.0.1 port={}", sites.port(id)),
+                "id": id, "dbname": System::Dugong.db(), "host": format!("127.0.0.1 port={}", route.ports[id]),
                 "user": "postgres",
             })
         };
@@ -35,16 +49,13 @@ impl DugongReplicator {
             "databases": [db(0), db(1)],
             "syncs": [{"sources": [0, 1], "targets": [], "tables": "all", "onetimecopy": 0}],
         });
-        let path = workdir.join("bucardo.json");
         let text = serde_json::to_string_pretty(&config).context("rendering bucardo.json")?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        Ok(DugongReplicator {
-            bin: bin.to_path_buf(),
-            config: path,
-            workdir: workdir.to_path_buf(),
-            child: None,
-            starts: 0,
-        })
+        std::fs::write(&self.config, text).with_context(|| format!("writing {}", self.config.display()))
+    }
+
+    /// The running replicator's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Installs capture on both sites (`replicate --once` prepares the sync, finds

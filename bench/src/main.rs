@@ -14,6 +14,8 @@
 //! - [`workloads`]: catch-up, sustained, lag and capture-overhead measurements.
 //! - [`plan`]: the order of repetitions and systems.
 //! - [`stats`], [`report`]: medians, the table, the JSON and the targets.
+//! - [`wan`]: the WAN profile (`dugong-bench wan`): Dugong and native logical
+//!   replication each behind a delay link, at several delays.
 //! - [`campaign`]: the partition campaign (`dugong-bench campaign`), a fault campaign
 //!   rather than a measurement of speed.
 
@@ -29,6 +31,7 @@ mod report;
 mod schema;
 mod stats;
 mod system;
+mod wan;
 mod workloads;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +49,9 @@ struct Cli {
 enum Command {
     /// Every workload against every system; prints the table and writes the JSON.
     All(options::Args),
+    /// The WAN profile of issue 17: Dugong and native logical replication, each across
+    /// its own delay link, at several one-way delays; prints the table and writes the JSON.
+    Wan(wan::Args),
     /// The partition campaign: seeded runs of writers on every site under link cuts, kill -9
     /// of the replicator and database crashes; checks every run and reports the figures.
     Campaign(campaign::Args),
@@ -77,6 +83,13 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
                 // stops what it started on the way out.
                 tokio::select! {
                     result = plan::run_all(options) => result,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; everything started was stopped")),
+                }
+            }
+            Command::Wan(args) => {
+                let options = wan::Options::from_args(args)?;
+                tokio::select! {
+                    result = wan::run(options) => result,
                     _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; everything started was stopped")),
                 }
             }

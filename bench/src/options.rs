@@ -43,6 +43,11 @@ pub struct Args {
     /// Keep the work directory (configs, replicator and Bucardo logs) after the run.
     #[arg(long, env = "DUGONG_BENCH_KEEP")]
     keep: bool,
+    /// One-way delay in ms of a WAN link between each replicator and its remote
+    /// site (Dugong and Bucardo reach site 1, native's subscriber reaches site 0
+    /// through its own link). `dugong-bench wan` measures several delays.
+    #[arg(long, env = "DUGONG_BENCH_DELAY_MS")]
+    delay_ms: Option<u64>,
     /// An extra postgresql.conf setting for every cluster, NAME=VALUE (repeatable):
     /// for experiments such as `--pg-setting jit=off`. Recorded in the JSON.
     #[arg(long = "pg-setting", value_name = "NAME=VALUE")]
@@ -108,6 +113,8 @@ pub struct Options {
     pub keep: bool,
     /// Settings added to the baseline's on every cluster.
     pub pg_settings: Vec<(String, String)>,
+    /// One-way delay of a link in front of each replicator's remote site.
+    pub delay: Option<Duration>,
 }
 
 impl Options {
@@ -160,7 +167,17 @@ impl Options {
             };
             pg_settings.push((name.trim().to_string(), value.trim().to_string()));
         }
-        Ok(Options { quick, scale, systems, workloads, dugong_bin, json_path, keep: args.keep, pg_settings })
+        Ok(Options {
+            quick,
+            scale,
+            systems,
+            workloads,
+            dugong_bin,
+            json_path,
+            keep: args.keep,
+            pg_settings,
+            delay: args.delay_ms.map(Duration::from_millis),
+        })
     }
 
     pub fn runs(&self, w: Workload) -> bool {

@@ -9,7 +9,7 @@
 
 use crate::cluster::Sites;
 use crate::options::{Options, Workload};
-use crate::replicators::Replicators;
+use crate::replicators::{self, Replicators, Route};
 use crate::report::render::{self, Machine, Meta, Sizes, Versions};
 use crate::report::{Metric, Results, Subject};
 use crate::schema;
@@ -34,7 +34,26 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     let mut workdir = WorkDir::create(options.keep)?;
     let sites = Sites::start(options.systems.contains(&System::Bucardo), &options.pg_settings).await?;
     schema::create(&sites, &options.systems).await?;
-    let mut replicators = Replicators::setup(&sites, &options.systems, &options.dugong_bin, workdir.path()).await?;
+    // With --delay-ms, every replicator reaches its remote site through its own
+    // delay link, for the whole run; the workloads write and read the sites
+    // directly. The links outlive the replicators (declared first, dropped last),
+    // so dropping a subscription can still reach its publisher.
+    let mut links = Vec::new();
+    let mut routes = Vec::new();
+    for system in &options.systems {
+        let route = match options.delay {
+            Some(delay) => {
+                let (link, route) = replicators::wan_route(&sites, *system, delay).await?;
+                links.push(link);
+                route
+            }
+            None => Route::direct(&sites),
+        };
+        routes.push((*system, route));
+    }
+    let route_of = |system: System| routes.iter().find(|(s, _)| *s == system).map_or(Route::direct(&sites), |r| r.1);
+    let mut replicators =
+        Replicators::setup(&sites, &options.systems, route_of, &options.dugong_bin, workdir.path()).await?;
     let mut results = Results::default();
     measure(&sites, &mut replicators, &options, workdir.path(), &mut results, clock).await;
 
@@ -54,9 +73,11 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
             postgresql: sites.server_version().await.unwrap_or_default(),
             bucardo: replicators.bucardo_version(),
             dugong: dugong_version,
+            dugong_bin: options.dugong_bin.display().to_string(),
         },
         sizes: sizes(&options),
         extra_pg_settings: options.pg_settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        delay_ms: options.delay.map(|d| d.as_millis() as u64),
         method: METHOD.to_vec(),
     };
     results.derive();
@@ -233,19 +254,19 @@ fn sizes(options: &Options) -> Sizes {
     }
 }
 
-fn elapsed(clock: Instant) -> String {
+pub(crate) fn elapsed(clock: Instant) -> String {
     let s = clock.elapsed().as_secs();
     format!("{:02}:{:02}", s / 60, s % 60)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
 /// `git describe --always --dirty` of the workspace: which Dugong was measured.
-fn git_describe() -> String {
+pub(crate) fn git_describe() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
@@ -257,7 +278,7 @@ fn git_describe() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn write_json(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn write_json(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -267,20 +288,20 @@ fn write_json(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
 
 /// The run's scratch directory: configs, pgbench scripts, replicator and
 /// Bucardo logs. Removed at the end unless kept (`--keep`, or an error).
-struct WorkDir {
+pub(crate) struct WorkDir {
     path: PathBuf,
-    keep: bool,
+    pub(crate) keep: bool,
 }
 
 impl WorkDir {
-    fn create(keep: bool) -> anyhow::Result<WorkDir> {
+    pub(crate) fn create(keep: bool) -> anyhow::Result<WorkDir> {
         let path = std::env::temp_dir().join(format!("dugong-bench-{}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         eprintln!("[bench] work directory {}", path.display());
         Ok(WorkDir { path, keep })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -1,6 +1,9 @@
 //! The replicators of the systems measured, behind one interface: start, stop
 //! (so a backlog builds), finish (after a system's block of workloads) and
 //! wait until ready.
+//!
+//! Each replicator reaches the sites by a [`Route`]: their own ports, or a
+//! delay link in front of the remote site (`--delay-ms`, `dugong-bench wan`).
 
 use crate::bucardo::{self, Bucardo};
 use crate::cluster::Sites;
@@ -8,9 +11,50 @@ use crate::dugong::DugongReplicator;
 use crate::native::Native;
 use crate::system::System;
 use crate::workloads::arrival;
-use anyhow::Context;
+use anyhow::{bail, Context};
+use dugong_testkit::DelayLink;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
+
+/// The ports through which a replicator reaches site 0 and site 1. Dugong and
+/// Bucardo run "at site 0" and reach site 1 by `ports[1]`; native logical
+/// replication's subscriber runs at site 1 and reaches its publisher by `ports[0]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub ports: [u16; 2],
+}
+
+impl Route {
+    /// Both sites by their own ports: no link in between.
+    pub fn direct(sites: &Sites) -> Route {
+        Route { ports: [sites.port(0), sites.port(1)] }
+    }
+}
+
+/// The site `system`'s replicator reaches across the WAN: Dugong and Bucardo
+/// run at site 0 and write to site 1; native's subscriber runs at site 1 and
+/// pulls from site 0.
+pub fn remote_site(system: System) -> usize {
+    match system {
+        System::Native => 0,
+        System::Dugong | System::Bucardo => 1,
+    }
+}
+
+/// Starts a delay link of `one_way` in front of `system`'s remote site, and
+/// returns it with the route through it. The link runs on this runtime and
+/// closes its connections when dropped.
+pub async fn wan_route(sites: &Sites, system: System, one_way: Duration) -> anyhow::Result<(DelayLink, Route)> {
+    let remote = remote_site(system);
+    let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, sites.port(remote)));
+    let link = DelayLink::start(upstream, one_way)
+        .await
+        .with_context(|| format!("starting a delay link to site {remote} for {}", system.label()))?;
+    let mut route = Route::direct(sites);
+    route.ports[remote] = link.addr().port();
+    Ok((link, route))
+}
 
 /// The replicators of the selected systems, configured.
 pub struct Replicators {
@@ -22,10 +66,12 @@ pub struct Replicators {
 impl Replicators {
     /// Configures every system in `systems`: Dugong's capture (by a `--once`
     /// run), Bucardo's control database, dbs and sync (which installs its
-    /// triggers), the publication. Nothing is left running.
+    /// triggers), the publication. Each reaches the sites by `route(system)`.
+    /// Nothing is left running.
     pub async fn setup(
         sites: &Sites,
         systems: &[System],
+        route: impl Fn(System) -> Route,
         dugong_bin: &Path,
         workdir: &Path,
     ) -> anyhow::Result<Replicators> {
@@ -33,18 +79,34 @@ impl Replicators {
         for system in systems {
             match system {
                 System::Dugong => {
-                    let d = DugongReplicator::new(dugong_bin, workdir, sites)?;
+                    let d = DugongReplicator::new(dugong_bin, workdir, route(*system))?;
                     d.install().await.context("installing Dugong's capture")?;
                     r.dugong = Some(d);
                 }
                 System::Bucardo => {
                     bucardo::ensure_installed().await?;
-                    r.bucardo = Some(Bucardo::setup(sites, workdir).await.context("setting up Bucardo")?);
+                    r.bucardo =
+                        Some(Bucardo::setup(sites, route(*system), workdir).await.context("setting up Bucardo")?);
                 }
-                System::Native => r.native = Some(Native::setup(sites).await?),
+                System::Native => r.native = Some(Native::setup(sites, route(*system)).await?),
             }
         }
         Ok(r)
+    }
+
+    /// Changes the route of a stopped (Dugong) or finished (native) system for
+    /// its next start. Bucardo keeps the route it was set up with.
+    pub fn reroute(&mut self, system: System, route: Route) -> anyhow::Result<()> {
+        match system {
+            System::Dugong => self.dugong.as_ref().context("Dugong is not set up")?.write_config(route),
+            System::Native => self.native.as_mut().context("native LR is not set up")?.reroute(route),
+            System::Bucardo => bail!("Bucardo keeps the route it was set up with"),
+        }
+    }
+
+    /// The process id of the running Dugong replicator.
+    pub fn dugong_pid(&self) -> Option<u32> {
+        self.dugong.as_ref().and_then(DugongReplicator::pid)
     }
 
     /// `bucardo --version`, when Bucardo is set up.

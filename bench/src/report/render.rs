@@ -20,6 +20,8 @@ pub struct Meta {
     pub sizes: Sizes,
     /// `--pg-setting` values added to the baseline's settings (experiments).
     pub extra_pg_settings: Vec<String>,
+    /// `--delay-ms`: one-way delay of the link in front of each replicator's remote site.
+    pub delay_ms: Option<u64>,
     pub method: Vec<&'static str>,
 }
 
@@ -37,7 +39,10 @@ pub struct Machine {
 pub struct Versions {
     pub postgresql: String,
     pub bucardo: Option<String>,
+    /// `git describe` of this workspace.
     pub dugong: String,
+    /// The dugong binary measured (`--dugong`): may come from another tree.
+    pub dugong_bin: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +152,7 @@ pub fn json(results: &Results, meta: &Meta) -> serde_json::Value {
 }
 
 /// `median [min–max]`, with `*` when some run hit its deadline.
-fn cell(s: &Summary) -> String {
+pub fn cell(s: &Summary) -> String {
     let mut text = number(s.median);
     if s.runs.len() > 1 {
         text.push_str(&format!(" [{}–{}]", number(s.min), number(s.max)));
