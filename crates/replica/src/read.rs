@@ -30,11 +30,18 @@ pub const DEFAULT_BATCH_ROWS: usize = 50_000;
 pub struct RunLimits {
     /// About how many change rows one run ships per source.
     pub batch_rows: usize,
+    /// A run that ships at most this many change rows in all may apply them
+    /// in one flight with its commits (the PostgreSQL engine does), where a
+    /// bigger one streams them.
+    pub one_flight_rows: u64,
 }
+
+/// How many change rows a run applies in one flight by default.
+pub const DEFAULT_ONE_FLIGHT_ROWS: u64 = 1000;
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { batch_rows: DEFAULT_BATCH_ROWS }
+        RunLimits { batch_rows: DEFAULT_BATCH_ROWS, one_flight_rows: DEFAULT_ONE_FLIGHT_ROWS }
     }
 }
 

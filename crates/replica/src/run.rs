@@ -26,18 +26,35 @@ pub async fn run_once<E: Engine>(p: &mut Prepared<E>, limits: RunLimits) -> Resu
     }
     let started = SystemTime::now();
     let clock = Instant::now();
-    let result = match run_in_transactions(p, limits, NewKeys::Trust).await {
+    let mut outcome = match run_and_commit(p, limits, NewKeys::Trust, started).await {
         // A key inserted on its source already exists on a target: a run
         // repeated after a crash, or an application's insert of the same key.
         // Run again, deleting every changed key first.
         Err(ReplicaError::ConcurrentWrite { db, table }) => {
             tracing::debug!(db = %db, table = %table, "a new key already exists on a target; running again with deletes");
             p.engine.rollback().await;
-            run_in_transactions(p, limits, NewKeys::Verify).await
+            run_and_commit(p, limits, NewKeys::Verify, started).await
         }
         other => other,
-    };
-    let mut outcome = match result {
+    }?;
+    let phase = Instant::now();
+    p.engine.advance(&p.plan).await?;
+    outcome.phases.advance = phase.elapsed();
+    p.more_pending = outcome.more;
+    outcome.duration = clock.elapsed();
+    Ok(outcome)
+}
+
+/// A run up to and including its commits; rolled back when it fails. A small
+/// run's rows travel with the commits, so a clash with an application's
+/// insert can show there too.
+async fn run_and_commit<E: Engine>(
+    p: &mut Prepared<E>,
+    limits: RunLimits,
+    new_keys: NewKeys,
+    started: SystemTime,
+) -> Result<RunOutcome, ReplicaError> {
+    let mut outcome = match run_in_transactions(p, limits, new_keys).await {
         Ok(outcome) => outcome,
         Err(e) => {
             p.engine.rollback().await;
@@ -48,11 +65,6 @@ pub async fn run_once<E: Engine>(p: &mut Prepared<E>, limits: RunLimits) -> Resu
     let phase = Instant::now();
     p.engine.commit(&p.plan, &p.who, &outcome).await?;
     outcome.phases.commit = phase.elapsed();
-    let phase = Instant::now();
-    p.engine.advance(&p.plan).await?;
-    outcome.phases.advance = phase.elapsed();
-    p.more_pending = outcome.more;
-    outcome.duration = clock.elapsed();
     Ok(outcome)
 }
 

@@ -22,7 +22,17 @@ CREATE TABLE no_key (v text);
 
 #[tokio::test]
 async fn every_change_and_type_replicates_both_ways_without_echo() {
-    let sites = Sites::new("types", 2, TYPES_SCHEMA).await;
+    // Small runs: rows as literals, with the commits.
+    every_change_and_type("types", RunLimits::default()).await;
+}
+
+#[tokio::test]
+async fn every_change_and_type_replicates_streamed_by_copy_too() {
+    every_change_and_type("types_copy", RunLimits { one_flight_rows: 0, ..Default::default() }).await;
+}
+
+async fn every_change_and_type(prefix: &str, limits: RunLimits) {
+    let sites = Sites::new(prefix, 2, TYPES_SCHEMA).await;
     let config = sites.master_master();
     let mut p = prepare(&config).await;
     assert_eq!(p.plan.excluded.len(), 1, "the table without a primary key is excluded");
@@ -40,7 +50,7 @@ newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+0
         .await
         .unwrap();
     sites.client(1).batch_execute("INSERT INTO plain VALUES (1, 'one'), (2, 'two'), (3, 'three')").await.unwrap();
-    let outcomes = sync_all(&mut p).await;
+    let outcomes = run_until_idle(&mut p, limits).await;
     assert_eq!(outcomes.iter().map(|o| o.inserts).sum::<u64>(), 8);
     let all = r#"SELECT * FROM "Mixed Case Tàble""#;
     assert_eq!(sites.assert_same(all).await.len(), 2);
@@ -68,13 +78,13 @@ newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+0
         .batch_execute("UPDATE plain SET id = 10 WHERE id = 1; UPDATE plain SET v = 'TWO' WHERE id = 2")
         .await
         .unwrap();
-    sync_all(&mut p).await;
+    run_until_idle(&mut p, limits).await;
     assert_eq!(sites.assert_same(all).await.len(), 1);
     assert_eq!(sites.assert_same("SELECT region, seq, val FROM composite").await, vec!["eu|1|a", "eu|7|b"]);
     assert_eq!(sites.assert_same("SELECT id, v FROM plain").await, vec!["10|one", "2|TWO", "3|three"]);
 
     // No echo: applied rows left nothing to ship back.
-    let again = run_until_idle(&mut p, RunLimits::default()).await;
+    let again = run_until_idle(&mut p, limits).await;
     assert!(again.is_empty(), "applied rows came back as changes: {again:?}");
 
     // Truncate replicates, and rows written after it in the same transaction survive.
@@ -83,7 +93,7 @@ newline \ backslash', 123456789.125, '\xdeadbeef', '2026-11-27 12:00:00.123456+0
         .batch_execute("BEGIN; TRUNCATE plain; INSERT INTO plain VALUES (99, 'after'); COMMIT")
         .await
         .unwrap();
-    let outcomes = sync_all(&mut p).await;
+    let outcomes = run_until_idle(&mut p, limits).await;
     assert_eq!(outcomes.iter().map(|o| o.truncates).sum::<u64>(), 1);
     assert_eq!(sites.assert_same("SELECT id, v FROM plain").await, vec!["99|after"]);
 }
@@ -108,7 +118,7 @@ async fn a_large_backlog_ships_in_bounded_batches() {
             .await
             .unwrap();
     }
-    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 5000 }).await;
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 5000, ..Default::default() }).await;
     assert_whole_bounded_batches(&outcomes, 5, 5000, 500);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["25000"]);
     sites.assert_same("SELECT * FROM t").await;
@@ -208,7 +218,7 @@ async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
             .await
             .unwrap();
     }
-    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000 }).await;
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000, ..Default::default() }).await;
     assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["4000"]);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["6000"]);
@@ -596,11 +606,11 @@ async fn a_transaction_committing_after_later_ones_were_shipped_is_not_lost() {
     for i in 2..50 {
         sites.client(0).execute(&format!("INSERT INTO t VALUES ({i}, 'short')"), &[]).await.unwrap();
     }
-    let shipped = run_until_idle(&mut p, RunLimits { batch_rows: 10 }).await;
+    let shipped = run_until_idle(&mut p, RunLimits { batch_rows: 10, ..Default::default() }).await;
     assert!(shipped.len() >= 4, "bounded batches while the long transaction is open");
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["48"]);
     long.batch_execute("COMMIT").await.unwrap();
-    run_until_idle(&mut p, RunLimits { batch_rows: 10 }).await;
+    run_until_idle(&mut p, RunLimits { batch_rows: 10, ..Default::default() }).await;
     assert_eq!(sites.assert_same("SELECT count(*) FROM t").await, vec!["49"]);
     assert_eq!(sites.rows(1, "SELECT v FROM t WHERE id = 1").await, vec!["long transaction"]);
 }

@@ -108,7 +108,7 @@ fn a_backlog_ships_in_bounded_batches() {
     let config = sites.config("");
     let mut p = prepare(&config);
     sites.exec(0, "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100) INSERT INTO t SELECT n, 'v' FROM g");
-    let runs = sync_all_with(&mut p, RunLimits { batch_rows: 30 });
+    let runs = sync_all_with(&mut p, RunLimits { batch_rows: 30, ..Default::default() });
     assert_eq!(runs.len(), 4, "100 changes in batches of 30");
     assert!(runs[0].more && !runs[3].more);
     assert_eq!(sites.count(1, "SELECT count(*) FROM t"), 100);

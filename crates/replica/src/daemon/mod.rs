@@ -412,7 +412,7 @@ impl SyncTask {
                 last_orphan_check = Some(std::time::Instant::now());
                 applied_since_orphan_check = false;
             }
-            match run::run_once(p, RunLimits { batch_rows: *batch_rows }).await {
+            match run::run_once(p, RunLimits { batch_rows: *batch_rows, ..Default::default() }).await {
                 Ok(outcome) => {
                     retries = 0;
                     backoff.reset();

@@ -43,10 +43,15 @@ fn key_list(table: &TableInfo) -> String {
 /// The `COPY … TO STDOUT` of the rows `source` won in `plan`: its changed keys
 /// in this run's window (after `cursor`, below `bound`), less those it lost.
 fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
+    format!("COPY ({}) TO STDOUT{}", select_sql(table, plan, source, window), pg.copy_format(table).options())
+}
+
+/// The `SELECT` of the rows `source` won in `plan`, as [`fetch_sql`] copies them.
+fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
     let capture = &source.captures[&table.name];
     let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
     let mut sql = format!(
-        "COPY (SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE {} AND dugong_txid < '{}'::xid8)",
+        "SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE {} AND dugong_txid < '{}'::xid8)",
         column_list(table),
         table.name.quoted(),
         key_list(table),
@@ -66,8 +71,6 @@ fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source
             .collect();
         sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
     }
-    sql.push_str(") TO STDOUT");
-    sql.push_str(pg.copy_format(table).options());
     sql
 }
 
@@ -127,7 +130,112 @@ const COPY_CHUNK: usize = 64 * 1024;
 /// Applies every plan on every database of the sync, each in its open run
 /// transaction: first the deletes everywhere, then each winning source's rows
 /// streamed straight into the databases that take them.
-pub async fn apply_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]) -> Result<Totals, ReplicaError> {
+///
+/// A run that ships few change rows (`RunLimits::one_flight_rows`) and no
+/// truncate is applied in one flight instead: its rows are read as SQL
+/// literals, and each target's deletes and inserts go with its commit, in one
+/// message — they become visible there half a round trip after they were
+/// sent, where COPY waits for the server three times. Such a run only reads
+/// the rows here, and returns per database the statements its commit carries.
+pub async fn apply_all(
+    pg: &Postgres,
+    p: &SyncPlan,
+    plans: &[TablePlan<TextKey>],
+) -> Result<(Totals, Vec<(DbId, String)>), ReplicaError> {
+    let shipped: u64 = pg.windows.iter().map(|w| w.shipped).sum();
+    if shipped <= pg.one_flight_rows && plans.iter().all(|plan| plan.truncate.is_none()) {
+        return stage_all(pg, p, plans).await;
+    }
+    Ok((stream_all(pg, p, plans).await?, Vec::new()))
+}
+
+/// The one-flight apply of a small run: every winning row read from its
+/// source as a tuple of literals, and per database the statements that apply
+/// them — deletes first, as [`stream_all`] does — to send with its commit.
+async fn stage_all(
+    pg: &Postgres,
+    p: &SyncPlan,
+    plans: &[TablePlan<TextKey>],
+) -> Result<(Totals, Vec<(DbId, String)>), ReplicaError> {
+    let phase = Instant::now();
+    // Rows read from each source: one query per table, all at once.
+    let reads = plans.iter().flat_map(|plan| plan.winning_sources.iter().map(move |s| (plan, *s))).map(|(plan, s)| {
+        let table = &p.tables[plan.table];
+        let node = pg.node(s);
+        let quoted: Vec<String> =
+            table.columns.iter().map(|c| format!("quote_nullable(r.{})", quote_ident(&c.name))).collect();
+        let sql = format!(
+            "SELECT '(' || concat_ws(', ', {}) || ')' FROM ({}) r",
+            quoted.join(", "),
+            select_sql(table, plan, node, pg.window(s))
+        );
+        async move {
+            let messages =
+                node.client.simple_query(&sql).await.on_db(s, || format!("reading rows of {}", table.name))?;
+            let rows: Vec<String> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect();
+            Ok::<_, ReplicaError>((plan.table, s, rows))
+        }
+    });
+    let fetched = try_join_all(reads).await?;
+    let mut totals = Totals::default();
+    let mut staged = Vec::with_capacity(pg.nodes.len());
+    for node in &pg.nodes {
+        let mut sql = String::new();
+        for plan in plans {
+            let table = &p.tables[plan.table];
+            let keys: Vec<&TextKey> =
+                plan.winners.iter().filter(|(k, w)| *w != node.id && !plan.fresh.contains(k)).map(|(k, _)| k).collect();
+            if !keys.is_empty() {
+                totals.deletes += keys.len() as u64;
+                sql.push_str(&format!(
+                    "DELETE FROM {} WHERE ({}) IN (VALUES {});\n",
+                    table.name.quoted(),
+                    key_list(table),
+                    key_values(table, &keys)
+                ));
+            }
+        }
+        for (ti, source, rows) in fetched.iter().filter(|(_, s, rows)| *s != node.id && !rows.is_empty()) {
+            let table = &p.tables[*ti];
+            let _ = source;
+            sql.push_str(&format!(
+                "INSERT INTO {} ({}) VALUES {};\n",
+                table.name.quoted(),
+                column_list(table),
+                rows.join(", ")
+            ));
+        }
+        if !sql.is_empty() {
+            staged.push((node.id, sql));
+        }
+    }
+    totals.inserts = fetched.iter().map(|(_, _, rows)| rows.len() as u64).sum();
+    totals.copy_time = phase.elapsed();
+    Ok((totals, staged))
+}
+
+/// `('a'::int, 'b'::text), …`: keys as typed literals for `IN (VALUES …)`.
+fn key_values(table: &TableInfo, keys: &[&TextKey]) -> String {
+    let values: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let parts: Vec<String> =
+                key.iter().zip(&table.key).map(|(v, c)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
+            format!("({})", parts.join(", "))
+        })
+        .collect();
+    values.join(", ")
+}
+
+/// Applies a run by streaming: deletes everywhere, then COPY from each
+/// winning source into every other database.
+async fn stream_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]) -> Result<Totals, ReplicaError> {
     // A database emptied by another's truncate takes its own winning rows back:
     // read them before it is emptied.
     let mut buffered: HashMap<(usize, DbId), Fetched> = HashMap::new();
@@ -274,6 +382,20 @@ async fn copy_in(node: &Node, in_sql: &str, table: &TableInfo, fetched: &Fetched
     }
     sink.finish().await.map_err(|e| apply_error(db, table, e))?;
     Ok(())
+}
+
+/// An error of a run's commit, which carries a small run's statements: a
+/// unique violation on a replicated table's primary key is a clash with an
+/// application's insert, as [`apply_error`] says.
+pub(crate) fn commit_error(db: DbId, p: &SyncPlan, e: tokio_postgres::Error) -> ReplicaError {
+    if let Some(dbe) = e.as_db_error() {
+        if dbe.code().code() == "23505" {
+            if let Some(table) = p.tables.iter().find(|t| dbe.constraint() == Some(t.key_constraint.as_str())) {
+                return ReplicaError::ConcurrentWrite { db, table: table.name.clone() };
+            }
+        }
+    }
+    ReplicaError::Statement { db, context: "committing the run".into(), source: e }
 }
 
 /// A unique violation on the primary key while applying means an application

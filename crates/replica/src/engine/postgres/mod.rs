@@ -180,7 +180,13 @@ impl Engine for Postgres {
     }
 
     async fn apply(&mut self, plan: &Arc<SyncPlan>, tables: Vec<TablePlan<TextKey>>) -> Result<Totals, ReplicaError> {
-        apply::apply_all(self, plan, &tables).await
+        let (totals, staged) = apply::apply_all(self, plan, &tables).await?;
+        for (db, sql) in staged {
+            if let Some(node) = self.nodes.iter_mut().find(|n| n.id == db) {
+                node.staged = sql;
+            }
+        }
+        Ok(totals)
     }
 
     async fn commit(
@@ -189,7 +195,11 @@ impl Engine for Postgres {
         who: &Replicator,
         outcome: &RunOutcome,
     ) -> Result<(), ReplicaError> {
-        record::commit(plan, self, who, outcome).await
+        let committed = record::commit(plan, self, who, outcome).await;
+        for n in &mut self.nodes {
+            n.staged.clear();
+        }
+        committed
     }
 
     async fn advance(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
@@ -198,6 +208,9 @@ impl Engine for Postgres {
 
     async fn rollback(&mut self) {
         self.windows.clear();
+        for n in &mut self.nodes {
+            n.staged.clear();
+        }
         record::rollback_all(self).await;
     }
 

@@ -24,6 +24,9 @@ pub struct Postgres {
     pub same_major_version: bool,
     /// The sources' windows of the run in progress (empty between runs).
     pub(crate) windows: Vec<Window>,
+    /// The run in progress applies in one flight up to this many change rows
+    /// (`RunLimits::one_flight_rows`).
+    pub(crate) one_flight_rows: u64,
 }
 
 impl Postgres {
@@ -105,6 +108,9 @@ pub struct Node {
     /// database and has not sent it a statement yet: it goes right before the
     /// first one ([`super::read::opened`]), in the same round trip.
     pub(crate) opening: std::sync::Mutex<Option<String>>,
+    /// A small run's deletes and inserts for this database, sent with its
+    /// commit (`RunLimits::one_flight_rows`).
+    pub(crate) staged: String,
     /// `COPY … FROM STDIN` of each replicated table, prepared once on this
     /// connection and kept across runs.
     pub(crate) copy_in: std::sync::Mutex<HashMap<TableName, tokio_postgres::Statement>>,

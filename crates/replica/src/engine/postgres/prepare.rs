@@ -84,8 +84,8 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
     // A table whose hold was lifted ships whole in the first run, due at once.
     let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
-    let mut prepared =
-        Prepared::new(plan, who.clone(), Postgres { nodes, missing, same_major_version, windows: Vec::new() });
+    let engine = Postgres { nodes, missing, same_major_version, windows: Vec::new(), one_flight_rows: 0 };
+    let mut prepared = Prepared::new(plan, who.clone(), engine);
     prepared.more_pending = sweep;
     Ok(prepared)
 }
@@ -141,6 +141,7 @@ async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Cli
         polled: None,
         deferred: None,
         opening: Default::default(),
+        staged: String::new(),
         copy_in: Default::default(),
     })
 }

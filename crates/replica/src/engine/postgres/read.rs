@@ -174,6 +174,7 @@ fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<&tokio_p
 pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Result<Vec<SourceRead>, ReplicaError> {
     // Read: the sources whose poll found changes, or that were not polled
     // since a bounded run, and those with held tables to ship whole.
+    pg.one_flight_rows = limits.one_flight_rows;
     let read: Vec<DbId> =
         pg.delivering().filter(|n| n.polled != Some(false) || !n.sweep.is_empty()).map(|n| n.id).collect();
     let sources = pg.nodes.iter().filter(|n| read.contains(&n.id)).map(|node| read_source(plan, pg, node, limits));

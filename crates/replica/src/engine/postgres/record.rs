@@ -98,9 +98,14 @@ pub async fn commit(
     let committed = try_join_all(pg.nodes.iter().map(|n| {
         // A source whose held tables shipped whole lifts their holds with the run.
         let sweep = pg.windows.iter().find(|w| w.db == n.id).map(|w| w.sweep.as_slice()).unwrap_or_default();
-        let sql =
-            format!("{}{sql};\n{}COMMIT", read::take_opening(n), capture::release_sql(plan.name().as_str(), sweep));
-        async move { n.client.batch_execute(&sql).await.on_db(n.id, || "committing the run".into()) }
+        // A small run's rows go with the commit: one message.
+        let sql = format!(
+            "{}{}{sql};\n{}COMMIT",
+            read::take_opening(n),
+            n.staged,
+            capture::release_sql(plan.name().as_str(), sweep)
+        );
+        async move { n.client.batch_execute(&sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e)) }
     }))
     .await;
     if let Err(e) = committed {
@@ -193,6 +198,7 @@ fn array_literal(values: &[String]) -> String {
 /// Best effort: a broken connection rolls back by itself.
 pub(crate) async fn rollback_all(pg: &Postgres) {
     for n in &pg.nodes {
+        // `staged` is cleared with the run's windows (`Engine::rollback`, `commit`).
         // Never opened: nothing to end.
         read::take_opening(n);
         if !n.client.is_closed() {
