@@ -199,7 +199,12 @@ impl Engine for Postgres {
         for n in &mut self.nodes {
             n.staged.clear();
         }
-        committed
+        for (db, answer) in committed? {
+            if let Some(n) = self.nodes.iter_mut().find(|n| n.id == db) {
+                n.answered = Some(answer);
+            }
+        }
+        Ok(())
     }
 
     async fn advance(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
@@ -210,6 +215,7 @@ impl Engine for Postgres {
         self.windows.clear();
         for n in &mut self.nodes {
             n.staged.clear();
+            n.answered = None;
         }
         record::rollback_all(self).await;
     }

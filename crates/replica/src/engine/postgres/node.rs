@@ -86,6 +86,15 @@ pub struct Node {
     pub major_version: i32,
     /// The prepared poll statement (sources only): it runs every few ms.
     pub poll: Option<tokio_postgres::Statement>,
+    /// Its text, with the cursor as `$1`: also sent after a run's commit.
+    pub(crate) poll_sql: String,
+    /// The poll's answer that came back with the last run's commit here
+    /// (sources only): the next poll uses it instead of asking again, so a
+    /// busy sync asks a remote site nothing between its runs.
+    pub(crate) answered: Option<bool>,
+    /// How long a poll takes here, smoothed: what tells a database across a
+    /// WAN from one nearby.
+    pub(crate) poll_time: Option<std::time::Duration>,
     /// Where the next batches of a backlog end (sources only).
     pub batch_bounds: BatchBounds,
     /// The replicated tables' columns as prepared, checked by every run.
@@ -128,9 +137,19 @@ impl Node {
     /// With no reachable target, what every target has: nothing is read then,
     /// but upkeep still knows what was delivered.
     pub(crate) fn window_start(&self, nodes: &[Node]) -> (Snapshot, bool) {
-        let live: Vec<&Snapshot> = self.live_targets(nodes).filter_map(|id| self.positions.get(&id)).collect();
+        self.window_start_with(&self.positions, nodes)
+    }
+
+    /// [`Node::window_start`] were its positions `positions`.
+    pub(crate) fn window_start_with(&self, positions: &BTreeMap<DbId, Snapshot>, nodes: &[Node]) -> (Snapshot, bool) {
+        let live: Vec<&Snapshot> = nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| *id != self.id && positions.contains_key(id))
+            .filter_map(|id| positions.get(&id))
+            .collect();
         let mut positions: Box<dyn Iterator<Item = &Snapshot>> =
-            if live.is_empty() { Box::new(self.positions.values()) } else { Box::new(live.into_iter()) };
+            if live.is_empty() { Box::new(positions.values()) } else { Box::new(live.into_iter()) };
         // Nothing delivered anywhere yet: no transaction is visible.
         let Some(first) = positions.next() else { return (Snapshot { xmin: 1, xmax: 1, xip: vec![] }, false) };
         let mut start = first.clone();

@@ -134,6 +134,9 @@ async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Cli
         commit_timestamps,
         major_version,
         poll: None,
+        poll_sql: String::new(),
+        answered: None,
+        poll_time: None,
         batch_bounds: Default::default(),
         shape,
         upkeep: Upkeep::default(),
@@ -170,6 +173,7 @@ async fn prepare_source(node: &mut Node, tables: &[TableInfo]) -> Result<(), Rep
     node.upkeep = Upkeep::resumed(waiting);
     let sql = read::pending_sql(tables, node);
     node.poll = Some(node.client.prepare(&sql).await.on_db(node.id, || "preparing the poll".into())?);
+    node.poll_sql = sql;
     Ok(())
 }
 

@@ -32,9 +32,28 @@ pub(crate) fn not_shipped(cursor: &str) -> String {
 /// remembers its answer, so the run reads only those with something new; the
 /// last run's position advance rides along with the poll.
 pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
-    let deferred: Vec<(DbId, String)> =
-        pg.nodes.iter_mut().filter_map(|n| n.deferred.take().map(|sql| (n.id, sql))).collect();
+    // Sources far away whose last commit brought the poll's answer back are
+    // not asked again (their position advance waits for the next statement
+    // they get). Those nearby are asked afresh, which costs nothing: their
+    // answer came back before the far ones' commits did, and may be stale.
     let delivering: Vec<DbId> = pg.delivering().map(|n| n.id).collect();
+    let mut any = false;
+    let mut answered = Vec::new();
+    for n in pg.nodes.iter_mut().filter(|n| delivering.contains(&n.id)) {
+        let far = n.poll_time.is_some_and(|t| t >= FAR_POLL);
+        if let Some(found) = n.answered.take().filter(|_| far) {
+            n.polled = Some(found);
+            any |= found;
+            answered.push(n.id);
+        }
+    }
+    let deferred: Vec<(DbId, String)> = pg
+        .nodes
+        .iter_mut()
+        .filter(|n| !answered.contains(&n.id))
+        .filter_map(|n| n.deferred.take().map(|sql| (n.id, sql)))
+        .collect();
+    let delivering: Vec<DbId> = delivering.into_iter().filter(|id| !answered.contains(id)).collect();
     let nodes = &pg.nodes;
     let checks =
         nodes.iter().filter(|n| delivering.contains(&n.id) || deferred.iter().any(|(d, _)| *d == n.id)).map(|node| {
@@ -63,8 +82,9 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
                         .on_db(node.id, || "polling the change logs".into())?;
                     Ok::<_, ReplicaError>(Some(row.get::<_, bool>(0)))
                 };
+                let asked = std::time::Instant::now();
                 let ((), found) = futures_util::future::try_join(advance, check).await?;
-                Ok::<_, ReplicaError>((node.id, found))
+                Ok::<_, ReplicaError>((node.id, found, asked.elapsed()))
             }
         });
     let answers = match try_join_all(checks).await {
@@ -81,17 +101,21 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
             return Err(e);
         }
     };
-    let mut any = false;
-    for (id, found) in answers {
+    for (id, found, took) in answers {
         if let Some(found) = found {
             any |= found;
             if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
                 n.polled = Some(found);
+                n.poll_time = Some(n.poll_time.map_or(took, |t| (t * 3 + took) / 4));
             }
         }
     }
     Ok(any)
 }
+
+/// A database whose poll takes this long, smoothed, is far away: the poll's
+/// answer that comes back with a run's commit there spares asking it again.
+const FAR_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The poll query of a source: is any change of the sync's tables not visible
 /// in the cursor (`$1`)? Prepared once per connection.
@@ -128,9 +152,35 @@ pub(crate) const BEGIN_RUN: &str =
 /// there) — when the run first needs them: see [`opened`].
 fn begin_targets(pg: &Postgres, read: &[DbId]) {
     for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
-        let sql = format!("{}{BEGIN_RUN}; SELECT ({})", n.deferred.as_deref().unwrap_or_default(), n.shape.sql);
+        let sql = format!(
+            "{}{BEGIN_RUN}; SELECT ({}){}",
+            n.deferred.as_deref().unwrap_or_default(),
+            n.shape.sql,
+            unread_guard(n).unwrap_or_default()
+        );
         *n.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql);
     }
+}
+
+/// For a source this run does not read (its poll found nothing new): a check,
+/// in the run transaction's snapshot, that it still has nothing new, failing
+/// the transaction with a serialization failure otherwise — so the run starts
+/// again and reads it. Without it, a change committed there after the poll
+/// would be visible in the snapshot the run applies in, and overwritten by
+/// another source's older version of its row instead of being resolved
+/// against it. A change committed after the snapshot makes the apply fail the
+/// same way, as in every run transaction.
+fn unread_guard(n: &Node) -> Option<String> {
+    if n.poll.is_none() || n.poll_sql.is_empty() {
+        return None;
+    }
+    // The cursor's text is a safe literal: digits, colons and commas.
+    let poll = n.poll_sql.replace("$1::text", &format!("'{}'::text", n.cursor));
+    Some(format!(
+        "; DO $dugong$ BEGIN IF ({poll}) THEN RAISE EXCEPTION USING ERRCODE = 'serialization_failure', \
+         MESSAGE = 'changes were committed on this database after the poll; the run starts again to read them'; \
+         END IF; END $dugong$"
+    ))
 }
 
 /// Runs `work` on `node` in the run transaction: when the transaction is not

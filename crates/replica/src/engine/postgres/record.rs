@@ -3,7 +3,7 @@
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
 use super::capture;
-use super::node::Postgres;
+use super::node::{Node, Postgres, Window};
 use super::read;
 use super::snapshot::Snapshot;
 use super::upkeep;
@@ -87,7 +87,7 @@ pub async fn commit(
     pg: &Postgres,
     who: &Replicator,
     outcome: &RunOutcome,
-) -> Result<(), ReplicaError> {
+) -> Result<Vec<(DbId, bool)>, ReplicaError> {
     if !outcome.conflicts.is_empty() {
         if let Err(e) = log_conflicts(plan, pg, &outcome.conflicts).await {
             rollback_all(pg).await;
@@ -98,24 +98,68 @@ pub async fn commit(
     let committed = try_join_all(pg.nodes.iter().map(|n| {
         // A source whose held tables shipped whole lifts their holds with the run.
         let sweep = pg.windows.iter().find(|w| w.db == n.id).map(|w| w.sweep.as_slice()).unwrap_or_default();
-        // A small run's rows go with the commit: one message.
+        // A small run's rows go with the commit: one message; and after it,
+        // a source's poll from where the run leaves its cursor.
+        let poll = next_poll(pg, n);
         let sql = format!(
-            "{}{}{sql};\n{}COMMIT",
+            "{}{}{sql};\n{}COMMIT;\n{}",
             read::take_opening(n),
             n.staged,
-            capture::release_sql(plan.name().as_str(), sweep)
+            capture::release_sql(plan.name().as_str(), sweep),
+            poll.as_deref().unwrap_or_default()
         );
-        async move { n.client.batch_execute(&sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e)) }
+        async move {
+            let messages = n.client.simple_query(&sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
+            let answer = poll.and_then(|_| {
+                messages.iter().rev().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
+                    _ => None,
+                })
+            });
+            Ok::<_, ReplicaError>(answer.map(|a| (n.id, a)))
+        }
     }))
     .await;
-    if let Err(e) = committed {
-        // A statement before COMMIT failed: that transaction is aborted, not
-        // ended. The databases that committed keep the run; repeating it is
-        // harmless.
-        rollback_all(pg).await;
-        return Err(e);
+    match committed {
+        Ok(answers) => Ok(answers.into_iter().flatten().collect()),
+        Err(e) => {
+            // A statement before COMMIT failed: that transaction is aborted, not
+            // ended. The databases that committed keep the run; repeating it is
+            // harmless.
+            rollback_all(pg).await;
+            Err(e)
+        }
     }
-    Ok(())
+}
+
+/// The poll of source `n` from the cursor it will have once this run's
+/// positions advance, to send right after its commit; `None` for a database
+/// that is not a source delivering to anyone.
+fn next_poll(pg: &Postgres, n: &Node) -> Option<String> {
+    if n.poll.is_none() || n.poll_sql.is_empty() || n.live_targets(&pg.nodes).next().is_none() {
+        return None;
+    }
+    let cursor = match pg.windows.iter().find(|w| w.db == n.id) {
+        Some(w) => {
+            let mut positions = n.positions.clone();
+            positions.extend(advanced_positions(n, w));
+            n.window_start_with(&positions, &pg.nodes).0
+        }
+        None => n.cursor.clone(),
+    };
+    // The cursor's text is a safe literal: digits, colons and commas.
+    Some(n.poll_sql.replace("$1::text", &format!("'{cursor}'::text")))
+}
+
+/// Where a run that read window `w` leaves the positions of its source `node`
+/// for each target it delivered to: past the window (never back: a target
+/// that was ahead keeps what it had).
+fn advanced_positions(node: &Node, w: &Window) -> Vec<(DbId, Snapshot)> {
+    let shipped = w.snapshot.truncated_at(w.bound);
+    w.targets
+        .iter()
+        .map(|t| (*t, node.positions.get(t).map_or_else(|| shipped.clone(), |p| p.union(&shipped))))
+        .collect()
 }
 
 /// Records every conflict of the run in each database's conflict log, in the
@@ -218,12 +262,7 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
     for w in &windows {
         let node = pg.node(w.db);
         let purge = node.upkeep.purge_after(node.upkeep_busy(), w.caught_up(), w.shipped);
-        let shipped = w.snapshot.truncated_at(w.bound);
-        let positions: Vec<(DbId, Snapshot)> = w
-            .targets
-            .iter()
-            .map(|t| (*t, node.positions.get(t).map_or_else(|| shipped.clone(), |p| p.union(&shipped))))
-            .collect();
+        let positions = advanced_positions(node, w);
         advances.push((positions, purge));
     }
     for (w, (positions, purge)) in windows.iter().zip(&advances) {
