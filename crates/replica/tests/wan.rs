@@ -80,6 +80,12 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     let wan = Wan::new("wan_trips", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     let (mut p, start) = wan.counted(prepare(&wan.config)).await;
     eprintln!("start-up: {start:?}");
+    // The connection (two: sslmode prefer offers TLS first), the claim, the
+    // catalog (with the settings and the role check), the check that finds
+    // capture missing (with the positions and the shape), the install's
+    // begin, reads, DDL (with the positions it started) and commit, and the
+    // poll's prepare (with the upkeep, stale positions and the sync's state).
+    assert!(start.round_trips <= START_UP_FIRST, "the first start-up: {start:?}");
 
     let (idle, trips) = wan.counted(run::run_once(&mut p, RunLimits::default())).await;
     assert!(idle.unwrap().empty);
@@ -121,7 +127,42 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     // the commit with the deletes and inserts.
     assert!(both.round_trips <= 9, "a conflict across the link: {both:?}");
     assert_eq!(wan.sites.assert_same("SELECT v FROM t WHERE id = 1").await, vec!["b"]);
+
+    // A restart finds capture in place: no install, only the connection's
+    // two, the claim, the catalog, the check (with the positions and the
+    // shape) and the poll's prepare. The replicator before is gone first: its claim
+    // goes with its sessions, and their goodbyes are not the restart's.
+    drop(p);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = wan
+            .sites
+            .client(0)
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dugong replicate'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replicator's sessions did not end");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut p, again) = wan.counted(prepare(&wan.config)).await;
+    eprintln!("restart: {again:?}");
+    assert!(again.round_trips <= START_UP_AGAIN, "a restart: {again:?}");
+    wan.sites.client(1).batch_execute("INSERT INTO t VALUES (4, 'after restart')").await.unwrap();
+    // (The last run's change at the remote site may ship again: its
+    // position advance was to ride with the next poll.)
+    common::sync_all(&mut p).await;
+    let arrived = wan.sites.assert_same("SELECT v FROM t WHERE id = 4").await;
+    assert_eq!(arrived, vec!["after restart"]);
 }
+
+/// Round trips to the remote site of the first start-up, which installs
+/// capture there, and of a restart, which finds it in place.
+const START_UP_FIRST: u64 = 10;
+const START_UP_AGAIN: u64 = 6;
 
 /// Writes on one site until told to stop: each transaction inserts a key of
 /// its own and rewrites the one before (a row with several versions in one

@@ -15,11 +15,13 @@
 //! Change logs made before the index existed get it from a concurrent build
 //! beside the replicator ([`build_txid_indexes`]), never inside the install.
 
+use super::snapshot::Snapshot;
 use crate::capture::{Install, Uninstalled};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::TableInfo;
 use dugong_core::{quote_ident, quote_literal, DbId, TableName};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 const SCHEMA_SQL: &str = include_str!("schema.sql");
@@ -48,22 +50,94 @@ pub struct Installed {
     /// index (or with one a failed build left invalid): [`build_txid_indexes`]
     /// builds them without blocking the application's writes.
     pub unindexed: Vec<Capture>,
+    /// The sync's positions on a source, read in the install's transaction
+    /// once they were started: the caller needs no round trip of its own.
+    pub positions: BTreeMap<DbId, Snapshot>,
 }
 
 /// Installs (or confirms) Dugong's schema on a database of a sync, with the
 /// capture triggers and positions `what` asks for; positions start now for
 /// the syncs that have none yet.
 pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Result<Installed, ReplicaError> {
+    // Four round trips whatever the number of tables (the begin, the reads,
+    // the DDL, the commit; a table whose key changed adds its own): the statements of each step are sent together
+    // (pipelined) and run in the order sent, and a failure aborts the
+    // transaction, so the first error in that order is the one reported.
     let tx = client.transaction().await.on_db(db, || "starting the install transaction".into())?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INSTALL_LOCK])
-        .await
-        .on_db(db, || "waiting for the install lock".into())?;
-    tx.batch_execute(SCHEMA_SQL).await.map_err(|e| install_error(db, e))?;
+    let tables: Vec<&TableInfo> = what.tables.iter().chain(what.held.iter().map(|(t, _)| t)).collect();
+    let keys: Vec<(Vec<String>, Vec<String>)> = tables
+        .iter()
+        .map(|t| (t.key.iter().map(|c| c.name.clone()).collect(), t.key.iter().map(|c| c.type_sql.clone()).collect()))
+        .collect();
+    let schemas: Vec<&str> = tables.iter().map(|t| t.name.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.name.as_str()).collect();
+    // The lock, the schema, an id for each table new to capture, and what
+    // each table's capture has now.
+    let schema_sql = format!("{SCHEMA_SQL}\n{STAMPS_SQL}\n{}", stamp_sql(SCHEMA_OBJECT, &schema_stamp()));
+    let open = &tx;
+    let (lock, schema, added, rows) = futures_util::join!(
+        async { open.query_typed("SELECT pg_advisory_xact_lock($1)", &[(&INSTALL_LOCK, Type::INT8)]).await },
+        open.batch_execute(&schema_sql),
+        futures_util::future::join_all(tables.iter().zip(&keys).map(|(table, (key_names, key_types))| async move {
+            open.query_typed(
+                "INSERT INTO dugong.captured (table_schema, table_name, key_columns, key_types)
+                 SELECT $1, $2, $3, $4
+                 WHERE NOT EXISTS (SELECT 1 FROM dugong.captured WHERE table_schema = $1 AND table_name = $2)",
+                &[
+                    (&table.name.schema, Type::TEXT),
+                    (&table.name.name, Type::TEXT),
+                    (key_names, Type::TEXT_ARRAY),
+                    (key_types, Type::TEXT_ARRAY),
+                ],
+            )
+            .await
+        })),
+        async {
+            open.query_typed(
+                "SELECT c.id, c.key_columns, c.key_types,
+                        to_regclass('dugong.' || quote_ident('delta_' || c.id)) IS NOT NULL,
+                        coalesce((SELECT i.indisvalid FROM pg_index i
+                                  WHERE i.indexrelid = to_regclass('dugong.' || quote_ident('delta_' || c.id || '_txid'))), false)
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, n, i)
+                 JOIN dugong.captured c ON c.table_schema = u.s AND c.table_name = u.n
+                 ORDER BY u.i",
+                &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY)],
+            )
+            .await
+        },
+    );
+    lock.on_db(db, || "waiting for the install lock".into())?;
+    schema.map_err(|e| install_error(db, e))?;
+    for (table, result) in tables.iter().zip(added) {
+        result.on_db(db, || format!("installing capture on {}", table.name))?;
+    }
+    let rows = rows.on_db(db, || "reading what capture is installed".into())?;
+    if rows.len() != tables.len() {
+        return Err(ReplicaError::Protocol { db, message: "a captured table is missing from dugong.captured".into() });
+    }
     let mut installed = Installed::default();
-    let held: Vec<&TableInfo> = what.held.iter().map(|(t, _)| t).collect();
-    for table in what.tables.iter().chain(held) {
-        let (capture, indexed) = install_table(&tx, db, table).await?;
-        if !indexed {
+    let mut ddl = String::new();
+    for ((table, (key_names, key_types)), row) in tables.iter().zip(&keys).zip(&rows) {
+        let id: i32 = row.get(0);
+        let (cols, types): (Vec<String>, Vec<String>) = (row.get(1), row.get(2));
+        let (mut log_exists, indexed): (bool, bool) = (row.get(3), row.get(4));
+        if cols != *key_names || types != *key_types {
+            rekey(&tx, db, table, id, &cols).await?;
+            log_exists = false;
+        }
+        // A new change log gets its index at once (it is empty). One an earlier
+        // version made may hold millions of rows: building the index here would
+        // block the application's writes (its triggers insert into the log) for
+        // the whole build, so it is built concurrently after the install.
+        let index_now = !log_exists;
+        ddl.push_str(&capture_sql(id, table, index_now));
+        ddl.push('\n');
+        // Written here, not in `install_table` (which `dugong ddl` calls too):
+        // only an install that also ran this version's SCHEMA_SQL vouches for
+        // the whole of a table's capture.
+        let capture = Capture { table_id: id, delta: delta_name(id) };
+        ddl.push_str(&stamp_sql(&format!("delta_{id}"), &table_stamp(id, table)));
+        if !(index_now || indexed) {
             installed.unindexed.push(capture.clone());
         }
         if what.held.iter().any(|(t, _)| t.name == table.name) {
@@ -72,45 +146,244 @@ pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Resul
             installed.captures.insert(table.name.clone(), capture);
         }
     }
-    hold(&tx, db, what).await?;
-    installed.released = released(&tx, db, what).await?;
+    ddl.push_str(&hold_sql(what));
     if what.source {
-        // Each target's position starts where the sync's single cursor of an
-        // earlier version was, or now; then that cursor has served.
-        let targets: Vec<String> = what.targets.iter().map(ToString::to_string).collect();
-        let sync = what.sync.as_str();
-        tx.execute(
-            "INSERT INTO dugong.cursor (sync, target, snapshot)
-             SELECT $1, t, coalesce((SELECT snapshot FROM dugong.cursor WHERE sync = $1 AND target = '*'), pg_current_snapshot())
-             FROM unnest($2::text[]) AS t
-             ON CONFLICT (sync, target) DO NOTHING",
-            &[&sync, &targets],
-        )
-        .await
-        .on_db(db, || format!("starting the positions of {sync}"))?;
-        if !targets.is_empty() {
-            tx.execute("DELETE FROM dugong.cursor WHERE sync = $1 AND target = '*'", &[&sync])
-                .await
-                .on_db(db, || format!("starting the positions of {sync}"))?;
-        }
+        ddl.push_str(&positions_sql(what));
     }
+    let (done, released, positions) = futures_util::join!(tx.batch_execute(&ddl), released(&tx, db, what), async {
+        if what.source {
+            super::prepare::read_positions(&tx, db, &what.sync).await
+        } else {
+            Ok(BTreeMap::new())
+        }
+    });
+    done.map_err(|e| capture_error(db, "each replicated table", "installing capture".into(), e))?;
+    installed.released = released?;
+    installed.positions = positions?;
     tx.commit().await.on_db(db, || "committing the install".into())?;
     Ok(installed)
 }
 
-/// Writes down the holds of `what` (and lifts none: a replicated table's hold
-/// goes with the run that ships its change log whole).
-async fn hold(tx: &tokio_postgres::Transaction<'_>, db: DbId, what: &Install<'_>) -> Result<(), ReplicaError> {
-    for (table, reason) in &what.held {
-        tx.execute(
-            "INSERT INTO dugong.held (sync, table_schema, table_name, reason) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (sync, table_schema, table_name) DO UPDATE SET reason = excluded.reason",
-            &[&what.sync.as_str(), &table.name.schema, &table.name.name, reason],
-        )
-        .await
-        .on_db(db, || format!("holding {}", table.name))?;
+/// The primary key of `table` changed since capture was installed. Pending
+/// keys of the old shape can't be shipped: refuses unless none are left, then
+/// drops the change log (made again with the new key) and writes the key down.
+async fn rekey<C: tokio_postgres::GenericClient + Sync>(
+    tx: &C,
+    db: DbId,
+    table: &TableInfo,
+    id: i32,
+    old: &[String],
+) -> Result<(), ReplicaError> {
+    let key_names: Vec<String> = table.key.iter().map(|c| c.name.clone()).collect();
+    let key_types: Vec<String> = table.key.iter().map(|c| c.type_sql.clone()).collect();
+    let ctx = || format!("installing capture on {}", table.name);
+    let delta = delta_name(id);
+    let pending: i64 = tx.query_typed_one(&format!("SELECT count(*) FROM {delta}"), &[]).await.on_db(db, ctx)?.get(0);
+    if pending > 0 {
+        return Err(ReplicaError::SchemaMismatch(format!(
+            "table {}: its primary key changed to ({}) on {db} while {pending} changes of the old key ({}) wait to be shipped; restore the key, let them ship, then change it",
+            table.name,
+            key_names.join(", "),
+            old.join(", ")
+        )));
     }
+    tx.batch_execute(&format!("DROP TABLE {delta}")).await.on_db(db, ctx)?;
+    tx.query_typed(
+        "UPDATE dugong.captured SET key_columns = $2, key_types = $3 WHERE id = $1",
+        &[(&id, Type::INT4), (&key_names, Type::TEXT_ARRAY), (&key_types, Type::TEXT_ARRAY)],
+    )
+    .await
+    .on_db(db, ctx)?;
     Ok(())
+}
+
+/// The statements that write down the holds of `what` (and lift none: a
+/// replicated table's hold goes with the run that ships its change log whole).
+fn hold_sql(what: &Install<'_>) -> String {
+    what.held
+        .iter()
+        .map(|(table, reason)| {
+            format!(
+                "INSERT INTO dugong.held (sync, table_schema, table_name, reason) VALUES ({}, {}, {}, {})
+                 ON CONFLICT (sync, table_schema, table_name) DO UPDATE SET reason = excluded.reason;\n",
+                quote_literal(what.sync.as_str()),
+                quote_literal(&table.name.schema),
+                quote_literal(&table.name.name),
+                quote_literal(reason)
+            )
+        })
+        .collect()
+}
+
+/// The statements that start each target's position where the sync's single
+/// cursor of an earlier version was, or now; then that cursor has served.
+fn positions_sql(what: &Install<'_>) -> String {
+    let sync = quote_literal(what.sync.as_str());
+    let targets: Vec<String> = what.targets.iter().map(|t| quote_literal(&t.to_string())).collect();
+    let mut sql = format!(
+        "INSERT INTO dugong.cursor (sync, target, snapshot)
+         SELECT {sync}, t, coalesce((SELECT snapshot FROM dugong.cursor WHERE sync = {sync} AND target = '*'), pg_current_snapshot())
+         FROM unnest(ARRAY[{}]::text[]) AS t
+         ON CONFLICT (sync, target) DO NOTHING;\n",
+        targets.join(", ")
+    );
+    if !targets.is_empty() {
+        sql.push_str(&format!("DELETE FROM dugong.cursor WHERE sync = {sync} AND target = '*';\n"));
+    }
+    sql
+}
+
+/// Where each install writes down what it installed (`object`: `schema`,
+/// or a change log's name, `delta_<id>`), so a restart can tell with one query
+/// that there is nothing to do ([`installed`]). Kept here rather than in
+/// SCHEMA_SQL so the stamp of the schema covers SCHEMA_SQL exactly.
+const STAMPS_SQL: &str = "CREATE TABLE IF NOT EXISTS dugong.installed (object text PRIMARY KEY, stamp text NOT NULL);";
+
+/// The `dugong.installed` row of the schema itself.
+const SCHEMA_OBJECT: &str = "schema";
+
+/// The names of the five capture triggers of a table.
+const TRIGGERS: [&str; 5] = [
+    "dugong_capture_insert",
+    "dugong_capture_update",
+    "dugong_capture_key",
+    "dugong_capture_delete",
+    "dugong_capture_truncate",
+];
+
+/// The statement that writes down `stamp` for `object`.
+fn stamp_sql(object: &str, stamp: &str) -> String {
+    format!(
+        "INSERT INTO dugong.installed (object, stamp) VALUES ({}, {}) ON CONFLICT (object) DO UPDATE SET stamp = excluded.stamp;",
+        quote_literal(object),
+        quote_literal(stamp)
+    )
+}
+
+/// FNV-1a over `parts`: stable across builds and Rust versions (unlike
+/// `DefaultHasher`), which a stamp stored in the database needs. Not a
+/// defence against anyone: whoever can write `dugong.installed` can drop
+/// the triggers anyway.
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The stamp of this version's SCHEMA_SQL.
+fn schema_stamp() -> String {
+    fingerprint(&[SCHEMA_SQL, STAMPS_SQL])
+}
+
+/// The stamp of one table's capture as this version installs it: the
+/// schema's, and everything `capture_sql` creates for the table (its key
+/// columns and types, the change log, the functions, the triggers).
+fn table_stamp(id: i32, table: &TableInfo) -> String {
+    fingerprint(&[SCHEMA_SQL, STAMPS_SQL, &capture_sql(id, table, false)])
+}
+
+/// What [`install`] would set up, if a restart finds it all in place
+/// already: this version's schema, every table of `what` captured with its
+/// current key (the stamp of this version's capture, and what its DO block
+/// would repair: the change log there with its insert marks, the five
+/// triggers on the table, the update trigger without old rows), the
+/// positions of every target, and no hold to write. `None` whenever any of
+/// that is not so, or the check itself failed (no schema yet, say): then
+/// [`install`] is due. Costs one round trip and takes no lock: it only reads
+/// what committed installs left, which are complete or not there. What it
+/// does not look at is the objects of SCHEMA_SQL and the functions' bodies
+/// (covered by the stamps, as this version wrote them): whoever drops or
+/// edits those by hand empties `dugong.installed`, and the next start
+/// installs again.
+pub async fn installed(client: &Client, db: DbId, what: &Install<'_>) -> Option<Installed> {
+    if !what.held.is_empty() {
+        return None;
+    }
+    let sync = what.sync.as_str();
+    let targets: Vec<String> = what.targets.iter().map(ToString::to_string).collect();
+    let schemas: Vec<&str> = what.tables.iter().map(|t| t.name.schema.as_str()).collect();
+    let names: Vec<&str> = what.tables.iter().map(|t| t.name.name.as_str()).collect();
+    let triggers: Vec<&str> = TRIGGERS.to_vec();
+    // The schema's stamp, whether every target has its position (and the
+    // cursor of an earlier version is gone), and the holds written down.
+    let state = async {
+        client
+            .query_typed(
+                "SELECT (SELECT stamp FROM dugong.installed WHERE object = 'schema'),
+                        NOT EXISTS (SELECT 1 FROM dugong.cursor WHERE sync = $1 AND target = '*')
+                          AND (SELECT count(*) FROM dugong.cursor WHERE sync = $1 AND target = ANY($2)) = cardinality($2),
+                        ARRAY(SELECT table_schema FROM dugong.held WHERE sync = $1 ORDER BY 1, table_name),
+                        ARRAY(SELECT table_name FROM dugong.held WHERE sync = $1 ORDER BY table_schema, 1)",
+                &[(&sync, Type::TEXT), (&targets, Type::TEXT_ARRAY)],
+            )
+            .await
+    };
+    // Per table: its id, its stamp, whether its change log is there, how many
+    // of its triggers and insert marks are as the DO block leaves them, and
+    // whether the change log's index is valid.
+    let tables = async {
+        client
+            .query_typed(
+                "SELECT c.id, s.stamp, to_regclass('dugong.' || quote_ident('delta_' || c.id)) IS NOT NULL,
+                        (SELECT count(DISTINCT t.tgname) FROM pg_trigger t
+                         WHERE t.tgrelid = to_regclass(quote_ident(u.s) || '.' || quote_ident(u.n)) AND t.tgname = ANY($3)
+                           AND (t.tgname <> 'dugong_capture_update' OR t.tgoldtable IS NULL))
+                          + (SELECT count(*) FROM pg_attribute a
+                             WHERE a.attrelid = to_regclass('dugong.' || quote_ident('delta_' || c.id))
+                               AND a.attname = 'dugong_inserted' AND NOT a.attisdropped),
+                        coalesce((SELECT i.indisvalid FROM pg_index i
+                                  WHERE i.indexrelid = to_regclass('dugong.' || quote_ident('delta_' || c.id || '_txid'))), false)
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, n, i)
+                 LEFT JOIN dugong.captured c ON c.table_schema = u.s AND c.table_name = u.n
+                 LEFT JOIN dugong.installed s ON s.object = 'delta_' || c.id
+                 ORDER BY u.i",
+                &[(&schemas, Type::TEXT_ARRAY), (&names, Type::TEXT_ARRAY), (&triggers, Type::TEXT_ARRAY)],
+            )
+            .await
+    };
+    let (state, tables) = match futures_util::future::join(state, tables).await {
+        (Ok(state), Ok(tables)) => (state, tables),
+        (Err(e), _) | (_, Err(e)) => {
+            // No schema yet, most often; the install says what is wrong if
+            // anything is.
+            tracing::debug!(db = %db, error = %e, "could not check what capture is installed");
+            return None;
+        }
+    };
+    let state = state.first()?;
+    if state.get::<_, Option<String>>(0) != Some(schema_stamp()) || (what.source && !state.get::<_, bool>(1)) {
+        return None;
+    }
+    if tables.len() != what.tables.len() {
+        return None;
+    }
+    let mut installed = Installed::default();
+    for (table, row) in what.tables.iter().zip(&tables) {
+        let id: i32 = row.get::<_, Option<i32>>(0)?;
+        let (stamp, log_exists, checks, indexed): (Option<String>, bool, i64, bool) =
+            (row.get(1), row.get(2), row.get(3), row.get(4));
+        if stamp != Some(table_stamp(id, table)) || !log_exists || checks != TRIGGERS.len() as i64 + 1 {
+            return None;
+        }
+        let capture = Capture { table_id: id, delta: delta_name(id) };
+        if !indexed {
+            installed.unindexed.push(capture.clone());
+        }
+        installed.captures.insert(table.name.clone(), capture);
+    }
+    let (held_schemas, held_names): (Vec<String>, Vec<String>) = (state.get(2), state.get(3));
+    installed.released = held_schemas
+        .into_iter()
+        .zip(held_names)
+        .map(|(schema, name)| TableName::new(schema, name))
+        .filter(|t| what.tables.iter().any(|table| table.name == *t))
+        .collect();
+    Some(installed)
 }
 
 /// The replicated tables of `what` that a hold was written down for.
@@ -120,7 +393,10 @@ async fn released(
     what: &Install<'_>,
 ) -> Result<Vec<TableName>, ReplicaError> {
     let rows = tx
-        .query("SELECT table_schema, table_name FROM dugong.held WHERE sync = $1", &[&what.sync.as_str()])
+        .query_typed(
+            "SELECT table_schema, table_name FROM dugong.held WHERE sync = $1",
+            &[(&what.sync.as_str(), Type::TEXT)],
+        )
         .await
         .on_db(db, || "reading the holds".into())?;
     Ok(rows
@@ -171,9 +447,9 @@ pub(crate) async fn install_table<C: tokio_postgres::GenericClient + Sync>(
     let key_types: Vec<String> = table.key.iter().map(|c| c.type_sql.clone()).collect();
     let ctx = || format!("installing capture on {}", table.name);
     let existing = tx
-        .query_opt(
+        .query_typed_opt(
             "SELECT id, key_columns, key_types FROM dugong.captured WHERE table_schema = $1 AND table_name = $2",
-            &[&table.name.schema, &table.name.name],
+            &[(&table.name.schema, Type::TEXT), (&table.name.name, Type::TEXT)],
         )
         .await
         .on_db(db, ctx)?;
@@ -182,33 +458,19 @@ pub(crate) async fn install_table<C: tokio_postgres::GenericClient + Sync>(
             let id: i32 = row.get(0);
             let (cols, types): (Vec<String>, Vec<String>) = (row.get(1), row.get(2));
             if cols != key_names || types != key_types {
-                // The primary key changed since capture was installed. Pending keys
-                // of the old shape can't be shipped; refuse unless none are left.
-                let delta = delta_name(id);
-                let pending: i64 = tx
-                    .query_one(&format!("SELECT count(*) FROM {delta}"), &[])
-                    .await
-                    .on_db(db, ctx)?
-                    .get(0);
-                if pending > 0 {
-                    return Err(ReplicaError::SchemaMismatch(format!(
-                        "table {}: its primary key changed to ({}) on {db} while {pending} changes of the old key ({}) wait to be shipped; restore the key, let them ship, then change it",
-                        table.name,
-                        key_names.join(", "),
-                        cols.join(", ")
-                    )));
-                }
-                tx.batch_execute(&format!("DROP TABLE {delta}")).await.on_db(db, ctx)?;
-                tx.execute("UPDATE dugong.captured SET key_columns = $2, key_types = $3 WHERE id = $1", &[&id, &key_names, &key_types])
-                    .await
-                    .on_db(db, ctx)?;
+                rekey(tx, db, table, id, &cols).await?;
             }
             id
         }
         None => tx
-            .query_one(
+            .query_typed_one(
                 "INSERT INTO dugong.captured (table_schema, table_name, key_columns, key_types) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&table.name.schema, &table.name.name, &key_names, &key_types],
+                &[
+                    (&table.name.schema, Type::TEXT),
+                    (&table.name.name, Type::TEXT),
+                    (&key_names, Type::TEXT_ARRAY),
+                    (&key_types, Type::TEXT_ARRAY),
+                ],
             )
             .await
             .on_db(db, ctx)?
@@ -220,27 +482,33 @@ pub(crate) async fn install_table<C: tokio_postgres::GenericClient + Sync>(
     // block the application's writes (its triggers insert into the log) for
     // the whole build, so it is built concurrently after the install.
     let row = tx
-        .query_one(
+        .query_typed_one(
             "SELECT to_regclass($1) IS NOT NULL,
                     COALESCE((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($2)), false)",
-            &[&delta, &txid_index_name(id)],
+            &[(&delta, Type::TEXT), (&txid_index_name(id), Type::TEXT)],
         )
         .await
         .on_db(db, ctx)?;
     let (log_exists, indexed): (bool, bool) = (row.get(0), row.get(1));
     let index_now = !log_exists;
-    tx.batch_execute(&capture_sql(id, table, index_now)).await.map_err(|e| match e.code().map(|c| c.code()) {
+    tx.batch_execute(&capture_sql(id, table, index_now))
+        .await
+        .map_err(|e| capture_error(db, &table.name.to_string(), ctx(), e))?;
+    Ok((Capture { table_id: id, delta }, index_now || indexed))
+}
+
+/// An error of the statements that install capture on `tables`.
+fn capture_error(db: DbId, tables: &str, context: String, source: tokio_postgres::Error) -> ReplicaError {
+    match source.code().map(|c| c.code()) {
         Some("42501") => ReplicaError::Privilege {
             db,
             message: format!(
-                "{}; the replicator's role must own {} or hold the TRIGGER privilege on it",
-                crate::describe_pg(&e),
-                table.name
+                "{}; the replicator's role must own {tables} or hold the TRIGGER privilege on it",
+                crate::describe_pg(&source),
             ),
         },
-        _ => ReplicaError::Statement { db, context: ctx(), source: e },
-    })?;
-    Ok((Capture { table_id: id, delta }, index_now || indexed))
+        _ => ReplicaError::Statement { db, context, source },
+    }
 }
 
 /// `dugong."delta_<id>"`.

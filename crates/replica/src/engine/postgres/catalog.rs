@@ -12,6 +12,8 @@ use crate::plan::{self, Selection};
 use dugong_config::Sync;
 use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
+use std::collections::HashMap;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// Schemas the replicator never replicates, even with `tables: all`.
@@ -39,7 +41,10 @@ ORDER BY 1, 2";
 
 pub(crate) async fn read_catalog(client: &Client, db: DbId) -> Result<Vec<CatalogRow>, ReplicaError> {
     let skipped: Vec<String> = SKIPPED_SCHEMAS.iter().map(|s| s.to_string()).collect();
-    let rows = client.query(CATALOG_SQL, &[&skipped]).await.on_db(db, || "reading the table catalog".into())?;
+    let rows = client
+        .query_typed(CATALOG_SQL, &[(&skipped, Type::TEXT_ARRAY)])
+        .await
+        .on_db(db, || "reading the table catalog".into())?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let names: Vec<String> = row.get(4);
@@ -68,4 +73,21 @@ pub async fn select(clients: &[(DbId, &Client)], sync: &Sync) -> Result<Selectio
         try_join_all(clients.iter().map(|(id, client)| async move { Ok((*id, read_catalog(client, *id).await?)) }))
             .await?;
     plan::select(&catalogs, sync)
+}
+
+/// The OIDs of the tables [`read_catalog`] lists, by name: read beside the
+/// catalog (in the same round trip), before the sync's tables are chosen.
+pub(crate) async fn read_oids(client: &Client, db: DbId) -> Result<HashMap<TableName, u32>, ReplicaError> {
+    let rows = client
+        .query_typed(
+            "SELECT n.nspname::text, c.relname::text, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'f', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .on_db(db, || "reading the replicated tables' columns".into())?;
+    Ok(rows
+        .iter()
+        .map(|r| (TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, u32>(2)))
+        .collect())
 }

@@ -12,13 +12,16 @@ use super::upkeep;
 use crate::capture::Install;
 use crate::engine::Prepared;
 use crate::error::{ReplicaError, StatementContext};
-use crate::plan::{SyncPlan, TableInfo};
+use crate::plan::tables::CatalogRow;
+use crate::plan::{self, SyncPlan, TableInfo};
 use crate::record::{Missing, Replicator};
 use crate::upkeep::Upkeep;
 use dugong_config::{Config, Sync};
+use dugong_core::TableName;
 use dugong_core::{DbId, SyncName};
 use futures_util::future::{join_all, try_join_all};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// The advice printed whenever commit timestamps are off.
@@ -55,32 +58,34 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     for (id, client) in &clients {
         claim(client, *id, &sync.name, who).await?;
     }
-    // Standing by no more, if it did.
-    for (_, client) in &clients {
-        let _ = client
-            .execute(
-                "DELETE FROM dugong.heartbeat WHERE sync = $1 AND role = 'standby' AND pid = $2 AND host = $3",
-                &[&sync.name.as_str(), &who.pid, &who.host],
-            )
-            .await;
-    }
-    let refs: Vec<(DbId, &Client)> = clients.iter().map(|(id, c)| (*id, c)).collect();
-    let plan = SyncPlan::new(config, sync, catalog::select(&refs, sync).await?)?;
-    let mut nodes =
-        try_join_all(clients.into_iter().map(|(id, client)| set_up_node(config, &plan, id, client))).await?;
+    let mut looks = try_join_all(clients.iter().map(|(id, client)| first_look(client, *id, sync, who))).await?;
+    let catalogs: Vec<(DbId, Vec<CatalogRow>)> =
+        clients.iter().zip(&mut looks).map(|((id, _), look)| (*id, std::mem::take(&mut look.catalog))).collect();
+    let plan = SyncPlan::new(config, sync, plan::select(&catalogs, sync)?)?;
+    let (mut nodes, state_due): (Vec<Node>, Vec<bool>) = try_join_all(
+        clients.into_iter().zip(looks).map(|((id, client), look)| set_up_node(config, &plan, id, client, look)),
+    )
+    .await?
+    .into_iter()
+    .unzip();
     for i in 0..nodes.len() {
         if nodes[i].source {
             let (cursor, _) = nodes[i].window_start(&nodes);
             nodes[i].cursor = cursor;
         }
     }
-    try_join_all(nodes.iter_mut().filter(|n| n.source).map(|n| prepare_source(n, &plan.tables))).await?;
     let configured = configured_positions(config);
-    for n in nodes.iter().filter(|n| n.source) {
-        for stale in forget_stale_cursors(&n.client, n.id, &configured).await? {
-            tracing::warn!(db = %n.id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
+    let (tables, name, configured) = (&plan.tables, &plan.sync.name, &configured);
+    try_join_all(nodes.iter_mut().zip(state_due).map(|(n, state_due)| async move {
+        if n.source {
+            prepare_source(n, tables, configured, state_due.then_some(name)).await
+        } else if state_due {
+            create_sync_state(&n.client, n.id, name).await
+        } else {
+            Ok(())
         }
-    }
+    }))
+    .await?;
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
     // A table whose hold was lifted ships whole in the first run, due at once.
     let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
@@ -90,38 +95,99 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     Ok(prepared)
 }
 
+/// What one database of a sync is read for before its tables are chosen.
+struct FirstLook {
+    catalog: Vec<CatalogRow>,
+    oids: HashMap<TableName, u32>,
+    commit_timestamps: bool,
+    major_version: i32,
+}
+
+/// Reads the catalog of a claimed database with everything else that needs
+/// no choice of tables, in one round trip: the statements are sent together
+/// (pipelined) and answered in order. Also checks the replication role and
+/// clears this replicator's standby heartbeat.
+async fn first_look(client: &Client, id: DbId, sync: &Sync, who: &Replicator) -> Result<FirstLook, ReplicaError> {
+    let (role, _, settings, catalog, oids) = futures_util::join!(
+        check_replication_role(client, id),
+        // Standing by no more, if it did. Best effort: a first start has no
+        // schema yet.
+        async {
+            client
+                .query_typed(
+                    "DELETE FROM dugong.heartbeat WHERE sync = $1 AND role = 'standby' AND pid = $2 AND host = $3",
+                    &[(&sync.name.as_str(), Type::TEXT), (&who.pid, Type::INT4), (&who.host, Type::TEXT)],
+                )
+                .await
+        },
+        client.query_typed(
+            "SELECT current_setting('track_commit_timestamp')::bool, current_setting('server_version_num')::int / 10000",
+            &[],
+        ),
+        catalog::read_catalog(client, id),
+        catalog::read_oids(client, id),
+    );
+    // The role's failure first: it leaves the session in a failed
+    // transaction, which the statements after it then report.
+    role?;
+    let settings = settings.on_db(id, || "reading track_commit_timestamp and the server version".into())?;
+    let settings = settings.first().ok_or_else(|| ReplicaError::Protocol {
+        db: id,
+        message: "no answer reading track_commit_timestamp and the server version".into(),
+    })?;
+    Ok(FirstLook { catalog: catalog?, oids: oids?, commit_timestamps: settings.get(0), major_version: settings.get(1) })
+}
+
 /// Checks and installs what one database of the sync needs, and reads where
-/// its changes were delivered up to.
-async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Client) -> Result<Node, ReplicaError> {
+/// its changes were delivered up to. On a restart with capture in place and
+/// unchanged, that is one round trip: the check that nothing is to be
+/// installed goes with the positions, the shape and the sync's state. When
+/// the install is due after all, it reads the positions it started itself,
+/// and the sync's state is left to the caller's next round trip (the
+/// returned `true`).
+async fn set_up_node(
+    config: &Config,
+    plan: &SyncPlan,
+    id: DbId,
+    mut client: Client,
+    look: FirstLook,
+) -> Result<(Node, bool), ReplicaError> {
     let sync = &plan.sync;
-    check_replication_role(&client, id).await?;
     let what = Install::for_database(plan, id);
     for (table, reason) in &what.held {
         tracing::warn!(db = %id, table = %table.name, reason = %reason, "table held: its changes wait until it matches on every database");
     }
-    let installed = capture::install(&mut client, id, &what).await?;
+    let shape = shape_sql(id, &plan.tables, &look.oids)?;
+    let (found, positions, expected, state) = futures_util::join!(
+        capture::installed(&client, id, &what),
+        read_positions_of(&client, id, &sync.name, what.source),
+        client.query_typed(&shape, &[]),
+        create_sync_state(&client, id, &sync.name),
+    );
+    let (installed, positions, state_due) = match found {
+        Some(installed) => {
+            state?;
+            (installed, positions?, false)
+        }
+        None => {
+            // The install read the positions it started (in its DDL's round
+            // trip); the sync's state is made in the next round trip.
+            let mut installed = capture::install(&mut client, id, &what).await?;
+            let positions = std::mem::take(&mut installed.positions);
+            (installed, positions, true)
+        }
+    };
+    let expected: String =
+        expected.on_db(id, || "reading the replicated tables' columns".into())?.first().map(|r| r.get(0)).ok_or_else(
+            || ReplicaError::Protocol { db: id, message: "no answer reading the tables' columns".into() },
+        )?;
+    let shape = Shape { sql: shape, expected };
     let database = config.database(id).expect("every database of a sync is configured").clone();
     if !installed.unindexed.is_empty() {
         build_txid_indexes(database.clone(), id, installed.unindexed);
     }
-    let settings = client
-        .query_one(
-            "SELECT current_setting('track_commit_timestamp')::bool, current_setting('server_version_num')::int / 10000",
-            &[],
-        )
-        .await
-        .on_db(id, || "reading track_commit_timestamp and the server version".into())?;
-    let (commit_timestamps, major_version): (bool, i32) = (settings.get(0), settings.get(1));
-    let positions = if what.source { read_positions(&client, id, &sync.name).await? } else { BTreeMap::new() };
-    let shape = read_shape(&client, id, &plan.tables).await?;
-    client
-        .execute(
-            "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
-            &[&sync.name.as_str()],
-        )
-        .await
-        .on_db(id, || "creating the sync's state".into())?;
-    Ok(Node {
+    let FirstLook { commit_timestamps, major_version, .. } = look;
+    let node = Node {
         id,
         database,
         client,
@@ -146,34 +212,79 @@ async fn set_up_node(config: &Config, plan: &SyncPlan, id: DbId, mut client: Cli
         opening: Default::default(),
         staged: String::new(),
         copy_in: Default::default(),
-    })
+    };
+    Ok((node, state_due))
 }
 
-/// The fingerprint of `tables`' columns on this database, for every run to
-/// check.
-async fn read_shape(client: &Client, id: DbId, tables: &[TableInfo]) -> Result<Shape, ReplicaError> {
-    let names: Vec<String> = tables.iter().map(|t| t.name.quoted()).collect();
-    let oids: Vec<u32> = client
-        .query("SELECT n::regclass::oid FROM unnest($1::text[]) AS n", &[&names])
-        .await
-        .on_db(id, || "reading the replicated tables' columns".into())?
+/// The query of the fingerprint of `tables`' columns on this database, for
+/// every run to check, with the tables' OIDs read beside the catalog.
+fn shape_sql(id: DbId, tables: &[TableInfo], oids: &HashMap<TableName, u32>) -> Result<String, ReplicaError> {
+    let oids = tables
         .iter()
-        .map(|r| r.get::<_, u32>(0))
-        .collect();
-    let sql = Shape::of(&oids);
-    let expected: String =
-        client.query_one(&sql, &[]).await.on_db(id, || "reading the replicated tables' columns".into())?.get(0);
-    Ok(Shape { sql, expected })
+        .map(|t| {
+            oids.get(&t.name).copied().ok_or_else(|| {
+                ReplicaError::SchemaChanged(format!("table {} disappeared from {id} while the sync started", t.name))
+            })
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    Ok(Shape::of(&oids))
+}
+
+/// Makes the sync's state row, if it has none yet.
+async fn create_sync_state(client: &Client, id: DbId, sync: &SyncName) -> Result<(), ReplicaError> {
+    client
+        .query_typed(
+            "INSERT INTO dugong.sync_state (sync) VALUES ($1) ON CONFLICT (sync) DO NOTHING",
+            &[(&sync.as_str(), Type::TEXT)],
+        )
+        .await
+        .on_db(id, || "creating the sync's state".into())?;
+    Ok(())
+}
+
+/// [`read_positions`] on a source; a target keeps none.
+async fn read_positions_of(
+    client: &Client,
+    id: DbId,
+    sync: &SyncName,
+    source: bool,
+) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
+    if source {
+        read_positions(client, id, sync).await
+    } else {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// What a source needs once its window start is known: the upkeep left by
-/// an earlier replicator, and its poll statement.
-async fn prepare_source(node: &mut Node, tables: &[TableInfo]) -> Result<(), ReplicaError> {
-    let waiting = upkeep::shipped_waiting(&node.client, node.id, &node.captures, &node.cursor).await?;
-    node.upkeep = Upkeep::resumed(waiting);
+/// an earlier replicator, and its poll statement; and positions of syncs or
+/// targets no longer configured go, and the sync's state is made if
+/// `state_due` (after an install). One round trip: all are sent together.
+async fn prepare_source(
+    node: &mut Node,
+    tables: &[TableInfo],
+    configured: &[(String, String)],
+    state_due: Option<&SyncName>,
+) -> Result<(), ReplicaError> {
     let sql = read::pending_sql(tables, node);
-    node.poll = Some(node.client.prepare(&sql).await.on_db(node.id, || "preparing the poll".into())?);
+    let (waiting, poll, stale, state) = futures_util::join!(
+        upkeep::shipped_waiting(&node.client, node.id, &node.captures, &node.cursor),
+        node.client.prepare(&sql),
+        forget_stale_cursors(&node.client, node.id, configured),
+        async {
+            match state_due {
+                Some(sync) => create_sync_state(&node.client, node.id, sync).await,
+                None => Ok(()),
+            }
+        },
+    );
+    state?;
+    node.upkeep = Upkeep::resumed(waiting?);
+    node.poll = Some(poll.on_db(node.id, || "preparing the poll".into())?);
     node.poll_sql = sql;
+    for stale in stale? {
+        tracing::warn!(db = %node.id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
+    }
     Ok(())
 }
 
@@ -206,13 +317,16 @@ fn build_txid_indexes(database: dugong_config::Database, id: DbId, unindexed: Ve
 }
 
 /// Reads the sync's positions on a source database, per target.
-pub async fn read_positions(
-    client: &Client,
+pub async fn read_positions<C: tokio_postgres::GenericClient + std::marker::Sync>(
+    client: &C,
     id: DbId,
     sync: &SyncName,
 ) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
     let rows = client
-        .query("SELECT target, snapshot::text FROM dugong.cursor WHERE sync = $1 AND target <> '*'", &[&sync.as_str()])
+        .query_typed(
+            "SELECT target, snapshot::text FROM dugong.cursor WHERE sync = $1 AND target <> '*'",
+            &[(&sync.as_str(), Type::TEXT)],
+        )
         .await
         .on_db(id, || format!("reading the positions of {sync}"))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
@@ -257,14 +371,14 @@ pub async fn forget_stale_cursors(
     let syncs: Vec<&str> = configured.iter().map(|(s, _)| s.as_str()).collect();
     let targets: Vec<&str> = configured.iter().map(|(_, t)| t.as_str()).collect();
     let rows = client
-        .query(
+        .query_typed(
             "DELETE FROM dugong.cursor c
              WHERE c.sync <> ALL($1::text[])
                 OR (c.target <> '*' AND NOT EXISTS (
                       SELECT 1 FROM unnest($1::text[], $2::text[]) AS k(sync, target)
                       WHERE k.sync = c.sync AND k.target = c.target))
              RETURNING c.sync || CASE WHEN c.target = '*' THEN '' ELSE ' to ' || c.target END",
-            &[&syncs, &targets],
+            &[(&syncs, Type::TEXT_ARRAY), (&targets, Type::TEXT_ARRAY)],
         )
         .await
         .on_db(id, || "removing positions of removed syncs and targets".into())?;
@@ -285,7 +399,10 @@ pub async fn check_unchanged(plan: &SyncPlan, pg: &Postgres) -> Result<(), Repli
 /// lock is free on every database, then takes over.
 async fn claim(client: &Client, id: DbId, sync: &SyncName, who: &Replicator) -> Result<(), ReplicaError> {
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock(hashtext('dugong sync ' || $1)::int8)", &[&sync.as_str()])
+        .query_typed_one(
+            "SELECT pg_try_advisory_lock(hashtext('dugong sync ' || $1)::int8)",
+            &[(&sync.as_str(), Type::TEXT)],
+        )
         .await
         .on_db(id, || format!("claiming {sync}"))?
         .get(0);
