@@ -43,7 +43,7 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     for system in &options.systems {
         let route = match options.delay {
             Some(delay) => {
-                let (link, route) = replicators::wan_route(&sites, *system, delay).await?;
+                let (link, route) = replicators::wan_route(&sites, *system, delay, 0).await?;
                 links.push(link);
                 route
             }

@@ -32,21 +32,28 @@ impl Route {
     }
 }
 
-/// The site `system`'s replicator reaches across the WAN: Dugong and Bucardo
-/// run at site 0 and write to site 1; native's subscriber runs at site 1 and
-/// pulls from site 0.
-pub fn remote_site(system: System) -> usize {
+/// The site `system`'s replicator reaches across the WAN: Bucardo runs at
+/// site 0 and writes to site 1; Dugong runs at site `dugong_at` (0: beside the
+/// writes, 1: beside the target, like native) and reaches the other; native's
+/// subscriber runs at site 1 and pulls from site 0.
+pub fn remote_site(system: System, dugong_at: usize) -> usize {
     match system {
         System::Native => 0,
-        System::Dugong | System::Bucardo => 1,
+        System::Dugong => 1 - dugong_at.min(1),
+        System::Bucardo => 1,
     }
 }
 
 /// Starts a delay link of `one_way` in front of `system`'s remote site, and
 /// returns it with the route through it. The link runs on this runtime and
 /// closes its connections when dropped.
-pub async fn wan_route(sites: &Sites, system: System, one_way: Duration) -> anyhow::Result<(DelayLink, Route)> {
-    let remote = remote_site(system);
+pub async fn wan_route(
+    sites: &Sites,
+    system: System,
+    one_way: Duration,
+    dugong_at: usize,
+) -> anyhow::Result<(DelayLink, Route)> {
+    let remote = remote_site(system, dugong_at);
     let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, sites.port(remote)));
     let link = DelayLink::start(upstream, one_way)
         .await

@@ -41,7 +41,7 @@ impl Block<'_> {
     pub async fn run(&self, replicators: &mut Replicators, results: &mut WanResults) -> anyhow::Result<()> {
         schema::reset_system(self.sites, self.system).await?;
         schema::checkpoint(self.sites).await?;
-        let (link, route) = replicators::wan_route(self.sites, self.system, self.delay).await?;
+        let (link, route) = replicators::wan_route(self.sites, self.system, self.delay, self.options.dugong_at).await?;
         replicators.reroute(self.system, route)?;
         let measured = self.measure(replicators, &link, results).await;
         let finished = replicators.finish(self.sites, self.system).await;

@@ -3,7 +3,8 @@
 //! for several delays in one run.
 //!
 //! Dugong runs "at site 0": it reads site 0 directly and reaches site 1 across
-//! its link. Native's subscriber runs at site 1 and pulls from its publisher on
+//! its link (with `--dugong-at 1`, at site 1: it reads site 0 across the link
+//! and applies to site 1 directly). Native's subscriber runs at site 1 and pulls from its publisher on
 //! site 0 across its link. The workloads write site 0 and read site 1 directly,
 //! so only replication crosses a link. A link of 0 ms is still in place at
 //! D = 0, so round trips are counted there too.
@@ -64,6 +65,11 @@ pub struct Args {
     /// a timeout (default 300s, or 60s with --quick).
     #[arg(long, env = "DUGONG_BENCH_DEADLINE", value_parser = humantime::parse_duration)]
     deadline: Option<Duration>,
+    /// The site Dugong's replicator runs at: 0, beside the writes (it applies
+    /// across the link), or 1, beside the site it applies to (it reads across
+    /// the link, as native's subscriber does).
+    #[arg(long, env = "DUGONG_BENCH_DUGONG_AT", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    dugong_at: u8,
     /// Keep the work directory (configs, replicator logs) after the run.
     #[arg(long, env = "DUGONG_BENCH_KEEP")]
     keep: bool,
@@ -84,6 +90,8 @@ pub struct Options {
     pub json_path: PathBuf,
     pub keep: bool,
     pub pg_settings: Vec<(String, String)>,
+    /// The site Dugong's replicator runs at.
+    pub dugong_at: usize,
 }
 
 impl Options {
@@ -150,6 +158,7 @@ impl Options {
             json_path,
             keep: args.keep,
             pg_settings,
+            dugong_at: usize::from(args.dugong_at),
         })
     }
 }
@@ -158,7 +167,7 @@ impl Options {
 const METHOD: &[&str] = &[
     "two PostgreSQL 15 clusters on this host (site 0, site 1): fsync, synchronous_commit, full_page_writes on; wal_level=logical; shared_buffers=512MB; track_commit_timestamp=on",
     "each system crosses its own delay link (testkit DelayLink: every chunk delivered D ms after it arrived, in order, many in flight; RTT = 2D); a fresh link per system, delay and repetition, 0 ms included",
-    "Dugong (dugong replicate, its defaults) runs at site 0: db 0 by its own port, db 1 through the link; native: subscription on site 1 whose CONNECTION names the link in front of site 0",
+    "Dugong (dugong replicate, its defaults) runs at site 0: db 0 by its own port, db 1 through the link (with --dugong-at 1, at site 1: db 0 through the link, db 1 by its own port; the command is recorded); native: subscription on site 1 whose CONNECTION names the link in front of site 0",
     "workload writers write site 0 and pollers read site 1 directly: only replication crosses the link",
     "one replicator runs at a time; each block starts from empty events tables and change logs; systems rotate per delay and repetition",
     "lag: one writer commits single-row INSERTs at 200 tx/s; a poller on site 1 sends a query every 1 ms; lag = send time of the first poll that returned the row - time the INSERT returned",

@@ -40,7 +40,7 @@ pub struct Args {
     poll_interval: Duration,
     /// The slowest an idle sync polls: the interval doubles from
     /// --poll-interval with every empty poll, up to this.
-    #[arg(long, env = "DUGONG_IDLE_POLL_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "DUGONG_IDLE_POLL_INTERVAL", default_value = "50ms", value_parser = humantime::parse_duration)]
     idle_poll_interval: Duration,
     /// About how many change rows one run ships per source [default: 50000
     /// on PostgreSQL, 20000 on SQLite files, whose runs hold the files' write

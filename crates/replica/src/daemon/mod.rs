@@ -64,7 +64,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             poll_interval: Duration::from_millis(1),
-            idle_poll_interval: Duration::from_millis(20),
+            idle_poll_interval: Duration::from_millis(50),
             heartbeat: DEFAULT_HEARTBEAT,
             batch_rows: None,
             once: false,
