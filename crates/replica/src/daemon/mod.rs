@@ -386,6 +386,7 @@ impl SyncTask {
         let mut last_conflict_purge = std::time::Instant::now();
         let mut last_orphan_check: Option<std::time::Instant> = None;
         let mut applied_since_orphan_check = false;
+        let mut ran = false;
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         let mut poll = Poll::new(self.options.poll_interval, self.options.idle_poll_interval);
@@ -405,15 +406,21 @@ impl SyncTask {
                 last_conflict_purge = std::time::Instant::now();
             }
             // Orphans come only from runs that applied something: an idle
-            // sync does not scan its tables again.
-            if last_orphan_check.is_none_or(|t| applied_since_orphan_check && t.elapsed() >= self.options.orphan_check)
-            {
+            // sync does not scan its tables again. The first look (for what an
+            // earlier replicator left) waits for the first run, which ships
+            // what waited meanwhile without the look's round trips first.
+            let due = match last_orphan_check {
+                None => ran,
+                Some(t) => applied_since_orphan_check && t.elapsed() >= self.options.orphan_check,
+            };
+            if due {
                 self.check_orphans(p).await;
                 last_orphan_check = Some(std::time::Instant::now());
                 applied_since_orphan_check = false;
             }
             match run::run_once(p, RunLimits { batch_rows: *batch_rows, ..Default::default() }).await {
                 Ok(outcome) => {
+                    ran = true;
                     retries = 0;
                     backoff.reset();
                     if !outcome.empty {
