@@ -13,8 +13,8 @@
 //! [`Bucardo::stop`], by `Drop`, and by a small watchdog process when we are
 //! killed.
 
+use crate::cluster::Route;
 use crate::cluster::Sites;
-use crate::replicators::Route;
 use crate::system::System;
 use anyhow::{bail, Context};
 use std::io::Write as _;

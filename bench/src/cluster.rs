@@ -94,3 +94,19 @@ async fn start_one(what: &str, extra: &[(String, String)]) -> anyhow::Result<Clu
     eprintln!("[bench] {what}: PostgreSQL on 127.0.0.1:{} (fsync on, wal_level logical)", cluster.port());
     Ok(cluster)
 }
+
+/// The ports through which a replicator reaches site 0 and site 1. Bucardo
+/// runs "at site 0" and reaches site 1 by `ports[1]`; Dugong the same, or the
+/// other way round in the WAN profile's `--dugong-at 1`; native logical
+/// replication's subscriber runs at site 1 and reaches its publisher by `ports[0]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub ports: [u16; 2],
+}
+
+impl Route {
+    /// Both sites by their own ports: no link in between.
+    pub fn direct(sites: &Sites) -> Route {
+        Route { ports: [sites.port(0), sites.port(1)] }
+    }
+}

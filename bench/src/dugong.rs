@@ -2,7 +2,7 @@
 //! Bucardo-style `bucardo.json` (the deployment guide's master-master sync) and
 //! default options, started and stopped as a child process.
 
-use crate::replicators::Route;
+use crate::cluster::Route;
 use crate::system::System;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 //! own port, or a delay link in front of it (the subscriber runs at site 1 and
 //! pulls across the link).
 
+use crate::cluster::Route;
 use crate::cluster::Sites;
-use crate::replicators::Route;
 use crate::system::System;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};

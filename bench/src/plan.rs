@@ -7,9 +7,10 @@
 //!
 //! Only one replicator runs at a time, so none pays for another's CPU.
 
+use crate::cluster::Route;
 use crate::cluster::Sites;
 use crate::options::{Options, Workload};
-use crate::replicators::{self, Replicators, Route};
+use crate::replicators::{self, Replicators};
 use crate::report::render::{self, Machine, Meta, Sizes, Versions};
 use crate::report::{Metric, Results, Subject};
 use crate::schema;

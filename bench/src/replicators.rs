@@ -6,7 +6,7 @@
 //! delay link in front of the remote site (`--delay-ms`, `dugong-bench wan`).
 
 use crate::bucardo::{self, Bucardo};
-use crate::cluster::Sites;
+use crate::cluster::{Route, Sites};
 use crate::dugong::DugongReplicator;
 use crate::native::Native;
 use crate::system::System;
@@ -16,21 +16,6 @@ use dugong_testkit::DelayLink;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-
-/// The ports through which a replicator reaches site 0 and site 1. Dugong and
-/// Bucardo run "at site 0" and reach site 1 by `ports[1]`; native logical
-/// replication's subscriber runs at site 1 and reaches its publisher by `ports[0]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    pub ports: [u16; 2],
-}
-
-impl Route {
-    /// Both sites by their own ports: no link in between.
-    pub fn direct(sites: &Sites) -> Route {
-        Route { ports: [sites.port(0), sites.port(1)] }
-    }
-}
 
 /// The site `system`'s replicator reaches across the WAN: Bucardo runs at
 /// site 0 and writes to site 1; Dugong runs at site `dugong_at` (0: beside the

@@ -16,10 +16,11 @@
 mod block;
 mod report;
 
+use crate::cluster::Route;
 use crate::cluster::Sites;
 use crate::options::Scale;
 use crate::plan::{self, WorkDir};
-use crate::replicators::{Replicators, Route};
+use crate::replicators::Replicators;
 use crate::report::render::{Machine, Versions};
 use crate::schema;
 use crate::system::System;

@@ -152,7 +152,7 @@ pub async fn install(client: &mut Client, db: DbId, what: &Install<'_>) -> Resul
     }
     let (done, released, positions) = futures_util::join!(tx.batch_execute(&ddl), released(&tx, db, what), async {
         if what.source {
-            super::prepare::read_positions(&tx, db, &what.sync).await
+            read_positions(&tx, db, &what.sync).await
         } else {
             Ok(BTreeMap::new())
         }
@@ -741,6 +741,30 @@ pub async fn uninstall(client: &mut Client, db: DbId) -> Result<Uninstalled, Rep
     tx.batch_execute("DROP SCHEMA dugong CASCADE").await.on_db(db, || "dropping the dugong schema".into())?;
     tx.commit().await.on_db(db, || "committing the uninstall".into())?;
     out.schema_dropped = true;
+    Ok(out)
+}
+
+/// Reads the sync's positions on a source database, per target.
+pub async fn read_positions<C: tokio_postgres::GenericClient + std::marker::Sync>(
+    client: &C,
+    id: DbId,
+    sync: &dugong_core::SyncName,
+) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
+    let rows = client
+        .query_typed(
+            "SELECT target, snapshot::text FROM dugong.cursor WHERE sync = $1 AND target <> '*'",
+            &[(&sync.as_str(), Type::TEXT)],
+        )
+        .await
+        .on_db(id, || format!("reading the positions of {sync}"))?;
+    let protocol = |message: String| ReplicaError::Protocol { db: id, message };
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let target: String = row.get(0);
+        let db = target.parse::<DbId>().map_err(|_| protocol(format!("a position for {target:?}, not a database")))?;
+        let text: String = row.get(1);
+        out.insert(db, text.parse().map_err(|e| protocol(format!("{e}")))?);
+    }
     Ok(out)
 }
 

@@ -6,8 +6,8 @@
 
 use super::connect;
 use super::format::{CopyFormat, RowCounter};
+use super::node::rollback_all;
 use super::node::{Node, Postgres};
-use super::record::rollback_all;
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::copy::{self, copy_mode};
 use crate::plan::{SyncPlan, TableInfo};

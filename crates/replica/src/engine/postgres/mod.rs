@@ -217,7 +217,7 @@ impl Engine for Postgres {
             n.staged.clear();
             n.answered = None;
         }
-        record::rollback_all(self).await;
+        node::rollback_all(self).await;
     }
 
     async fn finish_upkeep(&mut self) {

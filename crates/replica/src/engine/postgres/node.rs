@@ -59,6 +59,19 @@ impl Postgres {
     }
 }
 
+/// Ends every database's run transaction without effect. Best effort: a
+/// broken connection rolls back by itself. (`staged` is cleared with the
+/// run's windows, by `Engine::rollback` and `commit`.)
+pub(crate) async fn rollback_all(pg: &Postgres) {
+    for n in &pg.nodes {
+        // Never opened: nothing to end.
+        n.opening.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if !n.client.is_closed() {
+            let _ = n.client.batch_execute("ROLLBACK").await;
+        }
+    }
+}
+
 /// One database of a prepared sync.
 pub struct Node {
     pub id: DbId,

@@ -250,7 +250,7 @@ async fn read_positions_of(
     source: bool,
 ) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
     if source {
-        read_positions(client, id, sync).await
+        capture::read_positions(client, id, sync).await
     } else {
         Ok(BTreeMap::new())
     }
@@ -314,30 +314,6 @@ fn build_txid_indexes(database: dugong_config::Database, id: DbId, unindexed: Ve
             tracing::warn!(db = %id, error = %e, "could not build a change log's transaction-id index; runs read the change log without it, and the next start tries again");
         }
     });
-}
-
-/// Reads the sync's positions on a source database, per target.
-pub async fn read_positions<C: tokio_postgres::GenericClient + std::marker::Sync>(
-    client: &C,
-    id: DbId,
-    sync: &SyncName,
-) -> Result<BTreeMap<DbId, Snapshot>, ReplicaError> {
-    let rows = client
-        .query_typed(
-            "SELECT target, snapshot::text FROM dugong.cursor WHERE sync = $1 AND target <> '*'",
-            &[(&sync.as_str(), Type::TEXT)],
-        )
-        .await
-        .on_db(id, || format!("reading the positions of {sync}"))?;
-    let protocol = |message: String| ReplicaError::Protocol { db: id, message };
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let target: String = row.get(0);
-        let db = target.parse::<DbId>().map_err(|_| protocol(format!("a position for {target:?}, not a database")))?;
-        let text: String = row.get(1);
-        out.insert(db, text.parse().map_err(|e| protocol(format!("{e}")))?);
-    }
-    Ok(out)
 }
 
 /// Applying changes without echo needs `session_replication_role = replica`:

@@ -91,7 +91,7 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
         Ok(answers) => answers,
         Err(e) => {
             // A failed advance leaves its transaction open: end it.
-            super::record::rollback_all(pg).await;
+            super::node::rollback_all(pg).await;
             // Sent again with the next statement (a later advance covers it).
             for (id, sql) in deferred {
                 if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {

@@ -3,7 +3,7 @@
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
 use super::capture;
-use super::node::{Node, Postgres, Window};
+use super::node::{rollback_all, Node, Postgres, Window};
 use super::read;
 use super::snapshot::Snapshot;
 use super::upkeep;
@@ -237,18 +237,6 @@ fn array_literal(values: &[String]) -> String {
     let quoted: Vec<String> =
         values.iter().map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("{{{}}}", quoted.join(","))
-}
-
-/// Best effort: a broken connection rolls back by itself.
-pub(crate) async fn rollback_all(pg: &Postgres) {
-    for n in &pg.nodes {
-        // `staged` is cleared with the run's windows (`Engine::rollback`, `commit`).
-        // Never opened: nothing to end.
-        read::take_opening(n);
-        if !n.client.is_closed() {
-            let _ = n.client.batch_execute("ROLLBACK").await;
-        }
-    }
 }
 
 /// After every database committed: moves each source's position for every

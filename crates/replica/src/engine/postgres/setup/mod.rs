@@ -16,9 +16,9 @@ pub mod sequences;
 pub use schema::PG_BIN_ENV;
 
 use super::capture;
+use super::capture::read_positions;
 use super::catalog;
 use super::connect::connect_as;
-use super::prepare::read_positions;
 use super::snapshot::Snapshot;
 use crate::capture::Install;
 use crate::compare::SyncComparison;
