@@ -60,11 +60,13 @@ fn json(out: &Output) -> serde_json::Value {
 async fn the_client_command_reads_writes_and_fails_over_between_real_servers() {
     let dir = tempfile::tempdir().unwrap();
     let mut sites = [serve(&dir, 0), serve(&dir, 1)];
+    // Ready when it answers the client's health check, not when it accepts
+    // TCP: a loaded machine can take longer than the client's 500 ms between
+    // the two.
     for site in &sites {
-        let grpc = site.grpc.clone();
-        wait_for("dugong serve to answer", DEADLINE, || {
-            let grpc = grpc.clone();
-            async move { std::net::TcpStream::connect(&grpc).ok().map(drop) }
+        wait_for("dugong serve to answer a health check", DEADLINE, || {
+            let answered = client(&[site], &["info", "--json"]).status.success();
+            async move { answered.then_some(()) }
         })
         .await;
     }
