@@ -54,6 +54,36 @@ pub struct Args {
     pg_settings: Vec<String>,
 }
 
+/// The dugong binary to measure: `given`, else this workspace's release
+/// build; it must exist when Dugong is among `systems`.
+pub fn dugong_bin(given: Option<PathBuf>, systems: &[System]) -> anyhow::Result<PathBuf> {
+    let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = bench_dir.parent().context("the bench crate has no parent directory")?;
+    let bin = given.unwrap_or_else(|| workspace.join("target/release/dugong"));
+    if systems.contains(&System::Dugong) && !bin.is_file() {
+        bail!("no dugong binary at {}; build it with `cargo build --release -p dugong`", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Where a run writes its JSON by default: `bench/<dir>/latest.json`, or
+/// `quick.json` for a short run.
+pub fn results_file(dir: &str, quick: bool) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir).join(if quick { "quick.json" } else { "latest.json" })
+}
+
+/// `--pg-setting NAME=VALUE` arguments as pairs.
+pub fn pg_settings(settings: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for setting in settings {
+        let Some((name, value)) = setting.split_once('=') else {
+            bail!("--pg-setting {setting:?}: write NAME=VALUE");
+        };
+        out.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(out)
+}
+
 /// Which measurements run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -151,22 +181,9 @@ impl Options {
         if systems.is_empty() || workloads.is_empty() {
             bail!("nothing to run: give at least one system and one workload");
         }
-        let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let workspace = bench_dir.parent().context("the bench crate has no parent directory")?.to_path_buf();
-        let dugong_bin = args.dugong.unwrap_or_else(|| workspace.join("target/release/dugong"));
-        if systems.contains(&System::Dugong) && !dugong_bin.is_file() {
-            bail!("no dugong binary at {}; build it with `cargo build --release -p dugong`", dugong_bin.display());
-        }
-        let json_path = args
-            .json
-            .unwrap_or_else(|| bench_dir.join("results").join(if quick { "quick.json" } else { "latest.json" }));
-        let mut pg_settings = Vec::new();
-        for setting in &args.pg_settings {
-            let Some((name, value)) = setting.split_once('=') else {
-                bail!("--pg-setting {setting:?}: write NAME=VALUE");
-            };
-            pg_settings.push((name.trim().to_string(), value.trim().to_string()));
-        }
+        let dugong_bin = dugong_bin(args.dugong, &systems)?;
+        let json_path = args.json.unwrap_or_else(|| results_file("results", quick));
+        let pg_settings = pg_settings(&args.pg_settings)?;
         Ok(Options {
             quick,
             scale,

@@ -85,16 +85,23 @@ pub async fn run_all(options: Options) -> anyhow::Result<()> {
     let json = render::json(&results, &meta);
     println!("\n{}", render::table(&results, &options.systems));
     println!("{}", render::targets(&results.targets()));
-    println!("{}", serde_json::to_string_pretty(&json).context("rendering the JSON")?);
-    write_json(&options.json_path, &json)?;
-    println!("\nJSON written to {}", options.json_path.display());
-    if !results.errors.is_empty() {
+    publish(&json, &options.json_path, results.errors.len(), &mut workdir)
+}
+
+/// Prints the JSON and writes it to `path`; with errors, keeps the work
+/// directory and fails naming it.
+pub(crate) fn publish(
+    json: &serde_json::Value,
+    path: &Path,
+    errors: usize,
+    workdir: &mut WorkDir,
+) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(json).context("rendering the JSON")?);
+    write_json(path, json)?;
+    println!("\nJSON written to {}", path.display());
+    if errors > 0 {
         workdir.keep = true;
-        bail!(
-            "{} error(s) during the run (listed above); logs kept in {}",
-            results.errors.len(),
-            workdir.path().display()
-        );
+        bail!("{errors} error(s) during the run (listed above); logs kept in {}", workdir.path().display());
     }
     Ok(())
 }

@@ -97,15 +97,21 @@ pub fn table(results: &Results, systems: &[System]) -> String {
 pub fn targets(targets: &[Target]) -> String {
     let mut out = String::from("Targets of issue 3 (Dugong's medians):\n");
     for t in targets {
-        let verdict = match t.met {
-            Some(true) => "met   ",
-            Some(false) => "MISSED",
-            None => "n/a   ",
-        };
-        let value = t.value.map_or("not measured".into(), number);
-        let _ = writeln!(out, "  [{verdict}] {}: {value}", t.target);
+        out.push_str(&target_line(t.target, t.value, t.met));
     }
     out
+}
+
+/// One target's line: `  [met   ] what: value`, or `[MISSED]`, or `[n/a   ]`
+/// when it was not measured.
+pub fn target_line(target: &str, value: Option<f64>, met: Option<bool>) -> String {
+    let verdict = match met {
+        Some(true) => "met   ",
+        Some(false) => "MISSED",
+        None => "n/a   ",
+    };
+    let value = value.map_or("not measured".into(), number);
+    format!("  [{verdict}] {target}: {value}\n")
 }
 
 /// The JSON document.

@@ -18,13 +18,13 @@ mod report;
 
 use crate::cluster::Route;
 use crate::cluster::Sites;
-use crate::options::Scale;
+use crate::options::{self, Scale};
 use crate::plan::{self, WorkDir};
 use crate::replicators::Replicators;
 use crate::report::render::{Machine, Versions};
 use crate::schema;
 use crate::system::System;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use block::Block;
 use report::{Meta, Sizes, WanResults};
 use std::path::PathBuf;
@@ -133,22 +133,9 @@ impl Options {
             pgbench_clients: 0,
             deadline: args.deadline.unwrap_or(Duration::from_secs(if quick { 60 } else { 300 })),
         };
-        let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let workspace = bench_dir.parent().context("the bench crate has no parent directory")?.to_path_buf();
-        let dugong_bin = args.dugong.unwrap_or_else(|| workspace.join("target/release/dugong"));
-        if systems.contains(&System::Dugong) && !dugong_bin.is_file() {
-            bail!("no dugong binary at {}; build it with `cargo build --release -p dugong`", dugong_bin.display());
-        }
-        let json_path = args
-            .json
-            .unwrap_or_else(|| bench_dir.join("results/wan").join(if quick { "quick.json" } else { "latest.json" }));
-        let mut pg_settings = Vec::new();
-        for setting in &args.pg_settings {
-            let Some((name, value)) = setting.split_once('=') else {
-                bail!("--pg-setting {setting:?}: write NAME=VALUE");
-            };
-            pg_settings.push((name.trim().to_string(), value.trim().to_string()));
-        }
+        let dugong_bin = options::dugong_bin(args.dugong, &systems)?;
+        let json_path = args.json.unwrap_or_else(|| options::results_file("results/wan", quick));
+        let pg_settings = options::pg_settings(&args.pg_settings)?;
         Ok(Options {
             quick,
             delays,
@@ -251,16 +238,5 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("\n{}", report::table(&results, &options.delays));
     println!("{}", report::details(&results, &options.delays, &options.systems));
     println!("{}", report::render_targets(&results.targets(&options.delays)));
-    println!("{}", serde_json::to_string_pretty(&json).context("rendering the JSON")?);
-    plan::write_json(&options.json_path, &json)?;
-    println!("\nJSON written to {}", options.json_path.display());
-    if !results.errors.is_empty() {
-        workdir.keep = true;
-        bail!(
-            "{} error(s) during the run (listed above); logs kept in {}",
-            results.errors.len(),
-            workdir.path().display()
-        );
-    }
-    Ok(())
+    plan::publish(&json, &options.json_path, results.errors.len(), &mut workdir)
 }

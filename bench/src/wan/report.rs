@@ -2,7 +2,7 @@
 //! row per delay (issue 17's layout), a detail table of every figure, issue
 //! 17's targets and the JSON written to `bench/results/wan/`.
 
-use crate::report::render::{cell, number, Machine, Versions};
+use crate::report::render::{cell, number, target_line, Machine, Versions};
 use crate::stats::{summarize, Sample, Summary};
 use crate::system::System;
 use serde::Serialize;
@@ -299,13 +299,7 @@ pub fn details(results: &WanResults, delays: &[Duration], systems: &[System]) ->
 pub fn render_targets(targets: &[Target]) -> String {
     let mut out = String::from("Targets of issue 17 (Dugong's medians):\n");
     for t in targets {
-        let verdict = match t.met {
-            Some(true) => "met   ",
-            Some(false) => "MISSED",
-            None => "n/a   ",
-        };
-        let value = t.value.map_or("not measured".into(), number);
-        let _ = writeln!(out, "  [{verdict}] {}: {value}", t.target);
+        out.push_str(&target_line(&t.target, t.value, t.met));
     }
     out
 }

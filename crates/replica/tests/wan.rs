@@ -133,21 +133,16 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     // shape) and the poll's prepare. The replicator before is gone first: its claim
     // goes with its sessions, and their goodbyes are not the restart's.
     drop(p);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: i64 = wan
-            .sites
-            .client(0)
+    let site0 = wan.sites.client(0);
+    dugong_testkit::wait_for("the replicator's sessions to end", Duration::from_secs(10), || async {
+        let left: i64 = site0
             .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dugong replicate'", &[])
             .await
             .unwrap()
             .get(0);
-        if left == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the replicator's sessions did not end");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (left == 0).then_some(())
+    })
+    .await;
     let (mut p, again) = wan.counted(prepare(&wan.config)).await;
     eprintln!("restart: {again:?}");
     assert!(again.round_trips <= START_UP_AGAIN, "a restart: {again:?}");

@@ -61,15 +61,8 @@ fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, windo
         window.range(&table.name).1,
     );
     if let Some(lost) = plan.lost.get(&source.id) {
-        let values: Vec<String> = lost
-            .iter()
-            .map(|key| {
-                let parts: Vec<String> =
-                    key.iter().zip(&table.key).map(|(v, c)| format!("{}::{}", quote_literal(v), c.type_sql)).collect();
-                format!("({})", parts.join(", "))
-            })
-            .collect();
-        sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), values.join(", ")));
+        let lost: Vec<&TextKey> = lost.iter().collect();
+        sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), key_values(table, &lost)));
     }
     sql
 }
@@ -201,9 +194,8 @@ async fn stage_all(
                 ));
             }
         }
-        for (ti, source, rows) in fetched.iter().filter(|(_, s, rows)| *s != node.id && !rows.is_empty()) {
+        for (ti, _, rows) in fetched.iter().filter(|(_, s, rows)| *s != node.id && !rows.is_empty()) {
             let table = &p.tables[*ti];
-            let _ = source;
             sql.push_str(&format!(
                 "INSERT INTO {} ({}) VALUES {};\n",
                 table.name.quoted(),
@@ -304,14 +296,14 @@ async fn stream_all(pg: &Postgres, p: &SyncPlan, plans: &[TablePlan<TextKey>]) -
     Ok(Totals { deletes, inserts, truncates, delete_time, copy_time: phase.elapsed() })
 }
 
-/// Deletes on database `me` every key whose winner is another database, but
-/// the plan's fresh keys.
+/// Deletes on `node` every key whose winner is another database, but the
+/// plan's fresh keys.
 async fn delete_keys(node: &Node, table: &TableInfo, plan: &TablePlan<TextKey>) -> Result<u64, ReplicaError> {
-    let (db, me) = (node.id, node.id);
+    let db = node.id;
     let n = table.key.len();
     let mut columns: Vec<Vec<&str>> = vec![Vec::new(); n];
     for (key, winner) in &plan.winners {
-        if *winner != me && !plan.fresh.contains(key) {
+        if *winner != db && !plan.fresh.contains(key) {
             for (i, v) in key.iter().enumerate() {
                 columns[i].push(v.as_str());
             }

@@ -142,6 +142,12 @@ pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
     format!("SELECT {}", parts.join(" OR "))
 }
 
+/// The poll of source `n` as a statement of its own, from `cursor` (a safe
+/// literal: digits, colons and commas), to send inside a simple query.
+pub(crate) fn poll_from(n: &Node, cursor: &Snapshot) -> String {
+    n.poll_sql.replace("$1::text", &format!("'{cursor}'::text"))
+}
+
 /// Every run transaction: one snapshot for reading and applying, and applied
 /// rows never echo back as changes.
 pub(crate) const BEGIN_RUN: &str =
@@ -174,8 +180,7 @@ fn unread_guard(n: &Node) -> Option<String> {
     if n.poll.is_none() || n.poll_sql.is_empty() {
         return None;
     }
-    // The cursor's text is a safe literal: digits, colons and commas.
-    let poll = n.poll_sql.replace("$1::text", &format!("'{}'::text", n.cursor));
+    let poll = poll_from(n, &n.cursor);
     Some(format!(
         "; DO $dugong$ BEGIN IF ({poll}) THEN RAISE EXCEPTION USING ERRCODE = 'serialization_failure', \
          MESSAGE = 'changes were committed on this database after the poll; the run starts again to read them'; \

@@ -147,8 +147,7 @@ fn next_poll(pg: &Postgres, n: &Node) -> Option<String> {
         }
         None => n.cursor.clone(),
     };
-    // The cursor's text is a safe literal: digits, colons and commas.
-    Some(n.poll_sql.replace("$1::text", &format!("'{cursor}'::text")))
+    Some(read::poll_from(n, &cursor))
 }
 
 /// Where a run that read window `w` leaves the positions of its source `node`
@@ -169,16 +168,7 @@ fn advanced_positions(node: &Node, w: &Window) -> Vec<(DbId, Snapshot)> {
 pub(crate) async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, cs: &[RunConflict]) -> Result<(), ReplicaError> {
     // Databases the run has not written yet open their run transaction first.
     for n in &pg.nodes {
-        let opening = read::take_opening(n);
-        if !opening.is_empty() {
-            let messages =
-                n.client.simple_query(&opening).await.on_db(n.id, || "starting the run transaction".into())?;
-            let shape = messages.iter().find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0),
-                _ => None,
-            });
-            n.shape.check(n.id, shape)?;
-        }
+        read::opened(n, async { Ok(()) }).await?;
     }
     let clients: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
     insert_conflicts(&clients, plan.name().as_str(), cs).await
