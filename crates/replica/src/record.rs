@@ -48,6 +48,9 @@ impl Replicator {
 pub struct RunOutcome {
     /// Nothing was pending: no transaction was opened.
     pub empty: bool,
+    /// Runs sent across a WAN without waiting for their commits there are
+    /// not all answered yet: not caught up, whatever `empty` says.
+    pub in_flight: bool,
     pub deletes: u64,
     pub inserts: u64,
     pub truncates: u64,
@@ -61,6 +64,14 @@ pub struct RunOutcome {
     pub duration: Duration,
     /// Where the run's time went, for debug logs and tuning.
     pub phases: Phases,
+}
+
+impl RunOutcome {
+    /// Nothing pending and nothing in flight: every change was shipped and
+    /// committed everywhere.
+    pub fn caught_up(&self) -> bool {
+        self.empty && !self.in_flight
+    }
 }
 
 /// Wall time of each phase of a run.

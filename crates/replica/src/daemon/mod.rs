@@ -436,7 +436,8 @@ impl SyncTask {
                     }
                     self.observe(&name, &outcome, !p.engine.missing().is_empty() || !p.plan.held.is_empty());
                     if outcome.empty {
-                        if self.options.once {
+                        // Once: until what runs in flight shipped is confirmed.
+                        if self.options.once && !outcome.in_flight {
                             // Caught up: report what the runs left orphaned,
                             // and leave the change logs purged, as a daemon
                             // would.

@@ -114,6 +114,12 @@ pub trait Engine: Send + Sized + 'static {
     /// Nothing was pending: time for what waits for a lull.
     fn idle(&mut self);
 
+    /// Runs sent without waiting for their commits (across a WAN) are not
+    /// all answered yet: what they shipped is not confirmed.
+    fn in_flight(&self) -> bool {
+        false
+    }
+
     /// Starts the run transaction on every database and counts each source's
     /// pending changes per table, up to a batch bound.
     fn begin(

@@ -12,7 +12,8 @@
 //! - `read`: the poll, each source's run snapshot and window, change counts
 //!   and changed keys; `apply`: deletes and COPY streams; `record`: run
 //!   state, conflict log, commits and cursor advances; `upkeep`: purges and
-//!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`.
+//!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`;
+//!   `flight`: runs whose commits on far databases are not answered yet.
 //! - `conflicts`: both versions of conflicted rows, the conflict log's purge
 //!   and what `dugong conflicts` reads; `restore`: a losing version written
 //!   back.
@@ -30,6 +31,7 @@ mod connect;
 pub mod consistency;
 mod copy;
 pub(crate) mod ddl;
+mod flight;
 mod format;
 mod node;
 mod orphans;
@@ -48,6 +50,7 @@ mod watch;
 
 pub use capture::uninstall;
 pub use connect::{connect, connect_as, connect_to};
+pub use flight::FlightCounts;
 pub use format::CopyFormat;
 pub use node::{Node, Postgres};
 pub use prepare::COMMIT_TIMESTAMP_ADVICE;
@@ -153,6 +156,10 @@ impl Engine for Postgres {
         read::pending(self).await
     }
 
+    fn in_flight(&self) -> bool {
+        self.flights.any()
+    }
+
     fn idle(&mut self) {
         for node in self.nodes.iter_mut().filter(|n| n.source) {
             upkeep::when_idle(node);
@@ -218,6 +225,9 @@ impl Engine for Postgres {
             n.answered = None;
         }
         node::rollback_all(self).await;
+        // The run may have failed because one in flight did: start again from
+        // what every database confirmed.
+        flight::settle_after_rollback(self).await;
     }
 
     async fn finish_upkeep(&mut self) {
@@ -245,7 +255,7 @@ impl Engine for Postgres {
     }
 
     async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
-        let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
+        let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &*n.client)).collect();
         record::record_bad(&clients, plan.name(), who, started, error).await;
     }
 
