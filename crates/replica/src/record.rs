@@ -74,6 +74,20 @@ impl RunOutcome {
     }
 }
 
+/// What runs sent without waiting for their commits (across a WAN) did since
+/// the sync was prepared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlightCounts {
+    /// Runs not confirmed yet: the commit of one of them, or of a run
+    /// before, is not answered.
+    pub in_flight: u64,
+    /// Commits sent to a far database without waiting for the answer.
+    pub sent: u64,
+    /// Failures of such a commit, after which everything since the last
+    /// confirmed run was shipped again.
+    pub rewound: u64,
+}
+
 /// Wall time of each phase of a run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Phases {

@@ -357,7 +357,7 @@ async fn runs_in_flight_never_reorder_a_row_nor_promise_what_did_not_commit() {
     common::sync_all(&mut p).await;
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.await.unwrap();
-    let counts = p.engine.flight_counts();
+    let counts = dugong_replica::engine::Engine::flight_counts(&p.engine);
     eprintln!("site 1 saw {} versions of row 1; {counts:?}", seen.len());
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "a version went back on site 1: {seen:?}");
     assert_eq!(seen.last(), Some(&last));

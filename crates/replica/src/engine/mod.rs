@@ -120,6 +120,11 @@ pub trait Engine: Send + Sized + 'static {
         false
     }
 
+    /// What such runs did since the sync was prepared.
+    fn flight_counts(&self) -> crate::record::FlightCounts {
+        Default::default()
+    }
+
     /// Starts the run transaction on every database and counts each source's
     /// pending changes per table, up to a batch bound.
     fn begin(

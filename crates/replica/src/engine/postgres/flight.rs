@@ -20,6 +20,7 @@
 use super::node::{Postgres, Window};
 use super::snapshot::Snapshot;
 use crate::error::{ErrorPolicy, ReplicaError};
+use crate::record::FlightCounts;
 use dugong_core::DbId;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -63,17 +64,7 @@ pub(crate) struct Flights {
     pub(crate) failure: Option<ReplicaError>,
     /// Commits sent without waiting, and failures that shipped runs again,
     /// since the sync was prepared.
-    pub(crate) counts: FlightCounts,
-}
-
-/// What runs in flight did since the sync was prepared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FlightCounts {
-    /// Commits sent to a far database without waiting for the answer.
-    pub sent: u64,
-    /// Failures of such a commit, after which the runs from the last one
-    /// confirmed were shipped again.
-    pub rewound: u64,
+    counts: FlightCounts,
 }
 
 struct Flight {
@@ -99,6 +90,12 @@ impl Flights {
     /// Whether any run is in flight.
     pub(crate) fn any(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    /// What runs in flight did since the sync was prepared, and how many are
+    /// in flight now.
+    pub(crate) fn counts(&self) -> FlightCounts {
+        FlightCounts { in_flight: self.queue.len() as u64, ..self.counts }
     }
 
     /// Whether commits sent to `db` are still unanswered.

@@ -50,7 +50,6 @@ mod watch;
 
 pub use capture::uninstall;
 pub use connect::{connect, connect_as, connect_to};
-pub use flight::FlightCounts;
 pub use format::CopyFormat;
 pub use node::{Node, Postgres};
 pub use prepare::COMMIT_TIMESTAMP_ADVICE;
@@ -61,7 +60,7 @@ use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
 use crate::record::conflict::{Orphan, RunConflict};
-use crate::record::{Backlog, Missing, Replicator, RunOutcome};
+use crate::record::{Backlog, FlightCounts, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -158,6 +157,10 @@ impl Engine for Postgres {
 
     fn in_flight(&self) -> bool {
         self.flights.any()
+    }
+
+    fn flight_counts(&self) -> FlightCounts {
+        self.flights.counts()
     }
 
     fn idle(&mut self) {

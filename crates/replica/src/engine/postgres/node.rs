@@ -2,7 +2,7 @@
 //! per database of a sync, and the window each source is read in during a run.
 
 use super::capture::Capture;
-use super::flight::{FlightCounts, Flights};
+use super::flight::Flights;
 use super::format::CopyFormat;
 use super::snapshot::{BatchBounds, Snapshot};
 use crate::plan::TableInfo;
@@ -43,11 +43,6 @@ impl Postgres {
         } else {
             CopyFormat::Text
         }
-    }
-
-    /// What runs in flight across a WAN did since the sync was prepared.
-    pub fn flight_counts(&self) -> FlightCounts {
-        self.flights.counts
     }
 
     pub(crate) fn node(&self, id: DbId) -> &Node {
