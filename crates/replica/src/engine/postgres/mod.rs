@@ -250,10 +250,14 @@ impl Engine for Postgres {
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        // Statements between runs go behind the runs in flight: those settle
+        // first, so one that failed there is dealt with, not met again.
+        flight::settle(self, true).await?;
         prepare::check_unchanged(plan, self).await
     }
 
     async fn record_idle(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> Result<(), ReplicaError> {
+        flight::settle(self, true).await?;
         record::record_idle(plan, self, who).await
     }
 
@@ -263,10 +267,12 @@ impl Engine for Postgres {
     }
 
     async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        flight::settle(self, true).await?;
         orphans::check(plan, self).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {
+        flight::settle(self, true).await?;
         conflicts::purge(self, plan).await
     }
 

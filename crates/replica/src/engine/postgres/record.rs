@@ -15,7 +15,7 @@ use crate::record::{epoch_seconds, excluded_entries, not_good, Replicator, RunOu
 use crate::upkeep::Purge;
 use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_postgres::types::{ToSql, Type};
@@ -142,33 +142,34 @@ pub async fn commit(
         }
     }
     let nodes = &pg.nodes;
-    let committed = try_join_all(waited.iter().map(|(id, sql, has_poll, _)| async move {
+    let committed = join_all(waited.iter().map(|(id, sql, has_poll, _)| async move {
         let n = nodes.iter().find(|n| n.id == *id).expect("every commit is a node's");
         let messages = n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
         Ok::<_, ReplicaError>(poll_answer(&messages, *has_poll).map(|a| (n.id, a)))
     }))
     .await;
-    match committed {
-        Ok(answers) => {
-            flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
-            Ok(answers.into_iter().flatten().collect())
-        }
-        Err(e) => {
-            // A statement before COMMIT failed: that transaction is aborted, not
-            // ended. The databases that committed keep the run; repeating it is
-            // harmless. Those sent without waiting are waited for now.
-            for (id, handle, before) in flying {
-                if !matches!(handle.await, Ok(Ok(_))) {
-                    pg.flights.unmark(id, number, before);
-                }
-            }
-            for (id, _, _, before) in waited {
-                pg.flights.unmark(id, number, before);
-            }
-            rollback_all(pg).await;
-            Err(e)
+    if committed.iter().all(Result::is_ok) {
+        flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
+        return Ok(committed.into_iter().filter_map(Result::ok).flatten().collect());
+    }
+    // A statement before COMMIT failed: that transaction is aborted, not
+    // ended. The databases that committed keep the run; repeating it is
+    // harmless. Those sent without waiting are waited for now. Where the
+    // commit failed, the session keeps the number of the run before.
+    let mut error = None;
+    for ((id, _, _, before), result) in waited.into_iter().zip(committed) {
+        if let Err(e) = result {
+            pg.flights.unmark(id, number, before);
+            error.get_or_insert(e);
         }
     }
+    for (id, handle, before) in flying {
+        if !matches!(handle.await, Ok(Ok(_))) {
+            pg.flights.unmark(id, number, before);
+        }
+    }
+    rollback_all(pg).await;
+    Err(error.expect("a commit failed"))
 }
 
 /// The answer of the poll sent behind a commit: the last row's first value.
