@@ -106,8 +106,11 @@ impl ReplicaError {
     pub fn policy(&self) -> ErrorPolicy {
         match self {
             ReplicaError::Statement { source, .. } => match source.code().map(|c| c.code()) {
-                // serialization_failure, deadlock_detected
-                Some("40001") | Some("40P01") => ErrorPolicy::RetrySoon,
+                // serialization_failure, deadlock_detected; and
+                // in_failed_sql_transaction: a statement queued behind a run
+                // in flight that failed (the run's own error is the one
+                // reported: see the engine's `flight`).
+                Some("40001") | Some("40P01") | Some("25P02") => ErrorPolicy::RetrySoon,
                 _ => ErrorPolicy::Backoff,
             },
             ReplicaError::ConcurrentWrite { .. } => ErrorPolicy::RetrySoon,

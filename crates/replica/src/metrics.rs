@@ -22,6 +22,13 @@ pub const ROWS_DIFFERING: &str = "dugong_replica_rows_differing";
 /// Rows the background consistency check compared, per sync.
 pub const ROWS_CHECKED: &str = "dugong_replica_consistency_rows_checked_total";
 
+/// Runs sent across a WAN without waiting for their commits there, not
+/// confirmed yet.
+pub const RUNS_IN_FLIGHT: &str = "dugong_replica_runs_in_flight";
+/// Runs in flight that failed on their far database, after which everything
+/// since the last confirmed run was shipped again.
+pub const RUNS_SHIPPED_AGAIN: &str = "dugong_replica_runs_shipped_again_total";
+
 /// Buckets for run durations: a caught-up run takes milliseconds, a backlog
 /// batch up to seconds.
 pub const RUN_DURATION_BUCKETS: &[f64] =
@@ -32,6 +39,14 @@ pub fn describe() {
     metrics::describe_counter!(ROWS_APPLIED, "Rows copied from a source to the other databases of a sync");
     metrics::describe_counter!(ROWS_DELETED, "Rows deleted on databases written by a sync (changed or deleted keys)");
     metrics::describe_counter!(RUNS, "Sync runs that moved data or failed, by result");
+    metrics::describe_gauge!(
+        RUNS_IN_FLIGHT,
+        "Runs whose commits on a far database (across a WAN) were sent without waiting and are not confirmed yet"
+    );
+    metrics::describe_counter!(
+        RUNS_SHIPPED_AGAIN,
+        "Runs in flight that did not commit on their far database (written meanwhile, or the link dropped); everything since the last confirmed run was shipped again"
+    );
     metrics::describe_counter!(CONFLICTS, "Conflicts decided (same key changed on several sources), by table");
     metrics::describe_gauge!(
         LAG_SECONDS,

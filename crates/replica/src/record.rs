@@ -48,6 +48,9 @@ impl Replicator {
 pub struct RunOutcome {
     /// Nothing was pending: no transaction was opened.
     pub empty: bool,
+    /// Runs sent across a WAN without waiting for their commits there are
+    /// not all answered yet: not caught up, whatever `empty` says.
+    pub in_flight: bool,
     pub deletes: u64,
     pub inserts: u64,
     pub truncates: u64,
@@ -61,6 +64,28 @@ pub struct RunOutcome {
     pub duration: Duration,
     /// Where the run's time went, for debug logs and tuning.
     pub phases: Phases,
+}
+
+impl RunOutcome {
+    /// Nothing pending and nothing in flight: every change was shipped and
+    /// committed everywhere.
+    pub fn caught_up(&self) -> bool {
+        self.empty && !self.in_flight
+    }
+}
+
+/// What runs sent without waiting for their commits (across a WAN) did since
+/// the sync was prepared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlightCounts {
+    /// Runs not confirmed yet: the commit of one of them, or of a run
+    /// before, is not answered.
+    pub in_flight: u64,
+    /// Commits sent to a far database without waiting for the answer.
+    pub sent: u64,
+    /// Failures of such a commit, after which everything since the last
+    /// confirmed run was shipped again.
+    pub rewound: u64,
 }
 
 /// Wall time of each phase of a run.

@@ -22,7 +22,7 @@ pub async fn run_once<E: Engine>(p: &mut Prepared<E>, limits: RunLimits) -> Resu
     if !known_pending && !p.engine.pending().await? {
         // Caught up: in a lull, the engine does what big runs left.
         p.engine.idle();
-        return Ok(RunOutcome { empty: true, ..Default::default() });
+        return Ok(RunOutcome { empty: true, in_flight: p.engine.in_flight(), ..Default::default() });
     }
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -41,6 +41,7 @@ pub async fn run_once<E: Engine>(p: &mut Prepared<E>, limits: RunLimits) -> Resu
     p.engine.advance(&p.plan).await?;
     outcome.phases.advance = phase.elapsed();
     p.more_pending = outcome.more;
+    outcome.in_flight = p.engine.in_flight();
     outcome.duration = clock.elapsed();
     Ok(outcome)
 }

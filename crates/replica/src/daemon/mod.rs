@@ -391,6 +391,7 @@ impl SyncTask {
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         let mut poll = Poll::new(self.options.poll_interval, self.options.idle_poll_interval);
+        let mut shipped_again = 0;
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
@@ -419,7 +420,15 @@ impl SyncTask {
                 last_orphan_check = Some(std::time::Instant::now());
                 applied_since_orphan_check = false;
             }
-            match run::run_once(p, RunLimits { batch_rows: *batch_rows, ..Default::default() }).await {
+            let result = run::run_once(p, RunLimits { batch_rows: *batch_rows, ..Default::default() }).await;
+            let flights = p.engine.flight_counts();
+            metrics::gauge!(m::RUNS_IN_FLIGHT, "sync" => name.clone()).set(flights.in_flight as f64);
+            if flights.rewound > shipped_again {
+                metrics::counter!(m::RUNS_SHIPPED_AGAIN, "sync" => name.clone())
+                    .increment(flights.rewound - shipped_again);
+                shipped_again = flights.rewound;
+            }
+            match result {
                 Ok(outcome) => {
                     ran = true;
                     retries = 0;
@@ -437,7 +446,8 @@ impl SyncTask {
                     }
                     self.observe(&name, &outcome, !p.engine.missing().is_empty() || !p.plan.held.is_empty());
                     if outcome.empty {
-                        if self.options.once {
+                        // Once: until what runs in flight shipped is confirmed.
+                        if self.options.once && !outcome.in_flight {
                             // Caught up: report what the runs left orphaned,
                             // and leave the change logs purged, as a daemon
                             // would.

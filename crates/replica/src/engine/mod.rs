@@ -114,6 +114,17 @@ pub trait Engine: Send + Sized + 'static {
     /// Nothing was pending: time for what waits for a lull.
     fn idle(&mut self);
 
+    /// Runs sent without waiting for their commits (across a WAN) are not
+    /// all answered yet: what they shipped is not confirmed.
+    fn in_flight(&self) -> bool {
+        false
+    }
+
+    /// What such runs did since the sync was prepared.
+    fn flight_counts(&self) -> crate::record::FlightCounts {
+        Default::default()
+    }
+
     /// Starts the run transaction on every database and counts each source's
     /// pending changes per table, up to a batch bound.
     fn begin(

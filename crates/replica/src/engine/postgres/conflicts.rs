@@ -90,9 +90,9 @@ pub async fn purge(pg: &Postgres, plan: &SyncPlan) -> Result<u64, ReplicaError> 
     let sync = plan.name().as_str();
     let seconds = plan.sync.conflict_retention.as_secs_f64();
     // Typed and counted in SQL: one round trip, no statement prepared first.
-    let sql =
-        "WITH purged AS (DELETE FROM dugong.conflict_log WHERE sync = $1 AND at < now() - make_interval(secs => $2)
-                                RETURNING 1)
+    let sql = "WITH purged AS (
+                   DELETE FROM dugong.conflict_log WHERE sync = $1 AND at < now() - make_interval(secs => $2)
+                   RETURNING 1)
                SELECT count(*) FROM purged";
     let purged = try_join_all(pg.nodes.iter().map(|n| async move {
         let rows = n

@@ -12,7 +12,8 @@
 //! - `read`: the poll, each source's run snapshot and window, change counts
 //!   and changed keys; `apply`: deletes and COPY streams; `record`: run
 //!   state, conflict log, commits and cursor advances; `upkeep`: purges and
-//!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`.
+//!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`;
+//!   `flight`: runs whose commits on far databases are not answered yet.
 //! - `conflicts`: both versions of conflicted rows, the conflict log's purge
 //!   and what `dugong conflicts` reads; `restore`: a losing version written
 //!   back.
@@ -30,6 +31,7 @@ mod connect;
 pub mod consistency;
 mod copy;
 pub(crate) mod ddl;
+mod flight;
 mod format;
 mod node;
 mod orphans;
@@ -58,7 +60,7 @@ use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
 use crate::read::{ChangedKeys, KeyRequest, RunLimits, SourceRead, TextKey, DEFAULT_BATCH_ROWS};
 use crate::record::conflict::{Orphan, RunConflict};
-use crate::record::{Backlog, Missing, Replicator, RunOutcome};
+use crate::record::{Backlog, FlightCounts, Missing, Replicator, RunOutcome};
 use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
@@ -153,6 +155,14 @@ impl Engine for Postgres {
         read::pending(self).await
     }
 
+    fn in_flight(&self) -> bool {
+        self.flights.any()
+    }
+
+    fn flight_counts(&self) -> FlightCounts {
+        self.flights.counts()
+    }
+
     fn idle(&mut self) {
         for node in self.nodes.iter_mut().filter(|n| n.source) {
             upkeep::when_idle(node);
@@ -218,6 +228,9 @@ impl Engine for Postgres {
             n.answered = None;
         }
         node::rollback_all(self).await;
+        // The run may have failed because one in flight did: start again from
+        // what every database confirmed.
+        flight::settle_after_rollback(self).await;
     }
 
     async fn finish_upkeep(&mut self) {
@@ -237,23 +250,29 @@ impl Engine for Postgres {
     }
 
     async fn check_unchanged(&mut self, plan: &Arc<SyncPlan>) -> Result<(), ReplicaError> {
+        // Statements between runs go behind the runs in flight: those settle
+        // first, so one that failed there is dealt with, not met again.
+        flight::settle(self, true).await?;
         prepare::check_unchanged(plan, self).await
     }
 
     async fn record_idle(&mut self, plan: &Arc<SyncPlan>, who: &Replicator) -> Result<(), ReplicaError> {
+        flight::settle(self, true).await?;
         record::record_idle(plan, self, who).await
     }
 
     async fn record_bad(&mut self, plan: &Arc<SyncPlan>, who: &Replicator, started: SystemTime, error: &str) {
-        let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &n.client)).collect();
+        let clients: Vec<_> = self.nodes.iter().map(|n| (n.id, &*n.client)).collect();
         record::record_bad(&clients, plan.name(), who, started, error).await;
     }
 
     async fn check_orphans(&mut self, plan: &Arc<SyncPlan>) -> Result<Vec<Orphan>, ReplicaError> {
+        flight::settle(self, true).await?;
         orphans::check(plan, self).await
     }
 
     async fn purge_conflicts(&mut self, plan: &Arc<SyncPlan>) -> Result<u64, ReplicaError> {
+        flight::settle(self, true).await?;
         conflicts::purge(self, plan).await
     }
 

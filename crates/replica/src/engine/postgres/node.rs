@@ -2,6 +2,7 @@
 //! per database of a sync, and the window each source is read in during a run.
 
 use super::capture::Capture;
+use super::flight::Flights;
 use super::format::CopyFormat;
 use super::snapshot::{BatchBounds, Snapshot};
 use crate::plan::TableInfo;
@@ -9,6 +10,7 @@ use crate::record::Missing;
 use crate::upkeep::Upkeep;
 use dugong_core::{DbId, TableName};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
@@ -27,6 +29,8 @@ pub struct Postgres {
     /// The run in progress applies in one flight up to this many change rows
     /// (`RunLimits::one_flight_rows`).
     pub(crate) one_flight_rows: u64,
+    /// Runs whose commits on far databases are not answered yet.
+    pub(crate) flights: Flights,
 }
 
 impl Postgres {
@@ -77,7 +81,8 @@ pub struct Node {
     pub id: DbId,
     /// Its entry in the configuration, for connections beside `client`.
     pub database: dugong_config::Database,
-    pub client: Client,
+    /// Shared with the commits in flight (see `flight`).
+    pub client: Arc<Client>,
     /// Sources capture changes; targets only receive.
     pub source: bool,
     /// Change logs of the sync's tables (sources only).

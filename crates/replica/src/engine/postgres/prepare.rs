@@ -122,7 +122,14 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
     // A table whose hold was lifted ships whole in the first run, due at once.
     let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
-    let engine = Postgres { nodes, missing, same_major_version, windows: Vec::new(), one_flight_rows: 0 };
+    let engine = Postgres {
+        nodes,
+        missing,
+        same_major_version,
+        windows: Vec::new(),
+        one_flight_rows: 0,
+        flights: Default::default(),
+    };
     let mut prepared = Prepared::new(plan, who.clone(), engine);
     prepared.more_pending = sweep;
     Ok(prepared)
@@ -265,7 +272,7 @@ async fn set_up_node(
     let mut node = Node {
         id,
         database,
-        client,
+        client: std::sync::Arc::new(client),
         source: what.source,
         captures: installed.captures,
         held: installed.held,
@@ -546,7 +553,7 @@ pub async fn forget_stale_cursors(
 /// Checks that the tables of a running sync still look as they did when it was
 /// prepared, on every database. Cheap: one catalog query per database.
 pub async fn check_unchanged(plan: &SyncPlan, pg: &Postgres) -> Result<(), ReplicaError> {
-    let refs: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
+    let refs: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &*n.client)).collect();
     plan.check_unchanged(catalog::select(&refs, &plan.sync).await?, pg.nodes[0].id)
 }
 

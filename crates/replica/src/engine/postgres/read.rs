@@ -7,6 +7,7 @@
 //! because transactions commit out of id order (see `snapshot`).
 
 use super::capture::Capture;
+use super::flight;
 use super::node::{Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
@@ -38,14 +39,27 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
     // not asked again (their position advance waits for the next statement
     // they get). Those nearby are asked afresh, which costs nothing: their
     // answer came back before the far ones' commits did, and may be stale.
+    // Runs in flight that answered are confirmed first (their polls' answers
+    // come with them); one that failed rewinds the positions.
+    if let Some(e) = pg.flights.failure.take() {
+        return Err(e);
+    }
+    flight::settle(pg, false).await?;
     let delivering: Vec<DbId> = pg.delivering().map(|n| n.id).collect();
     let mut any = false;
     let mut answered = Vec::new();
+    let flights = &pg.flights;
     for n in pg.nodes.iter_mut().filter(|n| delivering.contains(&n.id)) {
-        let far = n.poll_time.is_some_and(|t| t >= FAR_POLL);
+        let far = flight::far(n.poll_time);
         if let Some(found) = n.answered.take().filter(|_| far) {
             n.polled = Some(found);
             any |= found;
+            answered.push(n.id);
+        } else if far && flights.outstanding(n.id) {
+            // Its answer is on its way with a run in flight. Until then it is
+            // taken to have nothing new: the next run only delivers there, and
+            // its unread guard fails that run if something new did arrive.
+            n.polled = Some(false);
             answered.push(n.id);
         }
     }
@@ -115,10 +129,6 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
     Ok(any)
 }
 
-/// A database whose poll takes this long, smoothed, is far away: the poll's
-/// answer that comes back with a run's commit there spares asking it again.
-const FAR_POLL: std::time::Duration = std::time::Duration::from_millis(2);
-
 /// The poll query of a source with these change logs (`Node::captures`): is
 /// any change of the sync's tables not visible in the cursor (`$1`)?
 /// Prepared once per connection.
@@ -162,8 +172,9 @@ pub(crate) const BEGIN_RUN: &str =
 fn begin_targets(pg: &Postgres, read: &[DbId]) {
     for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
         let sql = format!(
-            "{}{BEGIN_RUN}; SELECT ({}){}",
+            "{}{BEGIN_RUN}{}; SELECT ({}){}",
             n.deferred.as_deref().unwrap_or_default(),
+            flight::chain_guard(pg, n.id),
             n.shape.sql,
             unread_guard(n).unwrap_or_default()
         );
@@ -244,6 +255,7 @@ pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Res
         n.deferred = None;
     }
     let reads = result?;
+    pg.flights.verify_next = false;
     let (windows, reads): (Vec<Window>, Vec<SourceRead>) = reads.into_iter().unzip();
     pg.windows = windows;
     Ok(reads)
@@ -307,8 +319,9 @@ async fn read_source(
     // before the run's snapshot shows here, so no row written into it ships
     // with the old column list.
     let sql = format!(
-        "{}{BEGIN_RUN}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})",
+        "{}{BEGIN_RUN}{}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})",
         node.deferred.as_deref().unwrap_or_default(),
+        flight::chain_guard(pg, id),
         node.shape.sql
     );
     // The counts go right behind, in the same round trip: bounded by what
@@ -348,7 +361,7 @@ async fn read_source(
     let targets = node.live_targets(&pg.nodes).collect();
     let sweep = node.sweep.clone();
     // What is read whole was partly shipped before the hold: delete first.
-    let uneven = uneven || !sweep.is_empty();
+    let uneven = uneven || !sweep.is_empty() || pg.flights.verify_next;
     let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets, sweep };
     let read = SourceRead { db: id, more: !window.caught_up(), uneven, summaries };
     Ok((window, read))

@@ -3,6 +3,7 @@
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
 use super::capture;
+use super::flight;
 use super::node::{rollback_all, Node, Postgres, Window};
 use super::read;
 use super::snapshot::Snapshot;
@@ -14,7 +15,8 @@ use crate::record::{epoch_seconds, excluded_entries, not_good, Replicator, RunOu
 use crate::upkeep::Purge;
 use dugong_core::quote_literal;
 use dugong_core::{DbId, SyncName};
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Client;
@@ -81,10 +83,11 @@ fn good_run_sql(plan: &SyncPlan, pg: &Postgres, who: &Replicator, outcome: &RunO
 
 /// Records the run's conflicts and state in every database's run transaction,
 /// and commits them all. A conflict log that cannot be written rolls the run
-/// back.
+/// back. A far database's commit may go without waiting for its answer (see
+/// `flight`): the run is then queued, and its advance waits for the answer.
 pub async fn commit(
-    plan: &SyncPlan,
-    pg: &Postgres,
+    plan: &Arc<SyncPlan>,
+    pg: &mut Postgres,
     who: &Replicator,
     outcome: &RunOutcome,
 ) -> Result<Vec<(DbId, bool)>, ReplicaError> {
@@ -95,41 +98,89 @@ pub async fn commit(
         }
     }
     let sql = good_run_sql(plan, pg, who, outcome);
-    let committed = try_join_all(pg.nodes.iter().map(|n| {
+    let number = pg.flights.number();
+    let mut messages = Vec::with_capacity(pg.nodes.len());
+    for i in 0..pg.nodes.len() {
+        let n = &pg.nodes[i];
+        let (id, far) = (n.id, flight::far(n.poll_time));
+        let fly = flight::may_fly(pg, id, !outcome.conflicts.is_empty());
         // A source whose held tables shipped whole lifts their holds with the run.
-        let sweep = pg.windows.iter().find(|w| w.db == n.id).map(|w| w.sweep.as_slice()).unwrap_or_default();
+        let sweep = pg.windows.iter().find(|w| w.db == id).map(|w| w.sweep.as_slice()).unwrap_or_default();
         // A small run's rows go with the commit: one message; and after it,
         // a source's poll from where the run leaves its cursor.
         let poll = next_poll(pg, n);
-        let sql = format!(
-            "{}{}{sql};\n{}COMMIT;\n{}",
+        let body = format!(
+            "{}{}{sql};\n{}COMMIT;\n",
             read::take_opening(n),
             n.staged,
             capture::release_sql(plan.name().as_str(), sweep),
-            poll.as_deref().unwrap_or_default()
         );
-        async move {
-            let messages = n.client.simple_query(&sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
-            let answer = poll.and_then(|_| {
-                messages.iter().rev().find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
-                    _ => None,
-                })
+        let (mark, before) = if far { flight::mark(pg, id, number) } else { (String::new(), None) };
+        let has_poll = poll.is_some();
+        messages.push((id, fly, format!("{body}{mark}{}", poll.unwrap_or_default()), has_poll, before));
+    }
+    // The commits that do not wait leave first, so every later statement on
+    // their connections queues behind them.
+    let mut flying = Vec::new();
+    let mut waited = Vec::new();
+    for (id, fly, sql, has_poll, before) in messages {
+        if fly {
+            let client = pg.node(id).client.clone();
+            let plan = plan.clone();
+            let mut commit = Box::pin(async move {
+                let messages = client.simple_query(&sql).await.map_err(|e| super::apply::commit_error(id, &plan, e))?;
+                Ok::<_, ReplicaError>(poll_answer(&messages, has_poll))
             });
-            Ok::<_, ReplicaError>(answer.map(|a| (n.id, a)))
-        }
-    }))
-    .await;
-    match committed {
-        Ok(answers) => Ok(answers.into_iter().flatten().collect()),
-        Err(e) => {
-            // A statement before COMMIT failed: that transaction is aborted, not
-            // ended. The databases that committed keep the run; repeating it is
-            // harmless.
-            rollback_all(pg).await;
-            Err(e)
+            // The first poll hands the message to the connection.
+            let handle = match futures_util::poll!(commit.as_mut()) {
+                std::task::Poll::Ready(done) => tokio::spawn(async move { done }),
+                std::task::Poll::Pending => tokio::spawn(commit),
+            };
+            flying.push((id, handle, before));
+        } else {
+            waited.push((id, sql, has_poll, before));
         }
     }
+    let nodes = &pg.nodes;
+    let committed = join_all(waited.iter().map(|(id, sql, has_poll, _)| async move {
+        let n = nodes.iter().find(|n| n.id == *id).expect("every commit is a node's");
+        let messages = n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
+        Ok::<_, ReplicaError>(poll_answer(&messages, *has_poll).map(|a| (n.id, a)))
+    }))
+    .await;
+    if committed.iter().all(Result::is_ok) {
+        flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
+        return Ok(committed.into_iter().filter_map(Result::ok).flatten().collect());
+    }
+    // A statement before COMMIT failed: that transaction is aborted, not
+    // ended. The databases that committed keep the run; repeating it is
+    // harmless. Those sent without waiting are waited for now. Where the
+    // commit failed, the session keeps the number of the run before.
+    let mut error = None;
+    for ((id, _, _, before), result) in waited.into_iter().zip(committed) {
+        if let Err(e) = result {
+            pg.flights.unmark(id, number, before);
+            error.get_or_insert(e);
+        }
+    }
+    for (id, handle, before) in flying {
+        if !matches!(handle.await, Ok(Ok(_))) {
+            pg.flights.unmark(id, number, before);
+        }
+    }
+    rollback_all(pg).await;
+    Err(error.expect("a commit failed"))
+}
+
+/// The answer of the poll sent behind a commit: the last row's first value.
+fn poll_answer(messages: &[tokio_postgres::SimpleQueryMessage], has_poll: bool) -> Option<bool> {
+    if !has_poll {
+        return None;
+    }
+    messages.iter().rev().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
+        _ => None,
+    })
 }
 
 /// The poll of source `n` from the cursor it will have once this run's
@@ -170,7 +221,7 @@ pub(crate) async fn log_conflicts(plan: &SyncPlan, pg: &Postgres, cs: &[RunConfl
     for n in &pg.nodes {
         read::opened(n, async { Ok(()) }).await?;
     }
-    let clients: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &n.client)).collect();
+    let clients: Vec<(DbId, &Client)> = pg.nodes.iter().map(|n| (n.id, &*n.client)).collect();
     insert_conflicts(&clients, plan.name().as_str(), cs).await
 }
 
@@ -243,6 +294,7 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         let positions = advanced_positions(node, w);
         advances.push((positions, purge));
     }
+    let mut held = Vec::with_capacity(windows.len());
     for (w, (positions, purge)) in windows.iter().zip(&advances) {
         let node = pg.node(w.db);
         // A position lost in a crash only means delivering again, which is
@@ -259,7 +311,11 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
             sql.push_str(&upkeep::purge_sql(node));
         }
         sql.push_str("COMMIT;\n");
-        let i = pg.nodes.iter().position(|n| n.id == w.db).expect("every window is a node's");
+        held.push((w.db, sql));
+    }
+    // Behind runs in flight, the advance waits for them and for this run.
+    for (db, sql) in pg.flights.hold(held).unwrap_or_default() {
+        let i = pg.nodes.iter().position(|n| n.id == db).expect("every window is a node's");
         pg.nodes[i].deferred = Some(sql);
     }
     for (w, (positions, purge)) in windows.into_iter().zip(advances) {
@@ -274,6 +330,7 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         node.batch_bounds = w.later;
         upkeep::after_run(node, purge, caught_up, w.shipped);
     }
+    flight::sealed(pg);
     Ok(())
 }
 
@@ -309,6 +366,7 @@ pub async fn record_bad(
 /// Marks the sync as not running on every database (the replicator stopped),
 /// and takes its heartbeat away; sends the last run's position advance first.
 pub async fn record_stopped(pg: &mut Postgres, sync: &SyncName, who: &Replicator) {
+    flight::settle_after_rollback(pg).await;
     flush_deferred(pg).await;
     for node in &pg.nodes {
         let _ = node

@@ -438,6 +438,13 @@ async fn catch_up(config: &Config, sync: &Sync, report: &mut SetupReport) -> Res
     loop {
         let outcome = run::run_once(&mut p, RunLimits::default()).await?;
         report.caught_up_rows += outcome.inserts;
+        if outcome.in_flight {
+            // Not caught up before every run in flight is confirmed.
+            if outcome.empty {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            continue;
+        }
         if outcome.empty || !outcome.more {
             break;
         }
