@@ -17,7 +17,7 @@
 //! confirmed, and the next run ships everything after it again (deleting
 //! every changed key first: some rows may be there already).
 
-use super::node::{Postgres, Window};
+use super::node::{Node, Postgres, Window};
 use super::snapshot::Snapshot;
 use crate::error::{ErrorPolicy, ReplicaError};
 use crate::record::FlightCounts;
@@ -26,12 +26,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// A database whose poll takes this long, smoothed, is far away: the poll's
+/// A database whose polls take this long is far away: the poll's
 /// answer that comes back with a run's commit there spares asking it again,
 /// and runs do not wait for their commits there.
 pub(crate) const FAR_POLL: Duration = Duration::from_millis(2);
 
-/// A database whose poll takes this long, smoothed, is far enough that runs
+/// A database whose polls take this long is far enough that runs
 /// do not wait for their commits there: a link's round trip, not a busy
 /// server nearby.
 const FLY_POLL: Duration = Duration::from_millis(5);
@@ -141,14 +141,23 @@ impl Flights {
 /// whose hold was lifted (those advances must not wait), and there is room.
 pub(crate) fn may_fly(pg: &Postgres, db: DbId, conflicts: bool) -> bool {
     !conflicts
-        && pg.node(db).poll_time.is_some_and(|t| t >= FLY_POLL)
+        && at_least(pg.node(db), FLY_POLL)
         && !pg.windows.iter().any(|w: &Window| w.db == db || !w.sweep.is_empty())
         && pg.flights.room()
 }
 
-/// Whether a database with this smoothed poll time is far away.
-pub(crate) fn far(poll_time: Option<Duration>) -> bool {
-    poll_time.is_some_and(|t| t >= FAR_POLL)
+/// Whether `node` is far away: its fastest poll of at least [`POLLS_TO_TELL`]
+/// took [`FAR_POLL`] or more.
+pub(crate) fn far(node: &Node) -> bool {
+    at_least(node, FAR_POLL)
+}
+
+/// Polls it takes to tell a remote database from a busy one nearby: the
+/// first ones on a new session are slow anyway.
+const POLLS_TO_TELL: u32 = 3;
+
+fn at_least(node: &Node, poll: Duration) -> bool {
+    node.polls >= POLLS_TO_TELL && node.poll_time.is_some_and(|t| t >= poll)
 }
 
 /// What goes right after the COMMIT of run `number` on a far database: the

@@ -110,9 +110,15 @@ pub struct Node {
     /// (sources only): the next poll uses it instead of asking again, so a
     /// busy sync asks a remote site nothing between its runs.
     pub(crate) answered: Option<bool>,
-    /// How long a poll takes here, smoothed: what tells a database across a
-    /// WAN from one nearby.
+    /// The fastest poll here so far: what tells a database across a WAN
+    /// (never faster than the link's round trip) from one nearby (fast at
+    /// least now and then, however busy its server)...
     pub(crate) poll_time: Option<std::time::Duration>,
+    /// ...once there were a few polls to take it from.
+    pub(crate) polls: u32,
+    /// The answer of the poll made at start-up (sources only), for the first
+    /// run: it asks nothing again.
+    pub(crate) started: Option<bool>,
     /// Where the next batches of a backlog end (sources only).
     pub batch_bounds: BatchBounds,
     /// The replicated tables' columns as prepared, checked by every run.

@@ -113,10 +113,11 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     // is written before it must not wait for the poll after an empty run.
     // Their times go too then: one sample on a new session tells a remote
     // site from one nearby less surely than the polls to come.
-    if !nodes.iter().any(|n| n.answered == Some(true)) {
+    if !nodes.iter().any(|n| n.started == Some(true)) {
         for n in &mut nodes {
-            n.answered = None;
+            n.started = None;
             n.poll_time = None;
+            n.polls = 0;
         }
     }
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
@@ -285,6 +286,8 @@ async fn set_up_node(
         poll_sql: String::new(),
         answered: None,
         poll_time: None,
+        polls: 0,
+        started: None,
         batch_bounds: Default::default(),
         shape,
         upkeep: Upkeep::default(),
@@ -440,8 +443,9 @@ impl FirstPoll {
     /// new).
     fn take_into(self, node: &mut Node, sql: String) {
         self.log_stale(node.id);
-        node.answered = Some(self.found);
+        node.started = Some(self.found);
         node.poll_time = Some(self.took);
+        node.polls = 1;
         node.upkeep = Upkeep::resumed(self.waiting);
         node.poll = Some(self.statement);
         node.poll_sql = sql;

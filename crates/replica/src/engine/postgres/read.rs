@@ -50,8 +50,10 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
     let mut answered = Vec::new();
     let flights = &pg.flights;
     for n in pg.nodes.iter_mut().filter(|n| delivering.contains(&n.id)) {
-        let far = flight::far(n.poll_time);
-        if let Some(found) = n.answered.take().filter(|_| far) {
+        let far = flight::far(n);
+        // The first run uses the answer of the poll made at start-up; later
+        // ones that of a far source's last commit.
+        if let Some(found) = n.started.take().or_else(|| n.answered.take().filter(|_| far)) {
             n.polled = Some(found);
             any |= found;
             answered.push(n.id);
@@ -122,7 +124,8 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
             any |= found;
             if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
                 n.polled = Some(found);
-                n.poll_time = Some(n.poll_time.map_or(took, |t| (t * 3 + took) / 4));
+                n.poll_time = Some(n.poll_time.map_or(took, |t| t.min(took)));
+                n.polls = n.polls.saturating_add(1);
             }
         }
     }

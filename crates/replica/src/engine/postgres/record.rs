@@ -102,7 +102,7 @@ pub async fn commit(
     let mut messages = Vec::with_capacity(pg.nodes.len());
     for i in 0..pg.nodes.len() {
         let n = &pg.nodes[i];
-        let (id, far) = (n.id, flight::far(n.poll_time));
+        let (id, far) = (n.id, flight::far(n));
         let fly = flight::may_fly(pg, id, !outcome.conflicts.is_empty());
         // A source whose held tables shipped whole lifts their holds with the run.
         let sweep = pg.windows.iter().find(|w| w.db == id).map(|w| w.sweep.as_slice()).unwrap_or_default();
