@@ -9,6 +9,7 @@ mod common;
 
 use common::Sites;
 use dugong_config::Config;
+use dugong_replica::daemon::{self, DaemonOptions};
 use dugong_replica::engine::postgres::{self, Postgres};
 use dugong_replica::engine::Prepared;
 use dugong_replica::record::RunOutcome;
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 const ONE_WAY: Duration = Duration::from_millis(10);
 
@@ -47,6 +49,21 @@ impl Wan {
         );
         let config = Config::from_str(&json, Path::new("wan.json")).expect("valid config");
         Wan { sites, link, config }
+    }
+
+    /// Waits until the replicator's sessions before are gone: its claim goes
+    /// with them, and their goodbyes are not what comes next.
+    async fn sessions_ended(&self) {
+        let site0 = self.sites.client(0);
+        dugong_testkit::wait_for("the replicator's sessions to end", Duration::from_secs(10), || async {
+            let left: i64 = site0
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dugong replicate%'", &[])
+                .await
+                .unwrap()
+                .get(0);
+            (left == 0).then_some(())
+        })
+        .await;
     }
 
     /// Runs `f` and returns what it returned with the round trips it cost on the link.
@@ -89,11 +106,12 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     let wan = Wan::new("wan_trips", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
     let (mut p, start) = wan.counted(prepare(&wan.config)).await;
     eprintln!("start-up: {start:?}");
-    // The connection (two: sslmode prefer offers TLS first), the claim, the
-    // catalog (with the settings and the role check), the check that finds
-    // capture missing (with the positions and the shape), the install's
-    // begin, reads, DDL (with the positions it started) and commit, and the
-    // poll's prepare (with the upkeep, stale positions and the sync's state).
+    // The connection (two: sslmode prefer offers TLS first), the claim with
+    // the catalog (and the settings and the role check) behind it, the check
+    // that finds capture missing (with the positions and the shape), the
+    // install's begin, reads, DDL (with the positions it started) and commit,
+    // and the poll's prepare with the first poll (and the upkeep, stale
+    // positions and the sync's state).
     assert!(start.round_trips <= START_UP_FIRST, "the first start-up: {start:?}");
 
     let (idle, trips) = wan.counted(run::run_once(&mut p, RunLimits::default())).await;
@@ -149,20 +167,13 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     assert_eq!(wan.sites.assert_same("SELECT v FROM t WHERE id = 1").await, vec!["b"]);
 
     // A restart finds capture in place: no install, only the connection's
-    // two, the claim, the catalog, the check (with the positions and the
-    // shape) and the poll's prepare. The replicator before is gone first: its claim
-    // goes with its sessions, and their goodbyes are not the restart's.
+    // two, the claim with the catalog (and the positions and change logs
+    // found), and the check with the shape, the positions and the first poll
+    // from them (with the poll's prepare). The replicator before is gone
+    // first: its claim goes with its sessions, and their goodbyes are not
+    // the restart's.
     drop(p);
-    let site0 = wan.sites.client(0);
-    dugong_testkit::wait_for("the replicator's sessions to end", Duration::from_secs(10), || async {
-        let left: i64 = site0
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dugong replicate'", &[])
-            .await
-            .unwrap()
-            .get(0);
-        (left == 0).then_some(())
-    })
-    .await;
+    wan.sessions_ended().await;
     let (mut p, again) = wan.counted(prepare(&wan.config)).await;
     eprintln!("restart: {again:?}");
     assert!(again.round_trips <= START_UP_AGAIN, "a restart: {again:?}");
@@ -176,8 +187,54 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
 
 /// Round trips to the remote site of the first start-up, which installs
 /// capture there, and of a restart, which finds it in place.
-const START_UP_FIRST: u64 = 10;
-const START_UP_AGAIN: u64 = 6;
+const START_UP_FIRST: u64 = 9;
+const START_UP_AGAIN: u64 = 4;
+
+/// Round trips to the remote site from starting the daemon until a row that
+/// waited at its own site is there: the restart's, then the first run's one
+/// flight (its poll of the remote site came with the start-up's, which found
+/// the row waiting). Conflicts are purged, and orphans looked for, only after
+/// that first run.
+const FIRST_ROW: u64 = START_UP_AGAIN + 1;
+
+/// How often the first-row test looks for the row on the remote site: well
+/// within the link's one-way delay, so what it counts is the row's.
+const FIRST_ROW_LOOK: Duration = Duration::from_millis(1);
+
+#[tokio::test]
+async fn a_restarted_daemon_ships_a_waiting_row_in_a_few_round_trips() {
+    let wan = Wan::new("wan_first_row", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = Arc::new(wan.config.clone());
+    // The first start installs capture, then stops.
+    let options = DaemonOptions { once: true, ..Default::default() };
+    let reports = daemon::run(config.clone(), options, Default::default()).await;
+    assert!(reports.iter().all(|r| r.good), "the installing run: {reports:?}");
+    wan.sessions_ended().await;
+
+    wan.sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'waited')").await.unwrap();
+    let before = wan.link.counts();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(config, DaemonOptions::default(), shutdown.clone()));
+    let site1 = wan.sites.client(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut look = tokio::time::interval(FIRST_ROW_LOOK);
+    let counts = loop {
+        look.tick().await;
+        let there: i64 = site1.query_one("SELECT count(*) FROM t WHERE id = 1", &[]).await.unwrap().get(0);
+        if there == 1 {
+            break wan.link.counts().since(&before);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the waiting row did not arrive within 30 s");
+    };
+    shutdown.cancel();
+    let reports = daemon.await.unwrap();
+    assert!(reports.iter().all(|r| r.good), "the daemon: {reports:?}");
+    eprintln!("first row after start: {counts:?}");
+    // The health watch waits a moment before it opens its own connections:
+    // by then the row is there.
+    assert_eq!(counts.connections, 1, "only the replicator's connection: {counts:?}");
+    assert!(counts.round_trips <= FIRST_ROW, "first row after a restart: {counts:?}");
+}
 
 /// Writes on one site until told to stop: each transaction inserts a key of
 /// its own and rewrites the one before (a row with several versions in one

@@ -33,6 +33,12 @@ const COUNT_SPACING: u32 = 20;
 /// How long [`Health::stop`] lets a heartbeat write in progress finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How long after the sync becomes active the loops start (at most a
+/// heartbeat interval): their connections and first statements then go beside
+/// the runs, not in the way of the first one, which ships what waited while
+/// no replicator ran — across a WAN, every round trip before it counts.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// The running watch; stops when dropped.
 pub(super) struct Health {
     /// Whether this replicator runs the sync; the loops wake when it changes.
@@ -106,13 +112,26 @@ enum Wake {
     Stop,
 }
 
-/// Waits for the next tick, a change of role, or the end.
-async fn next(tick: &mut tokio::time::Interval, active: &mut watch::Receiver<bool>, stop: &CancellationToken) -> Wake {
-    tokio::select! {
+/// Waits for the next tick, a change of role, or the end. On becoming
+/// active, waits [`SETTLE`] (or a heartbeat interval, if shorter) more.
+async fn next(
+    tick: &mut tokio::time::Interval,
+    active: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
+    every: Duration,
+) -> Wake {
+    let wake = tokio::select! {
         _ = tick.tick() => Wake::Tick,
         Ok(()) = active.changed() => Wake::Changed { active: *active.borrow_and_update() },
         _ = stop.cancelled() => Wake::Stop,
+    };
+    if let Wake::Changed { active: true } = wake {
+        tokio::select! {
+            _ = tokio::time::sleep(SETTLE.min(every)) => {}
+            _ = stop.cancelled() => return Wake::Stop,
+        }
     }
+    wake
 }
 
 fn interval(every: Duration) -> tokio::time::Interval {
@@ -126,7 +145,7 @@ async fn beat<E: Engine>(mut watch: E::Watch, l: &Loop, who: &Replicator, mut ac
     let name = l.sync.name.to_string();
     let mut tick = interval(who.heartbeat);
     loop {
-        if let Wake::Stop = next(&mut tick, &mut active, &l.stop).await {
+        if let Wake::Stop = next(&mut tick, &mut active, &l.stop, who.heartbeat).await {
             return;
         }
         let is_active = *active.borrow();
@@ -160,7 +179,7 @@ async fn count<E: Engine>(mut watch: E::Watch, l: &Loop, who: &Replicator, mut a
     let mut waiting_since: HashMap<DbId, Instant> = HashMap::new();
     let mut counted: HashMap<DbId, Counted> = HashMap::new();
     loop {
-        match next(&mut tick, &mut active, &l.stop).await {
+        match next(&mut tick, &mut active, &l.stop, who.heartbeat).await {
             Wake::Stop => return,
             Wake::Changed { active: true } => next_count = Instant::now(),
             Wake::Changed { active: false } | Wake::Tick => {}

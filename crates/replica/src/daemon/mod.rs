@@ -81,7 +81,7 @@ impl Default for DaemonOptions {
 }
 
 /// How often a running sync purges conflicts past their retention (and once
-/// whenever it is prepared).
+/// after the first run whenever it is prepared).
 const CONFLICT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How each sync ended (meaningful with `once`).
@@ -330,7 +330,6 @@ impl SyncTask {
             p.engine.initial_copy(&p.plan, self.options.progress, &self.shutdown, &self.options.recopy).await?;
             *copied = true;
         }
-        self.purge_conflicts(&mut p).await;
         Ok(p)
     }
 
@@ -383,7 +382,9 @@ impl SyncTask {
         let name = p.plan.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
         let mut last_schema_check = std::time::Instant::now();
-        let mut last_conflict_purge = std::time::Instant::now();
+        // The first purge waits for the first run, as the first look for
+        // orphans does: a start ships what waited without its round trips first.
+        let mut last_conflict_purge: Option<std::time::Instant> = None;
         let mut last_orphan_check: Option<std::time::Instant> = None;
         let mut applied_since_orphan_check = false;
         let mut ran = false;
@@ -402,9 +403,9 @@ impl SyncTask {
                 p.engine.check_unchanged(&p.plan).await?;
                 last_schema_check = std::time::Instant::now();
             }
-            if last_conflict_purge.elapsed() >= CONFLICT_PURGE_INTERVAL {
+            if last_conflict_purge.map_or(ran, |t| t.elapsed() >= CONFLICT_PURGE_INTERVAL) {
                 self.purge_conflicts(p).await;
-                last_conflict_purge = std::time::Instant::now();
+                last_conflict_purge = Some(std::time::Instant::now());
             }
             // Orphans come only from runs that applied something: an idle
             // sync does not scan its tables again. The first look (for what an
@@ -451,6 +452,9 @@ impl SyncTask {
                             // and leave the change logs purged, as a daemon
                             // would.
                             self.check_orphans(p).await;
+                            if last_conflict_purge.is_none() {
+                                self.purge_conflicts(p).await;
+                            }
                             p.engine.finish_upkeep().await;
                             return Ok(());
                         }

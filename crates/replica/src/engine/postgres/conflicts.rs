@@ -89,9 +89,18 @@ fn keys_in_arrays(table: &TableInfo, first: usize) -> String {
 pub async fn purge(pg: &Postgres, plan: &SyncPlan) -> Result<u64, ReplicaError> {
     let sync = plan.name().as_str();
     let seconds = plan.sync.conflict_retention.as_secs_f64();
-    let sql = "DELETE FROM dugong.conflict_log WHERE sync = $1 AND at < now() - make_interval(secs => $2)";
+    // Typed and counted in SQL: one round trip, no statement prepared first.
+    let sql = "WITH purged AS (
+                   DELETE FROM dugong.conflict_log WHERE sync = $1 AND at < now() - make_interval(secs => $2)
+                   RETURNING 1)
+               SELECT count(*) FROM purged";
     let purged = try_join_all(pg.nodes.iter().map(|n| async move {
-        n.client.execute(sql, &[&sync, &seconds]).await.on_db(n.id, || "purging old conflicts".into())
+        let rows = n
+            .client
+            .query_typed(sql, &[(&sync, Type::TEXT), (&seconds, Type::FLOAT8)])
+            .await
+            .on_db(n.id, || "purging old conflicts".into())?;
+        Ok::<u64, ReplicaError>(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
     }))
     .await?;
     Ok(purged.first().copied().unwrap_or(0))

@@ -160,29 +160,37 @@ impl Node {
 
     /// [`Node::window_start`] were its positions `positions`.
     pub(crate) fn window_start_with(&self, positions: &BTreeMap<DbId, Snapshot>, nodes: &[Node]) -> (Snapshot, bool) {
-        let live: Vec<&Snapshot> = nodes
-            .iter()
-            .map(|n| n.id)
-            .filter(|id| *id != self.id && positions.contains_key(id))
-            .filter_map(|id| positions.get(&id))
-            .collect();
-        let mut positions: Box<dyn Iterator<Item = &Snapshot>> =
-            if live.is_empty() { Box::new(positions.values()) } else { Box::new(live.into_iter()) };
-        // Nothing delivered anywhere yet: no transaction is visible.
-        let Some(first) = positions.next() else { return (Snapshot { xmin: 1, xmax: 1, xip: vec![] }, false) };
-        let mut start = first.clone();
-        let mut uneven = false;
-        for p in positions {
-            uneven |= p != first;
-            start = start.intersection(p);
-        }
-        (start, uneven)
+        let ids: Vec<DbId> = nodes.iter().map(|n| n.id).collect();
+        window_start_among(self.id, positions, &ids)
     }
 
     /// A background upkeep task is still running.
     pub(crate) fn upkeep_busy(&self) -> bool {
         self.upkeep_task.as_ref().is_some_and(|t| !t.is_finished())
     }
+}
+
+/// [`Node::window_start`] of database `own` with these positions, among the
+/// reachable databases `ids`: also before its node is made (a start polls
+/// with it early, `prepare`).
+pub(crate) fn window_start_among(own: DbId, positions: &BTreeMap<DbId, Snapshot>, ids: &[DbId]) -> (Snapshot, bool) {
+    let live: Vec<&Snapshot> = ids
+        .iter()
+        .copied()
+        .filter(|id| *id != own && positions.contains_key(id))
+        .filter_map(|id| positions.get(&id))
+        .collect();
+    let mut positions: Box<dyn Iterator<Item = &Snapshot>> =
+        if live.is_empty() { Box::new(positions.values()) } else { Box::new(live.into_iter()) };
+    // Nothing delivered anywhere yet: no transaction is visible.
+    let Some(first) = positions.next() else { return (Snapshot { xmin: 1, xmax: 1, xip: vec![] }, false) };
+    let mut start = first.clone();
+    let mut uneven = false;
+    for p in positions {
+        uneven |= p != first;
+        start = start.intersection(p);
+    }
+    (start, uneven)
 }
 
 /// A fingerprint of the replicated tables' columns on one database, as the

@@ -4,7 +4,7 @@
 use super::capture::{self, Capture};
 use super::catalog;
 use super::connect::{self, connect_to};
-use super::node::{Node, Postgres, Shape};
+use super::node::{window_start_among, Node, Postgres, Shape};
 use super::read;
 use super::record;
 use super::snapshot::Snapshot;
@@ -22,7 +22,7 @@ use dugong_core::{DbId, SyncName};
 use futures_util::future::{join_all, try_join_all};
 use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::types::Type;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 /// The advice printed whenever commit timestamps are off.
 pub const COMMIT_TIMESTAMP_ADVICE: &str = "track_commit_timestamp is off, so conflicts cannot be decided by commit time and go to the database listed first; turn it on with ALTER SYSTEM SET track_commit_timestamp = on (or in postgresql.conf) and restart PostgreSQL";
@@ -54,30 +54,50 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     }
     // Claimed one after the other, in the sync's order: of two replicators
     // starting at once, the one that claims the first database wins, instead
-    // of each holding one claim and both standing by.
-    for (id, client) in &clients {
-        claim(client, *id, &sync.name, who).await?;
-    }
-    let mut looks = try_join_all(clients.iter().map(|(id, client)| first_look(client, *id, sync, who))).await?;
+    // of each holding one claim and both standing by. Once the first claim
+    // is held, the first looks go at once, beside the other claims: they only
+    // read (and clear this process's own standby heartbeat, which a failed
+    // claim writes again after them), so a remote database's look shares its
+    // claim's round trip, and a claim that fails after all just throws them
+    // away. A standby, turned away by the first claim, reads no catalogs at
+    // each retry.
+    let Some(((first, client), others)) = clients.split_first() else {
+        return Err(ReplicaError::Config(format!("sync {} has no databases", sync.name)));
+    };
+    claim(client, *first, &sync.name, who).await?;
+    let claims = async {
+        for (id, client) in others {
+            claim(client, *id, &sync.name, who).await?;
+        }
+        Ok::<(), ReplicaError>(())
+    };
+    let looks = join_all(clients.iter().map(|(id, client)| first_look(client, *id, sync, who)));
+    let (claimed, looks) = futures_util::join!(claims, looks);
+    claimed?;
+    let mut looks = looks.into_iter().collect::<Result<Vec<FirstLook>, ReplicaError>>()?;
     let catalogs: Vec<(DbId, Vec<CatalogRow>)> =
         clients.iter().zip(&mut looks).map(|((id, _), look)| (*id, std::mem::take(&mut look.catalog))).collect();
     let plan = SyncPlan::new(config, sync, plan::select(&catalogs, sync)?)?;
-    let (mut nodes, state_due): (Vec<Node>, Vec<bool>) = try_join_all(
-        clients.into_iter().zip(looks).map(|((id, client), look)| set_up_node(config, &plan, id, client, look)),
-    )
-    .await?
-    .into_iter()
-    .unzip();
+    let reached: Vec<DbId> = clients.iter().map(|(id, _)| *id).collect();
+    let configured = configured_positions(config);
+    let set_up = clients
+        .into_iter()
+        .zip(looks)
+        .map(|((id, client), look)| set_up_node(config, &plan, id, client, look, (&reached, &configured)));
+    let (mut nodes, due): (Vec<Node>, Vec<(bool, Option<Snapshot>)>) =
+        try_join_all(set_up).await?.into_iter().map(|(node, state_due, polled)| (node, (state_due, polled))).unzip();
     for i in 0..nodes.len() {
         if nodes[i].source {
             let (cursor, _) = nodes[i].window_start(&nodes);
             nodes[i].cursor = cursor;
         }
     }
-    let configured = configured_positions(config);
     let (tables, name, configured) = (&plan.tables, &plan.sync.name, &configured);
-    try_join_all(nodes.iter_mut().zip(state_due).map(|(n, state_due)| async move {
-        if n.source {
+    try_join_all(nodes.iter_mut().zip(due).map(|(n, (state_due, polled))| async move {
+        // Polled early from the very cursor it starts at: ready.
+        if polled.as_ref() == Some(&n.cursor) {
+            Ok(())
+        } else if n.source {
             prepare_source(n, tables, configured, state_due.then_some(name)).await
         } else if state_due {
             create_sync_state(&n.client, n.id, name).await
@@ -86,6 +106,19 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
         }
     }))
     .await?;
+    // The first polls' answers spare the first run asking again only when
+    // there is something to ship at once: the run that starts right away,
+    // trusting the sources that said nothing new (it checks them in its
+    // snapshot). When none has anything, the first run asks afresh: whatever
+    // is written before it must not wait for the poll after an empty run.
+    // Their times go too then: one sample on a new session tells a remote
+    // site from one nearby less surely than the polls to come.
+    if !nodes.iter().any(|n| n.answered == Some(true)) {
+        for n in &mut nodes {
+            n.answered = None;
+            n.poll_time = None;
+        }
+    }
     let same_major_version = nodes.iter().all(|n| n.major_version == nodes[0].major_version);
     // A table whose hold was lifted ships whole in the first run, due at once.
     let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
@@ -108,6 +141,11 @@ struct FirstLook {
     oids: HashMap<TableName, u32>,
     commit_timestamps: bool,
     major_version: i32,
+    /// What an earlier start left where Dugong is installed (`None` on a
+    /// first start): the sync's positions and the change logs' ids by table,
+    /// so the first poll can go with the install check ([`EarlyPoll`]).
+    positions: Option<BTreeMap<DbId, Snapshot>>,
+    captured: Option<HashMap<TableName, i32>>,
 }
 
 /// Reads the catalog of a claimed database with everything else that needs
@@ -115,7 +153,7 @@ struct FirstLook {
 /// (pipelined) and answered in order. Also checks the replication role and
 /// clears this replicator's standby heartbeat.
 async fn first_look(client: &Client, id: DbId, sync: &Sync, who: &Replicator) -> Result<FirstLook, ReplicaError> {
-    let (role, _, settings, catalog, oids) = futures_util::join!(
+    let (role, _, settings, catalog, oids, positions, captured) = futures_util::join!(
         check_replication_role(client, id),
         // Standing by no more, if it did. Best effort: a first start has no
         // schema yet.
@@ -133,6 +171,8 @@ async fn first_look(client: &Client, id: DbId, sync: &Sync, who: &Replicator) ->
         ),
         catalog::read_catalog(client, id),
         catalog::read_oids(client, id),
+        capture::read_positions(client, id, &sync.name),
+        client.query_typed("SELECT table_schema, table_name, id FROM dugong.captured", &[]),
     );
     // The role's failure first: it leaves the session in a failed
     // transaction, which the statements after it then report.
@@ -142,30 +182,53 @@ async fn first_look(client: &Client, id: DbId, sync: &Sync, who: &Replicator) ->
         db: id,
         message: "no answer reading track_commit_timestamp and the server version".into(),
     })?;
-    Ok(FirstLook { catalog: catalog?, oids: oids?, commit_timestamps: settings.get(0), major_version: settings.get(1) })
+    let captured = captured.ok().map(|rows| {
+        rows.iter()
+            .map(|r| (TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)), r.get::<_, i32>(2)))
+            .collect()
+    });
+    Ok(FirstLook {
+        catalog: catalog?,
+        oids: oids?,
+        commit_timestamps: settings.get(0),
+        major_version: settings.get(1),
+        positions: positions.ok(),
+        captured,
+    })
 }
 
 /// Checks and installs what one database of the sync needs, and reads where
 /// its changes were delivered up to. On a restart with capture in place and
 /// unchanged, that is one round trip: the check that nothing is to be
-/// installed goes with the positions, the shape and the sync's state. When
-/// the install is due after all, it reads the positions it started itself,
-/// and the sync's state is left to the caller's next round trip (the
-/// returned `true`).
+/// installed goes with the positions, the shape and the sync's state — and
+/// on a source with the first poll from the positions and change logs the
+/// first look found ([`EarlyPoll`]), whose cursor is returned when the check
+/// confirms them: the source is ready then. When the install is due after
+/// all, it reads the positions it started itself, and the sync's state is
+/// left to the caller's next round trip (the returned `true`).
 async fn set_up_node(
     config: &Config,
     plan: &SyncPlan,
     id: DbId,
     mut client: Client,
     look: FirstLook,
-) -> Result<(Node, bool), ReplicaError> {
+    (reached, configured): (&[DbId], &[(String, String)]),
+) -> Result<(Node, bool, Option<Snapshot>), ReplicaError> {
     let sync = &plan.sync;
     let what = Install::for_database(plan, id);
     for (table, reason) in &what.held {
         tracing::warn!(db = %id, table = %table.name, reason = %reason, "table held: its changes wait until it matches on every database");
     }
     let shape = shape_sql(id, &plan.tables, &look.oids)?;
-    let (found, positions, expected, state) = futures_util::join!(
+    let early = EarlyPoll::of(&look, &what, id, reached);
+    // The early poll goes first: the time its answer takes is its own.
+    let (polled, found, positions, expected, state) = futures_util::join!(
+        async {
+            match &early {
+                Some(e) => Some(first_poll(&client, id, &e.sql, &e.captures, &e.cursor, configured).await),
+                None => None,
+            }
+        },
         capture::installed(&client, id, &what),
         read_positions_of(&client, id, &sync.name, what.source),
         client.query_typed(&shape, &[]),
@@ -193,8 +256,20 @@ async fn set_up_node(
     if !installed.unindexed.is_empty() {
         build_txid_indexes(database.clone(), id, installed.unindexed);
     }
+    // The early poll counts only where the check found capture as the first
+    // look did, and the positions unchanged since.
+    let early = match (early, polled) {
+        (Some(e), Some(polled)) if !state_due && e.captures == installed.captures && e.positions == positions => {
+            Some((e, polled))
+        }
+        (_, Some(Ok(thrown))) => {
+            thrown.log_stale(id);
+            None
+        }
+        _ => None,
+    };
     let FirstLook { commit_timestamps, major_version, .. } = look;
-    let node = Node {
+    let mut node = Node {
         id,
         database,
         client: std::sync::Arc::new(client),
@@ -220,7 +295,14 @@ async fn set_up_node(
         staged: String::new(),
         copy_in: Default::default(),
     };
-    Ok((node, state_due))
+    let ready = match early {
+        Some((e, polled)) => {
+            polled?.take_into(&mut node, e.sql);
+            Some(e.cursor)
+        }
+        None => None,
+    };
+    Ok((node, state_due, ready))
 }
 
 /// The query of the fingerprint of `tables`' columns on this database, for
@@ -263,35 +345,135 @@ async fn read_positions_of(
     }
 }
 
-/// What a source needs once its window start is known: the upkeep left by
-/// an earlier replicator, and its poll statement; and positions of syncs or
-/// targets no longer configured go, and the sync's state is made if
-/// `state_due` (after an install). One round trip: all are sent together.
+/// The first poll of a source sent early, with its install check, from the
+/// positions and change logs its first look found: the cursor they give and
+/// the poll's statement for them.
+struct EarlyPoll {
+    positions: BTreeMap<DbId, Snapshot>,
+    captures: HashMap<TableName, Capture>,
+    cursor: Snapshot,
+    sql: String,
+}
+
+impl EarlyPoll {
+    /// On a source with no held tables where the first look found positions
+    /// and a change log for each of its tables, among the databases
+    /// `reached`; else there is nothing to poll early from.
+    fn of(look: &FirstLook, what: &Install<'_>, id: DbId, reached: &[DbId]) -> Option<EarlyPoll> {
+        if !what.source || !what.held.is_empty() {
+            return None;
+        }
+        let (positions, captured) = (look.positions.as_ref()?, look.captured.as_ref()?);
+        let captures = what
+            .tables
+            .iter()
+            .map(|t| {
+                let table_id = *captured.get(&t.name)?;
+                Some((t.name.clone(), Capture { table_id, delta: capture::delta_name(table_id) }))
+            })
+            .collect::<Option<HashMap<TableName, Capture>>>()?;
+        let (cursor, _) = window_start_among(id, positions, reached);
+        let sql = read::pending_sql(what.tables, &captures);
+        Some(EarlyPoll { positions: positions.clone(), captures, cursor, sql })
+    }
+}
+
+/// A source's first poll and what goes with it.
+struct FirstPoll {
+    found: bool,
+    /// How long the poll's answer took, less the server's time on it: it
+    /// is sent first, so this is the link's, not that of the statements
+    /// behind it or of a new session's cold caches.
+    took: std::time::Duration,
+    waiting: u64,
+    statement: Statement,
+    stale: Vec<String>,
+}
+
+/// Sends a source's first poll (`sql` from `cursor`), with the upkeep left by
+/// an earlier replicator, the poll's prepare, and the removal of positions of
+/// syncs or targets no longer configured: one round trip.
+async fn first_poll(
+    client: &Client,
+    id: DbId,
+    sql: &str,
+    captures: &HashMap<TableName, Capture>,
+    cursor: &Snapshot,
+    configured: &[(String, String)],
+) -> Result<FirstPoll, ReplicaError> {
+    let text = cursor.to_string();
+    // With the time the server spent on it since the statement arrived
+    // (parsed, planned and run, on a new session's cold caches): what is
+    // left of the wait is the link's, which tells a remote site from one
+    // nearby.
+    let timed = format!("SELECT ({sql}), (extract(epoch from clock_timestamp() - now()) * 1000000)::int8");
+    let poll = async {
+        let asked = std::time::Instant::now();
+        let rows = client.query_typed(&timed, &[(&text, Type::TEXT)]).await;
+        (rows, asked.elapsed())
+    };
+    let ((polled, took), waiting, statement, stale) = futures_util::join!(
+        poll,
+        upkeep::shipped_waiting(client, id, captures, cursor),
+        client.prepare(sql),
+        forget_stale_cursors(client, id, configured),
+    );
+    let (found, server_us): (bool, i64) = polled
+        .on_db(id, || "polling the change logs".into())?
+        .first()
+        .map(|r| (r.get(0), r.get(1)))
+        .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no answer polling the change logs".into() })?;
+    Ok(FirstPoll {
+        found,
+        took: took.saturating_sub(std::time::Duration::from_micros(server_us.max(0) as u64)),
+        waiting: waiting?,
+        statement: statement.on_db(id, || "preparing the poll".into())?,
+        stale: stale?,
+    })
+}
+
+impl FirstPoll {
+    /// The source polls with `sql` from now on; its first run uses this
+    /// poll's answer instead of asking a remote site again, as it does the
+    /// answer that comes back with a run's commit (a source the run then
+    /// does not read is checked in the run's snapshot to still have nothing
+    /// new).
+    fn take_into(self, node: &mut Node, sql: String) {
+        self.log_stale(node.id);
+        node.answered = Some(self.found);
+        node.poll_time = Some(self.took);
+        node.upkeep = Upkeep::resumed(self.waiting);
+        node.poll = Some(self.statement);
+        node.poll_sql = sql;
+    }
+
+    fn log_stale(&self, id: DbId) {
+        for stale in &self.stale {
+            tracing::warn!(db = %id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
+        }
+    }
+}
+
+/// What a source needs once its window start is known, when it was not
+/// polled early (a first start, or capture or positions changed since the
+/// first look): its first poll, and the sync's state is made if `state_due`
+/// (after an install). One round trip: all are sent together.
 async fn prepare_source(
     node: &mut Node,
     tables: &[TableInfo],
     configured: &[(String, String)],
     state_due: Option<&SyncName>,
 ) -> Result<(), ReplicaError> {
-    let sql = read::pending_sql(tables, node);
-    let (waiting, poll, stale, state) = futures_util::join!(
-        upkeep::shipped_waiting(&node.client, node.id, &node.captures, &node.cursor),
-        node.client.prepare(&sql),
-        forget_stale_cursors(&node.client, node.id, configured),
-        async {
+    let sql = read::pending_sql(tables, &node.captures);
+    let (polled, state) =
+        futures_util::join!(first_poll(&node.client, node.id, &sql, &node.captures, &node.cursor, configured), async {
             match state_due {
                 Some(sync) => create_sync_state(&node.client, node.id, sync).await,
                 None => Ok(()),
             }
-        },
-    );
+        },);
     state?;
-    node.upkeep = Upkeep::resumed(waiting?);
-    node.poll = Some(poll.on_db(node.id, || "preparing the poll".into())?);
-    node.poll_sql = sql;
-    for stale in stale? {
-        tracing::warn!(db = %node.id, removed = %stale, "removed the position of a sync or target that is no longer configured, so it cannot block purging");
-    }
+    polled?.take_into(node, sql);
     Ok(())
 }
 

@@ -6,14 +6,16 @@
 //! the batch bound — never "ids above the highest seen", which loses changes
 //! because transactions commit out of id order (see `snapshot`).
 
+use super::capture::Capture;
 use super::flight;
 use super::node::{Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
 use crate::read::{ChangedKeys, CommitTime, KeyRead, KeyRequest, KeySet, RunLimits, SourceRead, TableSummary, TextKey};
-use dugong_core::DbId;
+use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
+use std::collections::HashMap;
 use tokio_postgres::types::Type;
 
 /// A change not in the cursor `$1`.
@@ -127,18 +129,19 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
     Ok(any)
 }
 
-/// The poll query of a source: is any change of the sync's tables not visible
-/// in the cursor (`$1`)? Prepared once per connection.
-pub(crate) fn pending_sql(tables: &[TableInfo], node: &Node) -> String {
+/// The poll query of a source with these change logs (`Node::captures`): is
+/// any change of the sync's tables not visible in the cursor (`$1`)?
+/// Prepared once per connection.
+pub(crate) fn pending_sql(tables: &[TableInfo], captures: &HashMap<TableName, Capture>) -> String {
     let mut parts: Vec<String> = tables
         .iter()
-        .filter_map(|t| node.captures.get(&t.name))
+        .filter_map(|t| captures.get(&t.name))
         // The first pending change in txid order: the index finds it without
         // visiting the shipped rows that wait for a purge, whatever the plan.
         .map(|c| format!("(SELECT true FROM {} WHERE {NOT_SHIPPED} ORDER BY dugong_txid LIMIT 1) IS NOT NULL", c.delta))
         .collect();
     let ids: Vec<String> =
-        tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
+        tables.iter().filter_map(|t| captures.get(&t.name)).map(|c| c.table_id.to_string()).collect();
     if !ids.is_empty() {
         parts.push(format!(
             "EXISTS (SELECT 1 FROM dugong.truncate_log WHERE table_id IN ({}) AND {NOT_SHIPPED})",

@@ -9,6 +9,7 @@ use crate::error::describe_pg;
 use crate::record::{Backlog, DbRead, ReadError, StateRow, Waiting};
 use dugong_config::Sync;
 use dugong_core::DbId;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// A timestamp column as microseconds since the epoch.
@@ -43,7 +44,7 @@ pub async fn read_db(client: &Client, id: DbId, sync: &Sync) -> Result<DbRead, R
     }
     read.state = read_state(client, sync).await.map_err(classify)?;
     if sync.sources.contains(&id) {
-        match backlog(client, id, sync, read.commit_timestamps).await {
+        match backlog(client, id, sync, Some(read.commit_timestamps)).await {
             Ok(b) => read.backlog = b,
             Err(ReadError::Failed(why)) => read.problem = Some(format!("pending changes: {why}")),
             Err(e) => return Err(e),
@@ -129,31 +130,48 @@ async fn read_state(client: &Client, sync: &Sync) -> Result<Option<StateRow>, to
 /// there does not cover, and the age of the oldest by commit time; and the
 /// change logs' size. `None` when the sync has no position here (it was
 /// never prepared on this database). A position of an earlier version ('*')
-/// stands for every target without one of its own.
+/// stands for every target without one of its own. `commit_timestamps`:
+/// whether the server tracks them, or `None` to read it with the rest.
+///
+/// Two round trips: what the count needs (positions, catalog, change logs
+/// and the setting) is read in one, the count and the size in the next —
+/// typed statements, sent together, none prepared first.
 pub async fn backlog(
     client: &Client,
     id: DbId,
     sync: &Sync,
-    commit_timestamps: bool,
+    commit_timestamps: Option<bool>,
 ) -> Result<Option<Backlog>, ReadError> {
-    let positions = client
-        .query("SELECT target FROM dugong.cursor WHERE sync = $1", &[&sync.name.as_str()])
-        .await
-        .map_err(classify)?;
-    if positions.is_empty() {
+    let name = sync.name.as_str();
+    let (positions, selection, captured, setting) = futures_util::join!(
+        async { client.query_typed("SELECT target FROM dugong.cursor WHERE sync = $1", &[(&name, Type::TEXT)]).await },
+        async { catalog::select(&[(id, client)], sync).await },
+        client.query_typed("SELECT id, table_schema, table_name FROM dugong.captured", &[]),
+        async {
+            match commit_timestamps {
+                Some(known) => Ok(known),
+                None => client
+                    .query_typed_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
+                    .await
+                    .map(|r| r.get(0)),
+            }
+        },
+    );
+    if positions.map_err(classify)?.is_empty() {
         return Ok(None);
     }
-    let selection = catalog::select(&[(id, client)], sync).await.map_err(|e| {
-        if e.is_unreachable() {
-            ReadError::Unreachable(e.to_string())
-        } else {
-            ReadError::Failed(e.to_string())
-        }
-    })?;
-    let tables = selection.tables;
-    let captured =
-        client.query("SELECT id, table_schema, table_name FROM dugong.captured", &[]).await.map_err(classify)?;
+    let tables = selection
+        .map_err(|e| {
+            if e.is_unreachable() {
+                ReadError::Unreachable(e.to_string())
+            } else {
+                ReadError::Failed(e.to_string())
+            }
+        })?
+        .tables;
+    let commit_timestamps = setting.map_err(classify)?;
     let ids: Vec<i32> = captured
+        .map_err(classify)?
         .iter()
         .filter(|r| {
             let (schema, name): (&str, &str) = (r.get(1), r.get(2));
@@ -177,17 +195,21 @@ pub async fn backlog(
          WHERE c.sync = $1 GROUP BY c.target",
         parts.join(" UNION ALL ")
     );
-    let rows = client.query(&sql, &[&sync.name.as_str(), &ids]).await.map_err(classify)?;
     let mut logs: Vec<String> = ids.iter().map(|i| delta_name(*i)).collect();
     logs.push("dugong.truncate_log".into());
-    let bytes: i64 = client
-        .query_one(
-            "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0)::int8 FROM unnest($1::text[]) t",
-            &[&logs],
-        )
-        .await
-        .map_err(classify)?
-        .get(0);
+    let (rows, bytes) = futures_util::join!(
+        async { client.query_typed(&sql, &[(&name, Type::TEXT), (&ids, Type::INT4_ARRAY)]).await },
+        async {
+            client
+                .query_typed_one(
+                    "SELECT coalesce(sum(pg_total_relation_size(to_regclass(t))), 0)::int8 FROM unnest($1::text[]) t",
+                    &[(&logs, Type::TEXT_ARRAY)],
+                )
+                .await
+        },
+    );
+    let rows = rows.map_err(classify)?;
+    let bytes: i64 = bytes.map_err(classify)?.get(0);
     let mut waiting = Vec::new();
     let mut legacy = None;
     for row in rows {

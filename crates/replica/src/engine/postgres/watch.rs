@@ -106,14 +106,7 @@ impl Watch {
         let sync = &self.sync;
         let counts = self.slots.iter_mut().filter(|s| sync.sources.contains(&s.id)).map(|slot| async move {
             let Some(client) = slot.client.as_ref() else { return (slot.id, None) };
-            let count = async {
-                let commit_timestamps: bool = client
-                    .query_typed_one("SELECT current_setting('track_commit_timestamp')::bool", &[])
-                    .await
-                    .ok()?
-                    .get(0);
-                status::backlog(client, slot.id, sync, commit_timestamps).await.ok().flatten()
-            };
+            let count = async { status::backlog(client, slot.id, sync, None).await.ok().flatten() };
             match tokio::time::timeout(COUNT_WITHIN, count).await {
                 Ok(backlog) => (slot.id, backlog),
                 Err(_) => {
