@@ -7,11 +7,15 @@
 #
 #   bench/campaign.sh            # 50 runs (about 40 minutes)
 #   bench/campaign.sh --quick    # 3 runs of 8 s (about 2 minutes)
+#   bench/campaign.sh --quick --delay-ms 25   # the same across a WAN: every
+#                                # connection of the replicator to a site crosses a
+#                                # delay link of 25 ms each way (RTT 50 ms)
 #   bench/campaign.sh --help     # --runs, --seed, --window, --deadline, ...
 #
 # Needs root (network namespaces). Installs PostgreSQL 15 and iproute2 when
-# missing. Writes bench/results/campaign/latest.json (quick.json with --quick);
-# exits non-zero when a run failed, naming its seed.
+# missing. Writes bench/results/campaign/latest.json (quick.json with --quick,
+# and -delay-Dms before .json with --delay-ms D); exits non-zero when a run
+# failed, naming its seed. Builds into $CARGO_TARGET_DIR when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +29,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --quiet -p dugong -p dugong-bench
-exec target/release/dugong-bench campaign "$@"
+target_dir="${CARGO_TARGET_DIR:-target}"
+export DUGONG_BENCH_DUGONG="${DUGONG_BENCH_DUGONG:-$target_dir/release/dugong}"
+exec "$target_dir/release/dugong-bench" campaign "$@"

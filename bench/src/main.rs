@@ -55,6 +55,10 @@ enum Command {
     /// The partition campaign: seeded runs of writers on every site under link cuts, kill -9
     /// of the replicator and database crashes; checks every run and reports the figures.
     Campaign(campaign::Args),
+    /// A delay link until killed: the campaign runs one per site in the replicator's
+    /// namespace (`campaign --delay-ms`).
+    #[command(hide = true)]
+    DelayLink(campaign::link::Args),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +101,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
                 result = campaign::run(args) => result,
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; everything started was stopped")),
             },
+            Command::DelayLink(args) => campaign::link::serve(args).await,
         }
     })
 }

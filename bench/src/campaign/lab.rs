@@ -4,9 +4,13 @@
 //! replicator's own link cuts it off all of them. The writers reach their databases over Unix
 //! sockets, as applications beside the database would, so no cut stops them.
 //!
+//! With a delay (`--delay-ms`), the replicator reaches each site through a delay link of its
+//! own, running in the replicator's namespace ([`super::link`]); the links serve every run.
+//!
 //! The network and the clusters serve every run; each run gets fresh databases and its own
 //! replicator process.
 
+use super::link::SiteLink;
 use super::writer::SCHEMA;
 use anyhow::{bail, Context};
 use dugong_testkit::{wait_for, Cluster, ClusterOptions, Namespace, TestNetwork};
@@ -32,15 +36,28 @@ pub struct Lab {
     _net: TestNetwork,
 }
 
-/// One site: its namespace and its PostgreSQL.
+/// One site: its namespace, its PostgreSQL, and the delay link the replicator reaches it
+/// through, if any.
 pub struct Site {
     pub ns: Namespace,
     pub cluster: Arc<Cluster>,
+    link: Option<SiteLink>,
+}
+
+impl Site {
+    /// Where the replicator connects to the site: its link, or its server.
+    fn endpoint(&self) -> (String, u16) {
+        match &self.link {
+            Some(link) => (link.addr().ip().to_string(), link.addr().port()),
+            None => (self.cluster.host().to_owned(), self.cluster.port()),
+        }
+    }
 }
 
 impl Lab {
-    /// Makes the network and starts `sites` servers, one per site namespace.
-    pub async fn start(dugong: &Path, workdir: &Path, sites: usize) -> anyhow::Result<Lab> {
+    /// Makes the network and starts `sites` servers, one per site namespace; with a non-zero
+    /// `delay`, a delay link of `delay` each way to every site in the replicator's namespace.
+    pub async fn start(dugong: &Path, workdir: &Path, sites: usize, delay: Duration) -> anyhow::Result<Lab> {
         let net = TestNetwork::new().context("the campaign cuts links between network namespaces")?;
         let replicator_ns = net.add("replicator")?;
         let mut list = Vec::new();
@@ -56,7 +73,22 @@ impl Lab {
                 .context("the cluster start task failed")?
                 .with_context(|| format!("starting PostgreSQL for site {i}"))?;
             eprintln!("[campaign] site {i}: PostgreSQL on {}:{} in {}", cluster.host(), cluster.port(), ns.name());
-            list.push(Site { ns, cluster: Arc::new(cluster) });
+            let link = if delay.is_zero() {
+                None
+            } else {
+                let upstream = format!("{}:{}", cluster.host(), cluster.port())
+                    .parse()
+                    .with_context(|| format!("site {i}'s server is not at an IP address: {}", cluster.host()))?;
+                let link = SiteLink::start(&replicator_ns, upstream, delay).await?;
+                eprintln!(
+                    "[campaign] site {i}: the replicator reaches it through {} in {}, {} ms each way",
+                    link.addr(),
+                    replicator_ns.name(),
+                    delay.as_millis()
+                );
+                Some(link)
+            };
+            list.push(Site { ns, cluster: Arc::new(cluster), link });
         }
         Ok(Lab { sites: list, replicator_ns, dugong: dugong.to_path_buf(), workdir: workdir.to_path_buf(), _net: net })
     }
@@ -84,8 +116,9 @@ impl<'a> Run<'a> {
             site.cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
             site.cluster.psql("postgres", &format!("CREATE DATABASE {db}")).await?;
             site.cluster.psql(db, SCHEMA).await?;
+            let (host, port) = site.endpoint();
             databases.push(serde_json::json!({
-                "id": i, "dbname": db, "host": format!("{} port={}", site.cluster.host(), site.cluster.port()),
+                "id": i, "dbname": db, "host": format!("{host} port={port}"),
                 "user": "postgres",
             }));
         }

@@ -3,9 +3,12 @@
 //! replicator is killed with SIGKILL and the databases crash; after each run's last fault, the
 //! time until the sites converge, then the checks: nothing committed lost, nothing phantom,
 //! sites identical (by reading every row, and by `dugong compare`), each hot key its latest
-//! committed write.
+//! committed write. With `--delay-ms D`, all of it across a WAN: every connection of the
+//! replicator to a site crosses a delay link of D ms each way (issue 17, item 5).
 //!
 //! - [`lab`]: the network namespaces, the sites' PostgreSQL, one run's replicator.
+//! - [`link`]: the delay links between the replicator and the sites
+//!   (`dugong-bench delay-link`).
 //! - [`writer`]: the writers and what they committed, settled after crashes.
 //! - [`faults`]: the three fault lanes of a run, drawn from its seed.
 //! - [`check`]: the expected end state and the checks.
@@ -14,6 +17,7 @@
 mod check;
 mod faults;
 mod lab;
+pub mod link;
 mod report;
 mod writer;
 
@@ -61,6 +65,10 @@ pub struct Args {
     /// Keep the work directory (configurations, replicator logs) even when every run passed.
     #[arg(long, env = "DUGONG_CAMPAIGN_KEEP")]
     keep: bool,
+    /// One-way delay in ms of a WAN link between the replicator and every site (0: none).
+    /// The default JSON is then quick-delay-Dms.json or latest-delay-Dms.json.
+    #[arg(long, env = "DUGONG_CAMPAIGN_DELAY_MS", default_value_t = 0)]
+    delay_ms: u64,
 }
 
 /// Runs the campaign; an error when a run failed its checks or could not be carried out.
@@ -75,18 +83,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 50 });
     let seed = args.seed.unwrap_or_else(|| rand::rng().random_range(0..1_000_000));
+    let delay = Duration::from_millis(args.delay_ms);
     let json = args.json.clone().unwrap_or_else(|| {
-        bench_dir.join("results").join("campaign").join(if args.quick { "quick.json" } else { "latest.json" })
+        let profile = if args.quick { "quick" } else { "latest" };
+        let name = match args.delay_ms {
+            0 => format!("{profile}.json"),
+            d => format!("{profile}-delay-{d}ms.json"),
+        };
+        bench_dir.join("results").join("campaign").join(name)
     });
     let workdir = std::env::temp_dir().join(format!("dugong-campaign-{}", std::process::id()));
     std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
     eprintln!(
-        "[campaign] {runs} runs from seed {seed}; dugong {}; work directory {}",
+        "[campaign] {runs} runs from seed {seed}; one-way delay {} ms; dugong {}; work directory {}",
+        args.delay_ms,
         dugong.display(),
         workdir.display()
     );
 
-    let lab = Lab::start(&dugong, &workdir, LAB_SITES).await?;
+    let lab = Lab::start(&dugong, &workdir, LAB_SITES, delay).await?;
     let mut records = Vec::new();
     for i in 0..runs {
         let run_seed = seed + i as u64;
@@ -109,10 +124,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("{}", record.line());
         records.push(record);
         // Written after every run, so a campaign cut short keeps what it ran.
-        report::Report::new(seed, &dugong, std::mem::take(&mut records)).write_keeping(&json, &mut records)?;
+        report::Report::new(seed, delay, &dugong, std::mem::take(&mut records)).write_keeping(&json, &mut records)?;
     }
     drop(lab);
-    let report = report::Report::new(seed, &dugong, records);
+    let report = report::Report::new(seed, delay, &dugong, records);
     print!("{}", report.render());
     report.write(&json)?;
     eprintln!("[campaign] JSON written to {}", json.display());

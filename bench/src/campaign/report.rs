@@ -129,6 +129,8 @@ impl RunRecord {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub seed: u64,
+    /// The delay each way between the replicator and every site (0: none).
+    pub one_way_delay_ms: u64,
     pub dugong: String,
     pub runs: Vec<RunRecord>,
     pub totals: Totals,
@@ -162,7 +164,7 @@ pub struct Totals {
 }
 
 impl Report {
-    pub fn new(seed: u64, dugong: &Path, runs: Vec<RunRecord>) -> Report {
+    pub fn new(seed: u64, delay: Duration, dugong: &Path, runs: Vec<RunRecord>) -> Report {
         let mut faults = BTreeMap::new();
         for r in &runs {
             for (kind, n) in &r.faults {
@@ -195,7 +197,8 @@ impl Report {
             convergence_p95_seconds: percentile(&times, 95.0),
             convergence_max_seconds: times.last().copied().unwrap_or(f64::NAN),
         };
-        Report { seed, dugong: dugong.display().to_string(), runs, totals }
+        let one_way_delay_ms = delay.as_millis().try_into().unwrap_or(u64::MAX);
+        Report { seed, one_way_delay_ms, dugong: dugong.display().to_string(), runs, totals }
     }
 
     pub fn failed(&self) -> usize {
@@ -208,8 +211,8 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\nPartition campaign, seed {} ({} runs, {} with three sites)",
-            self.seed, t.runs, t.runs_with_three_sites
+            "\nPartition campaign, seed {} ({} runs, {} with three sites), one-way delay {} ms between the replicator and every site",
+            self.seed, t.runs, t.runs_with_three_sites, self.one_way_delay_ms
         );
         let _ = writeln!(out, "faults injected:");
         for kind in FaultKind::ALL {

@@ -61,7 +61,7 @@ pub use cluster::Cluster;
 pub use dns::TestDns;
 pub use error::TestkitError;
 pub use install::PG_BIN_ENV;
-pub use link::{DelayLink, LinkCounts};
+pub use link::{DelayLink, LinkCounts, Probe};
 pub use network::{Namespace, TestNetwork};
 pub use port::free_port;
 pub use proxy::FaultProxy;

@@ -37,6 +37,49 @@ struct Counters {
     bytes_down: AtomicU64,
 }
 
+/// Keepalive probes and a limit on unacknowledged data for a link's upstream connections:
+/// when either gives up, the connection ends, and with it the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Silence before the first keepalive probe.
+    pub idle: Duration,
+    /// Between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dead.
+    pub count: u32,
+    /// Longest time sent data may stay unacknowledged (`TCP_USER_TIMEOUT`).
+    pub user_timeout: Duration,
+}
+
+impl Probe {
+    /// Sets the probes on `stream`'s socket.
+    fn apply(&self, stream: &TcpStream) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        let secs = |d: Duration| d.as_secs().clamp(1, i32::MAX as u64) as libc::c_int;
+        let millis = self.user_timeout.as_millis().min(u32::MAX as u128) as libc::c_uint;
+        set_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1 as libc::c_int)?;
+        set_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(self.idle))?;
+        set_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(self.interval))?;
+        set_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, self.count.min(i32::MAX as u32) as libc::c_int)?;
+        set_option(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, millis)
+    }
+}
+
+/// `setsockopt` of one plain value.
+fn set_option<T>(fd: std::os::fd::RawFd, level: libc::c_int, name: libc::c_int, value: T) -> std::io::Result<()> {
+    // SAFETY: `value` lives through the call and its size is passed with it; the descriptor
+    // belongs to a socket the caller holds.
+    let rc = unsafe {
+        libc::setsockopt(fd, level, name, (&value as *const T).cast(), std::mem::size_of::<T>() as libc::socklen_t)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// What crossed a link so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkCounts {
@@ -66,6 +109,18 @@ impl DelayLink {
     /// `upstream`, each chunk `one_way` after it arrived, both ways. Must be
     /// called within a Tokio runtime, which runs the link.
     pub async fn start(upstream: SocketAddr, one_way: Duration) -> std::io::Result<DelayLink> {
+        DelayLink::start_probing(upstream, one_way, None).await
+    }
+
+    /// Like [`DelayLink::start`], and every upstream connection probed as `probe` says. A
+    /// client's own keepalives reach only the link, which always answers: without probes
+    /// upstream, a dead link behind it (cut, no reset) leaves the client waiting forever,
+    /// where a direct connection would have failed.
+    pub async fn start_probing(
+        upstream: SocketAddr,
+        one_way: Duration,
+        probe: Option<Probe>,
+    ) -> std::io::Result<DelayLink> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
@@ -79,6 +134,11 @@ impl DelayLink {
                 connections.spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let _ = server.set_nodelay(true);
+                        if let Some(probe) = probe {
+                            if probe.apply(&server).is_err() {
+                                return;
+                            }
+                        }
                         carry(client, server, one_way, counters).await;
                     }
                 });
@@ -224,6 +284,41 @@ mod tests {
         assert!(took >= Duration::from_millis(120), "three exchanges over a 40 ms round trip took {took:?}");
         let counts = link.counts();
         assert_eq!((counts.round_trips, counts.connections, counts.bytes_up, counts.bytes_down), (3, 1, 3, 3));
+    }
+
+    #[tokio::test]
+    async fn a_probed_link_forwards_and_its_probes_are_set() {
+        let probe = Probe {
+            idle: Duration::from_secs(3),
+            interval: Duration::from_secs(1),
+            count: 3,
+            user_timeout: Duration::from_secs(10),
+        };
+        let link = DelayLink::start_probing(echo().await, Duration::from_millis(1), Some(probe)).await.unwrap();
+        let mut s = TcpStream::connect(link.addr()).await.unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"x");
+
+        let other = TcpStream::connect(link.addr()).await.unwrap();
+        probe.apply(&other).unwrap();
+        let read = |level, name| {
+            use std::os::fd::AsRawFd;
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: value and len are valid for the call and len is value's size.
+            let rc = unsafe {
+                libc::getsockopt(other.as_raw_fd(), level, name, (&mut value as *mut libc::c_int).cast(), &mut len)
+            };
+            assert_eq!(rc, 0);
+            value
+        };
+        assert_eq!(read(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(read(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 3);
+        assert_eq!(read(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 1);
+        assert_eq!(read(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 3);
+        assert_eq!(read(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT), 10_000);
     }
 
     #[tokio::test]
