@@ -84,6 +84,10 @@ impl Default for DaemonOptions {
 /// after the first run whenever it is prepared).
 const CONFLICT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// How many schema-check intervals a check may wait for a moment without
+/// runs in flight.
+const SCHEMA_CHECK_IN_FLIGHT: u32 = 6;
+
 /// How each sync ended (meaningful with `once`).
 #[derive(Debug, Clone)]
 pub struct SyncReport {
@@ -399,7 +403,14 @@ impl SyncTask {
             if let Some(db) = probe.returned() {
                 return Err(ReplicaError::Returned { db });
             }
-            if last_schema_check.elapsed() >= self.options.schema_check {
+            // While runs fly across a WAN, the catalog look (which waits for
+            // them, then crosses the link) would hold back every change behind
+            // it: it waits for a moment with none in flight, or six intervals.
+            // Every run checks its tables' columns meanwhile.
+            let since = last_schema_check.elapsed();
+            if since >= self.options.schema_check
+                && (!p.engine.in_flight() || since >= self.options.schema_check * SCHEMA_CHECK_IN_FLIGHT)
+            {
                 p.engine.check_unchanged(&p.plan).await?;
                 last_schema_check = std::time::Instant::now();
             }
