@@ -17,14 +17,10 @@
 //! confirmed, and the next run ships everything after it again (deleting
 //! every changed key first: some rows may be there already).
 
-use super::node::{Node, Postgres, Window};
-use super::snapshot::Snapshot;
+use super::node::{Commit, Flight, Kept, Node, Postgres, Window};
 use crate::error::{ErrorPolicy, ReplicaError};
-use crate::record::FlightCounts;
 use dugong_core::DbId;
-use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// A database whose polls take this long is far away: the poll's
 /// answer that comes back with a run's commit there spares asking it again,
@@ -36,104 +32,8 @@ pub(crate) const FAR_POLL: Duration = Duration::from_millis(2);
 /// server nearby.
 const FLY_POLL: Duration = Duration::from_millis(5);
 
-/// At most this many runs in flight; the next one waits for its commits.
-const MAX_IN_FLIGHT: usize = 32;
-
-/// A commit sent and not answered yet; its answer is the poll that went
-/// behind it (`None` without one).
-type Commit = JoinHandle<Result<Option<bool>, ReplicaError>>;
-
-/// The runs whose commits are not all confirmed yet, oldest first.
-#[derive(Default)]
-pub(crate) struct Flights {
-    queue: VecDeque<Flight>,
-    /// The sources' positions as the last confirmed run left them: where a
-    /// failure rewinds to.
-    confirmed: Vec<Kept>,
-    /// The number of the next run, for [`chain_guard`].
-    next: u64,
-    /// The number of the last run sent to each far database.
-    sent: BTreeMap<DbId, u64>,
-    /// The run in progress was queued by its commit; its advance is held.
-    open: bool,
-    /// The last rewind may have left rows on a target that the next run
-    /// ships again: that run deletes every changed key first.
-    pub(crate) verify_next: bool,
-    /// A failure of a run in flight found while a run was rolled back: the
-    /// next poll reports it.
-    pub(crate) failure: Option<ReplicaError>,
-    /// Commits sent without waiting, and failures that shipped runs again,
-    /// since the sync was prepared.
-    counts: FlightCounts,
-}
-
-struct Flight {
-    commits: Vec<(DbId, Commit)>,
-    /// Each source's position advance, sent once the run is confirmed.
-    advances: Vec<(DbId, String)>,
-    /// The sources' positions once the run is confirmed.
-    after: Vec<Kept>,
-}
-
-#[derive(Clone)]
-struct Kept {
-    db: DbId,
-    positions: BTreeMap<DbId, Snapshot>,
-    cursor: Snapshot,
-}
-
 fn kept(pg: &Postgres) -> Vec<Kept> {
     pg.sources().map(|n| Kept { db: n.id, positions: n.positions.clone(), cursor: n.cursor.clone() }).collect()
-}
-
-impl Flights {
-    /// Whether any run is in flight.
-    pub(crate) fn any(&self) -> bool {
-        !self.queue.is_empty()
-    }
-
-    /// What runs in flight did since the sync was prepared, and how many are
-    /// in flight now.
-    pub(crate) fn counts(&self) -> FlightCounts {
-        FlightCounts { in_flight: self.queue.len() as u64, ..self.counts }
-    }
-
-    /// Whether commits sent to `db` are still unanswered.
-    pub(crate) fn outstanding(&self, db: DbId) -> bool {
-        self.queue.iter().any(|f| f.commits.iter().any(|(id, _)| *id == db))
-    }
-
-    /// Room for one more run in flight.
-    pub(crate) fn room(&self) -> bool {
-        self.queue.len() < MAX_IN_FLIGHT
-    }
-
-    /// The number of the run being committed, taken once per run.
-    pub(crate) fn number(&mut self) -> u64 {
-        self.next += 1;
-        self.next
-    }
-
-    /// A commit of run `number` on `db` failed before it was queued: the
-    /// session there still holds the number sent before.
-    pub(crate) fn unmark(&mut self, db: DbId, number: u64, before: Option<u64>) {
-        if self.sent.get(&db) == Some(&number) {
-            match before {
-                Some(b) => self.sent.insert(db, b),
-                None => self.sent.remove(&db),
-            };
-        }
-    }
-
-    /// The advance of the run in progress, when it is held: it waits for the
-    /// run's confirmation.
-    pub(crate) fn hold(&mut self, advances: Vec<(DbId, String)>) -> Option<Vec<(DbId, String)>> {
-        if !self.open {
-            return Some(advances);
-        }
-        self.queue.back_mut().expect("an open run is queued").advances = advances;
-        None
-    }
 }
 
 /// Whether the commit of this run on `db` may go without waiting: `db` is

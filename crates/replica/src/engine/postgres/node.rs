@@ -2,14 +2,15 @@
 //! per database of a sync, and the window each source is read in during a run.
 
 use super::capture::Capture;
-use super::flight::Flights;
 use super::format::CopyFormat;
 use super::snapshot::{BatchBounds, Snapshot};
+use crate::error::ReplicaError;
 use crate::plan::TableInfo;
+use crate::record::FlightCounts;
 use crate::record::Missing;
 use crate::upkeep::Upkeep;
 use dugong_core::{DbId, TableName};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -272,5 +273,103 @@ impl Window {
         } else {
             (&self.cursor, self.bound)
         }
+    }
+}
+
+// Runs in flight across a WAN (see `flight`): the state; `flight` does the work.
+
+/// At most this many runs in flight; the next one waits for its commits.
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
+
+/// A commit sent and not answered yet; its answer is the poll that went
+/// behind it (`None` without one).
+pub(crate) type Commit = JoinHandle<Result<Option<bool>, ReplicaError>>;
+
+/// The runs whose commits are not all confirmed yet, oldest first.
+#[derive(Default)]
+pub(crate) struct Flights {
+    pub(crate) queue: VecDeque<Flight>,
+    /// The sources' positions as the last confirmed run left them: where a
+    /// failure rewinds to.
+    pub(crate) confirmed: Vec<Kept>,
+    /// The number of the next run, for [`chain_guard`].
+    pub(crate) next: u64,
+    /// The number of the last run sent to each far database.
+    pub(crate) sent: BTreeMap<DbId, u64>,
+    /// The run in progress was queued by its commit; its advance is held.
+    pub(crate) open: bool,
+    /// The last rewind may have left rows on a target that the next run
+    /// ships again: that run deletes every changed key first.
+    pub(crate) verify_next: bool,
+    /// A failure of a run in flight found while a run was rolled back: the
+    /// next poll reports it.
+    pub(crate) failure: Option<ReplicaError>,
+    /// Commits sent without waiting, and failures that shipped runs again,
+    /// since the sync was prepared.
+    pub(crate) counts: FlightCounts,
+}
+
+pub(crate) struct Flight {
+    pub(crate) commits: Vec<(DbId, Commit)>,
+    /// Each source's position advance, sent once the run is confirmed.
+    pub(crate) advances: Vec<(DbId, String)>,
+    /// The sources' positions once the run is confirmed.
+    pub(crate) after: Vec<Kept>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Kept {
+    pub(crate) db: DbId,
+    pub(crate) positions: BTreeMap<DbId, Snapshot>,
+    pub(crate) cursor: Snapshot,
+}
+
+impl Flights {
+    /// Whether any run is in flight.
+    pub(crate) fn any(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// What runs in flight did since the sync was prepared, and how many are
+    /// in flight now.
+    pub(crate) fn counts(&self) -> FlightCounts {
+        FlightCounts { in_flight: self.queue.len() as u64, ..self.counts }
+    }
+
+    /// Whether commits sent to `db` are still unanswered.
+    pub(crate) fn outstanding(&self, db: DbId) -> bool {
+        self.queue.iter().any(|f| f.commits.iter().any(|(id, _)| *id == db))
+    }
+
+    /// Room for one more run in flight.
+    pub(crate) fn room(&self) -> bool {
+        self.queue.len() < MAX_IN_FLIGHT
+    }
+
+    /// The number of the run being committed, taken once per run.
+    pub(crate) fn number(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    /// A commit of run `number` on `db` failed before it was queued: the
+    /// session there still holds the number sent before.
+    pub(crate) fn unmark(&mut self, db: DbId, number: u64, before: Option<u64>) {
+        if self.sent.get(&db) == Some(&number) {
+            match before {
+                Some(b) => self.sent.insert(db, b),
+                None => self.sent.remove(&db),
+            };
+        }
+    }
+
+    /// The advance of the run in progress, when it is held: it waits for the
+    /// run's confirmation.
+    pub(crate) fn hold(&mut self, advances: Vec<(DbId, String)>) -> Option<Vec<(DbId, String)>> {
+        if !self.open {
+            return Some(advances);
+        }
+        self.queue.back_mut().expect("an open run is queued").advances = advances;
+        None
     }
 }
