@@ -29,6 +29,11 @@ pub const RUNS_IN_FLIGHT: &str = "dugong_replica_runs_in_flight";
 /// since the last confirmed run was shipped again.
 pub const RUNS_SHIPPED_AGAIN: &str = "dugong_replica_runs_shipped_again_total";
 
+/// 1 while the doorbell of a source database rings (a logical-decoding
+/// stream says when its change logs were written), 0 while the replicator
+/// polls them on its own.
+pub const DOORBELL: &str = "dugong_replica_doorbell";
+
 /// Buckets for run durations: a caught-up run takes milliseconds, a backlog
 /// batch up to seconds.
 pub const RUN_DURATION_BUCKETS: &[f64] =
@@ -73,6 +78,10 @@ pub fn describe() {
     metrics::describe_gauge!(LAST_GOOD_SECONDS, "Unix time of the last good run");
     metrics::describe_histogram!(RUN_DURATION_SECONDS, "Duration of runs that moved data");
     metrics::describe_gauge!(DATABASE_UP, "1 when the replicator reaches the database, 0 when not");
+    metrics::describe_gauge!(
+        DOORBELL,
+        "1 when the database's doorbell rings (commits that wrote its change logs wake the replicator at once), 0 when the replicator polls them (the log says why)"
+    );
     metrics::describe_gauge!(SYNC_GOOD, "1 when the sync's last run was good, 0 when bad");
     metrics::describe_gauge!(
         ROWS_DIFFERING,

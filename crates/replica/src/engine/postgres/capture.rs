@@ -738,6 +738,10 @@ pub async fn uninstall(client: &mut Client, db: DbId) -> Result<Uninstalled, Rep
         }
         out.tables.push(table.display_name());
     }
+    // The doorbell's publication lives outside the schema.
+    tx.batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", super::bell::PUBLICATION))
+        .await
+        .on_db(db, || "dropping the doorbell's publication".into())?;
     tx.batch_execute("DROP SCHEMA dugong CASCADE").await.on_db(db, || "dropping the dugong schema".into())?;
     tx.commit().await.on_db(db, || "committing the uninstall".into())?;
     out.schema_dropped = true;

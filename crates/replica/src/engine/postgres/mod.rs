@@ -1,5 +1,7 @@
 //! The PostgreSQL engine: replication between PostgreSQL databases.
 //!
+//! - `bell`: the doorbell, a logical-decoding stream that wakes the
+//!   replicator when a commit wrote a source's change logs.
 //! - `connect`, `tls`: connections with the session settings every replicator
 //!   connection uses, and TLS as each database's `sslmode` asks.
 //! - `catalog`: a database's tables as the plan's catalog rows.
@@ -23,6 +25,7 @@
 //!   consistency check; `rows`: rows read and written by key (for both).
 
 mod apply;
+pub mod bell;
 pub mod capture;
 mod catalog;
 pub(crate) mod compare;
@@ -48,6 +51,7 @@ mod tls;
 mod upkeep;
 mod watch;
 
+pub use bell::{BellState, Doorbell};
 pub use capture::uninstall;
 pub use connect::{connect, connect_as, connect_to};
 pub use format::CopyFormat;
