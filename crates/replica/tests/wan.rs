@@ -185,6 +185,46 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     assert_eq!(arrived, vec!["after restart"]);
 }
 
+#[tokio::test]
+async fn a_backlog_crosses_the_link_in_runs_that_fly() {
+    let wan = Wan::new("wan_backlog", "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let mut p = prepare(&wan.config).await;
+    common::sync_all(&mut p).await;
+    drop(p);
+    wan.sessions_ended().await;
+    // A backlog of twelve transactions waits when the replicator starts, and
+    // ships in bounded runs, one transaction each: runs that follow one
+    // another without polls in between, as in a catch-up after an outage.
+    const BATCHES: i32 = 12;
+    for b in 0..BATCHES {
+        let sql =
+            format!("INSERT INTO t SELECT g, 'backlog' FROM generate_series({} * 100 + 1, {} * 100 + 100) g", b, b);
+        wan.sites.client(0).batch_execute(&sql).await.unwrap();
+    }
+    let mut p = prepare(&wan.config).await;
+    let limits = RunLimits { batch_rows: 100, ..RunLimits::default() };
+    let mut trips = Vec::new();
+    let mut flew = 0;
+    for _ in 0..BATCHES {
+        let (run, counts) = wan.counted(run::run_once(&mut p, limits)).await;
+        let run = run.expect("run");
+        assert_eq!(run.inserts, 100, "one transaction per run");
+        flew += usize::from(run.in_flight);
+        trips.push(counts.round_trips);
+    }
+    eprintln!("round trips per run: {trips:?}, {flew} runs left commits in flight");
+    // The first runs wait for their commits there, and read the remote site
+    // (which has nothing new) as well: their round trips tell how far it is.
+    // From the third on, each run sends its commit and goes on: the remote
+    // site is neither read nor waited for (a commit's answer arrives during
+    // a later run).
+    assert!(trips[3..].iter().all(|t| *t <= 1), "runs once the link is known: {trips:?}");
+    assert!(flew >= BATCHES as usize - 3, "runs left in flight: {flew} of {BATCHES}");
+    common::sync_all(&mut p).await;
+    let rows = wan.sites.assert_same("SELECT count(*)::text FROM t").await;
+    assert_eq!(rows, vec![(BATCHES * 100).to_string()]);
+}
+
 /// Round trips to the remote site of the first start-up, which installs
 /// capture there, and of a restart, which finds it in place.
 const START_UP_FIRST: u64 = 9;

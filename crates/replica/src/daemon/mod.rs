@@ -194,6 +194,10 @@ impl SyncTask {
         // Set once the engine is known; kept across preparations so a batch
         // shrunk by failing data stays small until runs succeed again.
         let mut batch_rows: Option<usize> = None;
+        // The sources' doorbells ring while this replicator runs the sync
+        // (not while it stands by); with `once` it polls.
+        let ring = Arc::new(tokio::sync::Notify::new());
+        let mut bells: Option<engine::Bells> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return SyncReport::good(name);
@@ -209,6 +213,7 @@ impl SyncTask {
                     // Not Bad: the active replicator's state stands. With --once,
                     // wait a while for a replicator that is just exiting.
                     health.set_active(false);
+                    bells = None;
                     if !standing_by {
                         tracing::info!(sync = %name, db = %db, holder = %holder, "another replicator runs this sync; standing by");
                         standing_by = true;
@@ -242,6 +247,10 @@ impl SyncTask {
             };
             prepared_once = true;
             health.set_active(true);
+            if bells.is_none() && !self.options.once {
+                bells = Some(E::doorbells(&self.config, &self.sync, &ring));
+            }
+            let rung = Rung { ring: &ring, bells: bells.as_ref() };
             if standing_by {
                 tracing::info!(sync = %name, "took over the sync");
                 standing_by = false;
@@ -262,7 +271,7 @@ impl SyncTask {
             );
             let configured = self.options.batch_rows.unwrap_or(E::DEFAULT_BATCH_ROWS).max(1);
             let batch = batch_rows.get_or_insert(configured);
-            match self.run_prepared(&mut p, &probe, batch, configured).await {
+            match self.run_prepared(&mut p, &probe, batch, configured, &rung).await {
                 Ok(()) => {
                     // The heartbeat stops before the state says stopped.
                     health.stop().await;
@@ -288,6 +297,7 @@ impl SyncTask {
                     // Another replicator took the sync over (our lease expired
                     // while a run waited): it is the active one now.
                     health.set_active(false);
+                    bells = None;
                     tracing::warn!(sync = %name, db = %db, holder = %holder, "another replicator took the sync over; standing by");
                     drop(p);
                     if !self.wait(self.options.standby_retry).await {
@@ -382,6 +392,7 @@ impl SyncTask {
         probe: &probe::Probe,
         batch_rows: &mut usize,
         configured: usize,
+        rung: &Rung<'_>,
     ) -> Result<(), ReplicaError> {
         let name = p.plan.name().to_string();
         let mut last_heartbeat: Option<std::time::Instant> = None;
@@ -469,8 +480,11 @@ impl SyncTask {
                             p.engine.finish_upkeep().await;
                             return Ok(());
                         }
-                        if !self.wait(poll.next_wait()).await {
-                            return Ok(());
+                        let wait = poll.next_wait(rung.all_ringing());
+                        match self.wait_or_ring(wait, rung.ring).await {
+                            Waited::Shutdown => return Ok(()),
+                            Waited::Rung => poll.rung(),
+                            Waited::Out => {}
                         }
                     }
                 }
@@ -541,6 +555,15 @@ impl SyncTask {
         }
     }
 
+    /// Waits for `d` or a doorbell, unless shutdown comes first.
+    async fn wait_or_ring(&self, d: Duration, ring: &tokio::sync::Notify) -> Waited {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Waited::Out,
+            _ = ring.notified() => Waited::Rung,
+            _ = self.shutdown.cancelled() => Waited::Shutdown,
+        }
+    }
+
     /// Waits, unless shutdown comes first. Returns false on shutdown.
     async fn wait(&self, d: Duration) -> bool {
         tokio::select! {
@@ -549,6 +572,30 @@ impl SyncTask {
         }
     }
 }
+
+/// The doorbell a running sync waits for between polls, and its sources'
+/// bells (none with `once`, or on an engine without them).
+struct Rung<'a> {
+    ring: &'a tokio::sync::Notify,
+    bells: Option<&'a engine::Bells>,
+}
+
+impl Rung<'_> {
+    fn all_ringing(&self) -> bool {
+        self.bells.is_some_and(engine::Bells::all_ringing)
+    }
+}
+
+/// How a wait between polls ended.
+enum Waited {
+    Out,
+    Rung,
+    Shutdown,
+}
+
+/// How often an idle sync polls when every source's doorbell rings: the bells
+/// tell it of every change; this poll is the net under them.
+pub const BELL_IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How long after its last run that moved rows a sync counts as busy.
 pub const BUSY_FOR: Duration = Duration::from_secs(1);
@@ -575,13 +622,23 @@ impl Poll {
         self.wait = self.busy;
     }
 
-    /// How long to wait after an empty poll.
-    fn next_wait(&mut self) -> Duration {
+    /// A doorbell rang: the change may not be visible yet when the poll
+    /// runs (the bell can ring between the commit's WAL flush and the moment
+    /// it shows to other sessions), so the next polls start again at the
+    /// busy pace.
+    fn rung(&mut self) {
+        self.wait = self.busy;
+    }
+
+    /// How long to wait after an empty poll; up to [`BELL_IDLE_POLL`] when
+    /// every source's doorbell rings.
+    fn next_wait(&mut self, bells: bool) -> Duration {
         if self.last_moved.elapsed() < BUSY_FOR {
             return self.busy;
         }
-        let wait = self.wait;
-        self.wait = (self.wait * 2).min(self.idle);
+        let idle = if bells { BELL_IDLE_POLL.max(self.idle) } else { self.idle };
+        let wait = self.wait.min(idle);
+        self.wait = (self.wait * 2).min(idle);
         wait
     }
 }
@@ -594,11 +651,28 @@ mod poll_tests {
     fn an_idle_sync_polls_ever_slower_up_to_the_idle_interval_and_a_run_makes_it_busy_again() {
         let mut poll = Poll::new(Duration::from_millis(1), Duration::from_millis(20));
         // Busy since start: the busy pace.
-        assert_eq!(poll.next_wait(), Duration::from_millis(1));
+        assert_eq!(poll.next_wait(false), Duration::from_millis(1));
         poll.last_moved -= BUSY_FOR;
-        let waits: Vec<u128> = (0..7).map(|_| poll.next_wait().as_millis()).collect();
+        let waits: Vec<u128> = (0..7).map(|_| poll.next_wait(false).as_millis()).collect();
         assert_eq!(waits, vec![1, 2, 4, 8, 16, 20, 20]);
         poll.moved();
-        assert_eq!(poll.next_wait(), Duration::from_millis(1));
+        assert_eq!(poll.next_wait(false), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn with_every_bell_ringing_an_idle_sync_polls_once_a_second_and_a_ring_makes_it_look_again_soon() {
+        let mut poll = Poll::new(Duration::from_millis(1), Duration::from_millis(50));
+        poll.last_moved -= BUSY_FOR;
+        let waits: Vec<u128> = (0..12).map(|_| poll.next_wait(true).as_millis()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000]);
+        // A bell whose commit is not visible yet: the next polls come soon.
+        poll.rung();
+        assert_eq!(poll.next_wait(true), Duration::from_millis(1));
+        assert_eq!(poll.next_wait(true), Duration::from_millis(2));
+        // A bell that stops ringing: back to the idle interval at once.
+        for _ in 0..12 {
+            poll.next_wait(true);
+        }
+        assert_eq!(poll.next_wait(false), Duration::from_millis(50));
     }
 }

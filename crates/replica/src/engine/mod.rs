@@ -24,6 +24,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A sync prepared on an engine: what it replicates, who runs it, and the
@@ -40,6 +41,26 @@ pub struct Prepared<E> {
 impl<E> Prepared<E> {
     pub fn new(plan: SyncPlan, who: Replicator, engine: E) -> Prepared<E> {
         Prepared { plan: Arc::new(plan), who, engine, more_pending: false }
+    }
+}
+
+/// The doorbells of a sync's sources ([`Engine::doorbells`]), each telling
+/// whether it rings now; they stop when this is dropped.
+#[derive(Default)]
+pub struct Bells {
+    ringing: Vec<Box<dyn Fn() -> bool + Send + std::marker::Sync>>,
+}
+
+impl Bells {
+    /// One more bell, with what tells whether it rings now.
+    pub fn push(&mut self, ringing: impl Fn() -> bool + Send + std::marker::Sync + 'static) {
+        self.ringing.push(Box::new(ringing));
+    }
+
+    /// Whether every source has a bell and each rings: only then may the
+    /// daemon poll rarely while idle.
+    pub fn all_ringing(&self) -> bool {
+        !self.ringing.is_empty() && self.ringing.iter().all(|r| r())
     }
 }
 
@@ -107,6 +128,16 @@ pub trait Engine: Send + Sized + 'static {
     /// Sources whose commit times are unknown, so conflicts there go to the
     /// database listed first.
     fn without_commit_timestamps(&self) -> Vec<DbId>;
+
+    /// Starts the doorbells of `sync`'s sources where the engine has them:
+    /// each rings `ring` as soon as a transaction that wrote its change logs
+    /// commits, so the daemon polls at once instead of on its next tick. The
+    /// bells stop when the returned [`Bells`] is dropped. None by default:
+    /// the daemon polls.
+    fn doorbells(config: &Arc<Config>, sync: &Sync, ring: &Arc<Notify>) -> Bells {
+        let _ = (config, sync, ring);
+        Bells::default()
+    }
 
     /// Whether any source has changes the sync has not shipped: the poll.
     fn pending(&mut self) -> impl Future<Output = Result<bool, ReplicaError>> + Send;

@@ -50,6 +50,10 @@ impl Postgres {
         self.nodes.iter().find(|n| n.id == id).expect("every database of a run is a node")
     }
 
+    pub(crate) fn node_mut(&mut self, id: DbId) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("every database of a run is a node")
+    }
+
     pub(crate) fn window(&self, id: DbId) -> &Window {
         self.windows.iter().find(|w| w.db == id).expect("every winning source was read")
     }
@@ -111,11 +115,12 @@ pub struct Node {
     /// (sources only): the next poll uses it instead of asking again, so a
     /// busy sync asks a remote site nothing between its runs.
     pub(crate) answered: Option<bool>,
-    /// The fastest poll here so far: what tells a database across a WAN
-    /// (never faster than the link's round trip) from one nearby (fast at
+    /// The fastest round trip here so far, of a poll or of a commit waited
+    /// for (less the server's time on it): what tells a database across a
+    /// WAN (never faster than the link's round trip) from one nearby (fast at
     /// least now and then, however busy its server)...
     pub(crate) poll_time: Option<std::time::Duration>,
-    /// ...once there were a few polls to take it from.
+    /// ...once there were a few to take it from.
     pub(crate) polls: u32,
     /// The answer of the poll made at start-up (sources only), for the first
     /// run: it asks nothing again.
@@ -151,6 +156,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// One more round trip here took `took`.
+    pub(crate) fn timed(&mut self, took: std::time::Duration) {
+        self.poll_time = Some(self.poll_time.map_or(took, |t| t.min(took)));
+        self.polls = self.polls.saturating_add(1);
+    }
+
     /// The targets a run delivers to: the other reachable databases.
     pub(crate) fn live_targets<'a>(&'a self, nodes: &'a [Node]) -> impl Iterator<Item = DbId> + 'a {
         nodes.iter().map(|n| n.id).filter(move |id| *id != self.id && self.positions.contains_key(id))

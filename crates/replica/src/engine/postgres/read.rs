@@ -46,25 +46,7 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
     }
     flight::settle(pg, false).await?;
     let delivering: Vec<DbId> = pg.delivering().map(|n| n.id).collect();
-    let mut any = false;
-    let mut answered = Vec::new();
-    let flights = &pg.flights;
-    for n in pg.nodes.iter_mut().filter(|n| delivering.contains(&n.id)) {
-        let far = flight::far(n);
-        // The first run uses the answer of the poll made at start-up; later
-        // ones that of a far source's last commit.
-        if let Some(found) = n.started.take().or_else(|| n.answered.take().filter(|_| far)) {
-            n.polled = Some(found);
-            any |= found;
-            answered.push(n.id);
-        } else if far && flights.outstanding(n.id) {
-            // Its answer is on its way with a run in flight. Until then it is
-            // taken to have nothing new: the next run only delivers there, and
-            // its unread guard fails that run if something new did arrive.
-            n.polled = Some(false);
-            answered.push(n.id);
-        }
-    }
+    let (mut any, answered) = answers_at_hand(pg, &delivering);
     let deferred: Vec<(DbId, String)> = pg
         .nodes
         .iter_mut()
@@ -124,12 +106,35 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
             any |= found;
             if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
                 n.polled = Some(found);
-                n.poll_time = Some(n.poll_time.map_or(took, |t| t.min(took)));
-                n.polls = n.polls.saturating_add(1);
+                n.timed(took);
             }
         }
     }
     Ok(any)
+}
+
+/// The sources among `delivering` whose poll needs no round trip: the first
+/// run uses the answer of the poll made at start-up; later ones that of a far
+/// source's last commit, or, while runs are in flight there, take it to have
+/// nothing new (the next run only delivers there, and its unread guard fails
+/// that run if something new did arrive). Returns whether any has changes,
+/// and which were answered.
+fn answers_at_hand(pg: &mut Postgres, delivering: &[DbId]) -> (bool, Vec<DbId>) {
+    let mut any = false;
+    let mut answered = Vec::new();
+    let flights = &pg.flights;
+    for n in pg.nodes.iter_mut().filter(|n| delivering.contains(&n.id)) {
+        let far = flight::far(n);
+        if let Some(found) = n.started.take().or_else(|| n.answered.take().filter(|_| far)) {
+            n.polled = Some(found);
+            any |= found;
+            answered.push(n.id);
+        } else if far && flights.outstanding(n.id) {
+            n.polled = Some(false);
+            answered.push(n.id);
+        }
+    }
+    (any, answered)
 }
 
 /// The poll query of a source with these change logs (`Node::captures`): is
@@ -247,6 +252,11 @@ pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Res
     // Read: the sources whose poll found changes, or that were not polled
     // since a bounded run, and those with held tables to ship whole.
     pg.one_flight_rows = limits.one_flight_rows;
+    // After a bounded run nothing was polled: the answers at hand still
+    // spare reading far sources with nothing new (a catch-up reads only where
+    // the backlog is, and its runs fly to the far databases).
+    let unpolled: Vec<DbId> = pg.delivering().filter(|n| n.polled.is_none()).map(|n| n.id).collect();
+    answers_at_hand(pg, &unpolled);
     let read: Vec<DbId> =
         pg.delivering().filter(|n| n.polled != Some(false) || !n.sweep.is_empty()).map(|n| n.id).collect();
     let sources = pg.nodes.iter().filter(|n| read.contains(&n.id)).map(|node| read_source(plan, pg, node, limits));

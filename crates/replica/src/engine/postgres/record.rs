@@ -117,7 +117,12 @@ pub async fn commit(
         );
         let (mark, before) = if far { flight::mark(pg, id, number) } else { (String::new(), None) };
         let has_poll = poll.is_some();
-        messages.push((id, fly, format!("{body}{mark}{}", poll.unwrap_or_default()), has_poll, before));
+        // A commit waited for also times the link (what is left of its wait
+        // once the server's time is taken off), as a poll does: runs that
+        // follow one another without polls, as in a catch-up, still tell a
+        // remote database from one nearby, and fly there.
+        let timing = if fly { "" } else { SERVER_TIME };
+        messages.push((id, fly, format!("{body}{mark}{timing}{}", poll.unwrap_or_default()), has_poll, before));
     }
     // The commits that do not wait leave first, so every later statement on
     // their connections queues behind them.
@@ -144,13 +149,22 @@ pub async fn commit(
     let nodes = &pg.nodes;
     let committed = join_all(waited.iter().map(|(id, sql, has_poll, _)| async move {
         let n = nodes.iter().find(|n| n.id == *id).expect("every commit is a node's");
+        let asked = std::time::Instant::now();
         let messages = n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
-        Ok::<_, ReplicaError>(poll_answer(&messages, *has_poll).map(|a| (n.id, a)))
+        let link = server_time(&messages).map(|server| asked.elapsed().saturating_sub(server));
+        Ok::<_, ReplicaError>((n.id, poll_answer(&messages, *has_poll), link))
     }))
     .await;
     if committed.iter().all(Result::is_ok) {
         flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
-        return Ok(committed.into_iter().filter_map(Result::ok).flatten().collect());
+        let mut answers = Vec::with_capacity(committed.len());
+        for (id, answer, link) in committed.into_iter().flatten() {
+            if let Some(took) = link {
+                pg.node_mut(id).timed(took);
+            }
+            answers.extend(answer.map(|a| (id, a)));
+        }
+        return Ok(answers);
     }
     // A statement before COMMIT failed: that transaction is aborted, not
     // ended. The databases that committed keep the run; repeating it is
@@ -170,6 +184,21 @@ pub async fn commit(
     }
     rollback_all(pg).await;
     Err(error.expect("a commit failed"))
+}
+
+/// Sent after a commit that is waited for: the time the server spent on the
+/// message since it arrived, in microseconds, in a row marked as such.
+const SERVER_TIME: &str =
+    "SELECT 'dugong.server_us', (extract(epoch from clock_timestamp() - statement_timestamp()) * 1000000)::int8;\n";
+
+/// The server's time on a message that carried [`SERVER_TIME`].
+fn server_time(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<std::time::Duration> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("dugong.server_us") => {
+            r.get(1).and_then(|us| us.parse::<u64>().ok()).map(std::time::Duration::from_micros)
+        }
+        _ => None,
+    })
 }
 
 /// The answer of the poll sent behind a commit: the last row's first value.
