@@ -46,6 +46,12 @@ const APPLICATION_NAME: &str = "dugong doorbell";
 /// Serialises the publication's upkeep between replicators ("dugong" + 1).
 const PUBLISH_LOCK: i64 = 0x6475_676f_6e68;
 
+/// How long after starting the bell connects: its connections and the
+/// slot's creation then go beside the replicator's first run, which ships
+/// what waited while no replicator ran, not in its way (across a WAN every
+/// round trip before that run counts). The daemon polls meanwhile.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// How often the bell confirms what it heard when the server does not ask.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
@@ -202,6 +208,10 @@ struct Bell {
 
 impl Bell {
     async fn run(self) {
+        tokio::select! {
+            _ = self.cancel.cancelled() => return self.set(BellState::Off("stopped".into())),
+            _ = tokio::time::sleep(SETTLE) => {}
+        }
         let mut said: Option<String> = None;
         loop {
             let mut rang = false;

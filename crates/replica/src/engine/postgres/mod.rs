@@ -58,7 +58,7 @@ pub use format::CopyFormat;
 pub use node::{Node, Postgres};
 pub use prepare::COMMIT_TIMESTAMP_ADVICE;
 
-use super::{Engine, Prepared};
+use super::{Bells, Engine, Prepared};
 use crate::apply::{TableConflict, TablePlan, Totals};
 use crate::error::ReplicaError;
 use crate::plan::SyncPlan;
@@ -69,6 +69,7 @@ use dugong_config::{Config, Sync};
 use dugong_core::DbId;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Prepares `sync` for this process: see [`Engine::prepare`].
@@ -149,6 +150,17 @@ impl Engine for Postgres {
 
     fn missing(&self) -> &[Missing] {
         &self.missing
+    }
+
+    /// A [`Doorbell`] per source; each stops when its entry of the
+    /// returned bells is dropped.
+    fn doorbells(config: &Arc<Config>, sync: &Sync, ring: &Arc<Notify>) -> Bells {
+        let mut bells = Bells::default();
+        for &db in &sync.sources {
+            let bell = Doorbell::start(config.clone(), db, ring.clone(), CancellationToken::new());
+            bells.push(move || bell.state() == BellState::Ringing);
+        }
+        bells
     }
 
     fn without_commit_timestamps(&self) -> Vec<DbId> {
