@@ -280,13 +280,77 @@ async fn the_daemon_replicates_within_moments_serves_metrics_and_stops_on_sigter
         })
         .await;
     }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = wait_for("replicator exit", Duration::from_secs(10), || {
-        let s = child.try_wait().ok().flatten();
-        async move { s }
+    // The shared cluster runs with wal_level = replica: no doorbell, and the
+    // metric and the log say so (once per database) while the daemon polls.
+    let off = ["dugong_replica_doorbell{db=\"db0\"} 0", "dugong_replica_doorbell{db=\"db1\"} 0"];
+    wait_for("the doorbells reported off", Duration::from_secs(10), || async {
+        scrape(metrics_port).await.filter(|buf| off.iter().all(|l| buf.contains(l))).map(|_| ())
     })
     .await;
-    assert!(status.success(), "SIGTERM must exit 0: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("doorbell off") && said.contains("wal_level"), "the log says why the bell is off:\n{said}");
+    stop(&mut child, &log);
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+fn stop(child: &mut Child, log: &Path) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_for_blocking("replicator exit", Duration::from_secs(10), || child.try_wait().ok().flatten());
+    assert!(status.success(), "SIGTERM must exit 0: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Polls `f` every 10 ms until it returns something, or panics after `timeout`.
+fn wait_for_blocking<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// With wal_level = logical the daemon keeps a doorbell per source: the
+/// metric says it rings, its temporary slots exist while the replicator
+/// runs and go with it, and changes from both sites arrive.
+#[tokio::test]
+async fn with_wal_level_logical_the_daemon_rings_instead_of_polling_and_leaves_no_slot_behind() {
+    let cluster = Cluster::start(ClusterOptions {
+        extra_settings: vec![("wal_level".into(), "logical".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut dbs = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..2 {
+        let db = cluster.create_database(&format!("bell{i}")).await.unwrap();
+        let c = cluster.connect(&db).await.unwrap();
+        c.batch_execute(SCHEMA).await.unwrap();
+        dbs.push(db);
+        clients.push(c);
+    }
+    let cfg = ConfigFile::new("bell", &master_master(&[db_json(0, &cluster, &dbs[0]), db_json(1, &cluster, &dbs[1])]));
+    let metrics_port = dugong_testkit::free_port();
+    let log = cfg.dir.join("replicate.log");
+    let mut child = spawn(&cfg.path, &["--metrics", &format!("127.0.0.1:{metrics_port}")], &log);
+    let ringing = ["dugong_replica_doorbell{db=\"db0\"} 1", "dugong_replica_doorbell{db=\"db1\"} 1"];
+    wait_for("both doorbells ringing", Duration::from_secs(30), || async {
+        scrape(metrics_port).await.filter(|buf| ringing.iter().all(|l| buf.contains(l))).map(|_| ())
+    })
+    .await;
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'dugong_bell_%' AND temporary";
+    assert_eq!(count(&clients[0], slots).await, 2, "one temporary slot per source");
+    clients[0].batch_execute("INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 10) g").await.unwrap();
+    clients[1].batch_execute("INSERT INTO items SELECT g, 1, 'y' FROM generate_series(11, 20) g").await.unwrap();
+    for c in &clients {
+        wait_count(c, "SELECT count(*) FROM items", 20, "rows from both sites", Duration::from_secs(10)).await;
+    }
+    stop(&mut child, &log);
+    wait_count(&clients[0], slots, 0, "the bells' slots to go with the replicator", Duration::from_secs(10)).await;
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("doorbell ringing"), "the log says the bells ring:\n{said}");
+    assert!(!said.contains("doorbell off"), "no bell was off:\n{said}");
 }
 
 /// Writers on both sites insert rows and update a shared hot set while the
