@@ -20,9 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Durable settings, as the benchmark's: a crash (`pg_ctl -m immediate stop`) keeps exactly
-/// what was committed.
-const SETTINGS: &[(&str, &str)] =
-    &[("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on"), ("max_connections", "100")];
+/// what was committed. `wal_level = logical`: the replicator's doorbells ring (and are cut,
+/// crashed and killed with everything else), as in the compose deployment.
+const SETTINGS: &[(&str, &str)] = &[
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+    ("full_page_writes", "on"),
+    ("max_connections", "100"),
+    ("wal_level", "logical"),
+];
 
 /// How long the replicator may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
