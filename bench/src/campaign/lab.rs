@@ -30,6 +30,34 @@ const SETTINGS: &[(&str, &str)] = &[
     ("wal_level", "logical"),
 ];
 
+/// Drops database `db` of a site. A replicator's doorbell keeps a logical
+/// slot there, and PostgreSQL refuses to drop a database with an active one
+/// even WITH (FORCE): its walsender ends when it sees the replicator gone,
+/// at once on a clean stop, within `wal_sender_timeout` after a kill across a
+/// cut link. It is ended first.
+async fn drop_database(cluster: &Cluster, db: &str) -> anyhow::Result<()> {
+    let client = cluster.connect("postgres").await?;
+    wait_for(&format!("the logical slots in {db} to end"), Duration::from_secs(20), || async {
+        let left: i64 = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE database = $1 AND active",
+                &[&db],
+            )
+            .await
+            .ok()?
+            .get(0);
+        let slots: i64 = client
+            .query_one("SELECT count(*) FROM pg_replication_slots WHERE database = $1", &[&db])
+            .await
+            .ok()?
+            .get(0);
+        (left == 0 && slots == 0).then_some(())
+    })
+    .await;
+    cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+    Ok(())
+}
+
 /// How long the replicator may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -119,7 +147,7 @@ impl<'a> Run<'a> {
     pub async fn create(lab: &'a Lab, sites: usize, db: &str) -> anyhow::Result<Run<'a>> {
         let mut databases = Vec::new();
         for (i, site) in lab.sites.iter().take(sites).enumerate() {
-            site.cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+            drop_database(&site.cluster, db).await?;
             site.cluster.psql("postgres", &format!("CREATE DATABASE {db}")).await?;
             site.cluster.psql(db, SCHEMA).await?;
             let (host, port) = site.endpoint();
@@ -257,7 +285,7 @@ impl<'a> Run<'a> {
     pub async fn finish(self) -> anyhow::Result<()> {
         self.stop_replicator().await?;
         for site in self.lab.sites.iter().take(self.sites) {
-            site.cluster.psql("postgres", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)).await?;
+            drop_database(&site.cluster, &self.db).await?;
         }
         Ok(())
     }

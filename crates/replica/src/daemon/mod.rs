@@ -182,7 +182,19 @@ impl SyncTask {
         }
     }
 
+    /// Drives the sync until it ends, then stops its doorbells and waits for
+    /// their connections to end: a replicator that exits leaves no slot
+    /// behind on the servers.
     async fn drive<E: Engine>(&self) -> SyncReport {
+        let mut bells = None;
+        let report = self.drive_with::<E>(&mut bells).await;
+        if let Some(bells) = bells {
+            bells.stop().await;
+        }
+        report
+    }
+
+    async fn drive_with<E: Engine>(&self, bells: &mut Option<engine::Bells>) -> SyncReport {
         let name = self.sync.name.clone();
         let health =
             health::Health::start::<E>(self.config.clone(), self.sync.clone(), self.who.clone(), self.active.clone());
@@ -197,7 +209,6 @@ impl SyncTask {
         // The sources' doorbells ring while this replicator runs the sync
         // (not while it stands by); with `once` it polls.
         let ring = Arc::new(tokio::sync::Notify::new());
-        let mut bells: Option<engine::Bells> = None;
         loop {
             if self.shutdown.is_cancelled() {
                 return SyncReport::good(name);
@@ -213,7 +224,7 @@ impl SyncTask {
                     // Not Bad: the active replicator's state stands. With --once,
                     // wait a while for a replicator that is just exiting.
                     health.set_active(false);
-                    bells = None;
+                    *bells = None;
                     if !standing_by {
                         tracing::info!(sync = %name, db = %db, holder = %holder, "another replicator runs this sync; standing by");
                         standing_by = true;
@@ -248,7 +259,7 @@ impl SyncTask {
             prepared_once = true;
             health.set_active(true);
             if bells.is_none() && !self.options.once {
-                bells = Some(E::doorbells(&self.config, &self.sync, &ring));
+                *bells = Some(E::doorbells(&self.config, &self.sync, &ring));
             }
             let rung = Rung { ring: &ring, bells: bells.as_ref() };
             if standing_by {
@@ -297,7 +308,7 @@ impl SyncTask {
                     // Another replicator took the sync over (our lease expired
                     // while a run waited): it is the active one now.
                     health.set_active(false);
-                    bells = None;
+                    *bells = None;
                     tracing::warn!(sync = %name, db = %db, holder = %holder, "another replicator took the sync over; standing by");
                     drop(p);
                     if !self.wait(self.options.standby_retry).await {

@@ -44,23 +44,43 @@ impl<E> Prepared<E> {
     }
 }
 
-/// The doorbells of a sync's sources ([`Engine::doorbells`]), each telling
-/// whether it rings now; they stop when this is dropped.
+/// How long [`Bells::stop`] waits for the bells' connections to end.
+const BELLS_STOP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A source's doorbell, as the daemon sees it.
+pub trait Bell: Send + std::marker::Sync {
+    /// Whether it rings now.
+    fn ringing(&self) -> bool;
+    /// Stops it and waits until its connection has ended (and with it what
+    /// the server kept for it).
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The doorbells of a sync's sources ([`Engine::doorbells`]). Dropped, they
+/// stop without waiting; [`Bells::stop`] waits.
 #[derive(Default)]
 pub struct Bells {
-    ringing: Vec<Box<dyn Fn() -> bool + Send + std::marker::Sync>>,
+    bells: Vec<Box<dyn Bell>>,
 }
 
 impl Bells {
-    /// One more bell, with what tells whether it rings now.
-    pub fn push(&mut self, ringing: impl Fn() -> bool + Send + std::marker::Sync + 'static) {
-        self.ringing.push(Box::new(ringing));
+    pub fn push(&mut self, bell: impl Bell + 'static) {
+        self.bells.push(Box::new(bell));
     }
 
     /// Whether every source has a bell and each rings: only then may the
     /// daemon poll rarely while idle.
     pub fn all_ringing(&self) -> bool {
-        !self.ringing.is_empty() && self.ringing.iter().all(|r| r())
+        !self.bells.is_empty() && self.bells.iter().all(|b| b.ringing())
+    }
+
+    /// Stops every bell and waits until their connections have ended, so a
+    /// replicator that exits leaves nothing behind on the servers.
+    pub async fn stop(self) {
+        let stopped = futures_util::future::join_all(self.bells.into_iter().map(Bell::stop));
+        // A connection whose link is gone must not hold the exit up: the
+        // server ends it on its own (wal_sender_timeout).
+        let _ = tokio::time::timeout(BELLS_STOP, stopped).await;
     }
 }
 

@@ -128,6 +128,16 @@ impl Doorbell {
     }
 }
 
+impl crate::engine::Bell for Doorbell {
+    fn ringing(&self) -> bool {
+        self.state() == BellState::Ringing
+    }
+
+    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(Doorbell::stop(*self))
+    }
+}
+
 impl Drop for Doorbell {
     fn drop(&mut self) {
         self.cancel.cancel();

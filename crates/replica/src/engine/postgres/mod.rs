@@ -157,8 +157,7 @@ impl Engine for Postgres {
     fn doorbells(config: &Arc<Config>, sync: &Sync, ring: &Arc<Notify>) -> Bells {
         let mut bells = Bells::default();
         for &db in &sync.sources {
-            let bell = Doorbell::start(config.clone(), db, ring.clone(), CancellationToken::new());
-            bells.push(move || bell.state() == BellState::Ringing);
+            bells.push(Doorbell::start(config.clone(), db, ring.clone(), CancellationToken::new()));
         }
         bells
     }
