@@ -418,6 +418,8 @@ impl SyncTask {
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         let mut poll = Poll::new(self.options.poll_interval, self.options.idle_poll_interval);
         let mut shipped_again = 0;
+        // Exported from the start, at 0: a dashboard's rate() needs the series.
+        metrics::counter!(m::RUNS_SHIPPED_AGAIN, "sync" => name.clone()).increment(0);
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
