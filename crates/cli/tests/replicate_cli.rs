@@ -79,6 +79,12 @@ fn text(o: &Output) -> String {
 
 async fn two_sites(prefix: &str) -> (&'static Cluster, Vec<String>, Vec<Client>) {
     let cluster = Cluster::shared();
+    let (names, clients) = sites_on(cluster, prefix).await;
+    (cluster, names, clients)
+}
+
+/// Two databases with the schema on `cluster`, and a client of each.
+async fn sites_on(cluster: &Cluster, prefix: &str) -> (Vec<String>, Vec<Client>) {
     let mut names = Vec::new();
     let mut clients = Vec::new();
     for i in 0..2 {
@@ -88,7 +94,7 @@ async fn two_sites(prefix: &str) -> (&'static Cluster, Vec<String>, Vec<Client>)
         names.push(db);
         clients.push(c);
     }
-    (cluster, names, clients)
+    (names, clients)
 }
 
 /// The replicator's `/metrics` page, when it answers.
@@ -321,15 +327,7 @@ async fn with_wal_level_logical_the_daemon_rings_instead_of_polling_and_leaves_n
         ..Default::default()
     })
     .unwrap();
-    let mut dbs = Vec::new();
-    let mut clients = Vec::new();
-    for i in 0..2 {
-        let db = cluster.create_database(&format!("bell{i}")).await.unwrap();
-        let c = cluster.connect(&db).await.unwrap();
-        c.batch_execute(SCHEMA).await.unwrap();
-        dbs.push(db);
-        clients.push(c);
-    }
+    let (dbs, clients) = sites_on(&cluster, "bell").await;
     let cfg = ConfigFile::new("bell", &master_master(&[db_json(0, &cluster, &dbs[0]), db_json(1, &cluster, &dbs[1])]));
     let metrics_port = dugong_testkit::free_port();
     let log = cfg.dir.join("replicate.log");

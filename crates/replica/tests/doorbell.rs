@@ -21,16 +21,20 @@ use tokio_util::sync::CancellationToken;
 const START_DEADLINE: Duration = Duration::from_secs(30);
 const RING_DEADLINE: Duration = Duration::from_secs(5);
 
+/// A new server with `wal_level = logical`, serving TLS when asked.
+fn logical(tls: bool) -> Cluster {
+    let opts = ClusterOptions {
+        extra_settings: vec![("wal_level".into(), "logical".into())],
+        tls,
+        ..ClusterOptions::default()
+    };
+    Cluster::start(opts).expect("a cluster with wal_level = logical")
+}
+
 /// The server with `wal_level = logical` this test binary shares.
 fn logical_cluster() -> &'static Cluster {
     static LOGICAL: OnceLock<Cluster> = OnceLock::new();
-    LOGICAL.get_or_init(|| {
-        let opts = ClusterOptions {
-            extra_settings: vec![("wal_level".into(), "logical".into())],
-            ..ClusterOptions::default()
-        };
-        Cluster::start(opts).expect("a cluster with wal_level = logical")
-    })
+    LOGICAL.get_or_init(|| logical(false))
 }
 
 /// A source database with dugong installed and table `captured` captured
@@ -264,14 +268,7 @@ async fn logins_with_scram_and_md5_passwords_ring() {
 #[tokio::test]
 async fn the_bell_rings_over_tls() {
     static TLS: OnceLock<Cluster> = OnceLock::new();
-    let cluster = TLS.get_or_init(|| {
-        let opts = ClusterOptions {
-            extra_settings: vec![("wal_level".into(), "logical".into())],
-            tls: true,
-            ..ClusterOptions::default()
-        };
-        Cluster::start(opts).expect("a TLS cluster with wal_level = logical")
-    });
+    let cluster = TLS.get_or_init(|| logical(true));
     let site = Site::new(cluster, "bell_tls").await;
     let ca = cluster.ca_cert_path().expect("a TLS cluster has a CA").display().to_string();
     let tls = format!(r#", "sslmode": "verify-full", "sslrootcert": "{ca}""#);

@@ -28,14 +28,36 @@ pub async fn connect_as(config: &Config, id: DbId, application_name: &str) -> Re
 /// by one server read back identically on another. No JIT and no parallel plans:
 /// after a backlog the change logs look huge to the planner, and its JIT and
 /// parallel workers cost tens of milliseconds for queries that take one.
-///
-/// And the server probes the connection after 3 s of silence (every second,
-/// three times), and gives up on data the replicator has not acknowledged
-/// within 10 s: when a replicator's whole data center goes dark, its sessions
-/// on the other sites — and the claim on the sync they hold — end within
-/// seconds, not the two hours of the kernel's defaults, so the standby there
-/// takes over.
-const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c jit=off -c max_parallel_workers_per_gather=0 -c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
+const SESSION_SETTINGS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c jit=off -c max_parallel_workers_per_gather=0";
+
+/// The server probes every replicator connection (the doorbell's too) after
+/// 3 s of silence (every second, three times), and gives up on data the
+/// replicator has not acknowledged within 10 s: when a replicator's whole data
+/// center goes dark, its sessions on the other sites — and the claim on the
+/// sync they hold — end within seconds, not the two hours of the kernel's
+/// defaults, so the standby there takes over.
+pub(super) const SERVER_PROBES: &str =
+    "-c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
+
+/// The same on this side: a query sent to a site whose link went down fails
+/// within [`USER_TIMEOUT`] instead of waiting out the kernel's retransmissions
+/// (about 15 minutes), so one lost site never stalls a run for the others.
+pub(super) const KEEPALIVE_IDLE: Duration = Duration::from_secs(3);
+pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const KEEPALIVE_RETRIES: u32 = 3;
+pub(super) const USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may take when the configuration gives no
+/// `connect_timeout`.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The configuration's own `options` followed by `ours`.
+pub(super) fn with_options(config: &tokio_postgres::Config, ours: &str) -> String {
+    match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} {ours}"),
+        _ => ours.to_string(),
+    }
+}
 
 /// Opens a connection to `db`, driving it on a task of the current runtime.
 pub async fn connect(db: &Database, application_name: &str) -> Result<Client, ReplicaError> {
@@ -52,22 +74,15 @@ pub async fn connect(db: &Database, application_name: &str) -> Result<Client, Re
     };
     let mut config = target.config.clone();
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
+        config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.application_name(application_name);
-    let options = match config.get_options() {
-        Some(existing) if !existing.is_empty() => format!("{existing} {SESSION_OPTIONS}"),
-        _ => SESSION_OPTIONS.to_string(),
-    };
-    config.options(&options);
-    // The same on this side: a query sent to a site whose link went down
-    // fails within 10 s instead of waiting out the kernel's retransmissions
-    // (about 15 minutes), so one lost site never stalls a run for the others.
+    config.options(with_options(&config, &format!("{SESSION_SETTINGS} {SERVER_PROBES}")));
     config.keepalives(true);
-    config.keepalives_idle(Duration::from_secs(3));
-    config.keepalives_interval(Duration::from_secs(1));
-    config.keepalives_retries(3);
-    config.tcp_user_timeout(Duration::from_secs(10));
+    config.keepalives_idle(KEEPALIVE_IDLE);
+    config.keepalives_interval(KEEPALIVE_INTERVAL);
+    config.keepalives_retries(KEEPALIVE_RETRIES);
+    config.tcp_user_timeout(USER_TIMEOUT);
     match tls::connector(db.id, target)? {
         Some(tls) => open(db.id, target, &config, tls).await,
         None => {

@@ -56,6 +56,13 @@ pub(crate) fn far(node: &Node) -> bool {
 /// first ones on a new session are slow anyway.
 const POLLS_TO_TELL: u32 = 3;
 
+/// Whether there were enough round trips to tell how far `node` is: later
+/// ones can only lower its fastest time, which for a database nearby changes
+/// nothing.
+pub(crate) fn told(node: &Node) -> bool {
+    node.polls >= POLLS_TO_TELL
+}
+
 fn at_least(node: &Node, poll: Duration) -> bool {
     node.polls >= POLLS_TO_TELL && node.poll_time.is_some_and(|t| t >= poll)
 }

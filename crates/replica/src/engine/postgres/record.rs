@@ -102,7 +102,7 @@ pub async fn commit(
     let mut messages = Vec::with_capacity(pg.nodes.len());
     for i in 0..pg.nodes.len() {
         let n = &pg.nodes[i];
-        let (id, far) = (n.id, flight::far(n));
+        let (id, far, told) = (n.id, flight::far(n), flight::told(n));
         let fly = flight::may_fly(pg, id, !outcome.conflicts.is_empty());
         // A source whose held tables shipped whole lifts their holds with the run.
         let sweep = pg.windows.iter().find(|w| w.db == id).map(|w| w.sweep.as_slice()).unwrap_or_default();
@@ -118,10 +118,11 @@ pub async fn commit(
         let (mark, before) = if far { flight::mark(pg, id, number) } else { (String::new(), None) };
         let has_poll = poll.is_some();
         // A commit waited for also times the link (what is left of its wait
-        // once the server's time is taken off), as a poll does: runs that
-        // follow one another without polls, as in a catch-up, still tell a
-        // remote database from one nearby, and fly there.
-        let timing = if fly { "" } else { SERVER_TIME };
+        // once the server's time is taken off), as a poll does, until the
+        // distance is told: runs that follow one another without polls, as in
+        // a catch-up, still tell a remote database from one nearby, and fly
+        // there.
+        let timing = if fly || told { "" } else { SERVER_TIME };
         messages.push((id, fly, format!("{body}{mark}{timing}{}", poll.unwrap_or_default()), has_poll, before));
     }
     // The commits that do not wait leave first, so every later statement on

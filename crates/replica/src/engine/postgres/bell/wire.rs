@@ -5,7 +5,6 @@
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use dugong_config::{PgTarget, SslMode};
@@ -21,17 +20,17 @@ use tokio_postgres::config::Host;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::BellError;
+use crate::engine::postgres::connect::{
+    with_options, CONNECT_TIMEOUT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, SERVER_PROBES, USER_TIMEOUT,
+};
 use crate::engine::postgres::tls;
 
-/// Startup options of the walsender session. The server asks for a reply
-/// at least every 5 s (half of `wal_sender_timeout`) and so keeps the link
-/// talking, which is how a silently dead one is noticed; and the server
-/// probes its end of the socket as `connect.rs` has it do for the others.
-const SESSION_OPTIONS: &str = "-c wal_sender_timeout=10s -c tcp_keepalives_idle=3 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
-
-/// How long a connection may take when the configuration gives no
-/// `connect_timeout` (as `connect.rs`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Startup option of the walsender session: the server asks for a reply at
+/// least every 5 s (half of `wal_sender_timeout`) and so keeps the link
+/// talking, which is how a silently dead one is noticed. The server also
+/// probes its end of the socket as for the replicator's other connections
+/// ([`SERVER_PROBES`]).
+const WAL_SENDER_TIMEOUT: &str = "-c wal_sender_timeout=10s";
 
 /// The port when the configuration names none.
 const DEFAULT_PORT: u16 = 5432;
@@ -94,10 +93,7 @@ impl Wire {
         let mut wire = Wire { stream, input: BytesMut::with_capacity(8192), output: BytesMut::new(), pid: 0 };
         let user = config.get_user().ok_or_else(|| BellError::Config("no user configured".into()))?;
         let dbname = config.get_dbname().unwrap_or(user);
-        let options = match config.get_options() {
-            Some(existing) if !existing.is_empty() => format!("{existing} {SESSION_OPTIONS}"),
-            _ => SESSION_OPTIONS.to_owned(),
-        };
+        let options = with_options(config, &format!("{WAL_SENDER_TIMEOUT} {SERVER_PROBES}"));
         let params = [
             ("user", user),
             ("database", dbname),
@@ -347,16 +343,16 @@ fn tls_name(target: &PgTarget) -> Option<&str> {
     })
 }
 
-/// Probes after 3 s of silence, every second, three times, and gives up on
-/// data unacknowledged for 10 s, as `connect.rs` has tokio-postgres do.
+/// Probes the socket and gives up on unacknowledged data as `connect.rs`
+/// has tokio-postgres do for the replicator's other connections.
 fn watch_socket(stream: &TcpStream) -> io::Result<()> {
     let socket = socket2::SockRef::from(stream);
     let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(3))
-        .with_interval(Duration::from_secs(1))
-        .with_retries(3);
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
     socket.set_tcp_keepalive(&keepalive)?;
-    socket.set_tcp_user_timeout(Some(Duration::from_secs(10)))
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))
 }
 
 /// TLS as the database's `sslmode` asks: an SSLRequest, then the handshake
