@@ -319,7 +319,8 @@ fn wait_for_blocking<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Op
 
 /// With wal_level = logical the daemon keeps a doorbell per source: the
 /// metric says it rings, its temporary slots exist while the replicator
-/// runs and go with it, and changes from both sites arrive.
+/// runs and go with it, the bells rest while a backlog keeps the replicator
+/// busy, and changes from both sites arrive.
 #[tokio::test]
 async fn with_wal_level_logical_the_daemon_rings_instead_of_polling_and_leaves_no_slot_behind() {
     let cluster = Cluster::start(ClusterOptions {
@@ -339,10 +340,31 @@ async fn with_wal_level_logical_the_daemon_rings_instead_of_polling_and_leaves_n
     .await;
     let slots = "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'dugong_bell_%' AND temporary";
     assert_eq!(count(&clients[0], slots).await, 2, "one temporary slot per source");
+    // A backlog keeps the replicator busy, runs back to back: the bells rest
+    // (no walsender decodes the writes meanwhile), and ring again once it
+    // caught up and waits.
+    // 300 transactions: runs are bounded by whole transactions.
+    let backlog: String = (0..300)
+        .map(|i| {
+            let first = 1001 + i * 1000;
+            format!("INSERT INTO items SELECT g, 0, 'backlog' FROM generate_series({first}, {}) g;\n", first + 999)
+        })
+        .collect();
+    clients[0].batch_execute(&backlog).await.unwrap();
+    let resting = ["dugong_replica_doorbell{db=\"db0\"} 2", "dugong_replica_doorbell{db=\"db1\"} 2"];
+    wait_for("both doorbells resting while the backlog ships", Duration::from_secs(60), || async {
+        scrape(metrics_port).await.filter(|buf| resting.iter().all(|l| buf.contains(l))).map(|_| ())
+    })
+    .await;
+    wait_count(&clients[1], "SELECT count(*) FROM items", 300_000, "the backlog", Duration::from_secs(120)).await;
+    wait_for("both doorbells ringing again", Duration::from_secs(30), || async {
+        scrape(metrics_port).await.filter(|buf| ringing.iter().all(|l| buf.contains(l))).map(|_| ())
+    })
+    .await;
     clients[0].batch_execute("INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 10) g").await.unwrap();
     clients[1].batch_execute("INSERT INTO items SELECT g, 1, 'y' FROM generate_series(11, 20) g").await.unwrap();
     for c in &clients {
-        wait_count(c, "SELECT count(*) FROM items", 20, "rows from both sites", Duration::from_secs(10)).await;
+        wait_count(c, "SELECT count(*) FROM items", 300_020, "rows from both sites", Duration::from_secs(10)).await;
     }
     stop(&mut child, &log);
     wait_count(&clients[0], slots, 0, "the bells' slots to go with the replicator", Duration::from_secs(10)).await;

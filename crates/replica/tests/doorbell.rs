@@ -228,6 +228,46 @@ async fn a_walsender_ended_by_the_server_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_resting_bell_gives_its_slot_back_and_rings_at_once_when_woken() {
+    let site = Site::new(logical_cluster(), "bell_rests").await;
+    let (bell, ring, _cancel) = site.bell(&site.config);
+    ringing(&bell).await;
+    let (first, _, _) = site.slot().await.expect("the bell's slot");
+    bell.rest(true);
+    wait_for("the bell to rest, its slot gone", START_DEADLINE, || async {
+        (bell.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
+    })
+    .await;
+    // No walsender nor any other connection: the server decodes nothing
+    // for a resting bell.
+    wait_for("the bell's connections to end", START_DEADLINE, || async {
+        let row = site
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'dugong doorbell' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(bell.state(), BellState::Resting);
+    // A commit while it rests: when woken, the bell rings once at once, so
+    // the replicator looks for what it did not hear.
+    site.client.execute("INSERT INTO captured VALUES (1, 'while resting')", &[]).await.expect("insert");
+    let _ = ring.notified().now_or_never();
+    bell.rest(false);
+    tokio::time::timeout(START_DEADLINE, ring.notified()).await.expect("a woken bell rings once it listens");
+    ringing(&bell).await;
+    let (second, _, _) = site.slot().await.expect("a new slot");
+    assert_ne!(first, second, "a woken bell opens a new temporary slot");
+    insert_and_hear(&site, &ring, 2).await;
+    bell.stop().await;
+}
+
+#[tokio::test]
 async fn without_wal_level_logical_the_bell_is_off_and_says_why() {
     let cluster = Cluster::shared();
     let dbname = cluster.create_database("bell_replica_wal").await.expect("create database");

@@ -51,6 +51,10 @@ const BELLS_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 pub trait Bell: Send + std::marker::Sync {
     /// Whether it rings now.
     fn ringing(&self) -> bool;
+    /// Asks it to rest — to end its stream, and with it the WAL decoding the
+    /// server does for it — while the daemon is busy and finds changes at
+    /// every poll, so needs no ring; `false` asks it to ring again.
+    fn rest(&self, resting: bool);
     /// Stops it and waits until its connection has ended (and with it what
     /// the server kept for it).
     fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -72,6 +76,14 @@ impl Bells {
     /// daemon poll rarely while idle.
     pub fn all_ringing(&self) -> bool {
         !self.bells.is_empty() && self.bells.iter().all(|b| b.ringing())
+    }
+
+    /// Asks every bell to rest while the daemon is busy, or to ring again
+    /// ([`Bell::rest`]); a bell already doing so is left alone.
+    pub fn rest(&self, resting: bool) {
+        for bell in &self.bells {
+            bell.rest(resting);
+        }
     }
 
     /// Stops every bell and waits until their connections have ended, so a

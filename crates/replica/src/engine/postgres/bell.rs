@@ -10,6 +10,11 @@
 //! - A temporary `pgoutput` slot per connection, so a replicator that dies
 //!   never keeps WAL; the bell confirms everything it heard, at every
 //!   keepalive that asks and every 10 s, so a live one does not either.
+//! - While the replicator is busy — runs back to back, every poll finding
+//!   changes — a ring tells it nothing, yet the walsender would decode every
+//!   write of the database beside the application on the same server: the
+//!   bell rests (ends its stream and slot) until the replicator waits again,
+//!   then rings once at once for what committed meanwhile.
 //! - When the bell cannot ring (`wal_level` is not `logical`, no REPLICATION
 //!   privilege, no free slot or wal sender, a lost link) the replicator polls
 //!   as before; [`Doorbell::state`], the log and `dugong_replica_doorbell`
@@ -26,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dugong_config::{Config, Location};
 use dugong_core::DbId;
 use postgres_protocol::message::backend::Message;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -82,6 +87,9 @@ pub enum BellState {
     Starting,
     /// Commits that wrote the change logs ring.
     Ringing,
+    /// The replicator is busy and asked the bell to rest: no stream, no slot,
+    /// until it waits again ([`Doorbell::rest`]).
+    Resting,
     /// Not ringing, for this reason; the replicator polls.
     Off(String),
 }
@@ -92,6 +100,7 @@ pub struct Doorbell {
     db: DbId,
     state: Arc<Mutex<BellState>>,
     cancel: CancellationToken,
+    rest: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -103,9 +112,17 @@ impl Doorbell {
     pub fn start(config: Arc<Config>, db: DbId, ring: Arc<Notify>, cancel: CancellationToken) -> Doorbell {
         let state = Arc::new(Mutex::new(BellState::Starting));
         let cancel = cancel.child_token();
-        let bell = Bell { config, db, ring, state: state.clone(), cancel: cancel.clone() };
+        let (rest, resting) = watch::channel(false);
+        let bell = Bell { config, db, ring, state: state.clone(), cancel: cancel.clone(), resting };
         let task = tokio::spawn(bell.run());
-        Doorbell { db, state, cancel, task: Some(task) }
+        Doorbell { db, state, cancel, rest, task: Some(task) }
+    }
+
+    /// Asks the bell to rest — end its stream and slot, so the server stops
+    /// decoding WAL for it — or, with `false`, to ring again; it then rings
+    /// once as soon as it listens, for what committed while it rested.
+    pub fn rest(&self, resting: bool) {
+        self.rest.send_if_modified(|r| std::mem::replace(r, resting) != resting);
     }
 
     /// Whether it rings now.
@@ -131,6 +148,10 @@ impl Doorbell {
 impl crate::engine::Bell for Doorbell {
     fn ringing(&self) -> bool {
         self.state() == BellState::Ringing
+    }
+
+    fn rest(&self, resting: bool) {
+        Doorbell::rest(self, resting);
     }
 
     fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
@@ -214,23 +235,41 @@ struct Bell {
     ring: Arc<Notify>,
     state: Arc<Mutex<BellState>>,
     cancel: CancellationToken,
+    /// Whether the replicator asks the bell to rest.
+    resting: watch::Receiver<bool>,
+}
+
+/// How a session ended without failing.
+enum Ended {
+    Cancelled,
+    Resting,
 }
 
 impl Bell {
-    async fn run(self) {
+    async fn run(mut self) {
         tokio::select! {
             _ = self.cancel.cancelled() => return self.set(BellState::Off("stopped".into())),
             _ = tokio::time::sleep(SETTLE) => {}
         }
         let mut said: Option<String> = None;
         loop {
+            let woken = *self.resting.borrow();
+            if woken {
+                self.set(BellState::Resting);
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break,
+                    Ok(_) = self.resting.wait_for(|r| !*r) => {}
+                }
+                self.set(BellState::Starting);
+            }
             let mut rang = false;
             let outcome = tokio::select! {
-                _ = self.cancel.cancelled() => Ok(()),
-                outcome = self.session(&mut rang) => outcome,
+                _ = self.cancel.cancelled() => Ok(Ended::Cancelled),
+                outcome = self.session(&mut rang, woken) => outcome,
             };
             let err = match outcome {
-                Ok(()) => break,
+                Ok(Ended::Cancelled) => break,
+                Ok(Ended::Resting) => continue,
                 Err(err) => err,
             };
             let reason = err.to_string();
@@ -262,7 +301,11 @@ impl Bell {
     }
 
     fn set(&self, state: BellState) {
-        let up = if state == BellState::Ringing { 1.0 } else { 0.0 };
+        let up = match state {
+            BellState::Ringing => 1.0,
+            BellState::Resting => 2.0,
+            BellState::Starting | BellState::Off(_) => 0.0,
+        };
         metrics::gauge!(m::DOORBELL, "db" => self.db.to_string()).set(up);
         match self.state.lock() {
             Ok(mut s) => *s = state,
@@ -272,7 +315,7 @@ impl Bell {
 
     /// One connection: checks, the publication, the slot, then rings until
     /// something fails. `rang` tells the caller that it got that far.
-    async fn session(&self, rang: &mut bool) -> Result<(), BellError> {
+    async fn session(&self, rang: &mut bool, woken: bool) -> Result<Ended, BellError> {
         let database = self
             .config
             .database(self.db)
@@ -292,21 +335,31 @@ impl Bell {
             "START_REPLICATION SLOT {slot} LOGICAL 0/0 (proto_version '1', publication_names '\"{PUBLICATION}\"')"
         ))
         .await?;
-        tracing::info!(db = %self.db, slot = %slot, walsender = wire.pid, "doorbell ringing");
+        if woken {
+            tracing::debug!(db = %self.db, slot = %slot, walsender = wire.pid, "doorbell ringing again");
+        } else {
+            tracing::info!(db = %self.db, slot = %slot, walsender = wire.pid, "doorbell ringing");
+        }
+        // What committed before the slot's start rings nothing: one ring
+        // now, so the replicator looks at once rather than at its next tick.
+        self.ring.notify_one();
         self.set(BellState::Ringing);
         *rang = true;
         let outcome = self.listen(&mut wire, &client).await;
         if outcome.is_ok() {
+            // The server drops the temporary slot with the connection.
             wire.terminate().await;
         }
         outcome
     }
 
     /// Rings on every commit that wrote the change logs, confirms what it
-    /// heard, and keeps the publication in step. `Ok` when cancelled.
-    async fn listen(&self, wire: &mut Wire, client: &Client) -> Result<(), BellError> {
+    /// heard, and keeps the publication in step, until cancelled or asked
+    /// to rest.
+    async fn listen(&self, wire: &mut Wire, client: &Client) -> Result<Ended, BellError> {
         enum Event {
             Cancelled,
+            Rest,
             Confirm,
             Refresh,
             Heard(Result<Frame, BellError>),
@@ -315,9 +368,11 @@ impl Bell {
         let mut confirm = tokio::time::interval(STATUS_EVERY);
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         refresh.reset();
+        let mut resting = self.resting.clone();
         loop {
             let event = tokio::select! {
                 _ = self.cancel.cancelled() => Event::Cancelled,
+                Ok(_) = resting.wait_for(|r| *r) => Event::Rest,
                 _ = confirm.tick() => Event::Confirm,
                 _ = refresh.tick() => Event::Refresh,
                 frame = tokio::time::timeout(SILENCE, wire.read()) => {
@@ -325,7 +380,8 @@ impl Bell {
                 }
             };
             match event {
-                Event::Cancelled => return Ok(()),
+                Event::Cancelled => return Ok(Ended::Cancelled),
+                Event::Rest => return Ok(Ended::Resting),
                 Event::Confirm => wire.copy_data(&status_update(ear.end)).await?,
                 Event::Refresh => publish(client, self.db).await?,
                 Event::Heard(frame) => match frame? {
