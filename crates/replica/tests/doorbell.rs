@@ -268,6 +268,65 @@ async fn a_resting_bell_gives_its_slot_back_and_rings_at_once_when_woken() {
 }
 
 #[tokio::test]
+async fn syncs_reading_one_database_share_its_bell_which_rests_only_when_all_ask() {
+    let site = Site::new(logical_cluster(), "bell_shared").await;
+    let (one, two) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let first = postgres::subscribe(&site.config, DbId(0), &one);
+    let second = postgres::subscribe(&site.config, DbId(0), &two);
+    wait_for("the shared bell to ring", START_DEADLINE, || async {
+        (first.state() == BellState::Ringing && second.state() == BellState::Ringing).then_some(())
+    })
+    .await;
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND slot_name LIKE 'dugong_bell_%'";
+    let count = |sql: &'static str| {
+        let client = &site.client;
+        async move { client.query_one(sql, &[]).await.expect("count").get::<_, i64>(0) }
+    };
+    assert_eq!(count(slots).await, 1, "one slot for both syncs");
+    // A commit rings every sync listening.
+    let _ = (one.notified().now_or_never(), two.notified().now_or_never());
+    site.client.execute("INSERT INTO captured VALUES (1, 'x')", &[]).await.expect("insert");
+    for ring in [&one, &two] {
+        tokio::time::timeout(RING_DEADLINE, ring.notified()).await.expect("both syncs hear the ring");
+    }
+    // One sync busy, the other not: the bell rings on.
+    first.rest(true);
+    let _ = two.notified().now_or_never();
+    site.client.execute("INSERT INTO captured VALUES (2, 'x')", &[]).await.expect("insert");
+    tokio::time::timeout(RING_DEADLINE, two.notified()).await.expect("the idle sync still hears rings");
+    assert_eq!(first.state(), BellState::Ringing);
+    // Both busy: it rests, and its slot goes.
+    second.rest(true);
+    wait_for("the shared bell to rest", START_DEADLINE, || async {
+        (first.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
+    })
+    .await;
+    first.rest(false);
+    wait_for("the bell to ring again for the sync that waits", START_DEADLINE, || async {
+        (second.state() == BellState::Ringing).then_some(())
+    })
+    .await;
+    // The sync that waited leaves; the one left is busy: the bell rests.
+    first.stop().await;
+    wait_for("the bell to rest for the busy sync left", START_DEADLINE, || async {
+        (second.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
+    })
+    .await;
+    second.rest(false);
+    wait_for("the bell to ring again", START_DEADLINE, || async {
+        (second.state() == BellState::Ringing).then_some(())
+    })
+    .await;
+    assert_eq!(count(slots).await, 1, "the bell stays while a sync listens");
+    // The last one to leave stops it.
+    second.stop().await;
+    wait_for("the slot to go with the last sync", Duration::from_secs(10), || async {
+        site.slot().await.is_none().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn without_wal_level_logical_the_bell_is_off_and_says_why() {
     let cluster = Cluster::shared();
     let dbname = cluster.create_database("bell_replica_wal").await.expect("create database");

@@ -7,6 +7,8 @@
 //! - Publication `dugong_doorbell` publishes inserts into the change logs
 //!   (every `dugong."delta_<id>"` and `dugong.truncate_log`), kept in step
 //!   with them by whoever rings.
+//! - One bell per database in a replicator process, whichever syncs read it
+//!   ([`subscribe`]): one wal sender and one slot, not one per sync.
 //! - A temporary `pgoutput` slot per connection, so a replicator that dies
 //!   never keeps WAL; the bell confirms everything it heard, at every
 //!   keepalive that asks and every 10 s, so a live one does not either.
@@ -22,7 +24,10 @@
 //!
 //! `wire` speaks the replication protocol, which tokio-postgres does not.
 
+mod shared;
 mod wire;
+
+pub use shared::{subscribe, Subscription};
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -79,6 +84,9 @@ const RETRY_AFTER_RINGING: Duration = Duration::from_secs(1);
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: u64 = 946_684_800_000_000;
 
+/// What a bell does when it rings: wake the replicators listening.
+type Ring = Arc<dyn Fn() + Send + Sync>;
+
 /// Whether the bell rings, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BellState {
@@ -110,6 +118,11 @@ impl Doorbell {
     /// commits. Retries after failures, every 10 s, or every 60 s when an
     /// operator must change something (logged once at WARN).
     pub fn start(config: Arc<Config>, db: DbId, ring: Arc<Notify>, cancel: CancellationToken) -> Doorbell {
+        Doorbell::ringing_with(config, db, Arc::new(move || ring.notify_one()), cancel)
+    }
+
+    /// Starts the bell with `ring` called on every ring.
+    fn ringing_with(config: Arc<Config>, db: DbId, ring: Ring, cancel: CancellationToken) -> Doorbell {
         let state = Arc::new(Mutex::new(BellState::Starting));
         let cancel = cancel.child_token();
         let (rest, resting) = watch::channel(false);
@@ -142,20 +155,6 @@ impl Doorbell {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-    }
-}
-
-impl crate::engine::Bell for Doorbell {
-    fn ringing(&self) -> bool {
-        self.state() == BellState::Ringing
-    }
-
-    fn rest(&self, resting: bool) {
-        Doorbell::rest(self, resting);
-    }
-
-    fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(Doorbell::stop(*self))
     }
 }
 
@@ -232,7 +231,7 @@ fn sqlstate(err: &ReplicaError) -> Option<&SqlState> {
 struct Bell {
     config: Arc<Config>,
     db: DbId,
-    ring: Arc<Notify>,
+    ring: Ring,
     state: Arc<Mutex<BellState>>,
     cancel: CancellationToken,
     /// Whether the replicator asks the bell to rest.
@@ -342,7 +341,7 @@ impl Bell {
         }
         // What committed before the slot's start rings nothing: one ring
         // now, so the replicator looks at once rather than at its next tick.
-        self.ring.notify_one();
+        (self.ring)();
         self.set(BellState::Ringing);
         *rang = true;
         let outcome = self.listen(&mut wire, &client).await;
@@ -388,7 +387,7 @@ impl Bell {
                     Frame::Message(Message::CopyData(body)) => {
                         let heard = ear.hear(body.data())?;
                         if heard.ring {
-                            self.ring.notify_one();
+                            (self.ring)();
                         }
                         if heard.reply {
                             wire.copy_data(&status_update(ear.end)).await?;

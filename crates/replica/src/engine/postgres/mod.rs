@@ -51,7 +51,7 @@ mod tls;
 mod upkeep;
 mod watch;
 
-pub use bell::{BellState, Doorbell};
+pub use bell::{subscribe, BellState, Doorbell, Subscription};
 pub use capture::uninstall;
 pub use connect::{connect, connect_as, connect_to};
 pub use format::CopyFormat;
@@ -152,12 +152,13 @@ impl Engine for Postgres {
         &self.missing
     }
 
-    /// A [`Doorbell`] per source; each stops when its entry of the
+    /// A share of each source's [`Doorbell`] (one per database in this
+    /// process, whichever syncs read it); each is left when its entry of the
     /// returned bells is dropped.
     fn doorbells(config: &Arc<Config>, sync: &Sync, ring: &Arc<Notify>) -> Bells {
         let mut bells = Bells::default();
         for &db in &sync.sources {
-            bells.push(Doorbell::start(config.clone(), db, ring.clone(), CancellationToken::new()));
+            bells.push(bell::subscribe(config, db, ring));
         }
         bells
     }
