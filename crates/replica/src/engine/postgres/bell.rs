@@ -251,8 +251,11 @@ impl Bell {
             _ = tokio::time::sleep(SETTLE) => {}
         }
         let mut said: Option<String> = None;
+        // A bell that cannot ring keeps saying so (Off, with its reason)
+        // rather than showing as resting while the replicator is busy.
+        let mut failing = false;
         loop {
-            let woken = *self.resting.borrow();
+            let woken = *self.resting.borrow() && !failing;
             if woken {
                 self.set(BellState::Resting);
                 tokio::select! {
@@ -268,9 +271,13 @@ impl Bell {
             };
             let err = match outcome {
                 Ok(Ended::Cancelled) => break,
-                Ok(Ended::Resting) => continue,
+                Ok(Ended::Resting) => {
+                    failing = false;
+                    continue;
+                }
                 Err(err) => err,
             };
+            failing = true;
             let reason = err.to_string();
             if rang {
                 tracing::warn!(db = %self.db, reason = %reason, "doorbell stopped; polling the change logs");
