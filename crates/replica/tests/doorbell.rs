@@ -104,8 +104,20 @@ fn config(cluster: &Cluster, dbnames: &[String], user: &str, pass: &str, extra: 
 }
 
 async fn ringing(bell: &Doorbell) {
-    wait_for("the doorbell to ring", START_DEADLINE, || async { (bell.state() == BellState::Ringing).then_some(()) })
-        .await;
+    rings("the doorbell to ring", || bell.state()).await;
+}
+
+/// Waits until `state` says the bell rings.
+async fn rings(what: &str, state: impl Fn() -> BellState) {
+    wait_for(what, START_DEADLINE, || async { (state() == BellState::Ringing).then_some(()) }).await;
+}
+
+/// Waits until `state` says the bell rests and `site` has no bell slot left.
+async fn rests(what: &str, site: &Site, state: impl Fn() -> BellState) {
+    wait_for(what, START_DEADLINE, || async {
+        (state() == BellState::Resting && site.slot().await.is_none()).then_some(())
+    })
+    .await;
 }
 
 /// Waits until the bell is off, and returns why.
@@ -234,10 +246,7 @@ async fn a_resting_bell_gives_its_slot_back_and_rings_at_once_when_woken() {
     ringing(&bell).await;
     let (first, _, _) = site.slot().await.expect("the bell's slot");
     bell.rest(true);
-    wait_for("the bell to rest, its slot gone", START_DEADLINE, || async {
-        (bell.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
-    })
-    .await;
+    rests("the bell to rest, its slot gone", &site, || bell.state()).await;
     // No walsender nor any other connection: the server decodes nothing
     // for a resting bell.
     wait_for("the bell's connections to end", START_DEADLINE, || async {
@@ -273,10 +282,8 @@ async fn syncs_reading_one_database_share_its_bell_which_rests_only_when_all_ask
     let (one, two) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let first = postgres::subscribe(&site.config, DbId(0), &one);
     let second = postgres::subscribe(&site.config, DbId(0), &two);
-    wait_for("the shared bell to ring", START_DEADLINE, || async {
-        (first.state() == BellState::Ringing && second.state() == BellState::Ringing).then_some(())
-    })
-    .await;
+    rings("the shared bell to ring", || first.state()).await;
+    assert_eq!(second.state(), BellState::Ringing, "one bell for both");
     let slots = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND slot_name LIKE 'dugong_bell_%'";
     let count = |sql: &'static str| {
         let client = &site.client;
@@ -297,26 +304,14 @@ async fn syncs_reading_one_database_share_its_bell_which_rests_only_when_all_ask
     assert_eq!(first.state(), BellState::Ringing);
     // Both busy: it rests, and its slot goes.
     second.rest(true);
-    wait_for("the shared bell to rest", START_DEADLINE, || async {
-        (first.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
-    })
-    .await;
+    rests("the shared bell to rest", &site, || first.state()).await;
     first.rest(false);
-    wait_for("the bell to ring again for the sync that waits", START_DEADLINE, || async {
-        (second.state() == BellState::Ringing).then_some(())
-    })
-    .await;
+    rings("the bell to ring again for the sync that waits", || second.state()).await;
     // The sync that waited leaves; the one left is busy: the bell rests.
     first.stop().await;
-    wait_for("the bell to rest for the busy sync left", START_DEADLINE, || async {
-        (second.state() == BellState::Resting && site.slot().await.is_none()).then_some(())
-    })
-    .await;
+    rests("the bell to rest for the busy sync left", &site, || second.state()).await;
     second.rest(false);
-    wait_for("the bell to ring again", START_DEADLINE, || async {
-        (second.state() == BellState::Ringing).then_some(())
-    })
-    .await;
+    rings("the bell to ring again", || second.state()).await;
     assert_eq!(count(slots).await, 1, "the bell stays while a sync listens");
     // The last one to leave stops it.
     second.stop().await;

@@ -629,8 +629,11 @@ pub const BUSY_FOR: Duration = Duration::from_secs(1);
 /// sync this busy at most its 1 ms busy poll.
 pub const BELLS_REST_ABOVE: u64 = 5_000;
 
-/// The span over which [`BELLS_REST_ABOVE`] is measured.
+/// The span over which [`BELLS_REST_ABOVE`] is measured...
 const RATE_SPAN: Duration = Duration::from_millis(500);
+
+/// ...and the rows moved in one span above which the bells rest.
+const REST_ABOVE_PER_SPAN: u64 = BELLS_REST_ABOVE * RATE_SPAN.as_millis() as u64 / 1000;
 
 /// The poll's pace: every `busy` while rows moved in the last [`BUSY_FOR`],
 /// then slower with every empty poll, up to `idle`. A busy sync notices a
@@ -685,8 +688,7 @@ impl Poll {
     /// busy pace still polls every millisecond.
     fn bells_rest(&mut self) -> bool {
         self.next_span();
-        let per_span = BELLS_REST_ABOVE * RATE_SPAN.as_millis() as u64 / 1000;
-        self.span_rows.max(self.last_span_rows) > per_span
+        self.span_rows.max(self.last_span_rows) > REST_ABOVE_PER_SPAN
     }
 
     /// A doorbell rang: the change may not be visible yet when the poll
@@ -746,7 +748,7 @@ mod poll_tests {
     #[test]
     fn bells_rest_while_rows_move_faster_than_the_threshold_and_wake_within_two_spans_of_it_falling() {
         let mut poll = Poll::new(Duration::from_millis(1), Duration::from_millis(50));
-        let per_span = BELLS_REST_ABOVE * RATE_SPAN.as_millis() as u64 / 1000;
+        let per_span = REST_ABOVE_PER_SPAN;
         assert!(!poll.bells_rest(), "nothing moved yet");
         // A steady trickle (the lag benchmark's 200 rows a second) keeps them ringing.
         poll.moved(100);

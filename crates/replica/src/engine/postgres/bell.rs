@@ -12,11 +12,12 @@
 //! - A temporary `pgoutput` slot per connection, so a replicator that dies
 //!   never keeps WAL; the bell confirms everything it heard, at every
 //!   keepalive that asks and every 10 s, so a live one does not either.
-//! - While the replicator is busy — runs back to back, every poll finding
-//!   changes — a ring tells it nothing, yet the walsender would decode every
-//!   write of the database beside the application on the same server: the
-//!   bell rests (ends its stream and slot) until the replicator waits again,
-//!   then rings once at once for what committed meanwhile.
+//! - While the replicator is busy — its syncs move more than 5,000 rows a
+//!   second, polling every millisecond — a ring saves it next to nothing, yet
+//!   the walsender would decode every write of the database beside the
+//!   application on the same server: the bell rests (ends its stream and
+//!   slot) until the rate falls, then rings once at once for what committed
+//!   meanwhile.
 //! - When the bell cannot ring (`wal_level` is not `logical`, no REPLICATION
 //!   privilege, no free slot or wal sender, a lost link) the replicator polls
 //!   as before; [`Doorbell::state`], the log and `dugong_replica_doorbell`

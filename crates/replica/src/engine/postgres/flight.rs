@@ -64,7 +64,7 @@ pub(crate) fn told(node: &Node) -> bool {
 }
 
 fn at_least(node: &Node, poll: Duration) -> bool {
-    node.polls >= POLLS_TO_TELL && node.poll_time.is_some_and(|t| t >= poll)
+    told(node) && node.poll_time.is_some_and(|t| t >= poll)
 }
 
 /// What goes right after the COMMIT of run `number` on a far database: the
