@@ -552,9 +552,9 @@ impl SyncTask {
         let ph = &o.phases;
         tracing::debug!(
             sync = %name, inserts = o.inserts, deletes = o.deletes, truncates = o.truncates,
-            ms = o.duration.as_millis() as u64, read_ms = ph.read.as_millis() as u64,
-            delete_ms = ph.delete.as_millis() as u64, copy_ms = ph.copy.as_millis() as u64,
-            commit_ms = ph.commit.as_millis() as u64, advance_ms = ph.advance.as_millis() as u64,
+            us = o.duration.as_micros() as u64, read_us = ph.read.as_micros() as u64,
+            delete_us = ph.delete.as_micros() as u64, copy_us = ph.copy.as_micros() as u64,
+            commit_us = ph.commit.as_micros() as u64, advance_us = ph.advance.as_micros() as u64,
             "run applied"
         );
     }

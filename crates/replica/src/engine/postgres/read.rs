@@ -12,7 +12,7 @@ use super::node::{Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
-use crate::read::{ChangedKeys, CommitTime, KeyRead, KeyRequest, KeySet, RunLimits, SourceRead, TableSummary, TextKey};
+use crate::read::{ChangedKeys, KeyRead, KeyRequest, KeySet, RunLimits, SourceRead, TableSummary, TextKey};
 use dugong_core::{DbId, TableName};
 use futures_util::future::try_join_all;
 use std::collections::HashMap;
@@ -169,10 +169,10 @@ pub(crate) fn poll_from(n: &Node, cursor: &Snapshot) -> String {
     n.poll_sql.replace("$1::text", &format!("'{cursor}'::text"))
 }
 
-/// Every run transaction: one snapshot for reading and applying, and applied
-/// rows never echo back as changes.
-pub(crate) const BEGIN_RUN: &str =
-    "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL session_replication_role = replica";
+/// Every run transaction: one snapshot for reading and applying. Applied
+/// rows never echo back as changes: the run connection's session applies
+/// as a replica (see `prepare::check_replication_role`).
+pub(crate) const BEGIN_RUN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 
 /// Opens the run transaction of the databases this run does not read —
 /// targets, and sources whose poll found nothing new (a run opens no snapshot
@@ -328,25 +328,28 @@ async fn read_source(
             n = limits.batch_rows.max(1)
         )
     };
+    // The counts go right behind, in the same statement list: bounded by
+    // what the batch bounds already say, else by the run's snapshot (the
+    // bound of every run that is not a backlog's). A backlog counted just now
+    // bounds the batch lower, and is counted again below.
+    let early_bound = cached.as_ref().and_then(|(nth, _)| *nth).map(|nth| nth.saturating_add(1).max(node.cursor.xmax));
     // The tables' shape is read after the snapshot is taken: a column added
     // before the run's snapshot shows here, so no row written into it ships
     // with the old column list.
     let sql = format!(
-        "{}{BEGIN_RUN}{}; SELECT pg_current_snapshot()::text, {nth_sql}, ({})",
+        "{}{BEGIN_RUN}{}; SELECT pg_current_snapshot()::text, {nth_sql}, ({});\n{}",
         node.deferred.as_deref().unwrap_or_default(),
         flight::chain_guard(pg, id),
-        node.shape.sql
+        node.shape.sql,
+        summaries_sql(plan, node, &cursor, early_bound),
     );
-    // The counts go right behind, in the same round trip: bounded by what
-    // the batch bounds already say, else by the run's snapshot (the bound of
-    // every run that is not a backlog's). A backlog counted just now bounds
-    // the batch lower, and is counted again below.
-    let early_bound = cached.as_ref().and_then(|(nth, _)| *nth).map(|nth| nth.saturating_add(1).max(node.cursor.xmax));
-    let begin = async { node.client.simple_query(&sql).await.on_db(id, || "starting the run".into()) };
-    let counts = summaries(plan, node, &cursor, early_bound.map(|b| b.to_string()));
-    let (messages, early) = futures_util::future::try_join(begin, counts).await?;
-    let row = first_row(&messages)
-        .ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
+    let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
+    let mut rows = messages.iter().filter_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    let row = rows.next().ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
+    let early = read_summaries(plan, node, rows)?;
     node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
@@ -364,11 +367,8 @@ async fn read_source(
         }
     };
     let bound = choose_bound(nth, &node.cursor, &snapshot);
-    let summaries = if counted_now && nth.is_some() {
-        summaries(plan, node, &cursor, Some(bound.to_string())).await?
-    } else {
-        early
-    };
+    let summaries =
+        if counted_now && nth.is_some() { summaries(plan, node, &cursor, Some(bound)).await? } else { early };
     let shipped = summaries.iter().map(|s| s.changes.max(0) as u64).sum();
     let (_, uneven) = node.window_start(&pg.nodes);
     let targets = node.live_targets(&pg.nodes).collect();
@@ -381,65 +381,92 @@ async fn read_source(
 }
 
 /// Counts every table's changes after `cursor` and below `bound` (or the run's
-/// snapshot), with its truncates.
+/// snapshot), with its truncates: one round trip.
 async fn summaries(
     plan: &SyncPlan,
     node: &Node,
     cursor: &str,
-    bound: Option<String>,
+    bound: Option<u64>,
 ) -> Result<Vec<TableSummary>, ReplicaError> {
-    let bound = bound.as_deref();
-    let reads = plan.tables.iter().map(|table| {
+    let messages = node
+        .client
+        .simple_query(&summaries_sql(plan, node, cursor, bound))
+        .await
+        .on_db(node.id, || "counting the changes".into())?;
+    read_summaries(
+        plan,
+        node,
+        messages.iter().filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        }),
+    )
+}
+
+/// One statement per table with a change log, in the plan's order, each
+/// yielding one row: the table's changes in the window (after `cursor`,
+/// below `bound` or the run's snapshot), those that are not inserts, the
+/// oldest one's commit time, and its truncates with the latest one's commit
+/// time — one pass over the change log. Simple statements (the cursor and
+/// bound are safe literals: digits, colons and commas), so that they ride
+/// in the run's first message; the server plans each once either way.
+fn summaries_sql(plan: &SyncPlan, node: &Node, cursor: &str, bound: Option<u64>) -> String {
+    let mut sql = String::new();
+    for table in &plan.tables {
+        let Some(capture) = node.captures.get(&table.name) else { continue };
         // A table whose hold was lifted is read whole, up to the snapshot.
         let swept = node.sweep.contains(&table.name);
         let cursor = if swept { "1:1:" } else { cursor };
-        let bound = if swept { None } else { bound };
-        async move {
-            let Some(capture) = node.captures.get(&table.name) else { return Ok(TableSummary::default()) };
-            let (mut summary, truncated) = futures_util::future::try_join(
-                summarize(node, table, &capture.delta, cursor, bound),
-                read_truncate(node, capture.table_id, cursor, bound),
-            )
-            .await?;
-            summary.truncated = truncated;
-            Ok::<_, ReplicaError>(summary)
-        }
-    });
-    try_join_all(reads).await
+        let bound = match bound.filter(|_| !swept) {
+            Some(b) => format!("'{b}'::xid8"),
+            None => "NULL::xid8".into(),
+        };
+        let window = format!(
+            "{} AND dugong_txid < least({bound}, pg_snapshot_xmax(pg_current_snapshot()))",
+            not_shipped(cursor)
+        );
+        sql.push_str(&format!(
+            "SELECT c.changes, c.rewritten, c.oldest, t.truncates, t.latest
+             FROM (SELECT sum(g.c)::int8 AS changes, sum(g.r)::int8 AS rewritten, {} AS oldest
+                   FROM (SELECT dugong_txid AS t, count(*) AS c, count(*) FILTER (WHERE dugong_inserted IS NOT TRUE) AS r
+                         FROM {} WHERE {window} GROUP BY dugong_txid) g) c,
+                  (SELECT count(*) AS truncates, {} AS latest
+                   FROM dugong.truncate_log WHERE table_id = {} AND {window}) t;\n",
+            commit_time_expr(node, "g.t", "min"),
+            capture.delta,
+            commit_time_expr(node, "dugong_txid", "max"),
+            capture.table_id,
+        ));
+    }
+    sql
 }
 
-/// Below `$2`, or below the run's snapshot when `$2` is NULL (or higher).
-const BELOW_BOUND: &str = "dugong_txid < least($2::text::xid8, pg_snapshot_xmax(pg_current_snapshot()))";
-
-/// Counts a table's changes in the window (after `cursor`, below `bound`) and
-/// finds the oldest one's commit time, in one pass over the change log.
-async fn summarize(
+/// The rows of [`summaries_sql`], one per table with a change log.
+fn read_summaries<'a>(
+    plan: &SyncPlan,
     node: &Node,
-    table: &TableInfo,
-    delta: &str,
-    cursor: &str,
-    bound: Option<&str>,
-) -> Result<TableSummary, ReplicaError> {
-    let sql = format!(
-        "SELECT sum(g.c)::int8, sum(g.r)::int8, {}
-         FROM (SELECT dugong_txid AS t, count(*) AS c, count(*) FILTER (WHERE dugong_inserted IS NOT TRUE) AS r
-               FROM {delta} WHERE {NOT_SHIPPED} AND {BELOW_BOUND} GROUP BY dugong_txid) g",
-        commit_time_expr(node, "g.t", "min")
-    );
-    let row = node
-        .client
-        .query_typed(&sql, &[(&cursor, Type::TEXT), (&bound, Type::TEXT)])
-        .await
-        .on_db(node.id, || format!("counting the changes of {}", table.name))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ReplicaError::Protocol { db: node.id, message: "no change count".into() })?;
-    Ok(TableSummary {
-        changes: row.get::<_, Option<i64>>(0).unwrap_or(0),
-        rewritten: row.get::<_, Option<i64>>(1).unwrap_or(0),
-        oldest: row.get(2),
-        truncated: None,
-    })
+    mut rows: impl Iterator<Item = &'a tokio_postgres::SimpleQueryRow>,
+) -> Result<Vec<TableSummary>, ReplicaError> {
+    let protocol = |message: &str| ReplicaError::Protocol { db: node.id, message: message.into() };
+    let number = |row: &tokio_postgres::SimpleQueryRow, i: usize| -> Result<Option<i64>, ReplicaError> {
+        row.get(i).map(|v| v.parse::<i64>().map_err(|_| protocol("a change count that is not a number"))).transpose()
+    };
+    let mut summaries = Vec::with_capacity(plan.tables.len());
+    for table in &plan.tables {
+        if !node.captures.contains_key(&table.name) {
+            summaries.push(TableSummary::default());
+            continue;
+        }
+        let row = rows.next().ok_or_else(|| protocol("no change count"))?;
+        let truncates = number(row, 3)?.unwrap_or(0);
+        summaries.push(TableSummary {
+            changes: number(row, 0)?.unwrap_or(0),
+            rewritten: number(row, 1)?.unwrap_or(0),
+            oldest: number(row, 2)?,
+            truncated: (truncates > 0).then(|| number(row, 4)).transpose()?,
+        });
+    }
+    Ok(summaries)
 }
 
 /// Reads the changed keys each request asks for, all at once.
@@ -506,25 +533,4 @@ async fn read_table_keys(
         keys.push((key, r.get::<_, Option<i64>>(n)));
     }
     Ok(ChangedKeys { keys, inserted })
-}
-
-async fn read_truncate(
-    node: &Node,
-    table_id: i32,
-    cursor: &str,
-    bound: Option<&str>,
-) -> Result<Option<CommitTime>, ReplicaError> {
-    let sql = format!(
-        "SELECT count(*), {} FROM dugong.truncate_log WHERE table_id = $3 AND {NOT_SHIPPED} AND {BELOW_BOUND}",
-        commit_time_expr(node, "dugong_txid", "max")
-    );
-    let rows = node
-        .client
-        .query_typed(&sql, &[(&cursor, Type::TEXT), (&bound, Type::TEXT), (&table_id, Type::INT4)])
-        .await
-        .on_db(node.id, || "reading truncates".into())?;
-    let row =
-        rows.first().ok_or_else(|| ReplicaError::Protocol { db: node.id, message: "no truncate count".into() })?;
-    let count: i64 = row.get(0);
-    Ok((count > 0).then(|| row.get::<_, Option<i64>>(1)))
 }

@@ -215,9 +215,11 @@ fn poll_answer(messages: &[tokio_postgres::SimpleQueryMessage], has_poll: bool) 
 
 /// The poll of source `n` from the cursor it will have once this run's
 /// positions advance, to send right after its commit; `None` for a database
-/// that is not a source delivering to anyone.
+/// that is not a source delivering to anyone, and for one nearby: the next
+/// run asks it afresh anyway (see `read::pending`), and the answer would only
+/// hold the run's end back.
 fn next_poll(pg: &Postgres, n: &Node) -> Option<String> {
-    if n.poll.is_none() || n.poll_sql.is_empty() || n.live_targets(&pg.nodes).next().is_none() {
+    if !flight::far(n) || n.poll.is_none() || n.poll_sql.is_empty() || n.live_targets(&pg.nodes).next().is_none() {
         return None;
     }
     let cursor = match pg.windows.iter().find(|w| w.db == n.id) {
