@@ -269,6 +269,28 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
     assert!(err.contains("public.c") && err.contains("db0 and db1"), "{err}");
 }
 
+/// A column added on a target after the sync was prepared stops the next run
+/// before it commits there — also when the target's whole transaction (its
+/// opening, the one row, the state) goes in one message with its commit:
+/// the server checks the shape in that transaction and fails it, and the
+/// sync is prepared again. The row waits at its source meanwhile.
+#[tokio::test]
+async fn a_column_added_on_a_target_stops_the_run_before_it_commits_there() {
+    let sites = Sites::new("target_shape", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sync_all(&mut p).await;
+    sites.client(1).batch_execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 7").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'one')").await.unwrap();
+    let err = run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop");
+    assert!(matches!(&err, dugong_replica::ReplicaError::SchemaChanged(what) if what.contains("db1")), "{err:?}");
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["0"], "nothing committed on the changed target");
+    // Prepared again, the table is held (its shapes differ) and the row waits.
+    drop(p);
+    let p = prepare(&config).await;
+    assert_eq!(p.plan.held.len(), 1, "{:?}", p.plan.held);
+}
+
 /// A table shaped differently on the sites is held, naming table and column:
 /// none of its rows moves, its changes wait, and the other tables go on.
 #[tokio::test]

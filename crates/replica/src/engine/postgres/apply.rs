@@ -387,7 +387,7 @@ pub(crate) fn commit_error(db: DbId, p: &SyncPlan, e: tokio_postgres::Error) -> 
             }
         }
     }
-    ReplicaError::Statement { db, context: "committing the run".into(), source: e }
+    super::node::run_error(db, || "committing the run".into(), e)
 }
 
 /// A unique violation on the primary key while applying means an application

@@ -238,11 +238,40 @@ impl Shape {
     pub fn check(&self, db: DbId, read: Option<&str>) -> Result<(), crate::error::ReplicaError> {
         match read {
             Some(now) if now == self.expected => Ok(()),
-            _ => Err(crate::error::ReplicaError::SchemaChanged(format!(
-                "the columns of a replicated table changed on {db}"
-            ))),
+            _ => Err(changed(db)),
         }
     }
+
+    /// The statement that checks the shape on the server, in a run
+    /// transaction about to write (`dugong.run_check`): it fails the
+    /// transaction, and so the commit that follows it in the same message,
+    /// when the columns changed — or when `unread`, a poll in the run's
+    /// snapshot of a database the run did not read, finds changes.
+    pub fn run_check(&self, unread: Option<&str>) -> String {
+        format!(
+            "SELECT dugong.run_check(({}), {}, {})",
+            self.sql,
+            dugong_core::quote_literal(&self.expected),
+            unread.map_or_else(|| "false".to_string(), |poll| format!("({poll})"))
+        )
+    }
+}
+
+/// A statement's error as the run takes it: the shape check's (SQLSTATE
+/// DG001, from `dugong.run_check`) means the sync is prepared again.
+pub(crate) fn run_error(
+    db: DbId,
+    context: impl FnOnce() -> String,
+    e: tokio_postgres::Error,
+) -> crate::error::ReplicaError {
+    if e.as_db_error().is_some_and(|d| d.code().code() == "DG001") {
+        return changed(db);
+    }
+    crate::error::ReplicaError::Statement { db, context: context(), source: e }
+}
+
+fn changed(db: DbId) -> crate::error::ReplicaError {
+    crate::error::ReplicaError::SchemaChanged(format!("the columns of a replicated table changed on {db}"))
 }
 
 /// The change window a source is read in during a run: its changes after the

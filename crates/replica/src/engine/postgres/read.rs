@@ -8,7 +8,7 @@
 
 use super::capture::Capture;
 use super::flight;
-use super::node::{Node, Postgres, Window};
+use super::node::{run_error, Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
@@ -180,42 +180,37 @@ pub(crate) const BEGIN_RUN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 fn begin_targets(pg: &Postgres, read: &[DbId]) {
     for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
         let sql = format!(
-            "{}{BEGIN_RUN}{}; SELECT ({}){}",
+            "{}{BEGIN_RUN}{}; {}",
             n.deferred.as_deref().unwrap_or_default(),
             flight::chain_guard(pg, n.id),
-            n.shape.sql,
-            unread_guard(n).unwrap_or_default()
+            n.shape.run_check(unread_poll(n).as_deref()),
         );
         *n.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql);
     }
 }
 
-/// For a source this run does not read (its poll found nothing new): a check,
-/// in the run transaction's snapshot, that it still has nothing new, failing
-/// the transaction with a serialization failure otherwise — so the run starts
-/// again and reads it. Without it, a change committed there after the poll
-/// would be visible in the snapshot the run applies in, and overwritten by
-/// another source's older version of its row instead of being resolved
-/// against it. A change committed after the snapshot makes the apply fail the
-/// same way, as in every run transaction.
-fn unread_guard(n: &Node) -> Option<String> {
+/// For a source this run does not read (its poll found nothing new): its
+/// poll again, in the run transaction's snapshot, for `dugong.run_check` to
+/// fail the transaction with a serialization failure when it finds changes —
+/// so the run starts again and reads it. Without it, a change committed there
+/// after the poll would be visible in the snapshot the run applies in, and
+/// overwritten by another source's older version of its row instead of being
+/// resolved against it. A change committed after the snapshot makes the apply
+/// fail the same way, as in every run transaction.
+fn unread_poll(n: &Node) -> Option<String> {
     if n.poll.is_none() || n.poll_sql.is_empty() {
         return None;
     }
-    let poll = poll_from(n, &n.cursor);
-    Some(format!(
-        "; DO $dugong$ BEGIN IF ({poll}) THEN RAISE EXCEPTION USING ERRCODE = 'serialization_failure', \
-         MESSAGE = 'changes were committed on this database after the poll; the run starts again to read them'; \
-         END IF; END $dugong$"
-    ))
+    Some(poll_from(n, &n.cursor))
 }
 
 /// Runs `work` on `node` in the run transaction: when the transaction is not
 /// open yet, its opening is sent just before `work`'s first statement, and
 /// both take one round trip. Nothing sent behind a failed opening takes
 /// effect: the server refuses every statement in a failed transaction block,
-/// and the run rolls back. The opening also checks the tables' shape, before
-/// the run commits anything there.
+/// and the run rolls back. The opening also checks the tables' shape on the
+/// server (`dugong.run_check`), before the run writes anything there — as
+/// it does when it goes in front of the commit instead ([`take_opening`]).
 pub(crate) async fn opened<T>(
     node: &Node,
     work: impl std::future::Future<Output = Result<T, ReplicaError>>,
@@ -223,8 +218,11 @@ pub(crate) async fn opened<T>(
     let opening = node.opening.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some(sql) = opening else { return work.await };
     let open = async {
-        let messages = node.client.simple_query(&sql).await.on_db(node.id, || "starting the run transaction".into())?;
-        node.shape.check(node.id, first_row(&messages).and_then(|r| r.get(0)))
+        node.client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| run_error(node.id, || "starting the run transaction".into(), e))?;
+        Ok(())
     };
     // Polled in order: the opening is sent first.
     let ((), out) = futures_util::future::try_join(open, work).await?;
@@ -235,14 +233,6 @@ pub(crate) async fn opened<T>(
 /// front of a simple query (the run's commit).
 pub(crate) fn take_opening(node: &Node) -> String {
     node.opening.lock().unwrap_or_else(|p| p.into_inner()).take().map(|s| format!("{s};\n")).unwrap_or_default()
-}
-
-/// The first row of a simple query's answer.
-fn first_row(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQueryRow> {
-    messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-        _ => None,
-    })
 }
 
 /// Starts the run transaction on every database and reads each source's

@@ -154,3 +154,26 @@ BEGIN
     INSERT INTO dugong.truncate_log (table_id) VALUES (TG_ARGV[0]::int);
     RETURN NULL;
 END $$;
+
+-- A run's check, in its transaction on a database, before the run writes or
+-- commits anything there: the replicated tables still have the columns the
+-- replicator prepared the sync with (`shape` now against `prepared`), and —
+-- where the run did not read the database because its poll found nothing —
+-- nothing was committed there since the poll (`unread`, the poll asked again
+-- in the run's snapshot). Either failure aborts the transaction, so the run's
+-- commit there rolls back: the replicator prepares the sync again (DG001), or
+-- runs again and reads the database (serialization failure). A function, not
+-- an inline block, so the server compiles it once per session.
+CREATE OR REPLACE FUNCTION dugong.run_check(shape text, prepared text, unread boolean) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF shape IS DISTINCT FROM prepared THEN
+        RAISE EXCEPTION USING ERRCODE = 'DG001',
+            MESSAGE = 'the columns of a replicated table changed since the replicator prepared the sync';
+    END IF;
+    IF unread THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = 'changes were committed on this database after the poll; the run starts again to read them';
+    END IF;
+    RETURN true;
+END $$;
