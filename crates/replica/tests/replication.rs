@@ -273,22 +273,39 @@ async fn onetimecopy_2_fills_empty_tables_from_the_one_master_with_rows() {
 /// before it commits there — also when the target's whole transaction (its
 /// opening, the one row, the state) goes in one message with its commit:
 /// the server checks the shape in that transaction and fails it, and the
-/// sync is prepared again. The row waits at its source meanwhile.
+/// sync is prepared again. The row waits at its source meanwhile. Checked
+/// with the check sent inline (the first run) and prepared on the session
+/// (after a commit there was waited for).
 #[tokio::test]
 async fn a_column_added_on_a_target_stops_the_run_before_it_commits_there() {
-    let sites = Sites::new("target_shape", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let sites = Sites::new(
+        "target_shape",
+        2,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, v text)",
+    )
+    .await;
     let config = sites.master_master();
+    let stops = |err: dugong_replica::ReplicaError| {
+        assert!(matches!(&err, dugong_replica::ReplicaError::SchemaChanged(what) if what.contains("db1")), "{err:?}");
+    };
+    // Inline: the first run that commits anything.
     let mut p = prepare(&config).await;
-    sync_all(&mut p).await;
     sites.client(1).batch_execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 7").await.unwrap();
     sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'one')").await.unwrap();
-    let err = run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop");
-    assert!(matches!(&err, dugong_replica::ReplicaError::SchemaChanged(what) if what.contains("db1")), "{err:?}");
+    stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["0"], "nothing committed on the changed target");
-    // Prepared again, the table is held (its shapes differ) and the row waits.
+    // Prepared again, t is held (its shapes differ) and its row waits; u
+    // ships, which prepares the check on the new sessions.
     drop(p);
-    let p = prepare(&config).await;
+    let mut p = prepare(&config).await;
     assert_eq!(p.plan.held.len(), 1, "{:?}", p.plan.held);
+    sites.client(0).batch_execute("INSERT INTO u VALUES (1, 'one')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"]);
+    sites.client(1).batch_execute("ALTER TABLE u ADD COLUMN extra int DEFAULT 7").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO u VALUES (2, 'two')").await.unwrap();
+    stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"], "nothing more committed on the target");
 }
 
 /// A table shaped differently on the sites is held, naming table and column:

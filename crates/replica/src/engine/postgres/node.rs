@@ -129,6 +129,11 @@ pub struct Node {
     pub batch_bounds: BatchBounds,
     /// The replicated tables' columns as prepared, checked by every run.
     pub shape: Shape,
+    /// Whether the check a run's opening makes here ([`Node::check_sql`]) is
+    /// prepared on this connection ([`CHECK_STATEMENT`]): once a commit here
+    /// was waited for (it goes behind that commit, in its round trip). Until
+    /// then the opening carries it inline, and the server plans it each run.
+    pub(crate) check_prepared: bool,
     /// What the change logs' upkeep has waiting (sources only)...
     pub upkeep: Upkeep,
     /// ...and the background task doing it, at most one at a time.
@@ -156,6 +161,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// The statement that prepares the shape check of a run that does not
+    /// read this database, with the unread guard where it is a source (its
+    /// poll, from the cursor `$1`): see `dugong.run_check`.
+    pub(crate) fn prepare_check_sql(&self) -> String {
+        let check = if self.poll.is_none() || self.poll_sql.is_empty() {
+            // The cursor parameter is still bound.
+            format!("{} FROM (SELECT $1::text) AS unread", self.shape.run_check(None))
+        } else {
+            self.shape.run_check(Some(&self.poll_sql))
+        };
+        format!("PREPARE {CHECK_STATEMENT} (text) AS {check}")
+    }
+
     /// One more round trip here took `took`.
     pub(crate) fn timed(&mut self, took: std::time::Duration) {
         self.poll_time = Some(self.poll_time.map_or(took, |t| t.min(took)));
@@ -256,6 +274,9 @@ impl Shape {
         )
     }
 }
+
+/// The name of the run check prepared on a run connection.
+pub(crate) const CHECK_STATEMENT: &str = "dugong_run_check";
 
 /// A statement's error as the run takes it: the shape check's (SQLSTATE
 /// DG001, from `dugong.run_check`) means the sync is prepared again.

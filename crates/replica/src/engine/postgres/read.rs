@@ -179,11 +179,16 @@ pub(crate) const BEGIN_RUN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 /// there) — when the run first needs them: see [`opened`].
 fn begin_targets(pg: &Postgres, read: &[DbId]) {
     for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
+        // Prepared, the check is not planned again in every run.
+        let check = if n.check_prepared {
+            format!("EXECUTE {}('{}')", super::node::CHECK_STATEMENT, n.cursor)
+        } else {
+            n.shape.run_check(unread_poll(n).as_deref())
+        };
         let sql = format!(
-            "{}{BEGIN_RUN}{}; {}",
+            "{}{BEGIN_RUN}{}; {check}",
             n.deferred.as_deref().unwrap_or_default(),
             flight::chain_guard(pg, n.id),
-            n.shape.run_check(unread_poll(n).as_deref()),
         );
         *n.opening.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql);
     }

@@ -151,18 +151,26 @@ pub async fn commit(
     let committed = join_all(waited.iter().map(|(id, sql, has_poll, _)| async move {
         let n = nodes.iter().find(|n| n.id == *id).expect("every commit is a node's");
         let asked = std::time::Instant::now();
-        let messages = n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e))?;
+        let commit = async { n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e)) };
+        // The check of later runs' openings is prepared behind the commit,
+        // in its round trip (polled second, it is sent second). One that
+        // fails (behind a failed commit) is prepared with a later one.
+        let prepare = async { !n.check_prepared && n.client.batch_execute(&n.prepare_check_sql()).await.is_ok() };
+        let (messages, check) = futures_util::join!(commit, prepare);
+        let messages = messages?;
         let link = server_time(&messages).map(|server| asked.elapsed().saturating_sub(server));
-        Ok::<_, ReplicaError>((n.id, poll_answer(&messages, *has_poll), link))
+        Ok::<_, ReplicaError>((n.id, poll_answer(&messages, *has_poll), link, check))
     }))
     .await;
     if committed.iter().all(Result::is_ok) {
         flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
         let mut answers = Vec::with_capacity(committed.len());
-        for (id, answer, link) in committed.into_iter().flatten() {
+        for (id, answer, link, check) in committed.into_iter().flatten() {
+            let node = pg.node_mut(id);
             if let Some(took) = link {
-                pg.node_mut(id).timed(took);
+                node.timed(took);
             }
+            node.check_prepared |= check;
             answers.extend(answer.map(|a| (id, a)));
         }
         return Ok(answers);
