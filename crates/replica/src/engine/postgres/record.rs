@@ -154,8 +154,16 @@ pub async fn commit(
         let commit = async { n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e)) };
         // The check of later runs' openings is prepared behind the commit,
         // in its round trip (polled second, it is sent second). One that
-        // fails (behind a failed commit) is prepared with a later one.
-        let prepare = async { !n.check_prepared && n.client.batch_execute(&n.prepare_check_sql()).await.is_ok() };
+        // fails (behind a failed commit) is prepared with a later one; one
+        // that is there already (prepared behind a commit whose run failed
+        // elsewhere, so it was not counted) is this session's, the same.
+        let prepare = async {
+            !n.check_prepared
+                && match n.client.batch_execute(&n.prepare_check_sql()).await {
+                    Ok(()) => true,
+                    Err(e) => e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_PSTATEMENT),
+                }
+        };
         let (messages, check) = futures_util::join!(commit, prepare);
         let messages = messages?;
         let link = server_time(&messages).map(|server| asked.elapsed().saturating_sub(server));
