@@ -129,7 +129,7 @@ pub struct Node {
     pub batch_bounds: BatchBounds,
     /// The replicated tables' columns as prepared, checked by every run.
     pub shape: Shape,
-    /// Whether the check a run's opening makes here ([`Node::check_sql`]) is
+    /// Whether the check a run's opening makes here ([`Node::prepare_check_sql`]) is
     /// prepared on this connection ([`CHECK_STATEMENT`]): once a commit here
     /// was waited for (it goes behind that commit, in its round trip). Until
     /// then the opening carries it inline, and the server plans it each run.
@@ -165,13 +165,18 @@ impl Node {
     /// read this database, with the unread guard where it is a source (its
     /// poll, from the cursor `$1`): see `dugong.run_check`.
     pub(crate) fn prepare_check_sql(&self) -> String {
-        let check = if self.poll.is_none() || self.poll_sql.is_empty() {
+        let check = match self.poll_text() {
+            Some(poll) => self.shape.run_check(Some(poll)),
             // The cursor parameter is still bound.
-            format!("{} FROM (SELECT $1::text) AS unread", self.shape.run_check(None))
-        } else {
-            self.shape.run_check(Some(&self.poll_sql))
+            None => format!("{} FROM (SELECT $1::text) AS unread", self.shape.run_check(None)),
         };
         format!("PREPARE {CHECK_STATEMENT} (text) AS {check}")
+    }
+
+    /// The poll of this database, from the cursor `$1`, where it is polled
+    /// (a source with tables to poll).
+    pub(crate) fn poll_text(&self) -> Option<&str> {
+        self.poll.as_ref().and(Some(self.poll_sql.as_str())).filter(|sql| !sql.is_empty())
     }
 
     /// One more round trip here took `took`.

@@ -203,10 +203,7 @@ fn begin_targets(pg: &Postgres, read: &[DbId]) {
 /// resolved against it. A change committed after the snapshot makes the apply
 /// fail the same way, as in every run transaction.
 fn unread_poll(n: &Node) -> Option<String> {
-    if n.poll.is_none() || n.poll_sql.is_empty() {
-        return None;
-    }
-    Some(poll_from(n, &n.cursor))
+    n.poll_text().map(|_| poll_from(n, &n.cursor))
 }
 
 /// Runs `work` on `node` in the run transaction: when the transaction is not
@@ -339,10 +336,7 @@ async fn read_source(
         summaries_sql(plan, node, &cursor, early_bound),
     );
     let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
-    let mut rows = messages.iter().filter_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-        _ => None,
-    });
+    let mut rows = rows(&messages);
     let row = rows.next().ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
     let early = read_summaries(plan, node, rows)?;
     node.shape.check(id, row.get(2))?;
@@ -388,14 +382,15 @@ async fn summaries(
         .simple_query(&summaries_sql(plan, node, cursor, bound))
         .await
         .on_db(node.id, || "counting the changes".into())?;
-    read_summaries(
-        plan,
-        node,
-        messages.iter().filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        }),
-    )
+    read_summaries(plan, node, rows(&messages))
+}
+
+/// The rows of a simple query's answer, in order.
+fn rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> impl Iterator<Item = &tokio_postgres::SimpleQueryRow> {
+    messages.iter().filter_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// One statement per table with a change log, in the plan's order, each

@@ -235,7 +235,7 @@ fn poll_answer(messages: &[tokio_postgres::SimpleQueryMessage], has_poll: bool) 
 /// run asks it afresh anyway (see `read::pending`), and the answer would only
 /// hold the run's end back.
 fn next_poll(pg: &Postgres, n: &Node) -> Option<String> {
-    if !flight::far(n) || n.poll.is_none() || n.poll_sql.is_empty() || n.live_targets(&pg.nodes).next().is_none() {
+    if !flight::far(n) || n.poll_text().is_none() || n.live_targets(&pg.nodes).next().is_none() {
         return None;
     }
     let cursor = match pg.windows.iter().find(|w| w.db == n.id) {
