@@ -88,11 +88,12 @@ async fn when_the_active_replicators_data_center_goes_dark_the_standby_in_the_ot
             let r = &report["syncs"][0]["replicator"];
             let both = [r["pid"].as_i64(), r["standby"]["pid"].as_i64()];
             let named = both.contains(&Some(first.pid.into())) && both.contains(&Some(second.pid.into()));
-            (code == Some(0) && r["running"] == true && named).then_some(report)
+            // The positions trail the rows by the last commits' flush.
+            let nothing = ["db0", "db1"].iter().all(|db| database(&report, db)["pending"] == 0);
+            (code == Some(0) && r["running"] == true && named && nothing).then_some(report)
         })
         .await;
         assert_eq!(database(&report, "db0")["pending"], 0, "{report}");
-        assert_eq!(database(&report, "db1")["pending"], 0, "{report}");
     })
     .await;
 }

@@ -151,10 +151,9 @@ pub(crate) async fn settle(pg: &mut Postgres, wait: bool) -> Result<(), ReplicaE
             return rewind(pg, e, db).await;
         }
         for (db, sql) in flight.advances {
-            if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == db) {
-                // Positions only grow: the later advance covers the earlier.
-                n.deferred = Some(sql);
-            }
+            // Positions only grow: the later advance covers the earlier. It
+            // still waits for the flush of the commits nearby it covers.
+            super::durable::release(pg, db, sql);
         }
         for (db, answer) in answers {
             if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == db) {

@@ -15,7 +15,9 @@
 //!   and changed keys; `apply`: deletes and COPY streams; `record`: run
 //!   state, conflict log, commits and cursor advances; `upkeep`: purges and
 //!   vacuums of the change logs beside the runs; `copy`: `onetimecopy`;
-//!   `flight`: runs whose commits on far databases are not answered yet.
+//!   `flight`: runs whose commits on far databases are not answered yet;
+//!   `durable`: small runs' commits that do not wait for the flush, and the
+//!   advances that wait for it instead.
 //! - `conflicts`: both versions of conflicted rows, the conflict log's purge
 //!   and what `dugong conflicts` reads; `restore`: a losing version written
 //!   back.
@@ -34,6 +36,7 @@ mod connect;
 pub mod consistency;
 mod copy;
 pub(crate) mod ddl;
+mod durable;
 mod flight;
 mod format;
 mod node;
@@ -247,6 +250,8 @@ impl Engine for Postgres {
         // The run may have failed because one in flight did: start again from
         // what every database confirmed.
         flight::settle_after_rollback(self).await;
+        // Before the engine may be dropped, the good runs' advances go.
+        durable::settle(self).await;
     }
 
     async fn finish_upkeep(&mut self) {

@@ -17,6 +17,8 @@ use tokio_postgres::Client;
 
 /// A sync's PostgreSQL databases, ready to run.
 pub struct Postgres {
+    /// The sync.
+    pub(crate) sync: dugong_core::SyncName,
     /// The databases reachable when the sync was prepared, in its order.
     pub nodes: Vec<Node>,
     /// The databases that were not.
@@ -32,6 +34,9 @@ pub struct Postgres {
     pub(crate) one_flight_rows: u64,
     /// Runs whose commits on far databases are not answered yet.
     pub(crate) flights: Flights,
+    /// Position advances waiting for commits made without waiting for the
+    /// flush to be flushed (see `durable`).
+    pub(crate) parked: Vec<super::durable::Parked>,
 }
 
 impl Postgres {
@@ -148,6 +153,9 @@ pub struct Node {
     /// instead of costing a round trip of its own. Losing it in a crash only
     /// means delivering that run again, which is idempotent.
     pub(crate) deferred: Option<String>,
+    /// The WAL position of the last commit here that did not wait for the
+    /// flush and is not known flushed yet (see `durable`).
+    pub(crate) unflushed: Option<super::durable::Unflushed>,
     /// The run transaction's opening, when this run does not read the
     /// database and has not sent it a statement yet: it goes right before the
     /// first one ([`super::read::opened`]), in the same round trip.

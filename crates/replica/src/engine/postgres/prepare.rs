@@ -124,12 +124,14 @@ pub async fn prepare(config: &Config, sync: &Sync, who: &Replicator) -> Result<P
     // A table whose hold was lifted ships whole in the first run, due at once.
     let sweep = nodes.iter().any(|n| !n.sweep.is_empty());
     let engine = Postgres {
+        sync: name.clone(),
         nodes,
         missing,
         same_major_version,
         windows: Vec::new(),
         one_flight_rows: 0,
         flights: Default::default(),
+        parked: Vec::new(),
     };
     let mut prepared = Prepared::new(plan, who.clone(), engine);
     prepared.more_pending = sweep;
@@ -294,6 +296,7 @@ async fn set_up_node(
         upkeep_task: None,
         polled: None,
         deferred: None,
+        unflushed: None,
         opening: Default::default(),
         staged: String::new(),
         copy_in: Default::default(),

@@ -55,8 +55,10 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
         .collect();
     let delivering: Vec<DbId> = delivering.into_iter().filter(|id| !answered.contains(id)).collect();
     let nodes = &pg.nodes;
-    let checks =
-        nodes.iter().filter(|n| delivering.contains(&n.id) || deferred.iter().any(|(d, _)| *d == n.id)).map(|node| {
+    let checks = nodes
+        .iter()
+        .filter(|n| delivering.contains(&n.id) || deferred.iter().any(|(d, _)| *d == n.id) || n.unflushed.is_some())
+        .map(|node| {
             let deferred = deferred.iter().find(|(d, _)| *d == node.id).map(|(_, sql)| sql.as_str());
             let poll = delivering.contains(&node.id);
             async move {
@@ -82,9 +84,22 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
                         .on_db(node.id, || "polling the change logs".into())?;
                     Ok::<_, ReplicaError>(Some(row.get::<_, bool>(0)))
                 };
+                // Whether the commits made here without waiting for the
+                // flush are flushed now: the advances they hold may go.
+                let flush = async {
+                    if node.unflushed.is_none() {
+                        return Ok(None);
+                    }
+                    let messages = node
+                        .client
+                        .simple_query(super::durable::FLUSH_LSN)
+                        .await
+                        .on_db(node.id, || "asking how far the WAL is flushed".into())?;
+                    Ok::<_, ReplicaError>(super::durable::flush_answer(&messages))
+                };
                 let asked = std::time::Instant::now();
-                let ((), found) = futures_util::future::try_join(advance, check).await?;
-                Ok::<_, ReplicaError>((node.id, found, asked.elapsed()))
+                let ((), found, flushed) = futures_util::future::try_join3(advance, check, flush).await?;
+                Ok::<_, ReplicaError>((node.id, found, asked.elapsed(), flushed))
             }
         });
     let answers = match try_join_all(checks).await {
@@ -98,10 +113,16 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
                     n.deferred.get_or_insert(sql);
                 }
             }
+            // What may go before the engine is prepared again goes now.
+            super::durable::settle(pg).await;
             return Err(e);
         }
     };
-    for (id, found, took) in answers {
+    let mut released = Vec::new();
+    for (id, found, took, flushed) in answers {
+        if let Some(lsn) = flushed {
+            released.extend(super::durable::flushed(pg, id, lsn));
+        }
         if let Some(found) = found {
             any |= found;
             if let Some(n) = pg.nodes.iter_mut().find(|n| n.id == id) {
@@ -109,6 +130,9 @@ pub async fn pending(pg: &mut Postgres) -> Result<bool, ReplicaError> {
                 n.timed(took);
             }
         }
+    }
+    if !any {
+        super::durable::quiet(pg, released).await;
     }
     Ok(any)
 }

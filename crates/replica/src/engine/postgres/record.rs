@@ -3,6 +3,7 @@
 //! run's commit, and afterwards the sources' cursors (`dugong.cursor`).
 
 use super::capture;
+use super::durable;
 use super::flight;
 use super::node::{rollback_all, Node, Postgres, Window};
 use super::read;
@@ -99,6 +100,9 @@ pub async fn commit(
     }
     let sql = good_run_sql(plan, pg, who, outcome);
     let number = pg.flights.number();
+    // Applied in one flight (see `apply::apply_all`), with no conflicts to log.
+    let shipped: u64 = pg.windows.iter().map(|w| w.shipped).sum();
+    let small = shipped <= pg.one_flight_rows && outcome.truncates == 0 && outcome.conflicts.is_empty();
     let mut messages = Vec::with_capacity(pg.nodes.len());
     for i in 0..pg.nodes.len() {
         let n = &pg.nodes[i];
@@ -109,11 +113,17 @@ pub async fn commit(
         // A small run's rows go with the commit: one message; and after it,
         // a source's poll from where the run leaves its cursor.
         let poll = next_poll(pg, n);
+        // A small run commits nearby without waiting for the flush; its
+        // positions wait for it instead (see `durable`).
+        let quick = !fly && !far && small && sweep.is_empty();
         let body = format!(
-            "{}{}{sql};\n{}COMMIT;\n",
+            "{}{}{}{sql};\n{}COMMIT;\n{}{}",
             read::take_opening(n),
             n.staged,
+            if quick { durable::ASYNC_COMMIT } else { "" },
             capture::release_sql(plan.name().as_str(), sweep),
+            if quick { durable::COMMIT_LSN } else { "" },
+            if n.unflushed.is_some() { durable::FLUSHED_BEHIND_COMMIT } else { "" },
         );
         let (mark, before) = if far { flight::mark(pg, id, number) } else { (String::new(), None) };
         let has_poll = poll.is_some();
@@ -167,13 +177,18 @@ pub async fn commit(
         let (messages, check) = futures_util::join!(commit, prepare);
         let messages = messages?;
         let link = server_time(&messages).map(|server| asked.elapsed().saturating_sub(server));
-        Ok::<_, ReplicaError>((n.id, poll_answer(&messages, *has_poll), link, check))
+        let lsn = (durable::commit_lsn(&messages), durable::flushed_behind(&messages));
+        Ok::<_, ReplicaError>((n.id, poll_answer(&messages, *has_poll), link, check, lsn))
     }))
     .await;
     if committed.iter().all(Result::is_ok) {
         flight::queue(pg, flying.into_iter().map(|(id, handle, _)| (id, handle)).collect());
         let mut answers = Vec::with_capacity(committed.len());
-        for (id, answer, link, check) in committed.into_iter().flatten() {
+        for (id, answer, link, check, (lsn, flushed)) in committed.into_iter().flatten() {
+            durable::committed(pg, id, lsn);
+            if let Some(flushed) = flushed {
+                durable::flushed(pg, id, flushed);
+            }
             let node = pg.node_mut(id);
             if let Some(took) = link {
                 node.timed(took);
@@ -200,6 +215,8 @@ pub async fn commit(
         }
     }
     rollback_all(pg).await;
+    // The good runs before keep their progress if the engine is dropped now.
+    durable::settle(pg).await;
     Err(error.expect("a commit failed"))
 }
 
@@ -362,9 +379,9 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         held.push((w.db, sql));
     }
     // Behind runs in flight, the advance waits for them and for this run.
+    // Else it waits for the flush of the commits it covers.
     for (db, sql) in pg.flights.hold(held).unwrap_or_default() {
-        let i = pg.nodes.iter().position(|n| n.id == db).expect("every window is a node's");
-        pg.nodes[i].deferred = Some(sql);
+        durable::release(pg, db, sql);
     }
     for (w, (positions, purge)) in windows.into_iter().zip(advances) {
         let i = pg.nodes.iter().position(|n| n.id == w.db).expect("every window is a node's");
@@ -415,6 +432,7 @@ pub async fn record_bad(
 /// and takes its heartbeat away; sends the last run's position advance first.
 pub async fn record_stopped(pg: &mut Postgres, sync: &SyncName, who: &Replicator) {
     flight::settle_after_rollback(pg).await;
+    durable::settle(pg).await;
     flush_deferred(pg).await;
     for node in &pg.nodes {
         let _ = node
@@ -437,14 +455,7 @@ pub async fn record_stopped(pg: &mut Postgres, sync: &SyncName, who: &Replicator
 /// Sends every database's deferred position advance now. Best effort: one
 /// not sent only means delivering that run again.
 pub(crate) async fn flush_deferred(pg: &mut Postgres) {
-    for node in &mut pg.nodes {
-        if let Some(sql) = node.deferred.take() {
-            if let Err(e) = node.client.batch_execute(&sql).await {
-                let _ = node.client.batch_execute("ROLLBACK").await;
-                tracing::debug!(db = %node.id, error = %describe_pg(&e), "could not advance the positions");
-            }
-        }
-    }
+    durable::send_deferred(pg, |_| true).await;
 }
 
 /// Writes a replicator's heartbeat in its role (`active` or `standby`).
