@@ -29,7 +29,7 @@
 //! commits stay synchronous: the local flush would not say the standby has
 //! the rows.
 
-use super::node::Postgres;
+use super::node::{Parked, Postgres, Unflushed};
 use dugong_core::DbId;
 use std::time::{Duration, Instant};
 
@@ -53,15 +53,6 @@ pub(crate) const FLUSH_LSN: &str = "SELECT (pg_current_wal_flush_lsn() - '0/0'::
 pub(crate) const FLUSHED_BEHIND_COMMIT: &str =
     "SELECT 'dugong.flushed', (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::int8;\n";
 
-/// A source's position advance held until the commits it covers are flushed.
-#[derive(Debug)]
-pub(crate) struct Parked {
-    db: DbId,
-    sql: String,
-    /// The WAL position each database must have flushed.
-    needs: Vec<(DbId, u64)>,
-}
-
 /// The WAL position a commit's message reported ([`COMMIT_LSN`]).
 pub(crate) fn commit_lsn(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<u64> {
     tagged(messages, "dugong.commit_lsn")
@@ -77,18 +68,6 @@ fn tagged(messages: &[tokio_postgres::SimpleQueryMessage], tag: &str) -> Option<
         tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(tag) => r.get(1).and_then(|v| v.parse().ok()),
         _ => None,
     })
-}
-
-/// The commits on a database not known flushed yet.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Unflushed {
-    /// The WAL position the last one reached...
-    lsn: u64,
-    /// ...and when it answered.
-    at: Instant,
-    /// When the replicator last had them flushed ([`quiet`]) without that
-    /// covering them.
-    forced: Option<Instant>,
 }
 
 /// How long a sync is quiet after a commit that did not wait for the flush

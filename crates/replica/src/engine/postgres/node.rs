@@ -36,7 +36,7 @@ pub struct Postgres {
     pub(crate) flights: Flights,
     /// Position advances waiting for commits made without waiting for the
     /// flush to be flushed (see `durable`).
-    pub(crate) parked: Vec<super::durable::Parked>,
+    pub(crate) parked: Vec<Parked>,
 }
 
 impl Postgres {
@@ -84,6 +84,28 @@ pub(crate) async fn rollback_all(pg: &Postgres) {
             let _ = n.client.batch_execute("ROLLBACK").await;
         }
     }
+}
+
+/// A source's position advance held until the commits it covers are
+/// flushed (see `durable`).
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub(crate) db: DbId,
+    pub(crate) sql: String,
+    /// The WAL position each database must have flushed.
+    pub(crate) needs: Vec<(DbId, u64)>,
+}
+
+/// The commits on a database not known flushed yet (see `durable`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unflushed {
+    /// The WAL position the last one reached...
+    pub(crate) lsn: u64,
+    /// ...and when it answered.
+    pub(crate) at: std::time::Instant,
+    /// When the replicator last had them flushed (`durable::quiet`) without that
+    /// covering them.
+    pub(crate) forced: Option<std::time::Instant>,
 }
 
 /// One database of a prepared sync.
@@ -155,7 +177,7 @@ pub struct Node {
     pub(crate) deferred: Option<String>,
     /// The WAL position of the last commit here that did not wait for the
     /// flush and is not known flushed yet (see `durable`).
-    pub(crate) unflushed: Option<super::durable::Unflushed>,
+    pub(crate) unflushed: Option<Unflushed>,
     /// The run transaction's opening, when this run does not read the
     /// database and has not sent it a statement yet: it goes right before the
     /// first one ([`super::read::opened`]), in the same round trip.
