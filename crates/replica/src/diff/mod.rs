@@ -1,7 +1,7 @@
 //! How one table differs across the databases of a sync: row counts, keys
 //! missing somewhere, keys whose rows differ. The engines read their
 //! databases (`engine::postgres::compare`, `engine::sqlite::compare`) and
-//! [`merge`] joins what they stream, in constant memory, into a
+//! `merge` joins what they stream, in constant memory, into a
 //! [`TableComparison`]; `dugong compare` reports it.
 
 pub(crate) mod merge;

@@ -388,7 +388,7 @@ pub(crate) struct Flights {
     /// The sources' positions as the last confirmed run left them: where a
     /// failure rewinds to.
     pub(crate) confirmed: Vec<Kept>,
-    /// The number of the next run, for [`chain_guard`].
+    /// The number of the next run, for [`super::flight::chain_guard`].
     pub(crate) next: u64,
     /// The number of the last run sent to each far database.
     pub(crate) sent: BTreeMap<DbId, u64>,

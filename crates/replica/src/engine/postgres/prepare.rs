@@ -338,7 +338,7 @@ async fn create_sync_state(client: &Client, id: DbId, sync: &SyncName) -> Result
     Ok(())
 }
 
-/// [`read_positions`] on a source; a target keeps none.
+/// [`super::capture::read_positions`] on a source; a target keeps none.
 async fn read_positions_of(
     client: &Client,
     id: DbId,
