@@ -94,6 +94,7 @@ async fn when_the_active_replicators_data_center_goes_dark_the_standby_in_the_ot
         })
         .await;
         assert_eq!(database(&report, "db0")["pending"], 0, "{report}");
+        assert_eq!(database(&report, "db1")["pending"], 0, "{report}");
     })
     .await;
 }

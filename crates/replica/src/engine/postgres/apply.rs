@@ -135,8 +135,7 @@ pub async fn apply_all(
     p: &SyncPlan,
     plans: &[TablePlan<TextKey>],
 ) -> Result<(Totals, Vec<(DbId, String)>), ReplicaError> {
-    let shipped: u64 = pg.windows.iter().map(|w| w.shipped).sum();
-    if shipped <= pg.one_flight_rows && plans.iter().all(|plan| plan.truncate.is_none()) {
+    if pg.ships_little() && plans.iter().all(|plan| plan.truncate.is_none()) {
         return stage_all(pg, p, plans).await;
     }
     Ok((stream_all(pg, p, plans).await?, Vec::new()))

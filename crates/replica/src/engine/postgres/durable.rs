@@ -29,7 +29,7 @@
 //! commits stay synchronous: the local flush would not say the standby has
 //! the rows.
 
-use super::node::{Parked, Postgres, Unflushed};
+use super::node::{tagged_value, Parked, Postgres, Unflushed};
 use dugong_core::DbId;
 use std::time::{Duration, Instant};
 
@@ -55,27 +55,13 @@ pub(crate) const FLUSHED_BEHIND_COMMIT: &str =
 
 /// The WAL position a commit's message reported ([`COMMIT_LSN`]).
 pub(crate) fn commit_lsn(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<u64> {
-    tagged(messages, "dugong.commit_lsn")
+    tagged_value(messages, "dugong.commit_lsn")
 }
 
 /// The flush position a commit's message reported ([`FLUSHED_BEHIND_COMMIT`]).
 pub(crate) fn flushed_behind(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<u64> {
-    tagged(messages, "dugong.flushed")
+    tagged_value(messages, "dugong.flushed")
 }
-
-fn tagged(messages: &[tokio_postgres::SimpleQueryMessage], tag: &str) -> Option<u64> {
-    messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(tag) => r.get(1).and_then(|v| v.parse().ok()),
-        _ => None,
-    })
-}
-
-/// How long a sync is quiet after a commit that did not wait for the flush
-/// before the replicator has it flushed ([`quiet`]): at once. Waiting 20 ms
-/// measured no better through this machine's noise, and left positions
-/// behind where a caller (a test, a replicator about to be stopped) looks
-/// right after a run.
-const QUIET: Duration = Duration::ZERO;
 
 /// How long before the replicator tries again to have commits flushed whose
 /// last try did not cover them (a role whose own commits do not wait for the
@@ -90,7 +76,7 @@ pub(crate) fn committed(pg: &mut Postgres, db: DbId, lsn: Option<u64>) {
         Some(lsn) => {
             let node = pg.nodes.iter_mut().find(|n| n.id == db).expect("every commit is a node's");
             let lsn = node.unflushed.map_or(lsn, |before| before.lsn.max(lsn));
-            node.unflushed = Some(Unflushed { lsn, at: Instant::now(), forced: None });
+            node.unflushed = Some(Unflushed { lsn, forced: None });
         }
         // What the advances held waited for there is flushed too.
         None => {
@@ -149,20 +135,22 @@ pub(crate) fn flush_answer(messages: &[tokio_postgres::SimpleQueryMessage]) -> O
     })
 }
 
-/// When a poll found nothing new anywhere: has the databases whose last
-/// commit is not known flushed (for [`QUIET`]) flush it now ([`force`]),
+/// When a poll found nothing new anywhere: has the databases with commits
+/// not known flushed flush them now ([`force`]),
 /// rather than wait for the server's WAL writer (`wal_writer_delay`, 200 ms
 /// by default). The positions, and what `dugong status` counts as pending,
 /// then trail the rows by a few milliseconds after a run, and the flush
 /// costs the next change nothing unless it comes in that moment; runs that
 /// follow one another without a lull are not held up by flushes of their
-/// own.
+/// own. (Waiting 20 ms into the lull measured no better through this
+/// machine's noise, and left positions behind where a caller looks right
+/// after a run.)
 ///
 /// The advances that go then (with `released`, those the poll's own flush
 /// check let go) are sent at once: nothing else would carry them before the
 /// next poll, and a replicator run `--once` stops at this moment.
 pub(crate) async fn quiet(pg: &mut Postgres, mut released: Vec<DbId>) {
-    let due = |u: &Unflushed| u.at.elapsed() >= QUIET && u.forced.is_none_or(|t| t.elapsed() >= FORCE_AGAIN);
+    let due = |u: &Unflushed| u.forced.is_none_or(|t| t.elapsed() >= FORCE_AGAIN);
     released.extend(force(pg, due).await);
     send_deferred(pg, |id| released.contains(&id)).await;
 }

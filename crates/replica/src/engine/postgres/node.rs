@@ -59,6 +59,12 @@ impl Postgres {
         self.nodes.iter_mut().find(|n| n.id == id).expect("every database of a run is a node")
     }
 
+    /// Whether the run in progress ships few enough change rows to apply in
+    /// one flight (`RunLimits::one_flight_rows`; truncates aside).
+    pub(crate) fn ships_little(&self) -> bool {
+        self.windows.iter().map(|w| w.shipped).sum::<u64>() <= self.one_flight_rows
+    }
+
     pub(crate) fn window(&self, id: DbId) -> &Window {
         self.windows.iter().find(|w| w.db == id).expect("every winning source was read")
     }
@@ -99,13 +105,20 @@ pub(crate) struct Parked {
 /// The commits on a database not known flushed yet (see `durable`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Unflushed {
-    /// The WAL position the last one reached...
+    /// The WAL position the last one reached.
     pub(crate) lsn: u64,
-    /// ...and when it answered.
-    pub(crate) at: std::time::Instant,
     /// When the replicator last had them flushed (`durable::quiet`) without that
     /// covering them.
     pub(crate) forced: Option<std::time::Instant>,
+}
+
+/// The value of the row marked `tag` (its first column) in a simple query's
+/// answer: what a statement sent behind a commit reports.
+pub(crate) fn tagged_value(messages: &[tokio_postgres::SimpleQueryMessage], tag: &str) -> Option<u64> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(tag) => r.get(1).and_then(|v| v.parse().ok()),
+        _ => None,
+    })
 }
 
 /// One database of a prepared sync.

@@ -5,7 +5,7 @@
 use super::capture;
 use super::durable;
 use super::flight;
-use super::node::{rollback_all, Node, Postgres, Window};
+use super::node::{rollback_all, tagged_value, Node, Postgres, Window};
 use super::read;
 use super::snapshot::Snapshot;
 use super::upkeep;
@@ -101,8 +101,7 @@ pub async fn commit(
     let sql = good_run_sql(plan, pg, who, outcome);
     let number = pg.flights.number();
     // Applied in one flight (see `apply::apply_all`), with no conflicts to log.
-    let shipped: u64 = pg.windows.iter().map(|w| w.shipped).sum();
-    let small = shipped <= pg.one_flight_rows && outcome.truncates == 0 && outcome.conflicts.is_empty();
+    let small = pg.ships_little() && outcome.truncates == 0 && outcome.conflicts.is_empty();
     let mut messages = Vec::with_capacity(pg.nodes.len());
     for i in 0..pg.nodes.len() {
         let n = &pg.nodes[i];
@@ -227,12 +226,7 @@ const SERVER_TIME: &str =
 
 /// The server's time on a message that carried [`SERVER_TIME`].
 fn server_time(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<std::time::Duration> {
-    messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("dugong.server_us") => {
-            r.get(1).and_then(|us| us.parse::<u64>().ok()).map(std::time::Duration::from_micros)
-        }
-        _ => None,
-    })
+    tagged_value(messages, "dugong.server_us").map(std::time::Duration::from_micros)
 }
 
 /// The answer of the poll sent behind a commit: the last row's first value.
