@@ -21,6 +21,11 @@ pub const CONSOLE_USER: &str = "demo";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process may take to stop after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a paused replicator goes on before it is stopped again, when the first stop caught
+/// it inside a write.
+const PAUSE_AGAIN: Duration = Duration::from_millis(5);
+/// How long the pause waits for a write on a site's file before it counts the file as held.
+const WRITE_CHECK: Duration = Duration::from_millis(100);
 
 /// Both sites, the replicator, and the directory they live in.
 pub struct Sites {
@@ -141,8 +146,26 @@ impl Sites {
 
     /// Holds the replicator still (SIGSTOP), as a slow link between the sites would hold their
     /// changes up: writes on both sites then meet as a conflict when it goes on.
-    pub fn pause_replicator(&mut self) -> anyhow::Result<()> {
-        self.signal_replicator(libc::SIGSTOP)
+    ///
+    /// A stop can catch the replicator inside a write transaction on one of the files, which
+    /// would then refuse the sites' own writes until it goes on. So the pause holds only once
+    /// both files take a write; otherwise the replicator goes on for a moment and is stopped
+    /// again.
+    pub async fn pause_replicator(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.signal_replicator(libc::SIGSTOP)?;
+            let files: Vec<PathBuf> = self.sites.iter().map(|s| s.db.clone()).collect();
+            let busy = tokio::task::spawn_blocking(move || files.iter().find(|f| !takes_a_write(f)).cloned())
+                .await
+                .context("checking the sites' files")?;
+            let Some(file) = busy else { return Ok(()) };
+            self.signal_replicator(libc::SIGCONT)?;
+            if Instant::now() >= deadline {
+                bail!("the replicator held a write on {} at every pause for {START_TIMEOUT:?}", file.display());
+            }
+            tokio::time::sleep(PAUSE_AGAIN).await;
+        }
     }
 
     /// Lets a paused replicator go on (SIGCONT).
@@ -373,4 +396,35 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Whether the SQLite file `path` can start a write transaction now (waiting at most
+/// [`WRITE_CHECK`]); nothing is written.
+fn takes_a_write(path: &Path) -> bool {
+    let check = || -> rusqlite::Result<()> {
+        let db = rusqlite::Connection::open(path)?;
+        db.busy_timeout(WRITE_CHECK)?;
+        db.execute_batch("BEGIN IMMEDIATE; ROLLBACK")
+    };
+    check().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_held_in_a_write_transaction_does_not_take_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.db");
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x int)").unwrap();
+        assert!(takes_a_write(&path), "a file nobody writes takes a write");
+        holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)").unwrap();
+        assert!(!takes_a_write(&path), "a file held in a write transaction took a write");
+        holder.execute_batch("COMMIT").unwrap();
+        assert!(takes_a_write(&path), "the file takes a write once the holder commits");
+        let rows: i64 = holder.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1, "the check wrote nothing");
+    }
 }

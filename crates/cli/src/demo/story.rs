@@ -166,7 +166,7 @@ async fn conflict(sites: &mut Sites, token: &Token, say: &Say) -> anyhow::Result
     };
     // Both edits commit before either crosses: the replicator is held still for that moment, as a
     // slow link would hold it, and let go whatever happened.
-    sites.pause_replicator()?;
+    sites.pause_replicator().await?;
     say.info("the replicator is paused for a moment, as a slow link between the sites would hold it up");
     let first = edit(&sites.sites[0], "pricing (edited on site 0)").await;
     tokio::time::sleep(EDIT_GAP).await;
