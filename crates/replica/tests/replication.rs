@@ -222,6 +222,27 @@ async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
     assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["4000"]);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["6000"]);
+    // Counted again with the reading prepared on the session, a backlog is
+    // cut the same way.
+    assert!(run_statements(&p, 0).await.contains(&"dugong_run_counts".to_string()));
+    for tx in 40..80 {
+        sites
+            .client(0)
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO t SELECT g, md5(g::text) FROM generate_series({a}, {a} + 99) g;
+                 INSERT INTO u SELECT g, md5(g::text) FROM generate_series({b}, {b} + 149) g;
+                 COMMIT",
+                a = tx * 100,
+                b = tx * 150
+            ))
+            .await
+            .unwrap();
+    }
+    let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000, ..Default::default() }).await;
+    assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["8000"]);
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["12000"]);
     sites.assert_same("SELECT * FROM t").await;
     sites.assert_same("SELECT * FROM u").await;
 }
@@ -306,6 +327,56 @@ async fn a_column_added_on_a_target_stops_the_run_before_it_commits_there() {
     sites.client(0).batch_execute("INSERT INTO u VALUES (2, 'two')").await.unwrap();
     stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"], "nothing more committed on the target");
+}
+
+/// The same from the source's side: a column added on the source the run
+/// reads stops the run before it ships a row, whether the source's reading
+/// goes inline (the first run) or is prepared on its session (after a commit
+/// there was waited for).
+#[tokio::test]
+async fn a_column_added_on_a_source_stops_the_run_before_it_ships() {
+    let sites = Sites::new(
+        "source_shape",
+        2,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY, v text)",
+    )
+    .await;
+    let config = sites.master_master();
+    let stops = |err: dugong_replica::ReplicaError| {
+        assert!(matches!(&err, dugong_replica::ReplicaError::SchemaChanged(what) if what.contains("db0")), "{err:?}");
+    };
+    let mut p = prepare(&config).await;
+    assert!(run_statements(&p, 0).await.is_empty(), "nothing is prepared before a commit");
+    sites.client(0).batch_execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 7").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO t (id, v) VALUES (1, 'one')").await.unwrap();
+    stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["0"], "nothing shipped from the changed source");
+    drop(p);
+    let mut p = prepare(&config).await;
+    assert_eq!(p.plan.held.len(), 1, "{:?}", p.plan.held);
+    sites.client(0).batch_execute("INSERT INTO u VALUES (1, 'one')").await.unwrap();
+    sync_all(&mut p).await;
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"]);
+    assert_eq!(
+        run_statements(&p, 0).await,
+        ["dugong_run_check", "dugong_run_counts", "dugong_run_read"],
+        "a source's reading is prepared behind its commit"
+    );
+    sites.client(0).batch_execute("ALTER TABLE u ADD COLUMN extra int DEFAULT 7").await.unwrap();
+    sites.client(0).batch_execute("INSERT INTO u (id, v) VALUES (2, 'two')").await.unwrap();
+    stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
+    assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"], "nothing more shipped");
+}
+
+/// The statements prepared by name (not by the driver) on the run session of
+/// database `db`, sorted.
+async fn run_statements(p: &Prepared<Postgres>, db: usize) -> Vec<String> {
+    let rows = p.engine.nodes[db]
+        .client
+        .query("SELECT name FROM pg_prepared_statements WHERE name LIKE 'dugong%' ORDER BY name", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 /// A table shaped differently on the sites is held, naming table and column:

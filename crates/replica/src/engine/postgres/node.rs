@@ -169,11 +169,12 @@ pub struct Node {
     pub batch_bounds: BatchBounds,
     /// The replicated tables' columns as prepared, checked by every run.
     pub shape: Shape,
-    /// Whether the check a run's opening makes here ([`Node::prepare_check_sql`]) is
-    /// prepared on this connection ([`CHECK_STATEMENT`]): once a commit here
-    /// was waited for (it goes behind that commit, in its round trip). Until
-    /// then the opening carries it inline, and the server plans it each run.
-    pub(crate) check_prepared: bool,
+    /// Whether what a run's opening and a source's reading send here is
+    /// prepared on this connection (`read::prepare_sql`: the check of
+    /// [`CHECK_STATEMENT`], a source's window and counts): once a commit here
+    /// was waited for (they go behind that commit, in its round trip). Until
+    /// then runs send them inline, and the server plans them each run.
+    pub(crate) prepared: bool,
     /// What the change logs' upkeep has waiting (sources only)...
     pub upkeep: Upkeep,
     /// ...and the background task doing it, at most one at a time.

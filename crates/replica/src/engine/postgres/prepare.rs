@@ -300,7 +300,7 @@ async fn set_up_node(
         opening: Default::default(),
         staged: String::new(),
         copy_in: Default::default(),
-        check_prepared: false,
+        prepared: false,
     };
     let ready = match early {
         Some((e, polled)) => {

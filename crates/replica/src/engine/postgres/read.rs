@@ -25,8 +25,14 @@ const NOT_SHIPPED: &str = "dugong_txid >= pg_snapshot_xmin($1::text::pg_snapshot
 /// colons and commas). Every such change is at or above the cursor's xmin,
 /// which lets the change log's index skip the shipped ones.
 pub(crate) fn not_shipped(cursor: &str) -> String {
+    not_shipped_from(&format!("'{cursor}'"))
+}
+
+/// A change not in the cursor that the SQL expression `cursor` (a text) gives:
+/// a literal, or a prepared statement's parameter.
+fn not_shipped_from(cursor: &str) -> String {
     format!(
-        "dugong_txid >= pg_snapshot_xmin('{cursor}'::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, '{cursor}'::pg_snapshot)"
+        "dugong_txid >= pg_snapshot_xmin({cursor}::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, {cursor}::pg_snapshot)"
     )
 }
 
@@ -204,7 +210,7 @@ pub(crate) const BEGIN_RUN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ";
 fn begin_targets(pg: &Postgres, read: &[DbId]) {
     for n in pg.nodes.iter().filter(|n| !read.contains(&n.id)) {
         // Prepared, the check is not planned again in every run.
-        let check = if n.check_prepared {
+        let check = if n.prepared {
             format!("EXECUTE {}('{}')", super::node::CHECK_STATEMENT, n.cursor)
         } else {
             n.shape.run_check(unread_poll(n).as_deref())
@@ -310,54 +316,34 @@ async fn read_source(
 ) -> Result<(Window, SourceRead), ReplicaError> {
     let id = node.id;
     let cursor = node.cursor.to_string();
-    let deltas: Vec<&str> =
-        plan.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
     // The transaction id of the batch_rows-th pending change bounds the batch.
     let cached = node.batch_bounds.next_after(&node.cursor, limits.batch_rows);
-    let nth_sql = if deltas.is_empty() || cached.is_some() {
-        "NULL::text".to_string()
-    } else {
-        // Each change log counts its own changes per transaction: in txid order
-        // off its index, or hashed when its statistics know it is big. Only
-        // those counts (one row per transaction) are merged and sorted. Grouped
-        // after the union instead, every change of a backlog was sorted again,
-        // on disk past work_mem, because a change log's statistics rarely know
-        // how big its backlog has grown.
-        let union: Vec<String> = deltas
-            .iter()
-            .map(|d| {
-                format!(
-                    "SELECT dugong_txid AS t, count(*) AS c FROM {d} WHERE {} GROUP BY dugong_txid",
-                    not_shipped(&cursor)
-                )
-            })
-            .collect();
-        // Summing the counts in transaction order finds every batch's bound in
-        // one pass, where an ORDER BY … OFFSET would read every change of the
-        // backlog again in each run.
-        format!(
-            "(SELECT string_agg(w.t::text, ',' ORDER BY w.t) FROM (
-                SELECT g.t, g.c, (sum(g.c) OVER (ORDER BY g.t))::int8 AS upto
-                FROM (SELECT s.t, sum(s.c)::int8 AS c FROM ({}) s GROUP BY s.t) g) w
-             WHERE (w.upto - w.c) / {n} < w.upto / {n})",
-            union.join(" UNION ALL "),
-            n = limits.batch_rows.max(1)
-        )
-    };
     // The counts go right behind, in the same statement list: bounded by
     // what the batch bounds already say, else by the run's snapshot (the
     // bound of every run that is not a backlog's). A backlog counted just now
     // bounds the batch lower, and is counted again below.
     let early_bound = cached.as_ref().and_then(|(nth, _)| *nth).map(|nth| nth.saturating_add(1).max(node.cursor.xmax));
-    // The tables' shape is read after the snapshot is taken: a column added
-    // before the run's snapshot shows here, so no row written into it ships
-    // with the old column list.
+    let count = cached.is_none();
+    let rows_per_batch = limits.batch_rows.max(1);
+    // Prepared (see `prepare_sql`), the statements are not planned again in
+    // every run; a table whose hold was lifted is read the one time inline.
+    let (window, counts) = if node.prepared && node.sweep.is_empty() {
+        (
+            format!("EXECUTE {READ_STATEMENT}('{cursor}', {rows_per_batch}, {count})"),
+            Some(format!("EXECUTE {COUNT_STATEMENT}('{cursor}', {})", xid8_or_null(early_bound))),
+        )
+    } else {
+        let cursor = format!("'{cursor}'::text");
+        (
+            window_sql(plan, node, &cursor, &rows_per_batch.to_string(), &count.to_string()),
+            counts_sql(plan, node, &cursor, &xid8_or_null(early_bound), &node.sweep),
+        )
+    };
     let sql = format!(
-        "{}{BEGIN_RUN}{}; SELECT pg_current_snapshot()::text, {nth_sql}, ({});\n{}",
+        "{}{BEGIN_RUN}{}; {window};\n{}",
         node.deferred.as_deref().unwrap_or_default(),
         flight::chain_guard(pg, id),
-        node.shape.sql,
-        summaries_sql(plan, node, &cursor, early_bound),
+        counts.map(|c| format!("{c};\n")).unwrap_or_default(),
     );
     let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
     let mut rows = rows(&messages);
@@ -366,7 +352,6 @@ async fn read_source(
     node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
-    let counted_now = cached.is_none();
     let (nth, later) = match cached {
         Some(next) => next,
         None => {
@@ -380,8 +365,7 @@ async fn read_source(
         }
     };
     let bound = choose_bound(nth, &node.cursor, &snapshot);
-    let summaries =
-        if counted_now && nth.is_some() { summaries(plan, node, &cursor, Some(bound)).await? } else { early };
+    let summaries = if count && nth.is_some() { summaries(plan, node, &cursor, bound).await? } else { early };
     let shipped = summaries.iter().map(|s| s.changes.max(0) as u64).sum();
     let (_, uneven) = node.window_start(&pg.nodes);
     let targets = node.live_targets(&pg.nodes).collect();
@@ -393,19 +377,84 @@ async fn read_source(
     Ok((window, read))
 }
 
+/// The names of the statements a source's run reads with ([`window_sql`] and
+/// [`counts_sql`]), once prepared on its run session.
+const READ_STATEMENT: &str = "dugong_run_read";
+const COUNT_STATEMENT: &str = "dugong_run_counts";
+
+/// The statements that prepare what a run's opening and reading send to
+/// `node` (the shape check, and a source's reads), so that the server does
+/// not plan them again in every run: sent behind a commit waited for there.
+pub(crate) fn prepare_sql(plan: &SyncPlan, node: &Node) -> String {
+    let mut sql = format!("{};\n", node.prepare_check_sql());
+    if !node.source {
+        return sql;
+    }
+    let window = window_sql(plan, node, "$1::text", "$2::int8", "$3::bool");
+    sql.push_str(&format!("PREPARE {READ_STATEMENT} (text, int8, bool) AS {window};\n"));
+    // Without the tables whose hold is lifted: runs read those inline.
+    if let Some(counts) = counts_sql(plan, node, "$1::text", "$2::xid8", &[]) {
+        sql.push_str(&format!("PREPARE {COUNT_STATEMENT} (text, xid8) AS {counts};\n"));
+    }
+    sql
+}
+
+/// `bound` as an SQL `xid8` (a safe literal: digits), or NULL.
+fn xid8_or_null(bound: Option<u64>) -> String {
+    bound.map_or_else(|| "NULL::xid8".into(), |b| format!("'{b}'::xid8"))
+}
+
+/// The statement that opens a source's window, from the SQL text expression
+/// `cursor`: the run's snapshot; when `count` (an SQL boolean), the transaction
+/// ids that end each batch of `rows` (an SQL integer) changes, comma-separated;
+/// and the tables' shape, read after the snapshot is taken (a column added
+/// before the run's snapshot shows here, so no row written into it ships with
+/// the old column list).
+fn window_sql(plan: &SyncPlan, node: &Node, cursor: &str, rows: &str, count: &str) -> String {
+    let deltas: Vec<&str> =
+        plan.tables.iter().filter_map(|t| node.captures.get(&t.name)).map(|c| c.delta.as_str()).collect();
+    let nth = if deltas.is_empty() {
+        "NULL::text".to_string()
+    } else {
+        // Each change log counts its own changes per transaction: in txid order
+        // off its index, or hashed when its statistics know it is big. Only
+        // those counts (one row per transaction) are merged and sorted. Grouped
+        // after the union instead, every change of a backlog was sorted again,
+        // on disk past work_mem, because a change log's statistics rarely know
+        // how big its backlog has grown.
+        let union: Vec<String> = deltas
+            .iter()
+            .map(|d| {
+                format!(
+                    "SELECT dugong_txid AS t, count(*) AS c FROM {d} WHERE {} GROUP BY dugong_txid",
+                    not_shipped_from(cursor)
+                )
+            })
+            .collect();
+        // Summing the counts in transaction order finds every batch's bound in
+        // one pass, where an ORDER BY … OFFSET would read every change of the
+        // backlog again in each run. Not counted, the subquery is not run.
+        format!(
+            "CASE WHEN {count} THEN (SELECT string_agg(w.t::text, ',' ORDER BY w.t) FROM (
+                SELECT g.t, g.c, (sum(g.c) OVER (ORDER BY g.t))::int8 AS upto
+                FROM (SELECT s.t, sum(s.c)::int8 AS c FROM ({}) s GROUP BY s.t) g) w
+             WHERE (w.upto - w.c) / {rows} < w.upto / {rows}) END",
+            union.join(" UNION ALL "),
+        )
+    };
+    format!("SELECT pg_current_snapshot()::text, {nth}, ({})", node.shape.sql)
+}
+
 /// Counts every table's changes after `cursor` and below `bound` (or the run's
 /// snapshot), with its truncates: one round trip.
-async fn summaries(
-    plan: &SyncPlan,
-    node: &Node,
-    cursor: &str,
-    bound: Option<u64>,
-) -> Result<Vec<TableSummary>, ReplicaError> {
-    let messages = node
-        .client
-        .simple_query(&summaries_sql(plan, node, cursor, bound))
-        .await
-        .on_db(node.id, || "counting the changes".into())?;
+async fn summaries(plan: &SyncPlan, node: &Node, cursor: &str, bound: u64) -> Result<Vec<TableSummary>, ReplicaError> {
+    let sql = if node.prepared && node.sweep.is_empty() {
+        Some(format!("EXECUTE {COUNT_STATEMENT}('{cursor}', '{bound}')"))
+    } else {
+        counts_sql(plan, node, &format!("'{cursor}'::text"), &format!("'{bound}'::xid8"), &node.sweep)
+    };
+    let Some(sql) = sql else { return read_summaries(plan, node, std::iter::empty()) };
+    let messages = node.client.simple_query(&sql).await.on_db(node.id, || "counting the changes".into())?;
     read_summaries(plan, node, rows(&messages))
 }
 
@@ -417,45 +466,42 @@ fn rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> impl Iterator<Item =
     })
 }
 
-/// One statement per table with a change log, in the plan's order, each
-/// yielding one row: the table's changes in the window (after `cursor`,
-/// below `bound` or the run's snapshot), those that are not inserts, the
-/// oldest one's commit time, and its truncates with the latest one's commit
-/// time — one pass over the change log. Simple statements (the cursor and
-/// bound are safe literals: digits, colons and commas), so that they ride
-/// in the run's first message; the server plans each once either way.
-fn summaries_sql(plan: &SyncPlan, node: &Node, cursor: &str, bound: Option<u64>) -> String {
-    let mut sql = String::new();
+/// One statement yielding a row per table with a change log, in the plan's
+/// order (its place first): the table's changes in the window (after the SQL
+/// text expression `cursor`, below the SQL `xid8` expression `bound` or the
+/// run's snapshot), those that are not inserts, the oldest one's commit time,
+/// and its truncates with the latest one's commit time — one pass over the
+/// change log. Tables in `sweep` (hold lifted) are read whole, up to the
+/// snapshot. `None` without a change log.
+fn counts_sql(plan: &SyncPlan, node: &Node, cursor: &str, bound: &str, sweep: &[TableName]) -> Option<String> {
+    let mut parts = Vec::new();
     for table in &plan.tables {
         let Some(capture) = node.captures.get(&table.name) else { continue };
-        // A table whose hold was lifted is read whole, up to the snapshot.
-        let swept = node.sweep.contains(&table.name);
-        let cursor = if swept { "1:1:" } else { cursor };
-        let bound = match bound.filter(|_| !swept) {
-            Some(b) => format!("'{b}'::xid8"),
-            None => "NULL::xid8".into(),
-        };
+        let swept = sweep.contains(&table.name);
+        let (cursor, bound) = if swept { ("'1:1:'::text", "NULL::xid8") } else { (cursor, bound) };
         let window = format!(
             "{} AND dugong_txid < least({bound}, pg_snapshot_xmax(pg_current_snapshot()))",
-            not_shipped(cursor)
+            not_shipped_from(cursor)
         );
-        sql.push_str(&format!(
-            "SELECT c.changes, c.rewritten, c.oldest, t.truncates, t.latest
+        parts.push(format!(
+            "SELECT {i} AS i, c.changes, c.rewritten, c.oldest, t.truncates, t.latest
              FROM (SELECT sum(g.c)::int8 AS changes, sum(g.r)::int8 AS rewritten, {} AS oldest
                    FROM (SELECT dugong_txid AS t, count(*) AS c, count(*) FILTER (WHERE dugong_inserted IS NOT TRUE) AS r
                          FROM {} WHERE {window} GROUP BY dugong_txid) g) c,
                   (SELECT count(*) AS truncates, {} AS latest
-                   FROM dugong.truncate_log WHERE table_id = {} AND {window}) t;\n",
+                   FROM dugong.truncate_log WHERE table_id = {} AND {window}) t",
             commit_time_expr(node, "g.t", "min"),
             capture.delta,
             commit_time_expr(node, "dugong_txid", "max"),
             capture.table_id,
+            i = parts.len(),
         ));
     }
-    sql
+    (!parts.is_empty())
+        .then(|| format!("SELECT * FROM ({}) counts ORDER BY i", parts.join("\n             UNION ALL ")))
 }
 
-/// The rows of [`summaries_sql`], one per table with a change log.
+/// The rows of [`counts_sql`], one per table with a change log.
 fn read_summaries<'a>(
     plan: &SyncPlan,
     node: &Node,
@@ -471,13 +517,14 @@ fn read_summaries<'a>(
             summaries.push(TableSummary::default());
             continue;
         }
+        // The first column is the table's place among those counted.
         let row = rows.next().ok_or_else(|| protocol("no change count"))?;
-        let truncates = number(row, 3)?.unwrap_or(0);
+        let truncates = number(row, 4)?.unwrap_or(0);
         summaries.push(TableSummary {
-            changes: number(row, 0)?.unwrap_or(0),
-            rewritten: number(row, 1)?.unwrap_or(0),
-            oldest: number(row, 2)?,
-            truncated: (truncates > 0).then(|| number(row, 4)).transpose()?,
+            changes: number(row, 1)?.unwrap_or(0),
+            rewritten: number(row, 2)?.unwrap_or(0),
+            oldest: number(row, 3)?,
+            truncated: (truncates > 0).then(|| number(row, 5)).transpose()?,
         });
     }
     Ok(summaries)

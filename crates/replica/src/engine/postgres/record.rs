@@ -161,14 +161,14 @@ pub async fn commit(
         let n = nodes.iter().find(|n| n.id == *id).expect("every commit is a node's");
         let asked = std::time::Instant::now();
         let commit = async { n.client.simple_query(sql).await.map_err(|e| super::apply::commit_error(n.id, plan, e)) };
-        // The check of later runs' openings is prepared behind the commit,
-        // in its round trip (polled second, it is sent second). One that
-        // fails (behind a failed commit) is prepared with a later one; one
-        // that is there already (prepared behind a commit whose run failed
-        // elsewhere, so it was not counted) is this session's, the same.
+        // What later runs open and read with is prepared behind the commit,
+        // in its round trip (polled second, it is sent second). What fails
+        // (behind a failed commit) is prepared with a later one; what is
+        // there already (prepared behind a commit whose run failed elsewhere,
+        // so it was not counted) is this session's, the same.
         let prepare = async {
-            !n.check_prepared
-                && match n.client.batch_execute(&n.prepare_check_sql()).await {
+            !n.prepared
+                && match n.client.batch_execute(&read::prepare_sql(plan, n)).await {
                     Ok(()) => true,
                     Err(e) => e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_PSTATEMENT),
                 }
@@ -192,7 +192,7 @@ pub async fn commit(
             if let Some(took) = link {
                 node.timed(took);
             }
-            node.check_prepared |= check;
+            node.prepared |= check;
             answers.extend(answer.map(|a| (id, a)));
         }
         return Ok(answers);
