@@ -204,20 +204,24 @@ async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
     let mut p = prepare(&config).await;
     // 40 transactions, each 100 rows into t and 150 into u: each change log
     // counts its part of a transaction, and the batch bounds add them up.
-    for tx in 0..40 {
-        sites
-            .client(0)
-            .batch_execute(&format!(
-                "BEGIN;
-                 INSERT INTO t SELECT g, md5(g::text) FROM generate_series({a}, {a} + 99) g;
-                 INSERT INTO u SELECT g, md5(g::text) FROM generate_series({b}, {b} + 149) g;
-                 COMMIT",
-                a = tx * 100,
-                b = tx * 150
-            ))
-            .await
-            .unwrap();
-    }
+    let backlog = |txs: std::ops::Range<i32>| {
+        let db = sites.client(0);
+        async move {
+            for tx in txs {
+                db.batch_execute(&format!(
+                    "BEGIN;
+                     INSERT INTO t SELECT g, md5(g::text) FROM generate_series({a}, {a} + 99) g;
+                     INSERT INTO u SELECT g, md5(g::text) FROM generate_series({b}, {b} + 149) g;
+                     COMMIT",
+                    a = tx * 100,
+                    b = tx * 150
+                ))
+                .await
+                .unwrap();
+            }
+        }
+    };
+    backlog(0..40).await;
     let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000, ..Default::default() }).await;
     assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["4000"]);
@@ -225,20 +229,7 @@ async fn a_backlog_across_tables_ships_whole_transactions_in_bounded_batches() {
     // Counted again with the reading prepared on the session, a backlog is
     // cut the same way.
     assert!(run_statements(&p, 0).await.contains(&"dugong_run_counts".to_string()));
-    for tx in 40..80 {
-        sites
-            .client(0)
-            .batch_execute(&format!(
-                "BEGIN;
-                 INSERT INTO t SELECT g, md5(g::text) FROM generate_series({a}, {a} + 99) g;
-                 INSERT INTO u SELECT g, md5(g::text) FROM generate_series({b}, {b} + 149) g;
-                 COMMIT",
-                a = tx * 100,
-                b = tx * 150
-            ))
-            .await
-            .unwrap();
-    }
+    backlog(40..80).await;
     let outcomes = run_until_idle(&mut p, RunLimits { batch_rows: 1000, ..Default::default() }).await;
     assert_whole_bounded_batches(&outcomes, 10, 1000, 250);
     assert_eq!(sites.rows(1, "SELECT count(*) FROM t").await, vec!["8000"]);
