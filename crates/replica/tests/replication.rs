@@ -350,13 +350,69 @@ async fn a_column_added_on_a_source_stops_the_run_before_it_ships() {
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"]);
     assert_eq!(
         run_statements(&p, 0).await,
-        ["dugong_run_check", "dugong_run_counts", "dugong_run_read"],
+        ["dugong_run_check", "dugong_run_counts", "dugong_run_read", "dugong_run_rows"],
         "a source's reading is prepared behind its commit"
     );
     sites.client(0).batch_execute("ALTER TABLE u ADD COLUMN extra int DEFAULT 7").await.unwrap();
     sites.client(0).batch_execute("INSERT INTO u (id, v) VALUES (2, 'two')").await.unwrap();
     stops(run::run_once(&mut p, RunLimits::default()).await.expect_err("the run must stop"));
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"], "nothing more shipped");
+}
+
+/// Once a source's reading is prepared, a small run's rows are read ahead
+/// with its window and go with the commit without another question to the
+/// source: inserts, updates and deletes of tables with one and two key
+/// columns arrive as they would otherwise; a key changed on both sites goes
+/// to the later change, though each site read its own version ahead; a run
+/// with more rows than one flight takes reads them again.
+#[tokio::test]
+async fn small_runs_ship_the_rows_read_ahead_with_their_window() {
+    let sites = Sites::new(
+        "read_ahead",
+        2,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE u (a int, b text, v text, PRIMARY KEY (a, b))",
+    )
+    .await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    let limits = RunLimits { one_flight_rows: 4, ..Default::default() };
+    sites.client(0).batch_execute("INSERT INTO t VALUES (1, 'one'), (2, 'two')").await.unwrap();
+    run_until_idle(&mut p, limits).await;
+    assert!(run_statements(&p, 0).await.contains(&"dugong_run_rows".to_string()));
+    assert!(run_statements(&p, 1).await.contains(&"dugong_run_rows".to_string()));
+
+    sites
+        .client(0)
+        .batch_execute(
+            "UPDATE t SET v = 'uno' WHERE id = 1; DELETE FROM t WHERE id = 2; INSERT INTO u VALUES (1, 'x', 'ux')",
+        )
+        .await
+        .unwrap();
+    sites
+        .client(1)
+        .batch_execute("INSERT INTO t VALUES (3, 'three'); INSERT INTO u VALUES (2, 'y''s', NULL)")
+        .await
+        .unwrap();
+    let outcomes = run_until_idle(&mut p, limits).await;
+    assert!(outcomes.iter().all(|o| o.inserts <= 4), "{outcomes:?}");
+    assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").await, vec!["1|uno", "3|three"]);
+    assert_eq!(sites.assert_same("SELECT * FROM u ORDER BY a").await, vec!["1|x|ux", "2|y's|NULL"]);
+
+    // Site 0 wins key 3 and loses key 1: of what it read ahead, only key 3 ships.
+    sites.client(0).batch_execute("UPDATE t SET v = 'site0' WHERE id IN (1, 3)").await.unwrap();
+    sites.client(1).batch_execute("UPDATE t SET v = 'site1, later' WHERE id = 1").await.unwrap();
+    let outcomes = run_until_idle(&mut p, limits).await;
+    assert_eq!(outcomes.iter().map(|o| o.conflicts.len()).sum::<usize>(), 1, "{outcomes:?}");
+    assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").await, vec!["1|site1, later", "3|site0"]);
+
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'many' FROM generate_series(10, 19) g").await.unwrap();
+    let outcomes = run_until_idle(&mut p, limits).await;
+    assert_eq!(outcomes.iter().map(|o| o.inserts).sum::<u64>(), 10, "{outcomes:?}");
+    assert_eq!(sites.assert_same("SELECT count(*) FROM t").await, vec!["12"]);
+    // Small again: read ahead again.
+    sites.client(1).batch_execute("UPDATE t SET v = 'few' WHERE id = 10").await.unwrap();
+    run_until_idle(&mut p, limits).await;
+    assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 10").await, vec!["few"]);
 }
 
 /// The statements prepared by name (not by the driver) on the run session of

@@ -12,7 +12,7 @@
 
 use super::format::{CopyFormat, RowCounter};
 use super::node::{Node, Postgres, Window};
-use super::read::{not_shipped, opened};
+use super::read::{as_literals, changed_rows_sql, column_list, key_list, opened};
 use crate::apply::{TablePlan, Totals};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
@@ -32,14 +32,6 @@ pub struct Fetched {
     pub rows: u64,
 }
 
-fn column_list(table: &TableInfo) -> String {
-    table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
-}
-
-fn key_list(table: &TableInfo) -> String {
-    table.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
-}
-
 /// The `COPY … TO STDOUT` of the rows `source` won in `plan`: its changed keys
 /// in this run's window (after `cursor`, below `bound`), less those it lost.
 fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
@@ -49,17 +41,8 @@ fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source
 /// The `SELECT` of the rows `source` won in `plan`, as [`fetch_sql`] copies them.
 fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
     let capture = &source.captures[&table.name];
-    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
-    let mut sql = format!(
-        "SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {} WHERE {} AND dugong_txid < '{}'::xid8)",
-        column_list(table),
-        table.name.quoted(),
-        key_list(table),
-        kcols.join(", "),
-        capture.delta,
-        not_shipped(window.range(&table.name).0),
-        window.range(&table.name).1,
-    );
+    let (cursor, bound) = window.range(&table.name);
+    let mut sql = changed_rows_sql(table, &capture.delta, &format!("'{cursor}'::text"), &format!("'{bound}'::xid8"));
     if let Some(lost) = plan.lost.get(&source.id) {
         let lost: Vec<&TextKey> = lost.iter().collect();
         sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), key_values(table, &lost)));
@@ -154,14 +137,13 @@ async fn stage_all(
     let reads = plans.iter().flat_map(|plan| plan.winning_sources.iter().map(move |s| (plan, *s))).map(|(plan, s)| {
         let table = &p.tables[plan.table];
         let node = pg.node(s);
-        let quoted: Vec<String> =
-            table.columns.iter().map(|c| format!("quote_nullable(r.{})", quote_ident(&c.name))).collect();
-        let sql = format!(
-            "SELECT '(' || concat_ws(', ', {}) || ')' FROM ({}) r",
-            quoted.join(", "),
-            select_sql(table, plan, node, pg.window(s))
-        );
+        // Read ahead with the window, unless the source lost some of them.
+        let ahead = pg.window(s).ahead(plan.table, &table.name).filter(|_| !plan.lost.contains_key(&s));
+        let sql = as_literals(table, &select_sql(table, plan, node, pg.window(s)));
         async move {
+            if let Some(rows) = ahead {
+                return Ok((plan.table, s, rows.to_vec()));
+            }
             let messages =
                 node.client.simple_query(&sql).await.on_db(s, || format!("reading rows of {}", table.name))?;
             let rows: Vec<String> = messages

@@ -175,6 +175,9 @@ pub struct Node {
     /// was waited for (they go behind that commit, in its round trip). Until
     /// then runs send them inline, and the server plans them each run.
     pub(crate) prepared: bool,
+    /// Whether the last run here shipped few enough changes to go in one
+    /// flight (sources only): the next one then reads its rows ahead.
+    pub(crate) read_ahead: bool,
     /// What the change logs' upkeep has waiting (sources only)...
     pub upkeep: Upkeep,
     /// ...and the background task doing it, at most one at a time.
@@ -363,6 +366,10 @@ pub(crate) struct Window {
     pub targets: Vec<DbId>,
     /// Tables read whole this run (their holds were lifted).
     pub sweep: Vec<TableName>,
+    /// The rows a small run ships, read ahead with the window by the table's
+    /// place in the plan (`read::rows_ahead_sql`): every changed row up to
+    /// the run's snapshot. `None` when not read, or when there were too many.
+    pub ahead: Option<HashMap<usize, Vec<String>>>,
 }
 
 /// A cursor that covers no transaction: a change log read from it is read
@@ -373,6 +380,16 @@ impl Window {
     /// No batch bound held this source's changes back.
     pub fn caught_up(&self) -> bool {
         self.bound >= self.snapshot.xmax
+    }
+
+    /// The rows of table `index` (`name`) read ahead, as the run ships them:
+    /// only where the window ends at the run's snapshot, as they were read.
+    pub fn ahead(&self, index: usize, name: &TableName) -> Option<&[String]> {
+        if self.bound != self.snapshot.xmax || self.sweep.contains(name) {
+            return None;
+        }
+        let ahead = self.ahead.as_ref()?;
+        Some(ahead.get(&index).map_or(&[], Vec::as_slice))
     }
 
     /// The cursor and bound `table` is read between: the window's, or for a

@@ -301,6 +301,7 @@ async fn set_up_node(
         staged: String::new(),
         copy_in: Default::default(),
         prepared: false,
+        read_ahead: true,
     };
     let ready = match early {
         Some((e, polled)) => {

@@ -13,7 +13,7 @@ use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
 use crate::read::{ChangedKeys, KeyRead, KeyRequest, KeySet, RunLimits, SourceRead, TableSummary, TextKey};
-use dugong_core::{DbId, TableName};
+use dugong_core::{quote_ident, DbId, TableName};
 use futures_util::future::try_join_all;
 use std::collections::HashMap;
 use tokio_postgres::types::Type;
@@ -21,19 +21,47 @@ use tokio_postgres::types::Type;
 /// A change not in the cursor `$1`.
 const NOT_SHIPPED: &str = "dugong_txid >= pg_snapshot_xmin($1::text::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, $1::text::pg_snapshot)";
 
-/// A change not in the cursor whose text is `cursor` (a safe literal: digits,
-/// colons and commas). Every such change is at or above the cursor's xmin,
-/// which lets the change log's index skip the shipped ones.
-pub(crate) fn not_shipped(cursor: &str) -> String {
-    not_shipped_from(&format!("'{cursor}'"))
-}
-
-/// A change not in the cursor that the SQL expression `cursor` (a text) gives:
-/// a literal, or a prepared statement's parameter.
-fn not_shipped_from(cursor: &str) -> String {
+/// A change not in the cursor that the SQL text expression `cursor` gives (a
+/// literal of digits, colons and commas, or a prepared statement's
+/// parameter). Every such change is at or above the cursor's xmin, which lets
+/// the change log's index skip the shipped ones.
+fn not_shipped(cursor: &str) -> String {
     format!(
         "dugong_txid >= pg_snapshot_xmin({cursor}::pg_snapshot) AND NOT pg_visible_in_snapshot(dugong_txid, {cursor}::pg_snapshot)"
     )
+}
+
+/// Quoted column names of `table`, comma-separated.
+pub(crate) fn column_list(table: &TableInfo) -> String {
+    table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// Quoted key column names of `table`, comma-separated.
+pub(crate) fn key_list(table: &TableInfo) -> String {
+    table.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// The `SELECT` of `table`'s rows whose keys changed in its change log
+/// `delta` after the SQL text expression `cursor` and below the SQL `xid8`
+/// expression `bound`.
+pub(crate) fn changed_rows_sql(table: &TableInfo, delta: &str, cursor: &str, bound: &str) -> String {
+    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    format!(
+        "SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM {delta} WHERE {} AND dugong_txid < {bound})",
+        column_list(table),
+        table.name.quoted(),
+        key_list(table),
+        kcols.join(", "),
+        not_shipped(cursor),
+    )
+}
+
+/// Each row of `select` (of `table`'s columns) as one text: a tuple of SQL
+/// literals, as an `INSERT`'s `VALUES` takes it.
+pub(crate) fn as_literals(table: &TableInfo, select: &str) -> String {
+    let quoted: Vec<String> =
+        table.columns.iter().map(|c| format!("quote_nullable(r.{})", quote_ident(&c.name))).collect();
+    format!("SELECT '(' || concat_ws(', ', {}) || ')' AS r FROM ({select}) r", quoted.join(", "))
 }
 
 /// Whether any source has changes this sync has not shipped. One cheap query per
@@ -292,6 +320,9 @@ pub async fn begin(pg: &mut Postgres, plan: &SyncPlan, limits: RunLimits) -> Res
     let reads = result?;
     pg.flights.verify_next = false;
     let (windows, reads): (Vec<Window>, Vec<SourceRead>) = reads.into_iter().unzip();
+    for w in &windows {
+        pg.node_mut(w.db).read_ahead = w.shipped <= limits.one_flight_rows;
+    }
     pg.windows = windows;
     Ok(reads)
 }
@@ -327,28 +358,44 @@ async fn read_source(
     let rows_per_batch = limits.batch_rows.max(1);
     // Prepared (see `prepare_sql`), the statements are not planned again in
     // every run; a table whose hold was lifted is read the one time inline.
-    let (window, counts) = if node.prepared && node.sweep.is_empty() {
+    // Where the last run here was small, this one most likely is too: the
+    // rows it ships are read ahead, in this round trip (see `rows_ahead_sql`).
+    let ahead = node.read_ahead
+        && early_bound.is_none()
+        && node.sweep.is_empty()
+        && limits.one_flight_rows > 0
+        && plan.tables.iter().any(|t| node.captures.contains_key(&t.name))
+        && (node.prepared || flight::far(node));
+    let ahead_limit = limits.one_flight_rows.saturating_add(1);
+    let (window, counts, ahead) = if node.prepared && node.sweep.is_empty() {
         (
             format!("EXECUTE {READ_STATEMENT}('{cursor}', {rows_per_batch}, {count})"),
             Some(format!("EXECUTE {COUNT_STATEMENT}('{cursor}', {})", xid8_or_null(early_bound))),
+            ahead.then(|| format!("EXECUTE {ROWS_STATEMENT}('{cursor}', {ahead_limit})")),
         )
     } else {
         let cursor = format!("'{cursor}'::text");
         (
             window_sql(plan, node, &cursor, &rows_per_batch.to_string(), &count.to_string()),
             counts_sql(plan, node, &cursor, &xid8_or_null(early_bound), &node.sweep),
+            ahead.then(|| rows_ahead_sql(plan, node, &cursor, &ahead_limit.to_string())).flatten(),
         )
     };
     let sql = format!(
-        "{}{BEGIN_RUN}{}; {window};\n{}",
+        "{}{BEGIN_RUN}{}; {window};\n{}{}",
         node.deferred.as_deref().unwrap_or_default(),
         flight::chain_guard(pg, id),
         counts.map(|c| format!("{c};\n")).unwrap_or_default(),
+        ahead.as_ref().map(|a| format!("{a};\n")).unwrap_or_default(),
     );
     let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
     let mut rows = rows(&messages);
     let row = rows.next().ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
-    let early = read_summaries(plan, node, rows)?;
+    let early = read_summaries(plan, node, &mut rows)?;
+    let ahead = match ahead {
+        Some(_) => read_ahead(id, rows, limits.one_flight_rows)?,
+        None => None,
+    };
     node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
     let snapshot: Snapshot = row.get(0).unwrap_or_default().parse().map_err(|e| protocol(format!("{e}")))?;
@@ -372,7 +419,7 @@ async fn read_source(
     let sweep = node.sweep.clone();
     // What is read whole was partly shipped before the hold: delete first.
     let uneven = uneven || !sweep.is_empty() || pg.flights.verify_next;
-    let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets, sweep };
+    let window = Window { db: id, cursor, bound, later, shipped, snapshot, targets, sweep, ahead };
     let read = SourceRead { db: id, more: !window.caught_up(), uneven, summaries };
     Ok((window, read))
 }
@@ -396,7 +443,62 @@ pub(crate) fn prepare_sql(plan: &SyncPlan, node: &Node) -> String {
     if let Some(counts) = counts_sql(plan, node, "$1::text", "$2::xid8", &[]) {
         sql.push_str(&format!("PREPARE {COUNT_STATEMENT} (text, xid8) AS {counts};\n"));
     }
+    if let Some(ahead) = rows_ahead_sql(plan, node, "$1::text", "$2::int8") {
+        sql.push_str(&format!("PREPARE {ROWS_STATEMENT} (text, int8) AS {ahead};\n"));
+    }
     sql
+}
+
+/// The name of the statement that reads a small run's rows ahead
+/// ([`rows_ahead_sql`]), once prepared on a source's run session.
+const ROWS_STATEMENT: &str = "dugong_run_rows";
+
+/// The statement that reads ahead, in a source's first message of a run, the
+/// rows a small run ships from it: every changed row of every table after
+/// the SQL text expression `cursor` and up to the run's snapshot, as SQL
+/// literals (see [`as_literals`]), each after its table's place in the plan;
+/// at most `limit` (an SQL integer) of them. A small run then stages them
+/// with its commit without asking the source again (`apply::stage_all`),
+/// one round trip fewer; where the source lost some of its keys to another,
+/// or the window ends below the snapshot, they are read again as before.
+/// `None` without a change log.
+fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Option<String> {
+    let parts: Vec<String> = plan
+        .tables
+        .iter()
+        .enumerate()
+        .filter_map(|(i, table)| {
+            let capture = node.captures.get(&table.name)?;
+            let rows = changed_rows_sql(table, &capture.delta, cursor, "pg_snapshot_xmax(pg_current_snapshot())");
+            Some(format!("SELECT {i} AS i, l.r FROM ({}) l", as_literals(table, &rows)))
+        })
+        .collect();
+    (!parts.is_empty())
+        .then(|| format!("SELECT * FROM ({}) ahead LIMIT {limit}", parts.join("\n             UNION ALL ")))
+}
+
+/// The rows [`rows_ahead_sql`] read, by the table's place in the plan; `None`
+/// when there were more than `most` (the run is not small: nothing of them is
+/// kept).
+fn read_ahead<'a>(
+    id: DbId,
+    rows: impl Iterator<Item = &'a tokio_postgres::SimpleQueryRow>,
+    most: u64,
+) -> Result<Option<HashMap<usize, Vec<String>>>, ReplicaError> {
+    let mut by_table: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut read = 0u64;
+    for row in rows {
+        read += 1;
+        if read > most {
+            return Ok(None);
+        }
+        let table = row.get(0).and_then(|i| i.parse::<usize>().ok());
+        let (Some(table), Some(literal)) = (table, row.get(1)) else {
+            return Err(ReplicaError::Protocol { db: id, message: "a row read ahead without its table".into() });
+        };
+        by_table.entry(table).or_default().push(literal.to_string());
+    }
+    Ok(Some(by_table))
 }
 
 /// `bound` as an SQL `xid8` (a safe literal: digits), or NULL.
@@ -427,7 +529,7 @@ fn window_sql(plan: &SyncPlan, node: &Node, cursor: &str, rows: &str, count: &st
             .map(|d| {
                 format!(
                     "SELECT dugong_txid AS t, count(*) AS c FROM {d} WHERE {} GROUP BY dugong_txid",
-                    not_shipped_from(cursor)
+                    not_shipped(cursor)
                 )
             })
             .collect();
@@ -481,7 +583,7 @@ fn counts_sql(plan: &SyncPlan, node: &Node, cursor: &str, bound: &str, sweep: &[
         let (cursor, bound) = if swept { ("'1:1:'::text", "NULL::xid8") } else { (cursor, bound) };
         let window = format!(
             "{} AND dugong_txid < least({bound}, pg_snapshot_xmax(pg_current_snapshot()))",
-            not_shipped_from(cursor)
+            not_shipped(cursor)
         );
         parts.push(format!(
             "SELECT {i} AS i, c.changes, c.rewritten, c.oldest, t.truncates, t.latest
