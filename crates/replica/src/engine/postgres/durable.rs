@@ -209,9 +209,11 @@ async fn force(pg: &mut Postgres, which: impl Fn(&Unflushed) -> bool) -> Vec<DbI
     }
     let touch = &touch;
     let forced = pg.nodes.iter().filter(|n| picked.contains(&n.id)).map(|n| async move {
+        // Sent together, answered in order: the flush position is read once
+        // the touch's commit is flushed. It counts only if the touch did.
         let flushed = async {
-            n.client.batch_execute(touch).await?;
-            n.client.simple_query(FLUSH_LSN).await
+            let (touched, asked) = futures_util::join!(n.client.batch_execute(touch), n.client.simple_query(FLUSH_LSN));
+            touched.and(asked)
         };
         match flushed.await {
             Ok(messages) => flush_answer(&messages).map(|lsn| (n.id, lsn)),
