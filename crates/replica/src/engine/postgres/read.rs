@@ -392,9 +392,12 @@ async fn read_source(
     let mut rows = rows(&messages);
     let row = rows.next().ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
     let early = read_summaries(plan, node, &mut rows)?;
+    // Kept only for a window small enough for one flight: a table with more
+    // changes was not read ahead at all.
+    let few = early.iter().map(|s| s.changes.max(0) as u64).sum::<u64>() <= limits.one_flight_rows;
     let ahead = match ahead {
-        Some(_) => read_ahead(id, rows, limits.one_flight_rows)?,
-        None => None,
+        Some(_) if few => read_ahead(id, rows, limits.one_flight_rows)?,
+        _ => None,
     };
     node.shape.check(id, row.get(2))?;
     let protocol = |message: String| ReplicaError::Protocol { db: id, message };
@@ -457,7 +460,8 @@ const ROWS_STATEMENT: &str = "dugong_run_rows";
 /// rows a small run ships from it: every changed row of every table after
 /// the SQL text expression `cursor` and up to the run's snapshot, as SQL
 /// literals (see [`as_literals`]), each after its table's place in the plan;
-/// at most `limit` (an SQL integer) of them. A small run then stages them
+/// at most `limit` (an SQL integer) of them, and none of a table with that
+/// many changes or more. A small run then stages them
 /// with its commit without asking the source again (`apply::stage_all`),
 /// one round trip fewer; where the source lost some of its keys to another,
 /// or the window ends below the snapshot, they are read again as before.
@@ -469,8 +473,19 @@ fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Op
         .enumerate()
         .filter_map(|(i, table)| {
             let capture = node.captures.get(&table.name)?;
-            let rows = changed_rows_sql(table, &capture.delta, cursor, "pg_snapshot_xmax(pg_current_snapshot())");
-            Some(format!("SELECT {i} AS i, l.r FROM ({}) l", as_literals(table, &rows)))
+            let upto = "pg_snapshot_xmax(pg_current_snapshot())";
+            let rows = changed_rows_sql(table, &capture.delta, cursor, upto);
+            // Only where the table has few changes, which the change log's
+            // index tells by counting at most `limit` of them; else no row is
+            // read, whatever plan the server chose for them (a backlog's
+            // first run reads no table whole for nothing).
+            Some(format!(
+                "SELECT {i} AS i, l.r FROM ({}) l
+                 WHERE (SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} AND dugong_txid < {upto} LIMIT {limit}) few) < {limit}",
+                as_literals(table, &rows),
+                capture.delta,
+                not_shipped(cursor),
+            ))
         })
         .collect();
     (!parts.is_empty())
