@@ -150,8 +150,9 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     let (run, far) = wan.counted(run_until_moved(&mut p)).await;
     assert_eq!(run.inserts, 1);
     eprintln!("far change: {far:?}");
-    // The poll, the snapshot with the counts, the row, the commit.
-    assert!(far.round_trips <= 4, "a change read across the link: {far:?}");
+    // The poll, the snapshot with the counts and the row read ahead (the
+    // last run there was small), the commit.
+    assert!(far.round_trips <= 3, "a change read across the link: {far:?}");
 
     // Both sites change the same row: conflict resolution reads keys too.
     wan.sites.client(0).batch_execute("UPDATE t SET v = 'a' WHERE id = 1").await.unwrap();
