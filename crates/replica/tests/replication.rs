@@ -359,10 +359,11 @@ async fn a_column_added_on_a_source_stops_the_run_before_it_ships() {
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"], "nothing more shipped");
 }
 
-/// Once a source's reading is prepared, a small run's rows are read ahead
-/// with its window and go with the commit without another question to the
-/// source: inserts, updates and deletes of tables with one and two key
-/// columns arrive as they would otherwise; a key changed on both sites goes
+/// Once a source's reading is prepared, a small run's rows, and the keys to
+/// delete first, are read ahead with its window and go with the commit
+/// without another question to the source: inserts, updates and deletes of
+/// tables with one and two key columns arrive as they would otherwise (a
+/// delete alone, by the key read ahead); a key changed on both sites goes
 /// to the later change, though each site read its own version ahead; a run
 /// with more rows than one flight takes reads them again.
 #[tokio::test]
@@ -398,6 +399,10 @@ async fn small_runs_ship_the_rows_read_ahead_with_their_window() {
     assert_eq!(sites.assert_same("SELECT * FROM t ORDER BY id").await, vec!["1|uno", "3|three"]);
     assert_eq!(sites.assert_same("SELECT * FROM u ORDER BY a").await, vec!["1|x|ux", "2|y's|NULL"]);
 
+    // A delete alone: the key read ahead is all that deletes it on the target.
+    sites.client(1).batch_execute("DELETE FROM u WHERE a = 2").await.unwrap();
+    run_until_idle(&mut p, limits).await;
+    assert_eq!(sites.assert_same("SELECT a FROM u ORDER BY a").await, vec!["1"]);
     // Site 0 wins key 3 and loses key 1: of what it read ahead, only key 3 ships.
     sites.client(0).batch_execute("UPDATE t SET v = 'site0' WHERE id IN (1, 3)").await.unwrap();
     sites.client(1).batch_execute("UPDATE t SET v = 'site1, later' WHERE id = 1").await.unwrap();

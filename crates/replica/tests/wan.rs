@@ -153,6 +153,14 @@ async fn a_run_waits_for_the_remote_site_only_a_few_times() {
     // The poll, the snapshot with the counts and the row read ahead (the
     // last run there was small), the commit.
     assert!(far.round_trips <= 3, "a change read across the link: {far:?}");
+    // An update there too, once the runs before settled: the key its target
+    // deletes first is read ahead with the row.
+    common::sync_all(&mut p).await;
+    wan.sites.client(1).batch_execute("UPDATE t SET v = 'far, updated' WHERE id = 2").await.unwrap();
+    let (run, update) = wan.counted(run_until_moved(&mut p)).await;
+    assert_eq!((run.inserts, run.deletes), (1, 1));
+    eprintln!("far update: {update:?}");
+    assert!(update.round_trips <= 3, "an update read across the link: {update:?}");
 
     // Both sites change the same row: conflict resolution reads keys too.
     wan.sites.client(0).batch_execute("UPDATE t SET v = 'a' WHERE id = 1").await.unwrap();

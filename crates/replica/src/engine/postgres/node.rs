@@ -366,10 +366,20 @@ pub(crate) struct Window {
     pub targets: Vec<DbId>,
     /// Tables read whole this run (their holds were lifted).
     pub sweep: Vec<TableName>,
-    /// The rows a small run ships, read ahead with the window by the table's
-    /// place in the plan (`read::rows_ahead_sql`): every changed row up to
-    /// the run's snapshot. `None` when not read, or when there were too many.
-    pub ahead: Option<HashMap<usize, Vec<String>>>,
+    /// What a small run needs of this source, read ahead with the window
+    /// (`read::rows_ahead_sql`). `None` when not read, or when there were too
+    /// many rows.
+    pub ahead: Option<Ahead>,
+}
+
+/// A small run's rows and keys read ahead with its window, by the table's
+/// place in the plan.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ahead {
+    /// Every changed row up to the run's snapshot, as SQL literals.
+    pub rows: HashMap<usize, Vec<String>>,
+    /// The changed keys that were not only inserted.
+    pub keys: HashMap<usize, Vec<crate::read::TextKey>>,
 }
 
 /// A cursor that covers no transaction: a change log read from it is read
@@ -382,14 +392,24 @@ impl Window {
         self.bound >= self.snapshot.xmax
     }
 
-    /// The rows of table `index` (`name`) read ahead, as the run ships them:
-    /// only where the window ends at the run's snapshot, as they were read.
-    pub fn ahead(&self, index: usize, name: &TableName) -> Option<&[String]> {
-        if self.bound != self.snapshot.xmax || self.sweep.contains(name) {
+    /// The rows of table `index` (`name`) read ahead, as the run ships them.
+    pub fn ahead_rows(&self, index: usize, name: &TableName) -> Option<&[String]> {
+        Some(self.ahead_of(name)?.rows.get(&index).map_or(&[], Vec::as_slice))
+    }
+
+    /// The keys of table `index` (`name`) read ahead that were not only
+    /// inserted.
+    pub fn ahead_keys(&self, index: usize, name: &TableName) -> Option<&[crate::read::TextKey]> {
+        Some(self.ahead_of(name)?.keys.get(&index).map_or(&[], Vec::as_slice))
+    }
+
+    /// What was read ahead, where it holds for `table`: the window ends at
+    /// the run's snapshot, as it was read, and the table is not read whole.
+    fn ahead_of(&self, table: &TableName) -> Option<&Ahead> {
+        if self.bound != self.snapshot.xmax || self.sweep.contains(table) {
             return None;
         }
-        let ahead = self.ahead.as_ref()?;
-        Some(ahead.get(&index).map_or(&[], Vec::as_slice))
+        self.ahead.as_ref()
     }
 
     /// The cursor and bound `table` is read between: the window's, or for a

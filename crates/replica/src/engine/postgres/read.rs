@@ -8,7 +8,7 @@
 
 use super::capture::Capture;
 use super::flight;
-use super::node::{run_error, Node, Postgres, Window};
+use super::node::{run_error, Ahead, Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
@@ -452,20 +452,22 @@ pub(crate) fn prepare_sql(plan: &SyncPlan, node: &Node) -> String {
     sql
 }
 
-/// The name of the statement that reads a small run's rows ahead
+/// The name of the statement that reads a small run's rows and keys ahead
 /// ([`rows_ahead_sql`]), once prepared on a source's run session.
 const ROWS_STATEMENT: &str = "dugong_run_rows";
 
-/// The statement that reads ahead, in a source's first message of a run, the
-/// rows a small run ships from it: every changed row of every table after
-/// the SQL text expression `cursor` and up to the run's snapshot, as SQL
-/// literals (see [`as_literals`]), each after its table's place in the plan;
-/// at most `limit` (an SQL integer) of them, and none of a table with that
-/// many changes or more. A small run then stages them
-/// with its commit without asking the source again (`apply::stage_all`),
-/// one round trip fewer; where the source lost some of its keys to another,
-/// or the window ends below the snapshot, they are read again as before.
-/// `None` without a change log.
+/// The statement that reads ahead, in a source's first message of a run,
+/// what a small run needs from it besides the counts: every changed row of
+/// every table after the SQL text expression `cursor` and up to the run's
+/// snapshot, as SQL literals (see [`as_literals`]), and the keys among them
+/// that were not only inserted (those a target deletes first), each after
+/// its table's place in the plan — nothing of a table with `limit` (an SQL
+/// integer) changes or more. A small run then stages the rows with its
+/// commit (`apply::stage_all`) and takes the keys as read
+/// ([`read_keys`]) without asking the source again: one or two round trips
+/// fewer. Where the source lost some of its keys to another, where keys are
+/// read otherwise (to resolve or to verify), or where the window ends below
+/// the snapshot, they are read again as before. `None` without a change log.
 fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Option<String> {
     let parts: Vec<String> = plan
         .tables
@@ -474,46 +476,61 @@ fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Op
         .filter_map(|(i, table)| {
             let capture = node.captures.get(&table.name)?;
             let upto = "pg_snapshot_xmax(pg_current_snapshot())";
+            let window = format!("{} AND dugong_txid < {upto}", not_shipped(cursor));
             let rows = changed_rows_sql(table, &capture.delta, cursor, upto);
             // Only where the table has few changes, which the change log's
-            // index tells by counting at most `limit` of them; else no row is
-            // read, whatever plan the server chose for them (a backlog's
-            // first run reads no table whole for nothing).
+            // index tells by counting at most `limit` of them; else nothing is
+            // read, whatever plan the server chose (a backlog's first run
+            // reads no table whole for nothing).
+            let few = format!(
+                "(SELECT count(*) FROM (SELECT 1 FROM {} WHERE {window} LIMIT {limit}) few) < {limit}",
+                capture.delta
+            );
+            let kcols: Vec<String> = (0..table.key.len()).map(|k| format!("k{k}")).collect();
+            let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
             Some(format!(
-                "SELECT {i} AS i, l.r FROM ({}) l
-                 WHERE (SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} AND dugong_txid < {upto} LIMIT {limit}) few) < {limit}",
+                "SELECT 'r' AS kind, {i} AS i, l.r AS v FROM ({}) l WHERE {few}
+                 UNION ALL
+                 SELECT 'k', {i}, json_build_array({})::text FROM {} WHERE {window} AND {few}
+                 GROUP BY {} HAVING NOT bool_and(dugong_inserted IS TRUE)",
                 as_literals(table, &rows),
+                ktext.join(", "),
                 capture.delta,
-                not_shipped(cursor),
+                kcols.join(", "),
             ))
         })
         .collect();
-    (!parts.is_empty())
-        .then(|| format!("SELECT * FROM ({}) ahead LIMIT {limit}", parts.join("\n             UNION ALL ")))
+    (!parts.is_empty()).then(|| parts.join("\n             UNION ALL "))
 }
 
-/// The rows [`rows_ahead_sql`] read, by the table's place in the plan; `None`
-/// when there were more than `most` (the run is not small: nothing of them is
-/// kept).
+/// What [`rows_ahead_sql`] read; `None` when there were more than `most`
+/// rows (the run is not small: nothing of it is kept).
 fn read_ahead<'a>(
     id: DbId,
     rows: impl Iterator<Item = &'a tokio_postgres::SimpleQueryRow>,
     most: u64,
-) -> Result<Option<HashMap<usize, Vec<String>>>, ReplicaError> {
-    let mut by_table: HashMap<usize, Vec<String>> = HashMap::new();
+) -> Result<Option<Ahead>, ReplicaError> {
+    let protocol = |message: &str| ReplicaError::Protocol { db: id, message: message.into() };
+    let mut ahead = Ahead::default();
     let mut read = 0u64;
     for row in rows {
+        let table = row.get(1).and_then(|i| i.parse::<usize>().ok());
+        let (Some(table), Some(value)) = (table, row.get(2)) else {
+            return Err(protocol("a row read ahead without its table"));
+        };
+        if row.get(0) == Some("k") {
+            let key: TextKey =
+                serde_json::from_str(value).map_err(|_| protocol("a key read ahead that is not a list"))?;
+            ahead.keys.entry(table).or_default().push(key);
+            continue;
+        }
         read += 1;
         if read > most {
             return Ok(None);
         }
-        let table = row.get(0).and_then(|i| i.parse::<usize>().ok());
-        let (Some(table), Some(literal)) = (table, row.get(1)) else {
-            return Err(ReplicaError::Protocol { db: id, message: "a row read ahead without its table".into() });
-        };
-        by_table.entry(table).or_default().push(literal.to_string());
+        ahead.rows.entry(table).or_default().push(value.to_string());
     }
-    Ok(Some(by_table))
+    Ok(Some(ahead))
 }
 
 /// `bound` as an SQL `xid8` (a safe literal: digits), or NULL.
@@ -647,7 +664,9 @@ fn read_summaries<'a>(
     Ok(summaries)
 }
 
-/// Reads the changed keys each request asks for, all at once.
+/// Reads the changed keys each request asks for, all at once. The keys to
+/// delete first of a table one source changed were read ahead in a small
+/// run (see [`rows_ahead_sql`]).
 pub async fn read_keys(
     pg: &Postgres,
     plan: &SyncPlan,
@@ -658,7 +677,16 @@ pub async fn read_keys(
         let window = pg.window(r.db);
         let table = &plan.tables[r.table];
         let delta = &node.captures[&table.name].delta;
-        read_table_keys(node, table, delta, window, r.how, r.only_rewritten)
+        let ahead = window.ahead_keys(r.table, &table.name).filter(|_| r.how == KeyRead::Single && r.only_rewritten);
+        async move {
+            match ahead {
+                Some(keys) => Ok(ChangedKeys {
+                    keys: keys.iter().map(|k| (k.clone(), None)).collect(),
+                    inserted: KeySet::default(),
+                }),
+                None => read_table_keys(node, table, delta, window, r.how, r.only_rewritten).await,
+            }
+        }
     });
     try_join_all(reads).await
 }
