@@ -138,7 +138,7 @@ async fn stage_all(
         let table = &p.tables[plan.table];
         let node = pg.node(s);
         // Read ahead with the window, unless the source lost some of them.
-        let ahead = pg.window(s).ahead_rows(plan.table, &table.name).filter(|_| !plan.lost.contains_key(&s));
+        let ahead = pg.window(s).ahead_rows(plan.table).filter(|_| !plan.lost.contains_key(&s));
         let sql = as_literals(table, &select_sql(table, plan, node, pg.window(s)));
         async move {
             if let Some(rows) = ahead {

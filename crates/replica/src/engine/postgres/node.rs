@@ -367,8 +367,8 @@ pub(crate) struct Window {
     /// Tables read whole this run (their holds were lifted).
     pub sweep: Vec<TableName>,
     /// What a small run needs of this source, read ahead with the window
-    /// (`read::rows_ahead_sql`). `None` when not read, or when there were too
-    /// many rows.
+    /// (`read::rows_ahead_sql`). `None` when not read (nor while a table is
+    /// read whole), or when the window had more changes than one flight.
     pub ahead: Option<Ahead>,
 }
 
@@ -392,24 +392,20 @@ impl Window {
         self.bound >= self.snapshot.xmax
     }
 
-    /// The rows of table `index` (`name`) read ahead, as the run ships them.
-    pub fn ahead_rows(&self, index: usize, name: &TableName) -> Option<&[String]> {
-        Some(self.ahead_of(name)?.rows.get(&index).map_or(&[], Vec::as_slice))
+    /// The rows of table `index` read ahead, as the run ships them.
+    pub fn ahead_rows(&self, index: usize) -> Option<&[String]> {
+        Some(self.ahead_holds()?.rows.get(&index).map_or(&[], Vec::as_slice))
     }
 
-    /// The keys of table `index` (`name`) read ahead that were not only
-    /// inserted.
-    pub fn ahead_keys(&self, index: usize, name: &TableName) -> Option<&[crate::read::TextKey]> {
-        Some(self.ahead_of(name)?.keys.get(&index).map_or(&[], Vec::as_slice))
+    /// The keys of table `index` read ahead that were not only inserted.
+    pub fn ahead_keys(&self, index: usize) -> Option<&[crate::read::TextKey]> {
+        Some(self.ahead_holds()?.keys.get(&index).map_or(&[], Vec::as_slice))
     }
 
-    /// What was read ahead, where it holds for `table`: the window ends at
-    /// the run's snapshot, as it was read, and the table is not read whole.
-    fn ahead_of(&self, table: &TableName) -> Option<&Ahead> {
-        if self.bound != self.snapshot.xmax || self.sweep.contains(table) {
-            return None;
-        }
-        self.ahead.as_ref()
+    /// What was read ahead, where it holds: the window ends at the run's
+    /// snapshot, as it was read.
+    fn ahead_holds(&self) -> Option<&Ahead> {
+        self.ahead.as_ref().filter(|_| self.bound == self.snapshot.xmax)
     }
 
     /// The cursor and bound `table` is read between: the window's, or for a

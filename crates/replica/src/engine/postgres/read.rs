@@ -396,7 +396,7 @@ async fn read_source(
     // changes was not read ahead at all.
     let few = early.iter().map(|s| s.changes.max(0) as u64).sum::<u64>() <= limits.one_flight_rows;
     let ahead = match ahead {
-        Some(_) if few => read_ahead(id, rows, limits.one_flight_rows)?,
+        Some(_) if few => Some(read_ahead(id, rows)?),
         _ => None,
     };
     node.shape.check(id, row.get(2))?;
@@ -469,50 +469,46 @@ const ROWS_STATEMENT: &str = "dugong_run_rows";
 /// read otherwise (to resolve or to verify), or where the window ends below
 /// the snapshot, they are read again as before. `None` without a change log.
 fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Option<String> {
-    let parts: Vec<String> = plan
-        .tables
-        .iter()
-        .enumerate()
-        .filter_map(|(i, table)| {
-            let capture = node.captures.get(&table.name)?;
-            let upto = "pg_snapshot_xmax(pg_current_snapshot())";
-            let window = format!("{} AND dugong_txid < {upto}", not_shipped(cursor));
-            let rows = changed_rows_sql(table, &capture.delta, cursor, upto);
-            // Only where the table has few changes, which the change log's
-            // index tells by counting at most `limit` of them; else nothing is
-            // read, whatever plan the server chose (a backlog's first run
-            // reads no table whole for nothing).
-            let few = format!(
-                "(SELECT count(*) FROM (SELECT 1 FROM {} WHERE {window} LIMIT {limit}) few) < {limit}",
-                capture.delta
-            );
-            let kcols: Vec<String> = (0..table.key.len()).map(|k| format!("k{k}")).collect();
-            let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
-            Some(format!(
-                "SELECT 'r' AS kind, {i} AS i, l.r AS v FROM ({}) l WHERE {few}
-                 UNION ALL
-                 SELECT 'k', {i}, json_build_array({})::text FROM {} WHERE {window} AND {few}
-                 GROUP BY {} HAVING NOT bool_and(dugong_inserted IS TRUE)",
-                as_literals(table, &rows),
-                ktext.join(", "),
-                capture.delta,
-                kcols.join(", "),
-            ))
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("\n             UNION ALL "))
+    let upto = "pg_snapshot_xmax(pg_current_snapshot())";
+    let window = format!("{} AND dugong_txid < {upto}", not_shipped(cursor));
+    let mut gates = Vec::new();
+    let mut parts = Vec::new();
+    for (i, table) in plan.tables.iter().enumerate() {
+        let Some(capture) = node.captures.get(&table.name) else { continue };
+        let delta = &capture.delta;
+        // Only where the table has few changes, which the change log's index
+        // tells by counting at most `limit` of them, once for both reads;
+        // else nothing is read, whatever plan the server chose (a backlog's
+        // first run reads no table whole for nothing).
+        gates.push(format!(
+            "few{i} AS (SELECT count(*) < {limit} AS yes FROM (SELECT 1 FROM {delta} WHERE {window} LIMIT {limit}) c)"
+        ));
+        let few = format!("(SELECT yes FROM few{i})");
+        let kcols: Vec<String> = (0..table.key.len()).map(|k| format!("k{k}")).collect();
+        let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
+        parts.push(format!(
+            "SELECT 'r' AS kind, {i} AS i, l.r AS v FROM ({}) l WHERE {few}
+             UNION ALL
+             SELECT 'k', {i}, json_build_array({})::text FROM {delta} WHERE {window} AND {few}
+             GROUP BY {} HAVING NOT bool_and(dugong_inserted IS TRUE)",
+            as_literals(table, &changed_rows_sql(table, delta, cursor, upto)),
+            ktext.join(", "),
+            kcols.join(", "),
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!("WITH {}\n             {}", gates.join(",\n             "), parts.join("\n             UNION ALL "))
+    })
 }
 
-/// What [`rows_ahead_sql`] read; `None` when there were more than `most`
-/// rows (the run is not small: nothing of it is kept).
+/// What [`rows_ahead_sql`] read. (Its rows are no more than the window's
+/// changes, which the caller checked fit one flight.)
 fn read_ahead<'a>(
     id: DbId,
     rows: impl Iterator<Item = &'a tokio_postgres::SimpleQueryRow>,
-    most: u64,
-) -> Result<Option<Ahead>, ReplicaError> {
+) -> Result<Ahead, ReplicaError> {
     let protocol = |message: &str| ReplicaError::Protocol { db: id, message: message.into() };
     let mut ahead = Ahead::default();
-    let mut read = 0u64;
     for row in rows {
         let table = row.get(1).and_then(|i| i.parse::<usize>().ok());
         let (Some(table), Some(value)) = (table, row.get(2)) else {
@@ -522,15 +518,11 @@ fn read_ahead<'a>(
             let key: TextKey =
                 serde_json::from_str(value).map_err(|_| protocol("a key read ahead that is not a list"))?;
             ahead.keys.entry(table).or_default().push(key);
-            continue;
+        } else {
+            ahead.rows.entry(table).or_default().push(value.to_string());
         }
-        read += 1;
-        if read > most {
-            return Ok(None);
-        }
-        ahead.rows.entry(table).or_default().push(value.to_string());
     }
-    Ok(Some(ahead))
+    Ok(ahead)
 }
 
 /// `bound` as an SQL `xid8` (a safe literal: digits), or NULL.
@@ -677,7 +669,7 @@ pub async fn read_keys(
         let window = pg.window(r.db);
         let table = &plan.tables[r.table];
         let delta = &node.captures[&table.name].delta;
-        let ahead = window.ahead_keys(r.table, &table.name).filter(|_| r.how == KeyRead::Single && r.only_rewritten);
+        let ahead = window.ahead_keys(r.table).filter(|_| r.how == KeyRead::Single && r.only_rewritten);
         async move {
             match ahead {
                 Some(keys) => Ok(ChangedKeys {
