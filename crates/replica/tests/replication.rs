@@ -350,8 +350,16 @@ async fn a_column_added_on_a_source_stops_the_run_before_it_ships() {
     assert_eq!(sites.rows(1, "SELECT count(*) FROM u").await, vec!["1"]);
     assert_eq!(
         run_statements(&p, 0).await,
-        ["dugong_run_check", "dugong_run_counts", "dugong_run_read", "dugong_run_rows"],
-        "a source's reading is prepared behind its commit"
+        [
+            "dugong_advance",
+            "dugong_purge_0",
+            "dugong_purge_1",
+            "dugong_run_check",
+            "dugong_run_counts",
+            "dugong_run_read",
+            "dugong_run_rows"
+        ],
+        "a source's reading, advance and purges are prepared behind its commit"
     );
     sites.client(0).batch_execute("ALTER TABLE u ADD COLUMN extra int DEFAULT 7").await.unwrap();
     sites.client(0).batch_execute("INSERT INTO u (id, v) VALUES (2, 'two')").await.unwrap();
@@ -418,6 +426,73 @@ async fn small_runs_ship_the_rows_read_ahead_with_their_window() {
     sites.client(1).batch_execute("UPDATE t SET v = 'few' WHERE id = 10").await.unwrap();
     run_until_idle(&mut p, limits).await;
     assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 10").await, vec!["few"]);
+}
+
+/// A small run's reading is planned once per session, and its rows are found
+/// key by key whatever the server thinks of the table: here a table whose
+/// statistics are stale (it grew by thousands of rows since the plans were
+/// made, and nothing analyzed it), where a plan left to the server read it
+/// whole for every run's one row.
+#[tokio::test]
+async fn small_runs_read_on_plans_made_once_that_find_rows_by_key() {
+    let sites =
+        Sites::new("plans_once", 2, "CREATE TABLE t (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = false)")
+            .await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    let limits = RunLimits::default();
+    // Prepared behind the first commit; the next runs make their plans while
+    // the table is tiny.
+    for sql in ["INSERT INTO t VALUES (1, 'one')", "UPDATE t SET v = 'uno'", "UPDATE t SET v = 'eins'"] {
+        sites.client(0).batch_execute(sql).await.unwrap();
+        run_until_idle(&mut p, limits).await;
+    }
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'many' FROM generate_series(2, 5001) g").await.unwrap();
+    run_until_idle(&mut p, limits).await;
+    for v in ["small", "again"] {
+        sites.client(0).batch_execute(&format!("UPDATE t SET v = '{v}' WHERE id = 1")).await.unwrap();
+        run_until_idle(&mut p, limits).await;
+    }
+    assert_eq!(sites.assert_same("SELECT v, (SELECT count(*) FROM t) FROM t WHERE id = 1").await, vec!["again|5001"]);
+
+    let source = &p.engine.nodes[0].client;
+    let plans = source
+        .query(
+            "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
+             WHERE name IN ('dugong_run_read', 'dugong_run_counts', 'dugong_run_rows') ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(plans.len(), 3);
+    for row in &plans {
+        let (name, generic, custom): (&str, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert!(generic >= 3 && custom == 0, "{name}: {generic} generic plans, {custom} custom ones");
+    }
+    // The source's advances and purges go prepared too.
+    let advances = source
+        .query(
+            "SELECT name FROM pg_prepared_statements
+             WHERE (name = 'dugong_advance' OR name LIKE 'dugong_purge_%') AND generic_plans + custom_plans > 0
+             ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let advances: Vec<String> = advances.iter().map(|r| r.get(0)).collect();
+    assert_eq!(advances, ["dugong_advance", "dugong_purge_0", "dugong_purge_1"]);
+    // The plan the runs use, made while the table was tiny: each key is
+    // looked up through the table's key index, nothing reads the table whole.
+    source.batch_execute("SET plan_cache_mode = force_generic_plan").await.unwrap();
+    let explained = source.query("EXPLAIN EXECUTE dugong_run_rows('1:1:', 1001)", &[]).await.unwrap();
+    source.batch_execute("RESET plan_cache_mode").await.unwrap();
+    let plan: Vec<String> = explained.iter().map(|r| r.get::<_, String>(0)).collect();
+    let lookup = plan.iter().position(|l| l.contains(" on t ")).expect("the plan reads t");
+    assert!(
+        plan[lookup].contains("Index Scan using t_pkey on t") && plan[lookup + 1].contains("Index Cond: (id = "),
+        "{}",
+        plan.join("\n")
+    );
 }
 
 /// The statements prepared by name (not by the driver) on the run session of

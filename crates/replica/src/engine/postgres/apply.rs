@@ -12,7 +12,7 @@
 
 use super::format::{CopyFormat, RowCounter};
 use super::node::{Node, Postgres, Window};
-use super::read::{as_literals, changed_rows_sql, column_list, key_list, opened};
+use super::read::{as_literals, changed_rows_sql, column_list, key_list, opened, Lookup};
 use crate::apply::{TablePlan, Totals};
 use crate::error::{ReplicaError, StatementContext};
 use crate::plan::{SyncPlan, TableInfo};
@@ -35,19 +35,27 @@ pub struct Fetched {
 /// The `COPY … TO STDOUT` of the rows `source` won in `plan`: its changed keys
 /// in this run's window (after `cursor`, below `bound`), less those it lost.
 fn fetch_sql(pg: &Postgres, table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
-    format!("COPY ({}) TO STDOUT{}", select_sql(table, plan, source, window), pg.copy_format(table).options())
+    format!(
+        "COPY ({}) TO STDOUT{}",
+        select_sql(table, plan, source, window, Lookup::Planned),
+        pg.copy_format(table).options()
+    )
 }
 
-/// The `SELECT` of the rows `source` won in `plan`, as [`fetch_sql`] copies them.
-fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window) -> String {
+/// The `SELECT` of the rows `source` won in `plan`, as [`fetch_sql`] copies
+/// them, or as a small run reads them (`lookup`).
+fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, window: &Window, lookup: Lookup) -> String {
     let capture = &source.captures[&table.name];
     let (cursor, bound) = window.range(&table.name);
-    let mut sql = changed_rows_sql(table, &capture.delta, &format!("'{cursor}'::text"), &format!("'{bound}'::xid8"));
-    if let Some(lost) = plan.lost.get(&source.id) {
-        let lost: Vec<&TextKey> = lost.iter().collect();
-        sql.push_str(&format!(" AND ({}) NOT IN (VALUES {})", key_list(table), key_values(table, &lost)));
-    }
-    sql
+    let except = match plan.lost.get(&source.id) {
+        Some(lost) => {
+            let lost: Vec<&TextKey> = lost.iter().collect();
+            let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+            format!(" AND ({}) NOT IN (VALUES {})", kcols.join(", "), key_values(table, &lost))
+        }
+        None => String::new(),
+    };
+    changed_rows_sql(table, &capture.delta, &format!("'{cursor}'::text"), &format!("'{bound}'::xid8"), &except, lookup)
 }
 
 /// Streams `COPY … TO STDOUT` of `from` into `COPY … FROM STDIN` of every
@@ -139,7 +147,7 @@ async fn stage_all(
         let node = pg.node(s);
         // Read ahead with the window, unless the source lost some of them.
         let ahead = pg.window(s).ahead_rows(plan.table).filter(|_| !plan.lost.contains_key(&s));
-        let sql = as_literals(table, &select_sql(table, plan, node, pg.window(s)));
+        let sql = as_literals(table, &select_sql(table, plan, node, pg.window(s), Lookup::ByKey));
         async move {
             if let Some(rows) = ahead {
                 return Ok((plan.table, s, rows.to_vec()));

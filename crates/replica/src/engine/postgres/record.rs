@@ -168,7 +168,7 @@ pub async fn commit(
         // so it was not counted) is this session's, the same.
         let prepare = async {
             !n.prepared
-                && match n.client.batch_execute(&read::prepare_sql(plan, n)).await {
+                && match n.client.batch_execute(&prepare_sql(plan, n)).await {
                     Ok(()) => true,
                     Err(e) => e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_PSTATEMENT),
                 }
@@ -339,6 +339,38 @@ fn array_literal(values: &[String]) -> String {
     format!("{{{}}}", quoted.join(","))
 }
 
+/// The names of a source's position advance ([`advance_sql`]) and of its
+/// change logs' purges (`upkeep::purge_statements`, numbered from 0), once
+/// prepared on its run session: every small run's advance sends them, and
+/// planned each time they took 0.4 ms of the source's server, four times
+/// what running them took.
+const ADVANCE_STATEMENT: &str = "dugong_advance";
+const PURGE_STATEMENT: &str = "dugong_purge";
+
+/// The statement that moves `sync`'s position at a source for the target
+/// the SQL text expression `target` names to the snapshot the SQL text
+/// expression `position` gives.
+fn advance_sql(sync: &SyncName, target: &str, position: &str) -> String {
+    format!(
+        "UPDATE dugong.cursor SET snapshot = {position}::pg_snapshot, updated_at = now() WHERE sync = {} AND target = {target}",
+        quote_literal(sync.as_str())
+    )
+}
+
+/// What prepares, on `node`'s run session, what a run prepares there
+/// (`read::prepare_sql`) and, at a source, its advance and purges.
+fn prepare_sql(plan: &SyncPlan, node: &Node) -> String {
+    let mut sql = read::prepare_sql(plan, node);
+    if node.source {
+        let advance = advance_sql(plan.name(), "$1::text", "$2::text");
+        sql.push_str(&format!("PREPARE {ADVANCE_STATEMENT} (text, text) AS {advance};\n"));
+        for (i, purge) in upkeep::purge_statements(node).iter().enumerate() {
+            sql.push_str(&format!("PREPARE {PURGE_STATEMENT}_{i} AS {purge};\n"));
+        }
+    }
+    sql
+}
+
 /// After every database committed: moves each source's position for every
 /// target the run delivered to past the run's window (never back: a target
 /// that was ahead keeps what it had), and purges the change rows every
@@ -361,13 +393,19 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         // statement goes with the next one this database gets.
         let mut sql = String::from("BEGIN;\nSET LOCAL synchronous_commit = off;\n");
         for (target, position) in positions {
-            sql.push_str(&format!(
-                "UPDATE dugong.cursor SET snapshot = '{position}'::pg_snapshot, updated_at = now() WHERE sync = {} AND target = '{target}';\n",
-                quote_literal(sync.as_str())
-            ));
+            sql.push_str(&if node.prepared {
+                format!("EXECUTE {ADVANCE_STATEMENT}('{target}', '{position}');\n")
+            } else {
+                format!("{};\n", advance_sql(sync, &format!("'{target}'"), &format!("'{position}'")))
+            });
         }
         if *purge == Purge::Inline {
-            sql.push_str(&upkeep::purge_sql(node));
+            if node.prepared {
+                let count = upkeep::purge_statements(node).len();
+                sql.extend((0..count).map(|i| format!("EXECUTE {PURGE_STATEMENT}_{i};\n")));
+            } else {
+                sql.push_str(&upkeep::purge_sql(node));
+            }
         }
         sql.push_str("COMMIT;\n");
         held.push((w.db, sql));

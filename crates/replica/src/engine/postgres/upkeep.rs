@@ -119,25 +119,33 @@ fn start(node: &mut Node, purge: bool) {
 /// A table some sync holds is never purged: its change rows are what ships
 /// when the hold is lifted.
 pub(crate) fn purge_sql(node: &Node) -> String {
+    purge_statements(node).iter().map(|sql| format!("{sql};\n")).collect()
+}
+
+/// The statements of [`purge_sql`], one per change log and the truncates'.
+pub(crate) fn purge_statements(node: &Node) -> Vec<String> {
     let shipped_by_all = "(d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
          OR NOT EXISTS (SELECT 1 FROM dugong.cursor c WHERE NOT pg_visible_in_snapshot(d.dugong_txid, c.snapshot)))";
-    let mut sql = String::new();
-    for (table, c) in &node.captures {
-        sql.push_str(&format!(
-            "DELETE FROM {} d WHERE {shipped_by_all}
-               AND NOT EXISTS (SELECT 1 FROM dugong.held h WHERE h.table_schema = {} AND h.table_name = {});\n",
-            c.delta,
-            quote_literal(&table.schema),
-            quote_literal(&table.name)
-        ));
-    }
-    sql.push_str(&format!(
+    let mut statements: Vec<String> = node
+        .captures
+        .iter()
+        .map(|(table, c)| {
+            format!(
+                "DELETE FROM {} d WHERE {shipped_by_all}
+               AND NOT EXISTS (SELECT 1 FROM dugong.held h WHERE h.table_schema = {} AND h.table_name = {})",
+                c.delta,
+                quote_literal(&table.schema),
+                quote_literal(&table.name)
+            )
+        })
+        .collect();
+    statements.push(format!(
         "DELETE FROM dugong.truncate_log d WHERE {shipped_by_all}
            AND NOT EXISTS (SELECT 1 FROM dugong.held h JOIN dugong.captured t
                              ON t.table_schema = h.table_schema AND t.table_name = h.table_name
-                           WHERE t.id = d.table_id);\n"
+                           WHERE t.id = d.table_id)"
     ));
-    sql
+    statements
 }
 
 /// Vacuums the change logs: after a purge they are mostly dead rows that every
