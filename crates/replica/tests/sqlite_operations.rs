@@ -194,10 +194,13 @@ async fn the_daemon_replicates_sqlite_syncs_and_stops_cleanly() {
     let shutdown = CancellationToken::new();
     let options = DaemonOptions { heartbeat: Duration::from_millis(200), ..DaemonOptions::default() };
     let daemon = tokio::spawn(daemon::run(config.clone(), options, shutdown.clone()));
-    // Capture is installed by the daemon: wait for it, then write.
+    // Capture is installed by the daemon: wait for it on both sites (a row
+    // written on a site before its triggers exist is never captured), then
+    // write.
     wait_for("capture installed", Duration::from_secs(20), || async {
         assert!(!daemon.is_finished(), "the daemon stopped early");
-        (sites.count(0, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'") == 3).then_some(())
+        let triggers = |site| sites.count(site, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'");
+        (triggers(0) == 3 && triggers(1) == 3).then_some(())
     })
     .await;
     sites.exec(0, "INSERT INTO t VALUES (1, 'from 0')");
