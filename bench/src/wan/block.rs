@@ -14,6 +14,7 @@ use crate::system::System;
 use crate::workloads::{catchup, lag, rows};
 use anyhow::Context;
 use dugong_testkit::{DelayLink, LinkCounts};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a started system may take to move its first probe row.
@@ -33,6 +34,9 @@ pub struct Block<'a> {
     pub delay: Duration,
     pub rep: usize,
     pub clock: Instant,
+    /// Where each lag workload's rows are written (`--keep`: the work
+    /// directory, beside the replicator's logs).
+    pub samples: Option<&'a Path>,
 }
 
 impl Block<'_> {
@@ -51,6 +55,20 @@ impl Block<'_> {
         schema::reset_system(self.sites, self.system).await
     }
 
+    /// Writes the lag workload's rows, one per line: the commit's wall-clock
+    /// time in Unix seconds and the row's lag in ms, to line up slow rows
+    /// with what the replicator's log says it did then.
+    fn write_samples(&self, dir: &Path, l: &lag::Lag) -> anyhow::Result<()> {
+        let name = format!("lag-{}-{}ms-r{}.txt", self.system.db(), self.delay.as_millis(), self.rep);
+        let mut text = String::with_capacity(l.samples.len() * 24);
+        for (wall, lag) in &l.samples {
+            let at = wall.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            text.push_str(&format!("{at:.6} {lag:.3}\n"));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
     async fn measure(
         &self,
         replicators: &mut Replicators,
@@ -63,6 +81,9 @@ impl Block<'_> {
         let before = link.counts();
         let lag_started = Instant::now();
         let l = lag::run(sites, system, scale, rep).await?;
+        if let Some(dir) = self.samples {
+            self.write_samples(dir, &l)?;
+        }
         let during = link.counts().since(&before);
         let per_s = during.round_trips as f64 / lag_started.elapsed().as_secs_f64().max(1e-9);
         let complete = l.arrived == l.rows;

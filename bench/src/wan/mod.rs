@@ -71,7 +71,9 @@ pub struct Args {
     /// the link, as native's subscriber does).
     #[arg(long, env = "DUGONG_BENCH_DUGONG_AT", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     dugong_at: u8,
-    /// Keep the work directory (configs, replicator logs) after the run.
+    /// Keep the work directory (configs, replicator logs, and each lag
+    /// workload's rows: commit time and lag, `lag-<db>-<delay>ms-r<rep>.txt`)
+    /// after the run.
     #[arg(long, env = "DUGONG_BENCH_KEEP")]
     keep: bool,
     /// An extra postgresql.conf setting for both clusters, NAME=VALUE (repeatable).
@@ -192,7 +194,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     system.label(),
                     plan::loadavg()
                 );
-                let block = Block { sites: &sites, options: &options, system, delay: *delay, rep, clock };
+                let samples = options.keep.then(|| workdir.path());
+                let block = Block { sites: &sites, options: &options, system, delay: *delay, rep, clock, samples };
                 if let Err(e) = block.run(&mut replicators, &mut results).await {
                     results.error(format!("{} at {} ms, repetition {rep}: {e:#}", system.label(), delay.as_millis()));
                     let _ = replicators.finish(&sites, system).await;

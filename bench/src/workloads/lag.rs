@@ -17,7 +17,7 @@ use anyhow::Context;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const POLL_EVERY: Duration = Duration::from_millis(1);
 
@@ -33,13 +33,18 @@ pub struct Lag {
     pub arrived: usize,
     /// Transactions per second the writer achieved.
     pub rate: f64,
+    /// Every row that arrived, in commit order: when its INSERT returned
+    /// (wall clock, to line up with a replicator's log) and its lag in ms.
+    pub samples: Vec<(SystemTime, f64)>,
 }
 
-/// A committed row: its id, its `at` as text, and when its INSERT returned.
+/// A committed row: its id, its `at` as text, and when its INSERT returned
+/// (on the monotonic clock the lag is taken on, and on the wall clock).
 struct Committed {
     id: String,
     at: String,
     when: Instant,
+    wall: SystemTime,
 }
 
 #[derive(Default)]
@@ -76,8 +81,8 @@ pub async fn run(sites: &Sites, system: System, scale: &Scale, rep: usize) -> an
                 tokio::time::sleep_until(start + interval * i as u32).await;
                 let payload = &payloads[i % payloads.len()];
                 let row = writer.query_one(&insert, &[&tag, payload]).await.context("writing a lag row")?;
-                let when = Instant::now();
-                lock(&shared).committed.push(Committed { id: row.get(0), at: row.get(1), when });
+                let (when, wall) = (Instant::now(), SystemTime::now());
+                lock(&shared).committed.push(Committed { id: row.get(0), at: row.get(1), when, wall });
             }
             lock(&shared).writer_done = true;
             Ok::<f64, anyhow::Error>(n as f64 / start.elapsed().as_secs_f64().max(1e-9))
@@ -126,11 +131,12 @@ pub async fn run(sites: &Sites, system: System, scale: &Scale, rep: usize) -> an
     // writer that failed.
     let (rate, seen) = tokio::try_join!(write, watch)?;
     let s = lock(&shared);
-    let mut lags: Vec<f64> = s
+    let samples: Vec<(SystemTime, f64)> = s
         .committed
         .iter()
-        .filter_map(|c| seen.get(&c.id).map(|v| v.saturating_duration_since(c.when).as_secs_f64() * 1000.0))
+        .filter_map(|c| seen.get(&c.id).map(|v| (c.wall, v.saturating_duration_since(c.when).as_secs_f64() * 1000.0)))
         .collect();
+    let mut lags: Vec<f64> = samples.iter().map(|(_, lag)| *lag).collect();
     lags.sort_by(f64::total_cmp);
     Ok(Lag {
         p50_ms: percentile(&lags, 50.0),
@@ -140,6 +146,7 @@ pub async fn run(sites: &Sites, system: System, scale: &Scale, rep: usize) -> an
         rows: s.committed.len(),
         arrived: lags.len(),
         rate,
+        samples,
     })
 }
 
