@@ -1,5 +1,5 @@
 //! The tables a sync replicates: chosen from what a database's catalog holds
-//! (any engine describes its tables as [`CatalogRow`]s), and the check that
+//! (any engine describes its tables as `CatalogRow`s), and the check that
 //! every database of the sync describes them the same way.
 
 use crate::error::ReplicaError;
@@ -27,7 +27,7 @@ pub struct TableInfo {
     pub key_constraint: String,
     /// Every column's type is one of PostgreSQL's own base types whose binary
     /// form carries the value itself, so rows can be copied in COPY's binary
-    /// format between servers of one major version (see [`CatalogRow::binary`]).
+    /// format between servers of one major version (see `CatalogRow::binary`).
     pub binary_copy: bool,
 }
 
