@@ -428,6 +428,31 @@ async fn small_runs_ship_the_rows_read_ahead_with_their_window() {
     assert_eq!(sites.assert_same("SELECT v FROM t WHERE id = 10").await, vec!["few"]);
 }
 
+/// A source that wins some keys and loses others in the same run: every site
+/// ends with each key's winner, whether the rows go in one flight (the
+/// source's rows looked up key by key, less the keys it lost) or are
+/// streamed with COPY.
+#[tokio::test]
+async fn a_source_ships_only_the_keys_it_won_in_one_flight_or_streamed() {
+    let sites = Sites::new("won_keys", 2, "CREATE TABLE t (id int PRIMARY KEY, v text)").await;
+    let config = sites.master_master();
+    let mut p = prepare(&config).await;
+    sites.client(0).batch_execute("INSERT INTO t SELECT g, 'start' FROM generate_series(1, 4) g").await.unwrap();
+    sync_all(&mut p).await;
+    for (round, one_flight_rows) in [(1, 1000), (2, 0)] {
+        let limits = RunLimits { one_flight_rows, ..Default::default() };
+        sites.client(0).batch_execute(&format!("UPDATE t SET v = 'site0 {round}' WHERE id IN (1, 3)")).await.unwrap();
+        sites.client(1).batch_execute(&format!("UPDATE t SET v = 'site1 {round}' WHERE id IN (1, 4)")).await.unwrap();
+        let outcomes = run_until_idle(&mut p, limits).await;
+        assert_eq!(outcomes.iter().map(|o| o.conflicts.len()).sum::<usize>(), 1, "round {round}: {outcomes:?}");
+        assert_eq!(
+            sites.assert_same("SELECT id, v FROM t ORDER BY id").await,
+            [format!("1|site1 {round}"), "2|start".to_string(), format!("3|site0 {round}"), format!("4|site1 {round}")],
+            "round {round}"
+        );
+    }
+}
+
 /// A small run's reading is planned once per session, and its rows are found
 /// key by key whatever the server thinks of the table: here a table whose
 /// statistics are stale (it grew by thousands of rows since the plans were
