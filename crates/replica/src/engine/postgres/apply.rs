@@ -10,6 +10,7 @@
 //! targets, whose one COPY backend bounds a catch-up, need not parse them from
 //! text. Otherwise they travel as text.
 
+use super::capture::delta_key_columns;
 use super::format::{CopyFormat, RowCounter};
 use super::node::{Node, Postgres, Window};
 use super::read::{as_literals, changed_rows_sql, column_list, key_list, opened, Lookup};
@@ -50,8 +51,7 @@ fn select_sql(table: &TableInfo, plan: &TablePlan<TextKey>, source: &Node, windo
     let except = match plan.lost.get(&source.id) {
         Some(lost) => {
             let lost: Vec<&TextKey> = lost.iter().collect();
-            let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
-            format!(" AND ({}) NOT IN (VALUES {})", kcols.join(", "), key_values(table, &lost))
+            format!(" AND ({}) NOT IN (VALUES {})", delta_key_columns(table).join(", "), key_values(table, &lost))
         }
         None => String::new(),
     };

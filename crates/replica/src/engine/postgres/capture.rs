@@ -583,12 +583,18 @@ pub async fn build_txid_indexes(client: &Client, db: DbId, unindexed: &[Capture]
     result.and(unlocked.map(|_| ()))
 }
 
+/// The key columns of `table`'s change log, `k0`, `k1`, …, one per key
+/// column of the table, in its order.
+pub(crate) fn delta_key_columns(table: &TableInfo) -> Vec<String> {
+    (0..table.key.len()).map(|i| format!("k{i}")).collect()
+}
+
 /// The delta table, the capture function and the four triggers of one table,
 /// each created only when missing (the function is replaced, which is cheap).
 fn capture_sql(id: i32, table: &TableInfo, index_now: bool) -> String {
     let delta = delta_name(id);
     let function = format!("dugong.{}", quote_ident(&format!("capture_{id}")));
-    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let kcols = delta_key_columns(table);
     let kdefs: Vec<String> =
         table.key.iter().enumerate().map(|(i, c)| format!("k{i} {} NOT NULL", c.type_sql)).collect();
     let src_cols: Vec<String> = table.key.iter().map(|c| quote_ident(&c.name)).collect();

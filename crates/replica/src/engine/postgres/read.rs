@@ -6,7 +6,7 @@
 //! the batch bound — never "ids above the highest seen", which loses changes
 //! because transactions commit out of id order (see `snapshot`).
 
-use super::capture::Capture;
+use super::capture::{delta_key_columns, Capture};
 use super::flight;
 use super::node::{run_error, Ahead, Node, Postgres, Window};
 use super::snapshot::{choose_bound, BatchBounds, Snapshot};
@@ -69,7 +69,7 @@ pub(crate) fn changed_rows_sql(
     except: &str,
     lookup: Lookup,
 ) -> String {
-    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let kcols = delta_key_columns(table);
     let changed = format!("FROM {delta} WHERE {} AND dugong_txid < {bound}{except}", not_shipped(cursor));
     match lookup {
         Lookup::Planned => format!(
@@ -426,7 +426,8 @@ async fn read_source(
         && plan.tables.iter().any(|t| node.captures.contains_key(&t.name))
         && (node.prepared || flight::far(node));
     let ahead_limit = limits.one_flight_rows.saturating_add(1);
-    let (window, counts, ahead) = if node.prepared && node.sweep.is_empty() {
+    let prepared = node.prepared && node.sweep.is_empty();
+    let (window, counts, ahead) = if prepared {
         (
             format!("EXECUTE {READ_STATEMENT}('{cursor}', {rows_per_batch}, {count})"),
             Some(format!("EXECUTE {COUNT_STATEMENT}('{cursor}', {})", xid8_or_null(early_bound))),
@@ -440,13 +441,16 @@ async fn read_source(
             ahead.then(|| rows_ahead_sql(plan, node, &cursor, &ahead_limit.to_string())).flatten(),
         )
     };
-    let mut reads = format!("{window};\n");
-    reads.extend(counts.iter().chain(&ahead).map(|sql| format!("{sql};\n")));
-    if node.prepared && node.sweep.is_empty() {
-        reads = format!("{};\n", generic(reads.trim_end_matches(";\n")));
-    }
-    let sql =
-        format!("{}{BEGIN_RUN}{}; {reads}", node.deferred.as_deref().unwrap_or_default(), flight::chain_guard(pg, id));
+    let mut reads = vec![window.as_str()];
+    reads.extend(counts.as_deref());
+    reads.extend(ahead.as_deref());
+    let reads = reads.join(";\n");
+    let reads = if prepared { generic(&reads) } else { reads };
+    let sql = format!(
+        "{}{BEGIN_RUN}{}; {reads};\n",
+        node.deferred.as_deref().unwrap_or_default(),
+        flight::chain_guard(pg, id)
+    );
     let messages = node.client.simple_query(&sql).await.on_db(id, || "starting the run".into())?;
     let mut rows = rows(&messages);
     let row = rows.next().ok_or_else(|| ReplicaError::Protocol { db: id, message: "no snapshot returned".into() })?;
@@ -543,7 +547,7 @@ fn rows_ahead_sql(plan: &SyncPlan, node: &Node, cursor: &str, limit: &str) -> Op
             "few{i} AS (SELECT count(*) < {limit} AS yes FROM (SELECT 1 FROM {delta} WHERE {window} LIMIT {limit}) c)"
         ));
         let few = format!("(SELECT yes FROM few{i})");
-        let kcols: Vec<String> = (0..table.key.len()).map(|k| format!("k{k}")).collect();
+        let kcols = delta_key_columns(table);
         let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
         parts.push(format!(
             "SELECT 'r' AS kind, {i} AS i, l.r AS v FROM ({}) l WHERE {few}
@@ -756,7 +760,7 @@ async fn read_table_keys(
 ) -> Result<ChangedKeys<TextKey>, ReplicaError> {
     let (cursor, bound) = window.range(&table.name);
     let bound = bound.to_string();
-    let kcols: Vec<String> = (0..table.key.len()).map(|i| format!("k{i}")).collect();
+    let kcols = delta_key_columns(table);
     let ktext: Vec<String> = kcols.iter().map(|k| format!("{k}::text")).collect();
     let (extra, having) = match how {
         KeyRead::Resolve => {

@@ -401,8 +401,7 @@ pub async fn advance(pg: &mut Postgres, sync: &SyncName) -> Result<(), ReplicaEr
         }
         if *purge == Purge::Inline {
             if node.prepared {
-                let count = upkeep::purge_statements(node).len();
-                sql.extend((0..count).map(|i| format!("EXECUTE {PURGE_STATEMENT}_{i};\n")));
+                sql.extend((0..upkeep::purge_count(node)).map(|i| format!("EXECUTE {PURGE_STATEMENT}_{i};\n")));
             } else {
                 sql.push_str(&upkeep::purge_sql(node));
             }

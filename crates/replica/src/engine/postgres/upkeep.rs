@@ -122,6 +122,12 @@ pub(crate) fn purge_sql(node: &Node) -> String {
     purge_statements(node).iter().map(|sql| format!("{sql};\n")).collect()
 }
 
+/// How many statements [`purge_statements`] makes: one per change log, and
+/// the truncates'.
+pub(crate) fn purge_count(node: &Node) -> usize {
+    node.captures.len() + 1
+}
+
 /// The statements of [`purge_sql`], one per change log and the truncates'.
 pub(crate) fn purge_statements(node: &Node) -> Vec<String> {
     let shipped_by_all = "(d.dugong_txid < (SELECT min(pg_snapshot_xmin(c.snapshot)) FROM dugong.cursor c) \
