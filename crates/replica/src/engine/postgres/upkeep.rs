@@ -85,6 +85,7 @@ fn start(node: &mut Node, purge: bool) {
     let purge_sql = purge.then(|| purge_sql(node));
     let give_back = node.upkeep.start(purge);
     let vacuum_sql = vacuum_sql(node, give_back);
+    let left_sql = give_back.then(|| left_behind_sql(node));
     let database: Database = node.database.clone();
     let db = node.id;
     node.upkeep_task = Some(tokio::spawn(async move {
@@ -104,11 +105,44 @@ fn start(node: &mut Node, purge: bool) {
             }
             tracing::debug!(db = %db, ms = clock.elapsed().as_millis() as u64, "purged the change logs");
         }
-        match client.batch_execute(&vacuum_sql).await {
-            Ok(()) => tracing::debug!(db = %db, ms = clock.elapsed().as_millis() as u64, "vacuumed the change logs"),
-            Err(e) => tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not vacuum the change logs"),
+        if let Err(e) = client.batch_execute(&vacuum_sql).await {
+            tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not vacuum the change logs");
+            return;
+        }
+        tracing::debug!(db = %db, ms = clock.elapsed().as_millis() as u64, "vacuumed the change logs");
+        if let Some(sql) = left_sql {
+            give_back_what_is_left(&client, db, &sql).await;
         }
     }));
+}
+
+/// How many more times a give-back vacuum goes over a change log it emptied
+/// that still holds pages.
+const GIVE_BACK_RETRIES: usize = 3;
+
+/// Vacuums again the change logs a give-back vacuum emptied but could not
+/// shrink to nothing. A vacuum does not wait for a page a poll has pinned at
+/// that moment: it leaves that page's dead rows, and the truncation stops
+/// there, keeping every page below it. Going over the few pages left, once
+/// the poll has moved on, gives them back.
+async fn give_back_what_is_left(client: &tokio_postgres::Client, db: dugong_core::DbId, left_sql: &str) {
+    for _ in 0..GIVE_BACK_RETRIES {
+        let tables: Vec<String> = match client.query(left_sql, &[]).await {
+            Ok(rows) => rows.iter().map(|row| row.get(0)).collect(),
+            Err(e) => {
+                tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not size the change logs");
+                return;
+            }
+        };
+        if tables.is_empty() {
+            return;
+        }
+        if let Err(e) = client.batch_execute(&format!("VACUUM {}", tables.join(", "))).await {
+            tracing::debug!(db = %db, error = %crate::describe_pg(&e), "could not vacuum the change logs again");
+            return;
+        }
+        tracing::debug!(db = %db, logs = tables.len(), "vacuumed again the change logs left with pages");
+    }
 }
 
 /// Deletes the change rows every configured sync has shipped. A change older
@@ -154,12 +188,34 @@ pub(crate) fn purge_statements(node: &Node) -> Vec<String> {
     statements
 }
 
+/// The change logs (as names to vacuum) that hold pages but no rows: what a
+/// give-back vacuum left behind.
+fn left_behind_sql(node: &Node) -> String {
+    change_logs(node)
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT {} WHERE pg_relation_size({}::regclass) > 0 AND NOT EXISTS (SELECT 1 FROM {t})",
+                quote_literal(t),
+                quote_literal(t)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// Vacuums the change logs: after a purge they are mostly dead rows that every
 /// poll would scan until autovacuum came by. With `give_back`, the emptied
 /// pages at the end go back to the system.
 fn vacuum_sql(node: &Node, give_back: bool) -> String {
+    let options = if give_back { "" } else { "(TRUNCATE false) " };
+    format!("VACUUM {options}{}", change_logs(node).join(", "))
+}
+
+/// `node`'s change logs, as names to vacuum: one per captured table, and the
+/// truncates'.
+fn change_logs(node: &Node) -> Vec<&str> {
     let mut tables: Vec<&str> = node.captures.values().map(|c| c.delta.as_str()).collect();
     tables.push("dugong.truncate_log");
-    let options = if give_back { "" } else { "(TRUNCATE false) " };
-    format!("VACUUM {options}{}", tables.join(", "))
+    tables
 }
