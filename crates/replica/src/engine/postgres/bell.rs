@@ -57,10 +57,12 @@ const APPLICATION_NAME: &str = "dugong doorbell";
 /// Serialises the publication's upkeep between replicators ("dugong" + 1).
 const PUBLISH_LOCK: i64 = 0x6475_676f_6e68;
 
-/// How long after starting the bell connects: its connections and the
-/// slot's creation then go beside the replicator's first run, which ships
+/// How long after starting the bell connects at the latest: its connections
+/// and the slot's creation go after the replicator's first run, which ships
 /// what waited while no replicator ran, not in its way (across a WAN every
-/// round trip before that run counts). The daemon polls meanwhile.
+/// round trip before that run counts). The daemon polls meanwhile, and lets
+/// the bell go as soon as that run is done ([`Doorbell::rest`]), so a bell
+/// nearby rings within milliseconds of the start rather than this long after.
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// How often the bell confirms what it heard when the server does not ask.
@@ -110,6 +112,9 @@ pub struct Doorbell {
     state: Arc<Mutex<BellState>>,
     cancel: CancellationToken,
     rest: watch::Sender<bool>,
+    /// Lets the bell connect before [`SETTLE`] is over: the first time it
+    /// is asked to ring.
+    settled: Arc<Notify>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -119,23 +124,58 @@ impl Doorbell {
     /// commits. Retries after failures, every 10 s, or every 60 s when an
     /// operator must change something (logged once at WARN).
     pub fn start(config: Arc<Config>, db: DbId, ring: Arc<Notify>, cancel: CancellationToken) -> Doorbell {
-        Doorbell::ringing_with(config, db, Arc::new(move || ring.notify_one()), cancel)
+        Doorbell::start_settling(config, db, ring, cancel, SETTLE)
+    }
+
+    /// [`Doorbell::start`], connecting `settle` after starting at the latest
+    /// (or once asked to ring: [`Doorbell::rest`]); the daemon's bells settle
+    /// half a second.
+    pub fn start_settling(
+        config: Arc<Config>,
+        db: DbId,
+        ring: Arc<Notify>,
+        cancel: CancellationToken,
+        settle: Duration,
+    ) -> Doorbell {
+        Doorbell::ringing_with(config, db, Arc::new(move || ring.notify_one()), cancel, settle)
     }
 
     /// Starts the bell with `ring` called on every ring.
-    fn ringing_with(config: Arc<Config>, db: DbId, ring: Ring, cancel: CancellationToken) -> Doorbell {
+    fn ringing_with(
+        config: Arc<Config>,
+        db: DbId,
+        ring: Ring,
+        cancel: CancellationToken,
+        settle: Duration,
+    ) -> Doorbell {
         let state = Arc::new(Mutex::new(BellState::Starting));
         let cancel = cancel.child_token();
         let (rest, resting) = watch::channel(false);
-        let bell = Bell { config, db, ring, state: state.clone(), cancel: cancel.clone(), resting };
+        let settled = Arc::new(Notify::new());
+        let bell = Bell {
+            config,
+            db,
+            ring,
+            state: state.clone(),
+            cancel: cancel.clone(),
+            resting,
+            settle,
+            settled: settled.clone(),
+        };
         let task = tokio::spawn(bell.run());
-        Doorbell { db, state, cancel, rest, task: Some(task) }
+        Doorbell { db, state, cancel, rest, settled, task: Some(task) }
     }
 
     /// Asks the bell to rest — end its stream and slot, so the server stops
     /// decoding WAL for it — or, with `false`, to ring again; it then rings
-    /// once as soon as it listens, for what committed while it rested.
+    /// once as soon as it listens, for what committed while it rested. The
+    /// daemon asks after every run: after its first, a bell still settling
+    /// connects at once.
     pub fn rest(&self, resting: bool) {
+        if !resting {
+            // A permit kept by `notify_one`: only the first wait takes it.
+            self.settled.notify_one();
+        }
         self.rest.send_if_modified(|r| std::mem::replace(r, resting) != resting);
     }
 
@@ -237,6 +277,10 @@ struct Bell {
     cancel: CancellationToken,
     /// Whether the replicator asks the bell to rest.
     resting: watch::Receiver<bool>,
+    /// How long after starting it connects at the latest ([`SETTLE`]).
+    settle: Duration,
+    /// The replicator's first run is done: connect without settling longer.
+    settled: Arc<Notify>,
 }
 
 /// How a session ended without failing.
@@ -249,7 +293,8 @@ impl Bell {
     async fn run(mut self) {
         tokio::select! {
             _ = self.cancel.cancelled() => return self.set(BellState::Off("stopped".into())),
-            _ = tokio::time::sleep(SETTLE) => {}
+            _ = tokio::time::sleep(self.settle) => {}
+            _ = self.settled.notified() => {}
         }
         let mut said: Option<String> = None;
         // A bell that cannot ring keeps saying so (Off, with its reason)

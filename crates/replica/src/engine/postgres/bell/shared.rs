@@ -81,7 +81,7 @@ pub fn subscribe(config: &Arc<Config>, db: DbId, ring: &Arc<Notify>) -> Subscrip
                 let listeners: Arc<Mutex<Vec<Listener>>> = Arc::default();
                 let fan_out = listeners.clone();
                 let ring = Arc::new(move || lock(&fan_out).iter().for_each(|l| l.ring.notify_one()));
-                let bell = Doorbell::ringing_with(config.clone(), db, ring, CancellationToken::new());
+                let bell = Doorbell::ringing_with(config.clone(), db, ring, CancellationToken::new(), super::SETTLE);
                 let shared = Arc::new(Shared { key: key.clone(), bell: Mutex::new(Some(bell)), listeners });
                 bells.insert(key, Arc::downgrade(&shared));
                 shared
