@@ -24,6 +24,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 /// window holds no tail of the workload.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
 
+/// How long Dugong's doorbells may take to stream before the lag workload
+/// starts without them (they never do without `wal_level = logical`).
+const BELLS_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the first-row poller looks on site 1.
 const FIRST_ROW_POLL: Duration = Duration::from_millis(1);
 
@@ -77,6 +81,9 @@ impl Block<'_> {
     ) -> anyhow::Result<()> {
         let (sites, system, rep, scale) = (self.sites, self.system, self.rep, &self.options.scale);
         replicators.start_and_wait(sites, system, PROBE_TIMEOUT).await?;
+        if system == System::Dugong {
+            self.wait_for_bells().await?;
+        }
 
         let before = link.counts();
         let lag_started = Instant::now();
@@ -204,6 +211,40 @@ impl Block<'_> {
                 let ms = (sent - started).as_secs_f64() * 1000.0;
                 return Ok(FirstRow { ms, counts: link.counts().since(&before), complete: false });
             }
+        }
+    }
+
+    /// Waits until Dugong's doorbell streams from both sites, so that its lag
+    /// is that of a replicator running as it does all day, as native's is
+    /// (its subscription streams before its probe row arrives). Without the
+    /// bells, the first rows would be found by polling. Logs when they do
+    /// not stream in time and goes on: the figures then say what polling
+    /// alone does.
+    async fn wait_for_bells(&self) -> anyhow::Result<()> {
+        let db = self.system.db();
+        let clients = [self.sites.connect(0, db).await?, self.sites.connect(1, db).await?];
+        let deadline = Instant::now() + BELLS_TIMEOUT;
+        loop {
+            let mut streaming = 0;
+            for client in &clients {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_replication
+                         WHERE application_name = 'dugong doorbell' AND state = 'streaming'",
+                        &[],
+                    )
+                    .await
+                    .context("looking for Dugong's doorbell walsenders")?;
+                streaming += usize::from(row.get::<_, i64>(0) > 0);
+            }
+            if streaming == clients.len() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.log(&format!("the doorbells did not stream within {BELLS_TIMEOUT:?}: lag measured while polling"));
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

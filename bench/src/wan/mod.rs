@@ -161,6 +161,7 @@ const METHOD: &[&str] = &[
     "workload writers write site 0 and pollers read site 1 directly: only replication crosses the link",
     "one replicator runs at a time; each block starts from empty events tables and change logs; systems rotate per delay and repetition",
     "lag: one writer commits single-row INSERTs at 200 tx/s; a poller on site 1 sends a query every 1 ms; lag = send time of the first poll that returned the row - time the INSERT returned",
+    "lag starts once each system runs as it does all day: native once its probe row arrived (its subscription streams); Dugong once its probe rows arrived and its doorbells stream from both sites (pg_stat_replication, application 'dugong doorbell'; logged, and measured polling, if they do not within 10 s)",
     "round trips per transaction: the link's round trips (a client speaking again after the server answered, per connection) during the lag workload divided by its transactions",
     "idle: 1 s after the lag workload's last row arrived, the link's round trips per second and Dugong's CPU (utime+stime of /proc/<pid>/stat, percent of one core) over the idle window",
     "first row: replicator stopped (Dugong: process exited after SIGTERM; native: subscription disabled and its apply worker gone), one row written on site 0, clock and round-trip count start when the replicator is started, stop when a 1 ms poll on site 1 returns the row",
