@@ -277,9 +277,8 @@ async fn a_resting_bell_gives_its_slot_back_and_rings_at_once_when_woken() {
 }
 
 /// A bell waits before it connects, so that its connections and slot do not
-/// stand in the way of the replicator's first run; asked to ring (as the
-/// daemon asks after every run, the first included), it connects at once.
-/// Here it would otherwise wait an hour.
+/// stand in the way of the replicator's first run; told that run is done, it
+/// connects at once. Here it would otherwise wait an hour.
 #[tokio::test]
 async fn a_settling_bell_asked_to_ring_connects_at_once() {
     let site = Site::new(logical_cluster(), "bell_settles").await;
@@ -288,7 +287,7 @@ async fn a_settling_bell_asked_to_ring_connects_at_once() {
     let hour = Duration::from_secs(3600);
     let bell = Doorbell::start_settling(site.config.clone(), DbId(0), ring.clone(), cancel.clone(), hour);
     assert_eq!(bell.state(), BellState::Starting);
-    bell.rest(false);
+    bell.settled();
     ringing(&bell).await;
     insert_and_hear(&site, &ring, 1).await;
     bell.stop().await;

@@ -414,6 +414,7 @@ impl SyncTask {
         let mut last_orphan_check: Option<std::time::Instant> = None;
         let mut applied_since_orphan_check = false;
         let mut ran = false;
+        let mut bells_settled = false;
         let mut retries = 0u32;
         let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         let mut poll = Poll::new(self.options.poll_interval, self.options.idle_poll_interval);
@@ -475,6 +476,12 @@ impl SyncTask {
                     }
                     // Before any wait: a woken bell needs a moment to listen.
                     rung.rest(poll.bells_rest());
+                    // A run done and confirmed (across a WAN a commit may
+                    // still be on its way): the bells may connect.
+                    if !bells_settled && !outcome.in_flight {
+                        rung.settled();
+                        bells_settled = true;
+                    }
                     if !outcome.empty {
                         last_heartbeat = Some(std::time::Instant::now());
                     } else if last_heartbeat.is_none_or(|t| t.elapsed() >= self.options.heartbeat) {
@@ -598,6 +605,13 @@ struct Rung<'a> {
 impl Rung<'_> {
     fn all_ringing(&self) -> bool {
         self.bells.is_some_and(engine::Bells::all_ringing)
+    }
+
+    /// Lets bells still waiting to connect do so.
+    fn settled(&self) {
+        if let Some(bells) = self.bells {
+            bells.settled();
+        }
     }
 
     /// Lets the bells rest while the sync is busy, or wakes them.

@@ -55,6 +55,9 @@ pub trait Bell: Send + std::marker::Sync {
     /// server does for it — while the daemon is busy and finds changes at
     /// every poll, so needs no ring; `false` asks it to ring again.
     fn rest(&self, resting: bool);
+    /// Lets it connect now if it still waits to: the daemon's first run is
+    /// done and confirmed, so its connections are in nobody's way.
+    fn settled(&self);
     /// Stops it and waits until its connection has ended (and with it what
     /// the server kept for it).
     fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -83,6 +86,13 @@ impl Bells {
     pub fn rest(&self, resting: bool) {
         for bell in &self.bells {
             bell.rest(resting);
+        }
+    }
+
+    /// Lets every bell still waiting to connect do so ([`Bell::settled`]).
+    pub fn settled(&self) {
+        for bell in &self.bells {
+            bell.settled();
         }
     }
 

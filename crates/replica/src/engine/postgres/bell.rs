@@ -61,8 +61,9 @@ const PUBLISH_LOCK: i64 = 0x6475_676f_6e68;
 /// and the slot's creation go after the replicator's first run, which ships
 /// what waited while no replicator ran, not in its way (across a WAN every
 /// round trip before that run counts). The daemon polls meanwhile, and lets
-/// the bell go as soon as that run is done ([`Doorbell::rest`]), so a bell
-/// nearby rings within milliseconds of the start rather than this long after.
+/// the bell go as soon as that run is done and confirmed
+/// ([`Doorbell::settled`]), so a bell nearby rings within milliseconds of the
+/// start rather than this long after.
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// How often the bell confirms what it heard when the server does not ask.
@@ -112,8 +113,7 @@ pub struct Doorbell {
     state: Arc<Mutex<BellState>>,
     cancel: CancellationToken,
     rest: watch::Sender<bool>,
-    /// Lets the bell connect before [`SETTLE`] is over: the first time it
-    /// is asked to ring.
+    /// Lets the bell connect before [`SETTLE`] is over.
     settled: Arc<Notify>,
     task: Option<JoinHandle<()>>,
 }
@@ -128,8 +128,8 @@ impl Doorbell {
     }
 
     /// [`Doorbell::start`], connecting `settle` after starting at the latest
-    /// (or once asked to ring: [`Doorbell::rest`]); the daemon's bells settle
-    /// half a second.
+    /// (or once [`Doorbell::settled`]); the daemon's bells settle half a
+    /// second.
     pub fn start_settling(
         config: Arc<Config>,
         db: DbId,
@@ -168,15 +168,16 @@ impl Doorbell {
 
     /// Asks the bell to rest — end its stream and slot, so the server stops
     /// decoding WAL for it — or, with `false`, to ring again; it then rings
-    /// once as soon as it listens, for what committed while it rested. The
-    /// daemon asks after every run: after its first, a bell still settling
-    /// connects at once.
+    /// once as soon as it listens, for what committed while it rested.
     pub fn rest(&self, resting: bool) {
-        if !resting {
-            // A permit kept by `notify_one`: only the first wait takes it.
-            self.settled.notify_one();
-        }
         self.rest.send_if_modified(|r| std::mem::replace(r, resting) != resting);
+    }
+
+    /// Lets a bell still settling connect now: the replicator's first run is
+    /// done and confirmed, so its connections are in nobody's way.
+    pub fn settled(&self) {
+        // A permit `notify_one` keeps: the bell takes it when it gets there.
+        self.settled.notify_one();
     }
 
     /// Whether it rings now.

@@ -114,6 +114,14 @@ impl Subscription {
         shared.rest_if_all();
     }
 
+    /// Lets the bell connect now, if it still settles ([`Doorbell::settled`]).
+    pub fn settled(&self) {
+        let Some(shared) = &self.shared else { return };
+        if let Some(bell) = lock(&shared.bell).as_ref() {
+            bell.settled();
+        }
+    }
+
     /// The database it listens to.
     pub fn db(&self) -> DbId {
         self.db
@@ -154,6 +162,10 @@ impl crate::engine::Bell for Subscription {
 
     fn rest(&self, resting: bool) {
         Subscription::rest(self, resting);
+    }
+
+    fn settled(&self) {
+        Subscription::settled(self);
     }
 
     fn stop(self: Box<Self>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
