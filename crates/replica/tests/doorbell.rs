@@ -280,7 +280,7 @@ async fn a_resting_bell_gives_its_slot_back_and_rings_at_once_when_woken() {
 /// stand in the way of the replicator's first run; told that run is done, it
 /// connects at once. Here it would otherwise wait an hour.
 #[tokio::test]
-async fn a_settling_bell_asked_to_ring_connects_at_once() {
+async fn a_settling_bell_told_the_first_run_is_done_connects_at_once() {
     let site = Site::new(logical_cluster(), "bell_settles").await;
     let ring = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
